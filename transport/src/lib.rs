@@ -1,0 +1,6 @@
+//! Volley
+#![allow(missing_docs)]
+pub mod status;
+pub mod wire;
+pub use status::{Code, Status};
+pub use wire::{Metadata, MethodId};

@@ -1,0 +1,81 @@
+//! Errors found while decoding bytes from a peer.
+
+use std::fmt;
+
+use super::FrameKind;
+
+/// Why bytes from a peer are not a valid frame. Every variant is a protocol error by the peer;
+/// `protocol` maps it to a status code and decides whether the call or the connection ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The connection did not start with the Volley preface magic.
+    BadPreface,
+    /// The peer speaks a protocol version this build does not.
+    UnsupportedVersion(u16),
+    /// The frame header names a kind this build does not know.
+    UnknownKind(u8),
+    /// The declared payload length is over the receiver's max frame size.
+    FrameTooLarge {
+        /// The length the header declared.
+        len: u32,
+        /// The receiver's limit.
+        max: u32,
+    },
+    /// The header's reserved bytes are not zero.
+    ReservedNotZero,
+    /// A connection-level frame (settings, ping, pong, goaway) names a call id other than 0.
+    ControlFrameOnCall(FrameKind),
+    /// A call frame names call id 0, which is reserved for the connection.
+    CallFrameOnConnection(FrameKind),
+    /// The payload is shorter than the fixed part the kind needs.
+    Truncated(FrameKind),
+    /// The payload has bytes after everything the kind defines.
+    TrailingBytes(FrameKind),
+    /// A metadata block is malformed (bad key byte, empty key, length past the block).
+    BadMetadata,
+    /// A metadata block is over the receiver's limit.
+    MetadataTooLarge {
+        /// The block's length in bytes.
+        len: usize,
+        /// The receiver's limit.
+        max: usize,
+    },
+    /// A status message or goaway reason is not UTF-8.
+    BadUtf8,
+    /// A credit frame grants zero bytes.
+    ZeroCredit,
+    /// A settings frame's length is not a multiple of 6, or a setting's value is out of range.
+    BadSettings,
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadPreface => f.write_str("the peer did not send the Volley preface; is it a Volley peer?"),
+            Self::UnsupportedVersion(v) => write!(
+                f,
+                "the peer speaks protocol version {v}, this build speaks {}; upgrade the older side",
+                super::PROTOCOL_VERSION
+            ),
+            Self::UnknownKind(k) => write!(f, "unknown frame kind {k:#04x}"),
+            Self::FrameTooLarge { len, max } => {
+                write!(f, "frame of {len} bytes is over the max frame size of {max}; raise max_frame_size on both sides or send smaller messages")
+            }
+            Self::ReservedNotZero => f.write_str("reserved header bytes are not zero"),
+            Self::ControlFrameOnCall(k) => write!(f, "{k:?} frame must use call id 0"),
+            Self::CallFrameOnConnection(k) => write!(f, "{k:?} frame must name a call (id 0 is the connection)"),
+            Self::Truncated(k) => write!(f, "{k:?} frame payload is too short"),
+            Self::TrailingBytes(k) => write!(f, "{k:?} frame payload has trailing bytes"),
+            Self::BadMetadata => f.write_str("malformed metadata block"),
+            Self::MetadataTooLarge { len, max } => {
+                write!(f, "metadata block of {len} bytes is over the limit of {max}; send less metadata or raise max_metadata_size")
+            }
+            Self::BadUtf8 => f.write_str("status message or goaway reason is not UTF-8"),
+            Self::ZeroCredit => f.write_str("credit frame grants zero bytes"),
+            Self::BadSettings => f.write_str("malformed settings frame"),
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
