@@ -1,5 +1,6 @@
 //! Volley
 #![allow(missing_docs)]
+pub mod protocol;
 pub mod status;
 pub mod wire;
 pub use status::{Code, Status};

@@ -1,0 +1,66 @@
+//! Limits and timeouts of one connection, each with its default and the reason for it.
+
+use std::time::Duration;
+
+use super::RateBudget;
+use crate::wire::Settings;
+
+/// How long a peer has, from accept, to send its preface and settings (5 s): long enough for a
+/// loaded client, short enough that idle sockets cannot hold server slots.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long without a frame from the peer before we ping it (none by default on servers; clients
+/// set it through `Channel`).
+pub const DEFAULT_KEEPALIVE_INTERVAL: Option<Duration> = None;
+
+/// How long a keepalive ping may go unanswered before the peer is declared dead (10 s).
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pings received faster than the announced minimum interval that close the connection (3):
+/// a misconfigured client is warned twice by the count, a flood is stopped.
+pub const DEFAULT_MAX_PING_STRIKES: u32 = 3;
+
+/// Cancels a peer may send: a burst of 1,000, refilled at 200 per second. A busy legitimate
+/// client cancels far less; a rapid-reset flood (thousands per second) exhausts it in seconds.
+pub const DEFAULT_CANCEL_BUDGET: RateBudget = RateBudget { burst: 1_000, per_second: 200 };
+
+/// Error replies Volley generates for a peer's bad frames or refused calls: a burst of 1,000,
+/// refilled at 100 per second, so a peer cannot make us do unbounded work by misbehaving.
+pub const DEFAULT_ERROR_BUDGET: RateBudget = RateBudget { burst: 1_000, per_second: 100 };
+
+/// A metadata block this many times over the limit closes the connection instead of failing
+/// only the call (4): a slightly-too-large block is a bug, a huge one is abuse.
+pub const METADATA_ABUSE_FACTOR: usize = 4;
+
+/// Everything that configures one side of a connection.
+#[derive(Clone, Debug)]
+pub struct ConnectionConfig {
+    /// The settings we announce (and enforce on what we receive).
+    pub settings: Settings,
+    /// See [`DEFAULT_HANDSHAKE_TIMEOUT`].
+    pub handshake_timeout: Duration,
+    /// See [`DEFAULT_KEEPALIVE_INTERVAL`].
+    pub keepalive_interval: Option<Duration>,
+    /// See [`DEFAULT_KEEPALIVE_TIMEOUT`].
+    pub keepalive_timeout: Duration,
+    /// See [`DEFAULT_MAX_PING_STRIKES`].
+    pub max_ping_strikes: u32,
+    /// See [`DEFAULT_CANCEL_BUDGET`].
+    pub cancel_budget: RateBudget,
+    /// See [`DEFAULT_ERROR_BUDGET`].
+    pub error_budget: RateBudget,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self {
+            settings: Settings::default(),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            max_ping_strikes: DEFAULT_MAX_PING_STRIKES,
+            cancel_budget: DEFAULT_CANCEL_BUDGET,
+            error_budget: DEFAULT_ERROR_BUDGET,
+        }
+    }
+}

@@ -1,0 +1,583 @@
+//! The sans-IO connection state machine.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use super::budget::Bucket;
+use super::calls::{CallState, CallTable};
+use super::{ConnectionConfig, ConnectionError, ConnectionErrorReason as Reason, Event, METADATA_ABUSE_FACTOR};
+use crate::status::{Code, Status};
+use crate::wire::{CallHead, CallId, Frame, GoAway, PREFACE_LEN, Preface, Settings, StatusFrame, WireError};
+
+/// Which end of the connection this is. Clients open calls; servers answer them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Opens calls.
+    Client,
+    /// Answers calls.
+    Server,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    AwaitingPreface,
+    AwaitingSettings,
+    Open,
+    Closed,
+}
+
+/// Control frames waiting to be written. Each kind holds at most one pending frame, except call
+/// frames, which are bounded by the open calls and the error budget.
+#[derive(Debug, Default)]
+struct Control {
+    preface_and_settings: bool,
+    pong: Option<u64>,
+    ping: Option<u64>,
+    goaway: Option<GoAway>,
+    call_frames: VecDeque<Frame>,
+}
+
+/// One side of a Volley connection, without IO.
+///
+/// It takes the peer's preface and frames ([`Connection::handle_preface`],
+/// [`Connection::handle_frame`]), local commands ([`Connection::open_call`],
+/// [`Connection::cancel_call`], [`Connection::finish_call`], [`Connection::go_away`]) and the
+/// current time, and yields frames to send ([`Connection::poll_transmit`]), events for the
+/// application ([`Connection::poll_event`]) and the next instant it must be woken at
+/// ([`Connection::poll_timeout`]). It never reads a clock, touches a socket or spawns.
+///
+/// Call frames carrying messages are encoded by the driver straight into its write buffer, after
+/// the state machine has approved the command; control frames come from `poll_transmit`.
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: ConnectionConfig,
+    phase: Phase,
+    peer_settings: Settings,
+    calls: CallTable,
+    /// (client) The id the next call gets.
+    next_call_id: u64,
+    /// (server) The highest call id the peer opened.
+    highest_peer_call: CallId,
+    goaway_sent: Option<CallId>,
+    goaway_received: Option<CallId>,
+    control: Control,
+    events: VecDeque<Event>,
+    started_at: Instant,
+    last_received_at: Instant,
+    ping_outstanding: Option<(u64, Instant)>,
+    next_ping_payload: u64,
+    last_peer_ping_at: Option<Instant>,
+    ping_strikes: u32,
+    cancels: Bucket,
+    errors: Bucket,
+    scratch: Vec<CallId>,
+}
+
+impl Connection {
+    /// A connection that has sent nothing yet; its preface and settings are the first thing
+    /// [`Connection::poll_transmit`] writes.
+    pub fn new(role: Role, config: ConnectionConfig, now: Instant) -> Self {
+        let capacity = (config.settings.max_concurrent_calls as usize).min(64 * 1024);
+        Self {
+            role,
+            phase: Phase::AwaitingPreface,
+            peer_settings: Settings::default(),
+            calls: CallTable::with_capacity(capacity),
+            next_call_id: 1,
+            highest_peer_call: CallId::CONNECTION,
+            goaway_sent: None,
+            goaway_received: None,
+            control: Control { preface_and_settings: true, ..Control::default() },
+            events: VecDeque::with_capacity(64),
+            started_at: now,
+            last_received_at: now,
+            ping_outstanding: None,
+            next_ping_payload: 1,
+            last_peer_ping_at: None,
+            ping_strikes: 0,
+            cancels: Bucket::new(config.cancel_budget),
+            errors: Bucket::new(config.error_budget),
+            scratch: Vec::new(),
+            config,
+        }
+    }
+
+    /// This side's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The settings we announce.
+    pub fn local_settings(&self) -> &Settings {
+        &self.config.settings
+    }
+
+    /// The peer's settings (the defaults until its settings frame arrives).
+    pub fn peer_settings(&self) -> &Settings {
+        &self.peer_settings
+    }
+
+    /// Whether the handshake is complete (the peer's settings arrived).
+    pub fn is_established(&self) -> bool {
+        self.phase == Phase::Open
+    }
+
+    /// Whether the connection has failed or been closed; nothing more will be accepted.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Calls currently open.
+    pub fn open_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Ids of the calls currently open, in no particular order.
+    pub fn open_call_ids(&self) -> impl Iterator<Item = CallId> + '_ {
+        self.calls.ids()
+    }
+
+    /// Whether a GoAway was sent or received, so no new calls start here.
+    pub fn is_draining(&self) -> bool {
+        self.goaway_sent.is_some() || self.goaway_received.is_some()
+    }
+
+    /// Takes the peer's 8-byte preface.
+    pub fn handle_preface(&mut self, raw: &[u8; PREFACE_LEN]) -> Result<(), ConnectionError> {
+        let result = Preface::decode(raw).and_then(|preface| preface.check_version()).map_err(|err| {
+            let code = if matches!(err, WireError::UnsupportedVersion(_)) { Code::FailedPrecondition } else { Code::Internal };
+            ConnectionError { code, reason: Reason::Wire(err) }
+        });
+        match result {
+            Ok(()) if self.phase == Phase::AwaitingPreface => {
+                self.phase = Phase::AwaitingSettings;
+                Ok(())
+            }
+            Ok(()) => self.fail(ConnectionError::protocol(Reason::BadHandshake)),
+            Err(err) => self.fail(err),
+        }
+    }
+
+    /// Takes a decoding error from the driver: the connection fails with a GoAway naming it.
+    pub fn handle_wire_error(&mut self, err: WireError) -> ConnectionError {
+        match self.fail(err.into()) {
+            Err(err) => err,
+            Ok(()) => unreachable!("fail always returns Err"),
+        }
+    }
+
+    /// Takes one frame from the peer.
+    pub fn handle_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ConnectionError> {
+        if self.phase == Phase::Closed {
+            return Ok(());
+        }
+        self.last_received_at = now;
+        match self.dispatch(frame, now) {
+            Ok(()) => Ok(()),
+            Err(err) => self.fail(err),
+        }
+    }
+
+    fn dispatch(&mut self, frame: Frame, now: Instant) -> Result<(), ConnectionError> {
+        match (self.phase, frame) {
+            (Phase::AwaitingSettings, Frame::Settings(settings)) => {
+                self.peer_settings = settings;
+                self.phase = Phase::Open;
+                Ok(())
+            }
+            (Phase::AwaitingPreface | Phase::AwaitingSettings, _) | (_, Frame::Settings(_)) => Err(ConnectionError::protocol(Reason::BadHandshake)),
+            (_, Frame::Ping { payload }) => self.on_ping(payload, now),
+            (_, Frame::Pong { payload }) => {
+                if self.ping_outstanding.is_some_and(|(sent, _)| sent == payload) {
+                    self.ping_outstanding = None;
+                    self.events.push_back(Event::PongReceived);
+                }
+                Ok(())
+            }
+            (_, Frame::GoAway(goaway)) => self.on_goaway(goaway),
+            (_, Frame::Credit { call_id, .. }) => self.check_known(call_id),
+            (_, frame) => match self.role {
+                Role::Server => self.on_server_frame(frame, now),
+                Role::Client => self.on_client_frame(frame),
+            },
+        }
+    }
+
+    fn on_ping(&mut self, payload: u64, now: Instant) -> Result<(), ConnectionError> {
+        let min = std::time::Duration::from_millis(u64::from(self.config.settings.min_ping_interval_ms));
+        let too_soon = self.last_peer_ping_at.is_some_and(|last| now.saturating_duration_since(last) < min);
+        self.last_peer_ping_at = Some(now);
+        if too_soon {
+            self.ping_strikes += 1;
+            if self.ping_strikes >= self.config.max_ping_strikes {
+                return Err(ConnectionError::calm(Reason::TooManyPings));
+            }
+        } else {
+            self.ping_strikes = 0;
+        }
+        // At most one pong pending: a newer ping replaces an unanswered one.
+        self.control.pong = Some(payload);
+        Ok(())
+    }
+
+    fn on_goaway(&mut self, goaway: GoAway) -> Result<(), ConnectionError> {
+        let last = goaway.last_call_id;
+        self.goaway_received = Some(self.goaway_received.map_or(last, |prev| prev.min(last)));
+        if self.role == Role::Client {
+            let mut refused = std::mem::take(&mut self.scratch);
+            self.calls.drain_above(last, &mut refused);
+            for call_id in refused.drain(..) {
+                let status = Status::unavailable("the server is going away and did not start this call; retry on a new connection");
+                self.events.push_back(Event::Finished { call_id, status });
+            }
+            self.scratch = refused;
+        }
+        self.events.push_back(Event::GoAway { last_call_id: last });
+        if goaway.code != Code::Ok {
+            return Err(ConnectionError { code: Code::Unavailable, reason: Reason::PeerGoAway(goaway.reason_str().to_owned()) });
+        }
+        Ok(())
+    }
+
+    /// A frame for `call_id` that is not open: fine if the call existed (a race with its end),
+    /// a protocol error if it never did.
+    fn check_known(&self, call_id: CallId) -> Result<(), ConnectionError> {
+        let highest = match self.role {
+            Role::Server => self.highest_peer_call,
+            Role::Client => CallId(self.next_call_id - 1),
+        };
+        if call_id > highest { Err(ConnectionError::protocol(Reason::UnknownCall(call_id.0))) } else { Ok(()) }
+    }
+
+    fn on_server_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ConnectionError> {
+        match frame {
+            Frame::Request { call_id, head, message, end_stream } => self.on_request(call_id, head, message, end_stream, now),
+            Frame::Message { call_id, message, end_stream } => {
+                if self.accept_inbound(call_id, end_stream, now)? {
+                    self.events.push_back(Event::Message { call_id, message, end_stream });
+                }
+                Ok(())
+            }
+            Frame::EndOfStream { call_id } => {
+                if self.accept_inbound(call_id, true, now)? {
+                    self.events.push_back(Event::EndOfStream { call_id });
+                }
+                Ok(())
+            }
+            Frame::Cancel { call_id } => {
+                if !self.cancels.try_spend(now) {
+                    return Err(ConnectionError::calm(Reason::TooManyCancels));
+                }
+                if self.calls.remove(call_id).is_some() {
+                    self.events.push_back(Event::Cancelled { call_id });
+                    Ok(())
+                } else {
+                    self.check_known(call_id)
+                }
+            }
+            other => Err(ConnectionError::protocol(Reason::WrongDirection(other.kind()))),
+        }
+    }
+
+    fn on_request(&mut self, call_id: CallId, head: CallHead, message: Option<Bytes>, end_stream: bool, now: Instant) -> Result<(), ConnectionError> {
+        if call_id <= self.highest_peer_call {
+            return Err(ConnectionError::protocol(Reason::ReusedCallId(call_id.0)));
+        }
+        self.highest_peer_call = call_id;
+        let max_metadata = self.config.settings.max_metadata_size as usize;
+        let metadata_len = head.metadata.encoded_len() + 2;
+        if metadata_len > max_metadata.saturating_mul(METADATA_ABUSE_FACTOR) {
+            return Err(ConnectionError::calm(Reason::MetadataAbuse { len: metadata_len, max: max_metadata }));
+        }
+        let refusal = if self.goaway_sent.is_some() {
+            Some((Code::Unavailable, "the server is shutting down and did not start this call; retry on a new connection"))
+        } else if self.calls.len() >= self.config.settings.max_concurrent_calls as usize {
+            Some((Code::ResourceExhausted, "too many concurrent calls on this connection; retry later or open another connection"))
+        } else if metadata_len > max_metadata {
+            Some((Code::ResourceExhausted, "call metadata is over the server's max_metadata_size; send less metadata"))
+        } else {
+            None
+        };
+        if let Some((code, message)) = refusal {
+            return self.queue_status(call_id, code, message, now);
+        }
+        self.calls.insert(call_id, CallState { local_open: true, remote_open: !end_stream, head_received: true });
+        self.events.push_back(Event::Request { call_id, head, message, end_stream });
+        Ok(())
+    }
+
+    /// Checks that the peer may still send on `call_id`; `Ok(false)` means drop the frame.
+    fn accept_inbound(&mut self, call_id: CallId, end_stream: bool, now: Instant) -> Result<bool, ConnectionError> {
+        let Some(state) = self.calls.get_mut(call_id) else {
+            self.check_known(call_id)?;
+            return Ok(false);
+        };
+        if !state.remote_open || !state.head_received {
+            // The peer broke the call's sequence: end the call, keep the connection.
+            self.calls.remove(call_id);
+            match self.role {
+                Role::Server => {
+                    self.events.push_back(Event::Cancelled { call_id });
+                    self.queue_status(call_id, Code::Internal, "protocol error: frame after the end of the request stream", now)?;
+                }
+                Role::Client => {
+                    let status = Status::internal("protocol error: the server sent a frame out of sequence on this call");
+                    self.events.push_back(Event::Finished { call_id, status });
+                    self.queue_call_frame(Frame::Cancel { call_id }, now)?;
+                }
+            }
+            return Ok(false);
+        }
+        if end_stream {
+            state.remote_open = false;
+        }
+        Ok(true)
+    }
+
+    fn on_client_frame(&mut self, frame: Frame) -> Result<(), ConnectionError> {
+        match frame {
+            Frame::Response { call_id, metadata, message, end_stream } => {
+                let Some(state) = self.calls.get_mut(call_id) else {
+                    return self.check_known(call_id);
+                };
+                if state.head_received {
+                    self.calls.remove(call_id);
+                    let status = Status::internal("protocol error: the server sent a second response head");
+                    self.events.push_back(Event::Finished { call_id, status });
+                    self.control.call_frames.push_back(Frame::Cancel { call_id });
+                    return Ok(());
+                }
+                state.head_received = true;
+                if end_stream {
+                    self.calls.remove(call_id);
+                }
+                self.events.push_back(Event::Response { call_id, metadata, message, end_stream });
+                Ok(())
+            }
+            Frame::Message { call_id, message, end_stream } => {
+                let Some(state) = self.calls.get_mut(call_id) else {
+                    return self.check_known(call_id);
+                };
+                if !state.head_received {
+                    self.calls.remove(call_id);
+                    let status = Status::internal("protocol error: the server sent a message before the response head");
+                    self.events.push_back(Event::Finished { call_id, status });
+                    self.control.call_frames.push_back(Frame::Cancel { call_id });
+                    return Ok(());
+                }
+                if end_stream {
+                    state.remote_open = false;
+                }
+                self.events.push_back(Event::Message { call_id, message, end_stream });
+                Ok(())
+            }
+            Frame::Status { call_id, status } => {
+                if self.calls.remove(call_id).is_none() {
+                    return self.check_known(call_id);
+                }
+                let StatusFrame { code, metadata, .. } = &status;
+                let status = Status::with_metadata(*code, status.message_str(), metadata.clone());
+                self.events.push_back(Event::Finished { call_id, status });
+                Ok(())
+            }
+            Frame::EndOfStream { call_id } => {
+                if let Some(state) = self.calls.get_mut(call_id) {
+                    state.remote_open = false;
+                    self.events.push_back(Event::EndOfStream { call_id });
+                    Ok(())
+                } else {
+                    self.check_known(call_id)
+                }
+            }
+            other => Err(ConnectionError::protocol(Reason::WrongDirection(other.kind()))),
+        }
+    }
+
+    fn queue_status(&mut self, call_id: CallId, code: Code, message: &'static str, now: Instant) -> Result<(), ConnectionError> {
+        let status = StatusFrame { code, message: Bytes::from_static(message.as_bytes()), metadata: Default::default() };
+        self.queue_call_frame(Frame::Status { call_id, status }, now)
+    }
+
+    /// Queues a frame we generate in answer to the peer, charged to the error budget.
+    fn queue_call_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ConnectionError> {
+        if !self.errors.try_spend(now) {
+            return Err(ConnectionError::calm(Reason::TooManyErrors));
+        }
+        self.control.call_frames.push_back(frame);
+        Ok(())
+    }
+
+    /// Ends the connection: queues a GoAway naming the error (unless one with an error was sent)
+    /// and refuses everything after. Always returns `Err(err)`.
+    fn fail(&mut self, err: ConnectionError) -> Result<(), ConnectionError> {
+        if self.phase != Phase::Closed {
+            self.phase = Phase::Closed;
+            let reason = err.reason.to_string();
+            let mut reason = reason.into_bytes();
+            reason.truncate(crate::wire::MAX_STATUS_MESSAGE_LEN);
+            let reason = String::from_utf8_lossy(&reason).into_owned();
+            self.control.goaway = Some(GoAway { last_call_id: self.highest_peer_call, code: err.code, reason: Bytes::from(reason) });
+            self.calls.clear();
+        }
+        Err(err)
+    }
+
+    // ----- local commands -----
+
+    /// (client) Opens a call and returns its id; the driver then writes the Request frame.
+    /// Fails with UNAVAILABLE once the connection is closing and RESOURCE_EXHAUSTED at the peer's
+    /// concurrency limit (callers normally wait for a slot before calling this).
+    pub fn open_call(&mut self, end_stream: bool) -> Result<CallId, Status> {
+        debug_assert_eq!(self.role, Role::Client);
+        if self.phase == Phase::Closed || self.goaway_received.is_some() {
+            return Err(Status::unavailable("the connection is closing; retry on a new connection"));
+        }
+        if self.calls.len() >= self.peer_settings.max_concurrent_calls as usize {
+            return Err(Status::resource_exhausted("the server's max concurrent calls are in use; retry when a call finishes"));
+        }
+        let call_id = CallId(self.next_call_id);
+        self.next_call_id += 1;
+        self.calls.insert(call_id, CallState { local_open: !end_stream, remote_open: true, head_received: false });
+        Ok(call_id)
+    }
+
+    /// (client) Abandons a call that has not finished: a Cancel frame is queued. Returns whether
+    /// the call was still open.
+    pub fn cancel_call(&mut self, call_id: CallId) -> bool {
+        if self.calls.remove(call_id).is_none() || self.phase == Phase::Closed {
+            return false;
+        }
+        self.control.call_frames.push_back(Frame::Cancel { call_id });
+        true
+    }
+
+    /// Records that we half-close `call_id` (the driver writes the frame with END_STREAM).
+    /// Returns whether the call was open for sending.
+    pub fn close_local(&mut self, call_id: CallId) -> bool {
+        let open = match self.calls.get_mut(call_id) {
+            Some(state) if state.local_open => {
+                state.local_open = false;
+                true
+            }
+            _ => false,
+        };
+        if self.role == Role::Server {
+            // A server's final frame ends the call whatever the client still sends.
+            self.calls.remove(call_id);
+        } else {
+            self.calls.retire_if_done(call_id);
+        }
+        open
+    }
+
+    /// (server) Records that the call ends now (the driver writes its final Response or Status).
+    /// Returns `false` when the call is no longer open (cancelled, or the connection failed), in
+    /// which case nothing must be written.
+    pub fn finish_call(&mut self, call_id: CallId) -> bool {
+        self.phase != Phase::Closed && self.calls.remove(call_id).is_some()
+    }
+
+    /// (server) Starts a graceful shutdown: a GoAway with code OK and the last accepted call id
+    /// is queued; later calls are refused with UNAVAILABLE; open calls run to the end.
+    pub fn go_away(&mut self, reason: &'static str) {
+        if self.goaway_sent.is_none() && self.phase != Phase::Closed {
+            self.goaway_sent = Some(self.highest_peer_call);
+            let reason = Bytes::from_static(reason.as_bytes());
+            self.control.goaway = Some(GoAway { last_call_id: self.highest_peer_call, code: Code::Ok, reason });
+        }
+    }
+
+    // ----- output -----
+
+    /// Writes every pending control frame into `dst`; returns the number of frames written.
+    pub fn poll_transmit(&mut self, dst: &mut BytesMut) -> usize {
+        let mut frames = 0;
+        if std::mem::take(&mut self.control.preface_and_settings) {
+            dst.extend_from_slice(&Preface::CURRENT.encode());
+            Frame::Settings(self.config.settings).encode(dst);
+            frames += 1;
+        }
+        if let Some(payload) = self.control.pong.take() {
+            Frame::Pong { payload }.encode(dst);
+            frames += 1;
+        }
+        if let Some(payload) = self.control.ping.take() {
+            Frame::Ping { payload }.encode(dst);
+            frames += 1;
+        }
+        while let Some(frame) = self.control.call_frames.pop_front() {
+            frame.encode(dst);
+            frames += 1;
+        }
+        if let Some(goaway) = self.control.goaway.take() {
+            Frame::GoAway(goaway).encode(dst);
+            frames += 1;
+        }
+        frames
+    }
+
+    /// Whether [`Connection::poll_transmit`] has anything to write.
+    pub fn has_transmit(&self) -> bool {
+        let c = &self.control;
+        c.preface_and_settings || c.pong.is_some() || c.ping.is_some() || c.goaway.is_some() || !c.call_frames.is_empty()
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ----- time -----
+
+    /// The next instant [`Connection::handle_timeout`] must be called at, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.phase == Phase::Closed {
+            return None;
+        }
+        if self.phase != Phase::Open {
+            return Some(self.started_at + self.config.handshake_timeout);
+        }
+        match self.ping_outstanding {
+            Some((_, sent_at)) => Some(sent_at + self.config.keepalive_timeout),
+            None => self.keepalive_interval().map(|interval| self.last_received_at + interval),
+        }
+    }
+
+    fn keepalive_interval(&self) -> Option<std::time::Duration> {
+        let peer_min = std::time::Duration::from_millis(u64::from(self.peer_settings.min_ping_interval_ms));
+        self.config.keepalive_interval.map(|interval| interval.max(peer_min))
+    }
+
+    /// Acts on the clock: handshake timeout, keepalive pings, dead-peer detection.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ConnectionError> {
+        if self.phase == Phase::Closed {
+            return Ok(());
+        }
+        if self.phase != Phase::Open {
+            if now >= self.started_at + self.config.handshake_timeout {
+                return self.fail(ConnectionError { code: Code::Unavailable, reason: Reason::HandshakeTimeout });
+            }
+            return Ok(());
+        }
+        match self.ping_outstanding {
+            Some((_, sent_at)) if now >= sent_at + self.config.keepalive_timeout => {
+                self.fail(ConnectionError { code: Code::Unavailable, reason: Reason::KeepaliveTimeout })
+            }
+            Some(_) => Ok(()),
+            None => {
+                if let Some(interval) = self.keepalive_interval() {
+                    if now >= self.last_received_at + interval {
+                        let payload = self.next_ping_payload;
+                        self.next_ping_payload = self.next_ping_payload.wrapping_add(1);
+                        self.control.ping = Some(payload);
+                        self.ping_outstanding = Some((payload, now));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}

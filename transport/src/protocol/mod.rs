@@ -1,0 +1,21 @@
+//! The protocol core: a sans-IO state machine for one connection.
+//!
+//! Like quinn-proto, [`Connection`] does no IO, reads no clock and spawns nothing: drivers feed
+//! it bytes-turned-frames, commands and the current time, and carry out what it yields. That
+//! keeps every protocol rule testable without sockets (see `transport/tests/protocol.rs`).
+
+mod budget;
+mod calls;
+mod config;
+mod connection;
+mod error;
+mod event;
+
+pub use budget::RateBudget;
+pub use config::{
+    ConnectionConfig, DEFAULT_CANCEL_BUDGET, DEFAULT_ERROR_BUDGET, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT,
+    DEFAULT_MAX_PING_STRIKES, METADATA_ABUSE_FACTOR,
+};
+pub use connection::{Connection, Role};
+pub use error::{ConnectionError, ConnectionErrorReason};
+pub use event::Event;

@@ -1,0 +1,405 @@
+//! Protocol tests: two sans-IO connections wired back to back with a simulated clock, no sockets.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use volley::protocol::{Connection, ConnectionConfig, ConnectionErrorReason, Event, Role};
+use volley::wire::{CallHead, CallId, Frame, PREFACE_LEN, StatusFrame, WireError, decode_frame};
+use volley::{Code, Metadata, MethodId};
+
+/// One side of a [`Pair`]: its connection and the bytes it has received but not yet parsed.
+struct Side {
+    conn: Connection,
+    inbox: BytesMut,
+    preface_seen: bool,
+    error: Option<volley::protocol::ConnectionError>,
+}
+
+impl Side {
+    fn new(role: Role, config: ConnectionConfig, now: Instant) -> Self {
+        Self { conn: Connection::new(role, config, now), inbox: BytesMut::new(), preface_seen: false, error: None }
+    }
+
+    /// Parses and handles everything in the inbox.
+    fn receive(&mut self, now: Instant) {
+        if !self.preface_seen && self.inbox.len() >= PREFACE_LEN {
+            let raw = self.inbox.split_to(PREFACE_LEN);
+            self.preface_seen = true;
+            if let Err(err) = self.conn.handle_preface(raw[..].try_into().unwrap()) {
+                self.error = Some(err);
+                return;
+            }
+        }
+        while self.error.is_none() {
+            match decode_frame(&mut self.inbox, self.conn.local_settings().max_frame_size) {
+                Ok(Some(frame)) => {
+                    if let Err(err) = self.conn.handle_frame(frame, now) {
+                        self.error = Some(err);
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => self.error = Some(self.conn.handle_wire_error(err)),
+            }
+        }
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.conn.poll_event()).collect()
+    }
+}
+
+/// A client and a server connected back to back, with a clock the test moves.
+struct Pair {
+    client: Side,
+    server: Side,
+    now: Instant,
+}
+
+impl Pair {
+    fn new() -> Self {
+        Self::with_configs(ConnectionConfig::default(), ConnectionConfig::default())
+    }
+
+    fn with_configs(client: ConnectionConfig, server: ConnectionConfig) -> Self {
+        // The one clock read in these tests: an origin for simulated time.
+        let epoch = Instant::now();
+        let mut pair = Self { client: Side::new(Role::Client, client, epoch), server: Side::new(Role::Server, server, epoch), now: epoch };
+        pair.drive();
+        pair
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        let now = self.now;
+        for side in [&mut self.client, &mut self.server] {
+            if side.conn.poll_timeout().is_some_and(|at| at <= now) {
+                if let Err(err) = side.conn.handle_timeout(now) {
+                    side.error = Some(err);
+                }
+            }
+        }
+    }
+
+    /// Moves bytes both ways until neither side has anything to send.
+    fn drive(&mut self) {
+        loop {
+            let mut moved = false;
+            let mut buf = BytesMut::new();
+            if self.client.conn.poll_transmit(&mut buf) > 0 {
+                self.server.inbox.extend_from_slice(&buf);
+                moved = true;
+            }
+            buf.clear();
+            if self.server.conn.poll_transmit(&mut buf) > 0 {
+                self.client.inbox.extend_from_slice(&buf);
+                moved = true;
+            }
+            self.client.receive(self.now);
+            self.server.receive(self.now);
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    /// Sends raw bytes from the client side, as a driver would after `open_call`.
+    fn client_sends(&mut self, frame: Frame) {
+        frame.encode(&mut self.server.inbox);
+        self.server.receive(self.now);
+        self.drive();
+    }
+
+    /// Hands the server a frame a hostile client wrote by hand, without driving the client, and
+    /// returns what the server answers.
+    fn server_answers_raw(&mut self, frame: Frame) -> Vec<Frame> {
+        frame.encode(&mut self.server.inbox);
+        self.server.receive(self.now);
+        let mut out = BytesMut::new();
+        self.server.conn.poll_transmit(&mut out);
+        std::iter::from_fn(|| decode_frame(&mut out, u32::MAX).unwrap()).collect()
+    }
+
+    fn server_sends(&mut self, frame: Frame) {
+        frame.encode(&mut self.client.inbox);
+        self.client.receive(self.now);
+        self.drive();
+    }
+
+    fn unary_request(&mut self, message: &'static [u8]) -> CallId {
+        let call_id = self.client.conn.open_call(true).expect("call opens");
+        self.client_sends(request(call_id, message));
+        call_id
+    }
+}
+
+fn request(call_id: CallId, message: &'static [u8]) -> Frame {
+    let head = CallHead { method_id: MethodId::from_name("/test.Echo/Say"), ..CallHead::default() };
+    Frame::Request { call_id, head, message: Some(Bytes::from_static(message)), end_stream: true }
+}
+
+fn response(call_id: CallId, message: &'static [u8]) -> Frame {
+    Frame::Response { call_id, metadata: Metadata::new(), message: Some(Bytes::from_static(message)), end_stream: true }
+}
+
+fn goaway_reason(side: &Side) -> String {
+    side.error.as_ref().map(|e| e.reason.to_string()).unwrap_or_default()
+}
+
+#[test]
+fn handshake_completes_on_both_sides() {
+    let pair = Pair::new();
+    assert!(pair.client.conn.is_established());
+    assert!(pair.server.conn.is_established());
+    assert!(pair.client.error.is_none() && pair.server.error.is_none());
+}
+
+#[test]
+fn unary_call_round_trips_and_retires_on_both_sides() {
+    let mut pair = Pair::new();
+    let id = pair.unary_request(b"ping");
+    let events = pair.server.events();
+    assert!(matches!(&events[..], [Event::Request { call_id, message: Some(m), end_stream: true, .. }] if *call_id == id && m == "ping"));
+    assert!(pair.server.conn.finish_call(id));
+    pair.server_sends(response(id, b"pong"));
+    let events = pair.client.events();
+    assert!(matches!(&events[..], [Event::Response { message: Some(m), end_stream: true, .. }] if m == "pong"));
+    assert_eq!(pair.client.conn.open_calls(), 0);
+    assert_eq!(pair.server.conn.open_calls(), 0);
+}
+
+#[test]
+fn reused_call_id_closes_the_connection_with_a_goaway() {
+    let mut pair = Pair::new();
+    let id = pair.unary_request(b"a");
+    pair.client_sends(request(id, b"again"));
+    assert_eq!(pair.server.error.as_ref().unwrap().reason, ConnectionErrorReason::ReusedCallId(id.0));
+    assert!(pair.client.error.is_some(), "the client got the goaway: {}", goaway_reason(&pair.client));
+}
+
+#[test]
+fn frame_for_a_never_opened_call_is_a_protocol_error() {
+    let mut pair = Pair::new();
+    pair.client_sends(Frame::Cancel { call_id: CallId(99) });
+    assert_eq!(pair.server.error.as_ref().unwrap().reason, ConnectionErrorReason::UnknownCall(99));
+}
+
+#[test]
+fn response_for_an_unknown_id_is_a_protocol_error_on_the_client() {
+    let mut pair = Pair::new();
+    pair.server_sends(response(CallId(7), b"x"));
+    assert_eq!(pair.client.error.as_ref().unwrap().reason, ConnectionErrorReason::UnknownCall(7));
+}
+
+#[test]
+fn cancel_for_a_finished_call_is_ignored() {
+    let mut pair = Pair::new();
+    let id = pair.unary_request(b"a");
+    assert!(pair.server.conn.finish_call(id));
+    pair.client_sends(Frame::Cancel { call_id: id });
+    assert!(pair.server.error.is_none());
+}
+
+#[test]
+fn client_cancel_reaches_the_server_as_cancelled() {
+    let mut pair = Pair::new();
+    let id = pair.unary_request(b"a");
+    pair.server.events();
+    assert!(pair.client.conn.cancel_call(id));
+    pair.drive();
+    assert_eq!(pair.server.events(), vec![Event::Cancelled { call_id: id }]);
+    assert!(!pair.server.conn.finish_call(id), "a cancelled call must not be answered");
+}
+
+#[test]
+fn message_after_end_of_stream_resets_only_that_call() {
+    let mut pair = Pair::new();
+    let id = pair.unary_request(b"a");
+    pair.server.events();
+    pair.client_sends(Frame::Message { call_id: id, message: Bytes::from_static(b"late"), end_stream: false });
+    assert!(pair.server.error.is_none());
+    assert_eq!(pair.server.events(), vec![Event::Cancelled { call_id: id }]);
+    let events = pair.client.events();
+    assert!(matches!(&events[..], [Event::Finished { status, .. }] if status.code() == Code::Internal));
+}
+
+#[test]
+fn calls_over_the_concurrency_limit_are_refused_with_a_retryable_status() {
+    let mut server = ConnectionConfig::default();
+    server.settings.max_concurrent_calls = 2;
+    let mut pair = Pair::with_configs(ConnectionConfig::default(), server);
+    // A hostile client ignores the advertised limit.
+    assert!(pair.server_answers_raw(request(CallId(1), b"x")).is_empty());
+    assert!(pair.server_answers_raw(request(CallId(2), b"x")).is_empty());
+    let answer = pair.server_answers_raw(request(CallId(3), b"x"));
+    assert!(
+        matches!(&answer[..], [Frame::Status { call_id: CallId(3), status }] if status.code == Code::ResourceExhausted),
+        "{answer:?}"
+    );
+    let requests = pair.server.events().into_iter().filter(|e| matches!(e, Event::Request { .. })).count();
+    assert_eq!(requests, 2, "only two handlers may run");
+    assert!(pair.server.error.is_none());
+}
+
+#[test]
+fn metadata_over_the_limit_fails_the_call_and_far_over_closes_the_connection() {
+    let mut server = ConnectionConfig::default();
+    server.settings.max_metadata_size = 64;
+    let mut pair = Pair::with_configs(ConnectionConfig::default(), server);
+    let big = |n: usize| {
+        let mut md = Metadata::new();
+        md.insert("k", vec![b'v'; n]).unwrap();
+        md
+    };
+    let call = |id: u64, md: Metadata| Frame::Request {
+        call_id: CallId(id),
+        head: CallHead { metadata: md, ..CallHead::default() },
+        message: None,
+        end_stream: true,
+    };
+    let answer = pair.server_answers_raw(call(1, big(100)));
+    assert!(matches!(&answer[..], [Frame::Status { status, .. }] if status.code == Code::ResourceExhausted), "{answer:?}");
+    assert!(pair.server.error.is_none());
+    assert!(pair.server.events().is_empty(), "no handler for an over-limit call");
+    let answer = pair.server_answers_raw(call(2, big(1000)));
+    assert!(matches!(pair.server.error.as_ref().unwrap().reason, ConnectionErrorReason::MetadataAbuse { .. }));
+    assert!(matches!(&answer[..], [Frame::GoAway(g)] if g.code == Code::ResourceExhausted), "{answer:?}");
+}
+
+#[test]
+fn ping_flood_earns_strikes_and_closes_while_spaced_pings_never_do() {
+    let mut pair = Pair::new();
+    for _ in 0..100 {
+        pair.client_sends(Frame::Ping { payload: 1 });
+        pair.advance(Duration::from_millis(1_000));
+    }
+    assert!(pair.server.error.is_none(), "well-spaced pings are fine");
+    let mut sent = 0;
+    while pair.server.error.is_none() && sent < 10 {
+        let _ = pair.server_answers_raw(Frame::Ping { payload: 2 });
+        sent += 1;
+    }
+    assert_eq!(sent, 4, "one on-time ping, then three strikes");
+    assert_eq!(pair.server.error.as_ref().unwrap().reason, ConnectionErrorReason::TooManyPings);
+    assert_eq!(pair.server.error.as_ref().unwrap().code, Code::ResourceExhausted);
+}
+
+#[test]
+fn a_ping_flood_leaves_at_most_one_pong_pending() {
+    let mut pair = Pair::new();
+    for payload in 0..3 {
+        Frame::Ping { payload }.encode(&mut pair.server.inbox);
+    }
+    pair.server.receive(pair.now);
+    let mut out = BytesMut::new();
+    pair.server.conn.poll_transmit(&mut out);
+    let frames: Vec<_> = std::iter::from_fn(|| decode_frame(&mut out, u32::MAX).unwrap()).collect();
+    let pongs = frames.iter().filter(|f| matches!(f, Frame::Pong { .. })).count();
+    assert_eq!(pongs, 1, "{frames:?}");
+}
+
+#[test]
+fn rapid_reset_is_stopped_but_a_cancel_heavy_client_is_never_kicked() {
+    // 1,000 cancels a minute for an hour of simulated time.
+    let mut pair = Pair::new();
+    let mut next = 1u64;
+    for _ in 0..60 {
+        for _ in 0..1_000 {
+            pair.client_sends(request(CallId(next), b"x"));
+            pair.client_sends(Frame::Cancel { call_id: CallId(next) });
+            next += 1;
+            pair.advance(Duration::from_millis(60));
+        }
+        assert!(pair.server.error.is_none());
+    }
+    // Then a rapid-reset burst with no time passing.
+    for _ in 0..5_000 {
+        pair.client_sends(request(CallId(next), b"x"));
+        pair.client_sends(Frame::Cancel { call_id: CallId(next) });
+        next += 1;
+        if pair.server.error.is_some() {
+            break;
+        }
+    }
+    assert_eq!(pair.server.error.as_ref().unwrap().reason, ConnectionErrorReason::TooManyCancels);
+}
+
+#[test]
+fn handshake_timeout_closes_a_silent_peer() {
+    let epoch = Instant::now();
+    let mut server = Side::new(Role::Server, ConnectionConfig::default(), epoch);
+    let deadline = server.conn.poll_timeout().unwrap();
+    assert_eq!(deadline, epoch + volley::protocol::DEFAULT_HANDSHAKE_TIMEOUT);
+    assert!(server.conn.handle_timeout(deadline).is_err());
+    assert!(server.conn.is_closed());
+    let mut out = BytesMut::new();
+    server.conn.poll_transmit(&mut out);
+    out.advance_preface();
+    let frames = std::iter::from_fn(|| decode_frame(&mut out, u32::MAX).unwrap()).collect::<Vec<_>>();
+    assert!(matches!(frames.last(), Some(Frame::GoAway(g)) if g.code == Code::Unavailable));
+}
+
+trait AdvancePreface {
+    fn advance_preface(&mut self);
+}
+
+impl AdvancePreface for BytesMut {
+    fn advance_preface(&mut self) {
+        let _ = self.split_to(PREFACE_LEN);
+    }
+}
+
+#[test]
+fn keepalive_detects_a_dead_peer() {
+    let client = ConnectionConfig { keepalive_interval: Some(Duration::from_secs(2)), keepalive_timeout: Duration::from_secs(1), ..ConnectionConfig::default() };
+    let mut pair = Pair::with_configs(client, ConnectionConfig::default());
+    pair.advance(Duration::from_secs(2));
+    pair.drive();
+    assert!(pair.client.events().contains(&Event::PongReceived), "a live peer answers");
+    pair.advance(Duration::from_secs(2));
+    // The server is now dead: nothing is driven.
+    let mut sink = BytesMut::new();
+    pair.client.conn.poll_transmit(&mut sink);
+    pair.advance(Duration::from_secs(1));
+    assert_eq!(pair.client.error.as_ref().unwrap().reason, ConnectionErrorReason::KeepaliveTimeout);
+}
+
+#[test]
+fn bad_magic_and_version_mismatch_are_reported() {
+    let epoch = Instant::now();
+    let mut server = Side::new(Role::Server, ConnectionConfig::default(), epoch);
+    let err = server.conn.handle_preface(b"GET / HT").unwrap_err();
+    assert_eq!(err.reason, ConnectionErrorReason::Wire(WireError::BadPreface));
+    let mut server = Side::new(Role::Server, ConnectionConfig::default(), epoch);
+    let mut v2 = volley::wire::Preface { version: 2 }.encode();
+    let err = server.conn.handle_preface(&v2).unwrap_err();
+    assert_eq!(err.code, Code::FailedPrecondition);
+    assert!(err.to_string().contains("version 2"), "{err}");
+    v2[0] = 0;
+    let _ = v2;
+}
+
+#[test]
+fn graceful_goaway_refuses_later_calls_and_lets_open_calls_finish() {
+    let mut pair = Pair::new();
+    let first = pair.unary_request(b"a");
+    pair.server.conn.go_away("shutting down");
+    pair.drive();
+    let events = pair.client.events();
+    assert!(events.contains(&Event::GoAway { last_call_id: first }));
+    assert!(pair.client.conn.open_call(true).is_err(), "no new calls after goaway");
+    assert!(pair.server.conn.finish_call(first));
+    pair.server_sends(response(first, b"done"));
+    assert!(pair.client.events().iter().any(|e| matches!(e, Event::Response { call_id, .. } if *call_id == first)));
+    assert!(pair.client.error.is_none() && pair.server.error.is_none());
+}
+
+#[test]
+fn status_frame_ends_a_client_call_with_its_code_and_text() {
+    let mut pair = Pair::new();
+    let id = pair.unary_request(b"a");
+    assert!(pair.server.conn.finish_call(id));
+    let text = "line\r\nnext\ttab 🦀";
+    pair.server_sends(Frame::Status { call_id: id, status: StatusFrame { code: Code::NotFound, message: Bytes::from(text), metadata: Metadata::new() } });
+    let events = pair.client.events();
+    assert!(matches!(&events[..], [Event::Finished { status, .. }] if status.code() == Code::NotFound && status.message() == text));
+}
