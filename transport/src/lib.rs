@@ -1,7 +1,19 @@
 //! Volley
 #![allow(missing_docs)]
+pub mod buf;
+pub mod client;
+pub mod driver;
+pub mod error;
+pub mod net;
 pub mod protocol;
+pub mod server;
+pub mod stats;
 pub mod status;
+mod sync;
 pub mod wire;
+
+pub use client::{CallOptions, Channel, Client};
+pub use error::Error;
+pub use server::{Request, Server, ServerHandle};
 pub use status::{Code, Status};
 pub use wire::{Metadata, MethodId};

@@ -138,12 +138,20 @@ macro_rules! status_constructors {
 impl Status {
     /// A status with `code` and `message` and no metadata.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), metadata: Metadata::new() }
+        Self {
+            code,
+            message: message.into(),
+            metadata: Metadata::new(),
+        }
     }
 
     /// A status with trailing metadata.
     pub fn with_metadata(code: Code, message: impl Into<String>, metadata: Metadata) -> Self {
-        Self { code, message: message.into(), metadata }
+        Self {
+            code,
+            message: message.into(),
+            metadata,
+        }
     }
 
     status_constructors! {

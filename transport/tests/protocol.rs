@@ -17,7 +17,12 @@ struct Side {
 
 impl Side {
     fn new(role: Role, config: ConnectionConfig, now: Instant) -> Self {
-        Self { conn: Connection::new(role, config, now), inbox: BytesMut::new(), preface_seen: false, error: None }
+        Self {
+            conn: Connection::new(role, config, now),
+            inbox: BytesMut::new(),
+            preface_seen: false,
+            error: None,
+        }
     }
 
     /// Parses and handles everything in the inbox.
@@ -63,7 +68,11 @@ impl Pair {
     fn with_configs(client: ConnectionConfig, server: ConnectionConfig) -> Self {
         // The one clock read in these tests: an origin for simulated time.
         let epoch = Instant::now();
-        let mut pair = Self { client: Side::new(Role::Client, client, epoch), server: Side::new(Role::Server, server, epoch), now: epoch };
+        let mut pair = Self {
+            client: Side::new(Role::Client, client, epoch),
+            server: Side::new(Role::Server, server, epoch),
+            now: epoch,
+        };
         pair.drive();
         pair
     }
@@ -133,16 +142,32 @@ impl Pair {
 }
 
 fn request(call_id: CallId, message: &'static [u8]) -> Frame {
-    let head = CallHead { method_id: MethodId::from_name("/test.Echo/Say"), ..CallHead::default() };
-    Frame::Request { call_id, head, message: Some(Bytes::from_static(message)), end_stream: true }
+    let head = CallHead {
+        method_id: MethodId::from_name("/test.Echo/Say"),
+        ..CallHead::default()
+    };
+    Frame::Request {
+        call_id,
+        head,
+        message: Some(Bytes::from_static(message)),
+        end_stream: true,
+    }
 }
 
 fn response(call_id: CallId, message: &'static [u8]) -> Frame {
-    Frame::Response { call_id, metadata: Metadata::new(), message: Some(Bytes::from_static(message)), end_stream: true }
+    Frame::Response {
+        call_id,
+        metadata: Metadata::new(),
+        message: Some(Bytes::from_static(message)),
+        end_stream: true,
+    }
 }
 
 fn goaway_reason(side: &Side) -> String {
-    side.error.as_ref().map(|e| e.reason.to_string()).unwrap_or_default()
+    side.error
+        .as_ref()
+        .map(|e| e.reason.to_string())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -158,11 +183,15 @@ fn unary_call_round_trips_and_retires_on_both_sides() {
     let mut pair = Pair::new();
     let id = pair.unary_request(b"ping");
     let events = pair.server.events();
-    assert!(matches!(&events[..], [Event::Request { call_id, message: Some(m), end_stream: true, .. }] if *call_id == id && m == "ping"));
+    assert!(
+        matches!(&events[..], [Event::Request { call_id, message: Some(m), end_stream: true, .. }] if *call_id == id && m == "ping")
+    );
     assert!(pair.server.conn.finish_call(id));
     pair.server_sends(response(id, b"pong"));
     let events = pair.client.events();
-    assert!(matches!(&events[..], [Event::Response { message: Some(m), end_stream: true, .. }] if m == "pong"));
+    assert!(
+        matches!(&events[..], [Event::Response { message: Some(m), end_stream: true, .. }] if m == "pong")
+    );
     assert_eq!(pair.client.conn.open_calls(), 0);
     assert_eq!(pair.server.conn.open_calls(), 0);
 }
@@ -172,22 +201,37 @@ fn reused_call_id_closes_the_connection_with_a_goaway() {
     let mut pair = Pair::new();
     let id = pair.unary_request(b"a");
     pair.client_sends(request(id, b"again"));
-    assert_eq!(pair.server.error.as_ref().unwrap().reason, ConnectionErrorReason::ReusedCallId(id.0));
-    assert!(pair.client.error.is_some(), "the client got the goaway: {}", goaway_reason(&pair.client));
+    assert_eq!(
+        pair.server.error.as_ref().unwrap().reason,
+        ConnectionErrorReason::ReusedCallId(id.0)
+    );
+    assert!(
+        pair.client.error.is_some(),
+        "the client got the goaway: {}",
+        goaway_reason(&pair.client)
+    );
 }
 
 #[test]
 fn frame_for_a_never_opened_call_is_a_protocol_error() {
     let mut pair = Pair::new();
-    pair.client_sends(Frame::Cancel { call_id: CallId(99) });
-    assert_eq!(pair.server.error.as_ref().unwrap().reason, ConnectionErrorReason::UnknownCall(99));
+    pair.client_sends(Frame::Cancel {
+        call_id: CallId(99),
+    });
+    assert_eq!(
+        pair.server.error.as_ref().unwrap().reason,
+        ConnectionErrorReason::UnknownCall(99)
+    );
 }
 
 #[test]
 fn response_for_an_unknown_id_is_a_protocol_error_on_the_client() {
     let mut pair = Pair::new();
     pair.server_sends(response(CallId(7), b"x"));
-    assert_eq!(pair.client.error.as_ref().unwrap().reason, ConnectionErrorReason::UnknownCall(7));
+    assert_eq!(
+        pair.client.error.as_ref().unwrap().reason,
+        ConnectionErrorReason::UnknownCall(7)
+    );
 }
 
 #[test]
@@ -207,7 +251,10 @@ fn client_cancel_reaches_the_server_as_cancelled() {
     assert!(pair.client.conn.cancel_call(id));
     pair.drive();
     assert_eq!(pair.server.events(), vec![Event::Cancelled { call_id: id }]);
-    assert!(!pair.server.conn.finish_call(id), "a cancelled call must not be answered");
+    assert!(
+        !pair.server.conn.finish_call(id),
+        "a cancelled call must not be answered"
+    );
 }
 
 #[test]
@@ -215,11 +262,17 @@ fn message_after_end_of_stream_resets_only_that_call() {
     let mut pair = Pair::new();
     let id = pair.unary_request(b"a");
     pair.server.events();
-    pair.client_sends(Frame::Message { call_id: id, message: Bytes::from_static(b"late"), end_stream: false });
+    pair.client_sends(Frame::Message {
+        call_id: id,
+        message: Bytes::from_static(b"late"),
+        end_stream: false,
+    });
     assert!(pair.server.error.is_none());
     assert_eq!(pair.server.events(), vec![Event::Cancelled { call_id: id }]);
     let events = pair.client.events();
-    assert!(matches!(&events[..], [Event::Finished { status, .. }] if status.code() == Code::Internal));
+    assert!(
+        matches!(&events[..], [Event::Finished { status, .. }] if status.code() == Code::Internal)
+    );
 }
 
 #[test]
@@ -235,7 +288,12 @@ fn calls_over_the_concurrency_limit_are_refused_with_a_retryable_status() {
         matches!(&answer[..], [Frame::Status { call_id: CallId(3), status }] if status.code == Code::ResourceExhausted),
         "{answer:?}"
     );
-    let requests = pair.server.events().into_iter().filter(|e| matches!(e, Event::Request { .. })).count();
+    let requests = pair
+        .server
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::Request { .. }))
+        .count();
     assert_eq!(requests, 2, "only two handlers may run");
     assert!(pair.server.error.is_none());
 }
@@ -252,17 +310,32 @@ fn metadata_over_the_limit_fails_the_call_and_far_over_closes_the_connection() {
     };
     let call = |id: u64, md: Metadata| Frame::Request {
         call_id: CallId(id),
-        head: CallHead { metadata: md, ..CallHead::default() },
+        head: CallHead {
+            metadata: md,
+            ..CallHead::default()
+        },
         message: None,
         end_stream: true,
     };
     let answer = pair.server_answers_raw(call(1, big(100)));
-    assert!(matches!(&answer[..], [Frame::Status { status, .. }] if status.code == Code::ResourceExhausted), "{answer:?}");
+    assert!(
+        matches!(&answer[..], [Frame::Status { status, .. }] if status.code == Code::ResourceExhausted),
+        "{answer:?}"
+    );
     assert!(pair.server.error.is_none());
-    assert!(pair.server.events().is_empty(), "no handler for an over-limit call");
+    assert!(
+        pair.server.events().is_empty(),
+        "no handler for an over-limit call"
+    );
     let answer = pair.server_answers_raw(call(2, big(1000)));
-    assert!(matches!(pair.server.error.as_ref().unwrap().reason, ConnectionErrorReason::MetadataAbuse { .. }));
-    assert!(matches!(&answer[..], [Frame::GoAway(g)] if g.code == Code::ResourceExhausted), "{answer:?}");
+    assert!(matches!(
+        pair.server.error.as_ref().unwrap().reason,
+        ConnectionErrorReason::MetadataAbuse { .. }
+    ));
+    assert!(
+        matches!(&answer[..], [Frame::GoAway(g)] if g.code == Code::ResourceExhausted),
+        "{answer:?}"
+    );
 }
 
 #[test]
@@ -279,8 +352,14 @@ fn ping_flood_earns_strikes_and_closes_while_spaced_pings_never_do() {
         sent += 1;
     }
     assert_eq!(sent, 4, "one on-time ping, then three strikes");
-    assert_eq!(pair.server.error.as_ref().unwrap().reason, ConnectionErrorReason::TooManyPings);
-    assert_eq!(pair.server.error.as_ref().unwrap().code, Code::ResourceExhausted);
+    assert_eq!(
+        pair.server.error.as_ref().unwrap().reason,
+        ConnectionErrorReason::TooManyPings
+    );
+    assert_eq!(
+        pair.server.error.as_ref().unwrap().code,
+        Code::ResourceExhausted
+    );
 }
 
 #[test]
@@ -293,7 +372,10 @@ fn a_ping_flood_leaves_at_most_one_pong_pending() {
     let mut out = BytesMut::new();
     pair.server.conn.poll_transmit(&mut out);
     let frames: Vec<_> = std::iter::from_fn(|| decode_frame(&mut out, u32::MAX).unwrap()).collect();
-    let pongs = frames.iter().filter(|f| matches!(f, Frame::Pong { .. })).count();
+    let pongs = frames
+        .iter()
+        .filter(|f| matches!(f, Frame::Pong { .. }))
+        .count();
     assert_eq!(pongs, 1, "{frames:?}");
 }
 
@@ -305,7 +387,9 @@ fn rapid_reset_is_stopped_but_a_cancel_heavy_client_is_never_kicked() {
     for _ in 0..60 {
         for _ in 0..1_000 {
             pair.client_sends(request(CallId(next), b"x"));
-            pair.client_sends(Frame::Cancel { call_id: CallId(next) });
+            pair.client_sends(Frame::Cancel {
+                call_id: CallId(next),
+            });
             next += 1;
             pair.advance(Duration::from_millis(60));
         }
@@ -314,13 +398,18 @@ fn rapid_reset_is_stopped_but_a_cancel_heavy_client_is_never_kicked() {
     // Then a rapid-reset burst with no time passing.
     for _ in 0..5_000 {
         pair.client_sends(request(CallId(next), b"x"));
-        pair.client_sends(Frame::Cancel { call_id: CallId(next) });
+        pair.client_sends(Frame::Cancel {
+            call_id: CallId(next),
+        });
         next += 1;
         if pair.server.error.is_some() {
             break;
         }
     }
-    assert_eq!(pair.server.error.as_ref().unwrap().reason, ConnectionErrorReason::TooManyCancels);
+    assert_eq!(
+        pair.server.error.as_ref().unwrap().reason,
+        ConnectionErrorReason::TooManyCancels
+    );
 }
 
 #[test]
@@ -328,13 +417,17 @@ fn handshake_timeout_closes_a_silent_peer() {
     let epoch = Instant::now();
     let mut server = Side::new(Role::Server, ConnectionConfig::default(), epoch);
     let deadline = server.conn.poll_timeout().unwrap();
-    assert_eq!(deadline, epoch + volley::protocol::DEFAULT_HANDSHAKE_TIMEOUT);
+    assert_eq!(
+        deadline,
+        epoch + volley::protocol::DEFAULT_HANDSHAKE_TIMEOUT
+    );
     assert!(server.conn.handle_timeout(deadline).is_err());
     assert!(server.conn.is_closed());
     let mut out = BytesMut::new();
     server.conn.poll_transmit(&mut out);
     out.advance_preface();
-    let frames = std::iter::from_fn(|| decode_frame(&mut out, u32::MAX).unwrap()).collect::<Vec<_>>();
+    let frames =
+        std::iter::from_fn(|| decode_frame(&mut out, u32::MAX).unwrap()).collect::<Vec<_>>();
     assert!(matches!(frames.last(), Some(Frame::GoAway(g)) if g.code == Code::Unavailable));
 }
 
@@ -350,17 +443,27 @@ impl AdvancePreface for BytesMut {
 
 #[test]
 fn keepalive_detects_a_dead_peer() {
-    let client = ConnectionConfig { keepalive_interval: Some(Duration::from_secs(2)), keepalive_timeout: Duration::from_secs(1), ..ConnectionConfig::default() };
+    let client = ConnectionConfig {
+        keepalive_interval: Some(Duration::from_secs(2)),
+        keepalive_timeout: Duration::from_secs(1),
+        ..ConnectionConfig::default()
+    };
     let mut pair = Pair::with_configs(client, ConnectionConfig::default());
     pair.advance(Duration::from_secs(2));
     pair.drive();
-    assert!(pair.client.events().contains(&Event::PongReceived), "a live peer answers");
+    assert!(
+        pair.client.events().contains(&Event::PongReceived),
+        "a live peer answers"
+    );
     pair.advance(Duration::from_secs(2));
     // The server is now dead: nothing is driven.
     let mut sink = BytesMut::new();
     pair.client.conn.poll_transmit(&mut sink);
     pair.advance(Duration::from_secs(1));
-    assert_eq!(pair.client.error.as_ref().unwrap().reason, ConnectionErrorReason::KeepaliveTimeout);
+    assert_eq!(
+        pair.client.error.as_ref().unwrap().reason,
+        ConnectionErrorReason::KeepaliveTimeout
+    );
 }
 
 #[test]
@@ -368,7 +471,10 @@ fn bad_magic_and_version_mismatch_are_reported() {
     let epoch = Instant::now();
     let mut server = Side::new(Role::Server, ConnectionConfig::default(), epoch);
     let err = server.conn.handle_preface(b"GET / HT").unwrap_err();
-    assert_eq!(err.reason, ConnectionErrorReason::Wire(WireError::BadPreface));
+    assert_eq!(
+        err.reason,
+        ConnectionErrorReason::Wire(WireError::BadPreface)
+    );
     let mut server = Side::new(Role::Server, ConnectionConfig::default(), epoch);
     let mut v2 = volley::wire::Preface { version: 2 }.encode();
     let err = server.conn.handle_preface(&v2).unwrap_err();
@@ -385,11 +491,21 @@ fn graceful_goaway_refuses_later_calls_and_lets_open_calls_finish() {
     pair.server.conn.go_away("shutting down");
     pair.drive();
     let events = pair.client.events();
-    assert!(events.contains(&Event::GoAway { last_call_id: first }));
-    assert!(pair.client.conn.open_call(true).is_err(), "no new calls after goaway");
+    assert!(events.contains(&Event::GoAway {
+        last_call_id: first
+    }));
+    assert!(
+        pair.client.conn.open_call(true).is_err(),
+        "no new calls after goaway"
+    );
     assert!(pair.server.conn.finish_call(first));
     pair.server_sends(response(first, b"done"));
-    assert!(pair.client.events().iter().any(|e| matches!(e, Event::Response { call_id, .. } if *call_id == first)));
+    assert!(
+        pair.client
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::Response { call_id, .. } if *call_id == first))
+    );
     assert!(pair.client.error.is_none() && pair.server.error.is_none());
 }
 
@@ -399,7 +515,16 @@ fn status_frame_ends_a_client_call_with_its_code_and_text() {
     let id = pair.unary_request(b"a");
     assert!(pair.server.conn.finish_call(id));
     let text = "line\r\nnext\ttab 🦀";
-    pair.server_sends(Frame::Status { call_id: id, status: StatusFrame { code: Code::NotFound, message: Bytes::from(text), metadata: Metadata::new() } });
+    pair.server_sends(Frame::Status {
+        call_id: id,
+        status: StatusFrame {
+            code: Code::NotFound,
+            message: Bytes::from(text),
+            metadata: Metadata::new(),
+        },
+    });
     let events = pair.client.events();
-    assert!(matches!(&events[..], [Event::Finished { status, .. }] if status.code() == Code::NotFound && status.message() == text));
+    assert!(
+        matches!(&events[..], [Event::Finished { status, .. }] if status.code() == Code::NotFound && status.message() == text)
+    );
 }

@@ -9,7 +9,14 @@ use volley::wire::{CallHead, CallId, Frame, GoAway, Settings, StatusFrame, decod
 use volley::{Code, Metadata, MethodId};
 
 fn metadata() -> impl Strategy<Value = Metadata> {
-    prop::collection::vec(("[a-z0-9._-]{1,12}", prop::collection::vec(any::<u8>(), 0..24)), 0..4).prop_map(|entries| {
+    prop::collection::vec(
+        (
+            "[a-z0-9._-]{1,12}",
+            prop::collection::vec(any::<u8>(), 0..24),
+        ),
+        0..4,
+    )
+    .prop_map(|entries| {
         let mut md = Metadata::new();
         for (k, v) in entries {
             md.insert(&k, v).expect("strategy makes valid keys");
@@ -36,34 +43,92 @@ fn text() -> impl Strategy<Value = Bytes> {
 
 fn frame() -> impl Strategy<Value = Frame> {
     prop_oneof![
-        (call_id(), any::<u32>(), any::<u8>(), prop::option::of(1u64..u64::MAX), any::<u64>(), metadata(), prop::option::of(message()), any::<bool>()).prop_map(
-            |(call_id, method, priority, micros, sent_at_ns, metadata, message, end_stream)| Frame::Request {
+        (
+            call_id(),
+            any::<u32>(),
+            any::<u8>(),
+            prop::option::of(1u64..u64::MAX),
+            any::<u64>(),
+            metadata(),
+            prop::option::of(message()),
+            any::<bool>()
+        )
+            .prop_map(
+                |(call_id, method, priority, micros, sent_at_ns, metadata, message, end_stream)| {
+                    Frame::Request {
+                        call_id,
+                        head: CallHead {
+                            method_id: MethodId(method),
+                            priority,
+                            timeout: micros.map(Duration::from_micros),
+                            sent_at_ns,
+                            metadata,
+                        },
+                        message,
+                        end_stream,
+                    }
+                }
+            ),
+        (
+            call_id(),
+            metadata(),
+            prop::option::of(message()),
+            any::<bool>()
+        )
+            .prop_map(|(call_id, metadata, message, end_stream)| Frame::Response {
                 call_id,
-                head: CallHead { method_id: MethodId(method), priority, timeout: micros.map(Duration::from_micros), sent_at_ns, metadata },
+                metadata,
+                message,
+                end_stream
+            }),
+        (call_id(), message(), any::<bool>()).prop_map(|(call_id, message, end_stream)| {
+            Frame::Message {
+                call_id,
                 message,
                 end_stream,
             }
-        ),
-        (call_id(), metadata(), prop::option::of(message()), any::<bool>())
-            .prop_map(|(call_id, metadata, message, end_stream)| Frame::Response { call_id, metadata, message, end_stream }),
-        (call_id(), message(), any::<bool>()).prop_map(|(call_id, message, end_stream)| Frame::Message { call_id, message, end_stream }),
+        }),
         call_id().prop_map(|call_id| Frame::EndOfStream { call_id }),
         call_id().prop_map(|call_id| Frame::Cancel { call_id }),
-        (call_id(), code(), text(), metadata()).prop_map(|(call_id, code, message, metadata)| Frame::Status { call_id, status: StatusFrame { code, message, metadata } }),
-        (any::<u64>(), 1u32..).prop_map(|(id, increment)| Frame::Credit { call_id: CallId(id), increment }),
+        (call_id(), code(), text(), metadata()).prop_map(|(call_id, code, message, metadata)| {
+            Frame::Status {
+                call_id,
+                status: StatusFrame {
+                    code,
+                    message,
+                    metadata,
+                },
+            }
+        }),
+        (any::<u64>(), 1u32..).prop_map(|(id, increment)| Frame::Credit {
+            call_id: CallId(id),
+            increment
+        }),
         any::<u64>().prop_map(|payload| Frame::Ping { payload }),
         any::<u64>().prop_map(|payload| Frame::Pong { payload }),
-        (16_384u32..=1 << 28, 1u32.., 1u32..=i32::MAX as u32, 1u32..=i32::MAX as u32, any::<u32>(), 0u32..=65_535).prop_map(|(f, c, w, cw, p, m)| {
-            Frame::Settings(Settings {
-                max_frame_size: f,
-                max_concurrent_calls: c,
-                initial_call_window: w,
-                initial_connection_window: cw,
-                min_ping_interval_ms: p,
-                max_metadata_size: m,
-            })
-        }),
-        (any::<u64>(), code(), text()).prop_map(|(id, code, reason)| Frame::GoAway(GoAway { last_call_id: CallId(id), code, reason })),
+        (
+            16_384u32..=1 << 28,
+            1u32..,
+            1u32..=i32::MAX as u32,
+            1u32..=i32::MAX as u32,
+            any::<u32>(),
+            0u32..=65_535
+        )
+            .prop_map(|(f, c, w, cw, p, m)| {
+                Frame::Settings(Settings {
+                    max_frame_size: f,
+                    max_concurrent_calls: c,
+                    initial_call_window: w,
+                    initial_connection_window: cw,
+                    min_ping_interval_ms: p,
+                    max_metadata_size: m,
+                })
+            }),
+        (any::<u64>(), code(), text()).prop_map(|(id, code, reason)| Frame::GoAway(GoAway {
+            last_call_id: CallId(id),
+            code,
+            reason
+        })),
     ]
 }
 
@@ -117,9 +182,23 @@ proptest! {
 
 #[test]
 fn oversized_length_is_rejected_before_any_allocation() {
-    let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0x7f, 0x04, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0][..]);
+    let mut buf = BytesMut::from(
+        &[
+            0xff, 0xff, 0xff, 0x7f, 0x04, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0,
+        ][..],
+    );
     let capacity = buf.capacity();
     let err = decode_frame(&mut buf, 1 << 20).unwrap_err();
-    assert_eq!(err, volley::wire::WireError::FrameTooLarge { len: 0x7fff_ffff, max: 1 << 20 });
-    assert_eq!(buf.capacity(), capacity, "nothing reserved for a frame over the limit");
+    assert_eq!(
+        err,
+        volley::wire::WireError::FrameTooLarge {
+            len: 0x7fff_ffff,
+            max: 1 << 20
+        }
+    );
+    assert_eq!(
+        buf.capacity(),
+        capacity,
+        "nothing reserved for a frame over the limit"
+    );
 }

@@ -24,7 +24,11 @@ const SCALE: u64 = 1_000_000;
 
 impl Bucket {
     pub(crate) fn new(budget: RateBudget) -> Self {
-        Self { budget, micro_tokens: u64::from(budget.burst) * SCALE, refilled_at: None }
+        Self {
+            budget,
+            micro_tokens: u64::from(budget.burst) * SCALE,
+            refilled_at: None,
+        }
     }
 
     /// Spends one token; `false` when the budget is exhausted.
@@ -39,9 +43,13 @@ impl Bucket {
     }
 
     fn refill(&mut self, now: Instant) {
-        let elapsed = self.refilled_at.map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+        let elapsed = self
+            .refilled_at
+            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
         // per_second tokens per second = per_second micro-tokens per microsecond.
-        let gained = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).saturating_mul(u64::from(self.budget.per_second));
+        let gained = u64::try_from(elapsed.as_micros())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(u64::from(self.budget.per_second));
         let cap = u64::from(self.budget.burst) * SCALE;
         self.micro_tokens = self.micro_tokens.saturating_add(gained).min(cap);
         self.refilled_at = Some(now);

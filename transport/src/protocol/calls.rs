@@ -24,7 +24,9 @@ pub(crate) struct CallTable {
 
 impl CallTable {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        Self { calls: HashMap::with_capacity(capacity) }
+        Self {
+            calls: HashMap::with_capacity(capacity),
+        }
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -22,11 +22,17 @@ pub const DEFAULT_MAX_PING_STRIKES: u32 = 3;
 
 /// Cancels a peer may send: a burst of 1,000, refilled at 200 per second. A busy legitimate
 /// client cancels far less; a rapid-reset flood (thousands per second) exhausts it in seconds.
-pub const DEFAULT_CANCEL_BUDGET: RateBudget = RateBudget { burst: 1_000, per_second: 200 };
+pub const DEFAULT_CANCEL_BUDGET: RateBudget = RateBudget {
+    burst: 1_000,
+    per_second: 200,
+};
 
 /// Error replies Volley generates for a peer's bad frames or refused calls: a burst of 1,000,
 /// refilled at 100 per second, so a peer cannot make us do unbounded work by misbehaving.
-pub const DEFAULT_ERROR_BUDGET: RateBudget = RateBudget { burst: 1_000, per_second: 100 };
+pub const DEFAULT_ERROR_BUDGET: RateBudget = RateBudget {
+    burst: 1_000,
+    per_second: 100,
+};
 
 /// A metadata block this many times over the limit closes the connection instead of failing
 /// only the call (4): a slightly-too-large block is a bug, a huge one is abuse.

@@ -7,9 +7,14 @@ use bytes::{Bytes, BytesMut};
 
 use super::budget::Bucket;
 use super::calls::{CallState, CallTable};
-use super::{ConnectionConfig, ConnectionError, ConnectionErrorReason as Reason, Event, METADATA_ABUSE_FACTOR};
+use super::{
+    ConnectionConfig, ConnectionError, ConnectionErrorReason as Reason, Event,
+    METADATA_ABUSE_FACTOR,
+};
 use crate::status::{Code, Status};
-use crate::wire::{CallHead, CallId, Frame, GoAway, PREFACE_LEN, Preface, Settings, StatusFrame, WireError};
+use crate::wire::{
+    CallHead, CallId, Frame, GoAway, PREFACE_LEN, Preface, Settings, StatusFrame, WireError,
+};
 
 /// Which end of the connection this is. Clients open calls; servers answer them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,7 +95,10 @@ impl Connection {
             highest_peer_call: CallId::CONNECTION,
             goaway_sent: None,
             goaway_received: None,
-            control: Control { preface_and_settings: true, ..Control::default() },
+            control: Control {
+                preface_and_settings: true,
+                ..Control::default()
+            },
             events: VecDeque::with_capacity(64),
             started_at: now,
             last_received_at: now,
@@ -147,10 +155,19 @@ impl Connection {
 
     /// Takes the peer's 8-byte preface.
     pub fn handle_preface(&mut self, raw: &[u8; PREFACE_LEN]) -> Result<(), ConnectionError> {
-        let result = Preface::decode(raw).and_then(|preface| preface.check_version()).map_err(|err| {
-            let code = if matches!(err, WireError::UnsupportedVersion(_)) { Code::FailedPrecondition } else { Code::Internal };
-            ConnectionError { code, reason: Reason::Wire(err) }
-        });
+        let result = Preface::decode(raw)
+            .and_then(|preface| preface.check_version())
+            .map_err(|err| {
+                let code = if matches!(err, WireError::UnsupportedVersion(_)) {
+                    Code::FailedPrecondition
+                } else {
+                    Code::Internal
+                };
+                ConnectionError {
+                    code,
+                    reason: Reason::Wire(err),
+                }
+            });
         match result {
             Ok(()) if self.phase == Phase::AwaitingPreface => {
                 self.phase = Phase::AwaitingSettings;
@@ -188,10 +205,15 @@ impl Connection {
                 self.phase = Phase::Open;
                 Ok(())
             }
-            (Phase::AwaitingPreface | Phase::AwaitingSettings, _) | (_, Frame::Settings(_)) => Err(ConnectionError::protocol(Reason::BadHandshake)),
+            (Phase::AwaitingPreface | Phase::AwaitingSettings, _) | (_, Frame::Settings(_)) => {
+                Err(ConnectionError::protocol(Reason::BadHandshake))
+            }
             (_, Frame::Ping { payload }) => self.on_ping(payload, now),
             (_, Frame::Pong { payload }) => {
-                if self.ping_outstanding.is_some_and(|(sent, _)| sent == payload) {
+                if self
+                    .ping_outstanding
+                    .is_some_and(|(sent, _)| sent == payload)
+                {
                     self.ping_outstanding = None;
                     self.events.push_back(Event::PongReceived);
                 }
@@ -207,8 +229,11 @@ impl Connection {
     }
 
     fn on_ping(&mut self, payload: u64, now: Instant) -> Result<(), ConnectionError> {
-        let min = std::time::Duration::from_millis(u64::from(self.config.settings.min_ping_interval_ms));
-        let too_soon = self.last_peer_ping_at.is_some_and(|last| now.saturating_duration_since(last) < min);
+        let min =
+            std::time::Duration::from_millis(u64::from(self.config.settings.min_ping_interval_ms));
+        let too_soon = self
+            .last_peer_ping_at
+            .is_some_and(|last| now.saturating_duration_since(last) < min);
         self.last_peer_ping_at = Some(now);
         if too_soon {
             self.ping_strikes += 1;
@@ -230,14 +255,19 @@ impl Connection {
             let mut refused = std::mem::take(&mut self.scratch);
             self.calls.drain_above(last, &mut refused);
             for call_id in refused.drain(..) {
-                let status = Status::unavailable("the server is going away and did not start this call; retry on a new connection");
+                let status = Status::unavailable(
+                    "the server is going away and did not start this call; retry on a new connection",
+                );
                 self.events.push_back(Event::Finished { call_id, status });
             }
             self.scratch = refused;
         }
         self.events.push_back(Event::GoAway { last_call_id: last });
         if goaway.code != Code::Ok {
-            return Err(ConnectionError { code: Code::Unavailable, reason: Reason::PeerGoAway(goaway.reason_str().to_owned()) });
+            return Err(ConnectionError {
+                code: Code::Unavailable,
+                reason: Reason::PeerGoAway(goaway.reason_str().to_owned()),
+            });
         }
         Ok(())
     }
@@ -249,15 +279,32 @@ impl Connection {
             Role::Server => self.highest_peer_call,
             Role::Client => CallId(self.next_call_id - 1),
         };
-        if call_id > highest { Err(ConnectionError::protocol(Reason::UnknownCall(call_id.0))) } else { Ok(()) }
+        if call_id > highest {
+            Err(ConnectionError::protocol(Reason::UnknownCall(call_id.0)))
+        } else {
+            Ok(())
+        }
     }
 
     fn on_server_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ConnectionError> {
         match frame {
-            Frame::Request { call_id, head, message, end_stream } => self.on_request(call_id, head, message, end_stream, now),
-            Frame::Message { call_id, message, end_stream } => {
+            Frame::Request {
+                call_id,
+                head,
+                message,
+                end_stream,
+            } => self.on_request(call_id, head, message, end_stream, now),
+            Frame::Message {
+                call_id,
+                message,
+                end_stream,
+            } => {
                 if self.accept_inbound(call_id, end_stream, now)? {
-                    self.events.push_back(Event::Message { call_id, message, end_stream });
+                    self.events.push_back(Event::Message {
+                        call_id,
+                        message,
+                        end_stream,
+                    });
                 }
                 Ok(())
             }
@@ -278,11 +325,20 @@ impl Connection {
                     self.check_known(call_id)
                 }
             }
-            other => Err(ConnectionError::protocol(Reason::WrongDirection(other.kind()))),
+            other => Err(ConnectionError::protocol(Reason::WrongDirection(
+                other.kind(),
+            ))),
         }
     }
 
-    fn on_request(&mut self, call_id: CallId, head: CallHead, message: Option<Bytes>, end_stream: bool, now: Instant) -> Result<(), ConnectionError> {
+    fn on_request(
+        &mut self,
+        call_id: CallId,
+        head: CallHead,
+        message: Option<Bytes>,
+        end_stream: bool,
+        now: Instant,
+    ) -> Result<(), ConnectionError> {
         if call_id <= self.highest_peer_call {
             return Err(ConnectionError::protocol(Reason::ReusedCallId(call_id.0)));
         }
@@ -290,27 +346,56 @@ impl Connection {
         let max_metadata = self.config.settings.max_metadata_size as usize;
         let metadata_len = head.metadata.encoded_len() + 2;
         if metadata_len > max_metadata.saturating_mul(METADATA_ABUSE_FACTOR) {
-            return Err(ConnectionError::calm(Reason::MetadataAbuse { len: metadata_len, max: max_metadata }));
+            return Err(ConnectionError::calm(Reason::MetadataAbuse {
+                len: metadata_len,
+                max: max_metadata,
+            }));
         }
         let refusal = if self.goaway_sent.is_some() {
-            Some((Code::Unavailable, "the server is shutting down and did not start this call; retry on a new connection"))
+            Some((
+                Code::Unavailable,
+                "the server is shutting down and did not start this call; retry on a new connection",
+            ))
         } else if self.calls.len() >= self.config.settings.max_concurrent_calls as usize {
-            Some((Code::ResourceExhausted, "too many concurrent calls on this connection; retry later or open another connection"))
+            Some((
+                Code::ResourceExhausted,
+                "too many concurrent calls on this connection; retry later or open another connection",
+            ))
         } else if metadata_len > max_metadata {
-            Some((Code::ResourceExhausted, "call metadata is over the server's max_metadata_size; send less metadata"))
+            Some((
+                Code::ResourceExhausted,
+                "call metadata is over the server's max_metadata_size; send less metadata",
+            ))
         } else {
             None
         };
         if let Some((code, message)) = refusal {
             return self.queue_status(call_id, code, message, now);
         }
-        self.calls.insert(call_id, CallState { local_open: true, remote_open: !end_stream, head_received: true });
-        self.events.push_back(Event::Request { call_id, head, message, end_stream });
+        self.calls.insert(
+            call_id,
+            CallState {
+                local_open: true,
+                remote_open: !end_stream,
+                head_received: true,
+            },
+        );
+        self.events.push_back(Event::Request {
+            call_id,
+            head,
+            message,
+            end_stream,
+        });
         Ok(())
     }
 
     /// Checks that the peer may still send on `call_id`; `Ok(false)` means drop the frame.
-    fn accept_inbound(&mut self, call_id: CallId, end_stream: bool, now: Instant) -> Result<bool, ConnectionError> {
+    fn accept_inbound(
+        &mut self,
+        call_id: CallId,
+        end_stream: bool,
+        now: Instant,
+    ) -> Result<bool, ConnectionError> {
         let Some(state) = self.calls.get_mut(call_id) else {
             self.check_known(call_id)?;
             return Ok(false);
@@ -321,10 +406,17 @@ impl Connection {
             match self.role {
                 Role::Server => {
                     self.events.push_back(Event::Cancelled { call_id });
-                    self.queue_status(call_id, Code::Internal, "protocol error: frame after the end of the request stream", now)?;
+                    self.queue_status(
+                        call_id,
+                        Code::Internal,
+                        "protocol error: frame after the end of the request stream",
+                        now,
+                    )?;
                 }
                 Role::Client => {
-                    let status = Status::internal("protocol error: the server sent a frame out of sequence on this call");
+                    let status = Status::internal(
+                        "protocol error: the server sent a frame out of sequence on this call",
+                    );
                     self.events.push_back(Event::Finished { call_id, status });
                     self.queue_call_frame(Frame::Cancel { call_id }, now)?;
                 }
@@ -339,39 +431,64 @@ impl Connection {
 
     fn on_client_frame(&mut self, frame: Frame) -> Result<(), ConnectionError> {
         match frame {
-            Frame::Response { call_id, metadata, message, end_stream } => {
+            Frame::Response {
+                call_id,
+                metadata,
+                message,
+                end_stream,
+            } => {
                 let Some(state) = self.calls.get_mut(call_id) else {
                     return self.check_known(call_id);
                 };
                 if state.head_received {
                     self.calls.remove(call_id);
-                    let status = Status::internal("protocol error: the server sent a second response head");
+                    let status =
+                        Status::internal("protocol error: the server sent a second response head");
                     self.events.push_back(Event::Finished { call_id, status });
-                    self.control.call_frames.push_back(Frame::Cancel { call_id });
+                    self.control
+                        .call_frames
+                        .push_back(Frame::Cancel { call_id });
                     return Ok(());
                 }
                 state.head_received = true;
                 if end_stream {
                     self.calls.remove(call_id);
                 }
-                self.events.push_back(Event::Response { call_id, metadata, message, end_stream });
+                self.events.push_back(Event::Response {
+                    call_id,
+                    metadata,
+                    message,
+                    end_stream,
+                });
                 Ok(())
             }
-            Frame::Message { call_id, message, end_stream } => {
+            Frame::Message {
+                call_id,
+                message,
+                end_stream,
+            } => {
                 let Some(state) = self.calls.get_mut(call_id) else {
                     return self.check_known(call_id);
                 };
                 if !state.head_received {
                     self.calls.remove(call_id);
-                    let status = Status::internal("protocol error: the server sent a message before the response head");
+                    let status = Status::internal(
+                        "protocol error: the server sent a message before the response head",
+                    );
                     self.events.push_back(Event::Finished { call_id, status });
-                    self.control.call_frames.push_back(Frame::Cancel { call_id });
+                    self.control
+                        .call_frames
+                        .push_back(Frame::Cancel { call_id });
                     return Ok(());
                 }
                 if end_stream {
                     state.remote_open = false;
                 }
-                self.events.push_back(Event::Message { call_id, message, end_stream });
+                self.events.push_back(Event::Message {
+                    call_id,
+                    message,
+                    end_stream,
+                });
                 Ok(())
             }
             Frame::Status { call_id, status } => {
@@ -392,12 +509,24 @@ impl Connection {
                     self.check_known(call_id)
                 }
             }
-            other => Err(ConnectionError::protocol(Reason::WrongDirection(other.kind()))),
+            other => Err(ConnectionError::protocol(Reason::WrongDirection(
+                other.kind(),
+            ))),
         }
     }
 
-    fn queue_status(&mut self, call_id: CallId, code: Code, message: &'static str, now: Instant) -> Result<(), ConnectionError> {
-        let status = StatusFrame { code, message: Bytes::from_static(message.as_bytes()), metadata: Default::default() };
+    fn queue_status(
+        &mut self,
+        call_id: CallId,
+        code: Code,
+        message: &'static str,
+        now: Instant,
+    ) -> Result<(), ConnectionError> {
+        let status = StatusFrame {
+            code,
+            message: Bytes::from_static(message.as_bytes()),
+            metadata: Default::default(),
+        };
         self.queue_call_frame(Frame::Status { call_id, status }, now)
     }
 
@@ -419,7 +548,11 @@ impl Connection {
             let mut reason = reason.into_bytes();
             reason.truncate(crate::wire::MAX_STATUS_MESSAGE_LEN);
             let reason = String::from_utf8_lossy(&reason).into_owned();
-            self.control.goaway = Some(GoAway { last_call_id: self.highest_peer_call, code: err.code, reason: Bytes::from(reason) });
+            self.control.goaway = Some(GoAway {
+                last_call_id: self.highest_peer_call,
+                code: err.code,
+                reason: Bytes::from(reason),
+            });
             self.calls.clear();
         }
         Err(err)
@@ -433,14 +566,25 @@ impl Connection {
     pub fn open_call(&mut self, end_stream: bool) -> Result<CallId, Status> {
         debug_assert_eq!(self.role, Role::Client);
         if self.phase == Phase::Closed || self.goaway_received.is_some() {
-            return Err(Status::unavailable("the connection is closing; retry on a new connection"));
+            return Err(Status::unavailable(
+                "the connection is closing; retry on a new connection",
+            ));
         }
         if self.calls.len() >= self.peer_settings.max_concurrent_calls as usize {
-            return Err(Status::resource_exhausted("the server's max concurrent calls are in use; retry when a call finishes"));
+            return Err(Status::resource_exhausted(
+                "the server's max concurrent calls are in use; retry when a call finishes",
+            ));
         }
         let call_id = CallId(self.next_call_id);
         self.next_call_id += 1;
-        self.calls.insert(call_id, CallState { local_open: !end_stream, remote_open: true, head_received: false });
+        self.calls.insert(
+            call_id,
+            CallState {
+                local_open: !end_stream,
+                remote_open: true,
+                head_received: false,
+            },
+        );
         Ok(call_id)
     }
 
@@ -450,7 +594,9 @@ impl Connection {
         if self.calls.remove(call_id).is_none() || self.phase == Phase::Closed {
             return false;
         }
-        self.control.call_frames.push_back(Frame::Cancel { call_id });
+        self.control
+            .call_frames
+            .push_back(Frame::Cancel { call_id });
         true
     }
 
@@ -486,7 +632,11 @@ impl Connection {
         if self.goaway_sent.is_none() && self.phase != Phase::Closed {
             self.goaway_sent = Some(self.highest_peer_call);
             let reason = Bytes::from_static(reason.as_bytes());
-            self.control.goaway = Some(GoAway { last_call_id: self.highest_peer_call, code: Code::Ok, reason });
+            self.control.goaway = Some(GoAway {
+                last_call_id: self.highest_peer_call,
+                code: Code::Ok,
+                reason,
+            });
         }
     }
 
@@ -522,7 +672,11 @@ impl Connection {
     /// Whether [`Connection::poll_transmit`] has anything to write.
     pub fn has_transmit(&self) -> bool {
         let c = &self.control;
-        c.preface_and_settings || c.pong.is_some() || c.ping.is_some() || c.goaway.is_some() || !c.call_frames.is_empty()
+        c.preface_and_settings
+            || c.pong.is_some()
+            || c.ping.is_some()
+            || c.goaway.is_some()
+            || !c.call_frames.is_empty()
     }
 
     /// The next event for the application.
@@ -542,13 +696,18 @@ impl Connection {
         }
         match self.ping_outstanding {
             Some((_, sent_at)) => Some(sent_at + self.config.keepalive_timeout),
-            None => self.keepalive_interval().map(|interval| self.last_received_at + interval),
+            None => self
+                .keepalive_interval()
+                .map(|interval| self.last_received_at + interval),
         }
     }
 
     fn keepalive_interval(&self) -> Option<std::time::Duration> {
-        let peer_min = std::time::Duration::from_millis(u64::from(self.peer_settings.min_ping_interval_ms));
-        self.config.keepalive_interval.map(|interval| interval.max(peer_min))
+        let peer_min =
+            std::time::Duration::from_millis(u64::from(self.peer_settings.min_ping_interval_ms));
+        self.config
+            .keepalive_interval
+            .map(|interval| interval.max(peer_min))
     }
 
     /// Acts on the clock: handshake timeout, keepalive pings, dead-peer detection.
@@ -558,13 +717,19 @@ impl Connection {
         }
         if self.phase != Phase::Open {
             if now >= self.started_at + self.config.handshake_timeout {
-                return self.fail(ConnectionError { code: Code::Unavailable, reason: Reason::HandshakeTimeout });
+                return self.fail(ConnectionError {
+                    code: Code::Unavailable,
+                    reason: Reason::HandshakeTimeout,
+                });
             }
             return Ok(());
         }
         match self.ping_outstanding {
             Some((_, sent_at)) if now >= sent_at + self.config.keepalive_timeout => {
-                self.fail(ConnectionError { code: Code::Unavailable, reason: Reason::KeepaliveTimeout })
+                self.fail(ConnectionError {
+                    code: Code::Unavailable,
+                    reason: Reason::KeepaliveTimeout,
+                })
             }
             Some(_) => Ok(()),
             None => {

@@ -54,7 +54,13 @@ impl FrameMark {
     /// Writes a header with a placeholder length at the end of `dst`.
     pub fn begin(dst: &mut BytesMut, kind: FrameKind, flags: Flags, call_id: CallId) -> Self {
         let start = dst.len();
-        FrameHeader { len: 0, kind, flags, call_id }.encode(dst);
+        FrameHeader {
+            len: 0,
+            kind,
+            flags,
+            call_id,
+        }
+        .encode(dst);
         Self { start }
     }
 
@@ -69,7 +75,10 @@ impl FrameMark {
             }
             _ => {
                 dst.truncate(self.start);
-                Err(WireError::FrameTooLarge { len: u32::try_from(payload).unwrap_or(u32::MAX), max: max_frame_size })
+                Err(WireError::FrameTooLarge {
+                    len: u32::try_from(payload).unwrap_or(u32::MAX),
+                    max: max_frame_size,
+                })
             }
         }
     }
@@ -136,7 +145,11 @@ impl Encoder<&Frame> for FrameCodec {
         let payload = frame.payload_len();
         if payload > self.max_frame_size as usize {
             let len = u32::try_from(payload).unwrap_or(u32::MAX);
-            return Err(WireError::FrameTooLarge { len, max: self.max_frame_size }.into());
+            return Err(WireError::FrameTooLarge {
+                len,
+                max: self.max_frame_size,
+            }
+            .into());
         }
         dst.reserve(frame.encoded_len());
         frame.encode(dst);

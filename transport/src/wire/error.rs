@@ -52,7 +52,9 @@ pub enum WireError {
 impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::BadPreface => f.write_str("the peer did not send the Volley preface; is it a Volley peer?"),
+            Self::BadPreface => {
+                f.write_str("the peer did not send the Volley preface; is it a Volley peer?")
+            }
             Self::UnsupportedVersion(v) => write!(
                 f,
                 "the peer speaks protocol version {v}, this build speaks {}; upgrade the older side",
@@ -60,16 +62,24 @@ impl fmt::Display for WireError {
             ),
             Self::UnknownKind(k) => write!(f, "unknown frame kind {k:#04x}"),
             Self::FrameTooLarge { len, max } => {
-                write!(f, "frame of {len} bytes is over the max frame size of {max}; raise max_frame_size on both sides or send smaller messages")
+                write!(
+                    f,
+                    "frame of {len} bytes is over the max frame size of {max}; raise max_frame_size on both sides or send smaller messages"
+                )
             }
             Self::ReservedNotZero => f.write_str("reserved header bytes are not zero"),
             Self::ControlFrameOnCall(k) => write!(f, "{k:?} frame must use call id 0"),
-            Self::CallFrameOnConnection(k) => write!(f, "{k:?} frame must name a call (id 0 is the connection)"),
+            Self::CallFrameOnConnection(k) => {
+                write!(f, "{k:?} frame must name a call (id 0 is the connection)")
+            }
             Self::Truncated(k) => write!(f, "{k:?} frame payload is too short"),
             Self::TrailingBytes(k) => write!(f, "{k:?} frame payload has trailing bytes"),
             Self::BadMetadata => f.write_str("malformed metadata block"),
             Self::MetadataTooLarge { len, max } => {
-                write!(f, "metadata block of {len} bytes is over the limit of {max}; send less metadata or raise max_metadata_size")
+                write!(
+                    f,
+                    "metadata block of {len} bytes is over the limit of {max}; send less metadata or raise max_metadata_size"
+                )
             }
             Self::BadUtf8 => f.write_str("status message or goaway reason is not UTF-8"),
             Self::ZeroCredit => f.write_str("credit frame grants zero bytes"),

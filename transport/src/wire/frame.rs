@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
 
-use super::{CallId, Flags, FrameHeader, FrameKind, HEADER_LEN, MAX_METADATA_SIZE, Metadata, MethodId, Settings, WireError};
+use super::{
+    CallId, Flags, FrameHeader, FrameKind, HEADER_LEN, MAX_METADATA_SIZE, Metadata, MethodId,
+    Settings, WireError,
+};
 use crate::status::Code;
 
 /// The head of a call, carried by its Request frame.
@@ -34,8 +37,9 @@ impl Default for MethodId {
     }
 }
 
-/// Fixed part of an encoded call head: method id, priority, reserved byte, timeout, send time.
-pub(crate) const CALL_HEAD_FIXED_LEN: usize = 4 + 1 + 1 + 8 + 8;
+/// Bytes of the fixed part of an encoded call head: method id, priority, reserved byte, timeout,
+/// send time. The metadata block follows.
+pub const CALL_HEAD_FIXED_LEN: usize = 4 + 1 + 1 + 8 + 8;
 
 impl CallHead {
     /// Bytes the head takes on the wire, metadata block included.
@@ -64,7 +68,13 @@ impl CallHead {
         let sent_at_ns = src.get_u64_le();
         let metadata = Metadata::decode(src, MAX_METADATA_SIZE)?;
         let timeout = (micros != 0).then(|| Duration::from_micros(micros));
-        Ok(Self { method_id, priority, timeout, sent_at_ns, metadata })
+        Ok(Self {
+            method_id,
+            priority,
+            timeout,
+            sent_at_ns,
+            metadata,
+        })
     }
 }
 
@@ -214,19 +224,34 @@ impl Frame {
             | Self::Cancel { call_id }
             | Self::Status { call_id, .. }
             | Self::Credit { call_id, .. } => *call_id,
-            Self::Ping { .. } | Self::Pong { .. } | Self::Settings(_) | Self::GoAway(_) => CallId::CONNECTION,
+            Self::Ping { .. } | Self::Pong { .. } | Self::Settings(_) | Self::GoAway(_) => {
+                CallId::CONNECTION
+            }
         }
     }
 
     fn flags(&self) -> Flags {
         match self {
-            Self::Request { message, end_stream, .. } => Flags::NONE.set_if(Flags::MESSAGE, message.is_some()).set_if(Flags::END_STREAM, *end_stream),
-            Self::Response { metadata, message, end_stream, .. } => Flags::NONE
+            Self::Request {
+                message,
+                end_stream,
+                ..
+            } => Flags::NONE
+                .set_if(Flags::MESSAGE, message.is_some())
+                .set_if(Flags::END_STREAM, *end_stream),
+            Self::Response {
+                metadata,
+                message,
+                end_stream,
+                ..
+            } => Flags::NONE
                 .set_if(Flags::METADATA, !metadata.is_empty())
                 .set_if(Flags::MESSAGE, message.is_some())
                 .set_if(Flags::END_STREAM, *end_stream),
             Self::Message { end_stream, .. } => Flags::NONE.set_if(Flags::END_STREAM, *end_stream),
-            Self::Status { status, .. } => Flags::NONE.set_if(Flags::METADATA, !status.metadata.is_empty()),
+            Self::Status { status, .. } => {
+                Flags::NONE.set_if(Flags::METADATA, !status.metadata.is_empty())
+            }
             _ => Flags::NONE,
         }
     }
@@ -245,10 +270,20 @@ impl Frame {
     fn head_payload_len(&self) -> usize {
         match self {
             Self::Request { head, .. } => head.encoded_len(),
-            Self::Response { metadata, .. } => if metadata.is_empty() { 0 } else { 2 + metadata.encoded_len() },
+            Self::Response { metadata, .. } => {
+                if metadata.is_empty() {
+                    0
+                } else {
+                    2 + metadata.encoded_len()
+                }
+            }
             Self::Message { .. } | Self::EndOfStream { .. } | Self::Cancel { .. } => 0,
             Self::Status { status, .. } => {
-                let trailers = if status.metadata.is_empty() { 0 } else { 2 + status.metadata.encoded_len() };
+                let trailers = if status.metadata.is_empty() {
+                    0
+                } else {
+                    2 + status.metadata.encoded_len()
+                };
                 4 + status.message.len() + trailers
             }
             Self::Credit { .. } => 4,
@@ -271,8 +306,17 @@ impl Frame {
     /// Writes the header and the payload up to, not including, [`Frame::message_tail`].
     pub fn encode_head(&self, dst: &mut impl BufMut) {
         let len = self.payload_len();
-        debug_assert!(len <= u32::MAX as usize, "callers keep frames within max_frame_size");
-        FrameHeader { len: len as u32, kind: self.kind(), flags: self.flags(), call_id: self.call_id() }.encode(dst);
+        debug_assert!(
+            len <= u32::MAX as usize,
+            "callers keep frames within max_frame_size"
+        );
+        FrameHeader {
+            len: len as u32,
+            kind: self.kind(),
+            flags: self.flags(),
+            call_id: self.call_id(),
+        }
+        .encode(dst);
         match self {
             Self::Request { head, .. } => head.encode(dst),
             Self::Response { metadata, .. } if !metadata.is_empty() => metadata.encode(dst),
@@ -297,7 +341,10 @@ impl Frame {
                 dst.put_u16_le(goaway.reason.len() as u16);
                 dst.put_slice(&goaway.reason);
             }
-            Self::Response { .. } | Self::Message { .. } | Self::EndOfStream { .. } | Self::Cancel { .. } => {}
+            Self::Response { .. }
+            | Self::Message { .. }
+            | Self::EndOfStream { .. }
+            | Self::Cancel { .. } => {}
         }
     }
 
@@ -321,22 +368,53 @@ impl Frame {
             FrameKind::Request => {
                 let head = CallHead::decode(&mut payload)?;
                 let message = take_message(flags, payload, kind)?;
-                return Ok(Self::Request { call_id, head, message, end_stream });
+                return Ok(Self::Request {
+                    call_id,
+                    head,
+                    message,
+                    end_stream,
+                });
             }
             FrameKind::Response => {
-                let metadata = if flags.contains(Flags::METADATA) { Metadata::decode(&mut payload, MAX_METADATA_SIZE)? } else { Metadata::new() };
+                let metadata = if flags.contains(Flags::METADATA) {
+                    Metadata::decode(&mut payload, MAX_METADATA_SIZE)?
+                } else {
+                    Metadata::new()
+                };
                 let message = take_message(flags, payload, kind)?;
-                return Ok(Self::Response { call_id, metadata, message, end_stream });
+                return Ok(Self::Response {
+                    call_id,
+                    metadata,
+                    message,
+                    end_stream,
+                });
             }
-            FrameKind::Message => return Ok(Self::Message { call_id, message: payload, end_stream }),
+            FrameKind::Message => {
+                return Ok(Self::Message {
+                    call_id,
+                    message: payload,
+                    end_stream,
+                });
+            }
             FrameKind::EndOfStream => Self::EndOfStream { call_id },
             FrameKind::Cancel => Self::Cancel { call_id },
             FrameKind::Status => {
                 let code = Code::from_u8(take_u8(&mut payload, kind)?);
                 let _reserved = take_u8(&mut payload, kind)?;
                 let message = take_text(&mut payload, kind)?;
-                let metadata = if flags.contains(Flags::METADATA) { Metadata::decode(&mut payload, MAX_METADATA_SIZE)? } else { Metadata::new() };
-                Self::Status { call_id, status: StatusFrame { code, message, metadata } }
+                let metadata = if flags.contains(Flags::METADATA) {
+                    Metadata::decode(&mut payload, MAX_METADATA_SIZE)?
+                } else {
+                    Metadata::new()
+                };
+                Self::Status {
+                    call_id,
+                    status: StatusFrame {
+                        code,
+                        message,
+                        metadata,
+                    },
+                }
             }
             FrameKind::Credit => {
                 let increment = take_u32(&mut payload, kind)?;
@@ -345,8 +423,12 @@ impl Frame {
                 }
                 Self::Credit { call_id, increment }
             }
-            FrameKind::Ping => Self::Ping { payload: take_u64(&mut payload, kind)? },
-            FrameKind::Pong => Self::Pong { payload: take_u64(&mut payload, kind)? },
+            FrameKind::Ping => Self::Ping {
+                payload: take_u64(&mut payload, kind)?,
+            },
+            FrameKind::Pong => Self::Pong {
+                payload: take_u64(&mut payload, kind)?,
+            },
             FrameKind::Settings => {
                 let settings = Settings::decode(&payload)?;
                 payload.clear();
@@ -357,10 +439,18 @@ impl Frame {
                 let code = Code::from_u8(take_u8(&mut payload, kind)?);
                 let _reserved = take_u8(&mut payload, kind)?;
                 let reason = take_text(&mut payload, kind)?;
-                Self::GoAway(GoAway { last_call_id, code, reason })
+                Self::GoAway(GoAway {
+                    last_call_id,
+                    code,
+                    reason,
+                })
             }
         };
-        if payload.is_empty() { Ok(frame) } else { Err(WireError::TrailingBytes(kind)) }
+        if payload.is_empty() {
+            Ok(frame)
+        } else {
+            Err(WireError::TrailingBytes(kind))
+        }
     }
 }
 
@@ -373,15 +463,27 @@ fn take_message(flags: Flags, rest: Bytes, kind: FrameKind) -> Result<Option<Byt
 }
 
 fn take_u8(src: &mut Bytes, kind: FrameKind) -> Result<u8, WireError> {
-    if src.is_empty() { Err(WireError::Truncated(kind)) } else { Ok(src.get_u8()) }
+    if src.is_empty() {
+        Err(WireError::Truncated(kind))
+    } else {
+        Ok(src.get_u8())
+    }
 }
 
 fn take_u32(src: &mut Bytes, kind: FrameKind) -> Result<u32, WireError> {
-    if src.len() < 4 { Err(WireError::Truncated(kind)) } else { Ok(src.get_u32_le()) }
+    if src.len() < 4 {
+        Err(WireError::Truncated(kind))
+    } else {
+        Ok(src.get_u32_le())
+    }
 }
 
 fn take_u64(src: &mut Bytes, kind: FrameKind) -> Result<u64, WireError> {
-    if src.len() < 8 { Err(WireError::Truncated(kind)) } else { Ok(src.get_u64_le()) }
+    if src.len() < 8 {
+        Err(WireError::Truncated(kind))
+    } else {
+        Ok(src.get_u64_le())
+    }
 }
 
 /// A `u16`-length-prefixed UTF-8 string, shared with `src`.

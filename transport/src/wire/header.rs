@@ -56,15 +56,25 @@ impl FrameHeader {
         id.copy_from_slice(&src[8..16]);
         let call_id = CallId(u64::from_le_bytes(id));
         if len > max_frame_size {
-            return Err(WireError::FrameTooLarge { len, max: max_frame_size });
+            return Err(WireError::FrameTooLarge {
+                len,
+                max: max_frame_size,
+            });
         }
         match (kind.is_connection_level(), call_id == CallId::CONNECTION) {
             (true, false) => return Err(WireError::ControlFrameOnCall(kind)),
             // Credit on call 0 is the connection window; every other call frame needs a call.
-            (false, true) if kind != FrameKind::Credit => return Err(WireError::CallFrameOnConnection(kind)),
+            (false, true) if kind != FrameKind::Credit => {
+                return Err(WireError::CallFrameOnConnection(kind));
+            }
             _ => {}
         }
-        Ok(Self { len, kind, flags, call_id })
+        Ok(Self {
+            len,
+            kind,
+            flags,
+            call_id,
+        })
     }
 }
 
@@ -80,31 +90,81 @@ mod tests {
 
     #[test]
     fn header_round_trips_little_endian() {
-        let header = FrameHeader { len: 0x0102_0304, kind: FrameKind::Message, flags: Flags::END_STREAM, call_id: CallId(0x1122) };
+        let header = FrameHeader {
+            len: 0x0102_0304,
+            kind: FrameKind::Message,
+            flags: Flags::END_STREAM,
+            call_id: CallId(0x1122),
+        };
         let raw = bytes_of(header);
-        assert_eq!(raw, [0x04, 0x03, 0x02, 0x01, 0x04, 0x01, 0, 0, 0x22, 0x11, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            raw,
+            [
+                0x04, 0x03, 0x02, 0x01, 0x04, 0x01, 0, 0, 0x22, 0x11, 0, 0, 0, 0, 0, 0
+            ]
+        );
         assert_eq!(FrameHeader::decode(&raw, u32::MAX), Ok(header));
     }
 
     #[test]
     fn decode_rejects_len_over_max() {
-        let raw = bytes_of(FrameHeader { len: 101, kind: FrameKind::Message, flags: Flags::NONE, call_id: CallId(1) });
-        assert_eq!(FrameHeader::decode(&raw, 100), Err(WireError::FrameTooLarge { len: 101, max: 100 }));
+        let raw = bytes_of(FrameHeader {
+            len: 101,
+            kind: FrameKind::Message,
+            flags: Flags::NONE,
+            call_id: CallId(1),
+        });
+        assert_eq!(
+            FrameHeader::decode(&raw, 100),
+            Err(WireError::FrameTooLarge { len: 101, max: 100 })
+        );
     }
 
     #[test]
     fn decode_rejects_reserved_bits_unknown_kind_and_wrong_scope() {
-        let mut raw = bytes_of(FrameHeader { len: 0, kind: FrameKind::Cancel, flags: Flags::NONE, call_id: CallId(1) });
+        let mut raw = bytes_of(FrameHeader {
+            len: 0,
+            kind: FrameKind::Cancel,
+            flags: Flags::NONE,
+            call_id: CallId(1),
+        });
         raw[7] = 1;
-        assert_eq!(FrameHeader::decode(&raw, 100), Err(WireError::ReservedNotZero));
+        assert_eq!(
+            FrameHeader::decode(&raw, 100),
+            Err(WireError::ReservedNotZero)
+        );
         raw[7] = 0;
         raw[4] = 0x7f;
-        assert_eq!(FrameHeader::decode(&raw, 100), Err(WireError::UnknownKind(0x7f)));
-        let ping_on_call = bytes_of(FrameHeader { len: 8, kind: FrameKind::Ping, flags: Flags::NONE, call_id: CallId(3) });
-        assert_eq!(FrameHeader::decode(&ping_on_call, 100), Err(WireError::ControlFrameOnCall(FrameKind::Ping)));
-        let cancel_on_conn = bytes_of(FrameHeader { len: 0, kind: FrameKind::Cancel, flags: Flags::NONE, call_id: CallId(0) });
-        assert_eq!(FrameHeader::decode(&cancel_on_conn, 100), Err(WireError::CallFrameOnConnection(FrameKind::Cancel)));
-        let conn_credit = bytes_of(FrameHeader { len: 4, kind: FrameKind::Credit, flags: Flags::NONE, call_id: CallId(0) });
+        assert_eq!(
+            FrameHeader::decode(&raw, 100),
+            Err(WireError::UnknownKind(0x7f))
+        );
+        let ping_on_call = bytes_of(FrameHeader {
+            len: 8,
+            kind: FrameKind::Ping,
+            flags: Flags::NONE,
+            call_id: CallId(3),
+        });
+        assert_eq!(
+            FrameHeader::decode(&ping_on_call, 100),
+            Err(WireError::ControlFrameOnCall(FrameKind::Ping))
+        );
+        let cancel_on_conn = bytes_of(FrameHeader {
+            len: 0,
+            kind: FrameKind::Cancel,
+            flags: Flags::NONE,
+            call_id: CallId(0),
+        });
+        assert_eq!(
+            FrameHeader::decode(&cancel_on_conn, 100),
+            Err(WireError::CallFrameOnConnection(FrameKind::Cancel))
+        );
+        let conn_credit = bytes_of(FrameHeader {
+            len: 4,
+            kind: FrameKind::Credit,
+            flags: Flags::NONE,
+            call_id: CallId(0),
+        });
         assert!(FrameHeader::decode(&conn_credit, 100).is_ok());
     }
 }

@@ -45,7 +45,11 @@ pub enum InvalidMetadata {
 }
 
 fn valid_key(key: &[u8]) -> bool {
-    !key.is_empty() && key.len() <= u8::MAX as usize && key.iter().all(|&b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.'))
+    !key.is_empty()
+        && key.len() <= u8::MAX as usize
+        && key
+            .iter()
+            .all(|&b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.'))
 }
 
 impl Metadata {
@@ -104,7 +108,10 @@ impl Metadata {
 
     /// Writes the block: a `u16` length, then the entries.
     pub fn encode(&self, dst: &mut impl BufMut) {
-        debug_assert!(self.raw.len() <= super::MAX_METADATA_SIZE, "insert keeps blocks within u16");
+        debug_assert!(
+            self.raw.len() <= super::MAX_METADATA_SIZE,
+            "insert keeps blocks within u16"
+        );
         dst.put_u16_le(self.raw.len() as u16);
         dst.put_slice(&self.raw);
     }
@@ -165,7 +172,9 @@ impl<'a> Iterator for MetadataIter<'a> {
 
 impl fmt::Debug for Metadata {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.iter().map(|(k, v)| (k, String::from_utf8_lossy(v)))).finish()
+        f.debug_map()
+            .entries(self.iter().map(|(k, v)| (k, String::from_utf8_lossy(v))))
+            .finish()
     }
 }
 
@@ -186,21 +195,39 @@ mod tests {
         assert!(bytes.is_empty());
         assert_eq!(back, md);
         let entries: Vec<_> = back.iter().collect();
-        assert_eq!(entries, vec![("a", &b"1"[..]), ("b", &[0u8, 255][..]), ("a", &b"2"[..])]);
+        assert_eq!(
+            entries,
+            vec![("a", &b"1"[..]), ("b", &[0u8, 255][..]), ("a", &b"2"[..])]
+        );
         assert_eq!(back.get("a"), Some(&b"1"[..]));
     }
 
     #[test]
     fn decode_rejects_block_over_limit_before_reading_entries() {
         let mut bytes = Bytes::from_static(&[0xff, 0xff]);
-        assert_eq!(Metadata::decode(&mut bytes, 100), Err(WireError::MetadataTooLarge { len: 0xffff, max: 100 }));
+        assert_eq!(
+            Metadata::decode(&mut bytes, 100),
+            Err(WireError::MetadataTooLarge {
+                len: 0xffff,
+                max: 100
+            })
+        );
     }
 
     #[test]
     fn decode_rejects_bad_keys_and_overruns() {
-        for raw in [&[3u8, 0, 1, b'A', 0, 0][..], &[2, 0, 0, 0][..], &[4, 0, 1, b'a', 5, 0][..], &[1, 0][..]] {
+        for raw in [
+            &[3u8, 0, 1, b'A', 0, 0][..],
+            &[2, 0, 0, 0][..],
+            &[4, 0, 1, b'a', 5, 0][..],
+            &[1, 0][..],
+        ] {
             let mut bytes = Bytes::copy_from_slice(raw);
-            assert_eq!(Metadata::decode(&mut bytes, 100), Err(WireError::BadMetadata), "{raw:?}");
+            assert_eq!(
+                Metadata::decode(&mut bytes, 100),
+                Err(WireError::BadMetadata),
+                "{raw:?}"
+            );
         }
     }
 }

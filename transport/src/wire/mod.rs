@@ -26,7 +26,7 @@ mod settings;
 
 pub use codec::{FrameCodec, FrameCodecError, FrameMark, decode_frame};
 pub use error::WireError;
-pub use frame::{CallHead, Frame, GoAway, StatusFrame};
+pub use frame::{CALL_HEAD_FIXED_LEN, CallHead, Frame, GoAway, StatusFrame};
 pub use header::{CallId, FrameHeader, HEADER_LEN};
 pub use kind::{Flags, FrameKind};
 pub use metadata::{InvalidMetadata, Metadata, MetadataIter};

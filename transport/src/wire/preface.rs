@@ -21,7 +21,9 @@ pub struct Preface {
 
 impl Preface {
     /// This build's preface.
-    pub const CURRENT: Self = Self { version: PROTOCOL_VERSION };
+    pub const CURRENT: Self = Self {
+        version: PROTOCOL_VERSION,
+    };
 
     /// The preface's eight bytes.
     pub fn encode(&self) -> [u8; PREFACE_LEN] {
@@ -36,12 +38,18 @@ impl Preface {
         if src[..6] != PREFACE_MAGIC {
             return Err(WireError::BadPreface);
         }
-        Ok(Self { version: u16::from_le_bytes([src[6], src[7]]) })
+        Ok(Self {
+            version: u16::from_le_bytes([src[6], src[7]]),
+        })
     }
 
     /// `Ok` when this build speaks the preface's version.
     pub fn check_version(&self) -> Result<(), WireError> {
-        if self.version == PROTOCOL_VERSION { Ok(()) } else { Err(WireError::UnsupportedVersion(self.version)) }
+        if self.version == PROTOCOL_VERSION {
+            Ok(())
+        } else {
+            Err(WireError::UnsupportedVersion(self.version))
+        }
     }
 }
 
@@ -56,6 +64,9 @@ mod tests {
         assert_eq!(Preface::decode(&raw), Ok(Preface::CURRENT));
         assert_eq!(Preface::decode(b"GET / HT"), Err(WireError::BadPreface));
         let v9 = Preface { version: 9 };
-        assert_eq!(Preface::decode(&v9.encode()).unwrap().check_version(), Err(WireError::UnsupportedVersion(9)));
+        assert_eq!(
+            Preface::decode(&v9.encode()).unwrap().check_version(),
+            Err(WireError::UnsupportedVersion(9))
+        );
     }
 }

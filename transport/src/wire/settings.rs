@@ -68,7 +68,10 @@ impl Settings {
             (SettingId::MaxFrameSize, self.max_frame_size),
             (SettingId::MaxConcurrentCalls, self.max_concurrent_calls),
             (SettingId::InitialCallWindow, self.initial_call_window),
-            (SettingId::InitialConnectionWindow, self.initial_connection_window),
+            (
+                SettingId::InitialConnectionWindow,
+                self.initial_connection_window,
+            ),
             (SettingId::MinPingIntervalMs, self.min_ping_interval_ms),
             (SettingId::MaxMetadataSize, self.max_metadata_size),
         ]
@@ -107,10 +110,17 @@ impl Settings {
 
     /// Checks the ranges PROTOCOL.md gives for each setting.
     pub fn validate(&self) -> Result<(), WireError> {
-        let frame_ok = (super::MIN_FRAME_SIZE..=super::MAX_FRAME_SIZE).contains(&self.max_frame_size);
-        let windows_ok = [self.initial_call_window, self.initial_connection_window].iter().all(|w| (1..=MAX_WINDOW).contains(w));
+        let frame_ok =
+            (super::MIN_FRAME_SIZE..=super::MAX_FRAME_SIZE).contains(&self.max_frame_size);
+        let windows_ok = [self.initial_call_window, self.initial_connection_window]
+            .iter()
+            .all(|w| (1..=MAX_WINDOW).contains(w));
         let metadata_ok = self.max_metadata_size as usize <= super::MAX_METADATA_SIZE;
-        if frame_ok && windows_ok && metadata_ok && self.max_concurrent_calls > 0 { Ok(()) } else { Err(WireError::BadSettings) }
+        if frame_ok && windows_ok && metadata_ok && self.max_concurrent_calls > 0 {
+            Ok(())
+        } else {
+            Err(WireError::BadSettings)
+        }
     }
 }
 
@@ -120,7 +130,11 @@ mod tests {
 
     #[test]
     fn settings_round_trip_and_ignore_unknown_ids() {
-        let settings = Settings { max_concurrent_calls: 7, min_ping_interval_ms: 0, ..Settings::default() };
+        let settings = Settings {
+            max_concurrent_calls: 7,
+            min_ping_interval_ms: 0,
+            ..Settings::default()
+        };
         let mut buf = Vec::new();
         settings.encode(&mut buf);
         assert_eq!(buf.len(), Settings::ENCODED_LEN);

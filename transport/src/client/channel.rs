@@ -1,0 +1,280 @@
+//! `Channel`: a client that reconnects, with exponential backoff and jitter.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{CallOptions, Client, ClientBuilder};
+use crate::error::Error;
+use crate::net::{Address, ToAddress};
+use crate::stats::StatsSnapshot;
+use crate::status::Status;
+use crate::sync::{Mutex, lock};
+use crate::wire::MethodId;
+
+/// Reconnection delays: `initial`, then multiplied by `multiplier` per failed attempt up to
+/// `max`, each spread by ±`jitter` (a fraction) so many clients do not reconnect in step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Backoff {
+    /// Delay after the first failure (default 50 ms).
+    pub initial: Duration,
+    /// Largest delay (default 5 s).
+    pub max: Duration,
+    /// Growth per failure (default 2.0).
+    pub multiplier: f64,
+    /// Random spread as a fraction of the delay (default 0.2, so ±20 %).
+    pub jitter: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(50),
+            max: Duration::from_secs(5),
+            multiplier: 2.0,
+            jitter: 0.2,
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before attempt number `failures + 1`, given a random `unit` in [0, 1).
+    pub fn delay(&self, failures: u32, unit: f64) -> Duration {
+        let base = self.initial.as_secs_f64()
+            * self
+                .multiplier
+                .powi(failures.saturating_sub(1).min(64) as i32);
+        let base = base.min(self.max.as_secs_f64());
+        let spread = 1.0 + self.jitter * (2.0 * unit - 1.0);
+        Duration::from_secs_f64((base * spread).max(0.0))
+    }
+}
+
+/// Configures a [`Channel`].
+#[derive(Clone, Debug, Default)]
+pub struct ChannelBuilder {
+    client: ClientBuilder,
+    backoff: Backoff,
+}
+
+impl ChannelBuilder {
+    /// Options for each connection the channel opens.
+    #[must_use]
+    pub fn client(mut self, client: ClientBuilder) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// The reconnection schedule.
+    #[must_use]
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// A channel that connects on its first call.
+    pub fn connect_lazy(self, address: impl ToAddress) -> Result<Channel, Error> {
+        let address = address.to_address()?;
+        Ok(Channel {
+            inner: Arc::new(Inner {
+                address,
+                builder: self.client,
+                backoff: self.backoff,
+                current: Mutex::new(None),
+                reconnect: tokio::sync::Mutex::new(Attempts {
+                    failures: 0,
+                    next_attempt: None,
+                    last_error: String::new(),
+                }),
+                random: Mutex::new(RandomState::new().build_hasher().finish() | 1),
+            }),
+        })
+    }
+
+    /// A channel with its first connection open.
+    pub async fn connect(self, address: impl ToAddress) -> Result<Channel, Error> {
+        let channel = self.connect_lazy(address)?;
+        let client = channel
+            .inner
+            .builder
+            .clone()
+            .connect(&channel.inner.address)
+            .await?;
+        *lock(&channel.inner.current) = Some(client);
+        Ok(channel)
+    }
+}
+
+/// A client that keeps a connection to one address open: when the connection drops or the
+/// server sends a GoAway, the next call opens a new one, waiting out an exponential backoff
+/// with jitter after failed attempts. Cheap to clone.
+///
+/// Calls that were running on a lost connection fail with UNAVAILABLE; the channel does not
+/// retry them, since only the caller knows whether a call is safe to repeat.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use volley::{CallOptions, Channel, MethodId};
+///
+/// let channel = Channel::builder().connect_lazy("127.0.0.1:7000")?;
+/// let reply: String = channel.unary(MethodId::from_name("/echo.Echo/Say"), &"hi".to_owned(), CallOptions::default()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Channel {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    address: Address,
+    builder: ClientBuilder,
+    backoff: Backoff,
+    current: Mutex<Option<Client>>,
+    reconnect: tokio::sync::Mutex<Attempts>,
+    random: Mutex<u64>,
+}
+
+#[derive(Debug)]
+struct Attempts {
+    failures: u32,
+    next_attempt: Option<Instant>,
+    last_error: String,
+}
+
+impl Channel {
+    /// A builder.
+    pub fn builder() -> ChannelBuilder {
+        ChannelBuilder::default()
+    }
+
+    /// A unary call over the current connection, opening one first if needed. See
+    /// [`Client::unary`].
+    pub async fn unary<Req, Resp>(
+        &self,
+        method: MethodId,
+        request: &Req,
+        options: CallOptions,
+    ) -> Result<Resp, Status>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        let deadline = options.deadline_from(Instant::now());
+        let client = self.ready_client(deadline).await?;
+        client.unary(method, request, options).await
+    }
+
+    /// Like [`Channel::unary`], returning the response's encoded bytes.
+    pub async fn unary_bytes<Req: prost::Message>(
+        &self,
+        method: MethodId,
+        request: &Req,
+        options: CallOptions,
+    ) -> Result<Bytes, Status> {
+        let deadline = options.deadline_from(Instant::now());
+        let client = self.ready_client(deadline).await?;
+        client.unary_bytes(method, request, options).await
+    }
+
+    /// Counters of the current connection, if one is open.
+    pub fn stats(&self) -> Option<StatsSnapshot> {
+        lock(&self.inner.current).as_ref().map(Client::stats)
+    }
+
+    /// A connection that is open and not draining, connecting if needed.
+    pub async fn ready_client(&self, deadline: Option<Instant>) -> Result<Client, Status> {
+        if let Some(client) = self.healthy() {
+            return Ok(client);
+        }
+        let mut attempts = self.inner.reconnect.lock().await;
+        loop {
+            // Another caller may have reconnected while we waited for the lock.
+            if let Some(client) = self.healthy() {
+                return Ok(client);
+            }
+            if let Some(at) = attempts.next_attempt {
+                if deadline.is_some_and(|d| d < at) {
+                    return Err(Status::unavailable(format!(
+                        "not connected to {} and the next reconnect attempt is after the call's deadline; last error: {}",
+                        self.inner.address, attempts.last_error
+                    )));
+                }
+                tokio::time::sleep_until(at.into()).await;
+            }
+            let connect = self.inner.builder.clone().connect(&self.inner.address);
+            let result = match deadline {
+                Some(d) => tokio::time::timeout_at(d.into(), connect)
+                    .await
+                    .unwrap_or_else(|_| Err(Error::Config("connect timed out".into()))),
+                None => connect.await,
+            };
+            match result {
+                Ok(client) => {
+                    attempts.failures = 0;
+                    attempts.next_attempt = None;
+                    *lock(&self.inner.current) = Some(client.clone());
+                    return Ok(client);
+                }
+                Err(err) => {
+                    attempts.failures += 1;
+                    let delay = self
+                        .inner
+                        .backoff
+                        .delay(attempts.failures, self.next_random());
+                    attempts.next_attempt = Some(Instant::now() + delay);
+                    attempts.last_error = err.to_string();
+                    tracing::debug!(address = %self.inner.address, failures = attempts.failures, ?delay, "reconnect failed: {err}");
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(Status::unavailable(format!(
+                            "could not connect to {}: {err}",
+                            self.inner.address
+                        )));
+                    }
+                    if deadline.is_none() {
+                        return Err(Status::unavailable(format!(
+                            "could not connect to {}: {err}; the channel will retry after {delay:?}",
+                            self.inner.address
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    fn healthy(&self) -> Option<Client> {
+        let current = lock(&self.inner.current);
+        current
+            .as_ref()
+            .filter(|c| !c.is_closed() && !c.is_draining())
+            .cloned()
+    }
+
+    /// xorshift64*: enough randomness to spread reconnects, no dependency.
+    fn next_random(&self) -> f64 {
+        let mut state = lock(&self.inner.random);
+        *state ^= *state >> 12;
+        *state ^= *state << 25;
+        *state ^= *state >> 27;
+        let value = state.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        (value >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_bounded_jitter() {
+        let backoff = Backoff::default();
+        assert_eq!(backoff.delay(1, 0.5), Duration::from_millis(50));
+        assert_eq!(backoff.delay(3, 0.5), Duration::from_millis(200));
+        assert_eq!(backoff.delay(30, 0.5), Duration::from_secs(5));
+        assert_eq!(backoff.delay(1, 0.0), Duration::from_millis(40));
+        assert!(backoff.delay(1, 0.999) <= Duration::from_millis(60));
+    }
+}

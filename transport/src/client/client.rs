@@ -1,0 +1,304 @@
+//! `Client`: a cheap, cloneable handle over one connection.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use super::CallOptions;
+use super::connect::connect;
+use crate::driver::{Body, DriverConfig, Outcome, Shared, encode_message_frame, frame_too_large};
+use crate::error::Error;
+use crate::net::{Address, AppliedSocketOptions, SocketConfig, ToAddress};
+use crate::protocol::ConnectionConfig;
+use crate::stats::StatsSnapshot;
+use crate::status::{Code, Status};
+use crate::wire::{CallHead, CallId, Flags, FrameKind, MethodId};
+
+/// A connection to a Volley server. Cloning is cheap and shares the connection; calls from any
+/// number of tasks are multiplexed over it.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use volley::{CallOptions, Client, MethodId};
+///
+/// const ECHO: MethodId = MethodId::from_name("/echo.Echo/Say");
+/// let client = Client::connect("127.0.0.1:7000").await?;
+/// let reply: String = client.unary(ECHO, &"hello".to_owned(), CallOptions::default()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Client {
+    shared: Arc<Shared>,
+    info: Arc<ClientInfo>,
+}
+
+/// What a client knows about its connection that never changes.
+#[derive(Debug)]
+struct ClientInfo {
+    address: Address,
+    socket: AppliedSocketOptions,
+}
+
+/// Configures and opens a [`Client`].
+#[derive(Clone, Debug, Default)]
+pub struct ClientBuilder {
+    pub(crate) config: DriverConfig,
+}
+
+impl ClientBuilder {
+    /// TCP socket options.
+    #[must_use]
+    pub fn socket_config(mut self, socket: SocketConfig) -> Self {
+        self.config.socket = socket;
+        self
+    }
+
+    /// Protocol settings, limits and timeouts.
+    #[must_use]
+    pub fn connection_config(mut self, connection: ConnectionConfig) -> Self {
+        self.config.connection = connection;
+        self
+    }
+
+    /// Pings the server after `interval` without traffic; the connection fails with
+    /// UNAVAILABLE when no pong arrives within `timeout`.
+    #[must_use]
+    pub fn keepalive(
+        mut self,
+        interval: std::time::Duration,
+        timeout: std::time::Duration,
+    ) -> Self {
+        self.config.connection.keepalive_interval = Some(interval);
+        self.config.connection.keepalive_timeout = timeout;
+        self
+    }
+
+    /// Largest frame this client accepts (responses); see `docs/PROTOCOL.md`.
+    #[must_use]
+    pub fn max_frame_size(mut self, bytes: u32) -> Self {
+        self.config.connection.settings.max_frame_size = bytes;
+        self
+    }
+
+    /// Bytes the write queue may hold before callers wait.
+    #[must_use]
+    pub fn write_queue_cap(mut self, bytes: usize) -> Self {
+        self.config.write_queue_cap = bytes;
+        self
+    }
+
+    /// Connects and completes the handshake.
+    pub async fn connect(self, address: impl ToAddress) -> Result<Client, Error> {
+        let address = address.to_address()?;
+        self.config
+            .connection
+            .settings
+            .validate()
+            .map_err(|err| Error::Config(err.to_string()))?;
+        let (shared, socket) = connect(&address, &self.config).await?;
+        Ok(Client {
+            shared,
+            info: Arc::new(ClientInfo { address, socket }),
+        })
+    }
+}
+
+/// Cancels the call on the wire if its future is dropped before the outcome arrived.
+struct CallGuard<'a> {
+    shared: &'a Shared,
+    call_id: CallId,
+    deadline: Option<Instant>,
+    done: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut state = self.shared.lock_state();
+        state.inflight.remove(self.call_id);
+        if state.proto.cancel_call(self.call_id) {
+            self.shared.flush_control(&mut state);
+        }
+        drop(state);
+        let expired = self.deadline.is_some_and(|at| Instant::now() >= at);
+        self.shared.stats.call_finished(if expired {
+            Code::DeadlineExceeded
+        } else {
+            Code::Cancelled
+        });
+        self.shared.capacity.notify_one();
+    }
+}
+
+impl Client {
+    /// A builder for a client with non-default options.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Connects with default options.
+    pub async fn connect(address: impl ToAddress) -> Result<Self, Error> {
+        Self::builder().connect(address).await
+    }
+
+    /// Makes a unary call: sends `request` to `method` and waits for the response.
+    ///
+    /// Errors are [`Status`]es: the server's, or one the transport made (UNAVAILABLE when the
+    /// connection is lost, DEADLINE_EXCEEDED when the deadline passes, RESOURCE_EXHAUSTED when
+    /// the request is over the server's max frame size). Dropping the future cancels the call on
+    /// the server.
+    pub async fn unary<Req, Resp>(
+        &self,
+        method: MethodId,
+        request: &Req,
+        options: CallOptions,
+    ) -> Result<Resp, Status>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        let message = self.unary_bytes(method, request, options).await?;
+        Resp::decode(message).map_err(|err| Status::internal(format!("could not decode the response message: {err}; do client and server use the same .proto?")))
+    }
+
+    /// Like [`Client::unary`], returning the response's encoded bytes undecoded.
+    pub async fn unary_bytes<Req: prost::Message>(
+        &self,
+        method: MethodId,
+        request: &Req,
+        options: CallOptions,
+    ) -> Result<Bytes, Status> {
+        let start = Instant::now();
+        let deadline = options.deadline_from(start);
+        let call = self.start_and_wait(method, request, &options, deadline);
+        match deadline {
+            None => call.await,
+            Some(at) => match tokio::time::timeout_at(at.into(), call).await {
+                Ok(result) => result,
+                Err(_) => Err(Status::deadline_exceeded(format!(
+                    "the call did not finish within its deadline ({:?} after it started)",
+                    at - start
+                ))),
+            },
+        }
+    }
+
+    async fn start_and_wait<Req: prost::Message>(
+        &self,
+        method: MethodId,
+        request: &Req,
+        options: &CallOptions,
+        deadline: Option<Instant>,
+    ) -> Result<Bytes, Status> {
+        let shared = &*self.shared;
+        let body = Body::prepare(request);
+        let head_len = crate::wire::CALL_HEAD_FIXED_LEN + 2 + options.metadata.encoded_len();
+        let call_id = loop {
+            let notified = shared.capacity.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = shared.lock_state();
+                if let Some(status) = &state.closed {
+                    return Err(status.clone());
+                }
+                let max = state.proto.peer_settings().max_frame_size;
+                if head_len + body.len() > max as usize {
+                    return Err(frame_too_large(head_len + body.len(), max));
+                }
+                if shared.queue.queued_bytes() < shared.write_queue_cap {
+                    match state.proto.open_call(true) {
+                        Ok(call_id) => {
+                            state.inflight.insert(call_id);
+                            let head = CallHead {
+                                method_id: method,
+                                priority: options.priority,
+                                timeout: deadline
+                                    .map(|at| at.saturating_duration_since(Instant::now())),
+                                sent_at_ns: SystemTime::now()
+                                    .duration_since(UNIX_EPOCH)
+                                    .map_or(0, |d| d.as_nanos() as u64),
+                                metadata: options.metadata.clone(),
+                            };
+                            let mut queue = shared.queue.lock();
+                            if !options.flush {
+                                queue.no_flush();
+                            }
+                            let flags = Flags::MESSAGE | Flags::END_STREAM;
+                            encode_message_frame(
+                                queue.batch(),
+                                FrameKind::Request,
+                                flags,
+                                call_id,
+                                head_len,
+                                |buf| head.encode(buf),
+                                body,
+                            );
+                            break call_id;
+                        }
+                        Err(status) if status.code() == Code::ResourceExhausted => {}
+                        Err(status) => return Err(status),
+                    }
+                }
+            }
+            notified.await;
+        };
+        shared.stats.call_started();
+        let mut guard = CallGuard {
+            shared,
+            call_id,
+            deadline,
+            done: false,
+        };
+        let outcome = poll_fn(|cx| shared.lock_state().inflight.poll(call_id, cx)).await;
+        guard.done = true;
+        match outcome {
+            Outcome::Response { message, .. } => {
+                shared.stats.call_finished(Code::Ok);
+                Ok(message)
+            }
+            Outcome::Failed(status) => {
+                shared.stats.call_finished(status.code());
+                Err(status)
+            }
+        }
+    }
+
+    /// The server's address.
+    pub fn address(&self) -> &Address {
+        &self.info.address
+    }
+
+    /// Socket options as the kernel reports them after they were applied.
+    pub fn socket_options(&self) -> &AppliedSocketOptions {
+        &self.info.socket
+    }
+
+    /// This connection's counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        let mut snapshot = self.shared.stats.snapshot();
+        snapshot.write_queue_bytes = self.shared.queue.queued_bytes() as u64;
+        snapshot
+    }
+
+    /// Whether the connection has ended; every call on it now fails with UNAVAILABLE.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed_status().is_some()
+    }
+
+    /// Whether the server sent a GoAway: calls still running finish, new calls need a new
+    /// connection.
+    pub fn is_draining(&self) -> bool {
+        self.shared.lock_state().proto.is_draining()
+    }
+
+    /// Closes the connection at once; calls in flight fail with UNAVAILABLE.
+    pub fn close(&self) {
+        self.shared
+            .terminate(Status::unavailable("the client closed the connection"));
+    }
+}

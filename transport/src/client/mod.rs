@@ -1,0 +1,10 @@
+//! The client side: [`Client`] over one connection, [`Channel`] that reconnects.
+
+mod channel;
+mod client;
+mod connect;
+mod options;
+
+pub use channel::{Backoff, Channel, ChannelBuilder};
+pub use client::{Client, ClientBuilder};
+pub use options::CallOptions;

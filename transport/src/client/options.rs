@@ -1,0 +1,97 @@
+//! Per-call options: deadline, metadata, priority, flush hint.
+
+use std::time::{Duration, Instant};
+
+use crate::wire::Metadata;
+
+/// Options for one call. The default has no deadline, no metadata, priority 0 and flushes at once.
+///
+/// ```
+/// use std::time::Duration;
+/// use volley::{CallOptions, Metadata};
+///
+/// let mut metadata = Metadata::new();
+/// metadata.insert("x-trace-id", "4bf92f35").unwrap();
+/// let options = CallOptions::new().timeout(Duration::from_millis(50)).metadata(metadata).priority(7);
+/// assert_eq!(options.priority_value(), 7);
+/// ```
+#[derive(Clone, Debug)]
+pub struct CallOptions {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) metadata: Metadata,
+    pub(crate) priority: u8,
+    pub(crate) flush: bool,
+}
+
+impl Default for CallOptions {
+    fn default() -> Self {
+        Self {
+            timeout: None,
+            deadline: None,
+            metadata: Metadata::new(),
+            priority: 0,
+            flush: true,
+        }
+    }
+}
+
+impl CallOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Fails the call with DEADLINE_EXCEEDED if it has not finished `timeout` after it starts.
+    /// The time covers waiting for a call slot, writing and waiting for the answer; the server
+    /// receives what is left of it.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Like [`CallOptions::timeout`], as an absolute instant. With both, the earlier wins.
+    #[must_use]
+    pub fn deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Metadata sent in the call head.
+    #[must_use]
+    pub fn metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Scheduling priority carried on the wire, 0 (default) to 255.
+    #[must_use]
+    pub fn priority(mut self, priority: u8) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// The priority set.
+    pub fn priority_value(&self) -> u8 {
+        self.priority
+    }
+
+    /// With `false`, the request is queued without waking the writer: it goes out with the next
+    /// call that flushes (the default), which lets a sender of a burst make one write syscall
+    /// for all of it. The last call of a burst must flush.
+    #[must_use]
+    pub fn flush(mut self, flush: bool) -> Self {
+        self.flush = flush;
+        self
+    }
+
+    /// The instant the call must finish by, if any, counting from `start`.
+    pub(crate) fn deadline_from(&self, start: Instant) -> Option<Instant> {
+        let from_timeout = self.timeout.map(|t| start + t);
+        match (from_timeout, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}

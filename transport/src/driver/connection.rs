@@ -1,0 +1,208 @@
+//! State shared by a connection's reader task, writer task and callers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use super::DriverConfig;
+use super::inflight::InFlight;
+use super::write_queue::WriteQueue;
+use crate::protocol::{Connection, Role};
+use crate::stats::Stats;
+use crate::status::{Code, Status};
+use crate::sync::{Mutex, MutexGuard, lock};
+use crate::wire::{CallHead, CallId};
+
+/// What a server does with an accepted call; implemented by the server's router so the driver
+/// needs no knowledge of services.
+pub(crate) trait Dispatch: Send + Sync + 'static {
+    /// Starts the handler for a call the protocol accepted. Called with the state locked; a
+    /// handler task that is spawned must be registered in `state.handlers`.
+    fn dispatch(
+        &self,
+        shared: &Arc<Shared>,
+        state: &mut State,
+        call_id: CallId,
+        head: CallHead,
+        message: Option<Bytes>,
+        received_at: Instant,
+    );
+}
+
+/// The mutable state of a connection, behind one lock.
+#[derive(Debug)]
+pub(crate) struct State {
+    /// The protocol state machine.
+    pub(crate) proto: Connection,
+    /// (client) Calls waiting for their outcome.
+    pub(crate) inflight: InFlight,
+    /// (server) Running handlers, so a cancel can drop them.
+    pub(crate) handlers: HashMap<CallId, AbortHandle>,
+    /// Why the connection ended, once it has.
+    pub(crate) closed: Option<Status>,
+}
+
+/// A connection as seen by its tasks and callers.
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<State>,
+    pub(crate) queue: WriteQueue,
+    pub(crate) stats: Arc<Stats>,
+    /// Signalled when a call slot frees, the write queue drains, or the connection ends.
+    pub(crate) capacity: Notify,
+    /// Signalled when the handshake completes or fails.
+    pub(crate) established: Notify,
+    /// Tells the reader to stop at once (a hard close).
+    pub(crate) shutdown: Notify,
+    /// Signalled when the connection has ended.
+    pub(crate) closed: Notify,
+    pub(crate) write_queue_cap: usize,
+    pub(crate) role: Role,
+    pub(crate) dispatch: Option<Arc<dyn Dispatch>>,
+    pub(crate) pool: crate::buf::BufferPool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("role", &self.role)
+            .field("stats", &self.stats.snapshot())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn lock_state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Moves the protocol's pending control frames into the write queue.
+    pub(crate) fn flush_control(&self, state: &mut State) {
+        if state.proto.has_transmit() {
+            let mut queue = self.queue.lock();
+            let frames = state.proto.poll_transmit(&mut queue.batch().buf);
+            queue.batch().frames += frames;
+        }
+    }
+
+    /// Ends the connection: every waiting call fails with `status`, every handler is dropped,
+    /// pending control frames (a GoAway) are flushed and the writer stops after them.
+    pub(crate) fn terminate(&self, status: Status) {
+        let mut wakers: Vec<Waker> = Vec::new();
+        {
+            let mut state = self.lock_state();
+            if state.closed.is_some() {
+                return;
+            }
+            tracing::debug!(code = %status.code(), message = status.message(), "connection closing");
+            state.closed = Some(status.clone());
+            state.inflight.fail_all(&status, &mut wakers);
+            for (_, handler) in state.handlers.drain() {
+                handler.abort();
+                self.stats.call_finished(Code::Cancelled);
+            }
+            self.flush_control(&mut state);
+        }
+        self.queue.close();
+        self.capacity.notify_waiters();
+        self.established.notify_waiters();
+        self.shutdown.notify_one();
+        self.closed.notify_waiters();
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    /// Why the connection ended, if it has.
+    pub(crate) fn closed_status(&self) -> Option<Status> {
+        self.lock_state().closed.clone()
+    }
+
+    /// Waits until the connection has ended.
+    pub(crate) async fn wait_closed(&self) {
+        loop {
+            let notified = self.closed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.lock_state().closed.is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Starts a graceful close: a GoAway with the last accepted call; calls in flight finish,
+    /// then the connection closes.
+    pub(crate) fn go_away(&self, reason: &'static str) {
+        let mut state = self.lock_state();
+        state.proto.go_away(reason);
+        self.flush_control(&mut state);
+        let idle = state.proto.open_calls() == 0;
+        drop(state);
+        if idle {
+            self.queue.close();
+        }
+    }
+
+    /// Waits until the write queue is under its cap (or the connection ends).
+    pub(crate) async fn wait_for_queue_room(&self) {
+        loop {
+            let notified = self.capacity.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.queue.queued_bytes() < self.write_queue_cap
+                || self.lock_state().closed.is_some()
+            {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Starts the reader and writer tasks of a connection over `reader` and `writer`.
+pub(crate) fn spawn_connection<R, W>(
+    reader: R,
+    writer: W,
+    role: Role,
+    config: &DriverConfig,
+    dispatch: Option<Arc<dyn Dispatch>>,
+) -> Arc<Shared>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let now = Instant::now();
+    let capacity = (config.connection.settings.max_concurrent_calls as usize).min(4096);
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            proto: Connection::new(role, config.connection.clone(), now),
+            inflight: InFlight::with_capacity(if role == Role::Client { capacity } else { 0 }),
+            handlers: HashMap::with_capacity(if role == Role::Server { capacity } else { 0 }),
+            closed: None,
+        }),
+        queue: WriteQueue::new(config.pool.take()),
+        stats: Arc::new(Stats::default()),
+        capacity: Notify::new(),
+        established: Notify::new(),
+        shutdown: Notify::new(),
+        closed: Notify::new(),
+        write_queue_cap: config.write_queue_cap(),
+        role,
+        dispatch,
+        pool: config.pool.clone(),
+    });
+    // The preface and settings go out first.
+    {
+        let mut state = shared.lock_state();
+        shared.flush_control(&mut state);
+    }
+    tokio::spawn(super::writer::run(shared.clone(), writer));
+    tokio::spawn(super::reader::run(shared.clone(), reader));
+    shared
+}

@@ -1,0 +1,20 @@
+//! The tokio drivers: one reader task and one writer task per connection, around the sans-IO
+//! [`crate::protocol::Connection`].
+//!
+//! Callers encode frames straight into the connection's [`write_queue`] under its lock; the
+//! writer takes everything queued in one swap and writes it with one vectored write, so calls
+//! batch under load and a lone call waits for nothing. The reader decodes frames from a pooled
+//! buffer, feeds them to the state machine and hands outcomes to waiting calls.
+
+mod config;
+mod connection;
+mod encode;
+mod inflight;
+mod reader;
+mod write_queue;
+mod writer;
+
+pub use config::{DEFAULT_WRITE_QUEUE_CAP, DriverConfig};
+pub(crate) use connection::{Dispatch, Shared, State, spawn_connection};
+pub(crate) use encode::{Body, encode_message_frame, encode_status_frame, frame_too_large};
+pub(crate) use inflight::Outcome;

@@ -1,0 +1,243 @@
+//! The reader task: reads into a pooled buffer, decodes frames, feeds them to the protocol and
+//! hands the resulting events to calls and handlers.
+
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::Shared;
+use super::connection::State;
+use super::inflight::Outcome;
+use crate::protocol::{ConnectionError, Event};
+use crate::stats::Stats;
+use crate::status::{Code, Status};
+use crate::wire::{PREFACE_LEN, decode_frame};
+
+/// Free space the reader keeps in its buffer before each read (64 KiB).
+const READ_RESERVE: usize = 64 * 1024;
+
+pub(crate) async fn run<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut reader: R) {
+    let mut buf = shared.pool.take();
+    let status = read_loop(&shared, &mut reader, &mut buf).await;
+    shared.terminate(status);
+    shared.pool.give(buf);
+}
+
+/// Runs until the connection ends; returns the status calls still open fail with.
+async fn read_loop<R: AsyncRead + Unpin>(
+    shared: &Arc<Shared>,
+    reader: &mut R,
+    buf: &mut BytesMut,
+) -> Status {
+    let mut preface_seen = false;
+    let mut wakers: Vec<Waker> = Vec::with_capacity(64);
+    let max_frame_size = shared.lock_state().proto.local_settings().max_frame_size;
+    loop {
+        // A peer that does not read our answers must not make us buffer without bound: stop
+        // reading from it until the writer has drained.
+        if shared.queue.queued_bytes() >= shared.write_queue_cap {
+            shared.wait_for_queue_room().await;
+        }
+        let deadline = shared.lock_state().proto.poll_timeout();
+        buf.reserve(READ_RESERVE);
+        let read = tokio::select! {
+            biased;
+            () = shared.shutdown.notified() => return closed_status(shared, "the connection was closed locally"),
+            read = reader.read_buf(buf) => read,
+            () = sleep_until(deadline) => {
+                let mut state = shared.lock_state();
+                let result = state.proto.handle_timeout(Instant::now());
+                shared.flush_control(&mut state);
+                if let Err(err) = result {
+                    return connection_status(&err);
+                }
+                continue;
+            }
+        };
+        match read {
+            Ok(0) => return eof_status(shared, buf.is_empty()),
+            Ok(n) => Stats::add(&shared.stats.bytes_in, n as u64),
+            Err(err) => {
+                return Status::unavailable(format!(
+                    "connection lost while reading: {err}; retry on a new connection"
+                ));
+            }
+        }
+        let now = Instant::now();
+        let mut state = shared.lock_state();
+        if !preface_seen {
+            let Some(raw) = buf.first_chunk::<PREFACE_LEN>().copied() else {
+                continue;
+            };
+            let _ = buf.split_to(PREFACE_LEN);
+            preface_seen = true;
+            if let Err(err) = state.proto.handle_preface(&raw) {
+                shared.flush_control(&mut state);
+                return connection_status(&err);
+            }
+        }
+        let was_established = state.proto.is_established();
+        let mut completed = 0;
+        let result = handle_frames(
+            shared,
+            &mut state,
+            buf,
+            max_frame_size,
+            now,
+            &mut wakers,
+            &mut completed,
+        );
+        shared.flush_control(&mut state);
+        let established_now = !was_established && state.proto.is_established();
+        drop(state);
+        if established_now {
+            shared.established.notify_waiters();
+        }
+        for waker in wakers.drain(..) {
+            waker.wake();
+        }
+        for _ in 0..completed {
+            shared.capacity.notify_one();
+        }
+        if let Err(err) = result {
+            return connection_status(&err);
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Decodes and handles every complete frame in `buf`, then dispatches the events.
+fn handle_frames(
+    shared: &Arc<Shared>,
+    state: &mut State,
+    buf: &mut BytesMut,
+    max_frame_size: u32,
+    now: Instant,
+    wakers: &mut Vec<Waker>,
+    completed: &mut usize,
+) -> Result<(), ConnectionError> {
+    let mut frames = 0u64;
+    let result = loop {
+        match decode_frame(buf, max_frame_size) {
+            Ok(Some(frame)) => {
+                frames += 1;
+                if let Err(err) = state.proto.handle_frame(frame, now) {
+                    break Err(err);
+                }
+            }
+            Ok(None) => break Ok(()),
+            Err(err) => break Err(state.proto.handle_wire_error(err)),
+        }
+        // Dispatch as we go so a large batch of calls does not queue all its events first.
+        if frames % 64 == 0 {
+            *completed += dispatch_events(shared, state, now, wakers);
+        }
+    };
+    Stats::add(&shared.stats.frames_in, frames);
+    *completed += dispatch_events(shared, state, now, wakers);
+    result
+}
+
+/// Hands events to calls and handlers; returns how many client calls completed.
+fn dispatch_events(
+    shared: &Arc<Shared>,
+    state: &mut State,
+    now: Instant,
+    wakers: &mut Vec<Waker>,
+) -> usize {
+    let mut completed = 0;
+    while let Some(event) = state.proto.poll_event() {
+        match event {
+            Event::Request {
+                call_id,
+                head,
+                message,
+                ..
+            } => {
+                if let Some(dispatch) = &shared.dispatch {
+                    dispatch.dispatch(shared, state, call_id, head, message, now);
+                }
+            }
+            Event::Response {
+                call_id, message, ..
+            } => {
+                let outcome = Outcome::Response {
+                    message: message.unwrap_or_default(),
+                };
+                wakers.extend(state.inflight.complete(call_id, outcome));
+                completed += 1;
+            }
+            Event::Finished { call_id, status } => {
+                let status = if status.code() == Code::Ok {
+                    Status::internal("the server ended a unary call without a response message")
+                } else {
+                    status
+                };
+                wakers.extend(state.inflight.complete(call_id, Outcome::Failed(status)));
+                completed += 1;
+            }
+            Event::Cancelled { call_id } => {
+                if let Some(handler) = state.handlers.remove(&call_id) {
+                    handler.abort();
+                    shared.stats.call_finished(Code::Cancelled);
+                }
+            }
+            // Streams arrive with the streaming work; a unary peer never sends these.
+            Event::Message { .. }
+            | Event::EndOfStream { .. }
+            | Event::GoAway { .. }
+            | Event::PongReceived => {}
+        }
+    }
+    completed
+}
+
+fn connection_status(err: &ConnectionError) -> Status {
+    let code = if err.code == Code::Ok {
+        Code::Unavailable
+    } else {
+        err.code
+    };
+    let code = if matches!(
+        code,
+        Code::Internal | Code::ResourceExhausted | Code::FailedPrecondition
+    ) {
+        code
+    } else {
+        Code::Unavailable
+    };
+    Status::new(code, err.to_string())
+}
+
+fn eof_status(shared: &Shared, clean: bool) -> Status {
+    if let Some(status) = shared.closed_status() {
+        return status;
+    }
+    let draining = shared.lock_state().proto.is_draining();
+    match (draining, clean) {
+        (true, true) => Status::unavailable(
+            "the peer closed the connection after a graceful goaway; retry on a new connection",
+        ),
+        (_, true) => {
+            Status::unavailable("the peer closed the connection; retry on a new connection")
+        }
+        (_, false) => Status::unavailable(
+            "the peer closed the connection in the middle of a frame; retry on a new connection",
+        ),
+    }
+}
+
+fn closed_status(shared: &Shared, fallback: &str) -> Status {
+    shared
+        .closed_status()
+        .unwrap_or_else(|| Status::unavailable(fallback))
+}

@@ -1,0 +1,8 @@
+//! Sockets: tuning options applied through socket2, and the addresses Volley listens on and
+//! connects to.
+
+mod address;
+mod socket;
+
+pub use address::{Address, AddressParseError, ToAddress};
+pub use socket::{AppliedSocketOptions, KeepaliveConfig, SocketConfig};

@@ -1,0 +1,159 @@
+//! `ServerBuilder` and `Server`: methods, limits and socket options.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::router::{Router, Routes, Service};
+use super::{Request, UnaryHandler};
+use crate::driver::DriverConfig;
+use crate::error::Error;
+use crate::net::SocketConfig;
+use crate::protocol::ConnectionConfig;
+use crate::status::Status;
+
+/// Most connections a server holds at once (10,000); more are closed at accept.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// How long a graceful shutdown waits for calls in flight (10 s) before closing what is left.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Configures a [`Server`]: its methods, limits and socket options.
+#[derive(Debug, Default)]
+pub struct ServerBuilder {
+    routes: Routes,
+    config: DriverConfig,
+    max_connections: Option<usize>,
+    drain_timeout: Option<Duration>,
+}
+
+impl ServerBuilder {
+    /// Adds a service (a generated `FooServer`, or anything implementing [`Service`]).
+    #[must_use]
+    pub fn add_service(mut self, service: impl Service) -> Self {
+        service.register(&mut self.routes);
+        self
+    }
+
+    /// Adds a unary method with full name `name` (`/package.Service/Method`) served by `f`.
+    #[must_use]
+    pub fn unary<Req, Resp, F, Fut>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(Request<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
+        Req: prost::Message + Default + 'static,
+        Resp: prost::Message + 'static,
+    {
+        self.routes.add(name, UnaryHandler::new(f));
+        self
+    }
+
+    /// Protocol settings, limits and timeouts (max frame size, concurrency, metadata, budgets).
+    #[must_use]
+    pub fn connection_config(mut self, connection: ConnectionConfig) -> Self {
+        self.config.connection = connection;
+        self
+    }
+
+    /// Most calls one connection may run at once; more are refused with RESOURCE_EXHAUSTED.
+    #[must_use]
+    pub fn max_concurrent_calls(mut self, calls: u32) -> Self {
+        self.config.connection.settings.max_concurrent_calls = calls;
+        self
+    }
+
+    /// Largest frame (so largest request message) the server accepts.
+    #[must_use]
+    pub fn max_frame_size(mut self, bytes: u32) -> Self {
+        self.config.connection.settings.max_frame_size = bytes;
+        self
+    }
+
+    /// Largest call metadata block the server accepts.
+    #[must_use]
+    pub fn max_metadata_size(mut self, bytes: u32) -> Self {
+        self.config.connection.settings.max_metadata_size = bytes;
+        self
+    }
+
+    /// How long a new connection has to complete its handshake.
+    #[must_use]
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connection.handshake_timeout = timeout;
+        self
+    }
+
+    /// TCP socket options, applied to every accepted connection.
+    #[must_use]
+    pub fn socket_config(mut self, socket: SocketConfig) -> Self {
+        self.config.socket = socket;
+        self
+    }
+
+    /// Bytes a connection's write queue may hold before the server stops reading from it.
+    #[must_use]
+    pub fn write_queue_cap(mut self, bytes: usize) -> Self {
+        self.config.write_queue_cap = bytes;
+        self
+    }
+
+    /// See [`DEFAULT_MAX_CONNECTIONS`].
+    #[must_use]
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = Some(connections);
+        self
+    }
+
+    /// See [`DEFAULT_DRAIN_TIMEOUT`].
+    #[must_use]
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = Some(timeout);
+        self
+    }
+
+    /// Checks the configuration and the method table.
+    pub fn build(self) -> Result<Server, Error> {
+        self.config
+            .connection
+            .settings
+            .validate()
+            .map_err(|err| Error::Config(err.to_string()))?;
+        Ok(Server {
+            router: Arc::new(self.routes.build()?),
+            config: self.config,
+            max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            drain_timeout: self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+        })
+    }
+}
+
+/// A Volley server: a method table and its configuration, ready to serve.
+///
+/// It runs on the caller's tokio runtime: it spawns tasks and owns no runtime or thread.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), volley::Error> {
+/// use volley::{Request, Server, Status};
+///
+/// let server = Server::builder()
+///     .unary("/echo.Echo/Say", |request: Request<String>| async move { Ok::<_, Status>(request.into_inner()) })
+///     .build()?;
+/// let handle = server.serve("127.0.0.1:0").await?;
+/// println!("listening on {}", handle.local_addr());
+/// handle.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub(crate) router: Arc<Router>,
+    pub(crate) config: DriverConfig,
+    pub(crate) max_connections: usize,
+    pub(crate) drain_timeout: Duration,
+}
+
+impl Server {
+    /// A builder.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+}

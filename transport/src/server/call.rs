@@ -1,0 +1,218 @@
+//! One call on the server: its context for the handler, and the way its answer is written.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::driver::{Body, Shared, encode_message_frame, encode_status_frame, frame_too_large};
+use crate::status::{Code, Status};
+use crate::wire::{CallId, Flags, FrameKind, Metadata, MethodId};
+
+/// What a handler knows about its call besides the request message.
+#[derive(Clone, Debug)]
+pub struct CallContext {
+    call_id: CallId,
+    method: MethodId,
+    deadline: Option<Instant>,
+    metadata: Metadata,
+    priority: u8,
+}
+
+impl CallContext {
+    /// The call's id on its connection.
+    pub fn call_id(&self) -> CallId {
+        self.call_id
+    }
+
+    /// The method called.
+    pub fn method(&self) -> MethodId {
+        self.method
+    }
+
+    /// When the caller stops waiting, if it set a deadline. The handler is dropped then.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The caller's metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// The caller's priority, 0 to 255.
+    pub fn priority(&self) -> u8 {
+        self.priority
+    }
+}
+
+/// A request as a handler receives it: the decoded message and its [`CallContext`].
+#[derive(Debug)]
+pub struct Request<T> {
+    message: T,
+    context: CallContext,
+}
+
+impl<T> Request<T> {
+    /// A request, for calling handlers directly in tests.
+    pub fn new(message: T) -> Self {
+        let context = CallContext {
+            call_id: CallId(0),
+            method: MethodId(0),
+            deadline: None,
+            metadata: Metadata::new(),
+            priority: 0,
+        };
+        Self { message, context }
+    }
+
+    /// The message.
+    pub fn get_ref(&self) -> &T {
+        &self.message
+    }
+
+    /// The message, by value.
+    pub fn into_inner(self) -> T {
+        self.message
+    }
+
+    /// The call's context.
+    pub fn context(&self) -> &CallContext {
+        &self.context
+    }
+
+    /// The caller's metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.context.metadata
+    }
+
+    /// Message and context.
+    pub fn into_parts(self) -> (T, CallContext) {
+        (self.message, self.context)
+    }
+}
+
+/// A call accepted by the server and handed to a handler task. Answer it with
+/// [`ServerCall::respond`]; if it is dropped unanswered (the handler panicked), the caller gets
+/// INTERNAL.
+#[derive(Debug)]
+pub struct ServerCall {
+    shared: Arc<Shared>,
+    context: CallContext,
+    message: Bytes,
+    answered: bool,
+}
+
+impl ServerCall {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        call_id: CallId,
+        method: MethodId,
+        deadline: Option<Instant>,
+        metadata: Metadata,
+        priority: u8,
+        message: Bytes,
+    ) -> Self {
+        Self {
+            shared,
+            context: CallContext {
+                call_id,
+                method,
+                deadline,
+                metadata,
+                priority,
+            },
+            message,
+            answered: false,
+        }
+    }
+
+    /// The call's context.
+    pub fn context(&self) -> &CallContext {
+        &self.context
+    }
+
+    /// Decodes the request. A message that does not decode is answered with INVALID_ARGUMENT
+    /// and `None` is returned. A call whose deadline has already passed is answered with
+    /// DEADLINE_EXCEEDED without decoding.
+    pub fn decode<T: prost::Message + Default>(&mut self) -> Option<Request<T>> {
+        if self.context.deadline.is_some_and(|at| Instant::now() >= at) {
+            self.respond::<()>(Err(Status::deadline_exceeded(
+                "the call's deadline passed before its handler started",
+            )));
+            return None;
+        }
+        match T::decode(std::mem::take(&mut self.message)) {
+            Ok(message) => Some(Request {
+                message,
+                context: self.context.clone(),
+            }),
+            Err(err) => {
+                self.respond::<()>(Err(Status::invalid_argument(format!("the request message does not decode: {err}; do client and server use the same .proto?"))));
+                None
+            }
+        }
+    }
+
+    /// Sends the call's answer: the response message with status OK, or the error status.
+    /// Nothing is sent if the call was cancelled meanwhile.
+    pub fn respond<M: prost::Message>(&mut self, result: Result<M, Status>) {
+        if std::mem::replace(&mut self.answered, true) {
+            return;
+        }
+        let call_id = self.context.call_id;
+        let body = result.as_ref().map(Body::prepare);
+        let shared = &*self.shared;
+        let mut state = shared.lock_state();
+        if state.closed.is_some() || !state.proto.finish_call(call_id) {
+            return;
+        }
+        state.handlers.remove(&call_id);
+        let max = state.proto.peer_settings().max_frame_size;
+        let code = {
+            let mut queue = shared.queue.lock();
+            match body {
+                Ok(body) if body.len() <= max as usize => {
+                    let flags = Flags::MESSAGE | Flags::END_STREAM;
+                    encode_message_frame(
+                        queue.batch(),
+                        FrameKind::Response,
+                        flags,
+                        call_id,
+                        0,
+                        |_| {},
+                        body,
+                    );
+                    Code::Ok
+                }
+                Ok(body) => {
+                    let status = frame_too_large(body.len(), max);
+                    encode_status_frame(queue.batch(), call_id, &status);
+                    status.code()
+                }
+                Err(status) => {
+                    encode_status_frame(queue.batch(), call_id, status);
+                    status.code()
+                }
+            }
+        };
+        shared.stats.call_finished(code);
+        // After a graceful GoAway the connection ends with its last call.
+        if state.proto.is_draining() && state.proto.open_calls() == 0 {
+            drop(state);
+            shared.queue.close();
+        }
+    }
+}
+
+impl Drop for ServerCall {
+    fn drop(&mut self) {
+        if !self.answered {
+            // Reached when the handler panicked, or when its task was dropped (then the call is
+            // no longer open and nothing is sent).
+            self.respond::<()>(Err(Status::internal(
+                "the handler ended without answering; it may have panicked",
+            )));
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The server side: a method table ([`ServerBuilder`]), handlers, and serving.
+
+mod builder;
+mod call;
+mod handler;
+mod router;
+mod serve;
+
+pub use builder::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Server, ServerBuilder};
+pub use call::{CallContext, Request, ServerCall};
+pub use handler::{Handler, UnaryHandler};
+pub use router::{Routes, Service};
+pub use serve::ServerHandle;

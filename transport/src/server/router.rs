@@ -1,0 +1,117 @@
+//! The method table of a server, and dispatch of accepted calls to it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::{Handler, ServerCall};
+use crate::driver::{Dispatch, Shared, State, encode_status_frame};
+use crate::error::Error;
+use crate::status::{Code, Status};
+use crate::wire::{CallHead, CallId, MethodId};
+
+/// A method registered with a server.
+pub(crate) struct Route {
+    pub(crate) name: String,
+    pub(crate) handler: Arc<dyn Handler>,
+}
+
+/// Methods by id.
+pub(crate) struct Router {
+    routes: HashMap<MethodId, Route>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.routes.values().map(|r| &r.name))
+            .finish()
+    }
+}
+
+/// Collects methods for a server; generated `FooServer` types add theirs through it.
+#[derive(Default)]
+pub struct Routes {
+    pending: Vec<(String, Arc<dyn Handler>)>,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.pending.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
+
+impl Routes {
+    /// Registers `handler` for the method with full name `name` (`/package.Service/Method`).
+    pub fn add(&mut self, name: impl Into<String>, handler: impl Handler) {
+        self.pending.push((name.into(), Arc::new(handler)));
+    }
+
+    /// Builds the table, failing on a duplicate method or a method-id collision.
+    pub(crate) fn build(self) -> Result<Router, Error> {
+        let mut routes: HashMap<MethodId, Route> = HashMap::with_capacity(self.pending.len());
+        for (name, handler) in self.pending {
+            let id = MethodId::from_name(&name);
+            if let Some(existing) = routes.get(&id) {
+                return Err(if existing.name == name {
+                    Error::DuplicateMethod(name)
+                } else {
+                    Error::MethodIdCollision {
+                        id,
+                        first: existing.name.clone(),
+                        second: name,
+                    }
+                });
+            }
+            routes.insert(id, Route { name, handler });
+        }
+        Ok(Router { routes })
+    }
+}
+
+/// A set of methods that registers itself with a server, as generated `FooServer` types do.
+pub trait Service {
+    /// Adds this service's methods.
+    fn register(self, routes: &mut Routes);
+}
+
+impl Dispatch for Router {
+    fn dispatch(
+        &self,
+        shared: &Arc<Shared>,
+        state: &mut State,
+        call_id: CallId,
+        head: CallHead,
+        message: Option<Bytes>,
+        received_at: Instant,
+    ) {
+        shared.stats.call_started();
+        let Some(route) = self.routes.get(&head.method_id) else {
+            if state.proto.finish_call(call_id) {
+                let status = Status::unimplemented(format!(
+                    "method id {} is not served here; check the method name and that the service is registered",
+                    head.method_id
+                ));
+                encode_status_frame(shared.queue.lock().batch(), call_id, &status);
+            }
+            shared.stats.call_finished(Code::Unimplemented);
+            return;
+        };
+        let deadline = head.timeout.map(|timeout| received_at + timeout);
+        let call = ServerCall::new(
+            shared.clone(),
+            call_id,
+            head.method_id,
+            deadline,
+            head.metadata,
+            head.priority,
+            message.unwrap_or_default(),
+        );
+        let handle = route.handler.call(call);
+        state.handlers.insert(call_id, handle);
+    }
+}

@@ -1,0 +1,313 @@
+//! Serving: the accept loop, the registry of live connections, graceful shutdown.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::Server;
+use crate::driver::{Dispatch, Shared, spawn_connection};
+use crate::error::Error;
+use crate::net::{Address, ToAddress};
+use crate::protocol::Role;
+use crate::stats::StatsSnapshot;
+use crate::status::Status;
+use crate::sync::{Mutex, lock};
+
+/// Live connections of a server, and the totals of those that ended.
+#[derive(Debug)]
+struct Registry {
+    server: Server,
+    connections: Mutex<HashMap<u64, Arc<Shared>>>,
+    next_id: AtomicU64,
+    ended: Mutex<StatsSnapshot>,
+    /// Signalled when the last connection ends.
+    empty: Notify,
+    stop_accepting: Notify,
+}
+
+impl Registry {
+    /// Serves one accepted stream, unless the server is at its connection cap.
+    fn adopt<R, W>(self: &Arc<Self>, reader: R, writer: W) -> Option<Arc<Shared>>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut connections = lock(&self.connections);
+        if connections.len() >= self.server.max_connections {
+            tracing::warn!(
+                max = self.server.max_connections,
+                "connection refused: the server is at max_connections"
+            );
+            return None;
+        }
+        let dispatch: Arc<dyn Dispatch> = self.server.router.clone();
+        let shared = spawn_connection(
+            reader,
+            writer,
+            Role::Server,
+            &self.server.config,
+            Some(dispatch),
+        );
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        connections.insert(id, shared.clone());
+        drop(connections);
+        let registry = self.clone();
+        let watched = shared.clone();
+        tokio::spawn(async move {
+            watched.wait_closed().await;
+            let mut connections = lock(&registry.connections);
+            connections.remove(&id);
+            lock(&registry.ended).add(&watched.stats.snapshot());
+            if connections.is_empty() {
+                registry.empty.notify_waiters();
+            }
+        });
+        Some(shared)
+    }
+
+    fn live(&self) -> Vec<Arc<Shared>> {
+        lock(&self.connections).values().cloned().collect()
+    }
+}
+
+/// A running server: its address, its counters, and the way to stop it.
+#[derive(Debug)]
+pub struct ServerHandle {
+    registry: Arc<Registry>,
+    local_addr: Address,
+    accept: JoinHandle<()>,
+    unix_path: Option<PathBuf>,
+}
+
+impl Server {
+    /// Binds `address` (TCP, IPv4 or IPv6, or `unix:/path`), starts accepting on the current
+    /// tokio runtime and returns at once.
+    pub async fn serve(self, address: impl ToAddress) -> Result<ServerHandle, Error> {
+        let address = address.to_address()?;
+        let bind_error = |source| Error::Bind {
+            address: address.clone(),
+            source,
+        };
+        match &address {
+            Address::Tcp(addr) => {
+                let socket = if addr.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()
+                } else {
+                    tokio::net::TcpSocket::new_v6()
+                }
+                .map_err(bind_error)?;
+                socket.set_reuseaddr(true).map_err(bind_error)?;
+                if self.config.socket.reuse_port {
+                    if let Err(err) = socket2::SockRef::from(&socket).set_reuse_port(true) {
+                        tracing::warn!("socket option SO_REUSEPORT not applied: {err}");
+                    }
+                }
+                socket.bind(*addr).map_err(bind_error)?;
+                let listener = socket.listen(1024).map_err(bind_error)?;
+                Ok(self.serve_tcp_listener(listener))
+            }
+            Address::Unix(path) => {
+                let listener = UnixListener::bind(path).map_err(bind_error)?;
+                let mut handle = self.serve_unix_listener(listener);
+                handle.unix_path = Some(path.clone());
+                handle.local_addr = address.clone();
+                Ok(handle)
+            }
+        }
+    }
+
+    fn registry(self) -> Arc<Registry> {
+        Arc::new(Registry {
+            server: self,
+            connections: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            ended: Mutex::new(StatsSnapshot::default()),
+            empty: Notify::new(),
+            stop_accepting: Notify::new(),
+        })
+    }
+
+    /// Serves connections accepted from a TCP listener the caller bound.
+    pub fn serve_tcp_listener(self, listener: TcpListener) -> ServerHandle {
+        let local_addr = listener
+            .local_addr()
+            .map(Address::Tcp)
+            .unwrap_or(Address::Unix(PathBuf::new()));
+        let registry = self.registry();
+        let accept = tokio::spawn(accept_loop(registry.clone(), listener));
+        ServerHandle {
+            registry,
+            local_addr,
+            accept,
+            unix_path: None,
+        }
+    }
+
+    /// Serves connections accepted from a Unix listener the caller bound.
+    pub fn serve_unix_listener(self, listener: UnixListener) -> ServerHandle {
+        let local_addr = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| Address::Unix(p.to_owned())))
+            .unwrap_or(Address::Unix(PathBuf::new()));
+        let registry = self.registry();
+        let accept = tokio::spawn(accept_loop(registry.clone(), listener));
+        ServerHandle {
+            registry,
+            local_addr,
+            accept,
+            unix_path: None,
+        }
+    }
+}
+
+/// A listener `accept_loop` can take connections from.
+trait Listener: Send + 'static {
+    type Stream: Accepted;
+    fn accept_stream(
+        &self,
+    ) -> impl std::future::Future<Output = std::io::Result<Self::Stream>> + Send;
+}
+
+impl Listener for TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn accept_stream(&self) -> std::io::Result<Self::Stream> {
+        self.accept().await.map(|(stream, _)| stream)
+    }
+}
+
+impl Listener for UnixListener {
+    type Stream = tokio::net::UnixStream;
+    async fn accept_stream(&self) -> std::io::Result<Self::Stream> {
+        self.accept().await.map(|(stream, _)| stream)
+    }
+}
+
+/// Something `accept_loop` can serve: a socket it splits into owned halves and tunes.
+trait Accepted: Send + 'static {
+    fn serve(self, registry: &Arc<Registry>);
+}
+
+impl Accepted for tokio::net::TcpStream {
+    fn serve(self, registry: &Arc<Registry>) {
+        let applied = registry
+            .server
+            .config
+            .socket
+            .apply(socket2::SockRef::from(&self));
+        tracing::trace!(?applied, "accepted a TCP connection");
+        let (reader, writer) = self.into_split();
+        registry.adopt(reader, writer);
+    }
+}
+
+impl Accepted for tokio::net::UnixStream {
+    fn serve(self, registry: &Arc<Registry>) {
+        let (reader, writer) = self.into_split();
+        registry.adopt(reader, writer);
+    }
+}
+
+async fn accept_loop<L: Listener>(registry: Arc<Registry>, listener: L) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = registry.stop_accepting.notified() => return,
+            accepted = listener.accept_stream() => accepted,
+        };
+        match accepted {
+            Ok(stream) => stream.serve(&registry),
+            Err(err) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!("accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+impl ServerHandle {
+    /// The bound address (with the real port when the server was bound to port 0).
+    pub fn local_addr(&self) -> &Address {
+        &self.local_addr
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> usize {
+        lock(&self.registry.connections).len()
+    }
+
+    /// Totals over every connection, live and ended.
+    pub fn stats(&self) -> StatsSnapshot {
+        let mut total = lock(&self.registry.ended).clone();
+        for connection in self.registry.live() {
+            let mut snapshot = connection.stats.snapshot();
+            snapshot.write_queue_bytes = connection.queue.queued_bytes() as u64;
+            total.add(&snapshot);
+        }
+        total
+    }
+
+    /// Graceful shutdown: stop accepting, send each connection a GoAway naming its last accepted
+    /// call, let calls in flight finish within the drain timeout, then close what is left.
+    pub async fn shutdown(self) {
+        self.registry.stop_accepting.notify_one();
+        let drained = {
+            let empty = self.registry.empty.notified();
+            tokio::pin!(empty);
+            empty.as_mut().enable();
+            for connection in self.registry.live() {
+                connection.go_away("the server is shutting down");
+            }
+            self.connections() == 0
+                || tokio::time::timeout(self.registry.server.drain_timeout, empty)
+                    .await
+                    .is_ok()
+        };
+        if !drained {
+            tracing::warn!(
+                remaining = self.connections(),
+                "drain timeout passed; closing the remaining connections"
+            );
+        }
+        self.close_all("the server shut down before the call finished");
+        let _ = self.accept.await;
+    }
+
+    /// Closes every connection at once; calls in flight fail with UNAVAILABLE.
+    pub fn abort(self) {
+        self.registry.stop_accepting.notify_one();
+        self.close_all("the server was stopped");
+        self.accept.abort();
+    }
+
+    fn close_all(&self, reason: &'static str) {
+        for connection in self.registry.live() {
+            connection.terminate(Status::unavailable(reason));
+        }
+        if let Some(path) = &self.unix_path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Server {
+    /// Serves one connection the caller accepted itself (any `AsyncRead + AsyncWrite` stream,
+    /// such as a TLS stream). Returns when the connection ends.
+    pub async fn serve_connection<S>(&self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (reader, writer) = tokio::io::split(stream);
+        let dispatch: Arc<dyn Dispatch> = self.router.clone();
+        let shared = spawn_connection(reader, writer, Role::Server, &self.config, Some(dispatch));
+        shared.wait_closed().await;
+    }
+}

@@ -1,0 +1,112 @@
+//! Cheap per-connection counters: relaxed atomics, read as a [`StatsSnapshot`].
+
+use crate::status::Code;
+use crate::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Live counters of one connection (or the sum over a server's connections).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub(crate) calls_started: AtomicU64,
+    pub(crate) calls_by_code: [AtomicU64; 17],
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) frames_in: AtomicU64,
+    pub(crate) frames_out: AtomicU64,
+    pub(crate) write_syscalls: AtomicU64,
+    pub(crate) calls_in_flight: AtomicU64,
+    pub(crate) write_queue_bytes: AtomicU64,
+}
+
+/// A copy of [`Stats`] at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Calls opened.
+    pub calls_started: u64,
+    /// Calls finished, by status code (index = code's wire byte).
+    pub calls_by_code: [u64; 17],
+    /// Bytes read from the socket.
+    pub bytes_in: u64,
+    /// Bytes written to the socket.
+    pub bytes_out: u64,
+    /// Frames decoded.
+    pub frames_in: u64,
+    /// Frames written.
+    pub frames_out: u64,
+    /// `write`/`writev` system calls made.
+    pub write_syscalls: u64,
+    /// Calls open now.
+    pub calls_in_flight: u64,
+    /// Bytes waiting in the write queue now.
+    pub write_queue_bytes: u64,
+}
+
+impl StatsSnapshot {
+    /// Calls finished with any code.
+    pub fn calls_finished(&self) -> u64 {
+        self.calls_by_code.iter().sum()
+    }
+
+    /// Calls finished with a code other than OK.
+    pub fn calls_failed(&self) -> u64 {
+        self.calls_finished() - self.calls_by_code[0]
+    }
+
+    /// Frames per write system call: how well writes are batched.
+    pub fn frames_per_write(&self) -> f64 {
+        if self.write_syscalls == 0 {
+            0.0
+        } else {
+            self.frames_out as f64 / self.write_syscalls as f64
+        }
+    }
+
+    /// Adds `other` into `self`, for totals over connections.
+    pub fn add(&mut self, other: &Self) {
+        self.calls_started += other.calls_started;
+        for (a, b) in self.calls_by_code.iter_mut().zip(other.calls_by_code) {
+            *a += b;
+        }
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.frames_in += other.frames_in;
+        self.frames_out += other.frames_out;
+        self.write_syscalls += other.write_syscalls;
+        self.calls_in_flight += other.calls_in_flight;
+        self.write_queue_bytes += other.write_queue_bytes;
+    }
+}
+
+impl Stats {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let mut calls_by_code = [0; 17];
+        for (out, counter) in calls_by_code.iter_mut().zip(&self.calls_by_code) {
+            *out = counter.load(Relaxed);
+        }
+        StatsSnapshot {
+            calls_started: self.calls_started.load(Relaxed),
+            calls_by_code,
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            frames_in: self.frames_in.load(Relaxed),
+            frames_out: self.frames_out.load(Relaxed),
+            write_syscalls: self.write_syscalls.load(Relaxed),
+            calls_in_flight: self.calls_in_flight.load(Relaxed),
+            write_queue_bytes: self.write_queue_bytes.load(Relaxed),
+        }
+    }
+
+    pub(crate) fn call_started(&self) {
+        self.calls_started.fetch_add(1, Relaxed);
+        self.calls_in_flight.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn call_finished(&self, code: Code) {
+        self.calls_by_code[code.as_u8() as usize].fetch_add(1, Relaxed);
+        self.calls_in_flight.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+}

@@ -1,0 +1,260 @@
+//! Unary calls over real loopback TCP and Unix sockets.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ECHO_ID, Echo, echo, echo_server, start_tcp, unix_path};
+use volley::net::Address;
+use volley::{CallOptions, Client, Code, Metadata};
+
+#[tokio::test]
+async fn unary_round_trip_over_tcp() {
+    let server = start_tcp().await;
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let reply: Echo = client
+        .unary(ECHO_ID, &echo("hello"), CallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(reply.payload, "hello");
+    let stats = client.stats();
+    assert_eq!(stats.calls_started, 1);
+    assert_eq!(stats.calls_by_code[0], 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn unary_round_trip_over_ipv6_tcp() {
+    let Ok(server) = echo_server().build().unwrap().serve("[::1]:0").await else {
+        eprintln!("no IPv6 loopback on this machine; skipping");
+        return;
+    };
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let reply: Echo = client
+        .unary(ECHO_ID, &echo("six"), CallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(reply.payload, "six");
+}
+
+#[tokio::test]
+async fn unary_round_trip_over_a_unix_socket() {
+    let path = unix_path("unary");
+    let server = echo_server()
+        .build()
+        .unwrap()
+        .serve(Address::Unix(path.clone()))
+        .await
+        .unwrap();
+    let client = Client::connect(Address::Unix(path.clone())).await.unwrap();
+    let reply: Echo = client
+        .unary(ECHO_ID, &echo("local"), CallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(reply.payload, "local");
+    server.shutdown().await;
+    assert!(!path.exists(), "the socket file is removed on shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_concurrent_calls_on_one_connection() {
+    let server = start_tcp().await;
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..10_000u32 {
+        let client = client.clone();
+        tasks.spawn(async move {
+            let reply: Echo = client
+                .unary(
+                    ECHO_ID,
+                    &echo(i.to_le_bytes().to_vec()),
+                    CallOptions::default(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(reply.payload[..], i.to_le_bytes());
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.unwrap();
+    }
+    let stats = client.stats();
+    assert_eq!(stats.calls_by_code[0], 10_000);
+    assert!(
+        stats.write_syscalls < 10_000,
+        "requests were batched: {} writes for 10,000 calls",
+        stats.write_syscalls
+    );
+}
+
+#[tokio::test]
+async fn sixteen_mib_payload_round_trips() {
+    let server = start_tcp().await;
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let payload: Vec<u8> = (0..16 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let reply: Echo = client
+        .unary(ECHO_ID, &echo(payload.clone()), CallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(reply.payload.len(), payload.len());
+    assert!(reply.payload == payload);
+}
+
+#[tokio::test]
+async fn oversized_request_fails_with_resource_exhausted_before_sending() {
+    let server = echo_server()
+        .max_frame_size(64 * 1024)
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let err = client
+        .unary::<_, Echo>(
+            ECHO_ID,
+            &echo(vec![0u8; 128 * 1024]),
+            CallOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains("max frame size"), "{err}");
+    let reply: Echo = client
+        .unary(ECHO_ID, &echo("still fine"), CallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(reply.payload, "still fine");
+}
+
+#[tokio::test]
+async fn handler_error_status_reaches_the_caller_with_its_code() {
+    let server = start_tcp().await;
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let request = Echo {
+        fail_with: Code::NotFound as u32,
+        ..echo("x")
+    };
+    let err = client
+        .unary::<_, Echo>(ECHO_ID, &request, CallOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(err.message(), "failed on request");
+}
+
+#[tokio::test]
+async fn unknown_method_is_unimplemented_and_the_connection_stays_up() {
+    let server = start_tcp().await;
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let missing = volley::MethodId::from_name("/test.Echo/Missing");
+    let err = client
+        .unary::<_, Echo>(missing, &echo("x"), CallOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
+    let reply: Echo = client
+        .unary(ECHO_ID, &echo("after"), CallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(reply.payload, "after");
+}
+
+#[tokio::test]
+async fn deadline_exceeded_on_the_client_cancels_the_handler() {
+    let server = start_tcp().await;
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let slow = Echo {
+        sleep_ms: 5_000,
+        ..echo("slow")
+    };
+    let options = CallOptions::default().timeout(Duration::from_millis(50));
+    let err = client
+        .unary::<_, Echo>(ECHO_ID, &slow, options)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err}");
+    // The server hears of it: its handler is dropped (by the deadline it received or the cancel).
+    wait_for(|| server.stats().calls_in_flight == 0).await;
+    assert_eq!(client.stats().calls_in_flight, 0);
+}
+
+#[tokio::test]
+async fn server_side_deadline_drops_the_handler_and_answers_deadline_exceeded() {
+    let server = start_tcp().await;
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let slow = Echo {
+        sleep_ms: 5_000,
+        ..echo("slow")
+    };
+    // The client waits longer than the deadline it sends, so the server's answer is what arrives.
+    let started = std::time::Instant::now();
+    let call = client.unary_bytes(
+        ECHO_ID,
+        &slow,
+        CallOptions::default().timeout(Duration::from_millis(80)),
+    );
+    let err = call.await.unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    wait_for(|| {
+        server.stats().calls_by_code[Code::DeadlineExceeded as usize]
+            + server.stats().calls_by_code[Code::Cancelled as usize]
+            == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dropping_the_call_future_cancels_it_on_the_server() {
+    let server = start_tcp().await;
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let slow = Echo {
+        sleep_ms: 10_000,
+        ..echo("slow")
+    };
+    let call = client.unary::<_, Echo>(ECHO_ID, &slow, CallOptions::default());
+    let _ = tokio::time::timeout(Duration::from_millis(50), call).await;
+    wait_for(|| server.stats().calls_by_code[Code::Cancelled as usize] == 1).await;
+    assert_eq!(server.stats().calls_in_flight, 0);
+}
+
+#[tokio::test]
+async fn metadata_travels_with_the_call() {
+    let server = volley::Server::builder()
+        .unary(common::ECHO, |request: volley::Request<Echo>| async move {
+            let trace = request
+                .metadata()
+                .get("x-trace")
+                .unwrap_or_default()
+                .to_vec();
+            Ok::<_, volley::Status>(echo(trace))
+        })
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let mut metadata = Metadata::new();
+    metadata.insert("x-trace", "abc").unwrap();
+    let reply: Echo = client
+        .unary(
+            ECHO_ID,
+            &echo(""),
+            CallOptions::default().metadata(metadata),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.payload, "abc");
+}
+
+async fn wait_for(mut condition: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not met within 5 s");
+}
