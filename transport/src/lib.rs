@@ -2,6 +2,8 @@
 #![allow(missing_docs)]
 pub mod buf;
 pub mod client;
+#[doc(hidden)]
+pub mod codegen;
 pub mod driver;
 pub mod error;
 pub mod net;
@@ -12,7 +14,7 @@ pub mod status;
 mod sync;
 pub mod wire;
 
-pub use client::{CallOptions, Channel, Client};
+pub use client::{CallOptions, Caller, Channel, Client};
 pub use error::Error;
 pub use server::{Request, Server, ServerHandle};
 pub use status::{Code, Status};
