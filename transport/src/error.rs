@@ -26,9 +26,7 @@ pub enum Error {
         reason: String,
     },
     /// Binding a listener failed.
-    #[error(
-        "could not listen on {address}: {source}; is the port in use or the socket path taken?"
-    )]
+    #[error("could not listen on {address}: {source}; is the port in use or the socket path taken?")]
     Bind {
         /// The address.
         address: Address,
@@ -36,9 +34,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Two registered methods hash to the same method id.
-    #[error(
-        "methods `{first}` and `{second}` share method id {id}; rename one of them (see docs/PROTOCOL.md, Method ids)"
-    )]
+    #[error("methods `{first}` and `{second}` share method id {id}; rename one of them (see docs/PROTOCOL.md, Method ids)")]
     MethodIdCollision {
         /// The shared id.
         id: MethodId,

@@ -164,10 +164,7 @@ fn response(call_id: CallId, message: &'static [u8]) -> Frame {
 }
 
 fn goaway_reason(side: &Side) -> String {
-    side.error
-        .as_ref()
-        .map(|e| e.reason.to_string())
-        .unwrap_or_default()
+    side.error.as_ref().map(|e| e.reason.to_string()).unwrap_or_default()
 }
 
 #[test]
@@ -183,15 +180,11 @@ fn unary_call_round_trips_and_retires_on_both_sides() {
     let mut pair = Pair::new();
     let id = pair.unary_request(b"ping");
     let events = pair.server.events();
-    assert!(
-        matches!(&events[..], [Event::Request { call_id, message: Some(m), end_stream: true, .. }] if *call_id == id && m == "ping")
-    );
+    assert!(matches!(&events[..], [Event::Request { call_id, message: Some(m), end_stream: true, .. }] if *call_id == id && m == "ping"));
     assert!(pair.server.conn.finish_call(id));
     pair.server_sends(response(id, b"pong"));
     let events = pair.client.events();
-    assert!(
-        matches!(&events[..], [Event::Response { message: Some(m), end_stream: true, .. }] if m == "pong")
-    );
+    assert!(matches!(&events[..], [Event::Response { message: Some(m), end_stream: true, .. }] if m == "pong"));
     assert_eq!(pair.client.conn.open_calls(), 0);
     assert_eq!(pair.server.conn.open_calls(), 0);
 }
@@ -215,23 +208,15 @@ fn reused_call_id_closes_the_connection_with_a_goaway() {
 #[test]
 fn frame_for_a_never_opened_call_is_a_protocol_error() {
     let mut pair = Pair::new();
-    pair.client_sends(Frame::Cancel {
-        call_id: CallId(99),
-    });
-    assert_eq!(
-        pair.server.error.as_ref().unwrap().reason,
-        ConnectionErrorReason::UnknownCall(99)
-    );
+    pair.client_sends(Frame::Cancel { call_id: CallId(99) });
+    assert_eq!(pair.server.error.as_ref().unwrap().reason, ConnectionErrorReason::UnknownCall(99));
 }
 
 #[test]
 fn response_for_an_unknown_id_is_a_protocol_error_on_the_client() {
     let mut pair = Pair::new();
     pair.server_sends(response(CallId(7), b"x"));
-    assert_eq!(
-        pair.client.error.as_ref().unwrap().reason,
-        ConnectionErrorReason::UnknownCall(7)
-    );
+    assert_eq!(pair.client.error.as_ref().unwrap().reason, ConnectionErrorReason::UnknownCall(7));
 }
 
 #[test]
@@ -251,10 +236,7 @@ fn client_cancel_reaches_the_server_as_cancelled() {
     assert!(pair.client.conn.cancel_call(id));
     pair.drive();
     assert_eq!(pair.server.events(), vec![Event::Cancelled { call_id: id }]);
-    assert!(
-        !pair.server.conn.finish_call(id),
-        "a cancelled call must not be answered"
-    );
+    assert!(!pair.server.conn.finish_call(id), "a cancelled call must not be answered");
 }
 
 #[test]
@@ -270,9 +252,7 @@ fn message_after_end_of_stream_resets_only_that_call() {
     assert!(pair.server.error.is_none());
     assert_eq!(pair.server.events(), vec![Event::Cancelled { call_id: id }]);
     let events = pair.client.events();
-    assert!(
-        matches!(&events[..], [Event::Finished { status, .. }] if status.code() == Code::Internal)
-    );
+    assert!(matches!(&events[..], [Event::Finished { status, .. }] if status.code() == Code::Internal));
 }
 
 #[test]
@@ -323,10 +303,7 @@ fn metadata_over_the_limit_fails_the_call_and_far_over_closes_the_connection() {
         "{answer:?}"
     );
     assert!(pair.server.error.is_none());
-    assert!(
-        pair.server.events().is_empty(),
-        "no handler for an over-limit call"
-    );
+    assert!(pair.server.events().is_empty(), "no handler for an over-limit call");
     let answer = pair.server_answers_raw(call(2, big(1000)));
     assert!(matches!(
         pair.server.error.as_ref().unwrap().reason,
@@ -352,14 +329,8 @@ fn ping_flood_earns_strikes_and_closes_while_spaced_pings_never_do() {
         sent += 1;
     }
     assert_eq!(sent, 4, "one on-time ping, then three strikes");
-    assert_eq!(
-        pair.server.error.as_ref().unwrap().reason,
-        ConnectionErrorReason::TooManyPings
-    );
-    assert_eq!(
-        pair.server.error.as_ref().unwrap().code,
-        Code::ResourceExhausted
-    );
+    assert_eq!(pair.server.error.as_ref().unwrap().reason, ConnectionErrorReason::TooManyPings);
+    assert_eq!(pair.server.error.as_ref().unwrap().code, Code::ResourceExhausted);
 }
 
 #[test]
@@ -372,10 +343,7 @@ fn a_ping_flood_leaves_at_most_one_pong_pending() {
     let mut out = BytesMut::new();
     pair.server.conn.poll_transmit(&mut out);
     let frames: Vec<_> = std::iter::from_fn(|| decode_frame(&mut out, u32::MAX).unwrap()).collect();
-    let pongs = frames
-        .iter()
-        .filter(|f| matches!(f, Frame::Pong { .. }))
-        .count();
+    let pongs = frames.iter().filter(|f| matches!(f, Frame::Pong { .. })).count();
     assert_eq!(pongs, 1, "{frames:?}");
 }
 
@@ -387,9 +355,7 @@ fn rapid_reset_is_stopped_but_a_cancel_heavy_client_is_never_kicked() {
     for _ in 0..60 {
         for _ in 0..1_000 {
             pair.client_sends(request(CallId(next), b"x"));
-            pair.client_sends(Frame::Cancel {
-                call_id: CallId(next),
-            });
+            pair.client_sends(Frame::Cancel { call_id: CallId(next) });
             next += 1;
             pair.advance(Duration::from_millis(60));
         }
@@ -398,18 +364,13 @@ fn rapid_reset_is_stopped_but_a_cancel_heavy_client_is_never_kicked() {
     // Then a rapid-reset burst with no time passing.
     for _ in 0..5_000 {
         pair.client_sends(request(CallId(next), b"x"));
-        pair.client_sends(Frame::Cancel {
-            call_id: CallId(next),
-        });
+        pair.client_sends(Frame::Cancel { call_id: CallId(next) });
         next += 1;
         if pair.server.error.is_some() {
             break;
         }
     }
-    assert_eq!(
-        pair.server.error.as_ref().unwrap().reason,
-        ConnectionErrorReason::TooManyCancels
-    );
+    assert_eq!(pair.server.error.as_ref().unwrap().reason, ConnectionErrorReason::TooManyCancels);
 }
 
 #[test]
@@ -417,17 +378,13 @@ fn handshake_timeout_closes_a_silent_peer() {
     let epoch = Instant::now();
     let mut server = Side::new(Role::Server, ConnectionConfig::default(), epoch);
     let deadline = server.conn.poll_timeout().unwrap();
-    assert_eq!(
-        deadline,
-        epoch + volley::protocol::DEFAULT_HANDSHAKE_TIMEOUT
-    );
+    assert_eq!(deadline, epoch + volley::protocol::DEFAULT_HANDSHAKE_TIMEOUT);
     assert!(server.conn.handle_timeout(deadline).is_err());
     assert!(server.conn.is_closed());
     let mut out = BytesMut::new();
     server.conn.poll_transmit(&mut out);
     out.advance_preface();
-    let frames =
-        std::iter::from_fn(|| decode_frame(&mut out, u32::MAX).unwrap()).collect::<Vec<_>>();
+    let frames = std::iter::from_fn(|| decode_frame(&mut out, u32::MAX).unwrap()).collect::<Vec<_>>();
     assert!(matches!(frames.last(), Some(Frame::GoAway(g)) if g.code == Code::Unavailable));
 }
 
@@ -451,19 +408,13 @@ fn keepalive_detects_a_dead_peer() {
     let mut pair = Pair::with_configs(client, ConnectionConfig::default());
     pair.advance(Duration::from_secs(2));
     pair.drive();
-    assert!(
-        pair.client.events().contains(&Event::PongReceived),
-        "a live peer answers"
-    );
+    assert!(pair.client.events().contains(&Event::PongReceived), "a live peer answers");
     pair.advance(Duration::from_secs(2));
     // The server is now dead: nothing is driven.
     let mut sink = BytesMut::new();
     pair.client.conn.poll_transmit(&mut sink);
     pair.advance(Duration::from_secs(1));
-    assert_eq!(
-        pair.client.error.as_ref().unwrap().reason,
-        ConnectionErrorReason::KeepaliveTimeout
-    );
+    assert_eq!(pair.client.error.as_ref().unwrap().reason, ConnectionErrorReason::KeepaliveTimeout);
 }
 
 #[test]
@@ -471,10 +422,7 @@ fn bad_magic_and_version_mismatch_are_reported() {
     let epoch = Instant::now();
     let mut server = Side::new(Role::Server, ConnectionConfig::default(), epoch);
     let err = server.conn.handle_preface(b"GET / HT").unwrap_err();
-    assert_eq!(
-        err.reason,
-        ConnectionErrorReason::Wire(WireError::BadPreface)
-    );
+    assert_eq!(err.reason, ConnectionErrorReason::Wire(WireError::BadPreface));
     let mut server = Side::new(Role::Server, ConnectionConfig::default(), epoch);
     let mut v2 = volley::wire::Preface { version: 2 }.encode();
     let err = server.conn.handle_preface(&v2).unwrap_err();
@@ -491,13 +439,8 @@ fn graceful_goaway_refuses_later_calls_and_lets_open_calls_finish() {
     pair.server.conn.go_away("shutting down");
     pair.drive();
     let events = pair.client.events();
-    assert!(events.contains(&Event::GoAway {
-        last_call_id: first
-    }));
-    assert!(
-        pair.client.conn.open_call(true).is_err(),
-        "no new calls after goaway"
-    );
+    assert!(events.contains(&Event::GoAway { last_call_id: first }));
+    assert!(pair.client.conn.open_call(true).is_err(), "no new calls after goaway");
     assert!(pair.server.conn.finish_call(first));
     pair.server_sends(response(first, b"done"));
     assert!(
@@ -524,7 +467,5 @@ fn status_frame_ends_a_client_call_with_its_code_and_text() {
         },
     });
     let events = pair.client.events();
-    assert!(
-        matches!(&events[..], [Event::Finished { status, .. }] if status.code() == Code::NotFound && status.message() == text)
-    );
+    assert!(matches!(&events[..], [Event::Finished { status, .. }] if status.code() == Code::NotFound && status.message() == text));
 }

@@ -12,10 +12,7 @@ use volley::{CallOptions, Client, Code, Metadata};
 async fn unary_round_trip_over_tcp() {
     let server = start_tcp().await;
     let client = Client::connect(server.local_addr()).await.unwrap();
-    let reply: Echo = client
-        .unary(ECHO_ID, &echo("hello"), CallOptions::default())
-        .await
-        .unwrap();
+    let reply: Echo = client.unary(ECHO_ID, &echo("hello"), CallOptions::default()).await.unwrap();
     assert_eq!(reply.payload, "hello");
     let stats = client.stats();
     assert_eq!(stats.calls_started, 1);
@@ -30,27 +27,16 @@ async fn unary_round_trip_over_ipv6_tcp() {
         return;
     };
     let client = Client::connect(server.local_addr()).await.unwrap();
-    let reply: Echo = client
-        .unary(ECHO_ID, &echo("six"), CallOptions::default())
-        .await
-        .unwrap();
+    let reply: Echo = client.unary(ECHO_ID, &echo("six"), CallOptions::default()).await.unwrap();
     assert_eq!(reply.payload, "six");
 }
 
 #[tokio::test]
 async fn unary_round_trip_over_a_unix_socket() {
     let path = unix_path("unary");
-    let server = echo_server()
-        .build()
-        .unwrap()
-        .serve(Address::Unix(path.clone()))
-        .await
-        .unwrap();
+    let server = echo_server().build().unwrap().serve(Address::Unix(path.clone())).await.unwrap();
     let client = Client::connect(Address::Unix(path.clone())).await.unwrap();
-    let reply: Echo = client
-        .unary(ECHO_ID, &echo("local"), CallOptions::default())
-        .await
-        .unwrap();
+    let reply: Echo = client.unary(ECHO_ID, &echo("local"), CallOptions::default()).await.unwrap();
     assert_eq!(reply.payload, "local");
     server.shutdown().await;
     assert!(!path.exists(), "the socket file is removed on shutdown");
@@ -65,11 +51,7 @@ async fn ten_thousand_concurrent_calls_on_one_connection() {
         let client = client.clone();
         tasks.spawn(async move {
             let reply: Echo = client
-                .unary(
-                    ECHO_ID,
-                    &echo(i.to_le_bytes().to_vec()),
-                    CallOptions::default(),
-                )
+                .unary(ECHO_ID, &echo(i.to_le_bytes().to_vec()), CallOptions::default())
                 .await
                 .unwrap();
             assert_eq!(reply.payload[..], i.to_le_bytes());
@@ -92,10 +74,7 @@ async fn sixteen_mib_payload_round_trips() {
     let server = start_tcp().await;
     let client = Client::connect(server.local_addr()).await.unwrap();
     let payload: Vec<u8> = (0..16 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-    let reply: Echo = client
-        .unary(ECHO_ID, &echo(payload.clone()), CallOptions::default())
-        .await
-        .unwrap();
+    let reply: Echo = client.unary(ECHO_ID, &echo(payload.clone()), CallOptions::default()).await.unwrap();
     assert_eq!(reply.payload.len(), payload.len());
     assert!(reply.payload == payload);
 }
@@ -111,19 +90,12 @@ async fn oversized_request_fails_with_resource_exhausted_before_sending() {
         .unwrap();
     let client = Client::connect(server.local_addr()).await.unwrap();
     let err = client
-        .unary::<_, Echo>(
-            ECHO_ID,
-            &echo(vec![0u8; 128 * 1024]),
-            CallOptions::default(),
-        )
+        .unary::<_, Echo>(ECHO_ID, &echo(vec![0u8; 128 * 1024]), CallOptions::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert!(err.message().contains("max frame size"), "{err}");
-    let reply: Echo = client
-        .unary(ECHO_ID, &echo("still fine"), CallOptions::default())
-        .await
-        .unwrap();
+    let reply: Echo = client.unary(ECHO_ID, &echo("still fine"), CallOptions::default()).await.unwrap();
     assert_eq!(reply.payload, "still fine");
 }
 
@@ -153,10 +125,7 @@ async fn unknown_method_is_unimplemented_and_the_connection_stays_up() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    let reply: Echo = client
-        .unary(ECHO_ID, &echo("after"), CallOptions::default())
-        .await
-        .unwrap();
+    let reply: Echo = client.unary(ECHO_ID, &echo("after"), CallOptions::default()).await.unwrap();
     assert_eq!(reply.payload, "after");
 }
 
@@ -169,10 +138,7 @@ async fn deadline_exceeded_on_the_client_cancels_the_handler() {
         ..echo("slow")
     };
     let options = CallOptions::default().timeout(Duration::from_millis(50));
-    let err = client
-        .unary::<_, Echo>(ECHO_ID, &slow, options)
-        .await
-        .unwrap_err();
+    let err = client.unary::<_, Echo>(ECHO_ID, &slow, options).await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err}");
     // The server hears of it: its handler is dropped (by the deadline it received or the cancel).
     wait_for(|| server.stats().calls_in_flight == 0).await;
@@ -189,18 +155,12 @@ async fn server_side_deadline_drops_the_handler_and_answers_deadline_exceeded() 
     };
     // The client waits longer than the deadline it sends, so the server's answer is what arrives.
     let started = std::time::Instant::now();
-    let call = client.unary_bytes(
-        ECHO_ID,
-        &slow,
-        CallOptions::default().timeout(Duration::from_millis(80)),
-    );
+    let call = client.unary_bytes(ECHO_ID, &slow, CallOptions::default().timeout(Duration::from_millis(80)));
     let err = call.await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded);
     assert!(started.elapsed() < Duration::from_secs(2));
     wait_for(|| {
-        server.stats().calls_by_code[Code::DeadlineExceeded as usize]
-            + server.stats().calls_by_code[Code::Cancelled as usize]
-            == 1
+        server.stats().calls_by_code[Code::DeadlineExceeded as usize] + server.stats().calls_by_code[Code::Cancelled as usize] == 1
     })
     .await;
 }
@@ -223,11 +183,7 @@ async fn dropping_the_call_future_cancels_it_on_the_server() {
 async fn metadata_travels_with_the_call() {
     let server = volley::Server::builder()
         .unary(common::ECHO, |request: volley::Request<Echo>| async move {
-            let trace = request
-                .metadata()
-                .get("x-trace")
-                .unwrap_or_default()
-                .to_vec();
+            let trace = request.metadata().get("x-trace").unwrap_or_default().to_vec();
             Ok::<_, volley::Status>(echo(trace))
         })
         .build()
@@ -239,11 +195,7 @@ async fn metadata_travels_with_the_call() {
     let mut metadata = Metadata::new();
     metadata.insert("x-trace", "abc").unwrap();
     let reply: Echo = client
-        .unary(
-            ECHO_ID,
-            &echo(""),
-            CallOptions::default().metadata(metadata),
-        )
+        .unary(ECHO_ID, &echo(""), CallOptions::default().metadata(metadata))
         .await
         .unwrap();
     assert_eq!(reply.payload, "abc");

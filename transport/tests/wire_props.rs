@@ -9,14 +9,7 @@ use volley::wire::{CallHead, CallId, Frame, GoAway, Settings, StatusFrame, decod
 use volley::{Code, Metadata, MethodId};
 
 fn metadata() -> impl Strategy<Value = Metadata> {
-    prop::collection::vec(
-        (
-            "[a-z0-9._-]{1,12}",
-            prop::collection::vec(any::<u8>(), 0..24),
-        ),
-        0..4,
-    )
-    .prop_map(|entries| {
+    prop::collection::vec(("[a-z0-9._-]{1,12}", prop::collection::vec(any::<u8>(), 0..24)), 0..4).prop_map(|entries| {
         let mut md = Metadata::new();
         for (k, v) in entries {
             md.insert(&k, v).expect("strategy makes valid keys");
@@ -53,34 +46,28 @@ fn frame() -> impl Strategy<Value = Frame> {
             prop::option::of(message()),
             any::<bool>()
         )
-            .prop_map(
-                |(call_id, method, priority, micros, sent_at_ns, metadata, message, end_stream)| {
-                    Frame::Request {
-                        call_id,
-                        head: CallHead {
-                            method_id: MethodId(method),
-                            priority,
-                            timeout: micros.map(Duration::from_micros),
-                            sent_at_ns,
-                            metadata,
-                        },
-                        message,
-                        end_stream,
-                    }
+            .prop_map(|(call_id, method, priority, micros, sent_at_ns, metadata, message, end_stream)| {
+                Frame::Request {
+                    call_id,
+                    head: CallHead {
+                        method_id: MethodId(method),
+                        priority,
+                        timeout: micros.map(Duration::from_micros),
+                        sent_at_ns,
+                        metadata,
+                    },
+                    message,
+                    end_stream,
                 }
-            ),
-        (
-            call_id(),
-            metadata(),
-            prop::option::of(message()),
-            any::<bool>()
-        )
-            .prop_map(|(call_id, metadata, message, end_stream)| Frame::Response {
+            }),
+        (call_id(), metadata(), prop::option::of(message()), any::<bool>()).prop_map(|(call_id, metadata, message, end_stream)| {
+            Frame::Response {
                 call_id,
                 metadata,
                 message,
-                end_stream
-            }),
+                end_stream,
+            }
+        }),
         (call_id(), message(), any::<bool>()).prop_map(|(call_id, message, end_stream)| {
             Frame::Message {
                 call_id,
@@ -93,11 +80,7 @@ fn frame() -> impl Strategy<Value = Frame> {
         (call_id(), code(), text(), metadata()).prop_map(|(call_id, code, message, metadata)| {
             Frame::Status {
                 call_id,
-                status: StatusFrame {
-                    code,
-                    message,
-                    metadata,
-                },
+                status: StatusFrame { code, message, metadata },
             }
         }),
         (any::<u64>(), 1u32..).prop_map(|(id, increment)| Frame::Credit {
@@ -182,11 +165,7 @@ proptest! {
 
 #[test]
 fn oversized_length_is_rejected_before_any_allocation() {
-    let mut buf = BytesMut::from(
-        &[
-            0xff, 0xff, 0xff, 0x7f, 0x04, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0,
-        ][..],
-    );
+    let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0x7f, 0x04, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0][..]);
     let capacity = buf.capacity();
     let err = decode_frame(&mut buf, 1 << 20).unwrap_err();
     assert_eq!(
@@ -196,9 +175,5 @@ fn oversized_length_is_rejected_before_any_allocation() {
             max: 1 << 20
         }
     );
-    assert_eq!(
-        buf.capacity(),
-        capacity,
-        "nothing reserved for a frame over the limit"
-    );
+    assert_eq!(buf.capacity(), capacity, "nothing reserved for a frame over the limit");
 }

@@ -3,7 +3,4 @@
 
 mod pool;
 
-pub use pool::{
-    BufferPool, BufferPoolConfig, DEFAULT_BUFFER_CAPACITY, DEFAULT_MAX_POOLED,
-    DEFAULT_MAX_RETAINED_CAPACITY,
-};
+pub use pool::{BufferPool, BufferPoolConfig, DEFAULT_BUFFER_CAPACITY, DEFAULT_MAX_POOLED, DEFAULT_MAX_RETAINED_CAPACITY};

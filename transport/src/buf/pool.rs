@@ -80,9 +80,7 @@ impl BufferPool {
     /// the retained capacity, or it still shares memory with frozen `Bytes` (then it is dropped).
     pub fn give(&self, mut buf: BytesMut) {
         let config = &self.inner.config;
-        if buf.capacity() > config.max_retained_capacity
-            || buf.capacity() < config.buffer_capacity / 2
-        {
+        if buf.capacity() > config.max_retained_capacity || buf.capacity() < config.buffer_capacity / 2 {
             return;
         }
         buf.clear();

@@ -43,10 +43,7 @@ impl Default for Backoff {
 impl Backoff {
     /// The delay before attempt number `failures + 1`, given a random `unit` in [0, 1).
     pub fn delay(&self, failures: u32, unit: f64) -> Duration {
-        let base = self.initial.as_secs_f64()
-            * self
-                .multiplier
-                .powi(failures.saturating_sub(1).min(64) as i32);
+        let base = self.initial.as_secs_f64() * self.multiplier.powi(failures.saturating_sub(1).min(64) as i32);
         let base = base.min(self.max.as_secs_f64());
         let spread = 1.0 + self.jitter * (2.0 * unit - 1.0);
         Duration::from_secs_f64((base * spread).max(0.0))
@@ -97,12 +94,7 @@ impl ChannelBuilder {
     /// A channel with its first connection open.
     pub async fn connect(self, address: impl ToAddress) -> Result<Channel, Error> {
         let channel = self.connect_lazy(address)?;
-        let client = channel
-            .inner
-            .builder
-            .clone()
-            .connect(&channel.inner.address)
-            .await?;
+        let client = channel.inner.builder.clone().connect(&channel.inner.address).await?;
         *lock(&channel.inner.current) = Some(client);
         Ok(channel)
     }
@@ -153,12 +145,7 @@ impl Channel {
 
     /// A unary call over the current connection, opening one first if needed. See
     /// [`Client::unary`].
-    pub async fn unary<Req, Resp>(
-        &self,
-        method: MethodId,
-        request: &Req,
-        options: CallOptions,
-    ) -> Result<Resp, Status>
+    pub async fn unary<Req, Resp>(&self, method: MethodId, request: &Req, options: CallOptions) -> Result<Resp, Status>
     where
         Req: prost::Message,
         Resp: prost::Message + Default,
@@ -169,12 +156,7 @@ impl Channel {
     }
 
     /// Like [`Channel::unary`], returning the response's encoded bytes.
-    pub async fn unary_bytes<Req: prost::Message>(
-        &self,
-        method: MethodId,
-        request: &Req,
-        options: CallOptions,
-    ) -> Result<Bytes, Status> {
+    pub async fn unary_bytes<Req: prost::Message>(&self, method: MethodId, request: &Req, options: CallOptions) -> Result<Bytes, Status> {
         let deadline = options.deadline_from(Instant::now());
         let client = self.ready_client(deadline).await?;
         client.unary_bytes(method, request, options).await
@@ -221,18 +203,12 @@ impl Channel {
                 }
                 Err(err) => {
                     attempts.failures += 1;
-                    let delay = self
-                        .inner
-                        .backoff
-                        .delay(attempts.failures, self.next_random());
+                    let delay = self.inner.backoff.delay(attempts.failures, self.next_random());
                     attempts.next_attempt = Some(Instant::now() + delay);
                     attempts.last_error = err.to_string();
                     tracing::debug!(address = %self.inner.address, failures = attempts.failures, ?delay, "reconnect failed: {err}");
                     if deadline.is_some_and(|d| Instant::now() >= d) {
-                        return Err(Status::unavailable(format!(
-                            "could not connect to {}: {err}",
-                            self.inner.address
-                        )));
+                        return Err(Status::unavailable(format!("could not connect to {}: {err}", self.inner.address)));
                     }
                     if deadline.is_none() {
                         return Err(Status::unavailable(format!(
@@ -247,10 +223,7 @@ impl Channel {
 
     fn healthy(&self) -> Option<Client> {
         let current = lock(&self.inner.current);
-        current
-            .as_ref()
-            .filter(|c| !c.is_closed() && !c.is_draining())
-            .cloned()
+        current.as_ref().filter(|c| !c.is_closed() && !c.is_draining()).cloned()
     }
 
     /// xorshift64*: enough randomness to spread reconnects, no dependency.

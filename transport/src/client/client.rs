@@ -65,11 +65,7 @@ impl ClientBuilder {
     /// Pings the server after `interval` without traffic; the connection fails with
     /// UNAVAILABLE when no pong arrives within `timeout`.
     #[must_use]
-    pub fn keepalive(
-        mut self,
-        interval: std::time::Duration,
-        timeout: std::time::Duration,
-    ) -> Self {
+    pub fn keepalive(mut self, interval: std::time::Duration, timeout: std::time::Duration) -> Self {
         self.config.connection.keepalive_interval = Some(interval);
         self.config.connection.keepalive_timeout = timeout;
         self
@@ -125,11 +121,9 @@ impl Drop for CallGuard<'_> {
         }
         drop(state);
         let expired = self.deadline.is_some_and(|at| Instant::now() >= at);
-        self.shared.stats.call_finished(if expired {
-            Code::DeadlineExceeded
-        } else {
-            Code::Cancelled
-        });
+        self.shared
+            .stats
+            .call_finished(if expired { Code::DeadlineExceeded } else { Code::Cancelled });
         self.shared.capacity.notify_one();
     }
 }
@@ -151,27 +145,21 @@ impl Client {
     /// connection is lost, DEADLINE_EXCEEDED when the deadline passes, RESOURCE_EXHAUSTED when
     /// the request is over the server's max frame size). Dropping the future cancels the call on
     /// the server.
-    pub async fn unary<Req, Resp>(
-        &self,
-        method: MethodId,
-        request: &Req,
-        options: CallOptions,
-    ) -> Result<Resp, Status>
+    pub async fn unary<Req, Resp>(&self, method: MethodId, request: &Req, options: CallOptions) -> Result<Resp, Status>
     where
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
         let message = self.unary_bytes(method, request, options).await?;
-        Resp::decode(message).map_err(|err| Status::internal(format!("could not decode the response message: {err}; do client and server use the same .proto?")))
+        Resp::decode(message).map_err(|err| {
+            Status::internal(format!(
+                "could not decode the response message: {err}; do client and server use the same .proto?"
+            ))
+        })
     }
 
     /// Like [`Client::unary`], returning the response's encoded bytes undecoded.
-    pub async fn unary_bytes<Req: prost::Message>(
-        &self,
-        method: MethodId,
-        request: &Req,
-        options: CallOptions,
-    ) -> Result<Bytes, Status> {
+    pub async fn unary_bytes<Req: prost::Message>(&self, method: MethodId, request: &Req, options: CallOptions) -> Result<Bytes, Status> {
         let start = Instant::now();
         let deadline = options.deadline_from(start);
         let call = self.start_and_wait(method, request, &options, deadline);
@@ -217,11 +205,8 @@ impl Client {
                             let head = CallHead {
                                 method_id: method,
                                 priority: options.priority,
-                                timeout: deadline
-                                    .map(|at| at.saturating_duration_since(Instant::now())),
-                                sent_at_ns: SystemTime::now()
-                                    .duration_since(UNIX_EPOCH)
-                                    .map_or(0, |d| d.as_nanos() as u64),
+                                timeout: deadline.map(|at| at.saturating_duration_since(Instant::now())),
+                                sent_at_ns: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
                                 metadata: options.metadata.clone(),
                             };
                             let mut queue = shared.queue.lock();
@@ -298,7 +283,6 @@ impl Client {
 
     /// Closes the connection at once; calls in flight fail with UNAVAILABLE.
     pub fn close(&self) {
-        self.shared
-            .terminate(Status::unavailable("the client closed the connection"));
+        self.shared.terminate(Status::unavailable("the client closed the connection"));
     }
 }

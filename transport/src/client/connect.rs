@@ -11,10 +11,7 @@ use crate::net::{Address, AppliedSocketOptions};
 use crate::protocol::Role;
 
 /// Connects to `address`, applies socket options and completes the Volley handshake.
-pub(crate) async fn connect(
-    address: &Address,
-    config: &DriverConfig,
-) -> Result<(Arc<Shared>, AppliedSocketOptions), Error> {
+pub(crate) async fn connect(address: &Address, config: &DriverConfig) -> Result<(Arc<Shared>, AppliedSocketOptions), Error> {
     let deadline = Instant::now() + config.connection.handshake_timeout;
     let connect_error = |source| Error::Connect {
         address: address.clone(),
@@ -32,10 +29,7 @@ pub(crate) async fn connect(
                 .map_err(connect_error)?;
             let applied = config.socket.apply(socket2::SockRef::from(&stream));
             let (reader, writer) = stream.into_split();
-            (
-                spawn_connection(reader, writer, Role::Client, config, None),
-                applied,
-            )
+            (spawn_connection(reader, writer, Role::Client, config, None), applied)
         }
         Address::Unix(path) => {
             let stream = tokio::time::timeout_at(deadline.into(), UnixStream::connect(path))
@@ -49,15 +43,13 @@ pub(crate) async fn connect(
             )
         }
     };
-    wait_established(&shared, deadline)
-        .await
-        .map_err(|reason| {
-            shared.terminate(crate::Status::unavailable(reason.clone()));
-            Error::Handshake {
-                address: address.clone(),
-                reason,
-            }
-        })?;
+    wait_established(&shared, deadline).await.map_err(|reason| {
+        shared.terminate(crate::Status::unavailable(reason.clone()));
+        Error::Handshake {
+            address: address.clone(),
+            reason,
+        }
+    })?;
     Ok((shared, applied))
 }
 
@@ -76,14 +68,8 @@ async fn wait_established(shared: &Shared, deadline: Instant) -> Result<(), Stri
                 return Ok(());
             }
         }
-        if tokio::time::timeout_at(deadline.into(), notified)
-            .await
-            .is_err()
-        {
-            return Err(
-                "the server did not complete the handshake in time; is it a Volley server?"
-                    .to_owned(),
-            );
+        if tokio::time::timeout_at(deadline.into(), notified).await.is_err() {
+            return Err("the server did not complete the handshake in time; is it a Volley server?".to_owned());
         }
     }
 }

@@ -19,20 +19,21 @@ use crate::status::{Code, Status};
 use crate::sync::{Mutex, MutexGuard, lock};
 use crate::wire::{CallHead, CallId};
 
+/// A call the protocol accepted, waiting for its handler.
+#[derive(Debug)]
+pub(crate) struct AcceptedCall {
+    pub(crate) call_id: CallId,
+    pub(crate) head: CallHead,
+    pub(crate) message: Option<Bytes>,
+    pub(crate) received_at: Instant,
+}
+
 /// What a server does with an accepted call; implemented by the server's router so the driver
 /// needs no knowledge of services.
 pub(crate) trait Dispatch: Send + Sync + 'static {
-    /// Starts the handler for a call the protocol accepted. Called with the state locked; a
-    /// handler task that is spawned must be registered in `state.handlers`.
-    fn dispatch(
-        &self,
-        shared: &Arc<Shared>,
-        state: &mut State,
-        call_id: CallId,
-        head: CallHead,
-        message: Option<Bytes>,
-        received_at: Instant,
-    );
+    /// Runs or starts the handler for `call`. Called without the state lock held, on the
+    /// reader task; a spawned handler must be registered with [`Shared::register_handler`].
+    fn dispatch(&self, shared: &Arc<Shared>, call: AcceptedCall);
 }
 
 /// The mutable state of a connection, behind one lock.
@@ -118,6 +119,17 @@ impl Shared {
         }
     }
 
+    /// Records a spawned handler so a cancel or a lost connection can drop it; aborts it at once
+    /// if its call already ended.
+    pub(crate) fn register_handler(&self, call_id: CallId, handle: AbortHandle) {
+        let mut state = self.lock_state();
+        if state.closed.is_none() && state.proto.is_call_open(call_id) {
+            state.handlers.insert(call_id, handle);
+        } else if state.closed.is_some() {
+            handle.abort();
+        }
+    }
+
     /// Why the connection ended, if it has.
     pub(crate) fn closed_status(&self) -> Option<Status> {
         self.lock_state().closed.clone()
@@ -155,9 +167,7 @@ impl Shared {
             let notified = self.capacity.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.queue.queued_bytes() < self.write_queue_cap
-                || self.lock_state().closed.is_some()
-            {
+            if self.queue.queued_bytes() < self.write_queue_cap || self.lock_state().closed.is_some() {
                 return;
             }
             notified.await;

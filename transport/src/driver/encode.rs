@@ -51,16 +51,9 @@ pub(crate) fn encode_message_frame<M: prost::Message>(
     body: Body<'_, M>,
 ) {
     let payload_len = head_len + body.len();
-    debug_assert!(
-        payload_len <= u32::MAX as usize,
-        "callers check the peer's max frame size first"
-    );
+    debug_assert!(payload_len <= u32::MAX as usize, "callers check the peer's max frame size first");
     let buf = &mut batch.buf;
-    let inline_len = if let Body::Inline(_, len) = body {
-        len
-    } else {
-        0
-    };
+    let inline_len = if let Body::Inline(_, len) = body { len } else { 0 };
     buf.reserve(HEADER_LEN + head_len + inline_len);
     FrameHeader {
         len: payload_len as u32,
@@ -71,11 +64,7 @@ pub(crate) fn encode_message_frame<M: prost::Message>(
     .encode(buf);
     let before = buf.len();
     head(buf);
-    debug_assert_eq!(
-        buf.len() - before,
-        head_len,
-        "head_len matches the bytes written"
-    );
+    debug_assert_eq!(buf.len() - before, head_len, "head_len matches the bytes written");
     match body {
         Body::Inline(message, _) => message.encode_raw(buf),
         Body::Encoded(bytes) => batch.push_chunk(bytes),

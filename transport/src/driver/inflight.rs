@@ -56,9 +56,7 @@ impl InFlight {
     /// Takes the outcome if it is there (removing the slot), or registers the waker.
     pub(crate) fn poll(&mut self, call_id: CallId, cx: &mut Context<'_>) -> Poll<Outcome> {
         let Some(slot) = self.slots.get_mut(&call_id) else {
-            return Poll::Ready(Outcome::Failed(Status::internal(
-                "call slot vanished; this is a Volley bug",
-            )));
+            return Poll::Ready(Outcome::Failed(Status::internal("call slot vanished; this is a Volley bug")));
         };
         if let Some(outcome) = slot.outcome.take() {
             self.slots.remove(&call_id);
@@ -72,9 +70,7 @@ impl InFlight {
 
     /// Removes a call's slot; returns whether it was still waiting (no outcome yet).
     pub(crate) fn remove(&mut self, call_id: CallId) -> bool {
-        self.slots
-            .remove(&call_id)
-            .is_some_and(|slot| slot.outcome.is_none())
+        self.slots.remove(&call_id).is_some_and(|slot| slot.outcome.is_none())
     }
 
     /// Fails every waiting call with `status`, pushing their wakers to `wakers`.
@@ -137,11 +133,7 @@ mod loom_tests {
             lock(&table).insert(CallId(1));
             let reader = {
                 let table = table.clone();
-                loom::thread::spawn(move || {
-                    lock(&table)
-                        .complete(CallId(1), Outcome::Failed(Status::cancelled("x")))
-                        .is_some()
-                })
+                loom::thread::spawn(move || lock(&table).complete(CallId(1), Outcome::Failed(Status::cancelled("x"))).is_some())
             };
             let was_waiting = lock(&table).remove(CallId(1));
             let woke = reader.join().unwrap();

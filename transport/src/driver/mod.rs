@@ -10,11 +10,12 @@ mod config;
 mod connection;
 mod encode;
 mod inflight;
+mod read_buffer;
 mod reader;
 mod write_queue;
 mod writer;
 
 pub use config::{DEFAULT_WRITE_QUEUE_CAP, DriverConfig};
-pub(crate) use connection::{Dispatch, Shared, State, spawn_connection};
+pub(crate) use connection::{AcceptedCall, Dispatch, Shared, spawn_connection};
 pub(crate) use encode::{Body, encode_message_frame, encode_status_frame, frame_too_large};
 pub(crate) use inflight::Outcome;

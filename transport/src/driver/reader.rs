@@ -9,31 +9,29 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::Shared;
-use super::connection::State;
+use super::connection::{AcceptedCall, State};
 use super::inflight::Outcome;
+use super::read_buffer::ReadBuffers;
 use crate::protocol::{ConnectionError, Event};
 use crate::stats::Stats;
 use crate::status::{Code, Status};
 use crate::wire::{PREFACE_LEN, decode_frame};
 
-/// Free space the reader keeps in its buffer before each read (64 KiB).
-const READ_RESERVE: usize = 64 * 1024;
-
 pub(crate) async fn run<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut reader: R) {
-    let mut buf = shared.pool.take();
-    let status = read_loop(&shared, &mut reader, &mut buf).await;
+    let mut buffers = ReadBuffers::new(shared.pool.clone());
+    let status = read_loop(&shared, &mut reader, &mut buffers).await;
     shared.terminate(status);
-    shared.pool.give(buf);
+    buffers.release();
 }
 
 /// Runs until the connection ends; returns the status calls still open fail with.
-async fn read_loop<R: AsyncRead + Unpin>(
-    shared: &Arc<Shared>,
-    reader: &mut R,
-    buf: &mut BytesMut,
-) -> Status {
+async fn read_loop<R: AsyncRead + Unpin>(shared: &Arc<Shared>, reader: &mut R, buffers: &mut ReadBuffers) -> Status {
     let mut preface_seen = false;
-    let mut wakers: Vec<Waker> = Vec::with_capacity(64);
+    let mut scratch = Scratch {
+        wakers: Vec::with_capacity(64),
+        accepted: Vec::with_capacity(64),
+        completed: 0,
+    };
     let max_frame_size = shared.lock_state().proto.local_settings().max_frame_size;
     loop {
         // A peer that does not read our answers must not make us buffer without bound: stop
@@ -42,7 +40,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
             shared.wait_for_queue_room().await;
         }
         let deadline = shared.lock_state().proto.poll_timeout();
-        buf.reserve(READ_RESERVE);
+        buffers.make_room();
+        let buf = buffers.current();
         let read = tokio::select! {
             biased;
             () = shared.shutdown.notified() => return closed_status(shared, "the connection was closed locally"),
@@ -61,9 +60,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(0) => return eof_status(shared, buf.is_empty()),
             Ok(n) => Stats::add(&shared.stats.bytes_in, n as u64),
             Err(err) => {
-                return Status::unavailable(format!(
-                    "connection lost while reading: {err}; retry on a new connection"
-                ));
+                return Status::unavailable(format!("connection lost while reading: {err}; retry on a new connection"));
             }
         }
         let now = Instant::now();
@@ -80,27 +77,23 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
         }
         let was_established = state.proto.is_established();
-        let mut completed = 0;
-        let result = handle_frames(
-            shared,
-            &mut state,
-            buf,
-            max_frame_size,
-            now,
-            &mut wakers,
-            &mut completed,
-        );
+        let result = handle_frames(shared, &mut state, buf, max_frame_size, now, &mut scratch);
         shared.flush_control(&mut state);
         let established_now = !was_established && state.proto.is_established();
         drop(state);
         if established_now {
             shared.established.notify_waiters();
         }
-        for waker in wakers.drain(..) {
+        for waker in scratch.wakers.drain(..) {
             waker.wake();
         }
-        for _ in 0..completed {
+        for _ in 0..std::mem::take(&mut scratch.completed) {
             shared.capacity.notify_one();
+        }
+        if let Some(dispatch) = &shared.dispatch {
+            for call in scratch.accepted.drain(..) {
+                dispatch.dispatch(shared, call);
+            }
         }
         if let Err(err) = result {
             return connection_status(&err);
@@ -115,6 +108,14 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// What one pass over the read buffer leaves to do once the state lock is released. Its vectors
+/// keep their capacity from pass to pass.
+struct Scratch {
+    wakers: Vec<Waker>,
+    accepted: Vec<AcceptedCall>,
+    completed: usize,
+}
+
 /// Decodes and handles every complete frame in `buf`, then dispatches the events.
 fn handle_frames(
     shared: &Arc<Shared>,
@@ -122,8 +123,7 @@ fn handle_frames(
     buf: &mut BytesMut,
     max_frame_size: u32,
     now: Instant,
-    wakers: &mut Vec<Waker>,
-    completed: &mut usize,
+    scratch: &mut Scratch,
 ) -> Result<(), ConnectionError> {
     let mut frames = 0u64;
     let result = loop {
@@ -137,44 +137,30 @@ fn handle_frames(
             Ok(None) => break Ok(()),
             Err(err) => break Err(state.proto.handle_wire_error(err)),
         }
-        // Dispatch as we go so a large batch of calls does not queue all its events first.
+        // Hand events over as we go so a large batch does not queue all its events first.
         if frames % 64 == 0 {
-            *completed += dispatch_events(shared, state, now, wakers);
+            dispatch_events(shared, state, now, scratch);
         }
     };
     Stats::add(&shared.stats.frames_in, frames);
-    *completed += dispatch_events(shared, state, now, wakers);
+    dispatch_events(shared, state, now, scratch);
     result
 }
 
-/// Hands events to calls and handlers; returns how many client calls completed.
-fn dispatch_events(
-    shared: &Arc<Shared>,
-    state: &mut State,
-    now: Instant,
-    wakers: &mut Vec<Waker>,
-) -> usize {
-    let mut completed = 0;
+/// Hands client outcomes to waiting calls and collects accepted server calls.
+fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &mut Scratch) {
+    let Scratch { wakers, accepted, completed } = scratch;
     while let Some(event) = state.proto.poll_event() {
         match event {
-            Event::Request {
-                call_id,
-                head,
-                message,
-                ..
-            } => {
-                if let Some(dispatch) = &shared.dispatch {
-                    dispatch.dispatch(shared, state, call_id, head, message, now);
-                }
+            Event::Request { call_id, head, message, .. } => {
+                accepted.push(AcceptedCall { call_id, head, message, received_at: now });
             }
-            Event::Response {
-                call_id, message, ..
-            } => {
+            Event::Response { call_id, message, .. } => {
                 let outcome = Outcome::Response {
                     message: message.unwrap_or_default(),
                 };
                 wakers.extend(state.inflight.complete(call_id, outcome));
-                completed += 1;
+                *completed += 1;
             }
             Event::Finished { call_id, status } => {
                 let status = if status.code() == Code::Ok {
@@ -183,7 +169,7 @@ fn dispatch_events(
                     status
                 };
                 wakers.extend(state.inflight.complete(call_id, Outcome::Failed(status)));
-                completed += 1;
+                *completed += 1;
             }
             Event::Cancelled { call_id } => {
                 if let Some(handler) = state.handlers.remove(&call_id) {
@@ -192,25 +178,14 @@ fn dispatch_events(
                 }
             }
             // Streams arrive with the streaming work; a unary peer never sends these.
-            Event::Message { .. }
-            | Event::EndOfStream { .. }
-            | Event::GoAway { .. }
-            | Event::PongReceived => {}
+            Event::Message { .. } | Event::EndOfStream { .. } | Event::GoAway { .. } | Event::PongReceived => {}
         }
     }
-    completed
 }
 
 fn connection_status(err: &ConnectionError) -> Status {
-    let code = if err.code == Code::Ok {
-        Code::Unavailable
-    } else {
-        err.code
-    };
-    let code = if matches!(
-        code,
-        Code::Internal | Code::ResourceExhausted | Code::FailedPrecondition
-    ) {
+    let code = if err.code == Code::Ok { Code::Unavailable } else { err.code };
+    let code = if matches!(code, Code::Internal | Code::ResourceExhausted | Code::FailedPrecondition) {
         code
     } else {
         Code::Unavailable
@@ -224,20 +199,12 @@ fn eof_status(shared: &Shared, clean: bool) -> Status {
     }
     let draining = shared.lock_state().proto.is_draining();
     match (draining, clean) {
-        (true, true) => Status::unavailable(
-            "the peer closed the connection after a graceful goaway; retry on a new connection",
-        ),
-        (_, true) => {
-            Status::unavailable("the peer closed the connection; retry on a new connection")
-        }
-        (_, false) => Status::unavailable(
-            "the peer closed the connection in the middle of a frame; retry on a new connection",
-        ),
+        (true, true) => Status::unavailable("the peer closed the connection after a graceful goaway; retry on a new connection"),
+        (_, true) => Status::unavailable("the peer closed the connection; retry on a new connection"),
+        (_, false) => Status::unavailable("the peer closed the connection in the middle of a frame; retry on a new connection"),
     }
 }
 
 fn closed_status(shared: &Shared, fallback: &str) -> Status {
-    shared
-        .closed_status()
-        .unwrap_or_else(|| Status::unavailable(fallback))
+    shared.closed_status().unwrap_or_else(|| Status::unavailable(fallback))
 }

@@ -31,10 +31,7 @@ pub(crate) struct Batch {
 impl Batch {
     /// An empty batch writing into `buf`.
     pub(crate) fn with_buf(buf: BytesMut) -> Self {
-        Self {
-            buf,
-            ..Self::default()
-        }
+        Self { buf, ..Self::default() }
     }
 
     /// Appends a large payload by reference at the current end of the inline bytes.
@@ -209,11 +206,7 @@ impl WriteQueue {
         if pending.closed {
             return Poll::Ready(false);
         }
-        if !pending
-            .writer
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
+        if !pending.writer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             pending.writer = Some(cx.waker().clone());
         }
         Poll::Pending
@@ -259,11 +252,7 @@ mod tests {
         let rest: Vec<u8> = iov[..n].iter().flat_map(|s| s.iter().copied()).collect();
         assert_eq!(rest, b"DefGH");
         let mut small = [IoSlice::new(&[]); 2];
-        assert_eq!(
-            batch.io_slices(0, &mut small),
-            2,
-            "stops when the iovec array is full"
-        );
+        assert_eq!(batch.io_slices(0, &mut small), 2, "stops when the iovec array is full");
     }
 }
 
@@ -295,8 +284,7 @@ mod loom_tests {
                     let mut seen = Vec::new();
                     let mut batch = Batch::default();
                     while seen.len() < 2 {
-                        let more =
-                            loom::future::block_on(poll_fn(|cx| queue.poll_take(cx, &mut batch)));
+                        let more = loom::future::block_on(poll_fn(|cx| queue.poll_take(cx, &mut batch)));
                         assert!(more);
                         seen.extend_from_slice(&batch.buf);
                         batch.clear();

@@ -36,11 +36,7 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut writer: 
     shared.pool.give(std::mem::take(&mut batch.buf));
 }
 
-async fn write_batch<W: AsyncWrite + Unpin>(
-    stats: &Stats,
-    writer: &mut W,
-    batch: &Batch,
-) -> std::io::Result<()> {
+async fn write_batch<W: AsyncWrite + Unpin>(stats: &Stats, writer: &mut W, batch: &Batch) -> std::io::Result<()> {
     let total = batch.len();
     let mut written = 0;
     while written < total {

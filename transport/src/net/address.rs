@@ -24,9 +24,7 @@ pub enum Address {
 
 /// An address string that is neither `host:port` nor `unix:/path`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "`{0}` is not an address: use `ip:port` (e.g. 127.0.0.1:7000, [::1]:7000) or `unix:/path/to.sock`"
-)]
+#[error("`{0}` is not an address: use `ip:port` (e.g. 127.0.0.1:7000, [::1]:7000) or `unix:/path/to.sock`")]
 pub struct AddressParseError(String);
 
 impl std::str::FromStr for Address {
@@ -36,9 +34,7 @@ impl std::str::FromStr for Address {
         if let Some(path) = s.strip_prefix("unix:") {
             return Ok(Self::Unix(PathBuf::from(path)));
         }
-        s.parse()
-            .map(Self::Tcp)
-            .map_err(|_| AddressParseError(s.to_owned()))
+        s.parse().map(Self::Tcp).map_err(|_| AddressParseError(s.to_owned()))
     }
 }
 
@@ -84,8 +80,7 @@ impl ToAddress for SocketAddr {
 
 impl ToAddress for str {
     fn to_address(&self) -> Result<Address, crate::Error> {
-        self.parse()
-            .map_err(|err: AddressParseError| crate::Error::Config(err.to_string()))
+        self.parse().map_err(|err: AddressParseError| crate::Error::Config(err.to_string()))
     }
 }
 

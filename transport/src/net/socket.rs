@@ -127,17 +127,9 @@ impl SocketConfig {
                 warn("SO_KEEPALIVE", err);
             }
         }
-        let is_v6 = socket
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .is_some_and(|a| a.is_ipv6());
+        let is_v6 = socket.local_addr().ok().and_then(|a| a.as_socket()).is_some_and(|a| a.is_ipv6());
         if let Some(tos) = self.tos {
-            let result = if is_v6 {
-                socket.set_tclass_v6(tos)
-            } else {
-                socket.set_tos_v4(tos)
-            };
+            let result = if is_v6 { socket.set_tclass_v6(tos) } else { socket.set_tos_v4(tos) };
             if let Err(err) = result {
                 warn("IP_TOS", err);
             }
@@ -148,11 +140,7 @@ impl SocketConfig {
         applied.send_buffer_size = socket.send_buffer_size().ok();
         applied.recv_buffer_size = socket.recv_buffer_size().ok();
         applied.keepalive = socket.keepalive().ok();
-        applied.tos = if is_v6 {
-            socket.tclass_v6().ok()
-        } else {
-            socket.tos_v4().ok()
-        };
+        applied.tos = if is_v6 { socket.tclass_v6().ok() } else { socket.tos_v4().ok() };
         read_back_linux(&socket, &mut applied);
         applied
     }
@@ -178,12 +166,7 @@ impl SocketConfig {
 
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     fn apply_linux(&self, _socket: &SockRef<'_>, warn: &mut impl FnMut(&str, std::io::Error)) {
-        let unsupported = || {
-            std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                "not available on this platform",
-            )
-        };
+        let unsupported = || std::io::Error::new(std::io::ErrorKind::Unsupported, "not available on this platform");
         if self.user_timeout.is_some() {
             warn("TCP_USER_TIMEOUT", unsupported());
         }

@@ -43,9 +43,7 @@ impl Bucket {
     }
 
     fn refill(&mut self, now: Instant) {
-        let elapsed = self
-            .refilled_at
-            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+        let elapsed = self.refilled_at.map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
         // per_second tokens per second = per_second micro-tokens per microsecond.
         let gained = u64::try_from(elapsed.as_micros())
             .unwrap_or(u64::MAX)

@@ -7,14 +7,9 @@ use bytes::{Bytes, BytesMut};
 
 use super::budget::Bucket;
 use super::calls::{CallState, CallTable};
-use super::{
-    ConnectionConfig, ConnectionError, ConnectionErrorReason as Reason, Event,
-    METADATA_ABUSE_FACTOR,
-};
+use super::{ConnectionConfig, ConnectionError, ConnectionErrorReason as Reason, Event, METADATA_ABUSE_FACTOR};
 use crate::status::{Code, Status};
-use crate::wire::{
-    CallHead, CallId, Frame, GoAway, PREFACE_LEN, Preface, Settings, StatusFrame, WireError,
-};
+use crate::wire::{CallHead, CallId, Frame, GoAway, PREFACE_LEN, Preface, Settings, StatusFrame, WireError};
 
 /// Which end of the connection this is. Clients open calls; servers answer them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +143,11 @@ impl Connection {
         self.calls.ids()
     }
 
+    /// Whether `call_id` is open (neither finished nor cancelled).
+    pub fn is_call_open(&mut self, call_id: CallId) -> bool {
+        self.calls.get_mut(call_id).is_some()
+    }
+
     /// Whether a GoAway was sent or received, so no new calls start here.
     pub fn is_draining(&self) -> bool {
         self.goaway_sent.is_some() || self.goaway_received.is_some()
@@ -155,19 +155,17 @@ impl Connection {
 
     /// Takes the peer's 8-byte preface.
     pub fn handle_preface(&mut self, raw: &[u8; PREFACE_LEN]) -> Result<(), ConnectionError> {
-        let result = Preface::decode(raw)
-            .and_then(|preface| preface.check_version())
-            .map_err(|err| {
-                let code = if matches!(err, WireError::UnsupportedVersion(_)) {
-                    Code::FailedPrecondition
-                } else {
-                    Code::Internal
-                };
-                ConnectionError {
-                    code,
-                    reason: Reason::Wire(err),
-                }
-            });
+        let result = Preface::decode(raw).and_then(|preface| preface.check_version()).map_err(|err| {
+            let code = if matches!(err, WireError::UnsupportedVersion(_)) {
+                Code::FailedPrecondition
+            } else {
+                Code::Internal
+            };
+            ConnectionError {
+                code,
+                reason: Reason::Wire(err),
+            }
+        });
         match result {
             Ok(()) if self.phase == Phase::AwaitingPreface => {
                 self.phase = Phase::AwaitingSettings;
@@ -210,10 +208,7 @@ impl Connection {
             }
             (_, Frame::Ping { payload }) => self.on_ping(payload, now),
             (_, Frame::Pong { payload }) => {
-                if self
-                    .ping_outstanding
-                    .is_some_and(|(sent, _)| sent == payload)
-                {
+                if self.ping_outstanding.is_some_and(|(sent, _)| sent == payload) {
                     self.ping_outstanding = None;
                     self.events.push_back(Event::PongReceived);
                 }
@@ -229,11 +224,8 @@ impl Connection {
     }
 
     fn on_ping(&mut self, payload: u64, now: Instant) -> Result<(), ConnectionError> {
-        let min =
-            std::time::Duration::from_millis(u64::from(self.config.settings.min_ping_interval_ms));
-        let too_soon = self
-            .last_peer_ping_at
-            .is_some_and(|last| now.saturating_duration_since(last) < min);
+        let min = std::time::Duration::from_millis(u64::from(self.config.settings.min_ping_interval_ms));
+        let too_soon = self.last_peer_ping_at.is_some_and(|last| now.saturating_duration_since(last) < min);
         self.last_peer_ping_at = Some(now);
         if too_soon {
             self.ping_strikes += 1;
@@ -255,9 +247,7 @@ impl Connection {
             let mut refused = std::mem::take(&mut self.scratch);
             self.calls.drain_above(last, &mut refused);
             for call_id in refused.drain(..) {
-                let status = Status::unavailable(
-                    "the server is going away and did not start this call; retry on a new connection",
-                );
+                let status = Status::unavailable("the server is going away and did not start this call; retry on a new connection");
                 self.events.push_back(Event::Finished { call_id, status });
             }
             self.scratch = refused;
@@ -325,9 +315,7 @@ impl Connection {
                     self.check_known(call_id)
                 }
             }
-            other => Err(ConnectionError::protocol(Reason::WrongDirection(
-                other.kind(),
-            ))),
+            other => Err(ConnectionError::protocol(Reason::WrongDirection(other.kind()))),
         }
     }
 
@@ -390,12 +378,7 @@ impl Connection {
     }
 
     /// Checks that the peer may still send on `call_id`; `Ok(false)` means drop the frame.
-    fn accept_inbound(
-        &mut self,
-        call_id: CallId,
-        end_stream: bool,
-        now: Instant,
-    ) -> Result<bool, ConnectionError> {
+    fn accept_inbound(&mut self, call_id: CallId, end_stream: bool, now: Instant) -> Result<bool, ConnectionError> {
         let Some(state) = self.calls.get_mut(call_id) else {
             self.check_known(call_id)?;
             return Ok(false);
@@ -414,9 +397,7 @@ impl Connection {
                     )?;
                 }
                 Role::Client => {
-                    let status = Status::internal(
-                        "protocol error: the server sent a frame out of sequence on this call",
-                    );
+                    let status = Status::internal("protocol error: the server sent a frame out of sequence on this call");
                     self.events.push_back(Event::Finished { call_id, status });
                     self.queue_call_frame(Frame::Cancel { call_id }, now)?;
                 }
@@ -442,12 +423,9 @@ impl Connection {
                 };
                 if state.head_received {
                     self.calls.remove(call_id);
-                    let status =
-                        Status::internal("protocol error: the server sent a second response head");
+                    let status = Status::internal("protocol error: the server sent a second response head");
                     self.events.push_back(Event::Finished { call_id, status });
-                    self.control
-                        .call_frames
-                        .push_back(Frame::Cancel { call_id });
+                    self.control.call_frames.push_back(Frame::Cancel { call_id });
                     return Ok(());
                 }
                 state.head_received = true;
@@ -472,13 +450,9 @@ impl Connection {
                 };
                 if !state.head_received {
                     self.calls.remove(call_id);
-                    let status = Status::internal(
-                        "protocol error: the server sent a message before the response head",
-                    );
+                    let status = Status::internal("protocol error: the server sent a message before the response head");
                     self.events.push_back(Event::Finished { call_id, status });
-                    self.control
-                        .call_frames
-                        .push_back(Frame::Cancel { call_id });
+                    self.control.call_frames.push_back(Frame::Cancel { call_id });
                     return Ok(());
                 }
                 if end_stream {
@@ -509,19 +483,11 @@ impl Connection {
                     self.check_known(call_id)
                 }
             }
-            other => Err(ConnectionError::protocol(Reason::WrongDirection(
-                other.kind(),
-            ))),
+            other => Err(ConnectionError::protocol(Reason::WrongDirection(other.kind()))),
         }
     }
 
-    fn queue_status(
-        &mut self,
-        call_id: CallId,
-        code: Code,
-        message: &'static str,
-        now: Instant,
-    ) -> Result<(), ConnectionError> {
+    fn queue_status(&mut self, call_id: CallId, code: Code, message: &'static str, now: Instant) -> Result<(), ConnectionError> {
         let status = StatusFrame {
             code,
             message: Bytes::from_static(message.as_bytes()),
@@ -566,9 +532,7 @@ impl Connection {
     pub fn open_call(&mut self, end_stream: bool) -> Result<CallId, Status> {
         debug_assert_eq!(self.role, Role::Client);
         if self.phase == Phase::Closed || self.goaway_received.is_some() {
-            return Err(Status::unavailable(
-                "the connection is closing; retry on a new connection",
-            ));
+            return Err(Status::unavailable("the connection is closing; retry on a new connection"));
         }
         if self.calls.len() >= self.peer_settings.max_concurrent_calls as usize {
             return Err(Status::resource_exhausted(
@@ -594,9 +558,7 @@ impl Connection {
         if self.calls.remove(call_id).is_none() || self.phase == Phase::Closed {
             return false;
         }
-        self.control
-            .call_frames
-            .push_back(Frame::Cancel { call_id });
+        self.control.call_frames.push_back(Frame::Cancel { call_id });
         true
     }
 
@@ -672,11 +634,7 @@ impl Connection {
     /// Whether [`Connection::poll_transmit`] has anything to write.
     pub fn has_transmit(&self) -> bool {
         let c = &self.control;
-        c.preface_and_settings
-            || c.pong.is_some()
-            || c.ping.is_some()
-            || c.goaway.is_some()
-            || !c.call_frames.is_empty()
+        c.preface_and_settings || c.pong.is_some() || c.ping.is_some() || c.goaway.is_some() || !c.call_frames.is_empty()
     }
 
     /// The next event for the application.
@@ -696,18 +654,13 @@ impl Connection {
         }
         match self.ping_outstanding {
             Some((_, sent_at)) => Some(sent_at + self.config.keepalive_timeout),
-            None => self
-                .keepalive_interval()
-                .map(|interval| self.last_received_at + interval),
+            None => self.keepalive_interval().map(|interval| self.last_received_at + interval),
         }
     }
 
     fn keepalive_interval(&self) -> Option<std::time::Duration> {
-        let peer_min =
-            std::time::Duration::from_millis(u64::from(self.peer_settings.min_ping_interval_ms));
-        self.config
-            .keepalive_interval
-            .map(|interval| interval.max(peer_min))
+        let peer_min = std::time::Duration::from_millis(u64::from(self.peer_settings.min_ping_interval_ms));
+        self.config.keepalive_interval.map(|interval| interval.max(peer_min))
     }
 
     /// Acts on the clock: handshake timeout, keepalive pings, dead-peer detection.
@@ -725,12 +678,10 @@ impl Connection {
             return Ok(());
         }
         match self.ping_outstanding {
-            Some((_, sent_at)) if now >= sent_at + self.config.keepalive_timeout => {
-                self.fail(ConnectionError {
-                    code: Code::Unavailable,
-                    reason: Reason::KeepaliveTimeout,
-                })
-            }
+            Some((_, sent_at)) if now >= sent_at + self.config.keepalive_timeout => self.fail(ConnectionError {
+                code: Code::Unavailable,
+                reason: Reason::KeepaliveTimeout,
+            }),
             Some(_) => Ok(()),
             None => {
                 if let Some(interval) = self.keepalive_interval() {

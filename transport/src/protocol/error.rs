@@ -76,40 +76,16 @@ impl fmt::Display for ConnectionErrorReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Wire(err) => write!(f, "protocol error: {err}"),
-            Self::BadHandshake => f.write_str(
-                "protocol error: the first frame after the preface must be settings, sent once",
-            ),
-            Self::HandshakeTimeout => {
-                f.write_str("the peer did not complete the handshake in time")
-            }
-            Self::ReusedCallId(id) => write!(
-                f,
-                "protocol error: call id {id} is not above every earlier call id"
-            ),
-            Self::UnknownCall(id) => write!(
-                f,
-                "protocol error: frame for call {id}, which was never opened"
-            ),
-            Self::WrongDirection(kind) => write!(
-                f,
-                "protocol error: {kind:?} frames do not go in this direction"
-            ),
-            Self::TooManyPings => f.write_str(
-                "too many pings: the peer pinged more often than the minimum ping interval",
-            ),
-            Self::TooManyCancels => {
-                f.write_str("too many cancels: the peer exceeded the cancel budget")
-            }
-            Self::TooManyErrors => f.write_str(
-                "too many errors: the peer caused more error replies than the error budget",
-            ),
-            Self::MetadataAbuse { len, max } => write!(
-                f,
-                "metadata block of {len} bytes is far over the limit of {max}"
-            ),
-            Self::KeepaliveTimeout => {
-                f.write_str("keepalive timeout: the peer did not answer a ping in time")
-            }
+            Self::BadHandshake => f.write_str("protocol error: the first frame after the preface must be settings, sent once"),
+            Self::HandshakeTimeout => f.write_str("the peer did not complete the handshake in time"),
+            Self::ReusedCallId(id) => write!(f, "protocol error: call id {id} is not above every earlier call id"),
+            Self::UnknownCall(id) => write!(f, "protocol error: frame for call {id}, which was never opened"),
+            Self::WrongDirection(kind) => write!(f, "protocol error: {kind:?} frames do not go in this direction"),
+            Self::TooManyPings => f.write_str("too many pings: the peer pinged more often than the minimum ping interval"),
+            Self::TooManyCancels => f.write_str("too many cancels: the peer exceeded the cancel budget"),
+            Self::TooManyErrors => f.write_str("too many errors: the peer caused more error replies than the error budget"),
+            Self::MetadataAbuse { len, max } => write!(f, "metadata block of {len} bytes is far over the limit of {max}"),
+            Self::KeepaliveTimeout => f.write_str("keepalive timeout: the peer did not answer a ping in time"),
             Self::PeerGoAway(reason) => write!(f, "the peer closed the connection: {reason}"),
         }
     }

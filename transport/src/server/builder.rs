@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::router::{Router, Routes, Service};
-use super::{Request, UnaryHandler};
+use super::{InlineUnaryHandler, Request, UnaryHandler};
 use crate::driver::DriverConfig;
 use crate::error::Error;
 use crate::net::SocketConfig;
@@ -45,6 +45,21 @@ impl ServerBuilder {
         Resp: prost::Message + 'static,
     {
         self.routes.add(name, UnaryHandler::new(f));
+        self
+    }
+
+    /// Adds a unary method served by a synchronous function run on the connection's reader task:
+    /// no task spawn, no allocation and no thread hop per call, the lowest latency Volley offers.
+    /// Use it only for handlers that finish in microseconds and never block: while one runs, no
+    /// other call on its connection makes progress.
+    #[must_use]
+    pub fn unary_inline<Req, Resp, F>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(Request<Req>) -> Result<Resp, Status> + Send + Sync + 'static,
+        Req: prost::Message + Default + 'static,
+        Resp: prost::Message + 'static,
+    {
+        self.routes.add(name, InlineUnaryHandler::new(f));
         self
     }
 

@@ -148,7 +148,9 @@ impl ServerCall {
                 context: self.context.clone(),
             }),
             Err(err) => {
-                self.respond::<()>(Err(Status::invalid_argument(format!("the request message does not decode: {err}; do client and server use the same .proto?"))));
+                self.respond::<()>(Err(Status::invalid_argument(format!(
+                    "the request message does not decode: {err}; do client and server use the same .proto?"
+                ))));
                 None
             }
         }
@@ -174,15 +176,7 @@ impl ServerCall {
             match body {
                 Ok(body) if body.len() <= max as usize => {
                     let flags = Flags::MESSAGE | Flags::END_STREAM;
-                    encode_message_frame(
-                        queue.batch(),
-                        FrameKind::Response,
-                        flags,
-                        call_id,
-                        0,
-                        |_| {},
-                        body,
-                    );
+                    encode_message_frame(queue.batch(), FrameKind::Response, flags, call_id, 0, |_| {}, body);
                     Code::Ok
                 }
                 Ok(body) => {
@@ -210,9 +204,7 @@ impl Drop for ServerCall {
         if !self.answered {
             // Reached when the handler panicked, or when its task was dropped (then the call is
             // no longer open and nothing is sent).
-            self.respond::<()>(Err(Status::internal(
-                "the handler ended without answering; it may have panicked",
-            )));
+            self.respond::<()>(Err(Status::internal("the handler ended without answering; it may have panicked")));
         }
     }
 }

@@ -9,14 +9,15 @@ use tokio::task::AbortHandle;
 use super::{Request, ServerCall};
 use crate::status::Status;
 
-/// Runs calls of one method. Implementations spawn a task for the call and return its abort
-/// handle, so a cancel or a lost connection drops the handler.
+/// Runs calls of one method: either to completion right away (returning `None`), or by spawning
+/// a task and returning its abort handle, so a cancel or a lost connection drops the handler.
 ///
-/// Generated servers and [`super::ServerBuilder::unary`] provide implementations; write one by
-/// hand only for custom dispatch.
+/// Generated servers, [`super::ServerBuilder::unary`] and [`super::ServerBuilder::unary_inline`]
+/// provide implementations; write one by hand only for custom dispatch.
 pub trait Handler: Send + Sync + 'static {
-    /// Starts `call` on the current tokio runtime.
-    fn call(&self, call: ServerCall) -> AbortHandle;
+    /// Runs or starts `call` on the current tokio runtime. Called on the connection's reader
+    /// task, so it must not block.
+    fn call(&self, call: ServerCall) -> Option<AbortHandle>;
 }
 
 /// A unary method served by an async function `Fn(Request<Req>) -> Future<Output = Result<Resp, Status>>`.
@@ -50,9 +51,9 @@ where
     Req: prost::Message + Default + 'static,
     Resp: prost::Message + 'static,
 {
-    fn call(&self, mut call: ServerCall) -> AbortHandle {
+    fn call(&self, mut call: ServerCall) -> Option<AbortHandle> {
         let f = self.f.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let Some(request) = call.decode::<Req>() else {
                 return;
             };
@@ -62,14 +63,47 @@ where
                 None => handler.await,
                 Some(at) => tokio::time::timeout_at(at.into(), handler)
                     .await
-                    .unwrap_or_else(|_| {
-                        Err(Status::deadline_exceeded(
-                            "the call's deadline passed while its handler ran",
-                        ))
-                    }),
+                    .unwrap_or_else(|_| Err(Status::deadline_exceeded("the call's deadline passed while its handler ran"))),
             };
             call.respond(result);
-        })
-        .abort_handle()
+        });
+        Some(task.abort_handle())
+    }
+}
+
+/// A unary method served by a synchronous function `Fn(Request<Req>) -> Result<Resp, Status>`,
+/// run on the connection's reader task: no task spawn, no allocation, no hop between threads.
+/// For handlers that finish in microseconds without blocking (an in-memory order book, a cache
+/// lookup); a slow one delays every other call on its connection.
+pub struct InlineUnaryHandler<F, Req, Resp> {
+    f: F,
+    _types: PhantomData<fn(Req) -> Resp>,
+}
+
+impl<F, Req, Resp> std::fmt::Debug for InlineUnaryHandler<F, Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InlineUnaryHandler").field("request", &std::any::type_name::<Req>()).finish()
+    }
+}
+
+impl<F, Req, Resp> InlineUnaryHandler<F, Req, Resp> {
+    /// Wraps `f`.
+    pub fn new(f: F) -> Self {
+        Self { f, _types: PhantomData }
+    }
+}
+
+impl<F, Req, Resp> Handler for InlineUnaryHandler<F, Req, Resp>
+where
+    F: Fn(Request<Req>) -> Result<Resp, Status> + Send + Sync + 'static,
+    Req: prost::Message + Default + 'static,
+    Resp: prost::Message + 'static,
+{
+    fn call(&self, mut call: ServerCall) -> Option<AbortHandle> {
+        if let Some(request) = call.decode::<Req>() {
+            let result = (self.f)(request);
+            call.respond(result);
+        }
+        None
     }
 }

@@ -8,6 +8,6 @@ mod serve;
 
 pub use builder::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Server, ServerBuilder};
 pub use call::{CallContext, Request, ServerCall};
-pub use handler::{Handler, UnaryHandler};
+pub use handler::{Handler, InlineUnaryHandler, UnaryHandler};
 pub use router::{Routes, Service};
 pub use serve::ServerHandle;

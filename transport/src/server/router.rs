@@ -2,15 +2,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
-
-use bytes::Bytes;
 
 use super::{Handler, ServerCall};
-use crate::driver::{Dispatch, Shared, State, encode_status_frame};
+use crate::driver::{AcceptedCall, Dispatch, Shared, encode_status_frame};
 use crate::error::Error;
 use crate::status::{Code, Status};
-use crate::wire::{CallHead, CallId, MethodId};
+use crate::wire::MethodId;
 
 /// A method registered with a server.
 pub(crate) struct Route {
@@ -25,9 +22,7 @@ pub(crate) struct Router {
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.routes.values().map(|r| &r.name))
-            .finish()
+        f.debug_list().entries(self.routes.values().map(|r| &r.name)).finish()
     }
 }
 
@@ -39,9 +34,7 @@ pub struct Routes {
 
 impl std::fmt::Debug for Routes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.pending.iter().map(|(name, _)| name))
-            .finish()
+        f.debug_list().entries(self.pending.iter().map(|(name, _)| name)).finish()
     }
 }
 
@@ -80,17 +73,11 @@ pub trait Service {
 }
 
 impl Dispatch for Router {
-    fn dispatch(
-        &self,
-        shared: &Arc<Shared>,
-        state: &mut State,
-        call_id: CallId,
-        head: CallHead,
-        message: Option<Bytes>,
-        received_at: Instant,
-    ) {
+    fn dispatch(&self, shared: &Arc<Shared>, call: AcceptedCall) {
+        let AcceptedCall { call_id, head, message, received_at } = call;
         shared.stats.call_started();
         let Some(route) = self.routes.get(&head.method_id) else {
+            let mut state = shared.lock_state();
             if state.proto.finish_call(call_id) {
                 let status = Status::unimplemented(format!(
                     "method id {} is not served here; check the method name and that the service is registered",
@@ -111,7 +98,8 @@ impl Dispatch for Router {
             head.priority,
             message.unwrap_or_default(),
         );
-        let handle = route.handler.call(call);
-        state.handlers.insert(call_id, handle);
+        if let Some(handle) = route.handler.call(call) {
+            shared.register_handler(call_id, handle);
+        }
     }
 }

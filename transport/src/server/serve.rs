@@ -48,13 +48,7 @@ impl Registry {
             return None;
         }
         let dispatch: Arc<dyn Dispatch> = self.server.router.clone();
-        let shared = spawn_connection(
-            reader,
-            writer,
-            Role::Server,
-            &self.server.config,
-            Some(dispatch),
-        );
+        let shared = spawn_connection(reader, writer, Role::Server, &self.server.config, Some(dispatch));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         connections.insert(id, shared.clone());
         drop(connections);
@@ -136,10 +130,7 @@ impl Server {
 
     /// Serves connections accepted from a TCP listener the caller bound.
     pub fn serve_tcp_listener(self, listener: TcpListener) -> ServerHandle {
-        let local_addr = listener
-            .local_addr()
-            .map(Address::Tcp)
-            .unwrap_or(Address::Unix(PathBuf::new()));
+        let local_addr = listener.local_addr().map(Address::Tcp).unwrap_or(Address::Unix(PathBuf::new()));
         let registry = self.registry();
         let accept = tokio::spawn(accept_loop(registry.clone(), listener));
         ServerHandle {
@@ -171,9 +162,7 @@ impl Server {
 /// A listener `accept_loop` can take connections from.
 trait Listener: Send + 'static {
     type Stream: Accepted;
-    fn accept_stream(
-        &self,
-    ) -> impl std::future::Future<Output = std::io::Result<Self::Stream>> + Send;
+    fn accept_stream(&self) -> impl std::future::Future<Output = std::io::Result<Self::Stream>> + Send;
 }
 
 impl Listener for TcpListener {
@@ -197,11 +186,7 @@ trait Accepted: Send + 'static {
 
 impl Accepted for tokio::net::TcpStream {
     fn serve(self, registry: &Arc<Registry>) {
-        let applied = registry
-            .server
-            .config
-            .socket
-            .apply(socket2::SockRef::from(&self));
+        let applied = registry.server.config.socket.apply(socket2::SockRef::from(&self));
         tracing::trace!(?applied, "accepted a TCP connection");
         let (reader, writer) = self.into_split();
         registry.adopt(reader, writer);
@@ -266,10 +251,7 @@ impl ServerHandle {
             for connection in self.registry.live() {
                 connection.go_away("the server is shutting down");
             }
-            self.connections() == 0
-                || tokio::time::timeout(self.registry.server.drain_timeout, empty)
-                    .await
-                    .is_ok()
+            self.connections() == 0 || tokio::time::timeout(self.registry.server.drain_timeout, empty).await.is_ok()
         };
         if !drained {
             tracing::warn!(

@@ -52,9 +52,7 @@ pub enum WireError {
 impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::BadPreface => {
-                f.write_str("the peer did not send the Volley preface; is it a Volley peer?")
-            }
+            Self::BadPreface => f.write_str("the peer did not send the Volley preface; is it a Volley peer?"),
             Self::UnsupportedVersion(v) => write!(
                 f,
                 "the peer speaks protocol version {v}, this build speaks {}; upgrade the older side",

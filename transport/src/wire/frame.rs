@@ -7,10 +7,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
 
-use super::{
-    CallId, Flags, FrameHeader, FrameKind, HEADER_LEN, MAX_METADATA_SIZE, Metadata, MethodId,
-    Settings, WireError,
-};
+use super::{CallId, Flags, FrameHeader, FrameKind, HEADER_LEN, MAX_METADATA_SIZE, Metadata, MethodId, Settings, WireError};
 use crate::status::Code;
 
 /// The head of a call, carried by its Request frame.
@@ -224,19 +221,13 @@ impl Frame {
             | Self::Cancel { call_id }
             | Self::Status { call_id, .. }
             | Self::Credit { call_id, .. } => *call_id,
-            Self::Ping { .. } | Self::Pong { .. } | Self::Settings(_) | Self::GoAway(_) => {
-                CallId::CONNECTION
-            }
+            Self::Ping { .. } | Self::Pong { .. } | Self::Settings(_) | Self::GoAway(_) => CallId::CONNECTION,
         }
     }
 
     fn flags(&self) -> Flags {
         match self {
-            Self::Request {
-                message,
-                end_stream,
-                ..
-            } => Flags::NONE
+            Self::Request { message, end_stream, .. } => Flags::NONE
                 .set_if(Flags::MESSAGE, message.is_some())
                 .set_if(Flags::END_STREAM, *end_stream),
             Self::Response {
@@ -249,9 +240,7 @@ impl Frame {
                 .set_if(Flags::MESSAGE, message.is_some())
                 .set_if(Flags::END_STREAM, *end_stream),
             Self::Message { end_stream, .. } => Flags::NONE.set_if(Flags::END_STREAM, *end_stream),
-            Self::Status { status, .. } => {
-                Flags::NONE.set_if(Flags::METADATA, !status.metadata.is_empty())
-            }
+            Self::Status { status, .. } => Flags::NONE.set_if(Flags::METADATA, !status.metadata.is_empty()),
             _ => Flags::NONE,
         }
     }
@@ -306,10 +295,7 @@ impl Frame {
     /// Writes the header and the payload up to, not including, [`Frame::message_tail`].
     pub fn encode_head(&self, dst: &mut impl BufMut) {
         let len = self.payload_len();
-        debug_assert!(
-            len <= u32::MAX as usize,
-            "callers keep frames within max_frame_size"
-        );
+        debug_assert!(len <= u32::MAX as usize, "callers keep frames within max_frame_size");
         FrameHeader {
             len: len as u32,
             kind: self.kind(),
@@ -341,10 +327,7 @@ impl Frame {
                 dst.put_u16_le(goaway.reason.len() as u16);
                 dst.put_slice(&goaway.reason);
             }
-            Self::Response { .. }
-            | Self::Message { .. }
-            | Self::EndOfStream { .. }
-            | Self::Cancel { .. } => {}
+            Self::Response { .. } | Self::Message { .. } | Self::EndOfStream { .. } | Self::Cancel { .. } => {}
         }
     }
 
@@ -409,11 +392,7 @@ impl Frame {
                 };
                 Self::Status {
                     call_id,
-                    status: StatusFrame {
-                        code,
-                        message,
-                        metadata,
-                    },
+                    status: StatusFrame { code, message, metadata },
                 }
             }
             FrameKind::Credit => {

@@ -56,10 +56,7 @@ impl FrameHeader {
         id.copy_from_slice(&src[8..16]);
         let call_id = CallId(u64::from_le_bytes(id));
         if len > max_frame_size {
-            return Err(WireError::FrameTooLarge {
-                len,
-                max: max_frame_size,
-            });
+            return Err(WireError::FrameTooLarge { len, max: max_frame_size });
         }
         match (kind.is_connection_level(), call_id == CallId::CONNECTION) {
             (true, false) => return Err(WireError::ControlFrameOnCall(kind)),
@@ -69,12 +66,7 @@ impl FrameHeader {
             }
             _ => {}
         }
-        Ok(Self {
-            len,
-            kind,
-            flags,
-            call_id,
-        })
+        Ok(Self { len, kind, flags, call_id })
     }
 }
 
@@ -97,12 +89,7 @@ mod tests {
             call_id: CallId(0x1122),
         };
         let raw = bytes_of(header);
-        assert_eq!(
-            raw,
-            [
-                0x04, 0x03, 0x02, 0x01, 0x04, 0x01, 0, 0, 0x22, 0x11, 0, 0, 0, 0, 0, 0
-            ]
-        );
+        assert_eq!(raw, [0x04, 0x03, 0x02, 0x01, 0x04, 0x01, 0, 0, 0x22, 0x11, 0, 0, 0, 0, 0, 0]);
         assert_eq!(FrameHeader::decode(&raw, u32::MAX), Ok(header));
     }
 
@@ -114,10 +101,7 @@ mod tests {
             flags: Flags::NONE,
             call_id: CallId(1),
         });
-        assert_eq!(
-            FrameHeader::decode(&raw, 100),
-            Err(WireError::FrameTooLarge { len: 101, max: 100 })
-        );
+        assert_eq!(FrameHeader::decode(&raw, 100), Err(WireError::FrameTooLarge { len: 101, max: 100 }));
     }
 
     #[test]
@@ -129,16 +113,10 @@ mod tests {
             call_id: CallId(1),
         });
         raw[7] = 1;
-        assert_eq!(
-            FrameHeader::decode(&raw, 100),
-            Err(WireError::ReservedNotZero)
-        );
+        assert_eq!(FrameHeader::decode(&raw, 100), Err(WireError::ReservedNotZero));
         raw[7] = 0;
         raw[4] = 0x7f;
-        assert_eq!(
-            FrameHeader::decode(&raw, 100),
-            Err(WireError::UnknownKind(0x7f))
-        );
+        assert_eq!(FrameHeader::decode(&raw, 100), Err(WireError::UnknownKind(0x7f)));
         let ping_on_call = bytes_of(FrameHeader {
             len: 8,
             kind: FrameKind::Ping,

@@ -51,10 +51,7 @@ impl FrameKind {
 
     /// Whether frames of this kind belong to the connection (call id 0) rather than to a call.
     pub fn is_connection_level(self) -> bool {
-        matches!(
-            self,
-            Self::Settings | Self::Ping | Self::Pong | Self::GoAway
-        )
+        matches!(self, Self::Settings | Self::Ping | Self::Pong | Self::GoAway)
     }
 }
 

@@ -45,11 +45,7 @@ pub enum InvalidMetadata {
 }
 
 fn valid_key(key: &[u8]) -> bool {
-    !key.is_empty()
-        && key.len() <= u8::MAX as usize
-        && key
-            .iter()
-            .all(|&b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.'))
+    !key.is_empty() && key.len() <= u8::MAX as usize && key.iter().all(|&b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.'))
 }
 
 impl Metadata {
@@ -108,10 +104,7 @@ impl Metadata {
 
     /// Writes the block: a `u16` length, then the entries.
     pub fn encode(&self, dst: &mut impl BufMut) {
-        debug_assert!(
-            self.raw.len() <= super::MAX_METADATA_SIZE,
-            "insert keeps blocks within u16"
-        );
+        debug_assert!(self.raw.len() <= super::MAX_METADATA_SIZE, "insert keeps blocks within u16");
         dst.put_u16_le(self.raw.len() as u16);
         dst.put_slice(&self.raw);
     }
@@ -195,10 +188,7 @@ mod tests {
         assert!(bytes.is_empty());
         assert_eq!(back, md);
         let entries: Vec<_> = back.iter().collect();
-        assert_eq!(
-            entries,
-            vec![("a", &b"1"[..]), ("b", &[0u8, 255][..]), ("a", &b"2"[..])]
-        );
+        assert_eq!(entries, vec![("a", &b"1"[..]), ("b", &[0u8, 255][..]), ("a", &b"2"[..])]);
         assert_eq!(back.get("a"), Some(&b"1"[..]));
     }
 
@@ -207,10 +197,7 @@ mod tests {
         let mut bytes = Bytes::from_static(&[0xff, 0xff]);
         assert_eq!(
             Metadata::decode(&mut bytes, 100),
-            Err(WireError::MetadataTooLarge {
-                len: 0xffff,
-                max: 100
-            })
+            Err(WireError::MetadataTooLarge { len: 0xffff, max: 100 })
         );
     }
 
@@ -223,11 +210,7 @@ mod tests {
             &[1, 0][..],
         ] {
             let mut bytes = Bytes::copy_from_slice(raw);
-            assert_eq!(
-                Metadata::decode(&mut bytes, 100),
-                Err(WireError::BadMetadata),
-                "{raw:?}"
-            );
+            assert_eq!(Metadata::decode(&mut bytes, 100), Err(WireError::BadMetadata), "{raw:?}");
         }
     }
 }

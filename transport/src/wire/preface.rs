@@ -21,9 +21,7 @@ pub struct Preface {
 
 impl Preface {
     /// This build's preface.
-    pub const CURRENT: Self = Self {
-        version: PROTOCOL_VERSION,
-    };
+    pub const CURRENT: Self = Self { version: PROTOCOL_VERSION };
 
     /// The preface's eight bytes.
     pub fn encode(&self) -> [u8; PREFACE_LEN] {

@@ -68,10 +68,7 @@ impl Settings {
             (SettingId::MaxFrameSize, self.max_frame_size),
             (SettingId::MaxConcurrentCalls, self.max_concurrent_calls),
             (SettingId::InitialCallWindow, self.initial_call_window),
-            (
-                SettingId::InitialConnectionWindow,
-                self.initial_connection_window,
-            ),
+            (SettingId::InitialConnectionWindow, self.initial_connection_window),
             (SettingId::MinPingIntervalMs, self.min_ping_interval_ms),
             (SettingId::MaxMetadataSize, self.max_metadata_size),
         ]
@@ -110,8 +107,7 @@ impl Settings {
 
     /// Checks the ranges PROTOCOL.md gives for each setting.
     pub fn validate(&self) -> Result<(), WireError> {
-        let frame_ok =
-            (super::MIN_FRAME_SIZE..=super::MAX_FRAME_SIZE).contains(&self.max_frame_size);
+        let frame_ok = (super::MIN_FRAME_SIZE..=super::MAX_FRAME_SIZE).contains(&self.max_frame_size);
         let windows_ok = [self.initial_call_window, self.initial_connection_window]
             .iter()
             .all(|w| (1..=MAX_WINDOW).contains(w));

@@ -36,22 +36,14 @@ pub fn echo_server() -> volley::server::ServerBuilder {
             tokio::time::sleep(Duration::from_millis(message.sleep_ms)).await;
         }
         if message.fail_with != 0 {
-            return Err(Status::new(
-                volley::Code::from_u8(message.fail_with as u8),
-                "failed on request",
-            ));
+            return Err(Status::new(volley::Code::from_u8(message.fail_with as u8), "failed on request"));
         }
         Ok(message)
     })
 }
 
 pub async fn start_tcp() -> ServerHandle {
-    echo_server()
-        .build()
-        .unwrap()
-        .serve("127.0.0.1:0")
-        .await
-        .unwrap()
+    echo_server().build().unwrap().serve("127.0.0.1:0").await.unwrap()
 }
 
 pub fn unix_path(name: &str) -> PathBuf {
