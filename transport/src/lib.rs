@@ -6,6 +6,8 @@ pub mod client;
 pub mod codegen;
 pub mod driver;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod net;
 pub mod protocol;
 pub mod server;
