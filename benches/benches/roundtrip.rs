@@ -1,0 +1,84 @@
+//! Unary round trips over loopback TCP and a Unix socket: one call in flight (latency) and 128
+//! in flight on one connection (throughput). Client and server share one current-thread runtime,
+//! so the figures are the per-call cost without cross-CPU wake-ups; see docs/BENCHMARKS.md.
+
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use volley::net::Address;
+use volley::{CallOptions, Client};
+use volley_benches::{ECHO_ID, HandlerKind, Payload, echo_server, payload, unix_address};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+fn bench_roundtrip(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("roundtrip");
+    group.measurement_time(Duration::from_secs(5));
+    let tcp: Address = "127.0.0.1:0".parse().expect("address");
+    for (name, address, kind) in [
+        ("tcp_inline", tcp.clone(), HandlerKind::Inline),
+        ("tcp_spawned", tcp, HandlerKind::Spawned),
+        ("unix_inline", unix_address("roundtrip"), HandlerKind::Inline),
+    ] {
+        let (server, client) = rt.block_on(async {
+            let server = echo_server(&address, kind).await;
+            let client = Client::connect(server.local_addr()).await.expect("connect");
+            (server, client)
+        });
+        let request = payload(64);
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(format!("{name}_64B_1_in_flight"), |b| {
+            b.to_async(&rt).iter(|| async {
+                let _: Payload = client.unary(ECHO_ID, &request, CallOptions::default()).await.expect("call");
+            })
+        });
+        group.throughput(Throughput::Elements(128));
+        group.bench_function(format!("{name}_64B_128_in_flight"), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let client = client.clone();
+                let request = request.clone();
+                async move {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        let calls = (0..128).map(|_| client.unary::<_, Payload>(ECHO_ID, &request, CallOptions::default()));
+                        for result in join_all(calls).await {
+                            result.expect("call");
+                        }
+                    }
+                    started.elapsed()
+                }
+            })
+        });
+        rt.block_on(server.shutdown());
+    }
+    group.finish();
+}
+
+/// Polls every future to completion concurrently on the current task.
+async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.map(|f| Some(Box::pin(f))).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(future) = slot {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => {
+                        *output = Some(value);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("every future finished")).collect()
+}
+
+criterion_group!(benches, bench_roundtrip);
+criterion_main!(benches);
