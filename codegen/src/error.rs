@@ -1,0 +1,220 @@
+//! [`Error`]: what failed during code generation, where, and what to do about it.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use miette::{Diagnostic, SourceSpan};
+
+/// Why code generation failed. Each message says what failed, where, and what to change.
+///
+/// Errors in `.proto` files name the file, line and column:
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("bad.proto"), "syntax = \"proto3\";\nmessage M { int32 x = 1 }\n")?;
+/// let err = volley_codegen::configure()
+///     .out_dir(dir.path())
+///     .compile_protos(&[dir.path().join("bad.proto")], &[dir.path()])
+///     .unwrap_err();
+/// assert!(matches!(err, volley_codegen::Error::Proto(_)));
+/// assert!(err.to_string().contains("bad.proto:2:"), "{err}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A `.proto` file is missing, does not parse, imports a file that is not found, or
+    /// defines something invalid.
+    #[error("{0}")]
+    Proto(#[from] ProtoError),
+    /// Two methods compiled together have the same 32-bit method id.
+    #[error(
+        "methods `{first}` and `{second}` have the same method id {id:#010x} (FNV-1a of the full \
+         name), so one server could not serve both; rename one of them in its .proto file"
+    )]
+    MethodIdCollision {
+        /// The shared id.
+        id: u32,
+        /// The full name of the method seen first.
+        first: String,
+        /// The full name of the method seen second.
+        second: String,
+    },
+    /// Two protobuf names map to the same Rust name in one scope.
+    #[error(
+        "{first} and {second} both become the Rust name `{rust_name}` in {scope}; rename one of \
+         them in its .proto file"
+    )]
+    NameClash {
+        /// The Rust name both map to.
+        rust_name: String,
+        /// Where the clash is (a service or a package module).
+        scope: String,
+        /// What claimed the name first.
+        first: String,
+        /// What claimed it second.
+        second: String,
+    },
+    /// A name from a descriptor is not a valid Rust identifier.
+    #[error(
+        "{what} `{name}` is not a valid identifier; protobuf names are ASCII letters, digits \
+         and `_`: check the descriptor set"
+    )]
+    InvalidIdentifier {
+        /// The name.
+        name: String,
+        /// What it names.
+        what: String,
+    },
+    /// A Rust type path or attribute given to or produced by the generator does not parse.
+    #[error("{what} `{text}` is not valid Rust ({reason}); {fix}")]
+    InvalidRust {
+        /// What the text is.
+        what: String,
+        /// The text.
+        text: String,
+        /// The parser's complaint.
+        reason: String,
+        /// What to change.
+        fix: String,
+    },
+    /// Neither `out_dir` was set nor `OUT_DIR` (set by Cargo for build scripts).
+    #[error(
+        "OUT_DIR is not set: call volley_codegen from build.rs, or set \
+         volley_codegen::configure().out_dir(..)"
+    )]
+    OutDirUnset,
+    /// prost-build failed: an invalid option (such as an `extern_path`) or a file that could
+    /// not be written.
+    #[error(
+        "prost-build failed: {0}; check the options passed to volley_codegen::configure() and \
+         that the output directory is writable"
+    )]
+    Prost(#[source] io::Error),
+}
+
+/// A `.proto` file is missing, malformed or invalid. `Display` gives the file, line and column,
+/// the offending line, and a hint.
+#[derive(Debug)]
+pub struct ProtoError {
+    /// The file, as found on disk when possible.
+    file: Option<PathBuf>,
+    /// 1-based line and column, when protox points at a position.
+    position: Option<(usize, usize)>,
+    /// The offending line of the file.
+    snippet: Option<String>,
+    /// What a user should change.
+    help: String,
+    /// protox's error; its message is the first line of `Display`.
+    source: protox::Error,
+}
+
+impl ProtoError {
+    /// Wraps a protox error, locating it on disk through `includes`.
+    pub(crate) fn new(source: protox::Error, includes: &[PathBuf]) -> Self {
+        let (position, snippet) = locate(&source).unzip();
+        let file = source.file().map(|name| on_disk(name, includes));
+        let help = help(&source, includes);
+        Self {
+            file,
+            position,
+            snippet,
+            help,
+            source,
+        }
+    }
+
+    /// The file the error is in, when known.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// The 1-based line of the error, when known.
+    pub fn line(&self) -> Option<usize> {
+        self.position.map(|(line, _)| line)
+    }
+
+    /// The 1-based column of the error, when known.
+    pub fn column(&self) -> Option<usize> {
+        self.position.map(|(_, column)| column)
+    }
+
+    /// protox's error, for its `miette` diagnostic.
+    pub fn protox(&self) -> &protox::Error {
+        &self.source
+    }
+}
+
+impl fmt::Display for ProtoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.file, self.position) {
+            (Some(file), Some((line, column))) => write!(f, "{}:{line}:{column}: ", file.display())?,
+            (Some(file), None) => write!(f, "{}: ", file.display())?,
+            (None, _) => {}
+        }
+        write!(f, "{}", self.source)?;
+        if let (Some(snippet), Some((line, _))) = (&self.snippet, self.position) {
+            write!(f, "\n{line:>5} | {snippet}")?;
+        }
+        write!(f, "\n  help: {}", self.help)
+    }
+}
+
+impl std::error::Error for ProtoError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// The first labelled position of `err`: 1-based (line, column) and the line's text.
+fn locate(err: &protox::Error) -> Option<((usize, usize), String)> {
+    let source = err.source_code()?;
+    let span: SourceSpan = err.labels()?.next()?.inner().to_owned();
+    let contents = source.read_span(&span, 0, 0).ok()?;
+    let text = String::from_utf8_lossy(contents.data());
+    let line_in_span = text.lines().next().unwrap_or_default().trim_end().to_owned();
+    // `read_span` widens to whole lines; the label's column is where it starts.
+    Some(((contents.line() + 1, contents.column() + 1), line_in_span))
+}
+
+/// The path of file `name` (relative to an include directory) in the first include that has it.
+fn on_disk(name: &str, includes: &[PathBuf]) -> PathBuf {
+    includes
+        .iter()
+        .map(|include| include.join(name))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// A hint for `err`: protox's own when it has one, else one per kind of failure.
+fn help(err: &protox::Error, includes: &[PathBuf]) -> String {
+    if let Some(help) = err.help() {
+        return help.to_string();
+    }
+    let dirs = includes
+        .iter()
+        .map(|dir| format!("'{}'", dir.display()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let message = err.to_string();
+    if message.starts_with("import ") {
+        format!(
+            "fix the import path, or add the directory that holds the imported file to the \
+             include directories (now: [{dirs}])"
+        )
+    } else if err.is_file_not_found() {
+        format!(
+            "check the file name, and that the file is inside one of the include directories \
+             (now: [{dirs}])"
+        )
+    } else if err.is_io() {
+        "check that the file exists and is readable".to_owned()
+    } else if err.is_parse() {
+        "fix the syntax at this position (see the protobuf language guide)".to_owned()
+    } else {
+        "fix the definition at this position: define or import every type used, and keep names \
+         and field numbers unique"
+            .to_owned()
+    }
+}

@@ -1,0 +1,120 @@
+//! Generates [Volley](https://docs.rs/volley) client and server stubs from `.proto` files in
+//! `build.rs`, with no `protoc`: [protox] parses the files, [prost-build] writes the messages,
+//! and this crate adds one client, one server trait and one module of method constants per
+//! service.
+//!
+//! # Use
+//!
+//! `Cargo.toml` of the crate that uses the generated code:
+//!
+//! ```toml
+//! [dependencies]
+//! volley = "0.1"
+//! prost = "0.14"
+//! # prost-types = "0.14"   # only if the .proto files use well-known types such as Any
+//!
+//! [build-dependencies]
+//! volley-codegen = "0.1"
+//! ```
+//!
+//! `build.rs`:
+//!
+//! ```no_run
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     volley_codegen::compile_protos("proto/orders.proto")?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! For several files, include directories or prost-build options, use [`configure`]:
+//!
+//! ```no_run
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     volley_codegen::configure()
+//!         .include_file("_includes.rs")
+//!         .bytes(["."])
+//!         .compile_protos(&["proto/orders.proto", "proto/quotes.proto"], &["proto"])?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Then include the output, one package at a time or all at once:
+//!
+//! ```ignore
+//! pub mod orders {
+//!     volley::include_proto!("trading.orders");
+//! }
+//! // or, with include_file("_includes.rs"):
+//! include!(concat!(env!("OUT_DIR"), "/_includes.rs"));
+//! ```
+//!
+//! # What is generated
+//!
+//! For `service Orders { rpc PlaceOrder(Order) returns (Ack); }` in package `trading`, module
+//! `trading` gets, next to the messages:
+//!
+//! - `orders_client::OrdersClient<C = volley::Channel>`: `new(inner)`, `into_inner()`, and per
+//!   rpc `place_order(&self, Order)` and `place_order_with(&self, Order, CallOptions)`, both
+//!   returning `Result<Ack, volley::Status>`. `C` is a `volley::Client` or `volley::Channel`.
+//! - `orders_server::Orders`, a trait with
+//!   `fn place_order(&self, Request<Order>) -> impl Future<Output = Result<Ack, Status>> + Send`,
+//!   so implementations are plain `async fn`s; and `orders_server::OrdersServer<T>`
+//!   (`new(T)`, `from_arc(Arc<T>)`) to pass to `volley::Server::builder().add_service(..)`.
+//! - `orders_methods::place_order::{NAME, ID}`: the full name `/trading.Orders/PlaceOrder` and
+//!   its wire id, and `orders_methods::SERVICE`.
+//!
+//! ```ignore
+//! use trading::orders_server::{Orders, OrdersServer};
+//! use volley::{Request, Status};
+//!
+//! struct Desk;
+//!
+//! impl Orders for Desk {
+//!     async fn place_order(&self, request: Request<trading::Order>) -> Result<trading::Ack, Status> {
+//!         Ok(trading::Ack { id: request.into_inner().id })
+//!     }
+//! }
+//!
+//! let handle = volley::Server::builder()
+//!     .add_service(OrdersServer::new(Desk))
+//!     .build()?
+//!     .serve("127.0.0.1:0")
+//!     .await?;
+//! let client = trading::orders_client::OrdersClient::new(volley::Client::connect(handle.local_addr()).await?);
+//! let ack = client.place_order(trading::Order { id: 7 }).await?;
+//! ```
+//!
+//! Generated code names only `volley::codegen::..`, `::core::..` and the message types, so a
+//! message called `Result`, `Status` or `Request` cannot break it. Comments in the `.proto`
+//! become doc comments; rpcs and services with `option deprecated = true` get `#[deprecated]`.
+//! Rust keywords become raw identifiers (`rpc Move` → `r#move`), and an rpc named `New` or
+//! `IntoInner` becomes `new_` / `into_inner_` on the client. Names that still clash (such as
+//! rpcs `Get` and `get`) are reported as [`Error::NameClash`].
+//!
+//! # Method ids
+//!
+//! Each method's wire id is FNV-1a (32-bit) of its full name, `/package.Service/Method`
+//! (`/Service/Method` in a file without package), the same as `volley::MethodId::from_name`.
+//! Two methods compiled together with the same id are an [`Error::MethodIdCollision`].
+//!
+//! # Streaming methods
+//!
+//! Volley has no streaming calls yet. Client-, server- and bidirectional-streaming rpcs are left
+//! out of the client and the trait, listed under "Skipped methods" in the generated docs, and
+//! named in one `cargo:warning` per build.
+//!
+//! [protox]: https://docs.rs/protox
+//! [prost-build]: https://docs.rs/prost-build
+
+mod builder;
+mod client;
+mod error;
+mod generator;
+mod model;
+mod naming;
+mod server;
+
+pub use builder::{Builder, compile_protos, configure};
+pub use error::{Error, ProtoError};
+/// The descriptor types [`Builder::compile_fds`] takes.
+pub use prost_types;

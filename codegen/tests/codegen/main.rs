@@ -1,0 +1,4 @@
+//! Tests of the generator: the output for small protos, errors, and hard inputs.
+
+mod common;
+mod snapshot;
