@@ -163,6 +163,17 @@ impl Builder {
     /// Errors name the file, line and column, and say what to fix. No `protoc` is needed.
     pub fn compile_protos(self, protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<(), Error> {
         let includes: Vec<PathBuf> = includes.iter().map(|i| i.as_ref().to_owned()).collect();
+        // protox takes a path on disk or a name inside an include directory; for a file that
+        // is neither it reports "not in any include path", which hides the real problem.
+        for proto in protos.iter().map(AsRef::as_ref) {
+            if !proto.exists() && !includes.iter().any(|dir| dir.join(proto).exists()) {
+                return Err(Error::ProtoNotFound {
+                    path: proto.to_owned(),
+                    cwd: env::current_dir().unwrap_or_default(),
+                    includes,
+                });
+            }
+        }
         let fds = protox::compile(protos, &includes).map_err(|err| ProtoError::new(err, &includes))?;
         if self.emit_rerun_if_changed.unwrap_or_else(in_build_script) {
             for path in protos.iter().map(AsRef::as_ref).chain(includes.iter().map(PathBuf::as_path)) {

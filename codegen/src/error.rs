@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use miette::{Diagnostic, SourceSpan};
+use miette::Diagnostic;
 
 /// Why code generation failed. Each message says what failed, where, and what to change.
 ///
@@ -28,6 +28,22 @@ pub enum Error {
     /// defines something invalid.
     #[error("{0}")]
     Proto(#[from] ProtoError),
+    /// A `.proto` file to compile exists neither at its path nor in an include directory.
+    #[error(
+        "proto file `{}` not found, neither at that path (relative paths start at `{}`) nor in \
+         the include directories [{}]; check the path given to compile_protos",
+        path.display(),
+        cwd.display(),
+        includes.iter().map(|i| format!("'{}'", i.display())).collect::<Vec<_>>().join(", ")
+    )]
+    ProtoNotFound {
+        /// The path given.
+        path: PathBuf,
+        /// The working directory (the crate's directory in a build script).
+        cwd: PathBuf,
+        /// The include directories.
+        includes: Vec<PathBuf>,
+    },
     /// Two methods compiled together have the same 32-bit method id.
     #[error(
         "methods `{first}` and `{second}` have the same method id {id:#010x} (FNV-1a of the full \
@@ -113,8 +129,9 @@ pub struct ProtoError {
 impl ProtoError {
     /// Wraps a protox error, locating it on disk through `includes`.
     pub(crate) fn new(source: protox::Error, includes: &[PathBuf]) -> Self {
-        let (position, snippet) = locate(&source).unzip();
+        let position = locate(&source);
         let file = source.file().map(|name| on_disk(name, includes));
+        let snippet = file.as_deref().zip(position).and_then(|(path, (line, _))| source_line(path, line));
         let help = help(&source, includes);
         Self {
             file,
@@ -167,15 +184,21 @@ impl std::error::Error for ProtoError {
     }
 }
 
-/// The first labelled position of `err`: 1-based (line, column) and the line's text.
-fn locate(err: &protox::Error) -> Option<((usize, usize), String)> {
+/// Where `err` points: 1-based (line, column) of its primary label (else its last, which for
+/// "defined twice" errors is the second definition).
+fn locate(err: &protox::Error) -> Option<(usize, usize)> {
     let source = err.source_code()?;
-    let span: SourceSpan = err.labels()?.next()?.inner().to_owned();
-    let contents = source.read_span(&span, 0, 0).ok()?;
-    let text = String::from_utf8_lossy(contents.data());
-    let line_in_span = text.lines().next().unwrap_or_default().trim_end().to_owned();
-    // `read_span` widens to whole lines; the label's column is where it starts.
-    Some(((contents.line() + 1, contents.column() + 1), line_in_span))
+    let labels: Vec<_> = err.labels()?.collect();
+    let label = labels.iter().find(|label| label.primary()).or(labels.last())?;
+    let contents = source.read_span(label.inner(), 0, 0).ok()?;
+    Some((contents.line() + 1, contents.column() + 1))
+}
+
+/// Line `line` (1-based) of the file at `path`, if it can be read.
+fn source_line(path: &Path, line: usize) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().nth(line.checked_sub(1)?)?;
+    Some(line.trim_end().to_owned())
 }
 
 /// The path of file `name` (relative to an include directory) in the first include that has it.

@@ -43,3 +43,34 @@ pub(crate) fn text(files: &BTreeMap<String, Vec<u8>>, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} among {:?}", files.keys().collect::<Vec<_>>()));
     String::from_utf8(bytes.clone()).unwrap()
 }
+
+/// Every proto the build-check crate compiles, relative to `tests/protos`.
+pub(crate) const HAZARDS: &[&str] = &[
+    "hazards/keywords.proto",
+    "hazards/names.proto",
+    "hazards/keyword_package.proto",
+    "hazards/no_package.proto",
+    "hazards/proto2.proto",
+    "hazards/proto3_optional.proto",
+    "hazards/well_known.proto",
+    "hazards/store_alpha.proto",
+    "hazards/store_beta.proto",
+    "hazards/options.proto",
+    "hazards/streaming.proto",
+    "hazards/extern.proto",
+    "third_party/grpc/health/v1/health.proto",
+    "third_party/grpc/reflection/v1/reflection.proto",
+];
+
+/// [`HAZARDS`] compiled with `_includes.rs`, as the build-check crate compiles them.
+pub(crate) fn compile_hazards(builder: volley_codegen::Builder) -> BTreeMap<String, Vec<u8>> {
+    let out = tempfile::tempdir().unwrap();
+    let paths: Vec<_> = HAZARDS.iter().map(|f| protos().join(f)).collect();
+    builder
+        .out_dir(out.path())
+        .include_file("_includes.rs")
+        .emit_rerun_if_changed(false)
+        .compile_protos(&paths, &[protos(), protos().join("third_party")])
+        .unwrap();
+    read_dir(out.path())
+}
