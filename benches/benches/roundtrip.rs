@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use volley::net::Address;
 use volley::{CallOptions, Client};
-use volley_benches::{ECHO_ID, HandlerKind, Payload, echo_server, payload, unix_address};
+use volley_benches::{ECHO_ID, HandlerKind, Payload, echo_server, payload, raw, unix_address};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
@@ -17,6 +17,19 @@ fn bench_roundtrip(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("roundtrip");
     group.measurement_time(Duration::from_secs(5));
+    // The floor: the same exchanges over a raw tokio socket, in the same run.
+    let mut raw = rt.block_on(async { raw::connect(raw::echo_server().await).await });
+    let message = [0x5a_u8; 64 + 16];
+    let mut scratch = Vec::with_capacity(128 * message.len());
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("raw_tcp_64B_1_in_flight", |b| {
+        b.iter(|| rt.block_on(raw::exchange(&mut raw, &message, 1, &mut scratch)))
+    });
+    group.throughput(Throughput::Elements(128));
+    group.bench_function("raw_tcp_64B_128_in_flight", |b| {
+        b.iter(|| rt.block_on(raw::exchange(&mut raw, &message, 128, &mut scratch)))
+    });
+
     let tcp: Address = "127.0.0.1:0".parse().expect("address");
     for (name, address, kind) in [
         ("tcp_inline", tcp.clone(), HandlerKind::Inline),
@@ -74,7 +87,11 @@ async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> V
                 }
             }
         }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
     })
     .await;
     outputs.into_iter().map(|o| o.expect("every future finished")).collect()

@@ -8,12 +8,25 @@ use volley::wire::{CallHead, CallId, Frame, decode_frame};
 use volley::{Metadata, MethodId};
 
 fn request(size: usize) -> Frame {
-    let head = CallHead { method_id: MethodId::from_name("/bench.Echo/Echo"), ..CallHead::default() };
-    Frame::Request { call_id: CallId(1), head, message: Some(Bytes::from(vec![0x5a; size])), end_stream: true }
+    let head = CallHead {
+        method_id: MethodId::from_name("/bench.Echo/Echo"),
+        ..CallHead::default()
+    };
+    Frame::Request {
+        call_id: CallId(1),
+        head,
+        message: Some(Bytes::from(vec![0x5a; size])),
+        end_stream: true,
+    }
 }
 
 fn response(size: usize) -> Frame {
-    Frame::Response { call_id: CallId(1), metadata: Metadata::new(), message: Some(Bytes::from(vec![0x5a; size])), end_stream: true }
+    Frame::Response {
+        call_id: CallId(1),
+        metadata: Metadata::new(),
+        message: Some(Bytes::from(vec![0x5a; size])),
+        end_stream: true,
+    }
 }
 
 fn bench_wire(c: &mut Criterion) {

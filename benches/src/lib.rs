@@ -22,7 +22,9 @@ pub const ECHO_ID: MethodId = MethodId::from_name(ECHO);
 
 /// A payload of `size` bytes.
 pub fn payload(size: usize) -> Payload {
-    Payload { data: Bytes::from(vec![0x5a; size]) }
+    Payload {
+        data: Bytes::from(vec![0x5a; size]),
+    }
 }
 
 /// Which handler flavour the server runs.
@@ -39,9 +41,18 @@ pub async fn echo_server(address: &Address, kind: HandlerKind) -> ServerHandle {
     let builder = Server::builder();
     let builder = match kind {
         HandlerKind::Inline => builder.unary_inline(ECHO, |request: Request<Payload>| Ok::<_, Status>(request.into_inner())),
-        HandlerKind::Spawned => builder.unary(ECHO, |request: Request<Payload>| async move { Ok::<_, Status>(request.into_inner()) }),
+        HandlerKind::Spawned => builder.unary(
+            ECHO,
+            |request: Request<Payload>| async move { Ok::<_, Status>(request.into_inner()) },
+        ),
     };
-    builder.drain_timeout(Duration::from_millis(100)).build().expect("valid server").serve(address).await.expect("bind")
+    builder
+        .drain_timeout(Duration::from_millis(100))
+        .build()
+        .expect("valid server")
+        .serve(address)
+        .await
+        .expect("bind")
 }
 
 /// A fresh Unix socket path in the temp directory.
@@ -49,4 +60,59 @@ pub fn unix_address(name: &str) -> Address {
     let path = std::env::temp_dir().join(format!("volley-bench-{}-{name}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     Address::Unix(path)
+}
+
+/// The raw floor: a minimal tokio echo over a plain socket, the least any transport can cost.
+pub mod raw {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// Starts a raw echo server on a loopback port: it writes back whatever it reads.
+    pub async fn echo_server() -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => {
+                                if stream.write_all(&buf[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// A connected raw client.
+    pub async fn connect(addr: std::net::SocketAddr) -> TcpStream {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        stream
+    }
+
+    /// Sends `count` messages of `size` bytes back to back and reads all of them back: `count`
+    /// = 1 is ping-pong, larger counts are a pipelined burst.
+    pub async fn exchange(stream: &mut TcpStream, message: &[u8], count: usize, scratch: &mut Vec<u8>) {
+        scratch.clear();
+        for _ in 0..count {
+            scratch.extend_from_slice(message);
+        }
+        stream.write_all(scratch).await.expect("write");
+        let mut got = 0;
+        let total = scratch.len();
+        while got < total {
+            let n = stream.read(&mut scratch[got..]).await.expect("read");
+            assert!(n > 0, "echo server closed");
+            got += n;
+        }
+    }
 }

@@ -30,7 +30,9 @@ pub fn roundtrip(data: &[u8]) {
         let mut again = BytesMut::new();
         frame.encode(&mut again);
         assert_eq!(again.len(), frame.encoded_len(), "encoded_len of {frame:?}");
-        let decoded = decode_frame(&mut again, u32::MAX).expect("re-encoded frame decodes").expect("complete");
+        let decoded = decode_frame(&mut again, u32::MAX)
+            .expect("re-encoded frame decodes")
+            .expect("complete");
         assert_eq!(decoded, frame);
         assert!(again.is_empty());
     }

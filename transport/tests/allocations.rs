@@ -65,10 +65,15 @@ fn start_server(inline: bool) -> (std::net::SocketAddr, mpsc::Sender<()>, mpsc::
             let builder = if inline {
                 builder.unary_inline(METHOD, |request: Request<Payload>| Ok::<_, Status>(request.into_inner()))
             } else {
-                builder.unary(METHOD, |request: Request<Payload>| async move { Ok::<_, Status>(request.into_inner()) })
+                builder.unary(
+                    METHOD,
+                    |request: Request<Payload>| async move { Ok::<_, Status>(request.into_inner()) },
+                )
             };
             let server = builder.build().unwrap().serve("127.0.0.1:0").await.unwrap();
-            let volley::net::Address::Tcp(addr) = server.local_addr().clone() else { unreachable!() };
+            let volley::net::Address::Tcp(addr) = server.local_addr().clone() else {
+                unreachable!()
+            };
             addr_tx.send(addr).unwrap();
             // Serve while waiting for each phase signal without blocking the runtime.
             for _ in 0..2 {
@@ -94,7 +99,9 @@ fn measure(inline: bool) -> (f64, f64) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
         let client = Client::connect(addr).await.unwrap();
-        let request = Payload { data: Bytes::from(vec![1u8; 64]) };
+        let request = Payload {
+            data: Bytes::from(vec![1u8; 64]),
+        };
         let method = MethodId::from_name(METHOD);
         let options = CallOptions::default();
         for _ in 0..WARM_UP {
@@ -127,5 +134,8 @@ fn an_async_handler_costs_exactly_its_task_allocation_on_the_server() {
     let (client, server) = measure(false);
     eprintln!("async handler: {client} allocations per call on the client, {server} on the server");
     assert_eq!(client, 0.0, "client-side transport allocations per call");
-    assert!(server <= 1.0, "one spawned task per call, nothing else: got {server} allocations per call");
+    assert!(
+        server <= 1.0,
+        "one spawned task per call, nothing else: got {server} allocations per call"
+    );
 }

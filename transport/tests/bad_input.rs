@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use common::{ECHO_ID, Echo, echo, echo_server, start_tcp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use volley::wire::{CallHead, CallId, Frame, FrameHeader, FrameKind, Flags, GoAway, PREFACE_LEN, Preface, Settings, decode_frame};
+use volley::wire::{CallHead, CallId, Flags, Frame, FrameHeader, FrameKind, GoAway, PREFACE_LEN, Preface, Settings, decode_frame};
 use volley::{CallOptions, Client, Code, Metadata, ServerHandle};
 
 /// A peer that speaks raw bytes.
@@ -21,8 +21,13 @@ struct RawPeer {
 
 impl RawPeer {
     async fn connect(server: &ServerHandle) -> Self {
-        let volley::net::Address::Tcp(addr) = server.local_addr().clone() else { unreachable!() };
-        Self { stream: TcpStream::connect(addr).await.unwrap(), inbox: BytesMut::new() }
+        let volley::net::Address::Tcp(addr) = server.local_addr().clone() else {
+            unreachable!()
+        };
+        Self {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            inbox: BytesMut::new(),
+        }
     }
 
     /// Connects and completes the handshake.
@@ -71,10 +76,18 @@ fn goaway(frames: &[Frame]) -> &GoAway {
 }
 
 fn request(id: u64) -> Frame {
-    let head = CallHead { method_id: ECHO_ID, ..CallHead::default() };
+    let head = CallHead {
+        method_id: ECHO_ID,
+        ..CallHead::default()
+    };
     let mut message = BytesMut::new();
     prost::Message::encode(&echo("x"), &mut message).unwrap();
-    Frame::Request { call_id: CallId(id), head, message: Some(message.freeze()), end_stream: true }
+    Frame::Request {
+        call_id: CallId(id),
+        head,
+        message: Some(message.freeze()),
+        end_stream: true,
+    }
 }
 
 /// Runs `attack` against a fresh server while a good client keeps calling it, then checks the
@@ -126,13 +139,23 @@ async fn an_oversized_length_is_refused_without_allocating_it() {
     let frames = attack_with(|server| async move {
         let mut peer = RawPeer::handshake(&server).await;
         let mut header = BytesMut::new();
-        FrameHeader { len: u32::MAX, kind: FrameKind::Message, flags: Flags::NONE, call_id: CallId(1) }.encode(&mut header);
+        FrameHeader {
+            len: u32::MAX,
+            kind: FrameKind::Message,
+            flags: Flags::NONE,
+            call_id: CallId(1),
+        }
+        .encode(&mut header);
         peer.send(&header).await;
         let frames = peer.frames_until_close().await;
         (server, frames)
     })
     .await;
-    assert!(goaway(&frames).reason_str().contains("max frame size"), "{}", goaway(&frames).reason_str());
+    assert!(
+        goaway(&frames).reason_str().contains("max frame size"),
+        "{}",
+        goaway(&frames).reason_str()
+    );
 }
 
 #[tokio::test]
@@ -159,7 +182,10 @@ async fn a_truncated_frame_then_eof_closes_only_that_connection() {
         peer.send(&buf[..buf.len() - 3]).await;
         peer.stream.shutdown().await.unwrap();
         let frames = peer.frames_until_close().await;
-        assert!(frames.iter().all(|f| matches!(f, Frame::Settings(_))), "no answer to half a frame: {frames:?}");
+        assert!(
+            frames.iter().all(|f| matches!(f, Frame::Settings(_))),
+            "no answer to half a frame: {frames:?}"
+        );
         (server, frames)
     })
     .await;
@@ -175,7 +201,11 @@ async fn a_reused_call_id_closes_the_connection() {
         (server, frames)
     })
     .await;
-    assert!(goaway(&frames).reason_str().contains("call id 5"), "{}", goaway(&frames).reason_str());
+    assert!(
+        goaway(&frames).reason_str().contains("call id 5"),
+        "{}",
+        goaway(&frames).reason_str()
+    );
 }
 
 #[tokio::test]
@@ -183,18 +213,40 @@ async fn a_frame_after_the_end_of_a_call_resets_that_call_only() {
     attack_with(|server| async move {
         let mut peer = RawPeer::handshake(&server).await;
         let slow = {
-            let head = CallHead { method_id: ECHO_ID, ..CallHead::default() };
+            let head = CallHead {
+                method_id: ECHO_ID,
+                ..CallHead::default()
+            };
             let mut message = BytesMut::new();
-            prost::Message::encode(&Echo { sleep_ms: 200, ..echo("x") }, &mut message).unwrap();
-            Frame::Request { call_id: CallId(1), head, message: Some(message.freeze()), end_stream: true }
+            prost::Message::encode(
+                &Echo {
+                    sleep_ms: 200,
+                    ..echo("x")
+                },
+                &mut message,
+            )
+            .unwrap();
+            Frame::Request {
+                call_id: CallId(1),
+                head,
+                message: Some(message.freeze()),
+                end_stream: true,
+            }
         };
         peer.send_frame(slow).await;
-        peer.send_frame(Frame::Message { call_id: CallId(1), message: Bytes::from_static(b"late"), end_stream: false }).await;
+        peer.send_frame(Frame::Message {
+            call_id: CallId(1),
+            message: Bytes::from_static(b"late"),
+            end_stream: false,
+        })
+        .await;
         peer.send_frame(request(2)).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         peer.stream.shutdown().await.unwrap();
         let frames = peer.frames_until_close().await;
-        let reset = frames.iter().any(|f| matches!(f, Frame::Status { call_id: CallId(1), status } if status.code == Code::Internal));
+        let reset = frames
+            .iter()
+            .any(|f| matches!(f, Frame::Status { call_id: CallId(1), status } if status.code == Code::Internal));
         let answered = frames.iter().any(|f| matches!(f, Frame::Response { call_id: CallId(2), .. }));
         assert!(reset && answered, "{frames:?}");
         (server, frames)
@@ -218,7 +270,13 @@ async fn a_cancel_for_a_never_opened_call_is_a_protocol_error() {
 async fn a_response_frame_sent_to_a_server_is_a_protocol_error() {
     let frames = attack_with(|server| async move {
         let mut peer = RawPeer::handshake(&server).await;
-        peer.send_frame(Frame::Response { call_id: CallId(1), metadata: Metadata::new(), message: None, end_stream: true }).await;
+        peer.send_frame(Frame::Response {
+            call_id: CallId(1),
+            metadata: Metadata::new(),
+            message: None,
+            end_stream: true,
+        })
+        .await;
         let frames = peer.frames_until_close().await;
         (server, frames)
     })
@@ -235,12 +293,23 @@ async fn metadata_over_the_limit_fails_the_call_and_far_over_closes() {
             for i in 0..(size / 1000) {
                 metadata.insert(&format!("k{i}"), vec![b'v'; 995]).unwrap();
             }
-            Frame::Request { call_id: CallId(id), head: CallHead { method_id: ECHO_ID, metadata, ..CallHead::default() }, message: None, end_stream: true }
+            Frame::Request {
+                call_id: CallId(id),
+                head: CallHead {
+                    method_id: ECHO_ID,
+                    metadata,
+                    ..CallHead::default()
+                },
+                message: None,
+                end_stream: true,
+            }
         };
         peer.send_frame(call(1, 10_000)).await;
         peer.send_frame(call(2, 60_000)).await;
         let frames = peer.frames_until_close().await;
-        let refused = frames.iter().any(|f| matches!(f, Frame::Status { call_id: CallId(1), status } if status.code == Code::ResourceExhausted));
+        let refused = frames
+            .iter()
+            .any(|f| matches!(f, Frame::Status { call_id: CallId(1), status } if status.code == Code::ResourceExhausted));
         assert!(refused, "{frames:?}");
         (server, frames)
     })
@@ -266,7 +335,13 @@ async fn a_ping_flood_is_closed_with_a_clear_reason() {
 
 #[tokio::test]
 async fn a_silent_peer_is_closed_after_the_handshake_timeout_without_blocking_accept() {
-    let server = echo_server().handshake_timeout(Duration::from_millis(200)).build().unwrap().serve("127.0.0.1:0").await.unwrap();
+    let server = echo_server()
+        .handshake_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
     let mut silent = RawPeer::connect(&server).await;
     // The accept loop is not blocked: a real client connects and calls meanwhile.
     let good = Client::connect(server.local_addr()).await.unwrap();
@@ -299,12 +374,21 @@ async fn a_client_fails_cleanly_on_a_response_for_an_unknown_call() {
             }
         }
         let mut bogus = BytesMut::new();
-        Frame::Response { call_id: CallId(99), metadata: Metadata::new(), message: None, end_stream: true }.encode(&mut bogus);
+        Frame::Response {
+            call_id: CallId(99),
+            metadata: Metadata::new(),
+            message: None,
+            end_stream: true,
+        }
+        .encode(&mut bogus);
         let _ = stream.write_all(&bogus).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
     });
     let client = Client::connect(addr).await.unwrap();
-    let err = client.unary::<_, Echo>(ECHO_ID, &echo("x"), CallOptions::default().timeout(Duration::from_secs(3))).await.unwrap_err();
+    let err = client
+        .unary::<_, Echo>(ECHO_ID, &echo("x"), CallOptions::default().timeout(Duration::from_secs(3)))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Internal, "{err}");
     assert!(err.message().contains("call 99"), "{err}");
     assert!(client.is_closed());

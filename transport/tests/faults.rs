@@ -13,7 +13,10 @@ use volley::wire::{Frame, Preface, Settings};
 use volley::{CallOptions, Channel, Client, Code};
 
 fn slow(ms: u64) -> Echo {
-    Echo { sleep_ms: ms, ..echo("slow") }
+    Echo {
+        sleep_ms: ms,
+        ..echo("slow")
+    }
 }
 
 #[tokio::test]
@@ -30,7 +33,10 @@ async fn graceful_shutdown_lets_calls_in_flight_finish() {
     let reply = in_flight.await.unwrap().expect("the call in flight finished");
     assert_eq!(reply.payload, "slow");
     assert!(started.elapsed() >= Duration::from_millis(100), "shutdown waited for the call");
-    let err = client.unary::<_, Echo>(ECHO_ID, &echo("late"), CallOptions::default()).await.unwrap_err();
+    let err = client
+        .unary::<_, Echo>(ECHO_ID, &echo("late"), CallOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err}");
 }
 
@@ -52,7 +58,13 @@ async fn a_hard_stop_fails_calls_in_flight_with_unavailable() {
 
 #[tokio::test]
 async fn a_drain_timeout_closes_calls_that_do_not_finish() {
-    let server = echo_server().drain_timeout(Duration::from_millis(100)).build().unwrap().serve("127.0.0.1:0").await.unwrap();
+    let server = echo_server()
+        .drain_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
     let client = Client::connect(server.local_addr()).await.unwrap();
     let in_flight = {
         let client = client.clone();
@@ -79,7 +91,10 @@ async fn a_peer_dropped_mid_call_fails_the_call_promptly() {
     });
     let client = Client::connect(addr).await.unwrap();
     let started = Instant::now();
-    let err = client.unary::<_, Echo>(ECHO_ID, &echo("x"), CallOptions::default()).await.unwrap_err();
+    let err = client
+        .unary::<_, Echo>(ECHO_ID, &echo("x"), CallOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err}");
     assert!(started.elapsed() < Duration::from_secs(1));
     assert!(client.is_closed());
@@ -94,17 +109,31 @@ async fn a_half_open_peer_is_detected_by_keepalive() {
         let (mut stream, _) = listener.accept().await.unwrap();
         let mut hello = bytes::BytesMut::new();
         hello.extend_from_slice(&Preface::CURRENT.encode());
-        Frame::Settings(Settings { min_ping_interval_ms: 0, ..Settings::default() }).encode(&mut hello);
+        Frame::Settings(Settings {
+            min_ping_interval_ms: 0,
+            ..Settings::default()
+        })
+        .encode(&mut hello);
         stream.write_all(&hello).await.unwrap();
         tokio::time::sleep(Duration::from_secs(10)).await;
     });
-    let client = Client::builder().keepalive(Duration::from_millis(100), Duration::from_millis(200)).connect(addr).await.unwrap();
+    let client = Client::builder()
+        .keepalive(Duration::from_millis(100), Duration::from_millis(200))
+        .connect(addr)
+        .await
+        .unwrap();
     let started = Instant::now();
-    let err = client.unary::<_, Echo>(ECHO_ID, &echo("x"), CallOptions::default()).await.unwrap_err();
+    let err = client
+        .unary::<_, Echo>(ECHO_ID, &echo("x"), CallOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err}");
     assert!(err.message().contains("keepalive"), "{err}");
     let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(2), "detected within interval + timeout, took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "detected within interval + timeout, took {elapsed:?}"
+    );
 }
 
 #[tokio::test]
@@ -112,7 +141,11 @@ async fn a_channel_reconnects_after_the_server_restarts_on_the_same_port() {
     let server = start_tcp().await;
     let address = server.local_addr().clone();
     let channel = ChannelBuilder::default()
-        .backoff(Backoff { initial: Duration::from_millis(10), max: Duration::from_millis(50), ..Backoff::default() })
+        .backoff(Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(50),
+            ..Backoff::default()
+        })
         .connect(&address)
         .await
         .unwrap();
@@ -120,10 +153,16 @@ async fn a_channel_reconnects_after_the_server_restarts_on_the_same_port() {
     assert_eq!(reply.payload, "one");
     server.shutdown().await;
     // While nobody listens, a call with a deadline fails with UNAVAILABLE.
-    let err = channel.unary::<_, Echo>(ECHO_ID, &echo("none"), CallOptions::default().timeout(Duration::from_millis(100))).await.unwrap_err();
+    let err = channel
+        .unary::<_, Echo>(ECHO_ID, &echo("none"), CallOptions::default().timeout(Duration::from_millis(100)))
+        .await
+        .unwrap_err();
     assert!(matches!(err.code(), Code::Unavailable | Code::DeadlineExceeded), "{err}");
     let restarted = echo_server().build().unwrap().serve(&address).await.unwrap();
-    let reply: Echo = channel.unary(ECHO_ID, &echo("two"), CallOptions::default().timeout(Duration::from_secs(5))).await.unwrap();
+    let reply: Echo = channel
+        .unary(ECHO_ID, &echo("two"), CallOptions::default().timeout(Duration::from_secs(5)))
+        .await
+        .unwrap();
     assert_eq!(reply.payload, "two");
     restarted.shutdown().await;
 }
@@ -138,7 +177,10 @@ async fn new_calls_after_a_goaway_go_to_a_fresh_connection() {
     let address = server.local_addr().clone();
     server.shutdown().await;
     let next = echo_server().build().unwrap().serve(&address).await.unwrap();
-    let _: Echo = channel.unary(ECHO_ID, &echo("b"), CallOptions::default().timeout(Duration::from_secs(5))).await.unwrap();
+    let _: Echo = channel
+        .unary(ECHO_ID, &echo("b"), CallOptions::default().timeout(Duration::from_secs(5)))
+        .await
+        .unwrap();
     let second = channel.stats().unwrap();
     assert_eq!(first.calls_started, 1);
     assert_eq!(second.calls_started, 1, "the second call ran on a new connection");
@@ -147,8 +189,19 @@ async fn new_calls_after_a_goaway_go_to_a_fresh_connection() {
 
 #[tokio::test]
 async fn socket_options_are_applied_and_read_back() {
-    let config = SocketConfig { nodelay: true, send_buffer_size: Some(256 * 1024), recv_buffer_size: Some(256 * 1024), ..SocketConfig::default() };
-    let server = echo_server().socket_config(config.clone()).build().unwrap().serve("127.0.0.1:0").await.unwrap();
+    let config = SocketConfig {
+        nodelay: true,
+        send_buffer_size: Some(256 * 1024),
+        recv_buffer_size: Some(256 * 1024),
+        ..SocketConfig::default()
+    };
+    let server = echo_server()
+        .socket_config(config.clone())
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
     let client = Client::builder().socket_config(config).connect(server.local_addr()).await.unwrap();
     let applied = client.socket_options();
     assert_eq!(applied.nodelay, Some(true));
@@ -163,10 +216,16 @@ async fn socket_options_are_applied_and_read_back() {
 #[tokio::test]
 async fn an_option_the_kernel_refuses_is_a_warning_not_a_failure() {
     // Raising SO_BUSY_POLL needs CAP_NET_ADMIN on most kernels; either way the connection works.
-    let config = SocketConfig { busy_poll_micros: Some(50), ..SocketConfig::default() };
+    let config = SocketConfig {
+        busy_poll_micros: Some(50),
+        ..SocketConfig::default()
+    };
     let server = start_tcp().await;
     let client = Client::builder().socket_config(config).connect(server.local_addr()).await.unwrap();
     let applied = client.socket_options();
-    assert!(applied.busy_poll_micros == Some(50) || applied.warnings.iter().any(|w| w.contains("SO_BUSY_POLL")), "{applied:?}");
+    assert!(
+        applied.busy_poll_micros == Some(50) || applied.warnings.iter().any(|w| w.contains("SO_BUSY_POLL")),
+        "{applied:?}"
+    );
     let _: Echo = client.unary(ECHO_ID, &echo("ok"), CallOptions::default()).await.unwrap();
 }

@@ -16,7 +16,10 @@ fn corpus_dir(target: &str) -> PathBuf {
 
 fn replay(target: &str, run: fn(&[u8])) -> usize {
     let dir = corpus_dir(target);
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     for file in &files {
         let data = std::fs::read(file).unwrap();
@@ -45,19 +48,53 @@ fn connection_corpus_replays_cleanly() {
 fn every_kind() -> Vec<Frame> {
     let mut metadata = Metadata::new();
     metadata.insert("x-id", "42").unwrap();
-    let head = CallHead { method_id: MethodId::from_name("/echo.Echo/Say"), priority: 3, timeout: Some(std::time::Duration::from_millis(5)), sent_at_ns: 1, metadata: metadata.clone() };
+    let head = CallHead {
+        method_id: MethodId::from_name("/echo.Echo/Say"),
+        priority: 3,
+        timeout: Some(std::time::Duration::from_millis(5)),
+        sent_at_ns: 1,
+        metadata: metadata.clone(),
+    };
     vec![
         Frame::Settings(Settings::default()),
-        Frame::Request { call_id: CallId(1), head, message: Some(Bytes::from_static(b"\x0a\x05hello")), end_stream: true },
-        Frame::Response { call_id: CallId(1), metadata: metadata.clone(), message: Some(Bytes::from_static(b"\x0a\x05hello")), end_stream: false },
-        Frame::Message { call_id: CallId(1), message: Bytes::from_static(b"m"), end_stream: false },
+        Frame::Request {
+            call_id: CallId(1),
+            head,
+            message: Some(Bytes::from_static(b"\x0a\x05hello")),
+            end_stream: true,
+        },
+        Frame::Response {
+            call_id: CallId(1),
+            metadata: metadata.clone(),
+            message: Some(Bytes::from_static(b"\x0a\x05hello")),
+            end_stream: false,
+        },
+        Frame::Message {
+            call_id: CallId(1),
+            message: Bytes::from_static(b"m"),
+            end_stream: false,
+        },
         Frame::EndOfStream { call_id: CallId(1) },
         Frame::Cancel { call_id: CallId(1) },
-        Frame::Status { call_id: CallId(1), status: StatusFrame { code: Code::NotFound, message: Bytes::from_static("no\r\n🦀".as_bytes()), metadata } },
-        Frame::Credit { call_id: CallId(0), increment: 65_536 },
+        Frame::Status {
+            call_id: CallId(1),
+            status: StatusFrame {
+                code: Code::NotFound,
+                message: Bytes::from_static("no\r\n🦀".as_bytes()),
+                metadata,
+            },
+        },
+        Frame::Credit {
+            call_id: CallId(0),
+            increment: 65_536,
+        },
         Frame::Ping { payload: 7 },
         Frame::Pong { payload: 7 },
-        Frame::GoAway(GoAway { last_call_id: CallId(1), code: Code::Ok, reason: Bytes::from_static(b"bye") }),
+        Frame::GoAway(GoAway {
+            last_call_id: CallId(1),
+            code: Code::Ok,
+            reason: Bytes::from_static(b"bye"),
+        }),
     ]
 }
 
@@ -76,10 +113,18 @@ fn write_seed_corpus() {
     for target in ["frame_decode", "roundtrip"] {
         std::fs::create_dir_all(corpus_dir(target)).unwrap();
         for (i, frame) in frames.iter().enumerate() {
-            std::fs::write(corpus_dir(target).join(format!("seed-{i:02}-{:?}", frame.kind())), encode(std::slice::from_ref(frame))).unwrap();
+            std::fs::write(
+                corpus_dir(target).join(format!("seed-{i:02}-{:?}", frame.kind())),
+                encode(std::slice::from_ref(frame)),
+            )
+            .unwrap();
         }
         std::fs::write(corpus_dir(target).join("seed-all-kinds"), encode(&frames)).unwrap();
-        std::fs::write(corpus_dir(target).join("seed-oversized-length"), [0xff, 0xff, 0xff, 0xff, 4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        std::fs::write(
+            corpus_dir(target).join("seed-oversized-length"),
+            [0xff, 0xff, 0xff, 0xff, 4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+        )
+        .unwrap();
     }
     // Connection seeds: a flag byte, then ops (op 0 = feed the next N bytes).
     let feed = |bytes: &[u8]| {
@@ -100,7 +145,12 @@ fn write_seed_corpus() {
     server.extend(feed(&handshake));
     server.extend(feed(&encode(&frames[1..2])));
     server.extend([2, 5]);
-    server.extend(feed(&encode(&[Frame::Cancel { call_id: CallId(1) }, Frame::Ping { payload: 1 }, Frame::Ping { payload: 2 }, Frame::Ping { payload: 3 }])));
+    server.extend(feed(&encode(&[
+        Frame::Cancel { call_id: CallId(1) },
+        Frame::Ping { payload: 1 },
+        Frame::Ping { payload: 2 },
+        Frame::Ping { payload: 3 },
+    ])));
     server.extend([1, 60, 4, 5]);
     std::fs::write(dir.join("seed-server-session"), &server).unwrap();
     // Client: open calls, the server answers one, a status, keepalive timing out.

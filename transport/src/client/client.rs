@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::CallOptions;
 use super::connect::connect;
-use crate::driver::{Body, DriverConfig, Outcome, Shared, encode_message_frame, frame_too_large};
+use crate::driver::{Body, DriverConfig, Flush, Outcome, Shared, encode_message_frame, frame_too_large};
 use crate::error::Error;
 use crate::net::{Address, AppliedSocketOptions, SocketConfig, ToAddress};
 use crate::protocol::ConnectionConfig;
@@ -209,10 +209,15 @@ impl Client {
                                 sent_at_ns: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
                                 metadata: options.metadata.clone(),
                             };
+                            // Alone on the connection, write now; with company, let the writer
+                            // batch this call with the others.
+                            let flush = match (options.flush, state.proto.open_calls()) {
+                                (false, _) => Flush::Later,
+                                (true, 1) => Flush::Direct,
+                                (true, _) => Flush::Wake,
+                            };
                             let mut queue = shared.queue.lock();
-                            if !options.flush {
-                                queue.no_flush();
-                            }
+                            queue.set_flush(flush);
                             let flags = Flags::MESSAGE | Flags::END_STREAM;
                             encode_message_frame(
                                 queue.batch(),

@@ -28,17 +28,15 @@ pub(crate) async fn connect(address: &Address, config: &DriverConfig) -> Result<
                 .map_err(|_| timed_out())?
                 .map_err(connect_error)?;
             let applied = config.socket.apply(socket2::SockRef::from(&stream));
-            let (reader, writer) = stream.into_split();
-            (spawn_connection(reader, writer, Role::Client, config, None), applied)
+            (spawn_connection(stream.into(), Role::Client, config, None), applied)
         }
         Address::Unix(path) => {
             let stream = tokio::time::timeout_at(deadline.into(), UnixStream::connect(path))
                 .await
                 .map_err(|_| timed_out())?
                 .map_err(connect_error)?;
-            let (reader, writer) = stream.into_split();
             (
-                spawn_connection(reader, writer, Role::Client, config, None),
+                spawn_connection(stream.into(), Role::Client, config, None),
                 AppliedSocketOptions::default(),
             )
         }

@@ -6,13 +6,13 @@ use std::task::Waker;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use super::DriverConfig;
 use super::inflight::InFlight;
 use super::write_queue::WriteQueue;
+use crate::net::Stream;
 use crate::protocol::{Connection, Role};
 use crate::stats::Stats;
 use crate::status::{Code, Status};
@@ -125,7 +125,8 @@ impl Shared {
         let mut state = self.lock_state();
         if state.closed.is_none() && state.proto.is_call_open(call_id) {
             state.handlers.insert(call_id, handle);
-        } else if state.closed.is_some() {
+        } else {
+            // Cancelled (or the connection ended) before the handler was registered.
             handle.abort();
         }
     }
@@ -154,9 +155,15 @@ impl Shared {
         let mut state = self.lock_state();
         state.proto.go_away(reason);
         self.flush_control(&mut state);
-        let idle = state.proto.open_calls() == 0;
         drop(state);
-        if idle {
+        self.close_if_drained();
+    }
+
+    /// After a GoAway, closes the connection once its last call has ended, however it ended.
+    pub(crate) fn close_if_drained(&self) {
+        let state = self.lock_state();
+        if self.role == Role::Server && state.proto.is_draining() && state.proto.open_calls() == 0 {
+            drop(state);
             self.queue.close();
         }
     }
@@ -175,18 +182,10 @@ impl Shared {
     }
 }
 
-/// Starts the reader and writer tasks of a connection over `reader` and `writer`.
-pub(crate) fn spawn_connection<R, W>(
-    reader: R,
-    writer: W,
-    role: Role,
-    config: &DriverConfig,
-    dispatch: Option<Arc<dyn Dispatch>>,
-) -> Arc<Shared>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
+/// Starts the reader and writer tasks of a connection over `stream`.
+pub(crate) fn spawn_connection(stream: Stream, role: Role, config: &DriverConfig, dispatch: Option<Arc<dyn Dispatch>>) -> Arc<Shared> {
+    let stream = Arc::new(stream);
+    let stats = Arc::new(Stats::default());
     let now = Instant::now();
     let capacity = (config.connection.settings.max_concurrent_calls as usize).min(4096);
     let shared = Arc::new(Shared {
@@ -196,8 +195,8 @@ where
             handlers: HashMap::with_capacity(if role == Role::Server { capacity } else { 0 }),
             closed: None,
         }),
-        queue: WriteQueue::new(config.pool.take()),
-        stats: Arc::new(Stats::default()),
+        queue: WriteQueue::new(config.pool.take(), Some(stream.clone()), stats.clone()),
+        stats,
         capacity: Notify::new(),
         established: Notify::new(),
         shutdown: Notify::new(),
@@ -212,7 +211,7 @@ where
         let mut state = shared.lock_state();
         shared.flush_control(&mut state);
     }
-    tokio::spawn(super::writer::run(shared.clone(), writer));
-    tokio::spawn(super::reader::run(shared.clone(), reader));
+    tokio::spawn(super::writer::run(shared.clone(), stream.clone()));
+    tokio::spawn(super::reader::run(shared.clone(), stream));
     shared
 }

@@ -19,3 +19,4 @@ pub use config::{DEFAULT_WRITE_QUEUE_CAP, DriverConfig};
 pub(crate) use connection::{AcceptedCall, Dispatch, Shared, spawn_connection};
 pub(crate) use encode::{Body, encode_message_frame, encode_status_frame, frame_too_large};
 pub(crate) use inflight::Outcome;
+pub(crate) use write_queue::Flush;

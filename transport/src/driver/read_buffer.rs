@@ -27,7 +27,12 @@ impl ReadBuffers {
     pub(crate) fn new(pool: BufferPool) -> Self {
         let current = pool.take();
         let capacity = current.capacity().max(MIN_READ_SPACE * 2);
-        Self { current, spares: Vec::with_capacity(RING - 1), pool, capacity }
+        Self {
+            current,
+            spares: Vec::with_capacity(RING - 1),
+            pool,
+            capacity,
+        }
     }
 
     /// The buffer to read into and decode from.
@@ -44,7 +49,11 @@ impl ReadBuffers {
         if self.current.capacity() - unread >= MIN_READ_SPACE || self.current.try_reclaim(wanted - unread) {
             return;
         }
-        if let Some(index) = self.spares.iter_mut().position(|spare| spare.is_empty() && spare.try_reclaim(wanted)) {
+        if let Some(index) = self
+            .spares
+            .iter_mut()
+            .position(|spare| spare.is_empty() && spare.try_reclaim(wanted))
+        {
             let mut next = self.spares.swap_remove(index);
             next.extend_from_slice(&self.current);
             self.current.clear();

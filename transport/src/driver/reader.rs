@@ -6,26 +6,26 @@ use std::task::Waker;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::Shared;
 use super::connection::{AcceptedCall, State};
 use super::inflight::Outcome;
 use super::read_buffer::ReadBuffers;
+use crate::net::Stream;
 use crate::protocol::{ConnectionError, Event};
 use crate::stats::Stats;
 use crate::status::{Code, Status};
 use crate::wire::{PREFACE_LEN, decode_frame};
 
-pub(crate) async fn run<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut reader: R) {
+pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
     let mut buffers = ReadBuffers::new(shared.pool.clone());
-    let status = read_loop(&shared, &mut reader, &mut buffers).await;
+    let status = read_loop(&shared, &stream, &mut buffers).await;
     shared.terminate(status);
     buffers.release();
 }
 
 /// Runs until the connection ends; returns the status calls still open fail with.
-async fn read_loop<R: AsyncRead + Unpin>(shared: &Arc<Shared>, reader: &mut R, buffers: &mut ReadBuffers) -> Status {
+async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuffers) -> Status {
     let mut preface_seen = false;
     let mut scratch = Scratch {
         wakers: Vec::with_capacity(64),
@@ -45,7 +45,7 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: &Arc<Shared>, reader: &mut R, b
         let read = tokio::select! {
             biased;
             () = shared.shutdown.notified() => return closed_status(shared, "the connection was closed locally"),
-            read = reader.read_buf(buf) => read,
+            ready = stream.readable() => ready.and_then(|()| stream.try_read_buf(buf)),
             () = sleep_until(deadline) => {
                 let mut state = shared.lock_state();
                 let result = state.proto.handle_timeout(Instant::now());
@@ -59,6 +59,7 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: &Arc<Shared>, reader: &mut R, b
         match read {
             Ok(0) => return eof_status(shared, buf.is_empty()),
             Ok(n) => Stats::add(&shared.stats.bytes_in, n as u64),
+            Err(err) if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => continue,
             Err(err) => {
                 return Status::unavailable(format!("connection lost while reading: {err}; retry on a new connection"));
             }
@@ -76,6 +77,8 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: &Arc<Shared>, reader: &mut R, b
                 return connection_status(&err);
             }
         }
+        // Answers produced while handling this read leave together when the pass ends.
+        shared.queue.cork();
         let was_established = state.proto.is_established();
         let result = handle_frames(shared, &mut state, buf, max_frame_size, now, &mut scratch);
         shared.flush_control(&mut state);
@@ -95,6 +98,8 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: &Arc<Shared>, reader: &mut R, b
                 dispatch.dispatch(shared, call);
             }
         }
+        shared.queue.uncork();
+        shared.close_if_drained();
         if let Err(err) = result {
             return connection_status(&err);
         }
@@ -149,11 +154,22 @@ fn handle_frames(
 
 /// Hands client outcomes to waiting calls and collects accepted server calls.
 fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &mut Scratch) {
-    let Scratch { wakers, accepted, completed } = scratch;
+    let Scratch {
+        wakers,
+        accepted,
+        completed,
+    } = scratch;
     while let Some(event) = state.proto.poll_event() {
         match event {
-            Event::Request { call_id, head, message, .. } => {
-                accepted.push(AcceptedCall { call_id, head, message, received_at: now });
+            Event::Request {
+                call_id, head, message, ..
+            } => {
+                accepted.push(AcceptedCall {
+                    call_id,
+                    head,
+                    message,
+                    received_at: now,
+                });
             }
             Event::Response { call_id, message, .. } => {
                 let outcome = Outcome::Response {

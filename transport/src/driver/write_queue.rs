@@ -3,13 +3,28 @@
 //!
 //! Small frames are encoded straight into the queue's buffer; large message payloads are queued
 //! by reference (`Bytes`) and written from their own memory, never copied.
+//!
+//! Who writes is a choice per enqueue ([`Flush`]). A lone call writes the queue out itself with
+//! one non-blocking `writev` (under the queue lock, so bytes never interleave), costing no task
+//! wake-up. Under load, enqueues wake the writer task instead, which then takes everything queued
+//! meanwhile in one `writev`: many calls per syscall. The reader corks the queue while it handles
+//! a batch of frames, so the answers of one read go out together.
 
-use std::io::IoSlice;
+use std::io::{self, IoSlice};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::net::Stream;
+use crate::stats::Stats;
 use crate::sync::{Mutex, MutexGuard, lock};
+
+/// iovecs per `writev` call (64): enough for many chunked messages, far below IOV_MAX (1024).
+pub(crate) const MAX_IOVECS: usize = 64;
+
+/// Non-blocking write attempts a caller makes before leaving the rest to the writer task (4).
+const DIRECT_WRITE_ATTEMPTS: usize = 4;
 
 /// Payloads above this size (16 KiB) are queued by reference rather than copied into the batch
 /// buffer: copying small ones is cheaper than an extra iovec, copying large ones is not.
@@ -133,6 +148,12 @@ impl<'a> Iterator for Pieces<'a> {
 #[derive(Debug)]
 struct Pending {
     batch: Batch,
+    /// Bytes at the front of `batch` already written by a caller.
+    sent: usize,
+    /// The writer task holds a batch it is writing: nobody else may write now.
+    busy: bool,
+    /// Flushes are held back (see [`WriteQueue::cork`]).
+    corked: bool,
     writer: Option<Waker>,
     closed: bool,
 }
@@ -141,13 +162,29 @@ struct Pending {
 #[derive(Debug)]
 pub(crate) struct WriteQueue {
     inner: Mutex<Pending>,
+    /// The socket, for writes by callers; `None` leaves all writing to the writer task.
+    direct: Option<Arc<Stream>>,
+    stats: Arc<Stats>,
 }
 
-/// Exclusive access to the queued batch. Dropping it after adding frames wakes the writer.
+/// What happens to frames once they are queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flush {
+    /// Write them now from this task if the writer is idle (latency first).
+    Direct,
+    /// Wake the writer task, so later enqueues can join the same write (throughput first).
+    Wake,
+    /// Neither: they go out with the next flushing enqueue.
+    Later,
+}
+
+/// Exclusive access to the queued batch. Dropping it after adding frames flushes them as set
+/// with [`QueueGuard::set_flush`] (by default, [`Flush::Wake`]).
 pub(crate) struct QueueGuard<'a> {
     guard: MutexGuard<'a, Pending>,
+    queue: &'a WriteQueue,
     frames_before: usize,
-    flush: bool,
+    flush: Flush,
 }
 
 impl QueueGuard<'_> {
@@ -156,30 +193,65 @@ impl QueueGuard<'_> {
         &mut self.guard.batch
     }
 
-    /// Leaves the writer asleep on drop: the frames go out with the next flushing enqueue.
-    pub(crate) fn no_flush(&mut self) {
-        self.flush = false;
+    /// How the frames added through this guard are flushed.
+    pub(crate) fn set_flush(&mut self, flush: Flush) {
+        self.flush = flush;
     }
 }
 
 impl Drop for QueueGuard<'_> {
     fn drop(&mut self) {
-        if self.flush && self.guard.batch.frames > self.frames_before {
-            if let Some(waker) = self.guard.writer.take() {
-                waker.wake();
+        if self.guard.batch.frames == self.frames_before {
+            return;
+        }
+        self.queue.flush_locked(&mut self.guard, self.flush);
+    }
+}
+
+impl Pending {
+    /// Writes the batch with non-blocking `writev`s; `true` when all of it went out. Errors are
+    /// left for the writer task, which ends the connection on them.
+    fn write_direct(&mut self, stream: &Stream, stats: &Stats) -> bool {
+        for _ in 0..DIRECT_WRITE_ATTEMPTS {
+            let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+            let count = self.batch.io_slices(self.sent, &mut iov);
+            match stream.try_write_vectored(&iov[..count]) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    Stats::add(&stats.write_syscalls, 1);
+                    self.sent += n;
+                    if self.sent == self.batch.len() {
+                        Stats::add(&stats.frames_out, self.batch.frames as u64);
+                        Stats::add(&stats.bytes_out, self.sent as u64);
+                        self.batch.clear();
+                        self.sent = 0;
+                        return true;
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
             }
         }
+        false
     }
 }
 
 impl WriteQueue {
-    pub(crate) fn new(buf: BytesMut) -> Self {
+    /// A queue writing into `buf`; with `direct`, callers write to the socket themselves when the
+    /// writer task is idle.
+    pub(crate) fn new(buf: BytesMut, direct: Option<Arc<Stream>>, stats: Arc<Stats>) -> Self {
+        let pending = Pending {
+            batch: Batch::with_buf(buf),
+            sent: 0,
+            busy: false,
+            corked: false,
+            writer: None,
+            closed: false,
+        };
         Self {
-            inner: Mutex::new(Pending {
-                batch: Batch::with_buf(buf),
-                writer: None,
-                closed: false,
-            }),
+            inner: Mutex::new(pending),
+            direct,
+            stats,
         }
     }
 
@@ -189,22 +261,55 @@ impl WriteQueue {
         let frames_before = guard.batch.frames;
         QueueGuard {
             guard,
+            queue: self,
             frames_before,
-            flush: true,
+            flush: Flush::Wake,
         }
     }
 
-    /// Swaps everything queued into `spare` (which must be empty). `Ready(false)` once the queue
-    /// is closed and drained; `Pending` (with the waker registered) while it is empty.
-    pub(crate) fn poll_take(&self, cx: &mut Context<'_>, spare: &mut Batch) -> Poll<bool> {
+    /// Holds every flush back until [`WriteQueue::uncork`]: the reader corks while it handles a
+    /// read's frames, so the answers to them leave in one write.
+    pub(crate) fn cork(&self) {
+        lock(&self.inner).corked = true;
+    }
+
+    /// Ends [`WriteQueue::cork`] and flushes what was queued meanwhile, directly if it can.
+    pub(crate) fn uncork(&self) {
+        let mut pending = lock(&self.inner);
+        pending.corked = false;
+        if !pending.batch.is_empty() {
+            self.flush_locked(&mut pending, Flush::Direct);
+        }
+    }
+
+    fn flush_locked(&self, pending: &mut Pending, flush: Flush) {
+        if pending.corked || flush == Flush::Later {
+            return;
+        }
+        if let (Flush::Direct, Some(stream), false, false) = (flush, &self.direct, pending.busy, pending.closed) {
+            if pending.write_direct(stream, &self.stats) {
+                return;
+            }
+        }
+        if let Some(waker) = pending.writer.take() {
+            waker.wake();
+        }
+    }
+
+    /// Swaps everything queued into `spare` (which must be empty) and marks the writer busy until
+    /// [`WriteQueue::finish_write`]. Returns the number of bytes at the front of the batch that
+    /// are already written; `Ready(None)` once the queue is closed and drained; `Pending` (with
+    /// the waker registered) while it is empty.
+    pub(crate) fn poll_take(&self, cx: &mut Context<'_>, spare: &mut Batch) -> Poll<Option<usize>> {
         debug_assert!(spare.is_empty());
         let mut pending = lock(&self.inner);
         if !pending.batch.is_empty() {
             std::mem::swap(&mut pending.batch, spare);
-            return Poll::Ready(true);
+            pending.busy = true;
+            return Poll::Ready(Some(std::mem::take(&mut pending.sent)));
         }
         if pending.closed {
-            return Poll::Ready(false);
+            return Poll::Ready(None);
         }
         if !pending.writer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             pending.writer = Some(cx.waker().clone());
@@ -212,9 +317,15 @@ impl WriteQueue {
         Poll::Pending
     }
 
-    /// Bytes waiting for the writer.
+    /// Ends the write [`WriteQueue::poll_take`] started.
+    pub(crate) fn finish_write(&self) {
+        lock(&self.inner).busy = false;
+    }
+
+    /// Bytes waiting to be written.
     pub(crate) fn queued_bytes(&self) -> usize {
-        lock(&self.inner).batch.len()
+        let pending = lock(&self.inner);
+        pending.batch.len() - pending.sent
     }
 
     /// Stops the writer once it has drained what is queued.
@@ -266,7 +377,7 @@ mod loom_tests {
     #[test]
     fn loom_write_queue_never_loses_a_frame_or_a_wakeup() {
         loom::model(|| {
-            let queue = Arc::new(WriteQueue::new(BytesMut::new()));
+            let queue = Arc::new(WriteQueue::new(BytesMut::new(), None, std::sync::Arc::default()));
             let producers: Vec<_> = [b'a', b'b']
                 .into_iter()
                 .map(|byte| {
@@ -284,10 +395,11 @@ mod loom_tests {
                     let mut seen = Vec::new();
                     let mut batch = Batch::default();
                     while seen.len() < 2 {
-                        let more = loom::future::block_on(poll_fn(|cx| queue.poll_take(cx, &mut batch)));
-                        assert!(more);
+                        let skip = loom::future::block_on(poll_fn(|cx| queue.poll_take(cx, &mut batch)));
+                        assert_eq!(skip, Some(0));
                         seen.extend_from_slice(&batch.buf);
                         batch.clear();
+                        queue.finish_write();
                     }
                     seen.sort_unstable();
                     seen

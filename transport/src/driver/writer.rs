@@ -1,53 +1,55 @@
-//! The writer task: drains the write queue with one vectored write per batch.
+//! The writer task: writes whatever callers could not write themselves, waiting for the socket
+//! when it is full.
 
 use std::future::poll_fn;
-use std::io::IoSlice;
+use std::io::{self, IoSlice};
 use std::sync::Arc;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-
 use super::Shared;
-use super::write_queue::Batch;
+use super::write_queue::{Batch, MAX_IOVECS};
+use crate::net::Stream;
 use crate::stats::Stats;
 use crate::status::Status;
 
-/// iovecs per `writev` call (64): enough for many chunked messages, far below IOV_MAX (1024).
-const MAX_IOVECS: usize = 64;
-
-pub(crate) async fn run<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut writer: W) {
+pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
     let mut batch = Batch::with_buf(shared.pool.take());
-    while poll_fn(|cx| shared.queue.poll_take(cx, &mut batch)).await {
+    while let Some(skip) = poll_fn(|cx| shared.queue.poll_take(cx, &mut batch)).await {
         if batch.len() >= shared.write_queue_cap {
             // Callers may be waiting for room; the queue is empty now.
             shared.capacity.notify_waiters();
         }
-        if let Err(err) = write_batch(&shared.stats, &mut writer, &batch).await {
+        let result = write_batch(&shared.stats, &stream, &batch, skip).await;
+        Stats::add(&shared.stats.frames_out, batch.frames as u64);
+        Stats::add(&shared.stats.bytes_out, (batch.len() - skip) as u64);
+        batch.clear();
+        shared.queue.finish_write();
+        if let Err(err) = result {
             shared.terminate(Status::unavailable(format!(
                 "connection lost while writing: {err}; retry on a new connection"
             )));
             break;
         }
-        Stats::add(&shared.stats.frames_out, batch.frames as u64);
-        Stats::add(&shared.stats.bytes_out, batch.len() as u64);
-        batch.clear();
     }
     // Everything queued before the close went out; send FIN so the peer sees a clean end.
-    let _ = writer.shutdown().await;
+    stream.shutdown_write();
     shared.pool.give(std::mem::take(&mut batch.buf));
 }
 
-async fn write_batch<W: AsyncWrite + Unpin>(stats: &Stats, writer: &mut W, batch: &Batch) -> std::io::Result<()> {
+async fn write_batch(stats: &Stats, stream: &Stream, batch: &Batch, mut written: usize) -> io::Result<()> {
     let total = batch.len();
-    let mut written = 0;
     while written < total {
         let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
         let count = batch.io_slices(written, &mut iov);
-        let n = writer.write_vectored(&iov[..count]).await?;
-        Stats::add(&stats.write_syscalls, 1);
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
+        match stream.try_write_vectored(&iov[..count]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                Stats::add(&stats.write_syscalls, 1);
+                written += n;
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
         }
-        written += n;
     }
     Ok(())
 }

@@ -3,6 +3,8 @@
 
 mod address;
 mod socket;
+mod stream;
 
 pub use address::{Address, AddressParseError, ToAddress};
 pub use socket::{AppliedSocketOptions, KeepaliveConfig, SocketConfig};
+pub use stream::Stream;

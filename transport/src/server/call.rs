@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::driver::{Body, Shared, encode_message_frame, encode_status_frame, frame_too_large};
+use crate::driver::{Body, Flush, Shared, encode_message_frame, encode_status_frame, frame_too_large};
 use crate::status::{Code, Status};
 use crate::wire::{CallId, Flags, FrameKind, Metadata, MethodId};
 
@@ -173,6 +173,13 @@ impl ServerCall {
         let max = state.proto.peer_settings().max_frame_size;
         let code = {
             let mut queue = shared.queue.lock();
+            // The last call of a quiet connection answers at once; under load the writer task
+            // batches answers (and the reader corks those of inline handlers).
+            queue.set_flush(if state.proto.open_calls() == 0 {
+                Flush::Direct
+            } else {
+                Flush::Wake
+            });
             match body {
                 Ok(body) if body.len() <= max as usize => {
                     let flags = Flags::MESSAGE | Flags::END_STREAM;
@@ -191,11 +198,9 @@ impl ServerCall {
             }
         };
         shared.stats.call_finished(code);
+        drop(state);
         // After a graceful GoAway the connection ends with its last call.
-        if state.proto.is_draining() && state.proto.open_calls() == 0 {
-            drop(state);
-            shared.queue.close();
-        }
+        shared.close_if_drained();
     }
 }
 

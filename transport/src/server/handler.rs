@@ -82,7 +82,9 @@ pub struct InlineUnaryHandler<F, Req, Resp> {
 
 impl<F, Req, Resp> std::fmt::Debug for InlineUnaryHandler<F, Req, Resp> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InlineUnaryHandler").field("request", &std::any::type_name::<Req>()).finish()
+        f.debug_struct("InlineUnaryHandler")
+            .field("request", &std::any::type_name::<Req>())
+            .finish()
     }
 }
 

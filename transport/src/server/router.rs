@@ -74,7 +74,12 @@ pub trait Service {
 
 impl Dispatch for Router {
     fn dispatch(&self, shared: &Arc<Shared>, call: AcceptedCall) {
-        let AcceptedCall { call_id, head, message, received_at } = call;
+        let AcceptedCall {
+            call_id,
+            head,
+            message,
+            received_at,
+        } = call;
         shared.stats.call_started();
         let Some(route) = self.routes.get(&head.method_id) else {
             let mut state = shared.lock_state();

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -14,7 +13,7 @@ use tokio::task::JoinHandle;
 use super::Server;
 use crate::driver::{Dispatch, Shared, spawn_connection};
 use crate::error::Error;
-use crate::net::{Address, ToAddress};
+use crate::net::{Address, Stream, ToAddress};
 use crate::protocol::Role;
 use crate::stats::StatsSnapshot;
 use crate::status::Status;
@@ -34,11 +33,7 @@ struct Registry {
 
 impl Registry {
     /// Serves one accepted stream, unless the server is at its connection cap.
-    fn adopt<R, W>(self: &Arc<Self>, reader: R, writer: W) -> Option<Arc<Shared>>
-    where
-        R: AsyncRead + Unpin + Send + 'static,
-        W: AsyncWrite + Unpin + Send + 'static,
-    {
+    fn adopt(self: &Arc<Self>, stream: Stream) -> Option<Arc<Shared>> {
         let mut connections = lock(&self.connections);
         if connections.len() >= self.server.max_connections {
             tracing::warn!(
@@ -48,7 +43,7 @@ impl Registry {
             return None;
         }
         let dispatch: Arc<dyn Dispatch> = self.server.router.clone();
-        let shared = spawn_connection(reader, writer, Role::Server, &self.server.config, Some(dispatch));
+        let shared = spawn_connection(stream, Role::Server, &self.server.config, Some(dispatch));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         connections.insert(id, shared.clone());
         drop(connections);
@@ -188,15 +183,13 @@ impl Accepted for tokio::net::TcpStream {
     fn serve(self, registry: &Arc<Registry>) {
         let applied = registry.server.config.socket.apply(socket2::SockRef::from(&self));
         tracing::trace!(?applied, "accepted a TCP connection");
-        let (reader, writer) = self.into_split();
-        registry.adopt(reader, writer);
+        registry.adopt(self.into());
     }
 }
 
 impl Accepted for tokio::net::UnixStream {
     fn serve(self, registry: &Arc<Registry>) {
-        let (reader, writer) = self.into_split();
-        registry.adopt(reader, writer);
+        registry.adopt(self.into());
     }
 }
 
@@ -281,15 +274,15 @@ impl ServerHandle {
 }
 
 impl Server {
-    /// Serves one connection the caller accepted itself (any `AsyncRead + AsyncWrite` stream,
-    /// such as a TLS stream). Returns when the connection ends.
-    pub async fn serve_connection<S>(&self, stream: S)
-    where
-        S: AsyncRead + AsyncWrite + Send + 'static,
-    {
-        let (reader, writer) = tokio::io::split(stream);
+    /// Serves one connection the caller accepted itself (a `TcpStream` or `UnixStream`, say one
+    /// handed over by a supervisor). Returns when the connection ends.
+    pub async fn serve_connection(&self, stream: impl Into<Stream>) {
+        let stream = stream.into();
+        if let Stream::Tcp(tcp) = &stream {
+            self.config.socket.apply(socket2::SockRef::from(tcp));
+        }
         let dispatch: Arc<dyn Dispatch> = self.router.clone();
-        let shared = spawn_connection(reader, writer, Role::Server, &self.config, Some(dispatch));
+        let shared = spawn_connection(stream, Role::Server, &self.config, Some(dispatch));
         shared.wait_closed().await;
     }
 }
