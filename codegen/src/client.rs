@@ -46,6 +46,7 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
                 inner: C,
             }
 
+            #[allow(clippy::wrong_self_convention)]
             impl<C: volley::codegen::Caller> #client_ident<C> {
                 /// A client calling through `inner`: a `volley::Client` (one connection) or a
                 /// `volley::Channel` (reconnecting).

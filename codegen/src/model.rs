@@ -318,7 +318,7 @@ pub(crate) fn doc_lines(comments: &Comments) -> Vec<String> {
             } else if in_fence {
                 line.to_owned()
             } else {
-                escape_brackets(&escape_urls(line))
+                escape_brackets(&escape_angles(&escape_urls(line)))
             };
             // `#[doc = " x"]` prints as `/// x`.
             if line.is_empty() || line.starts_with(' ') {
@@ -352,6 +352,20 @@ fn escape_urls(line: &str) -> String {
         rest = after;
     }
     out.push_str(rest);
+    out
+}
+
+/// Escapes `<` unless it opens a URL autolink, so `<package>` is text, not an HTML tag.
+fn escape_angles(line: &str) -> String {
+    let mut out = String::with_capacity(line.len() + 4);
+    for (i, c) in line.char_indices() {
+        let rest = &line[i..];
+        if c == '<' && !rest.starts_with("<http://") && !rest.starts_with("<https://") {
+            out.push_str("\\<");
+        } else {
+            out.push(c);
+        }
+    }
     out
 }
 
@@ -403,6 +417,12 @@ mod tests {
     fn doc_lines_escape_urls_and_brackets() {
         let docs = doc_lines(&comments(&[" See https://grpc.io/docs and [this](https://x.y).", " A [b] c"]));
         assert_eq!(docs, [" See <https://grpc.io/docs> and [this](https://x.y).", " A \\[b\\] c"]);
+    }
+
+    #[test]
+    fn doc_lines_escape_angle_brackets_but_not_autolinks() {
+        let docs = doc_lines(&comments(&[" <package>.<type>, see https://a.b or <https://c.d>"]));
+        assert_eq!(docs, [" \\<package>.\\<type>, see <https://a.b> or <https://c.d>"]);
     }
 
     #[test]

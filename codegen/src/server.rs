@@ -65,6 +65,8 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
 
             #trait_docs
             #deprecated
+            // Method names come from the .proto: `into_x(&self)` is not a conversion here.
+            #[allow(clippy::wrong_self_convention)]
             pub trait #trait_ident: ::core::marker::Send + ::core::marker::Sync + 'static {
                 #(#trait_methods)*
             }

@@ -120,7 +120,10 @@ fn deprecated_rpcs_and_services_are_marked() {
         "{code}"
     );
     assert!(code.contains("#[deprecated]\n    pub struct OldAuthServer"), "{code}");
-    assert!(code.contains("#[deprecated]\n    pub trait OldAuth"), "{code}");
+    assert!(
+        code.contains("#[deprecated]\n    #[allow(clippy::wrong_self_convention)]\n    pub trait OldAuth"),
+        "{code}"
+    );
     assert!(code.contains("#![allow(deprecated)]"), "{code}");
 }
 

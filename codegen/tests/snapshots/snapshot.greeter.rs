@@ -30,6 +30,7 @@ pub mod greeter_client {
     pub struct GreeterClient<C = volley::codegen::Channel> {
         inner: C,
     }
+    #[allow(clippy::wrong_self_convention)]
     impl<C: volley::codegen::Caller> GreeterClient<C> {
         /// A client calling through `inner`: a `volley::Client` (one connection) or a
         /// `volley::Channel` (reconnecting).
@@ -157,6 +158,7 @@ pub mod greeter_server {
     ///
     /// - `/snapshot.greeter.Greeter/SayHellos` (server streaming)
     /// - `/snapshot.greeter.Greeter/Collect` (client streaming)
+    #[allow(clippy::wrong_self_convention)]
     pub trait Greeter: ::core::marker::Send + ::core::marker::Sync + 'static {
         /// Says hello.
         ///
