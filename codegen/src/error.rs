@@ -26,7 +26,7 @@ use miette::Diagnostic;
 pub enum Error {
     /// A `.proto` file is missing, does not parse, imports a file that is not found, or
     /// defines something invalid.
-    #[error("{0}")]
+    #[error(transparent)]
     Proto(#[from] ProtoError),
     /// A `.proto` file to compile exists neither at its path nor in an include directory.
     #[error(
@@ -112,6 +112,22 @@ pub enum Error {
 
 /// A `.proto` file is missing, malformed or invalid. `Display` gives the file, line and column,
 /// the offending line, and a hint.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let proto = dir.path().join("orders.proto");
+/// std::fs::write(&proto, "syntax = \"proto3\";\nmessage Order {\n  Money price = 1;\n}\n")?;
+/// let err = volley_codegen::configure()
+///     .out_dir(dir.path())
+///     .compile_protos(&[&proto], &[dir.path()])
+///     .unwrap_err();
+/// let volley_codegen::Error::Proto(err) = err else { panic!("{err}") };
+/// assert_eq!(err.file(), Some(proto.as_path()));
+/// assert_eq!((err.line(), err.column()), (Some(3), Some(3)));
+/// assert!(err.to_string().contains("name 'Money' is not defined"));
+/// assert!(err.to_string().contains("    3 |   Money price = 1;"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct ProtoError {
     /// The file, as found on disk when possible.

@@ -159,3 +159,37 @@ fn errors_are_send_sync_and_static() {
     fn check<E: std::error::Error + Send + Sync + 'static>() {}
     check::<Error>();
 }
+
+#[test]
+fn a_descriptor_with_a_non_ascii_rpc_name_is_an_error_not_a_panic() {
+    use volley_codegen::prost_types::{
+        DescriptorProto, FileDescriptorProto, FileDescriptorSet, MethodDescriptorProto, ServiceDescriptorProto,
+    };
+    let file = FileDescriptorProto {
+        name: Some("odd.proto".into()),
+        package: Some("odd".into()),
+        syntax: Some("proto3".into()),
+        message_type: vec![DescriptorProto {
+            name: Some("M".into()),
+            ..Default::default()
+        }],
+        service: vec![ServiceDescriptorProto {
+            name: Some("S".into()),
+            method: vec![MethodDescriptorProto {
+                name: Some("Naïve".into()),
+                input_type: Some(".odd.M".into()),
+                output_type: Some(".odd.M".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let err = volley_codegen::configure()
+        .out_dir(out.path())
+        .compile_fds(FileDescriptorSet { file: vec![file] })
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidIdentifier { .. }), "{err:?}");
+    assert!(err.to_string().contains("/odd.S/Naïve"), "{err}");
+}

@@ -578,3 +578,15 @@ async fn generated_clients_run_over_a_channel_too() {
     let _: &grpc::health::v1::health_client::HealthClient = &health;
     handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn generated_client_futures_are_send_and_clients_move_into_tasks() {
+    let (handle, client) = serve_all().await;
+    let health = grpc::health::v1::health_client::HealthClient::new(client);
+    let task = tokio::spawn({
+        let health = health.clone();
+        async move { health.check(grpc::health::v1::HealthCheckRequest::default()).await }
+    });
+    assert_eq!(task.await.unwrap().unwrap().status, 1);
+    handle.shutdown().await;
+}
