@@ -1,6 +1,5 @@
 //! State shared by a connection's reader task, writer task and callers.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
@@ -13,7 +12,7 @@ use super::DriverConfig;
 use super::inflight::InFlight;
 use super::write_queue::WriteQueue;
 use crate::net::Stream;
-use crate::protocol::{Connection, Role};
+use crate::protocol::{CallMap, Connection, Role, call_map};
 use crate::stats::Stats;
 use crate::status::{Code, Status};
 use crate::sync::{Mutex, MutexGuard, lock};
@@ -44,7 +43,7 @@ pub(crate) struct State {
     /// (client) Calls waiting for their outcome.
     pub(crate) inflight: InFlight,
     /// (server) Running handlers, so a cancel can drop them.
-    pub(crate) handlers: HashMap<CallId, AbortHandle>,
+    pub(crate) handlers: CallMap<AbortHandle>,
     /// Why the connection ended, once it has.
     pub(crate) closed: Option<Status>,
 }
@@ -192,7 +191,7 @@ pub(crate) fn spawn_connection(stream: Stream, role: Role, config: &DriverConfig
         state: Mutex::new(State {
             proto: Connection::new(role, config.connection.clone(), now),
             inflight: InFlight::with_capacity(if role == Role::Client { capacity } else { 0 }),
-            handlers: HashMap::with_capacity(if role == Role::Server { capacity } else { 0 }),
+            handlers: call_map(if role == Role::Server { capacity } else { 0 }),
             closed: None,
         }),
         queue: WriteQueue::new(config.pool.take(), Some(stream.clone()), stats.clone()),

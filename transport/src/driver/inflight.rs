@@ -4,11 +4,11 @@
 //! the call's future takes the outcome, or removes its slot when dropped early. The table is
 //! sized up front, so the steady state allocates nothing.
 
-use std::collections::HashMap;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
+use crate::protocol::{CallMap, call_map};
 use crate::status::Status;
 use crate::wire::CallId;
 
@@ -30,13 +30,13 @@ struct Slot {
 /// Calls waiting for their outcome, by id.
 #[derive(Debug)]
 pub(crate) struct InFlight {
-    slots: HashMap<CallId, Slot>,
+    slots: CallMap<Slot>,
 }
 
 impl InFlight {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         Self {
-            slots: HashMap::with_capacity(capacity),
+            slots: call_map(capacity),
         }
     }
 

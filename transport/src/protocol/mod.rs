@@ -12,6 +12,7 @@ mod error;
 mod event;
 
 pub use budget::RateBudget;
+pub(crate) use calls::{CallMap, call_map};
 pub use config::{
     ConnectionConfig, DEFAULT_CANCEL_BUDGET, DEFAULT_ERROR_BUDGET, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_KEEPALIVE_INTERVAL,
     DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_PING_STRIKES, METADATA_ABUSE_FACTOR,
