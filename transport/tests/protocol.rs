@@ -81,10 +81,10 @@ impl Pair {
         self.now += by;
         let now = self.now;
         for side in [&mut self.client, &mut self.server] {
-            if side.conn.poll_timeout().is_some_and(|at| at <= now) {
-                if let Err(err) = side.conn.handle_timeout(now) {
-                    side.error = Some(err);
-                }
+            if side.conn.poll_timeout().is_some_and(|at| at <= now)
+                && let Err(err) = side.conn.handle_timeout(now)
+            {
+                side.error = Some(err);
             }
         }
     }

@@ -22,7 +22,7 @@ impl Caller for Client {
         Req: prost::Message + Sync,
         Resp: prost::Message + Default,
     {
-        Client::unary(self, method, request, options)
+        Self::unary(self, method, request, options)
     }
 }
 
@@ -32,6 +32,6 @@ impl Caller for Channel {
         Req: prost::Message + Sync,
         Resp: prost::Message + Default,
     {
-        Channel::unary(self, method, request, options)
+        Self::unary(self, method, request, options)
     }
 }

@@ -2,11 +2,11 @@
 
 mod caller;
 mod channel;
-mod client;
 mod connect;
+mod connection;
 mod options;
 
 pub use caller::Caller;
 pub use channel::{Backoff, Channel, ChannelBuilder};
-pub use client::{Client, ClientBuilder};
+pub use connection::{Client, ClientBuilder};
 pub use options::CallOptions;

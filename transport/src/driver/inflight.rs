@@ -35,9 +35,7 @@ pub(crate) struct InFlight {
 
 impl InFlight {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        Self {
-            slots: call_map(capacity),
-        }
+        Self { slots: call_map(capacity) }
     }
 
     pub(crate) fn insert(&mut self, call_id: CallId) {

@@ -7,16 +7,25 @@
 //! buffer, feeds them to the state machine and hands outcomes to waiting calls.
 
 mod config;
+#[cfg(not(loom))]
 mod connection;
+#[cfg(not(loom))]
 mod encode;
 mod inflight;
+#[cfg(not(loom))]
 mod read_buffer;
+#[cfg(not(loom))]
 mod reader;
 mod write_queue;
+#[cfg(not(loom))]
 mod writer;
 
 pub use config::{DEFAULT_WRITE_QUEUE_CAP, DriverConfig};
+#[cfg(not(loom))]
 pub(crate) use connection::{AcceptedCall, Dispatch, Shared, spawn_connection};
+#[cfg(not(loom))]
 pub(crate) use encode::{Body, encode_message_frame, encode_status_frame, frame_too_large};
+#[cfg(not(loom))]
 pub(crate) use inflight::Outcome;
+#[cfg(not(loom))]
 pub(crate) use write_queue::Flush;

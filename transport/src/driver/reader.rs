@@ -143,7 +143,7 @@ fn handle_frames(
             Err(err) => break Err(state.proto.handle_wire_error(err)),
         }
         // Hand events over as we go so a large batch does not queue all its events first.
-        if frames % 64 == 0 {
+        if frames.is_multiple_of(64) {
             dispatch_events(shared, state, now, scratch);
         }
     };

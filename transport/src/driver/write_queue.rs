@@ -286,10 +286,10 @@ impl WriteQueue {
         if pending.corked || flush == Flush::Later {
             return;
         }
-        if let (Flush::Direct, Some(stream), false, false) = (flush, &self.direct, pending.busy, pending.closed) {
-            if pending.write_direct(stream, &self.stats) {
-                return;
-            }
+        if let (Flush::Direct, Some(stream), false, false) = (flush, &self.direct, pending.busy, pending.closed)
+            && pending.write_direct(stream, &self.stats)
+        {
+            return;
         }
         if let Some(waker) = pending.writer.take() {
             waker.wake();

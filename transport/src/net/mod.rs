@@ -3,6 +3,10 @@
 
 mod address;
 mod socket;
+#[cfg(not(loom))]
+mod stream;
+#[cfg(loom)]
+#[path = "stream_loom.rs"]
 mod stream;
 
 pub use address::{Address, AddressParseError, ToAddress};

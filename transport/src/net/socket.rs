@@ -108,15 +108,15 @@ impl SocketConfig {
         if let Err(err) = socket.set_tcp_nodelay(self.nodelay) {
             warn("TCP_NODELAY", err);
         }
-        if let Some(size) = self.send_buffer_size {
-            if let Err(err) = socket.set_send_buffer_size(size) {
-                warn("SO_SNDBUF", err);
-            }
+        if let Some(size) = self.send_buffer_size
+            && let Err(err) = socket.set_send_buffer_size(size)
+        {
+            warn("SO_SNDBUF", err);
         }
-        if let Some(size) = self.recv_buffer_size {
-            if let Err(err) = socket.set_recv_buffer_size(size) {
-                warn("SO_RCVBUF", err);
-            }
+        if let Some(size) = self.recv_buffer_size
+            && let Err(err) = socket.set_recv_buffer_size(size)
+        {
+            warn("SO_RCVBUF", err);
         }
         if let Some(ka) = self.keepalive {
             let params = TcpKeepalive::new()
@@ -135,7 +135,6 @@ impl SocketConfig {
             }
         }
         self.apply_linux(&socket, &mut warn);
-        drop(warn);
         applied.nodelay = socket.tcp_nodelay().ok();
         applied.send_buffer_size = socket.send_buffer_size().ok();
         applied.recv_buffer_size = socket.recv_buffer_size().ok();
@@ -147,20 +146,20 @@ impl SocketConfig {
 
     #[cfg(any(target_os = "linux", target_os = "android"))]
     fn apply_linux(&self, socket: &SockRef<'_>, warn: &mut impl FnMut(&str, std::io::Error)) {
-        if self.user_timeout.is_some() {
-            if let Err(err) = socket.set_tcp_user_timeout(self.user_timeout) {
-                warn("TCP_USER_TIMEOUT", err);
-            }
+        if self.user_timeout.is_some()
+            && let Err(err) = socket.set_tcp_user_timeout(self.user_timeout)
+        {
+            warn("TCP_USER_TIMEOUT", err);
         }
-        if self.quickack {
-            if let Err(err) = socket.set_tcp_quickack(true) {
-                warn("TCP_QUICKACK", err);
-            }
+        if self.quickack
+            && let Err(err) = socket.set_tcp_quickack(true)
+        {
+            warn("TCP_QUICKACK", err);
         }
-        if let Some(micros) = self.busy_poll_micros {
-            if let Err(err) = socket.set_busy_poll(micros) {
-                warn("SO_BUSY_POLL", err);
-            }
+        if let Some(micros) = self.busy_poll_micros
+            && let Err(err) = socket.set_busy_poll(micros)
+        {
+            warn("SO_BUSY_POLL", err);
         }
     }
 

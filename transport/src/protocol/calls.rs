@@ -16,7 +16,9 @@ pub(crate) struct CallIdHasher {
 
 impl CallIdHasher {
     pub(crate) fn new() -> Self {
-        Self { seed: std::collections::hash_map::RandomState::new().hash_one(0x766f_6c6c_6579_u64) }
+        Self {
+            seed: std::collections::hash_map::RandomState::new().hash_one(0x766f_6c6c_6579_u64),
+        }
     }
 }
 
@@ -80,9 +82,7 @@ pub(crate) struct CallTable {
 
 impl CallTable {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        Self {
-            calls: call_map(capacity),
-        }
+        Self { calls: call_map(capacity) }
     }
 
     pub(crate) fn len(&self) -> usize {

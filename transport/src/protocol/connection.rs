@@ -684,13 +684,13 @@ impl Connection {
             }),
             Some(_) => Ok(()),
             None => {
-                if let Some(interval) = self.keepalive_interval() {
-                    if now >= self.last_received_at + interval {
-                        let payload = self.next_ping_payload;
-                        self.next_ping_payload = self.next_ping_payload.wrapping_add(1);
-                        self.control.ping = Some(payload);
-                        self.ping_outstanding = Some((payload, now));
-                    }
+                if let Some(interval) = self.keepalive_interval()
+                    && now >= self.last_received_at + interval
+                {
+                    let payload = self.next_ping_payload;
+                    self.next_ping_payload = self.next_ping_payload.wrapping_add(1);
+                    self.control.ping = Some(payload);
+                    self.ping_outstanding = Some((payload, now));
                 }
                 Ok(())
             }

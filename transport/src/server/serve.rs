@@ -93,10 +93,10 @@ impl Server {
                 }
                 .map_err(bind_error)?;
                 socket.set_reuseaddr(true).map_err(bind_error)?;
-                if self.config.socket.reuse_port {
-                    if let Err(err) = socket2::SockRef::from(&socket).set_reuse_port(true) {
-                        tracing::warn!("socket option SO_REUSEPORT not applied: {err}");
-                    }
+                if self.config.socket.reuse_port
+                    && let Err(err) = socket2::SockRef::from(&socket).set_reuse_port(true)
+                {
+                    tracing::warn!("socket option SO_REUSEPORT not applied: {err}");
                 }
                 socket.bind(*addr).map_err(bind_error)?;
                 let listener = socket.listen(1024).map_err(bind_error)?;

@@ -28,12 +28,6 @@ pub struct CallHead {
     pub metadata: Metadata,
 }
 
-impl Default for MethodId {
-    fn default() -> Self {
-        Self(0)
-    }
-}
-
 /// Bytes of the fixed part of an encoded call head: method id, priority, reserved byte, timeout,
 /// send time. The metadata block follows.
 pub const CALL_HEAD_FIXED_LEN: usize = 4 + 1 + 1 + 8 + 8;

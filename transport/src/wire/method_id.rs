@@ -13,7 +13,7 @@
 /// assert_eq!(SAY_HELLO, MethodId::from_name("/helloworld.Greeter/SayHello"));
 /// assert_ne!(SAY_HELLO, MethodId::from_name("/helloworld.Greeter/SayGoodbye"));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MethodId(pub u32);
 
 /// FNV-1a 32-bit offset basis.

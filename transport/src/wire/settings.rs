@@ -84,7 +84,7 @@ impl Settings {
 
     /// Reads a settings payload, starting from the defaults.
     pub fn decode(mut src: &[u8]) -> Result<Self, WireError> {
-        if src.len() % SETTING_LEN != 0 {
+        if !src.len().is_multiple_of(SETTING_LEN) {
             return Err(WireError::BadSettings);
         }
         let mut settings = Self::default();
