@@ -210,3 +210,44 @@ async fn wait_for(mut condition: impl FnMut() -> bool) {
     }
     panic!("condition not met within 5 s");
 }
+
+#[tokio::test]
+async fn status_messages_round_trip_byte_exact_and_long_ones_are_cut_to_fit_the_peer() {
+    let special = "line one\r\nline two\ttabbed 🦀 \u{10FFFF}";
+    let long = "é".repeat(40_000);
+    let server = volley::Server::builder()
+        .unary(common::ECHO, move |request: volley::Request<Echo>| {
+            let message = if request.get_ref().payload == "long" {
+                long.clone()
+            } else {
+                special.to_owned()
+            };
+            async move { Err::<Echo, _>(volley::Status::aborted(message)) }
+        })
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = Client::builder()
+        .max_frame_size(16 * 1024)
+        .connect(server.local_addr())
+        .await
+        .unwrap();
+    let err = client
+        .unary::<_, Echo>(ECHO_ID, &echo("special"), CallOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted);
+    assert_eq!(err.message(), special);
+    let err = client
+        .unary::<_, Echo>(ECHO_ID, &echo("long"), CallOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted);
+    assert!(
+        err.message().len() < 16 * 1024 && err.message().chars().all(|c| c == 'é'),
+        "cut at a character boundary"
+    );
+    assert!(!client.is_closed(), "a long status does not break the connection");
+}

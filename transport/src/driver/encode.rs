@@ -6,7 +6,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::write_queue::{Batch, INLINE_PAYLOAD_MAX};
 use crate::status::Status;
-use crate::wire::{CallId, Flags, FrameHeader, FrameKind, HEADER_LEN};
+use crate::wire::{CallId, Flags, FrameHeader, FrameKind, HEADER_LEN, MAX_STATUS_MESSAGE_LEN, truncate_text};
 
 /// A message to put in a frame: small ones are encoded in place under the queue lock, large ones
 /// are encoded beforehand, outside any lock, and queued by reference.
@@ -79,53 +79,31 @@ pub(crate) fn frame_too_large(len: usize, max: u32) -> Status {
     ))
 }
 
-/// Writes the bytes of a Status frame's payload head: code, reserved, message.
-pub(crate) fn status_payload(buf: &mut impl BufMut, status: &Status) -> usize {
-    let message = truncated(status.message());
-    buf.put_u8(status.code().as_u8());
-    buf.put_u8(0);
-    buf.put_u16_le(message.len() as u16);
-    buf.put_slice(message.as_bytes());
-    if !status.metadata().is_empty() {
-        status.metadata().encode(buf);
-    }
-    status_payload_len(status)
-}
-
-/// Length of [`status_payload`]'s output.
-pub(crate) fn status_payload_len(status: &Status) -> usize {
-    let trailers = if status.metadata().is_empty() {
-        0
-    } else {
-        2 + status.metadata().encoded_len()
-    };
-    4 + truncated(status.message()).len() + trailers
-}
-
-/// A status message cut to the wire's limit at a character boundary.
-fn truncated(message: &str) -> &str {
-    let max = crate::wire::MAX_STATUS_MESSAGE_LEN;
-    if message.len() <= max {
-        return message;
-    }
-    let mut end = max;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    &message[..end]
-}
-
-/// Appends a Status frame ending `call_id`.
-pub(crate) fn encode_status_frame(batch: &mut Batch, call_id: CallId, status: &Status) {
-    let flags = Flags::NONE.set_if(Flags::METADATA, !status.metadata().is_empty());
-    let len = status_payload_len(status);
+/// Appends a Status frame ending `call_id`, fitted to the peer's `max_frame_size`: trailers that
+/// cannot fit are dropped and the message is cut at a character boundary, so a long status never
+/// breaks the peer's connection.
+pub(crate) fn encode_status_frame(batch: &mut Batch, call_id: CallId, status: &Status, max_frame_size: u32) {
+    let max = max_frame_size as usize;
+    let metadata = status.metadata();
+    let trailers = !metadata.is_empty() && 4 + 2 + metadata.encoded_len() <= max;
+    let trailers_len = if trailers { 2 + metadata.encoded_len() } else { 0 };
+    let message = truncate_text(status.message(), MAX_STATUS_MESSAGE_LEN.min(max.saturating_sub(4 + trailers_len)));
+    let len = 4 + message.len() + trailers_len;
+    let flags = Flags::NONE.set_if(Flags::METADATA, trailers);
+    let buf = &mut batch.buf;
     FrameHeader {
         len: len as u32,
         kind: FrameKind::Status,
         flags,
         call_id,
     }
-    .encode(&mut batch.buf);
-    status_payload(&mut batch.buf, status);
+    .encode(buf);
+    buf.put_u8(status.code().as_u8());
+    buf.put_u8(0);
+    buf.put_u16_le(message.len() as u16);
+    buf.put_slice(message.as_bytes());
+    if trailers {
+        metadata.encode(buf);
+    }
     batch.frames += 1;
 }

@@ -511,9 +511,9 @@ impl Connection {
         if self.phase != Phase::Closed {
             self.phase = Phase::Closed;
             let reason = err.reason.to_string();
-            let mut reason = reason.into_bytes();
-            reason.truncate(crate::wire::MAX_STATUS_MESSAGE_LEN);
-            let reason = String::from_utf8_lossy(&reason).into_owned();
+            // The reason must fit the GoAway's u16 length and the smallest frame a peer accepts.
+            let limit = crate::wire::MAX_STATUS_MESSAGE_LEN.min(crate::wire::MIN_FRAME_SIZE as usize - 12);
+            let reason = crate::wire::truncate_text(&reason, limit).to_owned();
             self.control.goaway = Some(GoAway {
                 last_call_id: self.highest_peer_call,
                 code: err.code,

@@ -188,11 +188,11 @@ impl ServerCall {
                 }
                 Ok(body) => {
                     let status = frame_too_large(body.len(), max);
-                    encode_status_frame(queue.batch(), call_id, &status);
+                    encode_status_frame(queue.batch(), call_id, &status, max);
                     status.code()
                 }
                 Err(status) => {
-                    encode_status_frame(queue.batch(), call_id, status);
+                    encode_status_frame(queue.batch(), call_id, status, max);
                     status.code()
                 }
             }

@@ -88,7 +88,8 @@ impl Dispatch for Router {
                     "method id {} is not served here; check the method name and that the service is registered",
                     head.method_id
                 ));
-                encode_status_frame(shared.queue.lock().batch(), call_id, &status);
+                let max = state.proto.peer_settings().max_frame_size;
+                encode_status_frame(shared.queue.lock().batch(), call_id, &status, max);
             }
             shared.stats.call_finished(Code::Unimplemented);
             return;

@@ -53,3 +53,16 @@ pub const DEFAULT_MAX_METADATA_SIZE: usize = 8 * 1024;
 
 /// The largest status message or goaway reason (64 KiB): its length travels as a `u16`.
 pub const MAX_STATUS_MESSAGE_LEN: usize = u16::MAX as usize;
+
+/// `text` cut to at most `max` bytes at a character boundary, for status messages and goaway
+/// reasons that must fit a length field or a frame.
+pub fn truncate_text(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

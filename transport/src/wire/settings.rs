@@ -111,7 +111,8 @@ impl Settings {
         let windows_ok = [self.initial_call_window, self.initial_connection_window]
             .iter()
             .all(|w| (1..=MAX_WINDOW).contains(w));
-        let metadata_ok = self.max_metadata_size as usize <= super::MAX_METADATA_SIZE;
+        // At least 2: the length prefix of an empty block counts against the limit.
+        let metadata_ok = (2..=super::MAX_METADATA_SIZE).contains(&(self.max_metadata_size as usize));
         if frame_ok && windows_ok && metadata_ok && self.max_concurrent_calls > 0 {
             Ok(())
         } else {
