@@ -1,13 +1,18 @@
 //! Unary round trips over loopback TCP and a Unix socket: one call in flight (latency) and 128
-//! in flight on one connection (throughput). Client and server share one current-thread runtime,
-//! so the figures are the per-call cost without cross-CPU wake-ups; see docs/BENCHMARKS.md.
+//! in flight on one connection (throughput), each beside the raw-socket floor measured in the
+//! same run.
+//!
+//! Group `roundtrip`: client and server share one current-thread runtime, the pure per-call
+//! cost. Group `roundtrip_split`: the server runs on its own thread, so each call crosses
+//! threads (and, unpinned, CPUs). Run under `taskset -c 0` to put both threads on one CPU; see
+//! docs/BENCHMARKS.md for why placement matters on small VMs.
 
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use volley::net::Address;
 use volley::{CallOptions, Client};
-use volley_benches::{ECHO_ID, HandlerKind, Payload, echo_server, payload, raw, unix_address};
+use volley_benches::{ECHO_ID, HandlerKind, Payload, ServerThread, echo_server, payload, raw, unix_address};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
@@ -70,6 +75,46 @@ fn bench_roundtrip(c: &mut Criterion) {
     group.finish();
 }
 
+/// The same exchanges with the servers on their own thread.
+fn bench_roundtrip_split(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("roundtrip_split");
+    group.measurement_time(Duration::from_secs(5));
+    let (raw_address, _raw_server) = ServerThread::spawn(|| async { Address::Tcp(raw::echo_server().await) });
+    let Address::Tcp(raw_addr) = raw_address else { unreachable!("raw server is TCP") };
+    let mut raw = rt.block_on(raw::connect(raw_addr));
+    let message = [0x5a_u8; 64 + 16];
+    let mut scratch = Vec::with_capacity(128 * message.len());
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("raw_tcp_64B_1_in_flight", |b| b.iter(|| rt.block_on(raw::exchange(&mut raw, &message, 1, &mut scratch))));
+    group.throughput(Throughput::Elements(128));
+    group.bench_function("raw_tcp_64B_128_in_flight", |b| b.iter(|| rt.block_on(raw::exchange(&mut raw, &message, 128, &mut scratch))));
+
+    let (address, _server) = ServerThread::spawn(|| async {
+        let server = echo_server(&"127.0.0.1:0".parse().expect("address"), HandlerKind::Inline).await;
+        // Dropping the handle leaves the server serving until its runtime stops.
+        server.local_addr().clone()
+    });
+    let client = rt.block_on(Client::connect(&address)).expect("connect");
+    let request = payload(64);
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("tcp_inline_64B_1_in_flight", |b| {
+        b.to_async(&rt).iter(|| async {
+            let _: Payload = client.unary(ECHO_ID, &request, CallOptions::default()).await.expect("call");
+        })
+    });
+    group.throughput(Throughput::Elements(128));
+    group.bench_function("tcp_inline_64B_128_in_flight", |b| {
+        b.to_async(&rt).iter(|| async {
+            let calls = (0..128).map(|_| client.unary::<_, Payload>(ECHO_ID, &request, CallOptions::default()));
+            for result in join_all(calls).await {
+                result.expect("call");
+            }
+        })
+    });
+    group.finish();
+}
+
 /// Polls every future to completion concurrently on the current task.
 async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
     let mut futures: Vec<_> = futures.map(|f| Some(Box::pin(f))).collect();
@@ -97,5 +142,5 @@ async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> V
     outputs.into_iter().map(|o| o.expect("every future finished")).collect()
 }
 
-criterion_group!(benches, bench_roundtrip);
+criterion_group!(benches, bench_roundtrip, bench_roundtrip_split);
 criterion_main!(benches);

@@ -116,3 +116,44 @@ pub mod raw {
         }
     }
 }
+
+/// A server running on its own thread and current-thread runtime, for measurements where
+/// client and server do not share a thread. Dropping it stops the thread.
+#[derive(Debug)]
+pub struct ServerThread {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerThread {
+    /// Runs `start` on a new thread's runtime and returns the address it reports; the runtime
+    /// keeps serving until the `ServerThread` is dropped.
+    pub fn spawn<F, Fut>(start: F) -> (Address, Self)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Address>,
+    {
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async move {
+                address_tx.send(start().await).expect("report address");
+                let _ = stopped.await;
+            });
+        });
+        let address = address_rx.recv().expect("server thread started");
+        (address, Self { stop: Some(stop), thread: Some(thread) })
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
