@@ -251,3 +251,33 @@ async fn status_messages_round_trip_byte_exact_and_long_ones_are_cut_to_fit_the_
     );
     assert!(!client.is_closed(), "a long status does not break the connection");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_burst_of_128_calls_takes_at_most_one_write_per_16_calls() {
+    let server = volley::Server::builder()
+        .unary_inline(common::ECHO, |request: volley::Request<Echo>| Ok::<_, volley::Status>(request.into_inner()))
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let request = echo(vec![0u8; 64]);
+    for _ in 0..10 {
+        let before = client.stats();
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..128 {
+            let client = client.clone();
+            let request = request.clone();
+            calls.spawn(async move { client.unary::<_, Echo>(ECHO_ID, &request, CallOptions::default()).await });
+        }
+        while let Some(result) = calls.join_next().await {
+            result.unwrap().unwrap();
+        }
+        let after = client.stats();
+        let writes = after.write_syscalls - before.write_syscalls;
+        assert_eq!(after.frames_out - before.frames_out, 128);
+        eprintln!("128 calls: {writes} client write syscalls");
+        assert!(writes <= 128 / 16, "{writes} write syscalls for 128 calls");
+    }
+}
