@@ -50,6 +50,8 @@ pub mod protocol;
 pub mod server;
 pub mod stats;
 pub mod status;
+#[cfg(not(loom))]
+pub mod streaming;
 mod sync;
 pub mod wire;
 
@@ -59,4 +61,6 @@ pub use error::Error;
 #[cfg(not(loom))]
 pub use server::{Request, Server, ServerHandle};
 pub use status::{Code, Status};
+#[cfg(not(loom))]
+pub use streaming::{StreamSender, Streaming};
 pub use wire::{Metadata, MethodId};

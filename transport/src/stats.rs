@@ -15,6 +15,7 @@ pub struct Stats {
     pub(crate) write_syscalls: AtomicU64,
     pub(crate) calls_in_flight: AtomicU64,
     pub(crate) write_queue_bytes: AtomicU64,
+    pub(crate) stream_buffered_peak: AtomicU64,
 }
 
 /// A copy of [`Stats`] at one moment.
@@ -38,6 +39,9 @@ pub struct StatsSnapshot {
     pub calls_in_flight: u64,
     /// Bytes waiting in the write queue now.
     pub write_queue_bytes: u64,
+    /// Most bytes of received stream messages ever buffered for one call, waiting for the
+    /// application to read them (bounded by the flow-control window plus one message).
+    pub stream_buffered_peak: u64,
 }
 
 impl StatsSnapshot {
@@ -73,6 +77,7 @@ impl StatsSnapshot {
         self.write_syscalls += other.write_syscalls;
         self.calls_in_flight += other.calls_in_flight;
         self.write_queue_bytes += other.write_queue_bytes;
+        self.stream_buffered_peak = self.stream_buffered_peak.max(other.stream_buffered_peak);
     }
 }
 
@@ -93,6 +98,7 @@ impl Stats {
             write_syscalls: self.write_syscalls.load(Relaxed),
             calls_in_flight: self.calls_in_flight.load(Relaxed),
             write_queue_bytes: self.write_queue_bytes.load(Relaxed),
+            stream_buffered_peak: self.stream_buffered_peak.load(Relaxed),
         }
     }
 
@@ -104,6 +110,10 @@ impl Stats {
     pub(crate) fn call_finished(&self, code: Code) {
         self.calls_by_code[code.as_u8() as usize].fetch_add(1, Relaxed);
         self.calls_in_flight.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn stream_buffered(&self, bytes: usize) {
+        self.stream_buffered_peak.fetch_max(bytes as u64, Relaxed);
     }
 
     pub(crate) fn add(counter: &AtomicU64, n: u64) {

@@ -255,7 +255,9 @@ async fn status_messages_round_trip_byte_exact_and_long_ones_are_cut_to_fit_the_
 #[tokio::test(flavor = "current_thread")]
 async fn a_burst_of_128_calls_takes_at_most_one_write_per_16_calls() {
     let server = volley::Server::builder()
-        .unary_inline(common::ECHO, |request: volley::Request<Echo>| Ok::<_, volley::Status>(request.into_inner()))
+        .unary_inline(common::ECHO, |request: volley::Request<Echo>| {
+            Ok::<_, volley::Status>(request.into_inner())
+        })
         .build()
         .unwrap()
         .serve("127.0.0.1:0")

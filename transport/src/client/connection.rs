@@ -175,17 +175,34 @@ impl Client {
         }
     }
 
-    async fn start_and_wait<Req: prost::Message>(
+    /// Waits for a call slot and room in the write queue, then opens a call and queues its
+    /// Request frame: with `body` as its first message, and `end_stream` if the client sends
+    /// nothing more. Unary calls get an in-flight slot, streaming calls (`!end_stream` or a
+    /// streaming response) a stream slot; `stream` says which.
+    pub(crate) async fn open_call<M: prost::Message>(
         &self,
         method: MethodId,
-        request: &Req,
         options: &CallOptions,
         deadline: Option<Instant>,
-    ) -> Result<Bytes, Status> {
+        body: Option<Body<'_, M>>,
+        end_stream: bool,
+    ) -> Result<CallId, Status> {
+        self.open_call_as(method, options, deadline, body, end_stream, false).await
+    }
+
+    pub(crate) async fn open_call_as<M: prost::Message>(
+        &self,
+        method: MethodId,
+        options: &CallOptions,
+        deadline: Option<Instant>,
+        mut body: Option<Body<'_, M>>,
+        end_stream: bool,
+        stream: bool,
+    ) -> Result<CallId, Status> {
         let shared = &*self.shared;
-        let body = Body::prepare(request);
         let head_len = crate::wire::CALL_HEAD_FIXED_LEN + 2 + options.metadata.encoded_len();
-        let call_id = loop {
+        let body_len = body.as_ref().map_or(0, Body::len);
+        loop {
             let notified = shared.capacity.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -195,13 +212,17 @@ impl Client {
                     return Err(status.clone());
                 }
                 let max = state.proto.peer_settings().max_frame_size;
-                if head_len + body.len() > max as usize {
-                    return Err(frame_too_large(head_len + body.len(), max));
+                if head_len + body_len > max as usize {
+                    return Err(frame_too_large(head_len + body_len, max));
                 }
                 if shared.queue.queued_bytes() < shared.write_queue_cap {
-                    match state.proto.open_call(true) {
+                    match state.proto.open_call(end_stream) {
                         Ok(call_id) => {
-                            state.inflight.insert(call_id);
+                            if stream {
+                                state.streams.open(call_id);
+                            } else {
+                                state.inflight.insert(call_id);
+                            }
                             let head = CallHead {
                                 method_id: method,
                                 priority: options.priority,
@@ -218,17 +239,28 @@ impl Client {
                             };
                             let mut queue = shared.queue.lock();
                             queue.set_flush(flush);
-                            let flags = Flags::MESSAGE | Flags::END_STREAM;
-                            encode_message_frame(
-                                queue.batch(),
-                                FrameKind::Request,
-                                flags,
-                                call_id,
-                                head_len,
-                                |buf| head.encode(buf),
-                                body,
-                            );
-                            break call_id;
+                            let flags = Flags::NONE
+                                .set_if(Flags::MESSAGE, body.is_some())
+                                .set_if(Flags::END_STREAM, end_stream);
+                            let encode_head = |buf: &mut bytes::BytesMut| head.encode(buf);
+                            match body.take() {
+                                Some(body) => {
+                                    encode_message_frame(queue.batch(), FrameKind::Request, flags, call_id, head_len, encode_head, body)
+                                }
+                                None => encode_message_frame::<()>(
+                                    queue.batch(),
+                                    FrameKind::Request,
+                                    flags,
+                                    call_id,
+                                    head_len,
+                                    encode_head,
+                                    Body::Empty,
+                                ),
+                            }
+                            drop(queue);
+                            drop(state);
+                            shared.stats.call_started();
+                            return Ok(call_id);
                         }
                         Err(status) if status.code() == Code::ResourceExhausted => {}
                         Err(status) => return Err(status),
@@ -236,8 +268,25 @@ impl Client {
                 }
             }
             notified.await;
-        };
-        shared.stats.call_started();
+        }
+    }
+
+    /// The connection's shared state, for the streaming calls.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    async fn start_and_wait<Req: prost::Message>(
+        &self,
+        method: MethodId,
+        request: &Req,
+        options: &CallOptions,
+        deadline: Option<Instant>,
+    ) -> Result<Bytes, Status> {
+        let shared = &*self.shared;
+        let call_id = self
+            .open_call(method, options, deadline, Some(Body::prepare(request)), true)
+            .await?;
         let mut guard = CallGuard {
             shared,
             call_id,

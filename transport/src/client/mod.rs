@@ -5,6 +5,7 @@ mod channel;
 mod connect;
 mod connection;
 mod options;
+mod streaming;
 
 pub use caller::Caller;
 pub use channel::{Backoff, Channel, ChannelBuilder};

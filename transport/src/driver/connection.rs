@@ -10,6 +10,7 @@ use tokio::task::AbortHandle;
 
 use super::DriverConfig;
 use super::inflight::InFlight;
+use super::streams::Streams;
 use super::write_queue::WriteQueue;
 use crate::net::Stream;
 use crate::protocol::{CallMap, Connection, Role, call_map};
@@ -42,6 +43,8 @@ pub(crate) struct State {
     pub(crate) proto: Connection,
     /// (client) Calls waiting for their outcome.
     pub(crate) inflight: InFlight,
+    /// Mailboxes of streaming calls.
+    pub(crate) streams: Streams,
     /// (server) Running handlers, so a cancel can drop them.
     pub(crate) handlers: CallMap<AbortHandle>,
     /// Why the connection ended, once it has.
@@ -102,6 +105,7 @@ impl Shared {
             tracing::debug!(code = %status.code(), message = status.message(), "connection closing");
             state.closed = Some(status.clone());
             state.inflight.fail_all(&status, &mut wakers);
+            state.streams.fail_all(&status, &mut wakers);
             for (_, handler) in state.handlers.drain() {
                 handler.abort();
                 self.stats.call_finished(Code::Cancelled);
@@ -191,6 +195,7 @@ pub(crate) fn spawn_connection(stream: Stream, role: Role, config: &DriverConfig
         state: Mutex::new(State {
             proto: Connection::new(role, config.connection.clone(), now),
             inflight: InFlight::with_capacity(if role == Role::Client { capacity } else { 0 }),
+            streams: Streams::new(),
             handlers: call_map(if role == Role::Server { capacity } else { 0 }),
             closed: None,
         }),

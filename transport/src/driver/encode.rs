@@ -12,6 +12,8 @@ use crate::wire::{CallId, Flags, FrameHeader, FrameKind, HEADER_LEN, MAX_STATUS_
 /// are encoded beforehand, outside any lock, and queued by reference.
 #[derive(Debug)]
 pub(crate) enum Body<'a, M> {
+    /// A frame with no message bytes (a head, or an empty stream message).
+    Empty,
     /// Encode `M` (of the given encoded length) into the batch buffer.
     Inline(&'a M, usize),
     /// Already encoded.
@@ -33,6 +35,7 @@ impl<'a, M: prost::Message> Body<'a, M> {
 
     pub(crate) fn len(&self) -> usize {
         match self {
+            Self::Empty => 0,
             Self::Inline(_, len) => *len,
             Self::Encoded(bytes) => bytes.len(),
         }
@@ -66,6 +69,7 @@ pub(crate) fn encode_message_frame<M: prost::Message>(
     head(buf);
     debug_assert_eq!(buf.len() - before, head_len, "head_len matches the bytes written");
     match body {
+        Body::Empty => {}
         Body::Inline(message, _) => message.encode_raw(buf),
         Body::Encoded(bytes) => batch.push_chunk(bytes),
     }

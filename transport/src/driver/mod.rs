@@ -16,6 +16,8 @@ mod inflight;
 mod read_buffer;
 #[cfg(not(loom))]
 mod reader;
+#[cfg(not(loom))]
+mod streams;
 mod write_queue;
 #[cfg(not(loom))]
 mod writer;
@@ -28,4 +30,6 @@ pub(crate) use encode::{Body, encode_message_frame, encode_status_frame, frame_t
 #[cfg(not(loom))]
 pub(crate) use inflight::Outcome;
 #[cfg(not(loom))]
-pub(crate) use write_queue::Flush;
+pub(crate) use streams::Received;
+#[cfg(not(loom))]
+pub(crate) use write_queue::{Batch, Flush};

@@ -162,14 +162,35 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
     while let Some(event) = state.proto.poll_event() {
         match event {
             Event::Request {
-                call_id, head, message, ..
+                call_id,
+                head,
+                message,
+                end_stream,
             } => {
+                if !end_stream {
+                    // Request messages may arrive before the handler runs: give them a mailbox.
+                    state.streams.open(call_id);
+                }
                 accepted.push(AcceptedCall {
                     call_id,
                     head,
                     message,
                     received_at: now,
                 });
+            }
+            Event::Response {
+                call_id,
+                message,
+                end_stream,
+                ..
+            } if state.streams.contains(call_id) => {
+                if let Some(message) = message {
+                    let _ = state.streams.push(call_id, message, false, wakers);
+                }
+                if end_stream {
+                    state.streams.finish(call_id, Status::new(Code::Ok, ""), wakers);
+                    *completed += 1;
+                }
             }
             Event::Response { call_id, message, .. } => {
                 let outcome = Outcome::Response {
@@ -178,23 +199,42 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
                 wakers.extend(state.inflight.complete(call_id, outcome));
                 *completed += 1;
             }
+            Event::Message {
+                call_id,
+                message,
+                end_stream,
+            } => {
+                let len = message.len();
+                match state.streams.push(call_id, message, end_stream, wakers) {
+                    Some(buffered) => shared.stats.stream_buffered(buffered),
+                    // Nobody reads this call's messages: credit them back at once.
+                    None => state.proto.release_received(call_id, len),
+                }
+            }
+            Event::EndOfStream { call_id } => state.streams.end(call_id, wakers),
             Event::Finished { call_id, status } => {
-                let status = if status.code() == Code::Ok {
-                    Status::internal("the server ended a unary call without a response message")
-                } else {
-                    status
-                };
-                wakers.extend(state.inflight.complete(call_id, Outcome::Failed(status)));
                 *completed += 1;
+                if state.streams.contains(call_id) {
+                    state.streams.finish(call_id, status, wakers);
+                } else {
+                    let status = if status.code() == Code::Ok {
+                        Status::internal("the server ended a unary call without a response message")
+                    } else {
+                        status
+                    };
+                    wakers.extend(state.inflight.complete(call_id, Outcome::Failed(status)));
+                }
             }
             Event::Cancelled { call_id } => {
+                let buffered = state.streams.remove(call_id, wakers);
+                state.proto.release_received(call_id, buffered);
                 if let Some(handler) = state.handlers.remove(&call_id) {
                     handler.abort();
                     shared.stats.call_finished(Code::Cancelled);
                 }
             }
-            // Streams arrive with the streaming work; a unary peer never sends these.
-            Event::Message { .. } | Event::EndOfStream { .. } | Event::GoAway { .. } | Event::PongReceived => {}
+            Event::Credit { call_id } => state.streams.credit(call_id, wakers),
+            Event::GoAway { .. } | Event::PongReceived => {}
         }
     }
 }

@@ -71,6 +71,12 @@ pub(crate) struct CallState {
     pub(crate) remote_open: bool,
     /// (client) The response head has arrived.
     pub(crate) head_received: bool,
+    /// Bytes of stream messages we may still send (may go negative by one message).
+    pub(crate) send_window: i64,
+    /// Bytes of stream messages the peer may still send us.
+    pub(crate) recv_window: i64,
+    /// Bytes the application consumed that we have not yet credited back.
+    pub(crate) unacked: u64,
 }
 
 /// Open calls by id. Sized once for the concurrency limit, so opening and closing calls in the
@@ -119,6 +125,10 @@ impl CallTable {
         for id in out.iter() {
             self.calls.remove(id);
         }
+    }
+
+    pub(crate) fn states_mut(&mut self) -> impl Iterator<Item = &mut CallState> + '_ {
+        self.calls.values_mut()
     }
 
     pub(crate) fn ids(&self) -> impl Iterator<Item = CallId> + '_ {

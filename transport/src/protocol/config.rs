@@ -38,6 +38,10 @@ pub const DEFAULT_ERROR_BUDGET: RateBudget = RateBudget {
 /// only the call (4): a slightly-too-large block is a bug, a huge one is abuse.
 pub const METADATA_ABUSE_FACTOR: usize = 4;
 
+/// Calls a peer may break by sending beyond its flow-control window before the connection
+/// closes (3): one is a bug worth a reset, a pattern is abuse.
+pub const MAX_FLOW_VIOLATIONS: u32 = 3;
+
 /// Everything that configures one side of a connection.
 #[derive(Clone, Debug)]
 pub struct ConnectionConfig {

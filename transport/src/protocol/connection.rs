@@ -7,7 +7,8 @@ use bytes::{Bytes, BytesMut};
 
 use super::budget::Bucket;
 use super::calls::{CallState, CallTable};
-use super::{ConnectionConfig, ConnectionError, ConnectionErrorReason as Reason, Event, METADATA_ABUSE_FACTOR};
+use super::flow::ConnectionWindows;
+use super::{ConnectionConfig, ConnectionError, ConnectionErrorReason as Reason, Event, MAX_FLOW_VIOLATIONS, METADATA_ABUSE_FACTOR};
 use crate::status::{Code, Status};
 use crate::wire::{CallHead, CallId, Frame, GoAway, PREFACE_LEN, Preface, Settings, StatusFrame, WireError};
 
@@ -73,6 +74,8 @@ pub struct Connection {
     ping_strikes: u32,
     cancels: Bucket,
     errors: Bucket,
+    windows: ConnectionWindows,
+    flow_violations: u32,
     scratch: Vec<CallId>,
 }
 
@@ -102,6 +105,8 @@ impl Connection {
             last_peer_ping_at: None,
             ping_strikes: 0,
             cancels: Bucket::new(config.cancel_budget),
+            windows: ConnectionWindows::new(&config.settings, &Settings::default()),
+            flow_violations: 0,
             errors: Bucket::new(config.error_budget),
             scratch: Vec::new(),
             config,
@@ -199,7 +204,8 @@ impl Connection {
     fn dispatch(&mut self, frame: Frame, now: Instant) -> Result<(), ConnectionError> {
         match (self.phase, frame) {
             (Phase::AwaitingSettings, Frame::Settings(settings)) => {
-                self.peer_settings = settings;
+                let old = std::mem::replace(&mut self.peer_settings, settings);
+                self.windows.on_peer_settings(&old, &settings, self.calls.states_mut());
                 self.phase = Phase::Open;
                 Ok(())
             }
@@ -215,7 +221,21 @@ impl Connection {
                 Ok(())
             }
             (_, Frame::GoAway(goaway)) => self.on_goaway(goaway),
-            (_, Frame::Credit { call_id, .. }) => self.check_known(call_id),
+            (_, Frame::Credit { call_id, increment }) => self.on_credit(call_id, increment),
+            (
+                _,
+                Frame::Message {
+                    call_id,
+                    message,
+                    end_stream,
+                },
+            ) => self.on_message(call_id, message, end_stream, now),
+            (_, Frame::EndOfStream { call_id }) => {
+                if self.accept_inbound(call_id, true, now)? {
+                    self.events.push_back(Event::EndOfStream { call_id });
+                }
+                Ok(())
+            }
             (_, frame) => match self.role {
                 Role::Server => self.on_server_frame(frame, now),
                 Role::Client => self.on_client_frame(frame),
@@ -284,26 +304,6 @@ impl Connection {
                 message,
                 end_stream,
             } => self.on_request(call_id, head, message, end_stream, now),
-            Frame::Message {
-                call_id,
-                message,
-                end_stream,
-            } => {
-                if self.accept_inbound(call_id, end_stream, now)? {
-                    self.events.push_back(Event::Message {
-                        call_id,
-                        message,
-                        end_stream,
-                    });
-                }
-                Ok(())
-            }
-            Frame::EndOfStream { call_id } => {
-                if self.accept_inbound(call_id, true, now)? {
-                    self.events.push_back(Event::EndOfStream { call_id });
-                }
-                Ok(())
-            }
             Frame::Cancel { call_id } => {
                 if !self.cancels.try_spend(now) {
                     return Err(ConnectionError::calm(Reason::TooManyCancels));
@@ -360,14 +360,16 @@ impl Connection {
         if let Some((code, message)) = refusal {
             return self.queue_status(call_id, code, message, now);
         }
-        self.calls.insert(
-            call_id,
-            CallState {
-                local_open: true,
-                remote_open: !end_stream,
-                head_received: true,
-            },
-        );
+        let (send_window, recv_window) = self.windows.call_windows(&self.peer_settings);
+        let state = CallState {
+            local_open: true,
+            remote_open: !end_stream,
+            head_received: true,
+            send_window,
+            recv_window,
+            unacked: 0,
+        };
+        self.calls.insert(call_id, state);
         self.events.push_back(Event::Request {
             call_id,
             head,
@@ -385,29 +387,73 @@ impl Connection {
         };
         if !state.remote_open || !state.head_received {
             // The peer broke the call's sequence: end the call, keep the connection.
-            self.calls.remove(call_id);
-            match self.role {
-                Role::Server => {
-                    self.events.push_back(Event::Cancelled { call_id });
-                    self.queue_status(
-                        call_id,
-                        Code::Internal,
-                        "protocol error: frame after the end of the request stream",
-                        now,
-                    )?;
-                }
-                Role::Client => {
-                    let status = Status::internal("protocol error: the server sent a frame out of sequence on this call");
-                    self.events.push_back(Event::Finished { call_id, status });
-                    self.queue_call_frame(Frame::Cancel { call_id }, now)?;
-                }
-            }
+            let message = match self.role {
+                Role::Server => "protocol error: frame after the end of the request stream",
+                Role::Client => "protocol error: the server sent a frame out of sequence on this call",
+            };
+            self.reset_call(call_id, Code::Internal, message, now)?;
             return Ok(false);
         }
         if end_stream {
             state.remote_open = false;
         }
         Ok(true)
+    }
+
+    /// Ends a call the peer broke, keeping the connection: the server answers with a Status and
+    /// drops the handler; the client fails the call and cancels it. Charged to the error budget.
+    fn reset_call(&mut self, call_id: CallId, code: Code, message: &'static str, now: Instant) -> Result<(), ConnectionError> {
+        self.calls.remove(call_id);
+        match self.role {
+            Role::Server => {
+                self.events.push_back(Event::Cancelled { call_id });
+                self.queue_status(call_id, code, message, now)
+            }
+            Role::Client => {
+                self.events.push_back(Event::Finished {
+                    call_id,
+                    status: Status::new(code, message),
+                });
+                self.queue_call_frame(Frame::Cancel { call_id }, now)
+            }
+        }
+    }
+
+    fn on_message(&mut self, call_id: CallId, message: Bytes, end_stream: bool, now: Instant) -> Result<(), ConnectionError> {
+        if !self.accept_inbound(call_id, end_stream, now)? {
+            return Ok(());
+        }
+        let within_window = match self.calls.get_mut(call_id) {
+            Some(state) => self.windows.on_receive(state, message.len()),
+            None => return Ok(()),
+        };
+        if !within_window {
+            self.flow_violations += 1;
+            if self.flow_violations > MAX_FLOW_VIOLATIONS {
+                return Err(ConnectionError::calm(Reason::FlowControl));
+            }
+            let text = "flow-control violation: a message arrived with no window left; wait for credit before sending";
+            return self.reset_call(call_id, Code::ResourceExhausted, text, now);
+        }
+        self.events.push_back(Event::Message {
+            call_id,
+            message,
+            end_stream,
+        });
+        Ok(())
+    }
+
+    fn on_credit(&mut self, call_id: CallId, increment: u32) -> Result<(), ConnectionError> {
+        let result = if call_id == CallId::CONNECTION {
+            self.windows.credit_connection(increment)
+        } else if let Some(state) = self.calls.get_mut(call_id) {
+            super::flow::credit_call(state, increment)
+        } else {
+            return self.check_known(call_id);
+        };
+        result.map_err(|_| ConnectionError::protocol(Reason::FlowControl))?;
+        self.events.push_back(Event::Credit { call_id });
+        Ok(())
     }
 
     fn on_client_frame(&mut self, frame: Frame) -> Result<(), ConnectionError> {
@@ -440,31 +486,6 @@ impl Connection {
                 });
                 Ok(())
             }
-            Frame::Message {
-                call_id,
-                message,
-                end_stream,
-            } => {
-                let Some(state) = self.calls.get_mut(call_id) else {
-                    return self.check_known(call_id);
-                };
-                if !state.head_received {
-                    self.calls.remove(call_id);
-                    let status = Status::internal("protocol error: the server sent a message before the response head");
-                    self.events.push_back(Event::Finished { call_id, status });
-                    self.control.call_frames.push_back(Frame::Cancel { call_id });
-                    return Ok(());
-                }
-                if end_stream {
-                    state.remote_open = false;
-                }
-                self.events.push_back(Event::Message {
-                    call_id,
-                    message,
-                    end_stream,
-                });
-                Ok(())
-            }
             Frame::Status { call_id, status } => {
                 if self.calls.remove(call_id).is_none() {
                     return self.check_known(call_id);
@@ -473,15 +494,6 @@ impl Connection {
                 let status = Status::with_metadata(*code, status.message_str(), metadata.clone());
                 self.events.push_back(Event::Finished { call_id, status });
                 Ok(())
-            }
-            Frame::EndOfStream { call_id } => {
-                if let Some(state) = self.calls.get_mut(call_id) {
-                    state.remote_open = false;
-                    self.events.push_back(Event::EndOfStream { call_id });
-                    Ok(())
-                } else {
-                    self.check_known(call_id)
-                }
             }
             other => Err(ConnectionError::protocol(Reason::WrongDirection(other.kind()))),
         }
@@ -541,14 +553,17 @@ impl Connection {
         }
         let call_id = CallId(self.next_call_id);
         self.next_call_id += 1;
-        self.calls.insert(
-            call_id,
+        self.calls.insert(call_id, {
+            let (send_window, recv_window) = self.windows.call_windows(&self.peer_settings);
             CallState {
                 local_open: !end_stream,
                 remote_open: true,
                 head_received: false,
-            },
-        );
+                send_window,
+                recv_window,
+                unacked: 0,
+            }
+        });
         Ok(call_id)
     }
 
@@ -586,6 +601,30 @@ impl Connection {
     /// which case nothing must be written.
     pub fn finish_call(&mut self, call_id: CallId) -> bool {
         self.phase != Phase::Closed && self.calls.remove(call_id).is_some()
+    }
+
+    /// Asks to send a stream message of `len` bytes on `call_id`. `Ok(true)`: send it now (the
+    /// windows are charged). `Ok(false)`: wait for an [`Event::Credit`]. `Err`: the call is not
+    /// open for sending.
+    pub fn try_send_message(&mut self, call_id: CallId, len: usize) -> Result<bool, Status> {
+        if self.phase == Phase::Closed {
+            return Err(Status::unavailable("the connection is closed"));
+        }
+        match self.calls.get_mut(call_id) {
+            Some(state) if state.local_open => Ok(self.windows.try_send(state, len)),
+            Some(_) => Err(Status::failed_precondition("the stream was already closed for sending")),
+            None => Err(Status::cancelled("the call has ended")),
+        }
+    }
+
+    /// Records that the application consumed `len` bytes of messages received on `call_id`;
+    /// credit frames go out once half a window is owed.
+    pub fn release_received(&mut self, call_id: CallId, len: usize) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        let call = self.calls.get_mut(call_id);
+        self.windows.release(call_id, call, len, &mut self.control.call_frames);
     }
 
     /// (server) Starts a graceful shutdown: a GoAway with code OK and the last accepted call id

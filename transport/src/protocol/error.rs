@@ -44,6 +44,8 @@ pub enum ConnectionErrorReason {
         /// Our limit.
         max: usize,
     },
+    /// The peer sent beyond its flow-control window too often, or credit past the largest window.
+    FlowControl,
     /// No pong arrived within the keepalive timeout.
     KeepaliveTimeout,
     /// The peer sent a GoAway with an error code.
@@ -85,6 +87,7 @@ impl fmt::Display for ConnectionErrorReason {
             Self::TooManyCancels => f.write_str("too many cancels: the peer exceeded the cancel budget"),
             Self::TooManyErrors => f.write_str("too many errors: the peer caused more error replies than the error budget"),
             Self::MetadataAbuse { len, max } => write!(f, "metadata block of {len} bytes is far over the limit of {max}"),
+            Self::FlowControl => f.write_str("flow-control violation: the peer sent beyond its window too often, or overflowed a window"),
             Self::KeepaliveTimeout => f.write_str("keepalive timeout: the peer did not answer a ping in time"),
             Self::PeerGoAway(reason) => write!(f, "the peer closed the connection: {reason}"),
         }

@@ -63,6 +63,12 @@ pub enum Event {
         /// Highest call id the peer accepted.
         last_call_id: CallId,
     },
+    /// The peer granted credit on a call, or on the connection ([`CallId::CONNECTION`]): senders
+    /// waiting for window may try again.
+    Credit {
+        /// The call, or the connection.
+        call_id: CallId,
+    },
     /// A pong answered our keepalive ping.
     PongReceived,
 }

@@ -10,12 +10,13 @@ mod config;
 mod connection;
 mod error;
 mod event;
+mod flow;
 
 pub use budget::RateBudget;
 pub(crate) use calls::{CallMap, call_map};
 pub use config::{
     ConnectionConfig, DEFAULT_CANCEL_BUDGET, DEFAULT_ERROR_BUDGET, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_KEEPALIVE_INTERVAL,
-    DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_PING_STRIKES, METADATA_ABUSE_FACTOR,
+    DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_PING_STRIKES, MAX_FLOW_VIOLATIONS, METADATA_ABUSE_FACTOR,
 };
 pub use connection::{Connection, Role};
 pub use error::{ConnectionError, ConnectionErrorReason};

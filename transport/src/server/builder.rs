@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::router::{Router, Routes, Service};
-use super::{InlineUnaryHandler, Request, UnaryHandler};
+use super::{BidiStreamingHandler, ClientStreamingHandler, InlineUnaryHandler, Request, ServerStreamingHandler, UnaryHandler};
 use crate::driver::DriverConfig;
 use crate::error::Error;
 use crate::net::SocketConfig;
 use crate::protocol::ConnectionConfig;
 use crate::status::Status;
+use crate::streaming::{StreamSender, Streaming};
 
 /// Most connections a server holds at once (10,000); more are closed at accept.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -60,6 +61,47 @@ impl ServerBuilder {
         Resp: prost::Message + 'static,
     {
         self.routes.add(name, InlineUnaryHandler::new(f));
+        self
+    }
+
+    /// Adds a server-streaming method: `f` gets the request and a sender for the responses; the
+    /// call ends with the status `f` returns.
+    #[must_use]
+    pub fn server_streaming<Req, Resp, F, Fut>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(Request<Req>, StreamSender<Resp>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Status>> + Send + 'static,
+        Req: prost::Message + Default + 'static,
+        Resp: prost::Message + 'static,
+    {
+        self.routes.add(name, ServerStreamingHandler::new(f));
+        self
+    }
+
+    /// Adds a client-streaming method: `f` reads the request stream and returns one response.
+    #[must_use]
+    pub fn client_streaming<Req, Resp, F, Fut>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(Request<Streaming<Req>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
+        Req: prost::Message + Default + 'static,
+        Resp: prost::Message + 'static,
+    {
+        self.routes.add(name, ClientStreamingHandler::new(f));
+        self
+    }
+
+    /// Adds a bidirectional-streaming method: `f` reads the request stream and sends responses;
+    /// the call ends with the status `f` returns.
+    #[must_use]
+    pub fn bidi_streaming<Req, Resp, F, Fut>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(Request<Streaming<Req>>, StreamSender<Resp>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Status>> + Send + 'static,
+        Req: prost::Message + Default + 'static,
+        Resp: prost::Message + 'static,
+    {
+        self.routes.add(name, BidiStreamingHandler::new(f));
         self
     }
 

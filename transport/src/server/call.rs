@@ -5,8 +5,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::driver::{Body, Flush, Shared, encode_message_frame, encode_status_frame, frame_too_large};
+use crate::driver::{Batch, Body, Flush, Shared, encode_message_frame, encode_status_frame, frame_too_large};
 use crate::status::{Code, Status};
+use crate::streaming::{Deadline, StreamSender, Streaming};
 use crate::wire::{CallId, Flags, FrameKind, Metadata, MethodId};
 
 /// What a handler knows about its call besides the request message.
@@ -66,6 +67,16 @@ impl<T> Request<T> {
         Self { message, context }
     }
 
+    /// A request from a message and a context (for generated code and tests).
+    pub fn from_parts(message: T, context: CallContext) -> Self {
+        Self { message, context }
+    }
+
+    /// The message, mutably (a request stream is read through it).
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.message
+    }
+
     /// The message.
     pub fn get_ref(&self) -> &T {
         &self.message
@@ -99,7 +110,7 @@ impl<T> Request<T> {
 pub struct ServerCall {
     shared: Arc<Shared>,
     context: CallContext,
-    message: Bytes,
+    message: Option<Bytes>,
     answered: bool,
 }
 
@@ -111,7 +122,7 @@ impl ServerCall {
         deadline: Option<Instant>,
         metadata: Metadata,
         priority: u8,
-        message: Bytes,
+        message: Option<Bytes>,
     ) -> Self {
         Self {
             shared,
@@ -142,7 +153,7 @@ impl ServerCall {
             )));
             return None;
         }
-        match T::decode(std::mem::take(&mut self.message)) {
+        match T::decode(self.message.take().unwrap_or_default()) {
             Ok(message) => Some(Request {
                 message,
                 context: self.context.clone(),
@@ -159,17 +170,77 @@ impl ServerCall {
     /// Sends the call's answer: the response message with status OK, or the error status.
     /// Nothing is sent if the call was cancelled meanwhile.
     pub fn respond<M: prost::Message>(&mut self, result: Result<M, Status>) {
+        let body = result.as_ref().map(Body::prepare);
+        self.end(|batch, call_id, max| match body {
+            Ok(body) if body.len() <= max as usize => {
+                let flags = Flags::MESSAGE | Flags::END_STREAM;
+                encode_message_frame(batch, FrameKind::Response, flags, call_id, 0, |_| {}, body);
+                Code::Ok
+            }
+            Ok(body) => {
+                let status = frame_too_large(body.len(), max);
+                encode_status_frame(batch, call_id, &status, max);
+                status.code()
+            }
+            Err(status) => {
+                encode_status_frame(batch, call_id, status, max);
+                status.code()
+            }
+        });
+    }
+
+    /// Ends a streaming call with a status: OK when `result` is `Ok`. Messages sent before it
+    /// stay ahead of it on the wire.
+    pub fn finish(&mut self, result: Result<(), Status>) {
+        let status = result.err().unwrap_or_else(|| Status::new(Code::Ok, ""));
+        self.end(|batch, call_id, max| {
+            encode_status_frame(batch, call_id, &status, max);
+            status.code()
+        });
+    }
+
+    /// The stream of request messages, for client-streaming and bidirectional methods. The call's
+    /// deadline covers the stream.
+    pub fn request_stream<T: prost::Message + Default>(&mut self) -> Streaming<T> {
+        let first = self.message.take();
+        Streaming::new(
+            self.shared.clone(),
+            self.context.call_id,
+            first,
+            Deadline::new(self.context.deadline),
+            false,
+        )
+    }
+
+    /// A sender of response messages, for server-streaming and bidirectional methods. End the
+    /// call with [`ServerCall::finish`] once every message is sent.
+    pub fn response_sender<T: prost::Message>(&self) -> StreamSender<T> {
+        StreamSender::new(
+            self.shared.clone(),
+            self.context.call_id,
+            false,
+            Deadline::new(self.context.deadline),
+        )
+    }
+
+    /// Writes the call's last frame with `encode` (given the batch, the call id and the peer's
+    /// max frame size; returning the call's code), unless the call already ended.
+    fn end(&mut self, encode: impl FnOnce(&mut Batch, CallId, u32) -> Code) {
         if std::mem::replace(&mut self.answered, true) {
             return;
         }
         let call_id = self.context.call_id;
-        let body = result.as_ref().map(Body::prepare);
         let shared = &*self.shared;
         let mut state = shared.lock_state();
         if state.closed.is_some() || !state.proto.finish_call(call_id) {
             return;
         }
         state.handlers.remove(&call_id);
+        let mut wakers = Vec::new();
+        if state.streams.contains(call_id) {
+            let buffered = state.streams.remove(call_id, &mut wakers);
+            state.proto.release_received(call_id, buffered);
+        }
         let max = state.proto.peer_settings().max_frame_size;
         let code = {
             let mut queue = shared.queue.lock();
@@ -180,25 +251,11 @@ impl ServerCall {
             } else {
                 Flush::Wake
             });
-            match body {
-                Ok(body) if body.len() <= max as usize => {
-                    let flags = Flags::MESSAGE | Flags::END_STREAM;
-                    encode_message_frame(queue.batch(), FrameKind::Response, flags, call_id, 0, |_| {}, body);
-                    Code::Ok
-                }
-                Ok(body) => {
-                    let status = frame_too_large(body.len(), max);
-                    encode_status_frame(queue.batch(), call_id, &status, max);
-                    status.code()
-                }
-                Err(status) => {
-                    encode_status_frame(queue.batch(), call_id, status, max);
-                    status.code()
-                }
-            }
+            encode(queue.batch(), call_id, max)
         };
         shared.stats.call_finished(code);
         drop(state);
+        wakers.into_iter().for_each(std::task::Waker::wake);
         // After a graceful GoAway the connection ends with its last call.
         shared.close_if_drained();
     }

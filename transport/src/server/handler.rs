@@ -57,14 +57,7 @@ where
             let Some(request) = call.decode::<Req>() else {
                 return;
             };
-            let deadline = call.context().deadline();
-            let handler = f(request);
-            let result = match deadline {
-                None => handler.await,
-                Some(at) => tokio::time::timeout_at(at.into(), handler)
-                    .await
-                    .unwrap_or_else(|_| Err(Status::deadline_exceeded("the call's deadline passed while its handler ran"))),
-            };
+            let result = super::streaming::within_deadline(call.context().deadline(), f(request)).await;
             call.respond(result);
         });
         Some(task.abort_handle())

@@ -5,9 +5,11 @@ mod call;
 mod handler;
 mod router;
 mod serve;
+mod streaming;
 
 pub use builder::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Server, ServerBuilder};
 pub use call::{CallContext, Request, ServerCall};
 pub use handler::{Handler, InlineUnaryHandler, UnaryHandler};
 pub use router::{Routes, Service};
 pub use serve::ServerHandle;
+pub use streaming::{BidiStreamingHandler, ClientStreamingHandler, ServerStreamingHandler};

@@ -102,7 +102,7 @@ impl Dispatch for Router {
             deadline,
             head.metadata,
             head.priority,
-            message.unwrap_or_default(),
+            message,
         );
         if let Some(handle) = route.handler.call(call) {
             shared.register_handler(call_id, handle);

@@ -1,0 +1,62 @@
+//! Streaming calls on a [`Client`]: server-streaming, client-streaming and bidirectional.
+
+use std::time::Instant;
+
+use super::{CallOptions, Client};
+use crate::driver::Body;
+use crate::status::Status;
+use crate::streaming::{Deadline, StreamSender, Streaming};
+use crate::wire::MethodId;
+
+impl Client {
+    /// Sends `request` and returns the stream of responses. The call's deadline, if any, covers
+    /// the whole stream; dropping the stream cancels the call.
+    pub async fn server_streaming<Req, Resp>(
+        &self,
+        method: MethodId,
+        request: &Req,
+        options: CallOptions,
+    ) -> Result<Streaming<Resp>, Status>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        let deadline = options.deadline_from(Instant::now());
+        let call_id = self
+            .open_call_as(method, &options, deadline, Some(Body::prepare(request)), true, true)
+            .await?;
+        Ok(Streaming::new(self.shared().clone(), call_id, None, Deadline::new(deadline), true))
+    }
+
+    /// Opens a call whose requests are a stream: send them with the returned sender, close it,
+    /// then read the one response with [`Streaming::single`].
+    pub async fn client_streaming<Req, Resp>(
+        &self,
+        method: MethodId,
+        options: CallOptions,
+    ) -> Result<(StreamSender<Req>, Streaming<Resp>), Status>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        self.bidi_streaming(method, options).await
+    }
+
+    /// Opens a call with a stream in each direction. Send requests with the sender (closing or
+    /// dropping it ends them) and read responses from the stream (dropping it cancels the call).
+    pub async fn bidi_streaming<Req, Resp>(
+        &self,
+        method: MethodId,
+        options: CallOptions,
+    ) -> Result<(StreamSender<Req>, Streaming<Resp>), Status>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        let deadline = options.deadline_from(Instant::now());
+        let call_id = self.open_call_as::<Req>(method, &options, deadline, None, false, true).await?;
+        let shared = self.shared().clone();
+        let sender = StreamSender::new(shared.clone(), call_id, true, Deadline::new(deadline));
+        Ok((sender, Streaming::new(shared, call_id, None, Deadline::new(deadline), true)))
+    }
+}

@@ -1,0 +1,171 @@
+//! `Streaming`: the receiving half of a stream.
+
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use futures_core::Stream;
+
+use super::Deadline;
+use crate::driver::{Received, Shared};
+use crate::status::{Code, Status};
+use crate::wire::CallId;
+
+/// A stream of messages arriving on a call: the responses of a server-streaming or bidirectional
+/// call on the client, the requests of a client-streaming or bidirectional call on the server.
+///
+/// Read it with [`Streaming::message`] or as a [`futures_core::Stream`]. Each message read
+/// returns its bytes to the sender's flow-control window. On the client, dropping it before the
+/// end cancels the call.
+pub struct Streaming<T> {
+    shared: Arc<Shared>,
+    call_id: CallId,
+    first: Option<Bytes>,
+    deadline: Deadline,
+    cancel_on_drop: bool,
+    outcome: Option<Code>,
+    _message: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Streaming<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streaming")
+            .field("call_id", &self.call_id)
+            .field("outcome", &self.outcome)
+            .finish()
+    }
+}
+
+impl<T: prost::Message + Default> Streaming<T> {
+    pub(crate) fn new(shared: Arc<Shared>, call_id: CallId, first: Option<Bytes>, deadline: Deadline, client: bool) -> Self {
+        Self {
+            shared,
+            call_id,
+            first,
+            deadline,
+            cancel_on_drop: client,
+            outcome: None,
+            _message: PhantomData,
+        }
+    }
+
+    /// The next message; `Ok(None)` at the end of the stream; `Err` with the call's status if it
+    /// failed (on the client, the server's status).
+    pub async fn message(&mut self) -> Result<Option<T>, Status> {
+        std::future::poll_fn(|cx| self.poll_message(cx)).await
+    }
+
+    /// Reads exactly one message and the end of the stream: the response of a client-streaming
+    /// call.
+    pub async fn single(mut self) -> Result<T, Status> {
+        let message = self
+            .message()
+            .await?
+            .ok_or_else(|| Status::internal("the stream ended without its message"))?;
+        match self.message().await? {
+            None => Ok(message),
+            Some(_) => Err(Status::internal("the stream carried more than one message")),
+        }
+    }
+
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<T>, Status>> {
+        if let Some(bytes) = self.first.take() {
+            return Poll::Ready(decode(bytes).map(Some));
+        }
+        if let Some(code) = self.outcome {
+            return Poll::Ready(if code == Code::Ok {
+                Ok(None)
+            } else {
+                Err(Status::new(code, "the stream already failed"))
+            });
+        }
+        let mut state = self.shared.lock_state();
+        let received = match state.streams.poll_recv(self.call_id, cx) {
+            Poll::Ready(received) => received,
+            Poll::Pending => {
+                drop(state);
+                if self.deadline.poll_expired(cx) {
+                    return Poll::Ready(Err(self.expire()));
+                }
+                return Poll::Pending;
+            }
+        };
+        let result = match received {
+            Received::Message(bytes) => {
+                state.proto.release_received(self.call_id, bytes.len());
+                self.shared.flush_control(&mut state);
+                drop(state);
+                return Poll::Ready(decode(bytes).map(Some));
+            }
+            Received::End => {
+                self.outcome = Some(Code::Ok);
+                Ok(None)
+            }
+            Received::Failed(status) => {
+                self.outcome = Some(status.code());
+                Err(status)
+            }
+        };
+        drop(state);
+        Poll::Ready(result)
+    }
+
+    /// The deadline passed: the call is cancelled on the wire and fails on both halves.
+    fn expire(&mut self) -> Status {
+        let status = Status::deadline_exceeded("the streaming call did not finish within its deadline");
+        let mut wakers = Vec::new();
+        let mut state = self.shared.lock_state();
+        state.streams.finish(self.call_id, status.clone(), &mut wakers);
+        if self.cancel_on_drop && state.proto.cancel_call(self.call_id) {
+            self.shared.flush_control(&mut state);
+        }
+        drop(state);
+        wakers.into_iter().for_each(Waker::wake);
+        self.outcome = Some(Code::DeadlineExceeded);
+        status
+    }
+}
+
+fn decode<T: prost::Message + Default>(bytes: Bytes) -> Result<T, Status> {
+    T::decode(bytes).map_err(|err| {
+        Status::internal(format!(
+            "a stream message does not decode: {err}; do both sides use the same .proto?"
+        ))
+    })
+}
+
+impl<T: prost::Message + Default> Stream for Streaming<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.outcome.is_some_and(|code| code != Code::Ok) && this.first.is_none() {
+            return Poll::Ready(None);
+        }
+        this.poll_message(cx).map(Result::transpose)
+    }
+}
+
+impl<T> Drop for Streaming<T> {
+    fn drop(&mut self) {
+        let mut wakers = Vec::new();
+        let mut state = self.shared.lock_state();
+        let buffered = state.streams.remove(self.call_id, &mut wakers);
+        state.proto.release_received(self.call_id, buffered);
+        let cancelled = self.cancel_on_drop && state.proto.cancel_call(self.call_id);
+        self.shared.flush_control(&mut state);
+        drop(state);
+        if self.cancel_on_drop {
+            let code = if cancelled {
+                Code::Cancelled
+            } else {
+                self.outcome.unwrap_or(Code::Ok)
+            };
+            self.shared.stats.call_finished(code);
+            self.shared.capacity.notify_one();
+        }
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}

@@ -1,0 +1,342 @@
+//! Streaming calls over loopback TCP and Unix sockets: every kind, flow control, isolation,
+//! cancellation at each stage, deadlines and connection loss.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{ECHO, ECHO_ID, Echo, echo, unix_path};
+use volley::net::Address;
+use volley::protocol::ConnectionConfig;
+use volley::{CallOptions, Client, Code, MethodId, Request, Server, ServerHandle, Status, StreamSender, Streaming};
+
+const COUNT: &str = "/test.Stream/Count";
+const SUM: &str = "/test.Stream/Sum";
+const CHAT: &str = "/test.Stream/Chat";
+const HOLD: &str = "/test.Stream/Hold";
+
+fn id(name: &str) -> MethodId {
+    MethodId::from_name(name)
+}
+
+/// Counts live handlers, so tests can see that cancelled handlers are dropped.
+#[derive(Clone, Default)]
+struct Live(Arc<AtomicUsize>);
+
+struct LiveGuard(Arc<AtomicUsize>);
+
+impl Live {
+    fn enter(&self) -> LiveGuard {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        LiveGuard(self.0.clone())
+    }
+    fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A server with: Count (server streaming: `sleep_ms` = how many messages), Sum (client
+/// streaming: total payload bytes), Chat (bidi echo), Hold (bidi that never answers), and Echo.
+fn stream_server(live: Live, config: ConnectionConfig) -> volley::server::ServerBuilder {
+    let (hold_live, chat_live) = (live.clone(), live);
+    Server::builder()
+        .connection_config(config)
+        .unary(ECHO, |request: Request<Echo>| async move { Ok::<_, Status>(request.into_inner()) })
+        .server_streaming(COUNT, |request: Request<Echo>, mut sender: StreamSender<Echo>| async move {
+            for i in 0..request.get_ref().sleep_ms {
+                sender.send(&echo(i.to_le_bytes().to_vec())).await?;
+            }
+            Ok(())
+        })
+        .client_streaming(SUM, |mut request: Request<Streaming<Echo>>| async move {
+            let mut total = 0u64;
+            while let Some(message) = request.get_mut().message().await? {
+                total += message.payload.len() as u64;
+            }
+            Ok(Echo {
+                sleep_ms: total,
+                ..echo("")
+            })
+        })
+        .bidi_streaming(
+            CHAT,
+            move |mut request: Request<Streaming<Echo>>, mut sender: StreamSender<Echo>| {
+                let live = chat_live.clone();
+                async move {
+                    let _guard = live.enter();
+                    while let Some(message) = request.get_mut().message().await? {
+                        sender.send(&message).await?;
+                    }
+                    Ok(())
+                }
+            },
+        )
+        .bidi_streaming(HOLD, move |_request: Request<Streaming<Echo>>, _sender: StreamSender<Echo>| {
+            let live = hold_live.clone();
+            async move {
+                let _guard = live.enter();
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        })
+}
+
+async fn start(live: Live) -> (ServerHandle, Client) {
+    let server = stream_server(live, ConnectionConfig::default())
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    (server, client)
+}
+
+async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what}: not within 5 s");
+}
+
+async fn exercise_every_kind(client: &Client) {
+    let count = Echo {
+        sleep_ms: 1000,
+        ..echo("")
+    };
+    let mut stream: Streaming<Echo> = client.server_streaming(id(COUNT), &count, CallOptions::default()).await.unwrap();
+    let mut n = 0u64;
+    while let Some(message) = stream.message().await.unwrap() {
+        assert_eq!(message.payload[..], n.to_le_bytes());
+        n += 1;
+    }
+    assert_eq!(n, 1000);
+
+    let (mut sender, response) = client
+        .client_streaming::<Echo, Echo>(id(SUM), CallOptions::default())
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        sender.send(&echo(vec![1u8; 10])).await.unwrap();
+    }
+    sender.close();
+    assert_eq!(response.single().await.unwrap().sleep_ms, 1000);
+
+    let (mut sender, mut replies) = client.bidi_streaming::<Echo, Echo>(id(CHAT), CallOptions::default()).await.unwrap();
+    for i in 0..50u32 {
+        sender.send(&echo(i.to_le_bytes().to_vec())).await.unwrap();
+        let reply = replies.message().await.unwrap().unwrap();
+        assert_eq!(reply.payload[..], i.to_le_bytes());
+    }
+    sender.close();
+    assert!(replies.message().await.unwrap().is_none(), "the server ends after our half-close");
+}
+
+#[tokio::test]
+async fn every_streaming_kind_works_over_tcp() {
+    let (_server, client) = start(Live::default()).await;
+    exercise_every_kind(&client).await;
+}
+
+#[tokio::test]
+async fn every_streaming_kind_works_over_a_unix_socket() {
+    let path = unix_path("streaming");
+    let server = stream_server(Live::default(), ConnectionConfig::default())
+        .build()
+        .unwrap()
+        .serve(Address::Unix(path.clone()))
+        .await
+        .unwrap();
+    let client = Client::connect(Address::Unix(path)).await.unwrap();
+    exercise_every_kind(&client).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_small_messages_stay_within_the_window() {
+    let mut config = ConnectionConfig::default();
+    config.settings.initial_call_window = 64 * 1024;
+    let server = stream_server(Live::default(), config.clone())
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = Client::builder()
+        .connection_config(config)
+        .connect(server.local_addr())
+        .await
+        .unwrap();
+    let count = Echo {
+        sleep_ms: 1_000_000,
+        ..echo("")
+    };
+    let mut stream: Streaming<Echo> = client.server_streaming(id(COUNT), &count, CallOptions::default()).await.unwrap();
+    let mut n = 0u64;
+    while let Some(message) = stream.message().await.unwrap() {
+        assert_eq!(message.payload.len(), 8);
+        n += 1;
+    }
+    assert_eq!(n, 1_000_000);
+    let peak = client.stats().stream_buffered_peak;
+    // Each message is 10 bytes on the wire: at most one window plus one message buffered.
+    assert!(peak <= 64 * 1024 + 10, "peak buffered {peak} bytes");
+    let stats = client.stats();
+    assert!(stats.frames_in > 1_000_000 && stats.bytes_in > 10_000_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_does_not_block_unary_calls_or_other_streams() {
+    let mut config = ConnectionConfig::default();
+    config.settings.initial_call_window = 16 * 1024;
+    let server = stream_server(Live::default(), config.clone())
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = Client::builder()
+        .connection_config(config)
+        .connect(server.local_addr())
+        .await
+        .unwrap();
+    // A stream of a million messages that nobody reads.
+    let stalled: Streaming<Echo> = client
+        .server_streaming(
+            id(COUNT),
+            &Echo {
+                sleep_ms: 1_000_000,
+                ..echo("")
+            },
+            CallOptions::default(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    for _ in 0..100 {
+        let reply: Echo = client.unary(ECHO_ID, &echo("through"), CallOptions::default()).await.unwrap();
+        assert_eq!(reply.payload, "through");
+    }
+    let mut other: Streaming<Echo> = client
+        .server_streaming(id(COUNT), &Echo { sleep_ms: 500, ..echo("") }, CallOptions::default())
+        .await
+        .unwrap();
+    let mut n = 0;
+    while other.message().await.unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 500);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(client.stats().stream_buffered_peak <= 16 * 1024 + 10);
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn cancelling_at_each_stage_drops_the_server_handler() {
+    let live = Live::default();
+    let (server, client) = start(live.clone()).await;
+    // Before the first message.
+    let (sender, stream) = client.bidi_streaming::<Echo, Echo>(id(HOLD), CallOptions::default()).await.unwrap();
+    wait_for("handler started", || live.count() == 1).await;
+    drop(stream);
+    wait_for("handler dropped after cancel before any message", || live.count() == 0).await;
+    drop(sender);
+    // Mid-stream.
+    let (mut sender, mut replies) = client.bidi_streaming::<Echo, Echo>(id(CHAT), CallOptions::default()).await.unwrap();
+    sender.send(&echo("one")).await.unwrap();
+    assert!(replies.message().await.unwrap().is_some());
+    drop(replies);
+    wait_for("handler dropped after cancel mid-stream", || live.count() == 0).await;
+    // After half-close.
+    let (mut sender, replies) = client.bidi_streaming::<Echo, Echo>(id(HOLD), CallOptions::default()).await.unwrap();
+    sender.send(&echo("x")).await.unwrap();
+    sender.close();
+    wait_for("handler running", || live.count() == 1).await;
+    drop(replies);
+    wait_for("handler dropped after cancel after half-close", || live.count() == 0).await;
+    wait_for("server calls all ended", || server.stats().calls_in_flight == 0).await;
+    let reply: Echo = client.unary(ECHO_ID, &echo("alive"), CallOptions::default()).await.unwrap();
+    assert_eq!(reply.payload, "alive");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_interleaved_streams() {
+    let (_server, client) = start(Live::default()).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..1000u32 {
+        let client = client.clone();
+        tasks.spawn(async move {
+            let (mut sender, mut replies) = client.bidi_streaming::<Echo, Echo>(id(CHAT), CallOptions::default()).await.unwrap();
+            for j in 0..10u32 {
+                let payload = [i.to_le_bytes(), j.to_le_bytes()].concat();
+                sender.send(&echo(payload.clone())).await.unwrap();
+                assert_eq!(replies.message().await.unwrap().unwrap().payload, payload);
+            }
+            sender.close();
+            assert!(replies.message().await.unwrap().is_none());
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_deadline_covers_the_whole_stream() {
+    let live = Live::default();
+    let (_server, client) = start(live.clone()).await;
+    let (_sender, mut replies) = client
+        .bidi_streaming::<Echo, Echo>(id(HOLD), CallOptions::default().timeout(Duration::from_millis(100)))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = replies.message().await.unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    wait_for("the server dropped the handler at the deadline", || live.count() == 0).await;
+}
+
+#[tokio::test]
+async fn a_lost_connection_ends_every_stream_with_unavailable() {
+    let live = Live::default();
+    let (server, client) = start(live.clone()).await;
+    let (mut sender, mut replies) = client.bidi_streaming::<Echo, Echo>(id(HOLD), CallOptions::default()).await.unwrap();
+    wait_for("handler started", || live.count() == 1).await;
+    server.abort();
+    let err = replies.message().await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
+    assert_eq!(sender.send(&echo("late")).await.unwrap_err().code(), Code::Unavailable);
+    wait_for("server handler dropped", || live.count() == 0).await;
+}
+
+#[tokio::test]
+async fn a_server_error_mid_stream_reaches_the_client_with_its_status() {
+    let server = Server::builder()
+        .server_streaming(COUNT, |_request: Request<Echo>, mut sender: StreamSender<Echo>| async move {
+            sender.send(&echo("first")).await?;
+            Err(Status::data_loss("lost the rest"))
+        })
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let mut stream: Streaming<Echo> = client.server_streaming(id(COUNT), &echo(""), CallOptions::default()).await.unwrap();
+    assert_eq!(stream.message().await.unwrap().unwrap().payload, "first");
+    let err = stream.message().await.unwrap_err();
+    assert_eq!(err.code(), Code::DataLoss);
+    assert_eq!(err.message(), "lost the rest");
+}
