@@ -2,8 +2,11 @@
 
 use std::future::Future;
 
+use std::time::Instant;
+
 use super::{CallOptions, Channel, Client};
 use crate::status::Status;
+use crate::streaming::{StreamSender, Streaming};
 use crate::wire::MethodId;
 
 /// Something that makes calls: a [`Client`] (one connection) or a [`Channel`] (reconnecting).
@@ -14,6 +17,49 @@ pub trait Caller: Clone + Send + Sync + 'static {
     where
         Req: prost::Message + Sync,
         Resp: prost::Message + Default;
+
+    /// A connection ready for a call that must start before `options`' deadline.
+    fn ready(&self, options: &CallOptions) -> impl Future<Output = Result<Client, Status>> + Send;
+
+    /// A server-streaming call; see [`Client::server_streaming`].
+    fn server_streaming<Req, Resp>(
+        &self,
+        method: MethodId,
+        request: &Req,
+        options: CallOptions,
+    ) -> impl Future<Output = Result<Streaming<Resp>, Status>> + Send
+    where
+        Req: prost::Message + Sync,
+        Resp: prost::Message + Default,
+    {
+        async move { self.ready(&options).await?.server_streaming(method, request, options).await }
+    }
+
+    /// A client-streaming call; see [`Client::client_streaming`].
+    fn client_streaming<Req, Resp>(
+        &self,
+        method: MethodId,
+        options: CallOptions,
+    ) -> impl Future<Output = Result<(StreamSender<Req>, Streaming<Resp>), Status>> + Send
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        async move { self.ready(&options).await?.client_streaming(method, options).await }
+    }
+
+    /// A bidirectional-streaming call; see [`Client::bidi_streaming`].
+    fn bidi_streaming<Req, Resp>(
+        &self,
+        method: MethodId,
+        options: CallOptions,
+    ) -> impl Future<Output = Result<(StreamSender<Req>, Streaming<Resp>), Status>> + Send
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        async move { self.ready(&options).await?.bidi_streaming(method, options).await }
+    }
 }
 
 impl Caller for Client {
@@ -24,6 +70,13 @@ impl Caller for Client {
     {
         Self::unary(self, method, request, options)
     }
+
+    fn ready(&self, _options: &CallOptions) -> impl Future<Output = Result<Client, Status>> + Send {
+        std::future::ready(match self.is_closed() {
+            false => Ok(self.clone()),
+            true => Err(Status::unavailable("the connection is closed; use a Channel to reconnect")),
+        })
+    }
 }
 
 impl Caller for Channel {
@@ -33,5 +86,9 @@ impl Caller for Channel {
         Resp: prost::Message + Default,
     {
         Self::unary(self, method, request, options)
+    }
+
+    fn ready(&self, options: &CallOptions) -> impl Future<Output = Result<Client, Status>> + Send {
+        self.ready_client(options.deadline_from(Instant::now()))
     }
 }
