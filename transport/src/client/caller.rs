@@ -71,7 +71,7 @@ impl Caller for Client {
         Self::unary(self, method, request, options)
     }
 
-    fn ready(&self, _options: &CallOptions) -> impl Future<Output = Result<Client, Status>> + Send {
+    fn ready(&self, _options: &CallOptions) -> impl Future<Output = Result<Self, Status>> + Send {
         std::future::ready(match self.is_closed() {
             false => Ok(self.clone()),
             true => Err(Status::unavailable("the connection is closed; use a Channel to reconnect")),
