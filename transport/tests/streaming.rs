@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::raw::RawPeer;
 use common::{ECHO, ECHO_ID, Echo, echo, unix_path};
 use volley::net::Address;
 use volley::protocol::ConnectionConfig;
@@ -339,4 +340,56 @@ async fn a_server_error_mid_stream_reaches_the_client_with_its_status() {
     let err = stream.message().await.unwrap_err();
     assert_eq!(err.code(), Code::DataLoss);
     assert_eq!(err.message(), "lost the rest");
+}
+
+#[tokio::test]
+async fn a_peer_sending_beyond_its_credit_gets_the_stream_reset_then_the_connection_closed() {
+    use volley::wire::{CallHead, CallId, Frame};
+    let mut config = ConnectionConfig::default();
+    config.settings.initial_call_window = 1024;
+    let server = stream_server(Live::default(), config)
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut peer = RawPeer::handshake(&server).await;
+    let open = |id: u64| Frame::Request {
+        call_id: CallId(id),
+        head: CallHead {
+            method_id: id_of(HOLD),
+            ..CallHead::default()
+        },
+        message: None,
+        end_stream: false,
+    };
+    let message = |id: u64, len: usize| Frame::Message {
+        call_id: CallId(id),
+        message: bytes::Bytes::from(vec![0u8; len]),
+        end_stream: false,
+    };
+    // A message larger than the window is allowed while the window is positive; the next is not.
+    for call in 1..=4u64 {
+        peer.send_frame(open(call)).await;
+        peer.send_frame(message(call, 2000)).await;
+        peer.send_frame(message(call, 10)).await;
+    }
+    let frames = peer.frames_until_close().await;
+    let resets = frames
+        .iter()
+        .filter(|f| matches!(f, Frame::Status { status, .. } if status.code == Code::ResourceExhausted && status.message_str().contains("flow-control")))
+        .count();
+    assert_eq!(resets, 3, "three streams reset: {frames:?}");
+    match frames.last() {
+        Some(Frame::GoAway(goaway)) => assert!(goaway.reason_str().contains("flow-control"), "{}", goaway.reason_str()),
+        other => panic!("expected a GoAway, got {other:?}"),
+    }
+    // The server itself is fine.
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let reply: Echo = client.unary(ECHO_ID, &echo("fine"), CallOptions::default()).await.unwrap();
+    assert_eq!(reply.payload, "fine");
+}
+
+fn id_of(name: &str) -> MethodId {
+    MethodId::from_name(name)
 }

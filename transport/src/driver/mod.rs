@@ -16,7 +16,6 @@ mod inflight;
 mod read_buffer;
 #[cfg(not(loom))]
 mod reader;
-#[cfg(not(loom))]
 mod streams;
 mod write_queue;
 #[cfg(not(loom))]

@@ -148,3 +148,62 @@ impl Streams {
         }
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use std::future::poll_fn;
+
+    use super::*;
+    use crate::protocol::{CallState, ConnectionWindows, credit_call};
+    use crate::sync::{Arc, Mutex, lock};
+    use crate::wire::Settings;
+
+    /// A sender out of window waits in its slot while the reader grants credit on another
+    /// thread: the sender always wakes and sends, and the windows add up.
+    #[test]
+    fn loom_a_sender_waiting_for_credit_always_wakes() {
+        loom::model(|| {
+            let settings = Settings {
+                initial_call_window: 100,
+                initial_connection_window: 1000,
+                ..Settings::default()
+            };
+            let call = CallState {
+                local_open: true,
+                remote_open: true,
+                head_received: true,
+                send_window: 0,
+                recv_window: 100,
+                unacked: 0,
+            };
+            let mut streams = Streams::new();
+            streams.open(CallId(1));
+            let state = Arc::new(Mutex::new((ConnectionWindows::new(&settings, &settings), call, streams)));
+            let reader = {
+                let state = state.clone();
+                loom::thread::spawn(move || {
+                    let mut wakers = Vec::new();
+                    {
+                        let mut guard = lock(&state);
+                        let (_, call, streams) = &mut *guard;
+                        credit_call(call, 50).unwrap();
+                        streams.credit(CallId(1), &mut wakers);
+                    }
+                    wakers.into_iter().for_each(Waker::wake);
+                })
+            };
+            loom::future::block_on(poll_fn(|cx| {
+                let mut guard = lock(&state);
+                let (windows, call, streams) = &mut *guard;
+                if windows.try_send(call, 10) {
+                    Poll::Ready(())
+                } else {
+                    streams.wait_for_credit(CallId(1), cx);
+                    Poll::Pending
+                }
+            }));
+            reader.join().unwrap();
+            assert_eq!(lock(&state).1.send_window, 40);
+        });
+    }
+}

@@ -13,6 +13,8 @@ mod event;
 mod flow;
 
 pub use budget::RateBudget;
+#[cfg(loom)]
+pub(crate) use calls::CallState;
 pub(crate) use calls::{CallMap, call_map};
 pub use config::{
     ConnectionConfig, DEFAULT_CANCEL_BUDGET, DEFAULT_ERROR_BUDGET, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_KEEPALIVE_INTERVAL,
@@ -21,3 +23,5 @@ pub use config::{
 pub use connection::{Connection, Role};
 pub use error::{ConnectionError, ConnectionErrorReason};
 pub use event::Event;
+#[cfg(loom)]
+pub(crate) use flow::{ConnectionWindows, credit_call};

@@ -1,6 +1,8 @@
 //! Shared fixtures for the integration tests: an echo service over loopback TCP or a Unix socket.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod raw;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
