@@ -81,14 +81,20 @@ fn bench_roundtrip_split(c: &mut Criterion) {
     let mut group = c.benchmark_group("roundtrip_split");
     group.measurement_time(Duration::from_secs(5));
     let (raw_address, _raw_server) = ServerThread::spawn(|| async { Address::Tcp(raw::echo_server().await) });
-    let Address::Tcp(raw_addr) = raw_address else { unreachable!("raw server is TCP") };
+    let Address::Tcp(raw_addr) = raw_address else {
+        unreachable!("raw server is TCP")
+    };
     let mut raw = rt.block_on(raw::connect(raw_addr));
     let message = [0x5a_u8; 64 + 16];
     let mut scratch = Vec::with_capacity(128 * message.len());
     group.throughput(Throughput::Elements(1));
-    group.bench_function("raw_tcp_64B_1_in_flight", |b| b.iter(|| rt.block_on(raw::exchange(&mut raw, &message, 1, &mut scratch))));
+    group.bench_function("raw_tcp_64B_1_in_flight", |b| {
+        b.iter(|| rt.block_on(raw::exchange(&mut raw, &message, 1, &mut scratch)))
+    });
     group.throughput(Throughput::Elements(128));
-    group.bench_function("raw_tcp_64B_128_in_flight", |b| b.iter(|| rt.block_on(raw::exchange(&mut raw, &message, 128, &mut scratch))));
+    group.bench_function("raw_tcp_64B_128_in_flight", |b| {
+        b.iter(|| rt.block_on(raw::exchange(&mut raw, &message, 128, &mut scratch)))
+    });
 
     let (address, _server) = ServerThread::spawn(|| async {
         let server = echo_server(&"127.0.0.1:0".parse().expect("address"), HandlerKind::Inline).await;

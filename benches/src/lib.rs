@@ -143,7 +143,13 @@ impl ServerThread {
             });
         });
         let address = address_rx.recv().expect("server thread started");
-        (address, Self { stop: Some(stop), thread: Some(thread) })
+        (
+            address,
+            Self {
+                stop: Some(stop),
+                thread: Some(thread),
+            },
+        )
     }
 }
 
@@ -156,4 +162,39 @@ impl Drop for ServerThread {
             let _ = thread.join();
         }
     }
+}
+
+/// Full name of the server-streaming method: it answers a [`stream_request`] with that many
+/// copies of the request's payload.
+pub const FEED: &str = "/bench.Echo/Feed";
+/// Its method id.
+pub const FEED_ID: MethodId = MethodId::from_name(FEED);
+
+/// A request for `count` messages of `size` bytes from [`FEED`].
+pub fn stream_request(count: u32, size: usize) -> Payload {
+    let mut data = count.to_le_bytes().to_vec();
+    data.resize(4.max(size), 0);
+    Payload { data: Bytes::from(data) }
+}
+
+/// Starts a server with the [`FEED`] server-streaming method.
+pub async fn feed_server(address: &Address) -> ServerHandle {
+    Server::builder()
+        .server_streaming(
+            FEED,
+            |request: Request<Payload>, mut sender: volley::StreamSender<Payload>| async move {
+                let data = request.into_inner().data;
+                let count = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
+                let message = Payload { data: data.slice(..) };
+                for _ in 0..count {
+                    sender.send(&message).await?;
+                }
+                Ok(())
+            },
+        )
+        .build()
+        .expect("valid server")
+        .serve(address)
+        .await
+        .expect("bind")
 }
