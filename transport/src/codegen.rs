@@ -7,8 +7,9 @@ pub use std::sync::Arc;
 pub use prost;
 
 pub use crate::client::{CallOptions, Caller, Channel, Client};
-pub use crate::server::{Request, Routes, Service, UnaryHandler};
+pub use crate::server::{BidiStreamingHandler, ClientStreamingHandler, Request, Routes, ServerStreamingHandler, Service, UnaryHandler};
 pub use crate::status::Status;
+pub use crate::streaming::{StreamSender, Streaming};
 pub use crate::wire::MethodId;
 
 /// Includes the code generated for a protobuf package, like `tonic::include_proto!`.

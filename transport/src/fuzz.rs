@@ -64,7 +64,7 @@ pub fn connection(data: &[u8]) {
     let mut opened: Vec<CallId> = Vec::new();
     while let Some((&op, rest)) = ops.split_first() {
         ops = rest;
-        match op % 6 {
+        match op % 8 {
             0 => {
                 let take = (ops.first().copied().unwrap_or(0) as usize).min(ops.len().saturating_sub(1));
                 inbox.extend_from_slice(&ops[1.min(ops.len())..1.min(ops.len()) + take]);
@@ -96,6 +96,19 @@ pub fn connection(data: &[u8]) {
                 }
             }
             4 => conn.go_away("fuzz"),
+            6 | 7 => {
+                // Stream messages: send some under flow control, or release received bytes.
+                let len = usize::from(ops.first().copied().unwrap_or(1)) * 100;
+                ops = ops.get(1..).unwrap_or_default();
+                let first = conn.open_call_ids().min();
+                if let Some(id) = first {
+                    if op % 8 == 6 {
+                        let _ = conn.try_send_message(id, len);
+                    } else {
+                        conn.release_received(id, len);
+                    }
+                }
+            }
             _ => {
                 conn.poll_transmit(&mut out);
             }

@@ -195,6 +195,9 @@ async fn a_million_small_messages_stay_within_the_window() {
     assert!(peak <= 64 * 1024 + 10, "peak buffered {peak} bytes");
     let stats = client.stats();
     assert!(stats.frames_in > 1_000_000 && stats.bytes_in > 10_000_000);
+    // Small messages sent back to back share writes.
+    let sent = server.stats();
+    assert!(sent.frames_per_write() >= 16.0, "{} frames per write on the sending side", sent.frames_per_write());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,4 +395,25 @@ async fn a_peer_sending_beyond_its_credit_gets_the_stream_reset_then_the_connect
 
 fn id_of(name: &str) -> MethodId {
     MethodId::from_name(name)
+}
+
+#[tokio::test]
+async fn trailing_metadata_of_an_ok_status_reaches_the_client() {
+    let server = Server::builder()
+        .server_streaming(COUNT, |_request: Request<Echo>, mut sender: StreamSender<Echo>| async move {
+            sender.send(&echo("only")).await?;
+            let mut trailers = volley::Metadata::new();
+            trailers.insert("x-count", "1").unwrap();
+            Err(Status::with_metadata(Code::Ok, "", trailers))
+        })
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let mut stream: Streaming<Echo> = client.server_streaming(id(COUNT), &echo(""), CallOptions::default()).await.unwrap();
+    assert!(stream.message().await.unwrap().is_some());
+    assert!(stream.message().await.unwrap().is_none());
+    assert_eq!(stream.trailers().and_then(|t| t.get("x-count")), Some(&b"1"[..]));
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use crate::protocol::{CallMap, call_map};
 use crate::status::{Code, Status};
-use crate::wire::CallId;
+use crate::wire::{CallId, Metadata};
 
 /// One streaming call's mailbox.
 #[derive(Debug, Default)]
@@ -38,8 +38,8 @@ pub(crate) struct Streams {
 pub(crate) enum Received {
     /// A message.
     Message(Bytes),
-    /// The stream ended normally.
-    End,
+    /// The stream ended normally, with the trailing metadata of the final status if one came.
+    End(Option<Metadata>),
     /// The call failed.
     Failed(Status),
 }
@@ -108,8 +108,8 @@ impl Streams {
         }
         match &slot.status {
             Some(status) if status.code() != Code::Ok => return Poll::Ready(Received::Failed(status.clone())),
-            Some(_) => return Poll::Ready(Received::End),
-            None if slot.ended => return Poll::Ready(Received::End),
+            Some(status) => return Poll::Ready(Received::End(Some(status.metadata().clone()))),
+            None if slot.ended => return Poll::Ready(Received::End(None)),
             None => {}
         }
         slot.recv_waker = Some(cx.waker().clone());

@@ -11,7 +11,7 @@ use futures_core::Stream;
 use super::Deadline;
 use crate::driver::{Received, Shared};
 use crate::status::{Code, Status};
-use crate::wire::CallId;
+use crate::wire::{CallId, Metadata};
 
 /// A stream of messages arriving on a call: the responses of a server-streaming or bidirectional
 /// call on the client, the requests of a client-streaming or bidirectional call on the server.
@@ -26,6 +26,7 @@ pub struct Streaming<T> {
     deadline: Deadline,
     cancel_on_drop: bool,
     outcome: Option<Code>,
+    trailers: Option<Metadata>,
     _message: PhantomData<fn() -> T>,
 }
 
@@ -47,6 +48,7 @@ impl<T: prost::Message + Default> Streaming<T> {
             deadline,
             cancel_on_drop: client,
             outcome: None,
+            trailers: None,
             _message: PhantomData,
         }
     }
@@ -55,6 +57,12 @@ impl<T: prost::Message + Default> Streaming<T> {
     /// failed (on the client, the server's status).
     pub async fn message(&mut self) -> Result<Option<T>, Status> {
         std::future::poll_fn(|cx| self.poll_message(cx)).await
+    }
+
+    /// The trailing metadata of the call's final status, once the stream has ended with OK (a
+    /// failed call's metadata is on its `Status`).
+    pub fn trailers(&self) -> Option<&Metadata> {
+        self.trailers.as_ref()
     }
 
     /// Reads exactly one message and the end of the stream: the response of a client-streaming
@@ -99,7 +107,8 @@ impl<T: prost::Message + Default> Streaming<T> {
                 drop(state);
                 return Poll::Ready(decode(bytes).map(Some));
             }
-            Received::End => {
+            Received::End(trailers) => {
+                self.trailers = trailers;
                 self.outcome = Some(Code::Ok);
                 Ok(None)
             }
