@@ -10,7 +10,7 @@ use prost_types::FileDescriptorSet;
 use syn::parse::Parser;
 
 use crate::error::{Error, ProtoError};
-use crate::generator::{Generator, State, skipped_warning};
+use crate::generator::{Generator, State};
 use crate::model::{self, Context};
 
 /// Compiles one `.proto` file, with its directory as the include directory, into `OUT_DIR`.
@@ -248,16 +248,10 @@ impl Builder {
         config.compile_fds(fds).map_err(Error::Prost)?;
         drop(config);
 
-        let mut state = state.take();
-        if let Some(err) = state.error.take() {
-            return Err(err);
+        match state.take().error {
+            Some(err) => Err(err),
+            None => Ok(()),
         }
-        if let Some(warning) = skipped_warning(&state.skipped)
-            && in_build_script()
-        {
-            println!("{warning}");
-        }
-        Ok(())
     }
 
     /// Checks the Rust snippets among the options, which prost-build would otherwise panic on.

@@ -1,13 +1,14 @@
-//! Client tokens: `pub mod foo_client { pub struct FooClient<C> }` with one async method per rpc.
+//! Client tokens: `pub mod foo_client { pub struct FooClient<C> }` with two async methods per
+//! rpc, one with default call options and one (`_with`) taking them.
 //!
 //! The generated client is generic over `volley::codegen::Caller`, so it runs over a `Client`
 //! (one connection) or a `Channel` (reconnecting). Every path is fully qualified, so messages
-//! named `Result`, `Status` or `Client` cannot shadow what the client uses.
+//! named `Result`, `Status`, `Client` or `Streaming` cannot shadow what the client uses.
 
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use crate::generator::{deprecated, docs, skipped_section};
+use crate::generator::{deprecated, docs};
 use crate::model::{Method, MethodKind, Service};
 
 /// The client module of `service`.
@@ -20,18 +21,11 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
     } = service;
     let methods = service.methods.iter().map(|method| match method.kind {
         MethodKind::Unary => unary(service, method),
-        // Streaming calls need runtime support first: they are listed in the docs instead.
-        MethodKind::ClientStreaming | MethodKind::ServerStreaming | MethodKind::BidiStreaming => TokenStream::new(),
+        MethodKind::ServerStreaming => server_streaming(service, method),
+        MethodKind::ClientStreaming | MethodKind::BidiStreaming => request_stream(service, method),
     });
     let mod_doc = format!(" Client for the `{full_name}` service.");
-    let struct_docs = docs(
-        service
-            .docs
-            .iter()
-            .cloned()
-            .chain(client_lines(service))
-            .chain(skipped_section(service)),
-    );
+    let struct_docs = docs(service.docs.iter().cloned().chain(client_lines(service)));
     let deprecated = deprecated(service.deprecated);
     let allow = service.any_deprecated().then(|| quote!(#![allow(deprecated)]));
     quote! {
@@ -85,14 +79,17 @@ fn unary(service: &Service, method: &Method) -> TokenStream {
         with_ident,
         input,
         output,
+        full_name,
         ..
     } = method;
     let methods_mod = &service.methods_mod;
     let deprecated = deprecated(method.deprecated);
-    let call_doc = format!(" Calls `{}` with default call options.", method.full_name);
-    let with_doc = format!(" Calls `{}` with `options`: deadline, metadata, priority.", method.full_name);
-    let plain_docs = docs(method.docs.iter().cloned().chain(separated(&method.docs, call_doc)));
-    let with_docs = docs(method.docs.iter().cloned().chain(separated(&method.docs, with_doc)));
+    let plain_docs = method_docs(method, format!(" Calls `{full_name}` with default call options."), &[]);
+    let with_docs = method_docs(
+        method,
+        format!(" Calls `{full_name}` with `options`: deadline, metadata, priority."),
+        &[],
+    );
     quote! {
         #plain_docs
         #deprecated
@@ -121,7 +118,141 @@ fn unary(service: &Service, method: &Method) -> TokenStream {
     }
 }
 
-/// `line`, after an empty doc line when `docs` is not empty.
-fn separated(docs: &[String], line: String) -> Vec<String> {
-    if docs.is_empty() { vec![line] } else { vec![String::new(), line] }
+/// `watch` and `watch_with` for a server-streaming method: one request in, a `Streaming` of
+/// responses out.
+fn server_streaming(service: &Service, method: &Method) -> TokenStream {
+    let Method {
+        ident,
+        with_ident,
+        input,
+        output,
+        full_name,
+        ..
+    } = method;
+    let methods_mod = &service.methods_mod;
+    let deprecated = deprecated(method.deprecated);
+    let usage = [
+        " Read the responses with `message().await` until it gives `Ok(None)`; an `Err` is the call's status.",
+        " Dropping the stream cancels the call.",
+    ];
+    let plain_docs = method_docs(
+        method,
+        format!(" Calls `{full_name}` with default call options and returns the stream of responses."),
+        &usage,
+    );
+    let with_docs = method_docs(
+        method,
+        format!(" Calls `{full_name}` with `options`: deadline (covering the whole stream), metadata, priority."),
+        &usage,
+    );
+    quote! {
+        #plain_docs
+        #deprecated
+        pub async fn #ident(
+            &self,
+            request: #input,
+        ) -> ::core::result::Result<volley::codegen::Streaming<#output>, volley::codegen::Status> {
+            self.#with_ident(request, volley::codegen::CallOptions::new()).await
+        }
+
+        #with_docs
+        #deprecated
+        pub async fn #with_ident(
+            &self,
+            request: #input,
+            options: volley::codegen::CallOptions,
+        ) -> ::core::result::Result<volley::codegen::Streaming<#output>, volley::codegen::Status> {
+            volley::codegen::Caller::server_streaming(
+                &self.inner,
+                super::#methods_mod::#ident::ID,
+                &request,
+                options,
+            )
+            .await
+        }
+    }
+}
+
+/// `upload` and `upload_with` for a client-streaming method, or `chat` and `chat_with` for a
+/// bidirectional one: both open the call and return a `StreamSender` for the requests and a
+/// `Streaming` for the response or responses.
+fn request_stream(service: &Service, method: &Method) -> TokenStream {
+    let Method {
+        ident,
+        with_ident,
+        input,
+        output,
+        full_name,
+        ..
+    } = method;
+    let methods_mod = &service.methods_mod;
+    let deprecated = deprecated(method.deprecated);
+    let (caller_fn, usage) = if method.kind == MethodKind::ClientStreaming {
+        (
+            quote!(client_streaming),
+            [
+                " Send the requests with the returned `StreamSender` and `close()` it (or drop it),",
+                " then read the one response with `.single().await` on the returned `Streaming`.",
+                " Dropping the `Streaming` cancels the call.",
+            ],
+        )
+    } else {
+        (
+            quote!(bidi_streaming),
+            [
+                " Send requests with the returned `StreamSender`; `close()` (or dropping it) ends them.",
+                " Read responses from the returned `Streaming` with `message().await` until it gives",
+                " `Ok(None)`; an `Err` is the call's status. Dropping the `Streaming` cancels the call.",
+            ],
+        )
+    };
+    let plain_docs = method_docs(method, format!(" Starts `{full_name}` with default call options."), &usage);
+    let with_docs = method_docs(
+        method,
+        format!(" Starts `{full_name}` with `options`: deadline (covering the whole call), metadata, priority."),
+        &usage,
+    );
+    quote! {
+        #plain_docs
+        #deprecated
+        pub async fn #ident(
+            &self,
+        ) -> ::core::result::Result<
+            (volley::codegen::StreamSender<#input>, volley::codegen::Streaming<#output>),
+            volley::codegen::Status,
+        > {
+            self.#with_ident(volley::codegen::CallOptions::new()).await
+        }
+
+        #with_docs
+        #deprecated
+        pub async fn #with_ident(
+            &self,
+            options: volley::codegen::CallOptions,
+        ) -> ::core::result::Result<
+            (volley::codegen::StreamSender<#input>, volley::codegen::Streaming<#output>),
+            volley::codegen::Status,
+        > {
+            volley::codegen::Caller::#caller_fn(
+                &self.inner,
+                super::#methods_mod::#ident::ID,
+                options,
+            )
+            .await
+        }
+    }
+}
+
+/// The docs of a client method: the rpc's own docs, then `lead`, then the `usage` paragraph.
+fn method_docs(method: &Method, lead: String, usage: &[&str]) -> TokenStream {
+    let mut lines = method.docs.clone();
+    if !lines.is_empty() {
+        lines.push(String::new());
+    }
+    lines.push(lead);
+    if !usage.is_empty() {
+        lines.push(String::new());
+        lines.extend(usage.iter().map(|line| (*line).to_owned()));
+    }
+    docs(lines)
 }

@@ -12,7 +12,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use crate::error::Error;
-use crate::model::{Context, MethodKind, Service};
+use crate::model::{Context, Service};
 use crate::{client, server};
 
 /// What the generator reports back to the builder.
@@ -20,8 +20,6 @@ use crate::{client, server};
 pub(crate) struct State {
     /// The first error; generation stops at it.
     pub(crate) error: Option<Error>,
-    /// Methods left out, by full name, in the order met.
-    pub(crate) skipped: Vec<(String, MethodKind)>,
     /// Per package, the modules emitted so far and the service that owns each.
     modules: BTreeMap<String, BTreeMap<String, String>>,
 }
@@ -54,10 +52,6 @@ impl Generator {
                 fix: "this is a bug in volley-codegen; please report it with the .proto file".to_owned(),
             });
         }
-        self.state
-            .borrow_mut()
-            .skipped
-            .extend(service.skipped().map(|method| (method.full_name.clone(), method.kind)));
         Ok(tokens.to_string())
     }
 
@@ -124,10 +118,10 @@ fn methods_module(service: &Service) -> TokenStream {
     let full_name = &service.full_name;
     let methods_mod = &service.methods_mod;
     let mod_doc = format!(" Full names and wire ids of the `{full_name}` methods.");
-    let methods = service.unary().map(|method| {
+    let methods = service.methods.iter().map(|method| {
         let ident = &method.ident;
         let name = &method.full_name;
-        let mod_doc = format!(" `{name}`.");
+        let mod_doc = format!(" `{name}`, a {} rpc.", method.kind.describe());
         let name_doc = format!(" The full name, `{name}`.");
         let id_doc = format!(" The wire id, `{:#010x}`: FNV-1a of [`NAME`].", method.id);
         quote! {
@@ -160,63 +154,4 @@ pub(crate) fn docs(lines: impl IntoIterator<Item = String>) -> TokenStream {
 /// `#[deprecated]` when `yes`.
 pub(crate) fn deprecated(yes: bool) -> TokenStream {
     if yes { quote!(#[deprecated]) } else { TokenStream::new() }
-}
-
-/// Doc lines listing the methods of `service` that are not generated, if any.
-pub(crate) fn skipped_section(service: &Service) -> Vec<String> {
-    let skipped: Vec<_> = service.skipped().collect();
-    if skipped.is_empty() {
-        return Vec::new();
-    }
-    let mut lines = vec![
-        String::new(),
-        " # Skipped methods".to_owned(),
-        String::new(),
-        " Volley has no streaming calls yet, so these methods are not generated:".to_owned(),
-        String::new(),
-    ];
-    lines.extend(
-        skipped
-            .iter()
-            .map(|method| format!(" - `{}` ({})", method.full_name, method.kind.describe())),
-    );
-    lines
-}
-
-/// The `cargo:warning` line naming every skipped method, or `None` when none was skipped.
-pub(crate) fn skipped_warning(skipped: &[(String, MethodKind)]) -> Option<String> {
-    if skipped.is_empty() {
-        return None;
-    }
-    let list = skipped
-        .iter()
-        .map(|(name, kind)| format!("{name} ({})", kind.describe()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Some(format!(
-        "cargo:warning=volley-codegen skipped {} streaming method(s), which Volley cannot call \
-         yet: {list}",
-        skipped.len()
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn skipped_warning_names_each_method_once() {
-        assert_eq!(skipped_warning(&[]), None);
-        let warning = skipped_warning(&[
-            ("/p.S/Watch".to_owned(), MethodKind::ServerStreaming),
-            ("/p.S/Chat".to_owned(), MethodKind::BidiStreaming),
-        ])
-        .unwrap();
-        assert_eq!(
-            warning,
-            "cargo:warning=volley-codegen skipped 2 streaming method(s), which Volley cannot \
-             call yet: /p.S/Watch (server streaming), /p.S/Chat (bidirectional streaming)"
-        );
-        assert_eq!(warning.lines().count(), 1);
-    }
 }

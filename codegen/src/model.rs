@@ -11,8 +11,8 @@ use quote::ToTokens;
 use crate::error::Error;
 use crate::naming::{self, RESERVED_CLIENT_METHODS};
 
-/// What kind of call a method is. Only [`MethodKind::Unary`] is generated today; the others are
-/// listed on the generated items as skipped until the runtime has streaming calls.
+/// What kind of call a method is; it decides the shape of the client method, the trait method
+/// and the handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum MethodKind {
     /// One request, one response.
@@ -35,13 +35,13 @@ impl MethodKind {
         }
     }
 
-    /// How the kind is named in docs and warnings.
+    /// How the kind is named in generated docs, as an adjective: "a {describe} rpc".
     pub(crate) fn describe(self) -> &'static str {
         match self {
             Self::Unary => "unary",
-            Self::ClientStreaming => "client streaming",
-            Self::ServerStreaming => "server streaming",
-            Self::BidiStreaming => "bidirectional streaming",
+            Self::ClientStreaming => "client-streaming",
+            Self::ServerStreaming => "server-streaming",
+            Self::BidiStreaming => "bidirectional-streaming",
         }
     }
 }
@@ -177,16 +177,6 @@ impl Service {
             full_name,
             methods,
         })
-    }
-
-    /// The methods generated today.
-    pub(crate) fn unary(&self) -> impl Iterator<Item = &Method> {
-        self.methods.iter().filter(|m| m.kind == MethodKind::Unary)
-    }
-
-    /// The methods left out until the runtime supports their kind.
-    pub(crate) fn skipped(&self) -> impl Iterator<Item = &Method> {
-        self.methods.iter().filter(|m| m.kind != MethodKind::Unary)
     }
 
     /// Whether anything generated for this service is deprecated.

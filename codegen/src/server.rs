@@ -1,14 +1,16 @@
 //! Server tokens: `pub mod foo_server { pub trait Foo; pub struct FooServer<T> }`.
 //!
 //! The trait's methods return `impl Future + Send`, so implementors write plain `async fn` and
-//! the server calls them through `Arc<T>` without boxing. `FooServer` registers one
-//! `UnaryHandler` per method with `volley::codegen::Routes`. Calls go through fully qualified
-//! paths (`Foo::get_thing(&*inner, request)`), so rpcs named `clone` or `new` stay unambiguous.
+//! the server calls them through `Arc<T>` without boxing. `FooServer` registers one handler per
+//! method with `volley::codegen::Routes`: a `UnaryHandler`, `ServerStreamingHandler`,
+//! `ClientStreamingHandler` or `BidiStreamingHandler` by the rpc's kind. Calls go through fully
+//! qualified paths (`Foo::get_thing(&*inner, request)`), so rpcs named `clone` or `new` stay
+//! unambiguous.
 
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use crate::generator::{deprecated, docs, skipped_section};
+use crate::generator::{deprecated, docs};
 use crate::model::{Method, MethodKind, Service};
 
 /// The server module of `service`.
@@ -21,40 +23,18 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
         full_name,
         ..
     } = service;
-    let trait_methods = service.methods.iter().map(|method| match method.kind {
-        MethodKind::Unary => unary_trait_method(method),
-        // Streaming calls need runtime support first: they are listed in the docs instead.
-        MethodKind::ClientStreaming | MethodKind::ServerStreaming | MethodKind::BidiStreaming => TokenStream::new(),
-    });
-    let mut routes: Vec<TokenStream> = service
-        .methods
-        .iter()
-        .map(|method| match method.kind {
-            MethodKind::Unary => unary_route(service, method),
-            MethodKind::ClientStreaming | MethodKind::ServerStreaming | MethodKind::BidiStreaming => TokenStream::new(),
-        })
-        .collect();
-    if service.unary().next().is_none() {
-        // Nothing to register yet; keeps `routes` from being an unused variable.
+    let trait_methods = service.methods.iter().map(trait_method);
+    let mut routes: Vec<TokenStream> = service.methods.iter().map(|method| route(service, method)).collect();
+    if service.methods.is_empty() {
+        // A service without rpcs: keeps `routes` from being an unused variable.
         routes.push(quote!(let _ = routes;));
     }
     let mod_doc = format!(" Server side of the `{full_name}` service.");
-    let trait_docs = docs(
-        service
-            .docs
-            .iter()
-            .cloned()
-            .chain(trait_lines(service))
-            .chain(skipped_section(service)),
-    );
-    let struct_doc = docs(
-        [
-            format!(" Serves a [`{trait_ident}`] implementation: pass it to"),
-            " `volley::Server::builder().add_service(..)`.".to_owned(),
-        ]
-        .into_iter()
-        .chain(skipped_section(service)),
-    );
+    let trait_docs = docs(service.docs.iter().cloned().chain(trait_lines(service)));
+    let struct_doc = docs([
+        format!(" Serves a [`{trait_ident}`] implementation: pass it to"),
+        " `volley::Server::builder().add_service(..)`.".to_owned(),
+    ]);
     let struct_name = server_ident.to_string();
     let deprecated = deprecated(service.deprecated);
     let allow = service.any_deprecated().then(|| quote!(#![allow(deprecated)]));
@@ -122,20 +102,59 @@ fn trait_lines(service: &Service) -> Vec<String> {
     lines
 }
 
-/// The trait method of a unary rpc.
-fn unary_trait_method(method: &Method) -> TokenStream {
+/// The trait method of an rpc. Streaming requests arrive as a `Request<Streaming<Req>>`;
+/// streaming responses go out through a `StreamSender<Resp>` argument, and the future then
+/// yields only the call's status.
+fn trait_method(method: &Method) -> TokenStream {
     let Method {
         ident,
         input,
         output,
         full_name,
+        kind,
         ..
     } = method;
+    let (request, responses, yields, usage): (_, _, _, &[&str]) = match kind {
+        MethodKind::Unary => (quote!(#input), TokenStream::new(), quote!(#output), &[]),
+        MethodKind::ServerStreaming => (
+            quote!(#input),
+            quote!(responses: volley::codegen::StreamSender<#output>,),
+            quote!(()),
+            &[
+                " Send the responses with `responses.send(..).await`; an `Err` from it means the call is over",
+                " (the client cancelled or went away). The call ends, with the returned status, when the",
+                " future completes.",
+            ],
+        ),
+        MethodKind::ClientStreaming => (
+            quote!(volley::codegen::Streaming<#input>),
+            TokenStream::new(),
+            quote!(#output),
+            &[
+                " Read the requests with `request.get_mut().message().await` until it gives `Ok(None)`,",
+                " then return the one response.",
+            ],
+        ),
+        MethodKind::BidiStreaming => (
+            quote!(volley::codegen::Streaming<#input>),
+            quote!(responses: volley::codegen::StreamSender<#output>,),
+            quote!(()),
+            &[
+                " Read the requests with `request.get_mut().message().await` until it gives `Ok(None)`, and",
+                " send responses with `responses.send(..).await`. The call ends, with the returned status,",
+                " when the future completes.",
+            ],
+        ),
+    };
     let mut lines = method.docs.clone();
     if !lines.is_empty() {
         lines.push(String::new());
     }
     lines.push(format!(" Serves `{full_name}`."));
+    if !usage.is_empty() {
+        lines.push(String::new());
+        lines.extend(usage.iter().map(|line| (*line).to_owned()));
+    }
     let docs = docs(lines);
     let deprecated = deprecated(method.deprecated);
     quote! {
@@ -143,28 +162,61 @@ fn unary_trait_method(method: &Method) -> TokenStream {
         #deprecated
         fn #ident(
             &self,
-            request: volley::codegen::Request<#input>,
+            request: volley::codegen::Request<#request>,
+            #responses
         ) -> impl volley::codegen::Future<
-            Output = ::core::result::Result<#output, volley::codegen::Status>,
+            Output = ::core::result::Result<#yields, volley::codegen::Status>,
         > + ::core::marker::Send;
     }
 }
 
-/// The registration of a unary rpc's handler.
-fn unary_route(service: &Service, method: &Method) -> TokenStream {
+/// The registration of an rpc's handler: a closure of the handler's shape that calls the trait
+/// method on a clone of the shared implementation.
+fn route(service: &Service, method: &Method) -> TokenStream {
     let Service {
         trait_ident, methods_mod, ..
     } = service;
-    let Method { ident, input, .. } = method;
+    let Method {
+        ident,
+        input,
+        output,
+        kind,
+        ..
+    } = method;
+    let (handler, params, args) = match kind {
+        MethodKind::Unary => (
+            quote!(UnaryHandler),
+            quote!(request: volley::codegen::Request<#input>),
+            quote!(request),
+        ),
+        MethodKind::ServerStreaming => (
+            quote!(ServerStreamingHandler),
+            quote!(request: volley::codegen::Request<#input>, responses: volley::codegen::StreamSender<#output>),
+            quote!(request, responses),
+        ),
+        MethodKind::ClientStreaming => (
+            quote!(ClientStreamingHandler),
+            quote!(request: volley::codegen::Request<volley::codegen::Streaming<#input>>),
+            quote!(request),
+        ),
+        MethodKind::BidiStreaming => (
+            quote!(BidiStreamingHandler),
+            quote!(
+                request: volley::codegen::Request<volley::codegen::Streaming<#input>>,
+                responses: volley::codegen::StreamSender<#output>
+            ),
+            quote!(request, responses),
+        ),
+    };
     quote! {
         {
             let inner = volley::codegen::Arc::clone(&self.inner);
             routes.add(
                 super::#methods_mod::#ident::NAME,
-                volley::codegen::UnaryHandler::new(
-                    move |request: volley::codegen::Request<#input>| {
+                volley::codegen::#handler::new(
+                    move |#params| {
                         let inner = volley::codegen::Arc::clone(&inner);
-                        async move { #trait_ident::#ident(&*inner, request).await }
+                        async move { #trait_ident::#ident(&*inner, #args).await }
                     },
                 ),
             );

@@ -1,6 +1,6 @@
 //! Hard inputs generate: keyword names, prelude-like message names, keyword packages, no
-//! package, proto2, well-known types, custom options, streaming, third-party protos, and a
-//! service of 1000 methods. (The build-check crate compiles and runs this output.)
+//! package, proto2, well-known types, custom options, every streaming kind, third-party protos,
+//! and a service of 1000 methods. (The build-check crate compiles and runs this output.)
 
 use std::time::{Duration, Instant};
 
@@ -88,26 +88,49 @@ fn types_from_other_packages_are_reached_through_super() {
 }
 
 #[test]
-fn streaming_methods_are_listed_not_generated() {
+fn streaming_methods_are_generated_for_every_kind() {
     let files = compile_hazards(volley_codegen::configure());
     let code = text(&files, "hazards.streaming.rs");
-    assert!(code.contains("pub async fn get("));
-    for skipped in ["subscribe", "upload", "chat"] {
-        assert!(!code.contains(&format!("fn {skipped}(")), "{skipped} was generated");
-        assert!(!code.contains(&format!("pub mod {skipped} ")), "{skipped} has constants");
-    }
-    for line in [
-        "/// - `/hazards.streaming.Mixed/Subscribe` (server streaming)",
-        "/// - `/hazards.streaming.Mixed/Upload` (client streaming)",
-        "/// - `/hazards.streaming.Mixed/Chat` (bidirectional streaming)",
-        "/// - `/hazards.streaming.OnlyStreams/Chat` (bidirectional streaming)",
+    assert!(!code.contains("Skipped methods"), "{code}");
+    for expected in [
+        // Client: one request in, or a sender out; the stream types through volley::codegen.
+        "pub async fn subscribe(\n            &self,\n            request: super::Tick,\n        )",
+        "volley::codegen::Caller::server_streaming(",
+        "pub async fn upload(\n            &self,\n        )",
+        "pub async fn upload_with(\n            &self,\n            options: volley::codegen::CallOptions,\n        )",
+        "volley::codegen::Caller::client_streaming(",
+        "volley::codegen::Caller::bidi_streaming(",
+        "volley::codegen::StreamSender<super::Tick>",
+        "volley::codegen::Streaming<super::Tick>",
+        // Server: the handler of each kind.
+        "volley::codegen::ServerStreamingHandler::new(",
+        "volley::codegen::ClientStreamingHandler::new(",
+        "volley::codegen::BidiStreamingHandler::new(",
+        "responses: volley::codegen::StreamSender<super::Tick>,",
+        // Method constants for every kind.
+        "pub mod subscribe {",
+        "pub mod upload {",
+        "pub mod chat {",
+        "/// `/hazards.streaming.Mixed/Upload`, a client-streaming rpc.",
+        // Keywords, client helpers, Empty and messages named like the stream types.
+        "pub async fn r#move(",
+        "pub async fn r#type(",
+        "pub async fn new_(",
+        "pub async fn new_with(",
+        "volley::codegen::Streaming<super::StreamSender>",
+        "volley::codegen::StreamSender<super::StreamSender>",
+        "volley::codegen::StreamSender<()>",
+        "#[deprecated]\n        pub async fn ping(",
+        "#[deprecated]\n        fn ping(",
     ] {
-        assert!(code.contains(line), "missing {line:?}");
+        assert!(code.contains(expected), "missing {expected:?} in\n{code}");
     }
     let health = text(&files, "grpc.health.v1.rs");
     assert!(health.contains("pub async fn check("));
-    assert!(health.contains("pub async fn list("));
-    assert!(health.contains("/// - `/grpc.health.v1.Health/Watch` (server streaming)"));
+    assert!(health.contains("pub async fn watch("));
+    assert!(health.contains("-> ::core::result::Result<\n            volley::codegen::Streaming<super::HealthCheckResponse>,"));
+    let reflection = text(&files, "grpc.reflection.v1.rs");
+    assert!(reflection.contains("pub async fn server_reflection_info("));
 }
 
 #[test]

@@ -19,13 +19,6 @@ pub mod greeter_client {
     /// Greets people. See <https://example.com/greeter> and \[the guide\].
     ///
     /// Calls the `snapshot.greeter.Greeter` service over a `volley::Client` or `volley::Channel`.
-    ///
-    /// # Skipped methods
-    ///
-    /// Volley has no streaming calls yet, so these methods are not generated:
-    ///
-    /// - `/snapshot.greeter.Greeter/SayHellos` (server streaming)
-    /// - `/snapshot.greeter.Greeter/Collect` (client streaming)
     #[derive(::core::clone::Clone, ::core::fmt::Debug)]
     pub struct GreeterClient<C = volley::codegen::Channel> {
         inner: C,
@@ -143,6 +136,129 @@ pub mod greeter_client {
                 )
                 .await
         }
+        /// Streams greetings.
+        ///
+        /// Calls `/snapshot.greeter.Greeter/SayHellos` with default call options and returns the stream of responses.
+        ///
+        /// Read the responses with `message().await` until it gives `Ok(None)`; an `Err` is the call's status.
+        /// Dropping the stream cancels the call.
+        pub async fn say_hellos(
+            &self,
+            request: super::HelloRequest,
+        ) -> ::core::result::Result<
+            volley::codegen::Streaming<super::HelloReply>,
+            volley::codegen::Status,
+        > {
+            self.say_hellos_with(request, volley::codegen::CallOptions::new()).await
+        }
+        /// Streams greetings.
+        ///
+        /// Calls `/snapshot.greeter.Greeter/SayHellos` with `options`: deadline (covering the whole stream), metadata, priority.
+        ///
+        /// Read the responses with `message().await` until it gives `Ok(None)`; an `Err` is the call's status.
+        /// Dropping the stream cancels the call.
+        pub async fn say_hellos_with(
+            &self,
+            request: super::HelloRequest,
+            options: volley::codegen::CallOptions,
+        ) -> ::core::result::Result<
+            volley::codegen::Streaming<super::HelloReply>,
+            volley::codegen::Status,
+        > {
+            volley::codegen::Caller::server_streaming(
+                    &self.inner,
+                    super::greeter_methods::say_hellos::ID,
+                    &request,
+                    options,
+                )
+                .await
+        }
+        /// Streams names in, one greeting out.
+        ///
+        /// Starts `/snapshot.greeter.Greeter/Collect` with default call options.
+        ///
+        /// Send the requests with the returned `StreamSender` and `close()` it (or drop it),
+        /// then read the one response with `.single().await` on the returned `Streaming`.
+        /// Dropping the `Streaming` cancels the call.
+        pub async fn collect(
+            &self,
+        ) -> ::core::result::Result<
+            (
+                volley::codegen::StreamSender<super::HelloRequest>,
+                volley::codegen::Streaming<super::HelloReply>,
+            ),
+            volley::codegen::Status,
+        > {
+            self.collect_with(volley::codegen::CallOptions::new()).await
+        }
+        /// Streams names in, one greeting out.
+        ///
+        /// Starts `/snapshot.greeter.Greeter/Collect` with `options`: deadline (covering the whole call), metadata, priority.
+        ///
+        /// Send the requests with the returned `StreamSender` and `close()` it (or drop it),
+        /// then read the one response with `.single().await` on the returned `Streaming`.
+        /// Dropping the `Streaming` cancels the call.
+        pub async fn collect_with(
+            &self,
+            options: volley::codegen::CallOptions,
+        ) -> ::core::result::Result<
+            (
+                volley::codegen::StreamSender<super::HelloRequest>,
+                volley::codegen::Streaming<super::HelloReply>,
+            ),
+            volley::codegen::Status,
+        > {
+            volley::codegen::Caller::client_streaming(
+                    &self.inner,
+                    super::greeter_methods::collect::ID,
+                    options,
+                )
+                .await
+        }
+        /// Greets each name as it arrives.
+        ///
+        /// Starts `/snapshot.greeter.Greeter/Chat` with default call options.
+        ///
+        /// Send requests with the returned `StreamSender`; `close()` (or dropping it) ends them.
+        /// Read responses from the returned `Streaming` with `message().await` until it gives
+        /// `Ok(None)`; an `Err` is the call's status. Dropping the `Streaming` cancels the call.
+        #[deprecated]
+        pub async fn chat(
+            &self,
+        ) -> ::core::result::Result<
+            (
+                volley::codegen::StreamSender<super::HelloRequest>,
+                volley::codegen::Streaming<super::HelloReply>,
+            ),
+            volley::codegen::Status,
+        > {
+            self.chat_with(volley::codegen::CallOptions::new()).await
+        }
+        /// Greets each name as it arrives.
+        ///
+        /// Starts `/snapshot.greeter.Greeter/Chat` with `options`: deadline (covering the whole call), metadata, priority.
+        ///
+        /// Send requests with the returned `StreamSender`; `close()` (or dropping it) ends them.
+        /// Read responses from the returned `Streaming` with `message().await` until it gives
+        /// `Ok(None)`; an `Err` is the call's status. Dropping the `Streaming` cancels the call.
+        #[deprecated]
+        pub async fn chat_with(
+            &self,
+            options: volley::codegen::CallOptions,
+        ) -> ::core::result::Result<
+            (
+                volley::codegen::StreamSender<super::HelloRequest>,
+                volley::codegen::Streaming<super::HelloReply>,
+            ),
+            volley::codegen::Status,
+        > {
+            volley::codegen::Caller::bidi_streaming(
+                    &self.inner,
+                    super::greeter_methods::chat::ID,
+                    options,
+                )
+                .await
+        }
     }
 }
 /// Server side of the `snapshot.greeter.Greeter` service.
@@ -151,13 +267,6 @@ pub mod greeter_server {
     /// Greets people. See <https://example.com/greeter> and \[the guide\].
     ///
     /// Implement it and serve it with [`GreeterServer`].
-    ///
-    /// # Skipped methods
-    ///
-    /// Volley has no streaming calls yet, so these methods are not generated:
-    ///
-    /// - `/snapshot.greeter.Greeter/SayHellos` (server streaming)
-    /// - `/snapshot.greeter.Greeter/Collect` (client streaming)
     #[allow(clippy::wrong_self_convention)]
     pub trait Greeter: ::core::marker::Send + ::core::marker::Sync + 'static {
         /// Says hello.
@@ -197,16 +306,54 @@ pub mod greeter_server {
         ) -> impl volley::codegen::Future<
             Output = ::core::result::Result<super::HelloReply, volley::codegen::Status>,
         > + ::core::marker::Send;
+        /// Streams greetings.
+        ///
+        /// Serves `/snapshot.greeter.Greeter/SayHellos`.
+        ///
+        /// Send the responses with `responses.send(..).await`; an `Err` from it means the call is over
+        /// (the client cancelled or went away). The call ends, with the returned status, when the
+        /// future completes.
+        fn say_hellos(
+            &self,
+            request: volley::codegen::Request<super::HelloRequest>,
+            responses: volley::codegen::StreamSender<super::HelloReply>,
+        ) -> impl volley::codegen::Future<
+            Output = ::core::result::Result<(), volley::codegen::Status>,
+        > + ::core::marker::Send;
+        /// Streams names in, one greeting out.
+        ///
+        /// Serves `/snapshot.greeter.Greeter/Collect`.
+        ///
+        /// Read the requests with `request.get_mut().message().await` until it gives `Ok(None)`,
+        /// then return the one response.
+        fn collect(
+            &self,
+            request: volley::codegen::Request<
+                volley::codegen::Streaming<super::HelloRequest>,
+            >,
+        ) -> impl volley::codegen::Future<
+            Output = ::core::result::Result<super::HelloReply, volley::codegen::Status>,
+        > + ::core::marker::Send;
+        /// Greets each name as it arrives.
+        ///
+        /// Serves `/snapshot.greeter.Greeter/Chat`.
+        ///
+        /// Read the requests with `request.get_mut().message().await` until it gives `Ok(None)`, and
+        /// send responses with `responses.send(..).await`. The call ends, with the returned status,
+        /// when the future completes.
+        #[deprecated]
+        fn chat(
+            &self,
+            request: volley::codegen::Request<
+                volley::codegen::Streaming<super::HelloRequest>,
+            >,
+            responses: volley::codegen::StreamSender<super::HelloReply>,
+        ) -> impl volley::codegen::Future<
+            Output = ::core::result::Result<(), volley::codegen::Status>,
+        > + ::core::marker::Send;
     }
     /// Serves a [`Greeter`] implementation: pass it to
     /// `volley::Server::builder().add_service(..)`.
-    ///
-    /// # Skipped methods
-    ///
-    /// Volley has no streaming calls yet, so these methods are not generated:
-    ///
-    /// - `/snapshot.greeter.Greeter/SayHellos` (server streaming)
-    /// - `/snapshot.greeter.Greeter/Collect` (client streaming)
     pub struct GreeterServer<T> {
         inner: volley::codegen::Arc<T>,
     }
@@ -286,6 +433,55 @@ pub mod greeter_server {
                         }),
                     );
             }
+            {
+                let inner = volley::codegen::Arc::clone(&self.inner);
+                routes
+                    .add(
+                        super::greeter_methods::say_hellos::NAME,
+                        volley::codegen::ServerStreamingHandler::new(move |
+                            request: volley::codegen::Request<super::HelloRequest>,
+                            responses: volley::codegen::StreamSender<super::HelloReply>|
+                        {
+                            let inner = volley::codegen::Arc::clone(&inner);
+                            async move {
+                                Greeter::say_hellos(&*inner, request, responses).await
+                            }
+                        }),
+                    );
+            }
+            {
+                let inner = volley::codegen::Arc::clone(&self.inner);
+                routes
+                    .add(
+                        super::greeter_methods::collect::NAME,
+                        volley::codegen::ClientStreamingHandler::new(move |
+                            request: volley::codegen::Request<
+                                volley::codegen::Streaming<super::HelloRequest>,
+                            >|
+                        {
+                            let inner = volley::codegen::Arc::clone(&inner);
+                            async move { Greeter::collect(&*inner, request).await }
+                        }),
+                    );
+            }
+            {
+                let inner = volley::codegen::Arc::clone(&self.inner);
+                routes
+                    .add(
+                        super::greeter_methods::chat::NAME,
+                        volley::codegen::BidiStreamingHandler::new(move |
+                            request: volley::codegen::Request<
+                                volley::codegen::Streaming<super::HelloRequest>,
+                            >,
+                            responses: volley::codegen::StreamSender<super::HelloReply>|
+                        {
+                            let inner = volley::codegen::Arc::clone(&inner);
+                            async move {
+                                Greeter::chat(&*inner, request, responses).await
+                            }
+                        }),
+                    );
+            }
         }
     }
 }
@@ -293,7 +489,7 @@ pub mod greeter_server {
 pub mod greeter_methods {
     /// The service's full name.
     pub const SERVICE: &str = "snapshot.greeter.Greeter";
-    /// `/snapshot.greeter.Greeter/SayHello`.
+    /// `/snapshot.greeter.Greeter/SayHello`, a unary rpc.
     pub mod say_hello {
         /// The full name, `/snapshot.greeter.Greeter/SayHello`.
         pub const NAME: &str = "/snapshot.greeter.Greeter/SayHello";
@@ -302,7 +498,7 @@ pub mod greeter_methods {
             NAME,
         );
     }
-    /// `/snapshot.greeter.Greeter/SayHelloOld`.
+    /// `/snapshot.greeter.Greeter/SayHelloOld`, a unary rpc.
     pub mod say_hello_old {
         /// The full name, `/snapshot.greeter.Greeter/SayHelloOld`.
         pub const NAME: &str = "/snapshot.greeter.Greeter/SayHelloOld";
@@ -311,7 +507,7 @@ pub mod greeter_methods {
             NAME,
         );
     }
-    /// `/snapshot.greeter.Greeter/Ping`.
+    /// `/snapshot.greeter.Greeter/Ping`, a unary rpc.
     pub mod ping {
         /// The full name, `/snapshot.greeter.Greeter/Ping`.
         pub const NAME: &str = "/snapshot.greeter.Greeter/Ping";
@@ -320,11 +516,38 @@ pub mod greeter_methods {
             NAME,
         );
     }
-    /// `/snapshot.greeter.Greeter/Move`.
+    /// `/snapshot.greeter.Greeter/Move`, a unary rpc.
     pub mod r#move {
         /// The full name, `/snapshot.greeter.Greeter/Move`.
         pub const NAME: &str = "/snapshot.greeter.Greeter/Move";
         /// The wire id, `0x842f72a6`: FNV-1a of [`NAME`].
+        pub const ID: volley::codegen::MethodId = volley::codegen::MethodId::from_name(
+            NAME,
+        );
+    }
+    /// `/snapshot.greeter.Greeter/SayHellos`, a server-streaming rpc.
+    pub mod say_hellos {
+        /// The full name, `/snapshot.greeter.Greeter/SayHellos`.
+        pub const NAME: &str = "/snapshot.greeter.Greeter/SayHellos";
+        /// The wire id, `0xedb4909b`: FNV-1a of [`NAME`].
+        pub const ID: volley::codegen::MethodId = volley::codegen::MethodId::from_name(
+            NAME,
+        );
+    }
+    /// `/snapshot.greeter.Greeter/Collect`, a client-streaming rpc.
+    pub mod collect {
+        /// The full name, `/snapshot.greeter.Greeter/Collect`.
+        pub const NAME: &str = "/snapshot.greeter.Greeter/Collect";
+        /// The wire id, `0x5a444e7b`: FNV-1a of [`NAME`].
+        pub const ID: volley::codegen::MethodId = volley::codegen::MethodId::from_name(
+            NAME,
+        );
+    }
+    /// `/snapshot.greeter.Greeter/Chat`, a bidirectional-streaming rpc.
+    pub mod chat {
+        /// The full name, `/snapshot.greeter.Greeter/Chat`.
+        pub const NAME: &str = "/snapshot.greeter.Greeter/Chat";
+        /// The wire id, `0x7e9c04f1`: FNV-1a of [`NAME`].
         pub const ID: volley::codegen::MethodId = volley::codegen::MethodId::from_name(
             NAME,
         );

@@ -1,8 +1,9 @@
 //! The generated clients call the generated servers over 127.0.0.1: one server with every
 //! hazard service registered (so their method ids do not collide), unary calls through a
-//! `Client` and through a `Channel`.
+//! `Client` and through a `Channel`. `streaming.rs` covers the streaming rpcs.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -185,10 +186,8 @@ impl hazards::beta::store_server::Store for Named {
     }
 }
 
-/// The remaining hazard services, one implementation each.
-struct Misc {
-    health_checks: AtomicUsize,
-}
+/// The remaining hazard services without streaming rpcs, one implementation each.
+struct Misc;
 
 impl proto::lonely_server::Lonely for Misc {
     async fn ping(&self, request: Request<proto::Ping>) -> Result<proto::Ping, Status> {
@@ -259,17 +258,6 @@ impl hazards::options::old_auth_server::OldAuth for Misc {
     }
 }
 
-impl hazards::streaming::mixed_server::Mixed for Misc {
-    async fn get(&self, request: Request<hazards::streaming::Tick>) -> Result<hazards::streaming::Tick, Status> {
-        Ok(request.into_inner())
-    }
-}
-
-/// A service with only streaming rpcs has a trait with nothing to implement.
-impl hazards::streaming::only_streams_server::OnlyStreams for Misc {}
-
-impl grpc::reflection::v1::server_reflection_server::ServerReflection for Misc {}
-
 impl hazards::pricing::pricing_server::Pricing for Misc {
     async fn quote(&self, request: Request<Money>) -> Result<Money, Status> {
         let money = request.into_inner();
@@ -280,49 +268,9 @@ impl hazards::pricing::pricing_server::Pricing for Misc {
     }
 }
 
-impl grpc::health::v1::health_server::Health for Misc {
-    async fn check(&self, request: Request<grpc::health::v1::HealthCheckRequest>) -> Result<grpc::health::v1::HealthCheckResponse, Status> {
-        use grpc::health::v1::health_check_response::ServingStatus;
-        self.health_checks.fetch_add(1, Ordering::Relaxed);
-        let status = match request.into_inner().service.as_str() {
-            "" | "hazards.keywords.Keywords" => ServingStatus::Serving,
-            _ => return Err(Status::not_found("unknown service")),
-        };
-        Ok(grpc::health::v1::HealthCheckResponse { status: status as i32 })
-    }
-    async fn list(&self, _request: Request<grpc::health::v1::HealthListRequest>) -> Result<grpc::health::v1::HealthListResponse, Status> {
-        Ok(grpc::health::v1::HealthListResponse::default())
-    }
-}
-
-/// The fully documented service.
-struct Desk;
-
-impl doc::orders_server::Orders for Desk {
-    async fn place_order(&self, request: Request<doc::Order>) -> Result<doc::Ack, Status> {
-        let order = request.into_inner();
-        Ok(doc::Ack {
-            accepted: order.quantity > 0,
-            id: order.id,
-        })
-    }
-    async fn cancel_order(&self, request: Request<doc::Ack>) -> Result<doc::Ack, Status> {
-        Ok(doc::Ack {
-            accepted: false,
-            ..request.into_inner()
-        })
-    }
-}
-
 /// A server on 127.0.0.1 with every generated service, and a client connected to it.
 async fn serve_all() -> (ServerHandle, Client) {
-    use grpc::health::v1::health_server::HealthServer;
-    use grpc::reflection::v1::server_reflection_server::ServerReflectionServer;
-    use hazards::streaming::{mixed_server::MixedServer, only_streams_server::OnlyStreamsServer};
-
-    let misc = std::sync::Arc::new(Misc {
-        health_checks: AtomicUsize::new(0),
-    });
+    let misc = std::sync::Arc::new(Misc);
     #[allow(deprecated)]
     let old_auth = hazards::options::old_auth_server::OldAuthServer::from_arc(misc.clone());
     let server = Server::builder()
@@ -345,12 +293,8 @@ async fn serve_all() -> (ServerHandle, Client) {
         .add_service(hazards::r#type::r#match::locator_server::LocatorServer::from_arc(misc.clone()))
         .add_service(hazards::options::auth_server::AuthServer::from_arc(misc.clone()))
         .add_service(old_auth)
-        .add_service(MixedServer::from_arc(misc.clone()))
-        .add_service(OnlyStreamsServer::from_arc(misc.clone()))
-        .add_service(ServerReflectionServer::from_arc(misc.clone()))
-        .add_service(hazards::pricing::pricing_server::PricingServer::from_arc(misc.clone()))
-        .add_service(HealthServer::from_arc(misc))
-        .add_service(doc::orders_server::OrdersServer::new(Desk))
+        .add_service(hazards::pricing::pricing_server::PricingServer::from_arc(misc));
+    let server = common::add_services(server, &Default::default())
         .build()
         .expect("every generated service registers without a method-id collision");
     let handle = server.serve("127.0.0.1:0").await.unwrap();
