@@ -85,23 +85,73 @@
 //! ```
 //!
 //! Generated code names only `volley::codegen::..`, `::core::..` and the message types, so a
-//! message called `Result`, `Status` or `Request` cannot break it. Comments in the `.proto`
-//! become doc comments; rpcs and services with `option deprecated = true` get `#[deprecated]`.
-//! Rust keywords become raw identifiers (`rpc Move` → `r#move`), and an rpc named `New` or
-//! `IntoInner` becomes `new_` / `into_inner_` on the client. Names that still clash (such as
-//! rpcs `Get` and `get`) are reported as [`Error::NameClash`].
+//! message called `Result`, `Status`, `Request` or `Streaming` cannot break it. Comments in the
+//! `.proto` become doc comments; rpcs and services with `option deprecated = true` get
+//! `#[deprecated]`. Rust keywords become raw identifiers (`rpc Move` → `r#move`), and an rpc
+//! named `New` or `IntoInner` becomes `new_` / `into_inner_` on the client. Names that still
+//! clash (such as rpcs `Get` and `get`) are reported as [`Error::NameClash`].
+//!
+//! # Streaming rpcs
+//!
+//! All three streaming kinds are generated, with `volley::Streaming` to receive a stream and
+//! `volley::StreamSender` to send one; users need no other dependency. Each client method also
+//! has a `_with` variant taking `CallOptions` last; a deadline covers the whole call.
+//!
+//! | rpc | client method returns | server trait method |
+//! |---|---|---|
+//! | `Watch(Order) returns (stream Fill)` | `watch(Order)`: `Streaming<Fill>` | `watch(&self, Request<Order>, StreamSender<Fill>)` → `Result<(), Status>` |
+//! | `Upload(stream Order) returns (Ack)` | `upload()`: `(StreamSender<Order>, Streaming<Ack>)` | `upload(&self, Request<Streaming<Order>>)` → `Result<Ack, Status>` |
+//! | `Chat(stream Order) returns (stream Fill)` | `chat()`: `(StreamSender<Order>, Streaming<Fill>)` | `chat(&self, Request<Streaming<Order>>, StreamSender<Fill>)` → `Result<(), Status>` |
+//!
+//! On the client, read a `Streaming` with `message().await` until it gives `Ok(None)`; an `Err`
+//! is the call's status, and dropping the `Streaming` cancels the call. For a client-streaming
+//! rpc, send the requests, `close()` the sender (or drop it), then read the one response with
+//! `.single().await`. A server-streaming or bidirectional handler ends the call with the status
+//! it returns, after the messages it sent.
+//!
+//! ```ignore
+//! use trading::orders_server::Orders;
+//! use volley::{Request, Status, StreamSender, Streaming};
+//!
+//! impl Orders for Desk {
+//!     async fn watch(&self, request: Request<Order>, mut fills: StreamSender<Fill>) -> Result<(), Status> {
+//!         for fill in self.fills_of(&request.into_inner().id) {
+//!             fills.send(&fill).await?; // Err: the client cancelled or went away
+//!         }
+//!         Ok(())
+//!     }
+//!
+//!     async fn upload(&self, mut request: Request<Streaming<Order>>) -> Result<Ack, Status> {
+//!         let mut count = 0;
+//!         while let Some(_order) = request.get_mut().message().await? {
+//!             count += 1;
+//!         }
+//!         Ok(Ack { count })
+//!     }
+//!     // .. chat combines the two
+//! }
+//!
+//! // The client.
+//! let mut fills = client.watch(order).await?;
+//! while let Some(fill) = fills.message().await? {
+//!     println!("{fill:?}");
+//! }
+//!
+//! let (mut orders, ack) = client.upload().await?;
+//! orders.send(&order).await?;
+//! orders.close();
+//! let ack = ack.single().await?;
+//!
+//! let (mut orders, mut fills) = client.chat().await?;
+//! orders.send(&order).await?;
+//! let first_fill = fills.message().await?;
+//! ```
 //!
 //! # Method ids
 //!
 //! Each method's wire id is FNV-1a (32-bit) of its full name, `/package.Service/Method`
 //! (`/Service/Method` in a file without package), the same as `volley::MethodId::from_name`.
 //! Two methods compiled together with the same id are an [`Error::MethodIdCollision`].
-//!
-//! # Streaming methods
-//!
-//! Volley has no streaming calls yet. Client-, server- and bidirectional-streaming rpcs are left
-//! out of the client and the trait, listed under "Skipped methods" in the generated docs, and
-//! named in one `cargo:warning` per build.
 //!
 //! [protox]: https://docs.rs/protox
 //! [prost-build]: https://docs.rs/prost-build
