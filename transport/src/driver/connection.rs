@@ -131,6 +131,7 @@ impl Shared {
         } else {
             // Cancelled (or the connection ended) before the handler was registered.
             handle.abort();
+            self.stats.call_finished(Code::Cancelled);
         }
     }
 

@@ -12,7 +12,7 @@ use super::connection::{AcceptedCall, State};
 use super::inflight::Outcome;
 use super::read_buffer::ReadBuffers;
 use crate::net::Stream;
-use crate::protocol::{ConnectionError, Event};
+use crate::protocol::{ConnectionError, Event, Role};
 use crate::stats::Stats;
 use crate::status::{Code, Status};
 use crate::wire::{PREFACE_LEN, decode_frame};
@@ -34,9 +34,10 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
     };
     let max_frame_size = shared.lock_state().proto.local_settings().max_frame_size;
     loop {
-        // A peer that does not read our answers must not make us buffer without bound: stop
-        // reading from it until the writer has drained.
-        if shared.queue.queued_bytes() >= shared.write_queue_cap {
+        // A client that does not read our answers must not make a server buffer without bound:
+        // the server stops reading from it until the writer has drained. A client never stops
+        // reading (its callers already wait for room), or two full queues would wait on each other.
+        if shared.role == Role::Server && shared.queue.queued_bytes() >= shared.write_queue_cap {
             shared.wait_for_queue_room().await;
         }
         let deadline = shared.lock_state().proto.poll_timeout();
