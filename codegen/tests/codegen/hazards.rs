@@ -151,14 +151,17 @@ fn deprecated_rpcs_and_services_are_marked() {
 }
 
 #[test]
-fn a_service_of_1000_methods_generates_quickly() {
+fn a_4_mb_proto_with_1000_methods_generates_quickly() {
     let mut proto = String::from(
         "syntax = \"proto3\";\npackage big;\nmessage Req { string a = 1; }\n\
          message Resp { string b = 1; }\nservice Big {\n",
     );
+    // About 4 MB of .proto: each method carries a long comment, as large API files do.
+    let filler = "lorem ipsum dolor sit amet ".repeat(150);
     for i in 0..1000 {
-        proto.push_str(&format!("  // Method number {i}.\n  rpc Method{i}(Req) returns (Resp);\n"));
+        proto.push_str(&format!("  // Method number {i}. {filler}\n  rpc Method{i}(Req) returns (Resp);\n"));
     }
+    assert!(proto.len() > 4_000_000, "{} bytes of .proto", proto.len());
     proto.push_str("}\n");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("big.proto"), proto).unwrap();
