@@ -29,6 +29,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With the `metrics` feature, [`metrics::Metrics`] records calls, latencies and connections and
+//! exposes them in the Prometheus text format; every call also has a debug-level `tracing` span
+//! (`volley.call`). See `docs/observability.md`.
+//!
 //! Under `cfg(loom)` only the concurrency primitives and the pure layers are built, for the
 //! model checks in `.ci/run`.
 
@@ -44,7 +48,11 @@ pub mod driver;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzz;
+#[cfg(all(feature = "metrics", not(loom)))]
+pub mod metrics;
 pub mod net;
+#[cfg(not(loom))]
+mod observe;
 pub mod protocol;
 #[cfg(not(loom))]
 pub mod server;

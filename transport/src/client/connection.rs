@@ -11,6 +11,7 @@ use super::connect::connect;
 use crate::driver::{Body, DriverConfig, Flush, Outcome, Shared, encode_message_frame, frame_too_large};
 use crate::error::Error;
 use crate::net::{Address, AppliedSocketOptions, SocketConfig, ToAddress};
+use crate::observe::CallObserver;
 use crate::protocol::ConnectionConfig;
 use crate::stats::StatsSnapshot;
 use crate::status::{Code, Status};
@@ -85,6 +86,30 @@ impl ClientBuilder {
         self
     }
 
+    /// Records this client's calls, latencies and connections in `metrics` (feature `metrics`).
+    /// Calls to methods registered with
+    /// [`Metrics::register_client_method`](crate::metrics::Metrics::register_client_method) get
+    /// their own series; the others count under `other`.
+    ///
+    /// ```no_run
+    /// use volley::metrics::Metrics;
+    /// use volley::{CallOptions, Client};
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let metrics = Metrics::new();
+    /// let say = metrics.register_client_method("/echo.Echo/Say");
+    /// let client = Client::builder().metrics(metrics.clone()).connect("127.0.0.1:7000").await?;
+    /// let reply: String = client.unary(say, &"hi".to_owned(), CallOptions::default()).await?;
+    /// let p99 = metrics.snapshot().method("/echo.Echo/Say").map(|m| m.client.round_trip.quantile(0.99));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[must_use]
+    pub fn metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.config.metrics = Some(metrics);
+        self
+    }
+
     /// Connects and completes the handshake.
     pub async fn connect(self, address: impl ToAddress) -> Result<Client, Error> {
         let address = address.to_address()?;
@@ -107,6 +132,7 @@ struct CallGuard<'a> {
     call_id: CallId,
     deadline: Option<Instant>,
     done: bool,
+    observer: CallObserver,
 }
 
 impl Drop for CallGuard<'_> {
@@ -121,9 +147,9 @@ impl Drop for CallGuard<'_> {
         }
         drop(state);
         let expired = self.deadline.is_some_and(|at| Instant::now() >= at);
-        self.shared
-            .stats
-            .call_finished(if expired { Code::DeadlineExceeded } else { Code::Cancelled });
+        let code = if expired { Code::DeadlineExceeded } else { Code::Cancelled };
+        self.shared.stats.call_finished(code);
+        self.observer.finish(self.shared, code);
         self.shared.capacity.notify_one();
     }
 }
@@ -162,7 +188,7 @@ impl Client {
     pub async fn unary_bytes<Req: prost::Message>(&self, method: MethodId, request: &Req, options: CallOptions) -> Result<Bytes, Status> {
         let start = Instant::now();
         let deadline = options.deadline_from(start);
-        let call = self.start_and_wait(method, request, &options, deadline);
+        let call = self.start_and_wait(method, request, &options, start, deadline);
         match deadline {
             None => call.await,
             Some(at) => match tokio::time::timeout_at(at.into(), call).await {
@@ -281,30 +307,36 @@ impl Client {
         method: MethodId,
         request: &Req,
         options: &CallOptions,
+        start: Instant,
         deadline: Option<Instant>,
     ) -> Result<Bytes, Status> {
         let shared = &*self.shared;
-        let call_id = self
-            .open_call(method, options, deadline, Some(Body::prepare(request)), true)
-            .await?;
+        let mut observer = CallObserver::client(method);
+        let call_id = match self.open_call(method, options, deadline, Some(Body::prepare(request)), true).await {
+            Ok(call_id) => call_id,
+            Err(status) => {
+                observer.finish(shared, status.code());
+                return Err(status);
+            }
+        };
+        observer.client_opened(shared, method, call_id, start);
         let mut guard = CallGuard {
             shared,
             call_id,
             deadline,
             done: false,
+            observer,
         };
         let outcome = poll_fn(|cx| shared.lock_state().inflight.poll(call_id, cx)).await;
         guard.done = true;
-        match outcome {
-            Outcome::Response { message, .. } => {
-                shared.stats.call_finished(Code::Ok);
-                Ok(message)
-            }
-            Outcome::Failed(status) => {
-                shared.stats.call_finished(status.code());
-                Err(status)
-            }
-        }
+        let result = match outcome {
+            Outcome::Response { message, .. } => Ok(message),
+            Outcome::Failed(status) => Err(status),
+        };
+        let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+        shared.stats.call_finished(code);
+        guard.observer.finish(shared, code);
+        result
     }
 
     /// The server's address.

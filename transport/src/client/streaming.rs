@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use super::{CallOptions, Client};
 use crate::driver::Body;
+use crate::observe::CallObserver;
 use crate::status::Status;
 use crate::streaming::{Deadline, StreamSender, Streaming};
 use crate::wire::MethodId;
@@ -21,11 +22,15 @@ impl Client {
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        let deadline = options.deadline_from(Instant::now());
+        let start = Instant::now();
+        let deadline = options.deadline_from(start);
+        let mut observer = CallObserver::client(method);
         let call_id = self
             .open_call_as(method, &options, deadline, Some(Body::prepare(request)), true, true)
-            .await?;
-        Ok(Streaming::new(self.shared().clone(), call_id, None, Deadline::new(deadline), true))
+            .await
+            .inspect_err(|status| observer.finish(self.shared(), status.code()))?;
+        observer.client_opened(self.shared(), method, call_id, start);
+        Ok(Streaming::new(self.shared().clone(), call_id, None, Deadline::new(deadline), true).observed(observer))
     }
 
     /// Opens a call whose requests are a stream: send them with the returned sender, close it,
@@ -53,10 +58,17 @@ impl Client {
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        let deadline = options.deadline_from(Instant::now());
-        let call_id = self.open_call_as::<Req>(method, &options, deadline, None, false, true).await?;
+        let start = Instant::now();
+        let deadline = options.deadline_from(start);
+        let mut observer = CallObserver::client(method);
+        let call_id = self
+            .open_call_as::<Req>(method, &options, deadline, None, false, true)
+            .await
+            .inspect_err(|status| observer.finish(self.shared(), status.code()))?;
+        observer.client_opened(self.shared(), method, call_id, start);
         let shared = self.shared().clone();
         let sender = StreamSender::new(shared.clone(), call_id, true, Deadline::new(deadline));
-        Ok((sender, Streaming::new(shared, call_id, None, Deadline::new(deadline), true)))
+        let stream = Streaming::new(shared, call_id, None, Deadline::new(deadline), true).observed(observer);
+        Ok((sender, stream))
     }
 }

@@ -19,6 +19,10 @@ pub struct DriverConfig {
     pub write_queue_cap: usize,
     /// Where read and write buffers come from.
     pub pool: BufferPool,
+    /// Where the connection's counters and calls are recorded (feature `metrics`); set it with
+    /// `ServerBuilder::metrics` or `ClientBuilder::metrics`.
+    #[cfg(all(feature = "metrics", not(loom)))]
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 impl DriverConfig {

@@ -68,6 +68,10 @@ pub(crate) struct Shared {
     pub(crate) role: Role,
     pub(crate) dispatch: Option<Arc<dyn Dispatch>>,
     pub(crate) pool: crate::buf::BufferPool,
+    /// Registered with a `Metrics`; dropped with this state, it moves the final counters to the
+    /// ended connections' totals.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<crate::metrics::ConnectionMetrics>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -80,6 +84,13 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// The metrics this connection records into, if any.
+    #[cfg(feature = "metrics")]
+    #[inline]
+    pub(crate) fn metrics(&self) -> Option<&crate::metrics::Metrics> {
+        self.metrics.as_ref().map(|connection| &connection.metrics)
+    }
+
     pub(crate) fn lock_state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }
@@ -192,6 +203,8 @@ pub(crate) fn spawn_connection(stream: Stream, role: Role, config: &DriverConfig
     let stats = Arc::new(Stats::default());
     let now = Instant::now();
     let capacity = (config.connection.settings.max_concurrent_calls as usize).min(4096);
+    #[cfg(feature = "metrics")]
+    let metrics = config.metrics.as_ref().map(|metrics| metrics.connection_opened(role, &stats));
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             proto: Connection::new(role, config.connection.clone(), now),
@@ -210,7 +223,13 @@ pub(crate) fn spawn_connection(stream: Stream, role: Role, config: &DriverConfig
         role,
         dispatch,
         pool: config.pool.clone(),
+        #[cfg(feature = "metrics")]
+        metrics,
     });
+    #[cfg(feature = "metrics")]
+    if let Some(connection) = &shared.metrics {
+        connection.metrics.connection_attached(connection, &shared);
+    }
     // The preface and settings go out first.
     {
         let mut state = shared.lock_state();

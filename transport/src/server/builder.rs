@@ -168,6 +168,28 @@ impl ServerBuilder {
         self
     }
 
+    /// Records this server's calls, latencies and connections in `metrics` (feature `metrics`).
+    /// Every method registered by the time of [`ServerBuilder::build`] gets its own series.
+    ///
+    /// ```
+    /// use volley::metrics::Metrics;
+    /// use volley::{Request, Server, Status};
+    ///
+    /// let metrics = Metrics::new();
+    /// let server = Server::builder()
+    ///     .unary("/echo.Echo/Say", |request: Request<String>| async move { Ok::<_, Status>(request.into_inner()) })
+    ///     .metrics(metrics.clone())
+    ///     .build()?;
+    /// assert!(metrics.snapshot().method("/echo.Echo/Say").is_some_and(|m| m.server.registered));
+    /// # Ok::<(), volley::Error>(())
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[must_use]
+    pub fn metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.config.metrics = Some(metrics);
+        self
+    }
+
     /// Checks the configuration and the method table.
     pub fn build(self) -> Result<Server, Error> {
         self.config
@@ -175,8 +197,14 @@ impl ServerBuilder {
             .settings
             .validate()
             .map_err(|err| Error::Config(err.to_string()))?;
+        #[allow(unused_mut)]
+        let mut router = self.routes.build()?;
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.config.metrics {
+            router.register_metrics(metrics);
+        }
         Ok(Server {
-            router: Arc::new(self.routes.build()?),
+            router: Arc::new(router),
             config: self.config,
             max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             drain_timeout: self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),

@@ -6,6 +6,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::driver::{Batch, Body, Flush, Shared, encode_message_frame, encode_status_frame, frame_too_large};
+use crate::observe::CallObserver;
 use crate::status::{Code, Status};
 use crate::streaming::{Deadline, StreamSender, Streaming};
 use crate::wire::{CallId, Flags, FrameKind, Metadata, MethodId};
@@ -112,6 +113,7 @@ pub struct ServerCall {
     context: CallContext,
     message: Option<Bytes>,
     answered: bool,
+    observer: CallObserver,
 }
 
 impl ServerCall {
@@ -135,7 +137,21 @@ impl ServerCall {
             },
             message,
             answered: false,
+            observer: CallObserver::none(),
         }
+    }
+
+    /// Watches the call with `observer` (its span and metrics).
+    pub(crate) fn observed(mut self, observer: CallObserver) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// The call's `tracing` span (`volley.call` at debug level, with the method, the call id
+    /// and, once answered, the status), for a custom [`super::Handler`] to run its work in. It
+    /// is `Span::none()` when debug spans are disabled.
+    pub fn span(&self) -> &tracing::Span {
+        self.observer.span()
     }
 
     /// The call's context.
@@ -233,6 +249,9 @@ impl ServerCall {
         let shared = &*self.shared;
         let mut state = shared.lock_state();
         if state.closed.is_some() || !state.proto.finish_call(call_id) {
+            // Cancelled by the client or lost with the connection.
+            drop(state);
+            self.observer.finish(shared, Code::Cancelled);
             return;
         }
         state.handlers.remove(&call_id);
@@ -255,6 +274,7 @@ impl ServerCall {
         };
         shared.stats.call_finished(code);
         drop(state);
+        self.observer.finish(shared, code);
         wakers.into_iter().for_each(std::task::Waker::wake);
         // After a graceful GoAway the connection ends with its last call.
         shared.close_if_drained();

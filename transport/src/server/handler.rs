@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use tokio::task::AbortHandle;
+use tracing::Instrument;
 
 use super::{Request, ServerCall};
 use crate::status::Status;
@@ -53,13 +54,17 @@ where
 {
     fn call(&self, mut call: ServerCall) -> Option<AbortHandle> {
         let f = self.f.clone();
-        let task = tokio::spawn(async move {
-            let Some(request) = call.decode::<Req>() else {
-                return;
-            };
-            let result = super::streaming::within_deadline(call.context().deadline(), f(request)).await;
-            call.respond(result);
-        });
+        let span = call.span().clone();
+        let task = tokio::spawn(
+            async move {
+                let Some(request) = call.decode::<Req>() else {
+                    return;
+                };
+                let result = super::streaming::within_deadline(call.context().deadline(), f(request)).await;
+                call.respond(result);
+            }
+            .instrument(span),
+        );
         Some(task.abort_handle())
     }
 }
@@ -95,6 +100,8 @@ where
     Resp: prost::Message + 'static,
 {
     fn call(&self, mut call: ServerCall) -> Option<AbortHandle> {
+        let span = call.span().clone();
+        let _entered = span.enter();
         if let Some(request) = call.decode::<Req>() {
             let result = (self.f)(request);
             call.respond(result);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::{Handler, ServerCall};
 use crate::driver::{AcceptedCall, Dispatch, Shared, encode_status_frame};
 use crate::error::Error;
+use crate::observe::{CallObserver, MethodSlot};
 use crate::status::{Code, Status};
 use crate::wire::MethodId;
 
@@ -13,6 +14,8 @@ use crate::wire::MethodId;
 pub(crate) struct Route {
     pub(crate) name: String,
     pub(crate) handler: Arc<dyn Handler>,
+    /// Where the method's metrics live (nothing without the `metrics` feature).
+    pub(crate) slot: MethodSlot,
 }
 
 /// Methods by id.
@@ -60,9 +63,26 @@ impl Routes {
                     }
                 });
             }
-            routes.insert(id, Route { name, handler });
+            routes.insert(
+                id,
+                Route {
+                    name,
+                    handler,
+                    slot: MethodSlot::OTHER,
+                },
+            );
         }
         Ok(Router { routes })
+    }
+}
+
+impl Router {
+    /// Gives every route its own metrics slot.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn register_metrics(&mut self, metrics: &crate::metrics::Metrics) {
+        for route in self.routes.values_mut() {
+            route.slot = metrics.register_server_method(&route.name);
+        }
     }
 }
 
@@ -82,6 +102,7 @@ impl Dispatch for Router {
         } = call;
         shared.stats.call_started();
         let Some(route) = self.routes.get(&head.method_id) else {
+            let mut observer = CallObserver::server(shared, &head.method_id, MethodSlot::OTHER, call_id, head.sent_at_ns, received_at);
             let mut state = shared.lock_state();
             if state.proto.finish_call(call_id) {
                 let status = Status::unimplemented(format!(
@@ -91,9 +112,12 @@ impl Dispatch for Router {
                 let max = state.proto.peer_settings().max_frame_size;
                 encode_status_frame(shared.queue.lock().batch(), call_id, &status, max);
             }
+            drop(state);
             shared.stats.call_finished(Code::Unimplemented);
+            observer.finish(shared, Code::Unimplemented);
             return;
         };
+        let observer = CallObserver::server(shared, &route.name, route.slot, call_id, head.sent_at_ns, received_at);
         let deadline = head.timeout.map(|timeout| received_at + timeout);
         let call = ServerCall::new(
             shared.clone(),
@@ -103,7 +127,8 @@ impl Dispatch for Router {
             head.metadata,
             head.priority,
             message,
-        );
+        )
+        .observed(observer);
         if let Some(handle) = route.handler.call(call) {
             shared.register_handler(call_id, handle);
         }

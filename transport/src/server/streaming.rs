@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::task::AbortHandle;
+use tracing::Instrument;
 
 use super::{Handler, Request, ServerCall};
 use crate::status::Status;
@@ -71,12 +72,16 @@ where
 {
     fn call(&self, mut call: ServerCall) -> Option<AbortHandle> {
         let f = self.f.clone();
-        let task = tokio::spawn(async move {
-            let Some(request) = call.decode::<Req>() else { return };
-            let sender = call.response_sender::<Resp>();
-            let result = within_deadline(call.context().deadline(), f(request, sender)).await;
-            call.finish(result);
-        });
+        let span = call.span().clone();
+        let task = tokio::spawn(
+            async move {
+                let Some(request) = call.decode::<Req>() else { return };
+                let sender = call.response_sender::<Resp>();
+                let result = within_deadline(call.context().deadline(), f(request, sender)).await;
+                call.finish(result);
+            }
+            .instrument(span),
+        );
         Some(task.abort_handle())
     }
 }
@@ -90,11 +95,15 @@ where
 {
     fn call(&self, mut call: ServerCall) -> Option<AbortHandle> {
         let f = self.f.clone();
-        let task = tokio::spawn(async move {
-            let request = Request::from_parts(call.request_stream::<Req>(), call.context().clone());
-            let result = within_deadline(call.context().deadline(), f(request)).await;
-            call.respond(result);
-        });
+        let span = call.span().clone();
+        let task = tokio::spawn(
+            async move {
+                let request = Request::from_parts(call.request_stream::<Req>(), call.context().clone());
+                let result = within_deadline(call.context().deadline(), f(request)).await;
+                call.respond(result);
+            }
+            .instrument(span),
+        );
         Some(task.abort_handle())
     }
 }
@@ -108,12 +117,16 @@ where
 {
     fn call(&self, mut call: ServerCall) -> Option<AbortHandle> {
         let f = self.f.clone();
-        let task = tokio::spawn(async move {
-            let request = Request::from_parts(call.request_stream::<Req>(), call.context().clone());
-            let sender = call.response_sender::<Resp>();
-            let result = within_deadline(call.context().deadline(), f(request, sender)).await;
-            call.finish(result);
-        });
+        let span = call.span().clone();
+        let task = tokio::spawn(
+            async move {
+                let request = Request::from_parts(call.request_stream::<Req>(), call.context().clone());
+                let sender = call.response_sender::<Resp>();
+                let result = within_deadline(call.context().deadline(), f(request, sender)).await;
+                call.finish(result);
+            }
+            .instrument(span),
+        );
         Some(task.abort_handle())
     }
 }

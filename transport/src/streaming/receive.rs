@@ -10,6 +10,7 @@ use futures_core::Stream;
 
 use super::Deadline;
 use crate::driver::{Received, Shared};
+use crate::observe::CallObserver;
 use crate::status::{Code, Status};
 use crate::wire::{CallId, Metadata};
 
@@ -27,6 +28,8 @@ pub struct Streaming<T> {
     cancel_on_drop: bool,
     outcome: Option<Code>,
     trailers: Option<Metadata>,
+    /// On the client, the call's span and metrics, finished when the stream is dropped.
+    observer: CallObserver,
     _message: PhantomData<fn() -> T>,
 }
 
@@ -49,8 +52,15 @@ impl<T: prost::Message + Default> Streaming<T> {
             cancel_on_drop: client,
             outcome: None,
             trailers: None,
+            observer: CallObserver::none(),
             _message: PhantomData,
         }
+    }
+
+    /// Watches the call with `observer` (the client's span and metrics).
+    pub(crate) fn observed(mut self, observer: CallObserver) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// The next message; `Ok(None)` at the end of the stream; `Err` with the call's status if it
@@ -173,6 +183,7 @@ impl<T> Drop for Streaming<T> {
                 self.outcome.unwrap_or(Code::Ok)
             };
             self.shared.stats.call_finished(code);
+            self.observer.finish(&self.shared, code);
             self.shared.capacity.notify_one();
         }
         wakers.into_iter().for_each(Waker::wake);
