@@ -101,7 +101,7 @@ impl CallObserver {
         let span = tracing::debug_span!("volley.call", side = "server", method = %method, call_id = call_id.0, status = Empty);
         #[cfg(feature = "metrics")]
         let timing = shared.metrics().map(|metrics| {
-            metrics.server_call_started(slot, sent_at_ns);
+            metrics.server_call_started(slot, sent_at_ns, received_at);
             Timing {
                 started: received_at,
                 slot,

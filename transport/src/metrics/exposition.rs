@@ -8,8 +8,9 @@
 //! `volley_client_calls_started_total`, `volley_client_calls_finished_total`,
 //! `volley_client_calls_in_flight`, `volley_client_round_trip_seconds`; per side (`side` label,
 //! `client` or `server`), summed over connections: `volley_connections_open`,
-//! `volley_connections_opened_total`, `volley_sent_bytes_total`, `volley_received_bytes_total`,
-//! `volley_frames_sent_total`, `volley_frames_received_total`, `volley_write_syscalls_total`,
+//! `volley_connections_opened_total`, `volley_connections_closed_total`,
+//! `volley_sent_bytes_total`, `volley_received_bytes_total`, `volley_frames_sent_total`,
+//! `volley_frames_received_total`, `volley_write_syscalls_total`,
 //! `volley_frames_per_write_syscall` and `volley_write_queue_bytes`.
 
 use std::fmt;
@@ -95,7 +96,7 @@ fn encode_snapshot(snapshot: &MetricsSnapshot, encoder: &mut DescriptorEncoder) 
     histogram_family(
         encoder,
         "volley_server_queueing",
-        "Time from the client's send timestamp to the server's dispatch of the call (client write queue, network, server read)",
+        "Time from the client's send timestamp to the server reading the request (client write queue, network, server socket buffer)",
         server_histograms(|m| &m.server.queueing),
     )?;
     histogram_family(
@@ -264,7 +265,7 @@ mod tests {
         let metrics = Metrics::new();
         let slot = metrics.register_server_method("/a.B/C");
         for us in [1, 2, 3, 50, 50, 2_000, 40_000_000] {
-            metrics.server_call_started(slot, 0);
+            metrics.server_call_started(slot, 0, std::time::Instant::now());
             let started = std::time::Instant::now()
                 .checked_sub(Duration::from_micros(us))
                 .expect("the machine is up for a minute");

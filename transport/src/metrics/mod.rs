@@ -68,6 +68,50 @@ pub struct Metrics {
 struct Inner {
     methods: MethodTable,
     connections: Connections,
+    clock: WallClock,
+}
+
+/// The wall clock read off the monotonic clock: `wall(t) = offset + (t - base)`, so queueing
+/// times cost no clock read per call (the request's read instant is known already). Both clocks
+/// run at the same NTP-disciplined rate and differ only after a step of the wall clock, which
+/// [`WallClock::resync`] picks up: on every connection open and every snapshot (scrape).
+#[derive(Debug)]
+struct WallClock {
+    base: Instant,
+    offset_ns: std::sync::atomic::AtomicU64,
+}
+
+impl Default for WallClock {
+    fn default() -> Self {
+        let clock = Self {
+            base: Instant::now(),
+            offset_ns: std::sync::atomic::AtomicU64::new(0),
+        };
+        clock.resync();
+        clock
+    }
+}
+
+impl WallClock {
+    fn resync(&self) {
+        let now = Instant::now();
+        let wall = unix_ns(SystemTime::now());
+        let since_base = u64::try_from(now.duration_since(self.base).as_nanos()).unwrap_or(u64::MAX);
+        self.offset_ns
+            .store(wall.wrapping_sub(since_base), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Nanoseconds since the Unix epoch at `at`.
+    #[inline]
+    fn unix_ns(&self, at: Instant) -> u64 {
+        let since_base = u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX);
+        self.offset_ns.load(std::sync::atomic::Ordering::Relaxed).wrapping_add(since_base)
+    }
+}
+
+fn unix_ns(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// Every metric at one moment: see [`Metrics::snapshot`].
@@ -110,8 +154,10 @@ pub struct ServerCalls {
     /// From reading the request frame to queueing the call's final frame, one value per
     /// finished call.
     pub handling: HistogramSnapshot,
-    /// From the client's send timestamp (in the call head) to dispatch: the client's write queue,
-    /// the network and the server's read. One value per call with a timestamp.
+    /// From the client's send timestamp (in the call head) to the server reading the request
+    /// frame: the client's write queue, the network and the server's socket buffer. One value per
+    /// call with a timestamp; across hosts it includes the clocks' offset (negative values count
+    /// as zero).
     pub queueing: HistogramSnapshot,
 }
 
@@ -188,6 +234,7 @@ impl Metrics {
 
     /// Every metric now.
     pub fn snapshot(&self) -> MetricsSnapshot {
+        self.inner.clock.resync();
         let methods = self
             .inner
             .methods
@@ -221,6 +268,7 @@ impl Metrics {
             Role::Client => Side::Client,
             Role::Server => Side::Server,
         };
+        self.inner.clock.resync();
         self.inner.connections.open(self, side, stats)
     }
 
@@ -245,18 +293,17 @@ impl Metrics {
         method.round_trip.record(elapsed);
     }
 
-    /// Hot path: a server call was dispatched; records its queueing time from `sent_at_ns` (the
-    /// client's wall clock, ns since the Unix epoch; 0 means none).
+    /// Hot path: a server call was dispatched; records its queueing time, from `sent_at_ns` (the
+    /// client's wall clock, ns since the Unix epoch; 0 means none) to `received_at` (when its
+    /// request frame was read).
     #[inline]
-    pub(crate) fn server_call_started(&self, slot: MethodSlot, sent_at_ns: u64) {
+    pub(crate) fn server_call_started(&self, slot: MethodSlot, sent_at_ns: u64, received_at: Instant) {
         let method = self.inner.methods.get(slot);
         method.server.start();
         if sent_at_ns != 0 {
-            let now_ns = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+            let received_ns = self.inner.clock.unix_ns(received_at);
             // A client clock ahead of ours reads as no queueing at all.
-            method.queueing.record_ns(now_ns.saturating_sub(sent_at_ns));
+            method.queueing.record_ns(received_ns.saturating_sub(sent_at_ns));
         }
     }
 
@@ -266,6 +313,47 @@ impl Metrics {
         let method = self.inner.methods.get(slot);
         method.server.finish(code);
         method.handling.record(started.elapsed());
+    }
+}
+
+/// Entry points for the criterion benches (`benches/benches/metrics.rs`); not a stable API.
+#[doc(hidden)]
+pub mod bench {
+    use std::time::{Duration, Instant};
+
+    use super::Metrics;
+    use crate::status::Code;
+    use crate::wire::MethodId;
+
+    /// A standalone latency histogram.
+    #[derive(Debug, Default)]
+    pub struct Histogram(super::histogram::Histogram);
+
+    impl Histogram {
+        /// Records one value.
+        pub fn record(&self, value: Duration) {
+            self.0.record(value);
+        }
+
+        /// Values recorded.
+        pub fn count(&self) -> u64 {
+            self.0.snapshot().count()
+        }
+    }
+
+    /// What a client call records: slot lookup, start, finish and round trip (with its clock
+    /// read).
+    pub fn record_client_call(metrics: &Metrics, method: MethodId, started: Instant) {
+        let slot = metrics.client_call_started(method);
+        metrics.client_call_finished(slot, Code::Ok, started.elapsed());
+    }
+
+    /// What a server call records: start with the queueing time (no clock read) and finish with
+    /// the handling time (a monotonic-clock read).
+    pub fn record_server_call(metrics: &Metrics, method: &str, sent_at_ns: u64, received_at: Instant) {
+        let slot = metrics.inner.methods.find(MethodId::from_name(method));
+        metrics.server_call_started(slot, sent_at_ns, received_at);
+        metrics.server_call_finished(slot, Code::Ok, received_at);
     }
 }
 
@@ -293,11 +381,21 @@ mod tests {
     }
 
     #[test]
+    fn the_wall_clock_read_off_the_monotonic_one_matches_the_system_clock() {
+        let clock = WallClock::default();
+        std::thread::sleep(Duration::from_millis(20));
+        let now = Instant::now();
+        let wall = unix_ns(SystemTime::now());
+        let derived = clock.unix_ns(now);
+        assert!(derived.abs_diff(wall) < 1_000_000, "derived {derived}, system {wall}");
+    }
+
+    #[test]
     fn queueing_is_clamped_at_zero_and_skipped_without_a_timestamp() {
         let metrics = Metrics::new();
         let slot = metrics.register_server_method("/a.B/C");
-        metrics.server_call_started(slot, 0);
-        metrics.server_call_started(slot, u64::MAX);
+        metrics.server_call_started(slot, 0, Instant::now());
+        metrics.server_call_started(slot, u64::MAX, Instant::now());
         let snapshot = metrics.snapshot();
         let method = snapshot.method("/a.B/C").expect("registered");
         assert_eq!(method.server.calls.started, 2);

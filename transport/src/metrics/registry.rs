@@ -72,7 +72,7 @@ pub(crate) struct MethodMetrics {
     pub(crate) client: SideCalls,
     /// Server: from reading the request frame to queueing the call's final frame.
     pub(crate) handling: Histogram,
-    /// Server: from the client's send timestamp to dispatch.
+    /// Server: from the client's send timestamp to reading the request frame.
     pub(crate) queueing: Histogram,
     /// Client: from starting the call to its outcome.
     pub(crate) round_trip: Histogram,
