@@ -1,6 +1,8 @@
 //! The smallest Volley program: an echo server on a loopback port and a client calling it.
 //!
-//! Run it with `cargo run -p volley-echo --release`.
+//! Run it with `cargo run -p volley-echo --release`. With `--features metrics` it also records
+//! metrics, serves them at `http://127.0.0.1:9464/metrics` while it runs, and prints the
+//! latency quantiles at the end (docs/observability.md).
 
 use std::time::{Duration, Instant};
 
@@ -19,17 +21,23 @@ const SAY_ID: MethodId = MethodId::from_name(SAY);
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let server = Server::builder()
-        .unary(
-            SAY,
-            |request: Request<EchoMessage>| async move { Ok::<_, Status>(request.into_inner()) },
-        )
-        .build()?
-        .serve("127.0.0.1:0")
-        .await?;
+    let server = Server::builder().unary(
+        SAY,
+        |request: Request<EchoMessage>| async move { Ok::<_, Status>(request.into_inner()) },
+    );
+    let client = Client::builder();
+    #[cfg(feature = "metrics")]
+    let (metrics, server, client, _endpoint) = {
+        let metrics = volley::metrics::Metrics::new();
+        metrics.register_client_method(SAY);
+        let endpoint = metrics.serve_http(volley::metrics::DEFAULT_METRICS_ADDR).await?;
+        println!("metrics at http://{}/metrics", endpoint.local_addr());
+        (metrics.clone(), server.metrics(metrics.clone()), client.metrics(metrics), endpoint)
+    };
+    let server = server.build()?.serve("127.0.0.1:0").await?;
     println!("echo server listening on {}", server.local_addr());
 
-    let client = Client::connect(server.local_addr()).await?;
+    let client = client.connect(server.local_addr()).await?;
     let reply: EchoMessage = client
         .unary(
             SAY_ID,
@@ -64,6 +72,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.write_syscalls,
         stats.frames_per_write()
     );
+    #[cfg(feature = "metrics")]
+    {
+        let snapshot = metrics.snapshot();
+        if let Some(say) = snapshot.method(SAY) {
+            for (label, histogram) in [
+                ("client round trip", &say.client.round_trip),
+                ("server handling", &say.server.handling),
+            ] {
+                let quantiles: Vec<String> = [0.5, 0.9, 0.99, 0.999, 0.9999]
+                    .iter()
+                    .map(|&q| format!("p{} {:.1?}", q * 100.0, histogram.quantile(q)))
+                    .collect();
+                println!("{label} ({} calls): {}", histogram.count(), quantiles.join(", "));
+            }
+        }
+    }
     server.shutdown().await;
     Ok(())
 }
