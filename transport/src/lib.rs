@@ -29,7 +29,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! With the `metrics` feature, [`metrics::Metrics`] records calls, latencies and connections and
+//! With the `metrics` feature, `metrics::Metrics` records calls, latencies and connections and
 //! exposes them in the Prometheus text format; every call also has a debug-level `tracing` span
 //! (`volley.call`). See `docs/observability.md`.
 //!

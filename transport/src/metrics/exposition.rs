@@ -49,8 +49,23 @@ impl Metrics {
     }
 
     /// Adds these metrics to a `prometheus-client` registry of yours, beside your own; they
-    /// are read on each scrape. Use [`prometheus_client`](crate::metrics::prometheus_client)
-    /// (re-exported) to get the same version.
+    /// are read on each scrape. Use the re-exported [`prometheus_client`]
+    /// to get the same version.
+    ///
+    /// ```
+    /// use volley::metrics::Metrics;
+    /// use volley::metrics::prometheus_client::{encoding::text, metrics::counter::Counter, registry::Registry};
+    ///
+    /// let metrics = Metrics::new();
+    /// let mut registry = Registry::default();
+    /// let orders: Counter = Counter::default();
+    /// registry.register("orders", "Orders accepted", orders.clone());
+    /// metrics.register(&mut registry);
+    /// let mut text = String::new();
+    /// text::encode(&mut text, &registry)?; // OpenMetrics; prometheus_text::encode for 0.0.4
+    /// assert!(text.contains("orders_total 0") && text.contains("volley_connections_open"));
+    /// # Ok::<(), std::fmt::Error>(())
+    /// ```
     pub fn register(&self, registry: &mut Registry) {
         registry.register_collector(Box::new(self.clone()));
     }

@@ -99,7 +99,7 @@ pub(crate) fn bucket_upper_ns(index: usize) -> u64 {
     (SUB_BUCKETS as u64 + sub) * width + width
 }
 
-/// The counts of a [`Histogram`] at one moment, with quantiles.
+/// The counts of a latency histogram at one moment, with quantiles.
 ///
 /// ```
 /// use std::time::Duration;

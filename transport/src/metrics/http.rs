@@ -53,6 +53,16 @@ impl MetricsEndpoint {
 impl Metrics {
     /// Serves these metrics at `http://{address}/metrics` on the current tokio runtime; see
     /// [`DEFAULT_METRICS_ADDR`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let metrics = volley::metrics::Metrics::new();
+    /// let endpoint = metrics.serve_http("127.0.0.1:0").await?;
+    /// println!("scrape http://{}/metrics", endpoint.local_addr());
+    /// endpoint.shutdown();
+    /// # Ok(()) }
+    /// ```
     pub async fn serve_http(&self, address: impl ToSocketAddrs) -> io::Result<MetricsEndpoint> {
         let listener = TcpListener::bind(address).await?;
         let local_addr = listener.local_addr()?;
@@ -130,8 +140,11 @@ fn respond(metrics: &Metrics, head: &[u8]) -> Vec<u8> {
             if metrics.encode(&mut body).is_err() {
                 return plain(500, "Internal Server Error", "could not encode the metrics\n");
             }
-            let body = if method == b"HEAD" { String::new() } else { body };
-            response(200, "OK", CONTENT_TYPE, body.as_bytes())
+            let mut answer = response(200, "OK", CONTENT_TYPE, body.as_bytes());
+            if method == b"HEAD" {
+                answer.truncate(answer.len() - body.len());
+            }
+            answer
         }
         (b"GET" | b"HEAD", _) => plain(404, "Not Found", "metrics are at /metrics\n"),
         _ => plain(405, "Method Not Allowed", "only GET /metrics is served\n"),
@@ -176,5 +189,14 @@ mod tests {
         assert!(text(&respond(&metrics, b"GET / HTTP/1.1\r\n\r\n")).starts_with("HTTP/1.1 404"));
         assert!(text(&respond(&metrics, b"POST /metrics HTTP/1.1\r\n\r\n")).starts_with("HTTP/1.1 405"));
         assert!(text(&respond(&metrics, b"\r\n\r\n")).starts_with("HTTP/1.1 405"));
+    }
+
+    #[test]
+    fn head_gets_the_headers_of_get_without_the_body() {
+        let metrics = Metrics::new();
+        let get = text(&respond(&metrics, b"GET /metrics HTTP/1.1\r\n\r\n"));
+        let head = text(&respond(&metrics, b"HEAD /metrics HTTP/1.1\r\n\r\n"));
+        let (headers, _body) = get.split_once("\r\n\r\n").expect("a head");
+        assert_eq!(head, format!("{headers}\r\n\r\n"));
     }
 }

@@ -197,12 +197,15 @@ impl ServerBuilder {
             .settings
             .validate()
             .map_err(|err| Error::Config(err.to_string()))?;
-        #[allow(unused_mut)]
-        let mut router = self.routes.build()?;
+        let router = self.routes.build()?;
         #[cfg(feature = "metrics")]
-        if let Some(metrics) = &self.config.metrics {
-            router.register_metrics(metrics);
-        }
+        let router = {
+            let mut router = router;
+            if let Some(metrics) = &self.config.metrics {
+                router.register_metrics(metrics);
+            }
+            router
+        };
         Ok(Server {
             router: Arc::new(router),
             config: self.config,
