@@ -31,14 +31,18 @@
 //! # Ok(()) }
 //! ```
 
+#[doc(hidden)]
+pub mod bench;
+mod clock;
 mod connections;
 mod exposition;
 mod histogram;
 mod http;
 mod registry;
+mod snapshot;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 pub(crate) use connections::ConnectionMetrics;
 pub use connections::ConnectionTotals;
@@ -49,9 +53,11 @@ pub use http::{DEFAULT_METRICS_ADDR, MetricsEndpoint};
 pub use prometheus_client;
 pub use registry::MAX_METHODS;
 pub(crate) use registry::{MethodSlot, Side};
+pub use snapshot::{CallCounts, ClientCalls, MethodSnapshot, MetricsSnapshot, ServerCalls};
 
+use self::clock::WallClock;
 use self::connections::Connections;
-use self::registry::{MethodTable, SideCalls};
+use self::registry::MethodTable;
 use crate::protocol::Role;
 use crate::stats::Stats;
 use crate::status::Code;
@@ -69,146 +75,6 @@ struct Inner {
     methods: MethodTable,
     connections: Connections,
     clock: WallClock,
-}
-
-/// The wall clock read off the monotonic clock: `wall(t) = offset + (t - base)`, so queueing
-/// times cost no clock read per call (the request's read instant is known already). Both clocks
-/// run at the same NTP-disciplined rate and differ only after a step of the wall clock, which
-/// [`WallClock::resync`] picks up: on every connection open and every snapshot (scrape).
-#[derive(Debug)]
-struct WallClock {
-    base: Instant,
-    offset_ns: std::sync::atomic::AtomicU64,
-}
-
-impl Default for WallClock {
-    fn default() -> Self {
-        let clock = Self {
-            base: Instant::now(),
-            offset_ns: std::sync::atomic::AtomicU64::new(0),
-        };
-        clock.resync();
-        clock
-    }
-}
-
-impl WallClock {
-    fn resync(&self) {
-        let now = Instant::now();
-        let wall = unix_ns(SystemTime::now());
-        let since_base = u64::try_from(now.duration_since(self.base).as_nanos()).unwrap_or(u64::MAX);
-        self.offset_ns
-            .store(wall.wrapping_sub(since_base), std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Nanoseconds since the Unix epoch at `at`.
-    #[inline]
-    fn unix_ns(&self, at: Instant) -> u64 {
-        let since_base = u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX);
-        self.offset_ns.load(std::sync::atomic::Ordering::Relaxed).wrapping_add(since_base)
-    }
-}
-
-fn unix_ns(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-/// Every metric at one moment: see [`Metrics::snapshot`].
-#[derive(Clone, Debug, Default)]
-pub struct MetricsSnapshot {
-    /// Per method, `other` (calls to unregistered methods) first.
-    pub methods: Vec<MethodSnapshot>,
-    /// Client connections.
-    pub client_connections: ConnectionTotals,
-    /// Server connections.
-    pub server_connections: ConnectionTotals,
-}
-
-impl MetricsSnapshot {
-    /// The method with full name `name`, or `"other"` for unregistered methods.
-    pub fn method(&self, name: &str) -> Option<&MethodSnapshot> {
-        self.methods.iter().find(|m| m.name == name)
-    }
-}
-
-/// One method's metrics.
-#[derive(Clone, Debug, Default)]
-pub struct MethodSnapshot {
-    /// The full name (`/package.Service/Method`), or `other`.
-    pub name: String,
-    /// Calls served here.
-    pub server: ServerCalls,
-    /// Calls made from here.
-    pub client: ClientCalls,
-}
-
-/// Calls of one method on the server side.
-#[derive(Clone, Debug, Default)]
-pub struct ServerCalls {
-    /// Whether a server registered the method. A side's series are exposed once the method is
-    /// registered there or has calls there.
-    pub registered: bool,
-    /// Calls counted.
-    pub calls: CallCounts,
-    /// From reading the request frame to queueing the call's final frame, one value per
-    /// finished call.
-    pub handling: HistogramSnapshot,
-    /// From the client's send timestamp (in the call head) to the server reading the request
-    /// frame: the client's write queue, the network and the server's socket buffer. One value per
-    /// call with a timestamp; across hosts it includes the clocks' offset (negative values count
-    /// as zero).
-    pub queueing: HistogramSnapshot,
-}
-
-/// Calls of one method on the client side.
-#[derive(Clone, Debug, Default)]
-pub struct ClientCalls {
-    /// Whether the method was registered with [`Metrics::register_client_method`].
-    pub registered: bool,
-    /// Calls counted.
-    pub calls: CallCounts,
-    /// From starting the call to its outcome, one value per finished call.
-    pub round_trip: HistogramSnapshot,
-}
-
-/// Call counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CallCounts {
-    /// Calls started.
-    pub started: u64,
-    /// Calls finished, by status code (index = the code's wire byte, as [`Code::as_u8`]).
-    pub finished: [u64; 17],
-}
-
-impl CallCounts {
-    /// Calls finished with any code.
-    pub fn finished_total(&self) -> u64 {
-        self.finished.iter().sum()
-    }
-
-    /// Calls finished with `code`.
-    pub fn finished_with(&self, code: Code) -> u64 {
-        self.finished[code.as_u8() as usize]
-    }
-
-    /// Calls started and not yet finished.
-    pub fn in_flight(&self) -> u64 {
-        self.started.saturating_sub(self.finished_total())
-    }
-
-    fn read(calls: &SideCalls) -> Self {
-        use std::sync::atomic::Ordering::Relaxed;
-        // Finished first: a call counted finished was counted started before.
-        let mut finished = [0; 17];
-        for (out, counter) in finished.iter_mut().zip(&calls.finished) {
-            *out = counter.load(Relaxed);
-        }
-        Self {
-            started: calls.started.load(Relaxed),
-            finished,
-        }
-    }
 }
 
 impl Metrics {
@@ -316,47 +182,6 @@ impl Metrics {
     }
 }
 
-/// Entry points for the criterion benches (`benches/benches/metrics.rs`); not a stable API.
-#[doc(hidden)]
-pub mod bench {
-    use std::time::{Duration, Instant};
-
-    use super::Metrics;
-    use crate::status::Code;
-    use crate::wire::MethodId;
-
-    /// A standalone latency histogram.
-    #[derive(Debug, Default)]
-    pub struct Histogram(super::histogram::Histogram);
-
-    impl Histogram {
-        /// Records one value.
-        pub fn record(&self, value: Duration) {
-            self.0.record(value);
-        }
-
-        /// Values recorded.
-        pub fn count(&self) -> u64 {
-            self.0.snapshot().count()
-        }
-    }
-
-    /// What a client call records: slot lookup, start, finish and round trip (with its clock
-    /// read).
-    pub fn record_client_call(metrics: &Metrics, method: MethodId, started: Instant) {
-        let slot = metrics.client_call_started(method);
-        metrics.client_call_finished(slot, Code::Ok, started.elapsed());
-    }
-
-    /// What a server call records: start with the queueing time (no clock read) and finish with
-    /// the handling time (a monotonic-clock read).
-    pub fn record_server_call(metrics: &Metrics, method: &str, sent_at_ns: u64, received_at: Instant) {
-        let slot = metrics.inner.methods.find(MethodId::from_name(method));
-        metrics.server_call_started(slot, sent_at_ns, received_at);
-        metrics.server_call_finished(slot, Code::Ok, received_at);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,16 +203,6 @@ mod tests {
         assert_eq!(say.client.calls.finished_with(Code::Ok), 1);
         assert_eq!(say.client.round_trip.count(), 1);
         assert_eq!(say.client.calls.in_flight(), 0);
-    }
-
-    #[test]
-    fn the_wall_clock_read_off_the_monotonic_one_matches_the_system_clock() {
-        let clock = WallClock::default();
-        std::thread::sleep(Duration::from_millis(20));
-        let now = Instant::now();
-        let wall = unix_ns(SystemTime::now());
-        let derived = clock.unix_ns(now);
-        assert!(derived.abs_diff(wall) < 1_000_000, "derived {derived}, system {wall}");
     }
 
     #[test]
