@@ -69,7 +69,11 @@ fn requested_status(status: &Option<EchoStatus>, metadata: &Metadata) -> Option<
     if let Some(value) = metadata.get("x-echo-trailer") {
         trailers.insert("x-echo-trailer", value).unwrap();
     }
-    Some(Status::with_metadata(Code::from_u8(requested.code as u8), requested.message.clone(), trailers))
+    Some(Status::with_metadata(
+        Code::from_u8(requested.code as u8),
+        requested.message.clone(),
+        trailers,
+    ))
 }
 
 async fn test_service() -> ServerHandle {
@@ -84,33 +88,43 @@ async fn test_service() -> ServerHandle {
             if let Some(status) = requested_status(&request.response_status, &metadata) {
                 return Err(status);
             }
-            Ok(SimpleResponse { payload: zeros(request.response_size) })
+            Ok(SimpleResponse {
+                payload: zeros(request.response_size),
+            })
         })
         .client_streaming(CLIENT_STREAMING, |mut request: Request<Streaming<SimpleResponse>>| async move {
             let mut total = 0usize;
             while let Some(message) = request.get_mut().message().await? {
                 total += message.payload.len();
             }
-            Ok(StreamingInputCallResponse { aggregated_payload_size: total as i32 })
+            Ok(StreamingInputCallResponse {
+                aggregated_payload_size: total as i32,
+            })
         })
-        .server_streaming(SERVER_STREAMING, |request: Request<StreamingOutputCallRequest>, mut sender: StreamSender<SimpleResponse>| async move {
-            for size in &request.get_ref().response_sizes {
-                sender.send(&SimpleResponse { payload: zeros(*size) }).await?;
-            }
-            Ok(())
-        })
-        .bidi_streaming(FULL_DUPLEX, |mut request: Request<Streaming<StreamingOutputCallRequest>>, mut sender: StreamSender<SimpleResponse>| async move {
-            let metadata = request.metadata().clone();
-            while let Some(message) = request.get_mut().message().await? {
-                if let Some(status) = requested_status(&message.response_status, &metadata) {
-                    return Err(status);
-                }
-                for size in &message.response_sizes {
+        .server_streaming(
+            SERVER_STREAMING,
+            |request: Request<StreamingOutputCallRequest>, mut sender: StreamSender<SimpleResponse>| async move {
+                for size in &request.get_ref().response_sizes {
                     sender.send(&SimpleResponse { payload: zeros(*size) }).await?;
                 }
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
+        .bidi_streaming(
+            FULL_DUPLEX,
+            |mut request: Request<Streaming<StreamingOutputCallRequest>>, mut sender: StreamSender<SimpleResponse>| async move {
+                let metadata = request.metadata().clone();
+                while let Some(message) = request.get_mut().message().await? {
+                    if let Some(status) = requested_status(&message.response_status, &metadata) {
+                        return Err(status);
+                    }
+                    for size in &message.response_sizes {
+                        sender.send(&SimpleResponse { payload: zeros(*size) }).await?;
+                    }
+                }
+                Ok(())
+            },
+        )
         .build()
         .unwrap()
         .serve("127.0.0.1:0")
@@ -133,7 +147,11 @@ async fn empty_unary() {
 #[tokio::test]
 async fn large_unary() {
     let (_server, client) = connect().await;
-    let request = SimpleRequest { response_size: 314_159, payload: zeros(271_828), ..SimpleRequest::default() };
+    let request = SimpleRequest {
+        response_size: 314_159,
+        payload: zeros(271_828),
+        ..SimpleRequest::default()
+    };
     let response: SimpleResponse = client.unary(method(UNARY), &request, CallOptions::default()).await.unwrap();
     assert_eq!(response.payload.len(), 314_159);
 }
@@ -141,7 +159,10 @@ async fn large_unary() {
 #[tokio::test]
 async fn client_streaming() {
     let (_server, client) = connect().await;
-    let (mut sender, response) = client.client_streaming::<SimpleResponse, StreamingInputCallResponse>(method(CLIENT_STREAMING), CallOptions::default()).await.unwrap();
+    let (mut sender, response) = client
+        .client_streaming::<SimpleResponse, StreamingInputCallResponse>(method(CLIENT_STREAMING), CallOptions::default())
+        .await
+        .unwrap();
     for size in [27_182, 8, 1_828, 45_904] {
         sender.send(&SimpleResponse { payload: zeros(size) }).await.unwrap();
     }
@@ -152,8 +173,14 @@ async fn client_streaming() {
 #[tokio::test]
 async fn server_streaming() {
     let (_server, client) = connect().await;
-    let request = StreamingOutputCallRequest { response_sizes: vec![31_415, 9, 2_653, 58_979], ..StreamingOutputCallRequest::default() };
-    let mut stream: Streaming<SimpleResponse> = client.server_streaming(method(SERVER_STREAMING), &request, CallOptions::default()).await.unwrap();
+    let request = StreamingOutputCallRequest {
+        response_sizes: vec![31_415, 9, 2_653, 58_979],
+        ..StreamingOutputCallRequest::default()
+    };
+    let mut stream: Streaming<SimpleResponse> = client
+        .server_streaming(method(SERVER_STREAMING), &request, CallOptions::default())
+        .await
+        .unwrap();
     let mut sizes = Vec::new();
     while let Some(message) = stream.message().await.unwrap() {
         sizes.push(message.payload.len());
@@ -164,9 +191,16 @@ async fn server_streaming() {
 #[tokio::test]
 async fn ping_pong() {
     let (_server, client) = connect().await;
-    let (mut sender, mut replies) = client.bidi_streaming::<StreamingOutputCallRequest, SimpleResponse>(method(FULL_DUPLEX), CallOptions::default()).await.unwrap();
+    let (mut sender, mut replies) = client
+        .bidi_streaming::<StreamingOutputCallRequest, SimpleResponse>(method(FULL_DUPLEX), CallOptions::default())
+        .await
+        .unwrap();
     for (request_size, response_size) in [(27_182, 31_415), (8, 9), (1_828, 2_653), (45_904, 58_979)] {
-        let request = StreamingOutputCallRequest { response_sizes: vec![response_size], payload: zeros(request_size), ..StreamingOutputCallRequest::default() };
+        let request = StreamingOutputCallRequest {
+            response_sizes: vec![response_size],
+            payload: zeros(request_size),
+            ..StreamingOutputCallRequest::default()
+        };
         sender.send(&request).await.unwrap();
         assert_eq!(replies.message().await.unwrap().unwrap().payload.len(), response_size as usize);
     }
@@ -177,7 +211,10 @@ async fn ping_pong() {
 #[tokio::test]
 async fn empty_stream() {
     let (_server, client) = connect().await;
-    let (mut sender, mut replies) = client.bidi_streaming::<StreamingOutputCallRequest, SimpleResponse>(method(FULL_DUPLEX), CallOptions::default()).await.unwrap();
+    let (mut sender, mut replies) = client
+        .bidi_streaming::<StreamingOutputCallRequest, SimpleResponse>(method(FULL_DUPLEX), CallOptions::default())
+        .await
+        .unwrap();
     sender.close();
     assert!(replies.message().await.unwrap().is_none());
 }
@@ -185,7 +222,10 @@ async fn empty_stream() {
 #[tokio::test]
 async fn cancel_after_begin() {
     let (server, client) = connect().await;
-    let (sender, response) = client.client_streaming::<SimpleResponse, StreamingInputCallResponse>(method(CLIENT_STREAMING), CallOptions::default()).await.unwrap();
+    let (sender, response) = client
+        .client_streaming::<SimpleResponse, StreamingInputCallResponse>(method(CLIENT_STREAMING), CallOptions::default())
+        .await
+        .unwrap();
     drop(response);
     drop(sender);
     wait_for(|| server.stats().calls_by_code[Code::Cancelled as usize] == 1).await;
@@ -194,8 +234,18 @@ async fn cancel_after_begin() {
 #[tokio::test]
 async fn cancel_after_first_response() {
     let (server, client) = connect().await;
-    let (mut sender, mut replies) = client.bidi_streaming::<StreamingOutputCallRequest, SimpleResponse>(method(FULL_DUPLEX), CallOptions::default()).await.unwrap();
-    sender.send(&StreamingOutputCallRequest { response_sizes: vec![31_415], payload: zeros(27_182), ..Default::default() }).await.unwrap();
+    let (mut sender, mut replies) = client
+        .bidi_streaming::<StreamingOutputCallRequest, SimpleResponse>(method(FULL_DUPLEX), CallOptions::default())
+        .await
+        .unwrap();
+    sender
+        .send(&StreamingOutputCallRequest {
+            response_sizes: vec![31_415],
+            payload: zeros(27_182),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(replies.message().await.unwrap().unwrap().payload.len(), 31_415);
     drop(replies);
     wait_for(|| server.stats().calls_by_code[Code::Cancelled as usize] == 1).await;
@@ -207,17 +257,29 @@ fn sender_failed(sender: &mut StreamSender<StreamingOutputCallRequest>) -> bool 
     let request = StreamingOutputCallRequest::default();
     let mut send = std::pin::pin!(sender.send(&request));
     let waker = std::task::Waker::noop();
-    matches!(send.as_mut().poll(&mut std::task::Context::from_waker(waker)), std::task::Poll::Ready(Err(_)))
+    matches!(
+        send.as_mut().poll(&mut std::task::Context::from_waker(waker)),
+        std::task::Poll::Ready(Err(_))
+    )
 }
 
 #[tokio::test]
 async fn timeout_on_sleeping_server() {
     let (_server, client) = connect().await;
-    let request = SimpleRequest { sleep_ms: 2_000, ..SimpleRequest::default() };
-    let err = client.unary::<_, SimpleResponse>(method(UNARY), &request, CallOptions::default().timeout(Duration::from_millis(10))).await.unwrap_err();
+    let request = SimpleRequest {
+        sleep_ms: 2_000,
+        ..SimpleRequest::default()
+    };
+    let err = client
+        .unary::<_, SimpleResponse>(method(UNARY), &request, CallOptions::default().timeout(Duration::from_millis(10)))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded);
     let (_sender, mut replies) = client
-        .bidi_streaming::<StreamingOutputCallRequest, SimpleResponse>(method(FULL_DUPLEX), CallOptions::default().timeout(Duration::from_millis(10)))
+        .bidi_streaming::<StreamingOutputCallRequest, SimpleResponse>(
+            method(FULL_DUPLEX),
+            CallOptions::default().timeout(Duration::from_millis(10)),
+        )
         .await
         .unwrap();
     assert_eq!(replies.message().await.unwrap_err().code(), Code::DeadlineExceeded);
@@ -226,12 +288,30 @@ async fn timeout_on_sleeping_server() {
 #[tokio::test]
 async fn status_code_and_message() {
     let (_server, client) = connect().await;
-    let status = Some(EchoStatus { code: 2, message: "test status message".into() });
-    let request = SimpleRequest { response_status: status.clone(), ..SimpleRequest::default() };
-    let err = client.unary::<_, SimpleResponse>(method(UNARY), &request, CallOptions::default()).await.unwrap_err();
+    let status = Some(EchoStatus {
+        code: 2,
+        message: "test status message".into(),
+    });
+    let request = SimpleRequest {
+        response_status: status.clone(),
+        ..SimpleRequest::default()
+    };
+    let err = client
+        .unary::<_, SimpleResponse>(method(UNARY), &request, CallOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!((err.code(), err.message()), (Code::Unknown, "test status message"));
-    let (mut sender, mut replies) = client.bidi_streaming::<StreamingOutputCallRequest, SimpleResponse>(method(FULL_DUPLEX), CallOptions::default()).await.unwrap();
-    sender.send(&StreamingOutputCallRequest { response_status: status, ..Default::default() }).await.unwrap();
+    let (mut sender, mut replies) = client
+        .bidi_streaming::<StreamingOutputCallRequest, SimpleResponse>(method(FULL_DUPLEX), CallOptions::default())
+        .await
+        .unwrap();
+    sender
+        .send(&StreamingOutputCallRequest {
+            response_status: status,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let err = replies.message().await.unwrap_err();
     assert_eq!((err.code(), err.message()), (Code::Unknown, "test status message"));
 }
@@ -240,15 +320,27 @@ async fn status_code_and_message() {
 async fn special_status_message() {
     let (_server, client) = connect().await;
     let text = "\t\ntest with whitespace\r\nand Unicode BMP ☺ and non-BMP 😈\t\n";
-    let request = SimpleRequest { response_status: Some(EchoStatus { code: 2, message: text.into() }), ..SimpleRequest::default() };
-    let err = client.unary::<_, SimpleResponse>(method(UNARY), &request, CallOptions::default()).await.unwrap_err();
+    let request = SimpleRequest {
+        response_status: Some(EchoStatus {
+            code: 2,
+            message: text.into(),
+        }),
+        ..SimpleRequest::default()
+    };
+    let err = client
+        .unary::<_, SimpleResponse>(method(UNARY), &request, CallOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.message(), text, "byte-exact");
 }
 
 #[tokio::test]
 async fn unimplemented_method() {
     let (_server, client) = connect().await;
-    let err = client.unary::<_, ()>(method("/grpc.testing.TestService/UnimplementedCall"), &(), CallOptions::default()).await.unwrap_err();
+    let err = client
+        .unary::<_, ()>(method("/grpc.testing.TestService/UnimplementedCall"), &(), CallOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
     let () = client.unary(method(EMPTY), &(), CallOptions::default()).await.unwrap();
 }
@@ -258,8 +350,17 @@ async fn custom_metadata_reaches_the_server_and_is_echoed_in_the_trailer() {
     let (_server, client) = connect().await;
     let mut metadata = Metadata::new();
     metadata.insert("x-echo-trailer", [0xab, 0xab, 0xab]).unwrap();
-    let request = SimpleRequest { response_status: Some(EchoStatus { code: 9, message: "with trailer".into() }), ..SimpleRequest::default() };
-    let err = client.unary::<_, SimpleResponse>(method(UNARY), &request, CallOptions::default().metadata(metadata)).await.unwrap_err();
+    let request = SimpleRequest {
+        response_status: Some(EchoStatus {
+            code: 9,
+            message: "with trailer".into(),
+        }),
+        ..SimpleRequest::default()
+    };
+    let err = client
+        .unary::<_, SimpleResponse>(method(UNARY), &request, CallOptions::default().metadata(metadata))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert_eq!(err.metadata().get("x-echo-trailer"), Some(&[0xab, 0xab, 0xab][..]));
 }
@@ -267,12 +368,20 @@ async fn custom_metadata_reaches_the_server_and_is_echoed_in_the_trailer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_large_unary_calls_on_one_connection() {
     let (_server, client) = connect().await;
-    let request = SimpleRequest { response_size: 314_159, payload: zeros(271_828), ..SimpleRequest::default() };
+    let request = SimpleRequest {
+        response_size: 314_159,
+        payload: zeros(271_828),
+        ..SimpleRequest::default()
+    };
     let mut calls = tokio::task::JoinSet::new();
     for _ in 0..1000 {
         let client = client.clone();
         let request = request.clone();
-        calls.spawn(async move { client.unary::<_, SimpleResponse>(method(UNARY), &request, CallOptions::default()).await });
+        calls.spawn(async move {
+            client
+                .unary::<_, SimpleResponse>(method(UNARY), &request, CallOptions::default())
+                .await
+        });
     }
     while let Some(result) = calls.join_next().await {
         assert_eq!(result.unwrap().unwrap().payload.len(), 314_159);

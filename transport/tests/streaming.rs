@@ -197,7 +197,11 @@ async fn a_million_small_messages_stay_within_the_window() {
     assert!(stats.frames_in > 1_000_000 && stats.bytes_in > 10_000_000);
     // Small messages sent back to back share writes.
     let sent = server.stats();
-    assert!(sent.frames_per_write() >= 16.0, "{} frames per write on the sending side", sent.frames_per_write());
+    assert!(
+        sent.frames_per_write() >= 16.0,
+        "{} frames per write on the sending side",
+        sent.frames_per_write()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
