@@ -27,6 +27,8 @@ pub struct Streaming<T> {
     deadline: Deadline,
     cancel_on_drop: bool,
     outcome: Option<Code>,
+    /// The status a failed stream ended with, returned again if it is polled after the end.
+    failure: Option<Status>,
     trailers: Option<Metadata>,
     /// On the client, the call's span and metrics, finished when the stream is dropped.
     observer: CallObserver,
@@ -51,6 +53,7 @@ impl<T: prost::Message + Default> Streaming<T> {
             deadline,
             cancel_on_drop: client,
             outcome: None,
+            failure: None,
             trailers: None,
             observer: CallObserver::none(),
             _message: PhantomData,
@@ -96,7 +99,7 @@ impl<T: prost::Message + Default> Streaming<T> {
             return Poll::Ready(if code == Code::Ok {
                 Ok(None)
             } else {
-                Err(Status::new(code, "the stream already failed"))
+                Err(self.failure.clone().unwrap_or_else(|| Status::new(code, "the stream already failed")))
             });
         }
         let mut state = self.shared.lock_state();
@@ -124,6 +127,7 @@ impl<T: prost::Message + Default> Streaming<T> {
             }
             Received::Failed(status) => {
                 self.outcome = Some(status.code());
+                self.failure = Some(status.clone());
                 Err(status)
             }
         };
@@ -143,6 +147,7 @@ impl<T: prost::Message + Default> Streaming<T> {
         drop(state);
         wakers.into_iter().for_each(Waker::wake);
         self.outcome = Some(Code::DeadlineExceeded);
+        self.failure = Some(status.clone());
         status
     }
 }
