@@ -202,7 +202,7 @@ pub(crate) fn spawn_connection(stream: Stream, role: Role, config: &DriverConfig
     let stream = Arc::new(stream);
     let stats = Arc::new(Stats::default());
     let now = Instant::now();
-    let capacity = (config.connection.settings.max_concurrent_calls as usize).min(4096);
+    let capacity = (config.connection.settings.max_concurrent_calls as usize).min(crate::protocol::INITIAL_CALL_CAPACITY);
     #[cfg(feature = "metrics")]
     let metrics = config.metrics.as_ref().map(|metrics| metrics.connection_opened(role, &stats));
     let shared = Arc::new(Shared {

@@ -12,6 +12,9 @@ use super::{ConnectionConfig, ConnectionError, ConnectionErrorReason as Reason, 
 use crate::status::{Code, Status};
 use crate::wire::{CallHead, CallId, Frame, GoAway, PREFACE_LEN, Preface, Settings, StatusFrame, WireError};
 
+/// Calls the per-connection tables have room for before their first growth (16).
+pub(crate) const INITIAL_CALL_CAPACITY: usize = 16;
+
 /// Which end of the connection this is. Clients open calls; servers answer them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -83,7 +86,9 @@ impl Connection {
     /// A connection that has sent nothing yet; its preface and settings are the first thing
     /// [`Connection::poll_transmit`] writes.
     pub fn new(role: Role, config: ConnectionConfig, now: Instant) -> Self {
-        let capacity = (config.settings.max_concurrent_calls as usize).min(64 * 1024);
+        // Tables start small and grow to the connection's real concurrency once, then keep their
+        // memory: idle connections stay cheap and the steady state still allocates nothing.
+        let capacity = (config.settings.max_concurrent_calls as usize).min(INITIAL_CALL_CAPACITY);
         Self {
             role,
             phase: Phase::AwaitingPreface,
@@ -97,7 +102,7 @@ impl Connection {
                 preface_and_settings: true,
                 ..Control::default()
             },
-            events: VecDeque::with_capacity(64),
+            events: VecDeque::with_capacity(INITIAL_CALL_CAPACITY),
             started_at: now,
             last_received_at: now,
             ping_outstanding: None,

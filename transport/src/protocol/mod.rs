@@ -20,6 +20,7 @@ pub use config::{
     ConnectionConfig, DEFAULT_CANCEL_BUDGET, DEFAULT_ERROR_BUDGET, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_KEEPALIVE_INTERVAL,
     DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_PING_STRIKES, MAX_FLOW_VIOLATIONS, METADATA_ABUSE_FACTOR,
 };
+pub(crate) use connection::INITIAL_CALL_CAPACITY;
 pub use connection::{Connection, Role};
 pub use error::{ConnectionError, ConnectionErrorReason};
 pub use event::Event;
