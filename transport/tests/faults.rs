@@ -229,3 +229,17 @@ async fn an_option_the_kernel_refuses_is_a_warning_not_a_failure() {
     );
     let _: Echo = client.unary(ECHO_ID, &echo("ok"), CallOptions::default()).await.unwrap();
 }
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed_and_the_others_keep_working() {
+    let server = echo_server().max_connections(2).build().unwrap().serve("127.0.0.1:0").await.unwrap();
+    let first = Client::connect(server.local_addr()).await.unwrap();
+    let second = Client::connect(server.local_addr()).await.unwrap();
+    let third = Client::connect(server.local_addr()).await;
+    assert!(third.is_err(), "the third connection is refused at accept");
+    for client in [&first, &second] {
+        let reply: Echo = client.unary(ECHO_ID, &echo("ok"), CallOptions::default()).await.unwrap();
+        assert_eq!(reply.payload, "ok");
+    }
+    assert_eq!(server.connections(), 2);
+}
