@@ -232,7 +232,13 @@ async fn an_option_the_kernel_refuses_is_a_warning_not_a_failure() {
 
 #[tokio::test]
 async fn connections_beyond_the_cap_are_closed_and_the_others_keep_working() {
-    let server = echo_server().max_connections(2).build().unwrap().serve("127.0.0.1:0").await.unwrap();
+    let server = echo_server()
+        .max_connections(2)
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
     let first = Client::connect(server.local_addr()).await.unwrap();
     let second = Client::connect(server.local_addr()).await.unwrap();
     let third = Client::connect(server.local_addr()).await;
@@ -242,4 +248,36 @@ async fn connections_beyond_the_cap_are_closed_and_the_others_keep_working() {
         assert_eq!(reply.payload, "ok");
     }
     assert_eq!(server.connections(), 2);
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_with_a_graceful_goaway_and_the_channel_reconnects() {
+    let server = echo_server()
+        .idle_timeout(Some(Duration::from_millis(200)))
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let channel = Channel::builder().connect(server.local_addr()).await.unwrap();
+    let _: Echo = channel.unary(ECHO_ID, &echo("a"), CallOptions::default()).await.unwrap();
+    // A call longer than the idle timeout is not cut.
+    let _: Echo = channel.unary(ECHO_ID, &slow(400), CallOptions::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(server.connections(), 0, "the idle connection was closed");
+    let _: Echo = channel.unary(ECHO_ID, &echo("b"), CallOptions::default()).await.unwrap();
+    assert_eq!(server.connections(), 1);
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_peer_stuck_in_its_handshake() {
+    let server = start_tcp().await;
+    let volley::net::Address::Tcp(addr) = server.local_addr().clone() else {
+        unreachable!()
+    };
+    let _silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    server.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
 }

@@ -469,3 +469,26 @@ fn status_frame_ends_a_client_call_with_its_code_and_text() {
     let events = pair.client.events();
     assert!(matches!(&events[..], [Event::Finished { status, .. }] if status.code() == Code::NotFound && status.message() == text));
 }
+
+#[test]
+fn a_server_goes_away_after_the_idle_timeout_but_never_during_a_call() {
+    let server = ConnectionConfig {
+        idle_timeout: Some(Duration::from_secs(60)),
+        ..ConnectionConfig::default()
+    };
+    let mut pair = Pair::with_configs(ConnectionConfig::default(), server);
+    let id = pair.unary_request(b"long");
+    // The call runs for ten idle periods: no goaway.
+    for _ in 0..10 {
+        pair.advance(Duration::from_secs(60));
+        pair.drive();
+    }
+    assert!(!pair.server.conn.is_draining());
+    assert!(pair.server.conn.finish_call(id));
+    pair.advance(Duration::from_secs(61));
+    pair.advance(Duration::from_secs(61));
+    pair.drive();
+    assert!(pair.server.conn.is_draining(), "idle after the call: graceful goaway");
+    assert!(pair.client.events().iter().any(|e| matches!(e, Event::GoAway { .. })));
+    assert!(pair.client.error.is_none(), "a graceful goaway is not an error");
+}

@@ -51,9 +51,12 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
                 let mut state = shared.lock_state();
                 let result = state.proto.handle_timeout(Instant::now());
                 shared.flush_control(&mut state);
+                drop(state);
                 if let Err(err) = result {
                     return connection_status(&err);
                 }
+                // An idle timeout sends a GoAway; with no calls open the connection ends now.
+                shared.close_if_drained();
                 continue;
             }
         };

@@ -9,6 +9,11 @@ use crate::wire::Settings;
 /// loaded client, short enough that idle sockets cannot hold server slots.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a server keeps a connection with no calls before closing it with a graceful GoAway
+/// (5 minutes): idle connections cost memory and a file descriptor each; a client's `Channel`
+/// reconnects when it needs to.
+pub const DEFAULT_IDLE_TIMEOUT: Option<Duration> = Some(Duration::from_secs(300));
+
 /// How long without a frame from the peer before we ping it (none by default on servers; clients
 /// set it through `Channel`).
 pub const DEFAULT_KEEPALIVE_INTERVAL: Option<Duration> = None;
@@ -53,6 +58,8 @@ pub struct ConnectionConfig {
     pub keepalive_interval: Option<Duration>,
     /// See [`DEFAULT_KEEPALIVE_TIMEOUT`].
     pub keepalive_timeout: Duration,
+    /// See [`DEFAULT_IDLE_TIMEOUT`]; servers only.
+    pub idle_timeout: Option<Duration>,
     /// See [`DEFAULT_MAX_PING_STRIKES`].
     pub max_ping_strikes: u32,
     /// See [`DEFAULT_CANCEL_BUDGET`].
@@ -68,6 +75,7 @@ impl Default for ConnectionConfig {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_ping_strikes: DEFAULT_MAX_PING_STRIKES,
             cancel_budget: DEFAULT_CANCEL_BUDGET,
             error_budget: DEFAULT_ERROR_BUDGET,

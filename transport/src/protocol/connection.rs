@@ -71,6 +71,8 @@ pub struct Connection {
     events: VecDeque<Event>,
     started_at: Instant,
     last_received_at: Instant,
+    /// When a frame other than a ping or pong last arrived, for the idle timeout.
+    last_active_at: Instant,
     ping_outstanding: Option<(u64, Instant)>,
     next_ping_payload: u64,
     last_peer_ping_at: Option<Instant>,
@@ -105,6 +107,7 @@ impl Connection {
             events: VecDeque::with_capacity(INITIAL_CALL_CAPACITY),
             started_at: now,
             last_received_at: now,
+            last_active_at: now,
             ping_outstanding: None,
             next_ping_payload: 1,
             last_peer_ping_at: None,
@@ -200,6 +203,9 @@ impl Connection {
             return Ok(());
         }
         self.last_received_at = now;
+        if !matches!(frame, Frame::Ping { .. } | Frame::Pong { .. }) {
+            self.last_active_at = now;
+        }
         match self.dispatch(frame, now) {
             Ok(()) => Ok(()),
             Err(err) => self.fail(err),
@@ -696,9 +702,21 @@ impl Connection {
         if self.phase != Phase::Open {
             return Some(self.started_at + self.config.handshake_timeout);
         }
-        match self.ping_outstanding {
+        let keepalive = match self.ping_outstanding {
             Some((_, sent_at)) => Some(sent_at + self.config.keepalive_timeout),
             None => self.keepalive_interval().map(|interval| self.last_received_at + interval),
+        };
+        match (keepalive, self.idle_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// (server) When the connection counts as idle, unless it is already going away.
+    fn idle_deadline(&self) -> Option<Instant> {
+        match (self.role, self.config.idle_timeout, self.goaway_sent) {
+            (Role::Server, Some(timeout), None) => Some(self.last_active_at + timeout),
+            _ => None,
         }
     }
 
@@ -720,6 +738,15 @@ impl Connection {
                 });
             }
             return Ok(());
+        }
+        if self.idle_deadline().is_some_and(|at| now >= at) {
+            if self.calls.len() == 0 {
+                // A graceful close: the driver ends the connection once the GoAway is out.
+                self.go_away("idle timeout: no calls on this connection for a while; reconnect when needed");
+            } else {
+                // Calls are running: look again one idle period from now.
+                self.last_active_at = now;
+            }
         }
         match self.ping_outstanding {
             Some((_, sent_at)) if now >= sent_at + self.config.keepalive_timeout => self.fail(ConnectionError {

@@ -140,6 +140,14 @@ impl ServerBuilder {
         self
     }
 
+    /// How long a connection may stay without calls before the server closes it with a graceful
+    /// GoAway (`None`: never); see [`crate::protocol::DEFAULT_IDLE_TIMEOUT`].
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.connection.idle_timeout = timeout;
+        self
+    }
+
     /// TCP socket options, applied to every accepted connection.
     #[must_use]
     pub fn socket_config(mut self, socket: SocketConfig) -> Self {

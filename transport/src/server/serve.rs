@@ -242,7 +242,12 @@ impl ServerHandle {
             tokio::pin!(empty);
             empty.as_mut().enable();
             for connection in self.registry.live() {
-                connection.go_away("the server is shutting down");
+                if connection.lock_state().proto.is_established() {
+                    connection.go_away("the server is shutting down");
+                } else {
+                    // A peer still in its handshake has no calls to drain: do not wait for it.
+                    connection.terminate(Status::unavailable("the server shut down during the handshake"));
+                }
             }
             self.connections() == 0 || tokio::time::timeout(self.registry.server.drain_timeout, empty).await.is_ok()
         };

@@ -99,7 +99,10 @@ impl<T: prost::Message + Default> Streaming<T> {
             return Poll::Ready(if code == Code::Ok {
                 Ok(None)
             } else {
-                Err(self.failure.clone().unwrap_or_else(|| Status::new(code, "the stream already failed")))
+                Err(self
+                    .failure
+                    .clone()
+                    .unwrap_or_else(|| Status::new(code, "the stream already failed")))
             });
         }
         let mut state = self.shared.lock_state();
