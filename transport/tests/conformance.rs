@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
+mod common;
+
 use bytes::Bytes;
+use common::wait_for;
 use volley::{CallOptions, Client, Code, Metadata, MethodId, Request, Server, ServerHandle, Status, StreamSender, Streaming};
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -228,7 +231,7 @@ async fn cancel_after_begin() {
         .unwrap();
     drop(response);
     drop(sender);
-    wait_for(|| server.stats().calls_by_code[Code::Cancelled as usize] == 1).await;
+    wait_for("condition", || server.stats().calls_by_code[Code::Cancelled as usize] == 1).await;
 }
 
 #[tokio::test]
@@ -248,9 +251,9 @@ async fn cancel_after_first_response() {
         .unwrap();
     assert_eq!(replies.message().await.unwrap().unwrap().payload.len(), 31_415);
     drop(replies);
-    wait_for(|| server.stats().calls_by_code[Code::Cancelled as usize] == 1).await;
+    wait_for("condition", || server.stats().calls_by_code[Code::Cancelled as usize] == 1).await;
     // The sender learns of it.
-    wait_for(|| sender_failed(&mut sender)).await;
+    wait_for("condition", || sender_failed(&mut sender)).await;
 }
 
 fn sender_failed(sender: &mut StreamSender<StreamingOutputCallRequest>) -> bool {
@@ -386,16 +389,6 @@ async fn a_thousand_concurrent_large_unary_calls_on_one_connection() {
     while let Some(result) = calls.join_next().await {
         assert_eq!(result.unwrap().unwrap().payload.len(), 314_159);
     }
-}
-
-async fn wait_for(mut condition: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("condition not met within 5 s");
 }
 
 use std::future::Future;

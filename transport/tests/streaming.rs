@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::raw::RawPeer;
-use common::{ECHO, ECHO_ID, Echo, echo, unix_path};
+use common::{ECHO, ECHO_ID, Echo, echo, unix_path, wait_for};
 use volley::net::Address;
 use volley::protocol::ConnectionConfig;
 use volley::{CallOptions, Client, Code, MethodId, Request, Server, ServerHandle, Status, StreamSender, Streaming};
@@ -99,16 +99,6 @@ async fn start(live: Live) -> (ServerHandle, Client) {
         .unwrap();
     let client = Client::connect(server.local_addr()).await.unwrap();
     (server, client)
-}
-
-async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{what}: not within 5 s");
 }
 
 async fn exercise_every_kind(client: &Client) {

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ECHO_ID, Echo, echo, echo_server, start_tcp, unix_path};
+use common::{ECHO_ID, Echo, echo, echo_server, start_tcp, unix_path, wait_for};
 use volley::net::Address;
 use volley::{CallOptions, Client, Code, Metadata};
 
@@ -141,7 +141,7 @@ async fn deadline_exceeded_on_the_client_cancels_the_handler() {
     let err = client.unary::<_, Echo>(ECHO_ID, &slow, options).await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err}");
     // The server hears of it: its handler is dropped (by the deadline it received or the cancel).
-    wait_for(|| server.stats().calls_in_flight == 0).await;
+    wait_for("condition", || server.stats().calls_in_flight == 0).await;
     assert_eq!(client.stats().calls_in_flight, 0);
 }
 
@@ -159,7 +159,7 @@ async fn server_side_deadline_drops_the_handler_and_answers_deadline_exceeded() 
     let err = call.await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded);
     assert!(started.elapsed() < Duration::from_secs(2));
-    wait_for(|| {
+    wait_for("condition", || {
         server.stats().calls_by_code[Code::DeadlineExceeded as usize] + server.stats().calls_by_code[Code::Cancelled as usize] == 1
     })
     .await;
@@ -175,7 +175,7 @@ async fn dropping_the_call_future_cancels_it_on_the_server() {
     };
     let call = client.unary::<_, Echo>(ECHO_ID, &slow, CallOptions::default());
     let _ = tokio::time::timeout(Duration::from_millis(50), call).await;
-    wait_for(|| server.stats().calls_by_code[Code::Cancelled as usize] == 1).await;
+    wait_for("condition", || server.stats().calls_by_code[Code::Cancelled as usize] == 1).await;
     assert_eq!(server.stats().calls_in_flight, 0);
 }
 
@@ -199,16 +199,6 @@ async fn metadata_travels_with_the_call() {
         .await
         .unwrap();
     assert_eq!(reply.payload, "abc");
-}
-
-async fn wait_for(mut condition: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("condition not met within 5 s");
 }
 
 #[tokio::test]
