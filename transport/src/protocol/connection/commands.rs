@@ -1,0 +1,112 @@
+//! Local commands: what the application asks of the connection.
+
+use bytes::Bytes;
+
+use super::{CallState, Connection, Phase, Role};
+use crate::status::{Code, Status};
+use crate::wire::{CallId, Frame, GoAway};
+
+impl Connection {
+    /// (client) Opens a call and returns its id; the driver then writes the Request frame.
+    /// Fails with UNAVAILABLE once the connection is closing and RESOURCE_EXHAUSTED at the peer's
+    /// concurrency limit (callers normally wait for a slot before calling this).
+    pub fn open_call(&mut self, end_stream: bool) -> Result<CallId, Status> {
+        debug_assert_eq!(self.role, Role::Client);
+        if self.phase == Phase::Closed || self.goaway_received.is_some() {
+            return Err(Status::unavailable("the connection is closing; retry on a new connection"));
+        }
+        if self.calls.len() >= self.peer_settings.max_concurrent_calls as usize {
+            return Err(Status::resource_exhausted(
+                "the server's max concurrent calls are in use; retry when a call finishes",
+            ));
+        }
+        let call_id = CallId(self.next_call_id);
+        self.next_call_id += 1;
+        self.calls.insert(call_id, {
+            let (send_window, recv_window) = self.windows.call_windows(&self.peer_settings);
+            CallState {
+                local_open: !end_stream,
+                remote_open: true,
+                head_received: false,
+                send_window,
+                recv_window,
+                unacked: 0,
+            }
+        });
+        Ok(call_id)
+    }
+
+    /// (client) Abandons a call that has not finished: a Cancel frame is queued. Returns whether
+    /// the call was still open.
+    pub fn cancel_call(&mut self, call_id: CallId) -> bool {
+        if self.calls.remove(call_id).is_none() || self.phase == Phase::Closed {
+            return false;
+        }
+        self.control.call_frames.push_back(Frame::Cancel { call_id });
+        true
+    }
+
+    /// Records that we half-close `call_id` (the driver writes the frame with END_STREAM).
+    /// Returns whether the call was open for sending.
+    pub fn close_local(&mut self, call_id: CallId) -> bool {
+        let open = match self.calls.get_mut(call_id) {
+            Some(state) if state.local_open => {
+                state.local_open = false;
+                true
+            }
+            _ => false,
+        };
+        if self.role == Role::Server {
+            // A server's final frame ends the call whatever the client still sends.
+            self.calls.remove(call_id);
+        } else {
+            self.calls.retire_if_done(call_id);
+        }
+        open
+    }
+
+    /// (server) Records that the call ends now (the driver writes its final Response or Status).
+    /// Returns `false` when the call is no longer open (cancelled, or the connection failed), in
+    /// which case nothing must be written.
+    pub fn finish_call(&mut self, call_id: CallId) -> bool {
+        self.phase != Phase::Closed && self.calls.remove(call_id).is_some()
+    }
+
+    /// Asks to send a stream message of `len` bytes on `call_id`. `Ok(true)`: send it now (the
+    /// windows are charged). `Ok(false)`: wait for an [`Event::Credit`]. `Err`: the call is not
+    /// open for sending.
+    pub fn try_send_message(&mut self, call_id: CallId, len: usize) -> Result<bool, Status> {
+        if self.phase == Phase::Closed {
+            return Err(Status::unavailable("the connection is closed"));
+        }
+        match self.calls.get_mut(call_id) {
+            Some(state) if state.local_open => Ok(self.windows.try_send(state, len)),
+            Some(_) => Err(Status::failed_precondition("the stream was already closed for sending")),
+            None => Err(Status::cancelled("the call has ended")),
+        }
+    }
+
+    /// Records that the application consumed `len` bytes of messages received on `call_id`;
+    /// credit frames go out once half a window is owed.
+    pub fn release_received(&mut self, call_id: CallId, len: usize) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        let call = self.calls.get_mut(call_id);
+        self.windows.release(call_id, call, len, &mut self.control.call_frames);
+    }
+
+    /// (server) Starts a graceful shutdown: a GoAway with code OK and the last accepted call id
+    /// is queued; later calls are refused with UNAVAILABLE; open calls run to the end.
+    pub fn go_away(&mut self, reason: &'static str) {
+        if self.goaway_sent.is_none() && self.phase != Phase::Closed {
+            self.goaway_sent = Some(self.highest_peer_call);
+            let reason = Bytes::from_static(reason.as_bytes());
+            self.control.goaway = Some(GoAway {
+                last_call_id: self.highest_peer_call,
+                code: Code::Ok,
+                reason,
+            });
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Time: handshake timeout, keepalive pings, dead-peer detection, idle timeout.
+
+use std::time::Instant;
+
+use super::{Connection, Phase, Role};
+use crate::protocol::{ConnectionError, ConnectionErrorReason as Reason};
+use crate::status::Code;
+
+impl Connection {
+    /// The next instant [`Connection::handle_timeout`] must be called at, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.phase == Phase::Closed {
+            return None;
+        }
+        if self.phase != Phase::Open {
+            return Some(self.started_at + self.config.handshake_timeout);
+        }
+        let keepalive = match self.ping_outstanding {
+            Some((_, sent_at)) => Some(sent_at + self.config.keepalive_timeout),
+            None => self.keepalive_interval().map(|interval| self.last_received_at + interval),
+        };
+        match (keepalive, self.idle_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// (server) When the connection counts as idle, unless it is already going away.
+    fn idle_deadline(&self) -> Option<Instant> {
+        match (self.role, self.config.idle_timeout, self.goaway_sent) {
+            (Role::Server, Some(timeout), None) => Some(self.last_active_at + timeout),
+            _ => None,
+        }
+    }
+
+    fn keepalive_interval(&self) -> Option<std::time::Duration> {
+        let peer_min = std::time::Duration::from_millis(u64::from(self.peer_settings.min_ping_interval_ms));
+        self.config.keepalive_interval.map(|interval| interval.max(peer_min))
+    }
+
+    /// Acts on the clock: handshake timeout, keepalive pings, dead-peer detection.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ConnectionError> {
+        if self.phase == Phase::Closed {
+            return Ok(());
+        }
+        if self.phase != Phase::Open {
+            if now >= self.started_at + self.config.handshake_timeout {
+                return self.fail(ConnectionError {
+                    code: Code::Unavailable,
+                    reason: Reason::HandshakeTimeout,
+                });
+            }
+            return Ok(());
+        }
+        if self.idle_deadline().is_some_and(|at| now >= at) {
+            if self.calls.len() == 0 {
+                // A graceful close: the driver ends the connection once the GoAway is out.
+                self.go_away("idle timeout: no calls on this connection for a while; reconnect when needed");
+            } else {
+                // Calls are running: look again one idle period from now.
+                self.last_active_at = now;
+            }
+        }
+        match self.ping_outstanding {
+            Some((_, sent_at)) if now >= sent_at + self.config.keepalive_timeout => self.fail(ConnectionError {
+                code: Code::Unavailable,
+                reason: Reason::KeepaliveTimeout,
+            }),
+            Some(_) => Ok(()),
+            None => {
+                if let Some(interval) = self.keepalive_interval()
+                    && now >= self.last_received_at + interval
+                {
+                    let payload = self.next_ping_payload;
+                    self.next_ping_payload = self.next_ping_payload.wrapping_add(1);
+                    self.control.ping = Some(payload);
+                    self.ping_outstanding = Some((payload, now));
+                }
+                Ok(())
+            }
+        }
+    }
+}
