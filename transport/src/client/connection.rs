@@ -283,8 +283,10 @@ impl Client {
                                     Body::Empty,
                                 ),
                             }
-                            drop(queue);
+                            // Release the state first: a direct write happens when the queue
+                            // guard drops, and the reader must not wait on it for the syscall.
                             drop(state);
+                            drop(queue);
                             shared.stats.call_started();
                             return Ok(call_id);
                         }

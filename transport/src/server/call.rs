@@ -261,19 +261,19 @@ impl ServerCall {
             state.proto.release_received(call_id, buffered);
         }
         let max = state.proto.peer_settings().max_frame_size;
-        let code = {
-            let mut queue = shared.queue.lock();
-            // The last call of a quiet connection answers at once; under load the writer task
-            // batches answers (and the reader corks those of inline handlers).
-            queue.set_flush(if state.proto.open_calls() == 0 {
-                Flush::Direct
-            } else {
-                Flush::Wake
-            });
-            encode(queue.batch(), call_id, max)
-        };
-        shared.stats.call_finished(code);
+        let mut queue = shared.queue.lock();
+        // The last call of a quiet connection answers at once; under load the writer task
+        // batches answers (and the reader corks those of inline handlers).
+        queue.set_flush(if state.proto.open_calls() == 0 {
+            Flush::Direct
+        } else {
+            Flush::Wake
+        });
+        let code = encode(queue.batch(), call_id, max);
+        // Release the state first: a direct write happens when the queue guard drops.
         drop(state);
+        drop(queue);
+        shared.stats.call_finished(code);
         self.observer.finish(shared, code);
         wakers.into_iter().for_each(std::task::Waker::wake);
         // After a graceful GoAway the connection ends with its last call.
