@@ -127,6 +127,17 @@ pub(crate) fn print_table(out: &mut impl Write, scenarios: &[Scenario], results:
         for &system in scenario.systems() {
             let Some(s) = summary(system) else { continue };
             let m = s.median;
+            if s.rate_max == 0.0 {
+                // Open loop only: the system never caught up with the calls due since warm-up.
+                writeln!(
+                    out,
+                    "{:<16} {:<7} {:>26}",
+                    scenario.name,
+                    system.name(),
+                    "overloaded: no call of the measured window was sent"
+                )?;
+                continue;
+            }
             let (rates, p50s) = if system == System::Volley {
                 let vs = |other: Option<Summary>, f: fn(&Figures) -> f64| other.map_or("-".into(), |o| ratio(f(&m), f(&o.median)));
                 (
