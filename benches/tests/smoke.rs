@@ -29,6 +29,7 @@ fn volley_bench_smoke_mode_runs_every_scenario() {
         "unary_64B_4x64",
         "stream_64B",
         "open_loop_50pct",
+        "open_loop_25pct",
     ] {
         for system in ["tonic", "volley"] {
             assert!(
@@ -41,7 +42,7 @@ fn volley_bench_smoke_mode_runs_every_scenario() {
     let lines = std::fs::read_to_string(&json).expect("json lines written");
     let _ = std::fs::remove_file(&json);
     let summaries = lines.lines().filter(|line| line.contains("\"type\":\"summary\"")).count();
-    assert_eq!(summaries, 4 * 3 + 2 * 2, "one summary per scenario and system:\n{lines}");
+    assert_eq!(summaries, 4 * 3 + 3 * 2, "one summary per scenario and system:\n{lines}");
     for line in lines.lines() {
         serde_json::from_str::<serde_json::Value>(line).expect("valid JSON line");
     }

@@ -29,7 +29,7 @@ use crate::systems::System;
 #[command(name = "volley-bench", version)]
 struct Args {
     /// Comma-separated scenarios to run (default: all). Known: unary_64B_1, unary_64B_128,
-    /// unary_1MiB_1, unary_64B_4x64, stream_64B, open_loop_50pct.
+    /// unary_1MiB_1, unary_64B_4x64, stream_64B, open_loop_50pct, open_loop_25pct.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Measured seconds per run (after a warm-up of a quarter of that, at most 1 s).
@@ -140,7 +140,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         stdout,
         "{repeats} repeat(s) of {duration:?} each; rates are calls/s (stream_64B: messages/s); latencies are per call\n\
          (raw pipelined rows: the batch's round trip; stream_64B: one whole stream of {} messages;\n\
-         open loop: from the intended send time, rate achieved at the target of 50 % of Volley's peak)\n",
+         open loop: from the intended send time, rate achieved at the target fraction of Volley's peak)\n",
         scenarios::STREAM_LEN
     )?;
     for scenario in &selected {

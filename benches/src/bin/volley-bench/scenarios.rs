@@ -50,7 +50,7 @@ impl Scenario {
 }
 
 /// Every scenario, in the order they run.
-pub(crate) const SCENARIOS: [Scenario; 6] = [
+pub(crate) const SCENARIOS: [Scenario; 7] = [
     Scenario {
         name: "unary_64B_1",
         description: "unary 64 B, 1 in flight, 1 connection (latency)",
@@ -96,6 +96,11 @@ pub(crate) const SCENARIOS: [Scenario; 6] = [
         name: "open_loop_50pct",
         description: "open loop, unary 64 B at 50 % of Volley's unary_64B_128 peak, CO-corrected",
         kind: Kind::OpenLoop { size: 64, fraction: 0.5 },
+    },
+    Scenario {
+        name: "open_loop_25pct",
+        description: "open loop, unary 64 B at 25 % of Volley's unary_64B_128 peak, CO-corrected",
+        kind: Kind::OpenLoop { size: 64, fraction: 0.25 },
     },
 ];
 
