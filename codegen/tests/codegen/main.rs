@@ -5,3 +5,4 @@ mod errors;
 mod hazards;
 mod no_protoc;
 mod snapshot;
+mod upstream;

@@ -11,6 +11,13 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/_hazards.rs"));
 }
 
+/// Real-world protos, unmodified from the crates.io packages that ship them: gRPC health and
+/// reflection, and etcd's v3 API (see `codegen/tests/upstream/Cargo.toml`).
+#[allow(missing_docs, clippy::all)]
+pub mod upstream {
+    include!(concat!(env!("OUT_DIR"), "/upstream/_upstream.rs"));
+}
+
 /// A fully documented proto, held to `missing_docs`.
 pub mod documented {
     /// The `documented.orders` package, included the way the volley docs show.
