@@ -15,7 +15,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use volley::metrics::Metrics;
 use volley::metrics::bench::{Histogram, record_client_call, record_server_call};
 use volley::{CallOptions, Client, Request, Server, ServerHandle, Status};
-use volley_benches::{ECHO, ECHO_ID, HandlerKind, Payload, payload};
+use volley_benches::{ECHO, ECHO_ID, HandlerKind, Payload, join_all, payload};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
@@ -137,33 +137,6 @@ fn bench_record(c: &mut Criterion) {
         })
     });
     group.finish();
-}
-
-/// Polls every future to completion concurrently on the current task.
-async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut futures: Vec<_> = futures.map(|f| Some(Box::pin(f))).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (slot, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if let Some(future) = slot {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => {
-                        *output = Some(value);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().map(|o| o.expect("every future finished")).collect()
 }
 
 criterion_group!(benches, bench_record, bench_roundtrip);

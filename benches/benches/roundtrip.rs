@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use volley::net::Address;
 use volley::{CallOptions, Client};
-use volley_benches::{ECHO_ID, HandlerKind, Payload, ServerThread, echo_server, payload, raw, unix_address};
+use volley_benches::{ECHO_ID, HandlerKind, Payload, ServerThread, echo_server, join_all, payload, raw, unix_address};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
@@ -119,33 +119,6 @@ fn bench_roundtrip_split(c: &mut Criterion) {
         })
     });
     group.finish();
-}
-
-/// Polls every future to completion concurrently on the current task.
-async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut futures: Vec<_> = futures.map(|f| Some(Box::pin(f))).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (slot, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if let Some(future) = slot {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => {
-                        *output = Some(value);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().map(|o| o.expect("every future finished")).collect()
 }
 
 criterion_group!(benches, bench_roundtrip, bench_roundtrip_split);
