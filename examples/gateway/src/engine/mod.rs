@@ -1,0 +1,1 @@
+//! Pre-trade risk checks and the matching engine (being written).

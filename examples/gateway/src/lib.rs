@@ -1,0 +1,10 @@
+//! The trading order gateway: an example of a real service on Volley.
+//!
+//! Orders come in through the generated `OrderEntry` service (unary calls or a bidirectional
+//! stream), pass the pre-trade [`engine`] risk checks, are appended to the [`journal`] and
+//! matched in a price-time priority book per symbol; execution reports and market data stream
+//! back to subscribers. On start the journal is replayed to rebuild every book and order.
+
+pub mod engine;
+pub mod journal;
+pub mod proto;
