@@ -411,3 +411,24 @@ async fn trailing_metadata_of_an_ok_status_reaches_the_client() {
     assert!(stream.message().await.unwrap().is_none());
     assert_eq!(stream.trailers().and_then(|t| t.get("x-count")), Some(&b"1"[..]));
 }
+
+#[tokio::test]
+async fn a_dropped_client_keeps_its_open_stream_and_closes_the_connection_when_it_ends() {
+    let (server, client) = start(Live::default()).await;
+    let (mut sender, mut replies) = client.bidi_streaming::<Echo, Echo>(id(CHAT), CallOptions::default()).await.unwrap();
+    drop(client);
+    // The stream outlives every handle to its client.
+    for i in 0..3u8 {
+        sender.send_now(&echo(vec![i])).await.unwrap();
+        assert_eq!(replies.message().await.unwrap().unwrap().payload[..], [i]);
+    }
+    assert_eq!(server.connections(), 1);
+    sender.close();
+    assert_eq!(replies.message().await.unwrap(), None);
+    drop(replies);
+    wait_for("the server sees the connection of the dropped client close", || {
+        server.connections() == 0
+    })
+    .await;
+    server.shutdown().await;
+}

@@ -273,3 +273,78 @@ async fn a_burst_of_128_calls_takes_at_most_one_write_per_16_calls() {
         assert!(writes <= 128 / 16, "{writes} write syscalls for 128 calls");
     }
 }
+
+/// A server whose `Echo` handler answers with the id and peer of the connection it was called on,
+/// and hands that connection to the test.
+fn connection_reporting_server(seen: tokio::sync::mpsc::UnboundedSender<volley::server::ConnectionInfo>) -> volley::server::ServerBuilder {
+    volley::Server::builder().unary(common::ECHO, move |request: volley::Request<Echo>| {
+        let seen = seen.clone();
+        async move {
+            let connection = request.context().connection().expect("a served call has a connection").clone();
+            let reply = echo(format!("{} {:?}", connection.id(), connection.peer_addr()));
+            let _ = seen.send(connection);
+            Ok::<_, volley::Status>(reply)
+        }
+    })
+}
+
+#[tokio::test]
+async fn handlers_see_the_connection_a_call_came_in_on_and_learn_when_it_ends() {
+    let (seen, mut connections) = tokio::sync::mpsc::unbounded_channel();
+    let server = connection_reporting_server(seen)
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let first = Client::connect(server.local_addr()).await.unwrap();
+    let second = Client::connect(server.local_addr()).await.unwrap();
+
+    let a: Echo = first.unary(ECHO_ID, &echo(""), CallOptions::default()).await.unwrap();
+    let a_again: Echo = first.unary(ECHO_ID, &echo(""), CallOptions::default()).await.unwrap();
+    let b: Echo = second.unary(ECHO_ID, &echo(""), CallOptions::default()).await.unwrap();
+    assert_eq!(a.payload, a_again.payload, "two calls on one connection see one connection");
+    assert_ne!(a.payload, b.payload, "two connections have two ids");
+    let a_text = String::from_utf8_lossy(&a.payload);
+    assert!(
+        a_text.contains("Some(Tcp(127.0.0.1:"),
+        "the peer is the client's loopback address: {a_text}"
+    );
+
+    let on_first = connections.recv().await.unwrap();
+    let _ = connections.recv().await.unwrap();
+    let on_second = connections.recv().await.unwrap();
+    assert!(!on_first.is_closed() && !on_second.is_closed());
+    drop(first);
+    tokio::time::timeout(Duration::from_secs(5), on_first.closed())
+        .await
+        .expect("closed() resolves once the client has gone");
+    assert!(on_first.is_closed());
+    assert!(!on_second.is_closed(), "the other connection is still up");
+    let _: Echo = second.unary(ECHO_ID, &echo(""), CallOptions::default()).await.unwrap();
+    server.shutdown().await;
+    assert!(on_second.is_closed(), "a server shutdown ends it");
+}
+
+#[tokio::test]
+async fn a_request_made_in_a_test_has_no_connection() {
+    let request = volley::Request::new(echo("direct"));
+    assert!(request.context().connection().is_none());
+}
+
+#[tokio::test]
+async fn dropping_every_client_handle_closes_the_connection() {
+    let server = start_tcp().await;
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let clone = client.clone();
+    let _: Echo = client.unary(ECHO_ID, &echo("x"), CallOptions::default()).await.unwrap();
+    drop(client);
+    let _: Echo = clone
+        .unary(ECHO_ID, &echo("a clone still works"), CallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(server.connections(), 1);
+    drop(clone);
+    wait_for("the server sees the connection close", || server.connections() == 0).await;
+    server.shutdown().await;
+}

@@ -35,11 +35,19 @@ pub struct Client {
     info: Arc<ClientInfo>,
 }
 
-/// What a client knows about its connection that never changes.
+/// What a client knows about its connection that never changes. Shared by every clone of a
+/// [`Client`]: when the last clone is dropped, the connection closes once its open streams end.
 #[derive(Debug)]
 struct ClientInfo {
     address: Address,
     socket: AppliedSocketOptions,
+    shared: Arc<Shared>,
+}
+
+impl Drop for ClientInfo {
+    fn drop(&mut self) {
+        self.shared.release();
+    }
 }
 
 /// Configures and opens a [`Client`].
@@ -120,8 +128,12 @@ impl ClientBuilder {
             .map_err(|err| Error::Config(err.to_string()))?;
         let (shared, socket) = connect(&address, &self.config).await?;
         Ok(Client {
+            info: Arc::new(ClientInfo {
+                address,
+                socket,
+                shared: shared.clone(),
+            }),
             shared,
-            info: Arc::new(ClientInfo { address, socket }),
         })
     }
 }

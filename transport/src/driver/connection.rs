@@ -1,6 +1,7 @@
 //! State shared by a connection's reader task, writer task and callers.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -9,6 +10,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use super::DriverConfig;
+use super::identity::Identity;
 use super::inflight::InFlight;
 use super::streams::Streams;
 use super::write_queue::WriteQueue;
@@ -66,6 +68,10 @@ pub(crate) struct Shared {
     pub(crate) closed: Notify,
     pub(crate) write_queue_cap: usize,
     pub(crate) role: Role,
+    /// The connection's id and peer, shared with the calls' contexts.
+    pub(crate) identity: Arc<Identity>,
+    /// (client) Every `Client` handle is gone: the connection closes once its last call ends.
+    released: AtomicBool,
     pub(crate) dispatch: Option<Arc<dyn Dispatch>>,
     pub(crate) pool: crate::buf::BufferPool,
     /// Registered with a `Metrics`; dropped with this state, it moves the final counters to the
@@ -128,6 +134,7 @@ impl Shared {
         self.established.notify_waiters();
         self.shutdown.notify_one();
         self.closed.notify_waiters();
+        self.identity.close();
         for waker in wakers {
             waker.wake();
         }
@@ -174,13 +181,32 @@ impl Shared {
         self.close_if_drained();
     }
 
-    /// After a GoAway, closes the connection once its last call has ended, however it ended.
+    /// Closes the connection once its last call has ended, however it ended: on a server after
+    /// a GoAway, on a client after every `Client` handle was dropped.
     pub(crate) fn close_if_drained(&self) {
+        let released = match self.role {
+            Role::Server => false,
+            Role::Client if self.released.load(Ordering::Acquire) => true,
+            Role::Client => return,
+        };
         let state = self.lock_state();
-        if self.role == Role::Server && state.proto.is_draining() && state.proto.open_calls() == 0 {
-            drop(state);
+        let drained = state.proto.open_calls() == 0 && (released || state.proto.is_draining());
+        drop(state);
+        if !drained {
+            return;
+        }
+        if released {
+            self.terminate(Status::cancelled("the client was dropped: every handle to this connection is gone"));
+        } else {
             self.queue.close();
         }
+    }
+
+    /// (client) The last `Client` handle was dropped: no call can start any more, so the
+    /// connection closes now, or when the streams still open end.
+    pub(crate) fn release(&self) {
+        self.released.store(true, Ordering::Release);
+        self.close_if_drained();
     }
 
     /// Waits until the write queue is under its cap (or the connection ends).
@@ -199,6 +225,7 @@ impl Shared {
 
 /// Starts the reader and writer tasks of a connection over `stream`.
 pub(crate) fn spawn_connection(stream: Stream, role: Role, config: &DriverConfig, dispatch: Option<Arc<dyn Dispatch>>) -> Arc<Shared> {
+    let identity = Arc::new(Identity::new(stream.peer_address()));
     let stream = Arc::new(stream);
     let stats = Arc::new(Stats::default());
     let now = Instant::now();
@@ -221,6 +248,8 @@ pub(crate) fn spawn_connection(stream: Stream, role: Role, config: &DriverConfig
         closed: Notify::new(),
         write_queue_cap: config.write_queue_cap(),
         role,
+        identity,
+        released: AtomicBool::new(false),
         dispatch,
         pool: config.pool.clone(),
         #[cfg(feature = "metrics")]

@@ -11,6 +11,8 @@ mod config;
 mod connection;
 #[cfg(not(loom))]
 mod encode;
+#[cfg(not(loom))]
+mod identity;
 mod inflight;
 #[cfg(not(loom))]
 mod read_buffer;
@@ -26,6 +28,8 @@ pub use config::{DEFAULT_WRITE_QUEUE_CAP, DriverConfig};
 pub(crate) use connection::{AcceptedCall, Dispatch, Shared, spawn_connection};
 #[cfg(not(loom))]
 pub(crate) use encode::{Body, encode_message_frame, encode_status_frame, frame_too_large};
+#[cfg(not(loom))]
+pub(crate) use identity::Identity;
 #[cfg(not(loom))]
 pub(crate) use inflight::Outcome;
 #[cfg(not(loom))]

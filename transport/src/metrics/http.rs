@@ -14,6 +14,8 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use prometheus_client::registry::Registry;
+
 use super::Metrics;
 use super::exposition::CONTENT_TYPE;
 
@@ -64,14 +66,56 @@ impl Metrics {
     /// # Ok(()) }
     /// ```
     pub async fn serve_http(&self, address: impl ToSocketAddrs) -> io::Result<MetricsEndpoint> {
-        let listener = TcpListener::bind(address).await?;
-        let local_addr = listener.local_addr()?;
-        let accept = tokio::spawn(accept_loop(self.clone(), listener));
-        Ok(MetricsEndpoint { local_addr, accept })
+        serve(Exposition::Metrics(self.clone()), address).await
     }
 }
 
-async fn accept_loop(metrics: Metrics, listener: TcpListener) {
+/// Serves a whole `prometheus-client` registry (yours, with [`Metrics::register`] in it) at
+/// `http://{address}/metrics` on the current tokio runtime, in the Prometheus text format.
+///
+/// ```
+/// use std::sync::Arc;
+/// use volley::metrics::prometheus_client::{metrics::counter::Counter, registry::Registry};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let metrics = volley::metrics::Metrics::new();
+/// let mut registry = Registry::default();
+/// let orders: Counter = Counter::default();
+/// registry.register("orders", "Orders accepted", orders.clone());
+/// metrics.register(&mut registry);
+/// let endpoint = volley::metrics::serve_registry(Arc::new(registry), "127.0.0.1:0").await?;
+/// println!("scrape http://{}/metrics", endpoint.local_addr());
+/// endpoint.shutdown();
+/// # Ok(()) }
+/// ```
+pub async fn serve_registry(registry: Arc<Registry>, address: impl ToSocketAddrs) -> io::Result<MetricsEndpoint> {
+    serve(Exposition::Registry(registry), address).await
+}
+
+/// What an endpoint serves.
+#[derive(Clone)]
+enum Exposition {
+    Metrics(Metrics),
+    Registry(Arc<Registry>),
+}
+
+impl Exposition {
+    fn encode(&self, out: &mut String) -> std::fmt::Result {
+        match self {
+            Self::Metrics(metrics) => metrics.encode(out),
+            Self::Registry(registry) => prometheus_client::encoding::prometheus_text::encode(out, registry),
+        }
+    }
+}
+
+async fn serve(exposition: Exposition, address: impl ToSocketAddrs) -> io::Result<MetricsEndpoint> {
+    let listener = TcpListener::bind(address).await?;
+    let local_addr = listener.local_addr()?;
+    let accept = tokio::spawn(accept_loop(exposition, listener));
+    Ok(MetricsEndpoint { local_addr, accept })
+}
+
+async fn accept_loop(metrics: Exposition, listener: TcpListener) {
     let slots = Arc::new(Semaphore::new(MAX_SCRAPERS));
     loop {
         let stream = match listener.accept().await {
@@ -96,7 +140,7 @@ async fn accept_loop(metrics: Metrics, listener: TcpListener) {
 }
 
 /// Reads one request head and answers it.
-async fn serve_one(metrics: &Metrics, mut stream: TcpStream) -> io::Result<()> {
+async fn serve_one(metrics: &Exposition, mut stream: TcpStream) -> io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let complete = tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream, &mut head))
         .await
@@ -129,7 +173,7 @@ async fn read_head(stream: &mut TcpStream, head: &mut Vec<u8>) -> io::Result<boo
 }
 
 /// The whole response to a request head.
-fn respond(metrics: &Metrics, head: &[u8]) -> Vec<u8> {
+fn respond(metrics: &Exposition, head: &[u8]) -> Vec<u8> {
     let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
     let mut parts = line.split(|&b| b == b' ');
     let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
@@ -177,7 +221,10 @@ mod tests {
     fn get_metrics_is_answered_with_the_exposition() {
         let metrics = Metrics::new();
         metrics.register_client_method("/a.B/C");
-        let answer = text(&respond(&metrics, b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n"));
+        let answer = text(&respond(
+            &Exposition::Metrics(metrics.clone()),
+            b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+        ));
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
         assert!(answer.contains(CONTENT_TYPE));
         assert!(answer.contains("volley_client_calls_started_total{method=\"/a.B/C\"} 0"));
@@ -186,17 +233,35 @@ mod tests {
     #[test]
     fn other_paths_and_methods_are_refused() {
         let metrics = Metrics::new();
-        assert!(text(&respond(&metrics, b"GET / HTTP/1.1\r\n\r\n")).starts_with("HTTP/1.1 404"));
-        assert!(text(&respond(&metrics, b"POST /metrics HTTP/1.1\r\n\r\n")).starts_with("HTTP/1.1 405"));
-        assert!(text(&respond(&metrics, b"\r\n\r\n")).starts_with("HTTP/1.1 405"));
+        assert!(text(&respond(&Exposition::Metrics(metrics.clone()), b"GET / HTTP/1.1\r\n\r\n")).starts_with("HTTP/1.1 404"));
+        assert!(text(&respond(&Exposition::Metrics(metrics.clone()), b"POST /metrics HTTP/1.1\r\n\r\n")).starts_with("HTTP/1.1 405"));
+        assert!(text(&respond(&Exposition::Metrics(metrics.clone()), b"\r\n\r\n")).starts_with("HTTP/1.1 405"));
     }
 
     #[test]
     fn head_gets_the_headers_of_get_without_the_body() {
         let metrics = Metrics::new();
-        let get = text(&respond(&metrics, b"GET /metrics HTTP/1.1\r\n\r\n"));
-        let head = text(&respond(&metrics, b"HEAD /metrics HTTP/1.1\r\n\r\n"));
+        let get = text(&respond(&Exposition::Metrics(metrics.clone()), b"GET /metrics HTTP/1.1\r\n\r\n"));
+        let head = text(&respond(&Exposition::Metrics(metrics.clone()), b"HEAD /metrics HTTP/1.1\r\n\r\n"));
         let (headers, _body) = get.split_once("\r\n\r\n").expect("a head");
         assert_eq!(head, format!("{headers}\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_registry_is_served_with_its_own_metrics_beside_volleys() {
+        use prometheus_client::metrics::counter::Counter;
+        let metrics = Metrics::new();
+        let mut registry = Registry::default();
+        let orders: Counter = Counter::default();
+        orders.inc_by(3);
+        registry.register("orders", "Orders accepted", orders);
+        metrics.register(&mut registry);
+        let answer = text(&respond(
+            &Exposition::Registry(Arc::new(registry)),
+            b"GET /metrics HTTP/1.1\r\n\r\n",
+        ));
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.contains("orders_total 3"), "{answer}");
+        assert!(answer.contains("volley_connections_open"), "{answer}");
     }
 }

@@ -48,7 +48,7 @@ pub(crate) use connections::ConnectionMetrics;
 pub use connections::ConnectionTotals;
 pub use exposition::CONTENT_TYPE;
 pub use histogram::HistogramSnapshot;
-pub use http::{DEFAULT_METRICS_ADDR, MetricsEndpoint};
+pub use http::{DEFAULT_METRICS_ADDR, MetricsEndpoint, serve_registry};
 /// The `prometheus-client` crate these metrics are encoded with, for [`Metrics::register`].
 pub use prometheus_client;
 pub use registry::MAX_METHODS;

@@ -10,6 +10,8 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use tokio::net::{TcpStream, UnixStream};
 
+use super::Address;
+
 /// A connected TCP or Unix stream.
 #[derive(Debug)]
 pub enum Stream {
@@ -32,6 +34,18 @@ impl From<UnixStream> for Stream {
 }
 
 impl Stream {
+    /// The peer's address: its socket address over TCP, its path over a Unix socket if it
+    /// bound one (clients usually do not).
+    pub(crate) fn peer_address(&self) -> Option<Address> {
+        match self {
+            Self::Tcp(s) => s.peer_addr().ok().map(Address::Tcp),
+            Self::Unix(s) => s
+                .peer_addr()
+                .ok()
+                .and_then(|addr| addr.as_pathname().map(|path| Address::Unix(path.to_path_buf()))),
+        }
+    }
+
     /// Reads what is available into `buf`, or `WouldBlock`.
     pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::ConnectionInfo;
 use crate::driver::{Batch, Body, Flush, Shared, encode_message_frame, encode_status_frame, frame_too_large};
 use crate::observe::CallObserver;
 use crate::status::{Code, Status};
@@ -19,6 +20,7 @@ pub struct CallContext {
     deadline: Option<Instant>,
     metadata: Metadata,
     priority: u8,
+    connection: Option<ConnectionInfo>,
 }
 
 impl CallContext {
@@ -46,6 +48,12 @@ impl CallContext {
     pub fn priority(&self) -> u8 {
         self.priority
     }
+
+    /// The connection the call came in on; `None` for a request made with [`Request::new`]
+    /// (a handler called directly in a test).
+    pub fn connection(&self) -> Option<&ConnectionInfo> {
+        self.connection.as_ref()
+    }
 }
 
 /// A request as a handler receives it: the decoded message and its [`CallContext`].
@@ -64,6 +72,7 @@ impl<T> Request<T> {
             deadline: None,
             metadata: Metadata::new(),
             priority: 0,
+            connection: None,
         };
         Self { message, context }
     }
@@ -126,6 +135,7 @@ impl ServerCall {
         priority: u8,
         message: Option<Bytes>,
     ) -> Self {
+        let identity = shared.identity.clone();
         Self {
             shared,
             context: CallContext {
@@ -134,6 +144,7 @@ impl ServerCall {
                 deadline,
                 metadata,
                 priority,
+                connection: Some(ConnectionInfo::new(identity)),
             },
             message,
             answered: false,

@@ -2,6 +2,7 @@
 
 mod builder;
 mod call;
+mod connection_info;
 mod handler;
 mod router;
 mod serve;
@@ -9,6 +10,7 @@ mod streaming;
 
 pub use builder::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Server, ServerBuilder};
 pub use call::{CallContext, Request, ServerCall};
+pub use connection_info::ConnectionInfo;
 pub use handler::{Handler, InlineUnaryHandler, UnaryHandler};
 pub use router::{Routes, Service};
 pub use serve::ServerHandle;

@@ -195,5 +195,7 @@ impl<T> Drop for Streaming<T> {
             self.shared.capacity.notify_one();
         }
         wakers.into_iter().for_each(Waker::wake);
+        // The last call of a dropped client closes its connection.
+        self.shared.close_if_drained();
     }
 }

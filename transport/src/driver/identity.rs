@@ -1,0 +1,64 @@
+//! Who a connection is: a process-unique id, the peer's address, and whether it has ended.
+//! Small and separate from [`super::Shared`] so handlers may keep it after the connection is
+//! gone without keeping the connection's buffers alive.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio::sync::Notify;
+
+use crate::net::Address;
+
+/// The id the next connection gets; ids start at 1 and are never reused within a process.
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A connection's identity and its end.
+#[derive(Debug)]
+pub(crate) struct Identity {
+    id: u64,
+    peer: Option<Address>,
+    closed: AtomicBool,
+    on_close: Notify,
+}
+
+impl Identity {
+    /// A new identity with the next id.
+    pub(crate) fn new(peer: Option<Address>) -> Self {
+        Self {
+            id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
+            peer,
+            closed: AtomicBool::new(false),
+            on_close: Notify::new(),
+        }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn peer(&self) -> Option<&Address> {
+        self.peer.as_ref()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Marks the connection ended and wakes every [`Identity::closed`] waiter.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.on_close.notify_waiters();
+    }
+
+    /// Resolves once the connection has ended (at once if it already has).
+    pub(crate) async fn closed(&self) {
+        loop {
+            let notified = self.on_close.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
