@@ -492,3 +492,89 @@ fn a_server_goes_away_after_the_idle_timeout_but_never_during_a_call() {
     assert!(pair.client.events().iter().any(|e| matches!(e, Event::GoAway { .. })));
     assert!(pair.client.error.is_none(), "a graceful goaway is not an error");
 }
+
+/// Opens a bidirectional call from the client: a Request with no message and no END_STREAM.
+fn open_stream(pair: &mut Pair) -> CallId {
+    let call_id = pair.client.conn.open_call(false).expect("call opens");
+    pair.client_sends(Frame::Request {
+        call_id,
+        head: CallHead {
+            method_id: MethodId::from_name("/test.Stream/Chat"),
+            ..CallHead::default()
+        },
+        message: None,
+        end_stream: false,
+    });
+    call_id
+}
+
+/// Hands the server `count` stream messages of `len` bytes at the current instant, then lets its
+/// application consume them (so credit flows and the window never runs out).
+fn stream_messages(pair: &mut Pair, call_id: CallId, count: usize, len: usize) {
+    let message = Bytes::from(vec![7u8; len]);
+    for _ in 0..count {
+        Frame::Message {
+            call_id,
+            message: message.clone(),
+            end_stream: false,
+        }
+        .encode(&mut pair.server.inbox);
+    }
+    pair.server.receive(pair.now);
+    pair.server.events();
+    pair.server.conn.release_received(call_id, count * len);
+    pair.drive();
+}
+
+#[test]
+fn a_flood_of_empty_stream_messages_exhausts_the_small_frame_budget() {
+    let mut pair = Pair::new();
+    let id = open_stream(&mut pair);
+    // 20,000 empty messages with no time passing: inside every window (they charge it nothing).
+    for _ in 0..20 {
+        stream_messages(&mut pair, id, 1_000, 0);
+        if pair.server.error.is_some() {
+            break;
+        }
+    }
+    let err = pair.server.error.as_ref().expect("the flood closed the connection");
+    assert_eq!(err.reason, ConnectionErrorReason::TooManySmallFrames);
+    assert_eq!(err.code, Code::ResourceExhausted);
+    assert!(
+        goaway_reason(&pair.client).contains("small frames"),
+        "{}",
+        goaway_reason(&pair.client)
+    );
+}
+
+#[test]
+fn small_messages_at_a_high_rate_and_tiny_ones_under_the_budget_are_never_kicked() {
+    let mut pair = Pair::new();
+    let id = open_stream(&mut pair);
+    let budget = volley::protocol::DEFAULT_SMALL_FRAME_BUDGET;
+    // Messages of SMALL_FRAME_PAYLOAD bytes are never charged: 500,000 of them at one instant.
+    for _ in 0..50 {
+        stream_messages(&mut pair, id, 10_000, volley::protocol::SMALL_FRAME_PAYLOAD);
+    }
+    assert!(pair.server.error.is_none(), "{:?}", pair.server.error);
+    // Two-byte messages (a counter) at 95 % of the budget's rate for two minutes of simulated time.
+    let per_tick = (budget.per_second as usize * 95 / 100) / 10;
+    for _ in 0..1_200 {
+        stream_messages(&mut pair, id, per_tick, 2);
+        pair.advance(Duration::from_millis(100));
+    }
+    assert!(pair.server.error.is_none(), "{:?}", pair.server.error);
+    assert!(pair.server.conn.is_call_open(id));
+    // The same stream going over the rate is stopped.
+    for _ in 0..100 {
+        stream_messages(&mut pair, id, per_tick * 4, 2);
+        pair.advance(Duration::from_millis(100));
+        if pair.server.error.is_some() {
+            break;
+        }
+    }
+    assert_eq!(
+        pair.server.error.as_ref().unwrap().reason,
+        ConnectionErrorReason::TooManySmallFrames
+    );
+}

@@ -39,6 +39,21 @@ pub const DEFAULT_ERROR_BUDGET: RateBudget = RateBudget {
     per_second: 100,
 };
 
+/// Stream messages with a payload shorter than this many bytes (8) are "small frames", charged
+/// to the small-frame budget: such a frame is at least two thirds header (16 bytes), and the
+/// flow-control window, which counts payload bytes only, charges it almost nothing (an empty
+/// message nothing at all). Real messages of 8 bytes and more are never charged.
+pub const SMALL_FRAME_PAYLOAD: usize = 8;
+
+/// Small frames (see [`SMALL_FRAME_PAYLOAD`]) a peer may send: a burst of 10,000, refilled at
+/// 10,000 per second. A stream of empty heartbeats or tiny counters at up to 10,000 a second never
+/// touches it; a flood of empty messages (millions a second over loopback) exhausts it within
+/// milliseconds, before the per-frame work and queue entries it costs add up.
+pub const DEFAULT_SMALL_FRAME_BUDGET: RateBudget = RateBudget {
+    burst: 10_000,
+    per_second: 10_000,
+};
+
 /// A metadata block this many times over the limit closes the connection instead of failing
 /// only the call (4): a slightly-too-large block is a bug, a huge one is abuse.
 pub const METADATA_ABUSE_FACTOR: usize = 4;
@@ -66,6 +81,8 @@ pub struct ConnectionConfig {
     pub cancel_budget: RateBudget,
     /// See [`DEFAULT_ERROR_BUDGET`].
     pub error_budget: RateBudget,
+    /// See [`DEFAULT_SMALL_FRAME_BUDGET`].
+    pub small_frame_budget: RateBudget,
 }
 
 impl Default for ConnectionConfig {
@@ -79,6 +96,7 @@ impl Default for ConnectionConfig {
             max_ping_strikes: DEFAULT_MAX_PING_STRIKES,
             cancel_budget: DEFAULT_CANCEL_BUDGET,
             error_budget: DEFAULT_ERROR_BUDGET,
+            small_frame_budget: DEFAULT_SMALL_FRAME_BUDGET,
         }
     }
 }

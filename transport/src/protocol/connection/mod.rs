@@ -13,7 +13,10 @@ use bytes::Bytes;
 use super::budget::Bucket;
 use super::calls::{CallState, CallTable};
 use super::flow::ConnectionWindows;
-use super::{ConnectionConfig, ConnectionError, ConnectionErrorReason as Reason, Event, MAX_FLOW_VIOLATIONS, METADATA_ABUSE_FACTOR};
+use super::{
+    ConnectionConfig, ConnectionError, ConnectionErrorReason as Reason, Event, MAX_FLOW_VIOLATIONS, METADATA_ABUSE_FACTOR,
+    SMALL_FRAME_PAYLOAD,
+};
 use crate::status::{Code, Status};
 use crate::wire::{CallHead, CallId, Frame, GoAway, PREFACE_LEN, Preface, Settings, StatusFrame, WireError};
 
@@ -84,6 +87,7 @@ pub struct Connection {
     ping_strikes: u32,
     cancels: Bucket,
     errors: Bucket,
+    small_frames: Bucket,
     windows: ConnectionWindows,
     flow_violations: u32,
     scratch: Vec<CallId>,
@@ -121,6 +125,7 @@ impl Connection {
             windows: ConnectionWindows::new(&config.settings, &Settings::default()),
             flow_violations: 0,
             errors: Bucket::new(config.error_budget),
+            small_frames: Bucket::new(config.small_frame_budget),
             scratch: Vec::new(),
             config,
         }
@@ -436,6 +441,10 @@ impl Connection {
     }
 
     fn on_message(&mut self, call_id: CallId, message: Bytes, end_stream: bool, now: Instant) -> Result<(), ConnectionError> {
+        // Charged before anything else, so frames for ended calls count too.
+        if message.len() < SMALL_FRAME_PAYLOAD && !self.small_frames.try_spend(now) {
+            return Err(ConnectionError::calm(Reason::TooManySmallFrames));
+        }
         if !self.accept_inbound(call_id, end_stream, now)? {
             return Ok(());
         }
