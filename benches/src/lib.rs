@@ -69,11 +69,19 @@ pub mod raw {
 
     /// Starts a raw echo server on a loopback port: it writes back whatever it reads.
     pub async fn echo_server() -> std::net::SocketAddr {
+        echo_server_tuned(|stream| {
+            let _ = stream.set_nodelay(true);
+        })
+        .await
+    }
+
+    /// [`echo_server`] with `tune` applied to each accepted socket instead of `TCP_NODELAY`.
+    pub async fn echo_server_tuned(tune: impl Fn(&TcpStream) + Send + 'static) -> std::net::SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
-                let _ = stream.set_nodelay(true);
+                tune(&stream);
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 64 * 1024];
                     loop {

@@ -85,7 +85,7 @@ impl Summary {
 /// All runs, keyed by scenario index and system.
 pub(crate) type Results = BTreeMap<(usize, System), Vec<Figures>>;
 
-fn rate_text(rate: f64) -> String {
+pub(crate) fn rate_text(rate: f64) -> String {
     if rate >= 1e6 {
         format!("{:.2} M", rate / 1e6)
     } else if rate >= 1e3 {

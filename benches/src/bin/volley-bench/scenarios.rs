@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use volley_benches::raw;
 
+use crate::pacer::Pacer;
 use crate::systems::{Conn, Servers, System, connect, connect_raw};
 
 /// Bytes a Volley call adds around its payload on the wire; the raw floor echoes messages of
@@ -49,8 +50,9 @@ impl Scenario {
     }
 }
 
-/// Every scenario, in the order they run.
-pub(crate) const SCENARIOS: [Scenario; 7] = [
+/// Every scenario, in the order they run. The `unary_64B_<n>` scenarios on one connection (1, 4,
+/// 16, 64, 128 and 256 in flight) make the throughput-against-in-flight sweep.
+pub(crate) const SCENARIOS: [Scenario; 11] = [
     Scenario {
         name: "unary_64B_1",
         description: "unary 64 B, 1 in flight, 1 connection (latency)",
@@ -102,7 +104,33 @@ pub(crate) const SCENARIOS: [Scenario; 7] = [
         description: "open loop, unary 64 B at 25 % of Volley's unary_64B_128 peak, CO-corrected",
         kind: Kind::OpenLoop { size: 64, fraction: 0.25 },
     },
+    sweep("unary_64B_4", "unary 64 B, 4 in flight on 1 connection (in-flight sweep)", 4),
+    sweep("unary_64B_16", "unary 64 B, 16 in flight on 1 connection (in-flight sweep)", 16),
+    sweep("unary_64B_64", "unary 64 B, 64 in flight on 1 connection (in-flight sweep)", 64),
+    sweep("unary_64B_256", "unary 64 B, 256 in flight on 1 connection (in-flight sweep)", 256),
 ];
+
+/// A point of the in-flight sweep: unary 64 B calls, `in_flight` of them on one connection.
+const fn sweep(name: &'static str, description: &'static str, in_flight: usize) -> Scenario {
+    Scenario {
+        name,
+        description,
+        kind: Kind::Unary {
+            size: 64,
+            in_flight,
+            conns: 1,
+        },
+    }
+}
+
+/// Finds a scenario by name.
+pub(crate) fn find(name: &str) -> Result<Scenario, String> {
+    SCENARIOS
+        .iter()
+        .find(|s| s.name == name)
+        .copied()
+        .ok_or_else(|| format!("unknown scenario {name:?}"))
+}
 
 /// One measurement.
 #[derive(Debug)]
@@ -290,7 +318,7 @@ const OPEN_LOOP_MAX_IN_FLIGHT: usize = 4096;
 
 /// Sends calls at `rate` per second, each at its intended time (or as soon after as possible),
 /// and records latency from the intended time, so a stalled system is charged for the calls it
-/// delayed (no coordinated omission).
+/// delayed (no coordinated omission). The [`Pacer`] waits between sends without spinning.
 async fn open_loop(conn: Conn, data: Bytes, rate: f64, warmup: Duration, duration: Duration) -> Sample {
     let hist = Arc::new(Mutex::new(histogram()));
     let last_done = Arc::new(Mutex::new(None::<Instant>));
@@ -300,6 +328,7 @@ async fn open_loop(conn: Conn, data: Bytes, rate: f64, warmup: Duration, duratio
     let interval = Duration::from_secs_f64(1.0 / rate);
     let mut sent: u32 = 0;
     let mut recorded = 0u64;
+    let pacer = Pacer::start();
     loop {
         let intended = start + interval * sent;
         if intended >= window.end {
@@ -312,11 +341,7 @@ async fn open_loop(conn: Conn, data: Bytes, rate: f64, warmup: Duration, duratio
             break;
         }
         if intended > now {
-            if intended - now > Duration::from_millis(2) {
-                tokio::time::sleep_until(intended.into()).await;
-            } else {
-                tokio::task::yield_now().await;
-            }
+            pacer.wait_until(intended).await;
             continue;
         }
         let permit = permits.clone().acquire_owned().await.expect("semaphore");

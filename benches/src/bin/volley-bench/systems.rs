@@ -7,7 +7,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures_util::Stream;
 use tokio::net::TcpStream;
-use volley::net::Address;
+use volley::net::{Address, AppliedSocketOptions, SocketConfig};
 use volley::{CallOptions, Client, Request, Server, Status};
 use volley_benches::{ECHO, ECHO_ID, FEED, FEED_ID, Payload, ServerThread, raw};
 
@@ -41,17 +41,50 @@ impl System {
 #[derive(Debug)]
 pub(crate) struct Servers {
     pub(crate) raw: SocketAddr,
-    pub(crate) tonic: SocketAddr,
+    /// `None` when started without tonic (the A/B mode).
+    pub(crate) tonic: Option<SocketAddr>,
     pub(crate) volley: Address,
+    /// Socket options for raw and Volley sockets on both ends; `None`: each system's defaults.
+    pub(crate) socket: Option<SocketConfig>,
     _threads: Vec<ServerThread>,
 }
 
 /// Starts the three echo servers, each on its own thread with a current-thread runtime.
 pub(crate) fn start_servers() -> Servers {
-    let (raw_address, raw_thread) = ServerThread::spawn(|| async { Address::Tcp(raw::echo_server().await) });
-    let (tonic_address, tonic_thread) = ServerThread::spawn(|| async { Address::Tcp(tonic_server().await) });
-    let (volley, volley_thread) = ServerThread::spawn(|| async {
+    start(None, true)
+}
+
+/// Starts raw and Volley echo servers whose sockets (and those of their clients) take `socket`.
+pub(crate) fn start_tuned_servers(socket: &SocketConfig) -> Servers {
+    start(Some(socket.clone()), false)
+}
+
+fn start(socket: Option<SocketConfig>, with_tonic: bool) -> Servers {
+    let raw_socket = socket.clone();
+    let (raw_address, raw_thread) = ServerThread::spawn(|| async move {
+        Address::Tcp(match raw_socket {
+            None => raw::echo_server().await,
+            Some(config) => {
+                raw::echo_server_tuned(move |stream| {
+                    config.apply(socket2::SockRef::from(stream));
+                })
+                .await
+            }
+        })
+    });
+    let mut threads = vec![raw_thread];
+    let tonic = with_tonic.then(|| {
+        let (address, thread) = ServerThread::spawn(|| async { Address::Tcp(tonic_server().await) });
+        threads.push(thread);
+        match address {
+            Address::Tcp(address) => address,
+            Address::Unix(_) => unreachable!("the tonic server is TCP"),
+        }
+    });
+    let volley_socket = socket.clone().unwrap_or_default();
+    let (volley, volley_thread) = ServerThread::spawn(|| async move {
         let handle = Server::builder()
+            .socket_config(volley_socket)
             .unary_inline(ECHO, |request: Request<Payload>| Ok::<_, Status>(request.into_inner()))
             .server_streaming(
                 FEED,
@@ -71,14 +104,16 @@ pub(crate) fn start_servers() -> Servers {
         // Dropping the handle leaves the server serving until its runtime stops.
         handle.local_addr().clone()
     });
-    let (Address::Tcp(raw), Address::Tcp(tonic)) = (raw_address, tonic_address) else {
-        unreachable!("raw and tonic servers are TCP")
+    threads.push(volley_thread);
+    let Address::Tcp(raw) = raw_address else {
+        unreachable!("the raw server is TCP")
     };
     Servers {
         raw,
         tonic,
         volley,
-        _threads: vec![raw_thread, tonic_thread, volley_thread],
+        socket,
+        _threads: threads,
     }
 }
 
@@ -133,7 +168,14 @@ pub(crate) enum Conn {
 
 /// Connects a raw client.
 pub(crate) async fn connect_raw(servers: &Servers) -> TcpStream {
-    raw::connect(servers.raw).await
+    connect_raw_applied(servers).await.0
+}
+
+/// Connects a raw client and reports the socket options read back (`None` without tuning).
+pub(crate) async fn connect_raw_applied(servers: &Servers) -> (TcpStream, Option<AppliedSocketOptions>) {
+    let stream = raw::connect(servers.raw).await;
+    let applied = servers.socket.as_ref().map(|config| config.apply(socket2::SockRef::from(&stream)));
+    (stream, applied)
 }
 
 /// Connects a tonic or Volley client (one connection each).
@@ -141,7 +183,8 @@ pub(crate) async fn connect(servers: &Servers, system: System) -> Conn {
     match system {
         System::Raw => unreachable!("raw clients use connect_raw"),
         System::Tonic => {
-            let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", servers.tonic))
+            let address = servers.tonic.expect("tonic server started");
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
                 .expect("endpoint")
                 .tcp_nodelay(true)
                 .connect()
@@ -150,11 +193,25 @@ pub(crate) async fn connect(servers: &Servers, system: System) -> Conn {
             // Large payloads must fit tonic's default message limits (4 MiB decode).
             Conn::Tonic(pb::echo_client::EchoClient::new(channel))
         }
-        System::Volley => Conn::Volley(Client::connect(&servers.volley).await.expect("connect volley")),
+        System::Volley => Conn::Volley(
+            Client::builder()
+                .socket_config(servers.socket.clone().unwrap_or_default())
+                .connect(&servers.volley)
+                .await
+                .expect("connect volley"),
+        ),
     }
 }
 
 impl Conn {
+    /// The socket options the kernel reports for a Volley connection (`None` for tonic).
+    pub(crate) fn socket_options(&self) -> Option<&AppliedSocketOptions> {
+        match self {
+            Self::Tonic(_) => None,
+            Self::Volley(client) => Some(client.socket_options()),
+        }
+    }
+
     /// One unary echo call.
     pub(crate) async fn echo(&self, data: &Bytes) {
         match self {
