@@ -1,6 +1,7 @@
 //! Shared fixtures for the integration tests: an echo service over loopback TCP or a Unix socket.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod proxy;
 pub mod raw;
 
 use std::path::PathBuf;
