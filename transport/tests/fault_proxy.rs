@@ -399,6 +399,78 @@ async fn a_slow_reader_stays_within_its_window_while_another_connection_flows() 
     wait_for("the slow stream's handler was cancelled", || live.count() == 0).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_restart_under_steady_load_shows_no_errors_to_a_channel() {
+    let live = Live::default();
+    let old = start(&live).await;
+    let address = old.local_addr().clone();
+    let channel = Channel::builder()
+        .backoff(Backoff {
+            initial: Duration::from_millis(5),
+            max: Duration::from_millis(50),
+            ..Backoff::default()
+        })
+        .connect(&address)
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..4u64)
+        .map(|worker| {
+            let (channel, stop) = (channel.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut errors) = (0u64, Vec::new());
+                for i in 0..100_000u64 {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let request = numbered(worker * 1_000_000 + i, 32);
+                    let options = CallOptions::default().timeout(Duration::from_secs(5));
+                    match channel.unary::<_, Echo>(ECHO_ID, &request, options).await {
+                        Ok(reply) => {
+                            assert_eq!(reply, request);
+                            ok += 1;
+                        }
+                        Err(err) => errors.push(err),
+                    }
+                }
+                (ok, errors)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let shutdown = tokio::spawn(old.shutdown());
+    // The old listener closes as shutdown starts; take the address over as soon as it is free.
+    let mut new = None;
+    for _ in 0..400 {
+        match server(&live, ConnectionConfig::default()).build().unwrap().serve(&address).await {
+            Ok(server) => {
+                new = Some(server);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+    let new = new.expect("the new server bound the address within 2 s");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (mut ok, mut errors) = (0, Vec::new());
+    for worker in workers {
+        let (n, e) = worker.await.unwrap();
+        ok += n;
+        errors.extend(e);
+    }
+    shutdown.await.unwrap();
+    assert!(
+        errors.is_empty(),
+        "{} of {} calls failed: {:?}",
+        errors.len(),
+        ok + errors.len() as u64,
+        &errors[..errors.len().min(5)]
+    );
+    assert!(new.stats().calls_started > 0, "calls moved to the new server");
+    assert!(ok > 0);
+}
+
 #[tokio::test]
 async fn a_goaway_below_calls_just_opened_fails_them_retryably_and_finishes_the_others() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -452,6 +524,54 @@ async fn a_goaway_below_calls_just_opened_fails_them_retryably_and_finishes_the_
     // A new call on this connection is refused at once, retryably, without reaching the peer.
     let err = client.unary::<_, Echo>(ECHO_ID, &echo("late"), long()).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
+}
+
+#[tokio::test]
+async fn a_channel_sends_calls_a_goaway_refused_again_on_a_new_connection() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answer = |call: u64, text: String| {
+        let mut message = bytes::BytesMut::new();
+        prost::Message::encode(&echo(text), &mut message).unwrap();
+        Frame::Response {
+            call_id: CallId(call),
+            metadata: Metadata::new(),
+            message: Some(message.freeze()),
+            end_stream: true,
+        }
+    };
+    let requests = |frames: &[Frame]| frames.iter().filter(|f| matches!(f, Frame::Request { .. })).count();
+    let fake = tokio::spawn(async move {
+        // The first connection serves call 1 and refuses 2 and 3 with its GoAway.
+        let mut first = RawServer::accept(&listener).await;
+        first.frames_until(|frames| requests(frames) == 3).await;
+        first
+            .send_frame(Frame::GoAway(GoAway {
+                last_call_id: CallId(1),
+                code: Code::Ok,
+                reason: Bytes::from_static(b"restarting"),
+            }))
+            .await;
+        first.send_frame(answer(1, "first".into())).await;
+        // The second serves what comes.
+        let mut second = RawServer::accept(&listener).await;
+        second.frames_until(|frames| requests(frames) == 2).await;
+        for call in [1, 2] {
+            second.send_frame(answer(call, "second".into())).await;
+        }
+        (first, second)
+    });
+    let channel = Channel::builder().connect(addr).await.unwrap();
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let channel = channel.clone();
+            async move { channel.unary::<_, Echo>(ECHO_ID, &echo("x"), long()).await }
+        })
+        .collect();
+    let mut served: Vec<_> = futures_join_all(calls).await.into_iter().map(|r| r.unwrap().payload).collect();
+    served.sort();
+    assert_eq!(served, ["first", "second", "second"]);
+    let _servers = fake.await.unwrap();
 }
 
 /// Polls every future to completion, concurrently; returns the outputs in order.

@@ -578,3 +578,33 @@ fn small_messages_at_a_high_rate_and_tiny_ones_under_the_budget_are_never_kicked
         ConnectionErrorReason::TooManySmallFrames
     );
 }
+
+#[test]
+fn a_graceful_goaway_goes_out_before_the_refusals_queued_with_it() {
+    let mut pair = Pair::new();
+    let first = pair.unary_request(b"a");
+    pair.server.conn.go_away("restarting");
+    // A request that crossed the GoAway: refused, and the refusal follows the GoAway.
+    let frames = pair.server_answers_raw(request(CallId(2), b"b"));
+    assert!(
+        matches!(&frames[..], [Frame::GoAway(goaway), Frame::Status { call_id, status }]
+            if goaway.last_call_id == first && goaway.code == Code::Ok && *call_id == CallId(2) && status.code == Code::Unavailable),
+        "{frames:?}"
+    );
+}
+
+#[test]
+fn a_client_knows_which_calls_a_goaway_refused() {
+    let mut pair = Pair::new();
+    let first = pair.unary_request(b"a");
+    let second = pair.client.conn.open_call(true).unwrap();
+    assert!(!pair.client.conn.is_refused_by_goaway(second));
+    pair.server.conn.go_away("restarting");
+    pair.drive();
+    assert!(
+        !pair.client.conn.is_refused_by_goaway(first),
+        "call 1 was accepted before the GoAway"
+    );
+    assert!(pair.client.conn.is_refused_by_goaway(second), "call 2 was never started");
+    assert!(!pair.server.conn.is_refused_by_goaway(second), "only clients are refused");
+}

@@ -7,13 +7,19 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::connection::decode_response;
 use super::{CallOptions, Client, ClientBuilder};
 use crate::error::Error;
 use crate::net::{Address, ToAddress};
 use crate::stats::StatsSnapshot;
-use crate::status::Status;
+use crate::status::{Code, Status};
 use crate::sync::{Mutex, lock};
 use crate::wire::MethodId;
+
+/// Times a [`Channel`] sends a unary call again after the server refused it unstarted (3): one
+/// covers a graceful restart; more covers servers restarting in a row, yet a server that refuses
+/// everything cannot keep a call looping.
+pub const MAX_TRANSPARENT_RETRIES: u32 = 3;
 
 /// Reconnection delays: `initial`, then multiplied by `multiplier` per failed attempt up to
 /// `max`, each spread by ±`jitter` (a fraction) so many clients do not reconnect in step.
@@ -105,7 +111,9 @@ impl ChannelBuilder {
 /// with jitter after failed attempts. Cheap to clone.
 ///
 /// Calls that were running on a lost connection fail with UNAVAILABLE; the channel does not
-/// retry them, since only the caller knows whether a call is safe to repeat.
+/// retry them, since only the caller knows whether a call is safe to repeat. Unary calls the
+/// server certainly never started (refused by its GoAway, or never written) are the exception:
+/// they are sent again on a new connection (see [`Channel::unary_bytes`]).
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -150,16 +158,33 @@ impl Channel {
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        let deadline = options.deadline_from(Instant::now());
-        let client = self.ready_client(deadline).await?;
-        client.unary(method, request, options).await
+        decode_response(self.unary_bytes(method, request, options).await?)
     }
 
     /// Like [`Channel::unary`], returning the response's encoded bytes.
+    ///
+    /// A call the server certainly never started (the connection was closing before it was
+    /// written, or the server's GoAway refused it) is sent again on a new connection, up to
+    /// [`MAX_TRANSPARENT_RETRIES`] times within the call's deadline: a graceful server restart
+    /// shows no errors to callers that set a deadline.
     pub async fn unary_bytes<Req: prost::Message>(&self, method: MethodId, request: &Req, options: CallOptions) -> Result<Bytes, Status> {
         let deadline = options.deadline_from(Instant::now());
-        let client = self.ready_client(deadline).await?;
-        client.unary_bytes(method, request, options).await
+        // Retries share the first attempt's deadline.
+        let options = match deadline {
+            Some(at) => options.deadline(at),
+            None => options,
+        };
+        let mut retries = 0;
+        loop {
+            let client = self.ready_client(deadline).await?;
+            match client.unary_attempt(method, request, &options).await {
+                Err(failure) if failure.not_started && failure.status.code() == Code::Unavailable && retries < MAX_TRANSPARENT_RETRIES => {
+                    tracing::debug!(address = %self.inner.address, "retrying a call the server did not start: {}", failure.status);
+                    retries += 1;
+                }
+                result => return result.map_err(|failure| failure.status),
+            }
+        }
     }
 
     /// Counters of the current connection, if one is open.

@@ -188,27 +188,37 @@ impl Client {
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        let message = self.unary_bytes(method, request, options).await?;
-        Resp::decode(message).map_err(|err| {
-            Status::internal(format!(
-                "could not decode the response message: {err}; do client and server use the same .proto?"
-            ))
-        })
+        decode_response(self.unary_bytes(method, request, options).await?)
     }
 
     /// Like [`Client::unary`], returning the response's encoded bytes undecoded.
     pub async fn unary_bytes<Req: prost::Message>(&self, method: MethodId, request: &Req, options: CallOptions) -> Result<Bytes, Status> {
+        self.unary_attempt(method, request, &options)
+            .await
+            .map_err(|failure| failure.status)
+    }
+
+    /// One unary call; a failure says whether the server certainly never started the call.
+    pub(crate) async fn unary_attempt<Req: prost::Message>(
+        &self,
+        method: MethodId,
+        request: &Req,
+        options: &CallOptions,
+    ) -> Result<Bytes, Failure> {
         let start = Instant::now();
         let deadline = options.deadline_from(start);
-        let call = self.start_and_wait(method, request, &options, start, deadline);
+        let call = self.start_and_wait(method, request, options, start, deadline);
         match deadline {
             None => call.await,
             Some(at) => match tokio::time::timeout_at(at.into(), call).await {
                 Ok(result) => result,
-                Err(_) => Err(Status::deadline_exceeded(format!(
-                    "the call did not finish within its deadline ({:?} after it started)",
-                    at - start
-                ))),
+                Err(_) => Err(Failure {
+                    status: Status::deadline_exceeded(format!(
+                        "the call did not finish within its deadline ({:?} after it started)",
+                        at - start
+                    )),
+                    not_started: false,
+                }),
             },
         }
     }
@@ -323,14 +333,15 @@ impl Client {
         options: &CallOptions,
         start: Instant,
         deadline: Option<Instant>,
-    ) -> Result<Bytes, Status> {
+    ) -> Result<Bytes, Failure> {
         let shared = &*self.shared;
         let mut observer = CallObserver::client(method);
         let call_id = match self.open_call(method, options, deadline, Some(Body::prepare(request)), true).await {
             Ok(call_id) => call_id,
             Err(status) => {
+                // Nothing was written: the connection was closed or closing, or the call too large.
                 observer.finish(shared, status.code());
-                return Err(status);
+                return Err(Failure { status, not_started: true });
             }
         };
         observer.client_opened(shared, method, call_id, start);
@@ -345,9 +356,13 @@ impl Client {
         guard.done = true;
         let result = match outcome {
             Outcome::Response { message, .. } => Ok(message),
-            Outcome::Failed(status) => Err(status),
+            Outcome::Failed(status) => Err(Failure {
+                status,
+                not_started: false,
+            }),
+            Outcome::Refused(status) => Err(Failure { status, not_started: true }),
         };
-        let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+        let code = result.as_ref().map_or_else(|failure| failure.status.code(), |_| Code::Ok);
         shared.stats.call_finished(code);
         guard.observer.finish(shared, code);
         result
@@ -385,4 +400,23 @@ impl Client {
     pub fn close(&self) {
         self.shared.terminate(Status::unavailable("the client closed the connection"));
     }
+}
+
+/// How a unary call failed.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// What the caller sees.
+    pub(crate) status: Status,
+    /// The server certainly never started the call: it was never written, or the server's GoAway
+    /// refused it. Such a call may be sent again on another connection.
+    pub(crate) not_started: bool,
+}
+
+/// Decodes a unary response message.
+pub(crate) fn decode_response<Resp: prost::Message + Default>(message: Bytes) -> Result<Resp, Status> {
+    Resp::decode(message).map_err(|err| {
+        Status::internal(format!(
+            "could not decode the response message: {err}; do client and server use the same .proto?"
+        ))
+    })
 }

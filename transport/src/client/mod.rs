@@ -8,6 +8,6 @@ mod options;
 mod streaming;
 
 pub use caller::Caller;
-pub use channel::{Backoff, Channel, ChannelBuilder};
+pub use channel::{Backoff, Channel, ChannelBuilder, MAX_TRANSPARENT_RETRIES};
 pub use connection::{Client, ClientBuilder};
 pub use options::CallOptions;

@@ -19,6 +19,8 @@ pub(crate) enum Outcome {
     Response { message: Bytes },
     /// A non-OK status, or a transport failure mapped to one.
     Failed(Status),
+    /// The server's GoAway refused the call: it never started, so it may be sent again elsewhere.
+    Refused(Status),
 }
 
 #[derive(Debug, Default)]

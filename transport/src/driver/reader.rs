@@ -226,7 +226,12 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
                     } else {
                         status
                     };
-                    wakers.extend(state.inflight.complete(call_id, Outcome::Failed(status)));
+                    let outcome = if state.proto.is_refused_by_goaway(call_id) {
+                        Outcome::Refused(status)
+                    } else {
+                        Outcome::Failed(status)
+                    };
+                    wakers.extend(state.inflight.complete(call_id, outcome));
                 }
             }
             Event::Cancelled { call_id } => {

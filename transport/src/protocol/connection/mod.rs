@@ -176,6 +176,12 @@ impl Connection {
         self.goaway_sent.is_some() || self.goaway_received.is_some()
     }
 
+    /// (client) Whether the peer's GoAway refused `call_id`: a server never starts a call above
+    /// the last call id of its GoAway, so such a call is safe to send again on a new connection.
+    pub fn is_refused_by_goaway(&self, call_id: CallId) -> bool {
+        self.role == Role::Client && self.goaway_received.is_some_and(|last| call_id > last)
+    }
+
     /// Takes the peer's 8-byte preface.
     pub fn handle_preface(&mut self, raw: &[u8; PREFACE_LEN]) -> Result<(), ConnectionError> {
         let result = Preface::decode(raw).and_then(|preface| preface.check_version()).map_err(|err| {

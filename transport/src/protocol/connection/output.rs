@@ -4,6 +4,7 @@ use bytes::BytesMut;
 
 use super::Connection;
 use crate::protocol::Event;
+use crate::status::Code;
 use crate::wire::{Frame, Preface};
 
 impl Connection {
@@ -21,6 +22,14 @@ impl Connection {
         }
         if let Some(payload) = self.control.ping.take() {
             Frame::Ping { payload }.encode(dst);
+            frames += 1;
+        }
+        // A graceful GoAway goes before the call frames queued with it: the peer then knows which
+        // calls were never started before it reads their refusals. An error GoAway goes last.
+        if self.control.goaway.as_ref().is_some_and(|goaway| goaway.code == Code::Ok)
+            && let Some(goaway) = self.control.goaway.take()
+        {
+            Frame::GoAway(goaway).encode(dst);
             frames += 1;
         }
         while let Some(frame) = self.control.call_frames.pop_front() {
