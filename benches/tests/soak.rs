@@ -1,0 +1,40 @@
+//! Runs `volley-soak --smoke` (about 3 s): normal traffic sees no failures, the rapid-reset
+//! attacker's connections are closed by the server, memory and file descriptors stay flat.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[test]
+fn volley_soak_smoke_mode_passes_and_reports_every_figure() {
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_volley-soak"))
+        .arg("--smoke")
+        .output()
+        .expect("run volley-soak");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "volley-soak --smoke failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert_eq!(stdout.lines().last(), Some("PASS"), "{stdout}");
+    let summary = stdout
+        .lines()
+        .find(|line| line.contains("\"type\":\"soak_summary\""))
+        .unwrap_or_else(|| panic!("no summary line in:\n{stdout}"));
+    let summary: serde_json::Value = serde_json::from_str(summary).expect("valid JSON summary");
+    assert_eq!(summary["failures"], 0, "{summary}");
+    assert_eq!(summary["attack_not_kicked"], 0, "{summary}");
+    assert!(summary["large_ok"].as_u64().unwrap() > 0, "{summary}");
+    assert!(summary["fresh_ok"].as_u64().unwrap() > 0, "{summary}");
+    assert!(summary["attack_connections"].as_u64().unwrap() > 0, "{summary}");
+    for figure in ["rss_kib", "fds"] {
+        for at in ["start", "baseline", "end"] {
+            assert!(summary[figure][at].as_u64().unwrap() > 0, "{figure}.{at} in {summary}");
+        }
+    }
+    for line in ["memory: rss", "fds: ", "rapid reset: ", "normal-traffic failures: 0"] {
+        assert!(stdout.contains(line), "no `{line}` in:\n{stdout}");
+    }
+}
