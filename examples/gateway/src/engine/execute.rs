@@ -7,9 +7,9 @@ use super::book::Top;
 use super::orders::{Order, OrderId};
 use super::risk::shown;
 use super::{Engine, Outcome, Reject, Symbol, report};
-use crate::proto::ExecutionReport;
 use crate::proto::{
-    CancelOrderRequest, ExecType, Fill, KillSwitchRequest, MarketDataUpdate, NewOrderRequest, OrderStatus, ReplaceOrderRequest,
+    CancelOrderRequest, ExecType, ExecutionReport, Fill, KillSwitchRequest, MarketDataUpdate, NewOrderRequest, OrderStatus, RejectReason,
+    ReplaceOrderRequest,
 };
 
 /// What entering an order on the book caused.
@@ -50,6 +50,7 @@ impl Touched {
 }
 
 impl Engine {
+    /// A new order: matches, then rests (limit DAY) or cancels (IOC, market) what is left.
     pub(super) fn apply_new(&mut self, sequence: u64, session: u64, request: &NewOrderRequest) -> Result<Outcome, Reject> {
         let plan = self.structural_new(request)?;
         let mut touched = Touched::default();
@@ -76,6 +77,7 @@ impl Engine {
         Ok(self.outcome(response, entry.passive, touched, sequence))
     }
 
+    /// A cancel: the response carries the cancel's ClOrdID and the order's as `orig_cl_ord_id`.
     pub(super) fn apply_cancel(&mut self, sequence: u64, request: &CancelOrderRequest) -> Result<Outcome, Reject> {
         let id = self.structural_cancel(request)?;
         let mut touched = Touched::default();
@@ -87,11 +89,12 @@ impl Engine {
         Ok(self.outcome(response, Vec::new(), touched, sequence))
     }
 
+    /// A replace: in place if it keeps priority, else off the book and entered again at the new price.
     pub(super) fn apply_replace(&mut self, sequence: u64, request: &ReplaceOrderRequest) -> Result<Outcome, Reject> {
         let plan = self.structural_replace(request)?;
         let id = plan.order;
         let Some(order) = self.orders.get(id) else {
-            return Err(Reject::new(crate::proto::RejectReason::UnknownOrder, "unknown order"));
+            return Err(Reject::new(RejectReason::UnknownOrder, "unknown order"));
         };
         let (symbol, side, price, leaves, resting) = (order.symbol, order.side, order.price, order.leaves, order.resting);
         let orig_cl_ord_id = order.cl_ord_id.clone();
@@ -121,6 +124,7 @@ impl Engine {
         Ok(self.outcome(response, entry.passive, touched, sequence))
     }
 
+    /// Engages or releases a kill switch; open orders stay.
     pub(super) fn apply_kill_switch(&mut self, sequence: u64, request: &KillSwitchRequest) -> Result<Outcome, Reject> {
         self.kill_switches.set(&request.account, request.engaged);
         let what = if request.engaged { "engaged" } else { "released" };

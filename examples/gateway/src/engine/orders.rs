@@ -313,6 +313,12 @@ mod tests {
     }
 
     #[test]
+    fn an_order_stays_small() {
+        // The engine keeps every order for the life of the journal (see the module docs).
+        assert!(std::mem::size_of::<Order>() <= 160, "{}", std::mem::size_of::<Order>());
+    }
+
+    #[test]
     fn insert_assigns_ids_and_takes_the_cl_ord_id() {
         let mut orders = Orders::default();
         assert_eq!(orders.insert("A", order("a1", BookSide::Buy, 10, 1, false)), OrderId(1));
