@@ -1,0 +1,343 @@
+//! Tests of the writer through an in-memory storage that fails or stalls on cue. The file
+//! handling (open, replay, truncation, locking) is tested through the public API in
+//! `tests/journal.rs`.
+
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use super::*;
+
+/// An in-memory disk shared between a test and the writer thread.
+#[derive(Clone, Default)]
+struct Disk(Arc<(Mutex<DiskState>, Condvar)>);
+
+#[derive(Default)]
+struct DiskState {
+    bytes: Vec<u8>,
+    /// How many of `bytes` were synced.
+    synced: usize,
+    /// The OS error the next writes fail with.
+    fail_writes: Option<i32>,
+    /// The OS error the next syncs fail with.
+    fail_syncs: Option<i32>,
+    /// While set, writes block (the writer is stuck in a slow write).
+    held: bool,
+    /// Writes begun, blocked or not.
+    writes_started: usize,
+}
+
+impl Disk {
+    fn state(&self) -> MutexGuard<'_, DiskState> {
+        self.0.0.lock().expect("disk lock")
+    }
+
+    fn update(&self, change: impl FnOnce(&mut DiskState)) {
+        change(&mut self.state());
+        self.0.1.notify_all();
+    }
+
+    /// Waits until `writes` writes have begun.
+    fn wait_for_writes(&self, writes: usize) {
+        let state = self.state();
+        drop(
+            self.0
+                .1
+                .wait_while(state, |state| state.writes_started < writes)
+                .expect("disk lock"),
+        );
+    }
+}
+
+impl Storage for Disk {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut state = self.state();
+        state.writes_started += 1;
+        self.0.1.notify_all();
+        let mut state = self.0.1.wait_while(state, |state| state.held).expect("disk lock");
+        if let Some(code) = state.fail_writes {
+            return Err(io::Error::from_raw_os_error(code));
+        }
+        state.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        let mut state = self.state();
+        if let Some(code) = state.fail_syncs {
+            return Err(io::Error::from_raw_os_error(code));
+        }
+        state.synced = state.bytes.len();
+        Ok(())
+    }
+}
+
+/// The durable sequences `on_durable` saw.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<u64>>>);
+
+impl Seen {
+    fn hook(&self) -> Box<dyn FnMut(u64) + Send> {
+        let seen = self.clone();
+        Box::new(move |sequence| seen.0.lock().expect("seen lock").push(sequence))
+    }
+
+    fn sequences(&self) -> Vec<u64> {
+        self.0.lock().expect("seen lock").clone()
+    }
+}
+
+fn start(disk: &Disk, options: JournalOptions, seen: &Seen) -> Journal {
+    Journal::start(Box::new(disk.clone()), options, 0, seen.hook()).expect("writer thread starts")
+}
+
+fn options(policy: FsyncPolicy) -> JournalOptions {
+    JournalOptions::new("/test/journal").with_policy(policy)
+}
+
+const ENOSPC: i32 = 28;
+const EIO: i32 = 5;
+
+fn assert_failed<T: std::fmt::Debug>(result: Result<T, JournalError>, expected: &str) {
+    match result {
+        Err(JournalError::Failed { reason }) => assert!(reason.contains(expected), "reason {reason:?} lacks {expected:?}"),
+        other => panic!("expected Failed mentioning {expected:?}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_write_failure_fails_the_journal_and_reports_nothing_durable() {
+    let (disk, seen) = (Disk::default(), Seen::default());
+    disk.update(|state| state.fail_writes = Some(ENOSPC));
+    let journal = start(&disk, options(FsyncPolicy::default()), &seen);
+
+    let sequence = journal.append(b"an order").expect("append before the failure is noticed");
+    assert_failed(journal.wait_durable(sequence).await, "No space left on device");
+    assert!(journal.is_failed());
+    let reason = journal.failure().expect("a failure");
+    assert!(reason.starts_with("writing 16 bytes to /test/journal failed"), "{reason}");
+    assert_failed(journal.append(b"another order"), "os error 28");
+    assert_eq!(journal.durable_sequence(), 0);
+    assert!(seen.sequences().is_empty());
+    assert_failed(journal.close(), "os error 28");
+}
+
+#[tokio::test]
+async fn records_durable_before_a_failure_stay_durable_and_later_ones_never_become_durable() {
+    let (disk, seen) = (Disk::default(), Seen::default());
+    let journal = start(&disk, options(FsyncPolicy::EveryRecord), &seen);
+    let first = journal.append(b"first").expect("append");
+    journal.wait_durable(first).await.expect("first is durable");
+
+    disk.update(|state| state.fail_writes = Some(EIO));
+    let second = journal.append(b"second").expect("append");
+    assert_failed(journal.wait_durable(second).await, "Input/output error");
+    journal.wait_durable(first).await.expect("first is still durable");
+    assert_eq!(journal.durable_sequence(), first);
+    assert_eq!(seen.sequences(), [first]);
+}
+
+#[tokio::test]
+async fn an_fsync_failure_fails_the_journal() {
+    let (disk, seen) = (Disk::default(), Seen::default());
+    disk.update(|state| state.fail_syncs = Some(EIO));
+    let journal = start(&disk, options(FsyncPolicy::Group(Duration::from_micros(50))), &seen);
+    let sequence = journal.append(b"an order").expect("append");
+    assert_failed(journal.wait_durable(sequence).await, "fsync of /test/journal failed");
+    assert_eq!(journal.stats().fsyncs, 0);
+    assert!(seen.sequences().is_empty());
+    assert_failed(journal.append(b"another"), "Input/output error");
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn writes_to_a_full_device_fail_the_journal() {
+    // `/dev/full` fails every write with ENOSPC, like a full disk. It is a character device, so it
+    // goes straight to the writer: `Journal::open` refuses anything but a regular file.
+    let device = std::fs::OpenOptions::new().append(true).open("/dev/full").expect("open /dev/full");
+    let journal = Journal::start(Box::new(device), JournalOptions::new("/dev/full"), 0, Box::new(|_| {})).expect("writer starts");
+    let sequence = journal.append(b"an order").expect("append");
+    assert_failed(journal.wait_durable(sequence).await, "No space left on device (os error 28)");
+    let error = journal.append(b"next").expect_err("failed journal");
+    let text = error.to_string();
+    assert!(
+        text.contains("writing 16 bytes to /dev/full failed: No space left on device"),
+        "{text}"
+    );
+    assert!(text.contains("restart the gateway"), "{text}");
+}
+
+#[tokio::test]
+async fn a_panicking_on_durable_fails_the_journal_instead_of_hanging() {
+    let disk = Disk::default();
+    let journal = Journal::start(
+        Box::new(disk),
+        options(FsyncPolicy::Never),
+        0,
+        Box::new(|_| panic!("on_durable panics")),
+    )
+    .expect("writer starts");
+    let sequence = journal.append(b"an order").expect("append");
+    assert_failed(journal.wait_durable(sequence).await, "panicked");
+    assert_failed(journal.close(), "panicked");
+}
+
+#[tokio::test]
+async fn group_commit_writes_and_syncs_what_arrived_during_a_write_as_one_batch() {
+    let (disk, seen) = (Disk::default(), Seen::default());
+    disk.update(|state| state.held = true);
+    let journal = start(&disk, options(FsyncPolicy::Group(Duration::ZERO)), &seen);
+    journal.append(b"first").expect("append");
+    disk.wait_for_writes(1);
+    for n in 2..=100u32 {
+        journal.append(&n.to_le_bytes()).expect("append");
+    }
+    assert_eq!(journal.durable_sequence(), 0);
+    disk.update(|state| state.held = false);
+    journal.wait_durable(100).await.expect("durable");
+
+    let stats = journal.stats();
+    assert_eq!((stats.records_written, stats.fsyncs, stats.pending_bytes), (100, 2, 0));
+    assert_eq!(seen.sequences(), [1, 100]);
+    let state = disk.state();
+    assert_eq!(state.synced, state.bytes.len());
+}
+
+#[tokio::test]
+async fn every_record_policy_syncs_each_record_of_a_batch_separately() {
+    let (disk, seen) = (Disk::default(), Seen::default());
+    disk.update(|state| state.held = true);
+    let journal = start(&disk, options(FsyncPolicy::EveryRecord), &seen);
+    journal.append(b"first").expect("append");
+    disk.wait_for_writes(1);
+    for n in 2..=10u32 {
+        journal.append(&n.to_le_bytes()).expect("append");
+    }
+    disk.update(|state| state.held = false);
+    journal.wait_durable(10).await.expect("durable");
+    assert_eq!(journal.stats().fsyncs, 10);
+    assert_eq!(disk.state().writes_started, 10);
+    assert_eq!(seen.sequences(), (1..=10).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn appends_beyond_the_pending_bound_are_refused_until_the_disk_catches_up() {
+    let (disk, seen) = (Disk::default(), Seen::default());
+    disk.update(|state| state.held = true);
+    let journal = start(&disk, options(FsyncPolicy::Never).with_max_pending_bytes(100), &seen);
+    journal.append(b"taken by the writer").expect("append");
+    disk.wait_for_writes(1);
+    let mut last = 1;
+    let error = loop {
+        match journal.append(&[0xa5; 32]) {
+            Ok(sequence) => last = sequence,
+            Err(error) => break error,
+        }
+    };
+    assert!(matches!(error, JournalError::Overloaded { limit: 100, .. }), "{error:?}");
+    assert_eq!(last, 4, "three 40-byte records reach the 100-byte bound");
+    assert!(error.to_string().contains("the disk cannot keep up"), "{error}");
+
+    disk.update(|state| state.held = false);
+    journal.wait_durable(last).await.expect("durable");
+    assert_eq!(journal.append(b"accepted again").expect("append"), last + 1);
+    assert!(!journal.is_failed());
+}
+
+#[test]
+fn append_refuses_empty_and_oversized_payloads_without_using_a_sequence() {
+    let (disk, seen) = (Disk::default(), Seen::default());
+    let journal = start(&disk, options(FsyncPolicy::Never), &seen);
+    assert!(matches!(journal.append(b""), Err(JournalError::BadLength { len: 0 })));
+    let oversized = vec![0; MAX_RECORD_LEN as usize + 1];
+    let error = journal.append(&oversized).expect_err("oversized");
+    assert!(
+        matches!(error, JournalError::BadLength { len } if len == oversized.len()),
+        "{error:?}"
+    );
+    assert_eq!(journal.append(&oversized[1..]).expect("a record of MAX_RECORD_LEN"), 1);
+    journal.close().expect("close");
+    assert_eq!(disk.state().bytes.len(), RECORD_HEADER_LEN + MAX_RECORD_LEN as usize);
+}
+
+#[test]
+fn a_panicking_encoder_leaves_no_partial_record_behind() {
+    let (disk, seen) = (Disk::default(), Seen::default());
+    let journal = start(&disk, options(FsyncPolicy::Never), &seen);
+    let panicked = catch_unwind(AssertUnwindSafe(|| {
+        journal.append_with(|_, buf| {
+            buf.extend_from_slice(b"half an encod");
+            panic!("encoder panics");
+        })
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(journal.append(b"ok").expect("append after a panic"), 1);
+    journal.close().expect("close");
+    let state = disk.state();
+    assert_eq!(format::scan(&[&format::FILE_HEADER[..], &state.bytes].concat()).records, 1);
+    assert_eq!(&state.bytes[RECORD_HEADER_LEN..], b"ok");
+}
+
+#[test]
+fn append_with_encodes_the_records_own_sequence() {
+    let (disk, seen) = (Disk::default(), Seen::default());
+    let journal = Journal::start(Box::new(disk.clone()), options(FsyncPolicy::Never), 41, seen.hook()).expect("writer starts");
+    for expected in 42..45u64 {
+        let sequence = journal
+            .append_with(|sequence, buf| buf.extend_from_slice(&sequence.to_le_bytes()))
+            .expect("append");
+        assert_eq!(sequence, expected);
+    }
+    journal.close().expect("close");
+    let file = [&format::FILE_HEADER[..], &disk.state().bytes].concat();
+    let sequences: Vec<u64> = format::Records::new(&file[HEADER_LEN..])
+        .map(|payload| u64::from_le_bytes(payload.try_into().expect("8 bytes")))
+        .collect();
+    assert_eq!(sequences, [42, 43, 44]);
+    assert_eq!(seen.sequences().last(), Some(&44));
+}
+
+#[test]
+fn dropping_the_journal_writes_and_syncs_what_is_pending() {
+    let (disk, seen) = (Disk::default(), Seen::default());
+    disk.update(|state| state.held = true);
+    let journal = start(&disk, options(FsyncPolicy::Never), &seen);
+    journal.append(b"first").expect("append");
+    disk.wait_for_writes(1);
+    journal.append(b"second").expect("append");
+    let releaser = {
+        let disk = disk.clone();
+        std::thread::spawn(move || disk.update(|state| state.held = false))
+    };
+    drop(journal);
+    releaser.join().expect("releaser");
+    let state = disk.state();
+    assert_eq!(state.bytes.len(), 2 * RECORD_HEADER_LEN + b"first".len() + b"second".len());
+    assert_eq!(state.synced, state.bytes.len(), "closing syncs even under FsyncPolicy::Never");
+    assert_eq!(seen.sequences().last(), Some(&2));
+}
+
+#[tokio::test]
+async fn the_fsync_observer_sees_every_fsync() {
+    let observed = Arc::new(Mutex::new(0u64));
+    let counter = Arc::clone(&observed);
+    let options = options(FsyncPolicy::EveryRecord).with_fsync_observer(move |_| *counter.lock().expect("lock") += 1);
+    let (disk, seen) = (Disk::default(), Seen::default());
+    let journal = start(&disk, options, &seen);
+    for n in 1..=5u8 {
+        journal.append(&[n]).expect("append");
+    }
+    journal.wait_durable(5).await.expect("durable");
+    assert_eq!(journal.stats().fsyncs, 5);
+    assert_eq!(*observed.lock().expect("lock"), 5);
+}
+
+#[tokio::test]
+async fn wait_durable_refuses_a_sequence_never_appended() {
+    let (disk, seen) = (Disk::default(), Seen::default());
+    let journal = start(&disk, options(FsyncPolicy::default()), &seen);
+    journal.append(b"one").expect("append");
+    let error = journal.wait_durable(2).await.expect_err("never appended");
+    assert!(matches!(error, JournalError::NotAppended { sequence: 2, last: 1 }), "{error:?}");
+    journal.wait_durable(0).await.expect("sequence 0 is trivially durable");
+}
