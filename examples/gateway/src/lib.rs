@@ -5,6 +5,13 @@
 //! matched in a price-time priority book per symbol; execution reports and market data stream
 //! back to subscribers. On start the journal is replayed to rebuild every book and order.
 
+pub mod app;
+pub mod config;
 pub mod engine;
+pub mod fanout;
+pub mod gateway;
 pub mod journal;
+pub mod load;
+pub mod metrics;
 pub mod proto;
+pub mod service;

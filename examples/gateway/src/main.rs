@@ -1,3 +1,324 @@
-//! The gateway binary (being written).
+//! `volley-gateway`: the trading order gateway, its load generator, and a demo of both.
+//!
+//! - `volley-gateway` (or `volley-gateway demo`): starts a gateway on loopback with a journal in a
+//!   temporary directory, runs the load generator for a few seconds, prints the summary and the
+//!   metrics address, and shuts down cleanly. Needs nothing else.
+//! - `volley-gateway serve [--config gateway.toml] [--listen ..] [--journal ..] [--fsync ..]`:
+//!   runs the gateway until SIGTERM or Ctrl-C, then shuts down gracefully.
+//! - `volley-gateway load --target 127.0.0.1:7070 [--accounts ..] [--seconds ..] [--rate ..]`:
+//!   runs the load generator against a running gateway.
 
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use gateway::app::RunningGateway;
+use gateway::config::Config;
+use gateway::journal::FsyncPolicy;
+use gateway::load::{LoadOptions, LoadReport};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "volley-gateway",
+    version,
+    about = "A trading order gateway on Volley, with its load generator"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a gateway, load it for a few seconds, print the results, stop (the default).
+    Demo(DemoArgs),
+    /// Run the gateway until SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
+    /// Run the load generator against a running gateway.
+    Load(LoadArgs),
+}
+
+/// Flags shared by `serve` and `demo`: each overrides the config file.
+#[derive(Debug, Args, Default)]
+struct GatewayArgs {
+    /// A TOML config file; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Order-entry address: ip:port or unix:/path.
+    #[arg(long)]
+    listen: Option<String>,
+    /// The journal file.
+    #[arg(long)]
+    journal: Option<PathBuf>,
+    /// Journal fsync policy: `every`, `group` (group commit, the default), `group:<µs>` or `none`.
+    #[arg(long)]
+    fsync: Option<FsyncPolicy>,
+    /// Prometheus endpoint address, or `off`.
+    #[arg(long)]
+    metrics: Option<String>,
+}
+
+impl GatewayArgs {
+    fn config(&self) -> Result<Config, String> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path).map_err(|err| err.to_string())?,
+            None => Config::default(),
+        };
+        if let Some(listen) = &self.listen {
+            config.listen.clone_from(listen);
+        }
+        if let Some(journal) = &self.journal {
+            config.journal.clone_from(journal);
+        }
+        if let Some(fsync) = self.fsync {
+            config.fsync = fsync;
+        }
+        if let Some(metrics) = &self.metrics {
+            config.metrics = (metrics != "off").then(|| metrics.clone());
+        }
+        config.validate().map_err(|err| err.to_string())?;
+        Ok(config)
+    }
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    gateway: GatewayArgs,
+}
+
+#[derive(Debug, Args)]
+struct LoadFlags {
+    /// Accounts, each on its own connection.
+    #[arg(long, default_value_t = 8)]
+    accounts: usize,
+    /// Commands in flight per account.
+    #[arg(long, default_value_t = 4)]
+    in_flight: usize,
+    /// How long to send, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Commands per second over all accounts; flat out when left out.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Seed of the order mix.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl LoadFlags {
+    fn options(&self, config: &Config) -> LoadOptions {
+        LoadOptions {
+            accounts: self.accounts.max(1),
+            in_flight: self.in_flight.max(1),
+            duration: Duration::from_secs_f64(self.seconds.clamp(0.1, 3600.0)),
+            rate: self.rate,
+            symbols: config.symbols.clone(),
+            seed: self.seed,
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            ..LoadOptions::default()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    #[command(flatten)]
+    load: LoadFlags,
+}
+
+#[derive(Debug, Args)]
+struct LoadArgs {
+    /// The gateway's order-entry address.
+    #[arg(long, default_value = gateway::config::DEFAULT_LISTEN)]
+    target: String,
+    /// A config file naming the symbols to trade (the defaults otherwise).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    load: LoadFlags,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => {
+            demo(DemoArgs {
+                gateway: GatewayArgs::default(),
+                load: LoadFlags::parse_default(),
+            })
+            .await
+        }
+        Some(Command::Demo(args)) => demo(args).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Load(args)) => load(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("volley-gateway: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl LoadFlags {
+    /// The defaults of the flags, for the bare `volley-gateway` command.
+    fn parse_default() -> Self {
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            load: LoadFlags,
+        }
+        Defaults::parse_from(["volley-gateway"]).load
+    }
+}
+
+/// The demo: a gateway on a port of its own and a journal in a fresh temporary directory.
+async fn demo(args: DemoArgs) -> Result<(), String> {
+    let mut config = args.gateway.config()?;
+    let scratch = std::env::temp_dir().join(format!("volley-gateway-demo-{}", std::process::id()));
+    if args.gateway.listen.is_none() {
+        config.listen = "127.0.0.1:0".into();
+    }
+    if args.gateway.journal.is_none() {
+        std::fs::create_dir_all(&scratch).map_err(|err| format!("cannot create {}: {err}", scratch.display()))?;
+        config.journal = scratch.join("gateway.journal");
+    }
+    if args.gateway.config.is_none() {
+        // The demo is a benchmark: lift the per-account throttle so it measures the gateway.
+        config.limits.orders_per_second = 1_000_000;
+        config.limits.burst = 100_000;
+    }
+    let running = start(&config).await?;
+    let options = args.load.options(&config);
+    println!(
+        "load: {} accounts × {} in flight, {} for {:.1?}, symbols {}",
+        options.accounts,
+        options.in_flight,
+        options.rate.map_or("flat out".to_owned(), |rate| format!("{rate} commands/s")),
+        options.duration,
+        config.symbols.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    let report = gateway::load::run(running.local_addr().clone(), options)
+        .await
+        .map_err(|err| err.to_string())?;
+    print_report(&report);
+    if let Some(address) = running.metrics_addr() {
+        let scrape = scrape(address).await;
+        println!("metrics were at http://{address}/metrics ({scrape})");
+    }
+    let stats = running.server_stats();
+    println!(
+        "transport (server): {} calls, {} write syscalls, {:.1} frames per write",
+        stats.calls_started,
+        stats.write_syscalls,
+        stats.frames_per_write()
+    );
+    running.shutdown().await.map_err(|err| err.to_string())?;
+    println!("gateway stopped cleanly; journal at {}", config.journal.display());
+    if args.gateway.journal.is_none() {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    if report.is_consistent() {
+        Ok(())
+    } else {
+        Err("the load's checks failed (see above)".into())
+    }
+}
+
+async fn start(config: &Config) -> Result<RunningGateway, String> {
+    let running = RunningGateway::start(config).await.map_err(|err| err.to_string())?;
+    let replay = running.replay();
+    println!(
+        "gateway listening on {} (journal {}, fsync {}, {} records replayed{})",
+        running.local_addr(),
+        config.journal.display(),
+        config.fsync,
+        replay.records,
+        if replay.truncated_bytes > 0 {
+            format!(", torn tail of {} bytes cut", replay.truncated_bytes)
+        } else {
+            String::new()
+        }
+    );
+    if let Some(address) = running.metrics_addr() {
+        println!("metrics at http://{address}/metrics");
+    }
+    Ok(running)
+}
+
+/// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let config = args.gateway.config()?;
+    let running = start(&config).await?;
+    wait_for_signal().await?;
+    println!("shutting down: draining calls and flushing the journal");
+    running.shutdown().await.map_err(|err| err.to_string())?;
+    println!("gateway stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<(), String> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|err| format!("cannot listen for SIGTERM: {err}"))?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
+
+async fn load(args: LoadArgs) -> Result<(), String> {
+    let config = match &args.config {
+        Some(path) => Config::from_file(path).map_err(|err| err.to_string())?,
+        None => Config::default(),
+    };
+    let target = args.target.parse().map_err(|err: volley::net::AddressParseError| err.to_string())?;
+    let report = gateway::load::run(target, args.load.options(&config))
+        .await
+        .map_err(|err| err.to_string())?;
+    print_report(&report);
+    if report.is_consistent() {
+        Ok(())
+    } else {
+        Err("the load's checks failed (see above)".into())
+    }
+}
+
+fn print_report(report: &LoadReport) {
+    println!("{}", report.summary());
+}
+
+/// Scrapes the metrics endpoint once, to show it works: how many lines it served.
+async fn scrape(address: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: gateway\r\n\r\n").await?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await?;
+        Ok::<_, std::io::Error>(body)
+    };
+    match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+        Ok(Ok(body)) => {
+            let accepted = body
+                .lines()
+                .filter(|line| line.starts_with("gateway_commands_accepted_total"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            format!("{} lines; {accepted}", body.lines().count())
+        }
+        Ok(Err(err)) => format!("scrape failed: {err}"),
+        Err(_) => "scrape timed out".into(),
+    }
+}

@@ -68,6 +68,9 @@ pub enum JournalError {
         /// The first failure, with the OS error text.
         reason: Arc<str>,
     },
+    /// The journal was closed (the gateway is shutting down); nothing more is appended.
+    #[error("the journal is closed: the gateway is shutting down")]
+    Closed,
     /// More bytes wait to be written than [`JournalOptions::max_pending_bytes`](super::JournalOptions::max_pending_bytes)
     /// allows: the disk is slower than the order rate.
     #[error(

@@ -59,7 +59,7 @@ mod replay;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -96,7 +96,8 @@ use self::writer::{Shared, Storage, Writer};
 #[derive(Debug)]
 pub struct Journal {
     shared: Arc<Shared>,
-    writer: Option<JoinHandle<()>>,
+    /// The writer thread, until the journal is closed.
+    writer: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
     policy: FsyncPolicy,
 }
@@ -141,7 +142,7 @@ impl Journal {
             .map_err(|cause| JournalError::io(&options.path, "starting the writer thread", cause))?;
         Ok(Self {
             shared,
-            writer: Some(writer),
+            writer: Mutex::new(Some(writer)),
             path: options.path,
             policy: options.policy,
         })
@@ -242,9 +243,10 @@ impl Journal {
     }
 
     /// Writes everything pending, fsyncs (whatever the policy), stops the writer thread and
-    /// closes the file. Fails if the journal failed at any point, so the caller knows the last
-    /// records may be lost.
-    pub fn close(mut self) -> Result<(), JournalError> {
+    /// closes the file; later appends fail with [`JournalError::Closed`]. Fails if the journal
+    /// failed at any point, so the caller knows the last records may be lost. Blocks until the
+    /// writer is done; closing again does nothing more.
+    pub fn close(&self) -> Result<(), JournalError> {
         self.stop();
         match self.failure() {
             Some(reason) => Err(JournalError::Failed { reason }),
@@ -253,8 +255,11 @@ impl Journal {
     }
 
     /// Shuts the writer down and waits for it.
-    fn stop(&mut self) {
-        let Some(writer) = self.writer.take() else { return };
+    fn stop(&self) {
+        // The lock only guards the handle: a poisoned one still holds it.
+        let Some(writer) = self.writer.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+            return;
+        };
         self.shared.shut_down();
         // A panic on the writer thread already failed the journal (`FailOnPanic`).
         let _ = writer.join();

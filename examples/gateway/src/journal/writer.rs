@@ -120,6 +120,9 @@ impl Shared {
                 reason: Arc::clone(reason),
             });
         }
+        if state.shutdown {
+            return Err(JournalError::Closed);
+        }
         let start = state.buf.len();
         if start >= self.max_pending_bytes {
             return Err(JournalError::Overloaded {

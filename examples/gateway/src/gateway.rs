@@ -1,0 +1,373 @@
+//! The gateway's core: commands go through the risk checks, into the journal and the engine;
+//! acknowledgements wait until the journal has the command durably; reports and market data are
+//! published in journal order once durable.
+//!
+//! The order of operations for one command, under one lock so the journal order is the apply
+//! order: check (risk) → apply (engine) → queue its reports → append (journal). Then, outside
+//! the lock, the caller waits until the record is durable and answers. If the journal fails, the
+//! command is answered with UNAVAILABLE, never acknowledged, and the gateway stops accepting.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use prost::Message;
+use volley::Status;
+use volley::server::ConnectionInfo;
+
+use crate::config::Config;
+use crate::engine::{Engine, Outcome};
+use crate::fanout::Fanout;
+use crate::journal::{Journal, JournalError, JournalOptions};
+use crate::metrics::GatewayMetrics;
+use crate::proto::journal::{Record, SessionClosed, SessionsReset, record::Command};
+use crate::proto::{ExecType, ExecutionReport, MarketDataUpdate, RejectReason};
+
+/// What replaying the journal at start found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplaySummary {
+    /// Records replayed.
+    pub records: u64,
+    /// Bytes of a torn last record that were cut off.
+    pub truncated_bytes: u64,
+}
+
+/// A gateway that cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The journal could not be opened, read or written.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// A record passed its checksum but is not a gateway record: the file is not this gateway's
+    /// journal or was written by an incompatible version.
+    #[error("journal record {sequence} is not a valid gateway record ({reason}); the journal is from another program or version")]
+    CorruptRecord {
+        /// The record's position.
+        sequence: u64,
+        /// What was wrong with it.
+        reason: String,
+    },
+}
+
+/// A command accepted into the journal, waiting to become durable.
+#[derive(Debug)]
+pub struct Accepted {
+    sequence: u64,
+    response: ExecutionReport,
+    started: Instant,
+}
+
+/// The result of taking in one command: rejected at once, or accepted and pending durability.
+#[derive(Debug)]
+pub enum Intake {
+    /// Refused by the checks; nothing was journaled.
+    Rejected(ExecutionReport),
+    /// Journaled; acknowledge it with [`Gateway::acknowledge`].
+    Accepted(Accepted),
+}
+
+/// Reports and market data of one command, published once the command is durable.
+#[derive(Debug)]
+struct Publication {
+    sequence: u64,
+    reports: Vec<ExecutionReport>,
+    market_data: Vec<MarketDataUpdate>,
+}
+
+/// The engine and the next journal sequence, behind one lock.
+#[derive(Debug)]
+struct Core {
+    engine: Engine,
+    next_sequence: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    core: Mutex<Core>,
+    journal: Journal,
+    /// Publications of applied commands, in sequence order, until the journal has them.
+    pending: Arc<Mutex<VecDeque<Publication>>>,
+    fanout: Arc<Fanout>,
+    metrics: GatewayMetrics,
+    /// Sessions with cancel-on-disconnect orders, each watched until its connection closes.
+    watched: Mutex<HashSet<u64>>,
+    accepting: AtomicBool,
+}
+
+/// The gateway. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves its data consistent before anything that can panic.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Gateway {
+    /// Opens the journal, replays it into a fresh engine, and cancels the cancel-on-disconnect
+    /// orders of sessions that ended with the previous run.
+    pub fn open(config: &Config, metrics: GatewayMetrics) -> Result<(Self, ReplaySummary), GatewayError> {
+        let fanout = Arc::new(Fanout::new());
+        let pending: Arc<Mutex<VecDeque<Publication>>> = Arc::default();
+        let on_durable = {
+            let (pending, fanout, metrics) = (pending.clone(), fanout.clone(), metrics.clone());
+            Box::new(move |durable: u64| publish_durable(&pending, &fanout, &metrics, durable))
+        };
+        let fsync_metrics = metrics.clone();
+        let options = JournalOptions::new(config.journal.clone())
+            .with_policy(config.fsync)
+            .with_fsync_observer(move |elapsed| fsync_metrics.fsync(elapsed));
+        let (journal, replay) = Journal::open(options, on_durable)?;
+
+        let mut engine = Engine::new(config.symbols.clone(), config.limits.clone());
+        let mut summary = ReplaySummary {
+            records: 0,
+            truncated_bytes: replay.truncated_bytes(),
+        };
+        for (index, payload) in replay.iter().enumerate() {
+            let sequence = index as u64 + 1;
+            let record = Record::decode(payload).map_err(|err| GatewayError::CorruptRecord {
+                sequence,
+                reason: err.to_string(),
+            })?;
+            let Some(command) = record.command else {
+                return Err(GatewayError::CorruptRecord {
+                    sequence,
+                    reason: "no command".into(),
+                });
+            };
+            if record.sequence != sequence {
+                return Err(GatewayError::CorruptRecord {
+                    sequence,
+                    reason: format!("it says it is record {}", record.sequence),
+                });
+            }
+            engine.apply(sequence, record.session, &command);
+            summary.records = sequence;
+        }
+        drop(replay);
+
+        let gateway = Self {
+            inner: Arc::new(Inner {
+                core: Mutex::new(Core {
+                    engine,
+                    next_sequence: summary.records + 1,
+                }),
+                journal,
+                pending,
+                fanout,
+                metrics,
+                watched: Mutex::new(HashSet::new()),
+                accepting: AtomicBool::new(true),
+            }),
+        };
+        // The sessions of the previous run are gone: their cancel-on-disconnect orders go too.
+        if summary.records > 0 {
+            gateway.submit_internal(Command::SessionsReset(SessionsReset {}));
+        }
+        Ok((gateway, summary))
+    }
+
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &GatewayMetrics {
+        &self.inner.metrics
+    }
+
+    /// The report and market-data subscribers.
+    pub fn fanout(&self) -> &Fanout {
+        &self.inner.fanout
+    }
+
+    /// Runs `f` on the engine (for queries), under the engine's lock.
+    pub fn with_engine<R>(&self, f: impl FnOnce(&Engine) -> R) -> R {
+        f(&lock(&self.inner.core).engine)
+    }
+
+    /// Checks, applies and journals `command` from `session`. Call [`Gateway::acknowledge`] with
+    /// an accepted command to wait until it is durable.
+    pub fn intake(&self, session: u64, command: Command) -> Result<Intake, Status> {
+        let started = Instant::now();
+        self.refuse_if_not_accepting()?;
+        let mut core = lock(&self.inner.core);
+        // Again under the lock: `close` takes it before closing the journal.
+        self.refuse_if_not_accepting()?;
+        if let Err(reject) = core.engine.check(session, &command, started) {
+            drop(core);
+            self.inner.metrics.rejected(reject.reason);
+            return Ok(Intake::Rejected(reject.into_report(&command)));
+        }
+        let sequence = core.next_sequence;
+        let Outcome {
+            response,
+            reports,
+            market_data,
+        } = core.engine.apply(sequence, session, &command);
+        if response.exec_type == ExecType::Reject as i32 {
+            // `check` passed, so this does not happen; were it to, nothing changed and nothing
+            // is journaled.
+            drop(core);
+            self.inner
+                .metrics
+                .rejected(RejectReason::try_from(response.reject_reason).unwrap_or_default());
+            return Ok(Intake::Rejected(response));
+        }
+        let kind = command_kind(&command);
+        let payload = Record {
+            sequence,
+            session,
+            command: Some(command),
+        }
+        .encode_to_vec();
+        lock(&self.inner.pending).push_back(Publication {
+            sequence,
+            reports,
+            market_data,
+        });
+        let appended = self.inner.journal.append(&payload);
+        match appended {
+            Ok(journal_sequence) => {
+                debug_assert_eq!(journal_sequence, sequence, "the journal numbers records as the gateway does");
+                core.next_sequence += 1;
+            }
+            Err(err) => {
+                // The engine has applied what the journal does not hold: accept nothing more.
+                self.inner.accepting.store(false, Ordering::Release);
+                tracing::error!(%err, "journal append failed; the gateway stops accepting orders");
+                return Err(journal_status(&err));
+            }
+        }
+        drop(core);
+        self.inner.metrics.accepted(kind);
+        Ok(Intake::Accepted(Accepted {
+            sequence,
+            response,
+            started,
+        }))
+    }
+
+    /// Waits until an accepted command is durable, then gives its acknowledgement.
+    pub async fn acknowledge(&self, accepted: Accepted) -> Result<ExecutionReport, Status> {
+        if let Err(err) = self.inner.journal.wait_durable(accepted.sequence).await {
+            self.inner.accepting.store(false, Ordering::Release);
+            return Err(journal_status(&err));
+        }
+        self.inner.metrics.order_to_ack(accepted.started.elapsed());
+        Ok(accepted.response)
+    }
+
+    /// Takes in one command and answers it once durable: [`Gateway::intake`] then
+    /// [`Gateway::acknowledge`].
+    pub async fn submit(&self, session: u64, command: Command) -> Result<ExecutionReport, Status> {
+        match self.intake(session, command)? {
+            Intake::Rejected(report) => Ok(report),
+            Intake::Accepted(accepted) => self.acknowledge(accepted).await,
+        }
+    }
+
+    /// Journals a command the gateway makes itself (session resets and closes), without
+    /// waiting for it to be durable. Failures are logged: the journal is failed then, and every
+    /// later command is refused with the reason.
+    fn submit_internal(&self, command: Command) {
+        if let Err(status) = self.intake(0, command) {
+            tracing::error!(%status, "could not journal a gateway command");
+        }
+    }
+
+    /// Watches `connection` if it entered a cancel-on-disconnect order: when it closes, its open
+    /// cancel-on-disconnect orders are cancelled (a journaled `SessionClosed`).
+    pub fn watch_session(&self, connection: &ConnectionInfo) {
+        let session = connection.id();
+        if !lock(&self.inner.watched).insert(session) {
+            return;
+        }
+        let (gateway, connection) = (self.clone(), connection.clone());
+        tokio::spawn(async move {
+            connection.closed().await;
+            lock(&gateway.inner.watched).remove(&session);
+            if gateway.inner.accepting.load(Ordering::Acquire) {
+                tracing::debug!(session, "session closed: cancelling its cancel-on-disconnect orders");
+                if let Err(status) = gateway.intake(session, Command::SessionClosed(SessionClosed {})) {
+                    tracing::warn!(session, %status, "could not cancel the orders of a closed session");
+                }
+            }
+        });
+    }
+
+    /// Whether the gateway still takes orders (not shutting down, journal healthy).
+    pub fn is_accepting(&self) -> bool {
+        self.inner.accepting.load(Ordering::Acquire)
+    }
+
+    /// Stops taking orders: every later command is answered UNAVAILABLE.
+    pub fn stop_accepting(&self) {
+        self.inner.accepting.store(false, Ordering::Release);
+    }
+
+    /// Stops taking orders, ends the subscriptions, and flushes and syncs the journal.
+    pub async fn close(&self) -> Result<(), JournalError> {
+        self.stop_accepting();
+        // Under the engine's lock, so no command is half-way between the check and the append.
+        let core = lock(&self.inner.core);
+        let result = self.inner.journal.close();
+        drop(core);
+        self.inner.fanout.close();
+        result
+    }
+
+    fn refuse_if_not_accepting(&self) -> Result<(), Status> {
+        if self.inner.accepting.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        Err(match self.inner.journal.failure() {
+            Some(reason) => Status::unavailable(format!(
+                "orders are not accepted: the journal failed ({reason}); see the gateway's log"
+            )),
+            None => Status::unavailable("orders are not accepted: the gateway is shutting down; retry on another gateway"),
+        })
+    }
+}
+
+/// The status for a journal failure: UNAVAILABLE with the reason, so the client knows the
+/// command was not acknowledged and may retry elsewhere.
+fn journal_status(err: &JournalError) -> Status {
+    Status::unavailable(format!("the command was not journaled and is not acknowledged: {err}"))
+}
+
+/// The metric label of a command.
+fn command_kind(command: &Command) -> &'static str {
+    match command {
+        Command::NewOrder(_) => "new",
+        Command::Cancel(_) => "cancel",
+        Command::Replace(_) => "replace",
+        Command::KillSwitch(_) => "kill_switch",
+        Command::SessionClosed(_) => "session_closed",
+        Command::SessionsReset(_) => "sessions_reset",
+    }
+}
+
+/// Publishes, in order, everything the journal now holds durably.
+fn publish_durable(pending: &Mutex<VecDeque<Publication>>, fanout: &Fanout, metrics: &GatewayMetrics, durable: u64) {
+    loop {
+        let publication = {
+            let mut pending = lock(pending);
+            match pending.front() {
+                Some(first) if first.sequence <= durable => pending.pop_front(),
+                _ => None,
+            }
+        };
+        let Some(publication) = publication else {
+            return;
+        };
+        let fills = publication.reports.iter().filter(|r| r.exec_type == ExecType::Fill as i32).count();
+        metrics.fills(fills as u64);
+        for report in publication.reports {
+            fanout.publish_report(report);
+        }
+        for update in publication.market_data {
+            fanout.publish_market_data(update);
+        }
+    }
+}

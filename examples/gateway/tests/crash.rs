@@ -1,0 +1,153 @@
+//! The gateway as a real process: killed with SIGKILL in the middle of a load run, restarted on
+//! the same journal, every order acknowledged before the kill is there and none is executed
+//! twice; and SIGTERM shuts it down cleanly.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gateway::load::LoadOptions;
+use gateway::proto::order_entry_client::OrderEntryClient;
+use gateway::proto::{ExecType, NewOrderRequest, OrderQuery, OrderType, RejectReason, Side, TimeInForce};
+use volley::Client;
+use volley::net::Address;
+
+/// Starts `volley-gateway serve` on a free loopback port with `journal`, and waits until it
+/// says where it listens.
+fn spawn_gateway(journal: &Path) -> (Child, Address) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_volley-gateway"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "off",
+            "--fsync",
+            "group",
+            "--journal",
+        ])
+        .arg(journal)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the gateway binary starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let address = loop {
+        let line = lines.next().expect("the gateway prints where it listens").expect("readable stdout");
+        if let Some(rest) = line.strip_prefix("gateway listening on ") {
+            let address = rest.split_whitespace().next().expect("an address");
+            break address.parse().expect("a loopback address");
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, address)
+}
+
+fn load_options(seconds: f64) -> LoadOptions {
+    LoadOptions {
+        accounts: 4,
+        in_flight: 4,
+        duration: Duration::from_secs_f64(seconds),
+        ..LoadOptions::default()
+    }
+}
+
+/// Every order in `acknowledged` is known to the gateway at `address`, each under its own order
+/// id, and sending any of them again is refused as a duplicate.
+async fn check_acknowledged_orders_survived(address: Address, acknowledged: &[(String, String)]) {
+    assert!(!acknowledged.is_empty(), "the load got orders acknowledged before the stop");
+    let orders = OrderEntryClient::new(Client::connect(address).await.unwrap());
+    let mut order_ids = std::collections::HashSet::new();
+    for (account, cl_ord_id) in acknowledged {
+        let found = orders
+            .query_order(OrderQuery {
+                account: account.clone(),
+                cl_ord_id: cl_ord_id.clone(),
+            })
+            .await
+            .unwrap();
+        assert_ne!(
+            found.exec_type,
+            ExecType::Reject as i32,
+            "acknowledged order {account}/{cl_ord_id} is lost: {found:?}"
+        );
+        assert!(order_ids.insert(found.order_id), "order id {} found twice", found.order_id);
+    }
+    // Sending acknowledged orders again never executes them twice (a sample keeps this quick).
+    let step = (acknowledged.len() / 300).max(1);
+    for (account, cl_ord_id) in acknowledged.iter().step_by(step) {
+        let again = NewOrderRequest {
+            account: account.clone(),
+            cl_ord_id: cl_ord_id.clone(),
+            symbol: "AAPL".into(),
+            side: Side::Buy as i32,
+            order_type: OrderType::Limit as i32,
+            time_in_force: TimeInForce::Day as i32,
+            price: 18_750,
+            quantity: 1,
+            cancel_on_disconnect: false,
+        };
+        let report = orders.new_order(again).await.unwrap();
+        assert_eq!(
+            report.reject_reason,
+            RejectReason::DuplicateClOrdId as i32,
+            "{account}/{cl_ord_id}: {report:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_order_survives_a_sigkill_and_none_runs_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("gateway.journal");
+    let (mut child, address) = spawn_gateway(&journal);
+
+    let load = tokio::spawn(gateway::load::run(address.clone(), load_options(3.0)));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    child.kill().expect("SIGKILL the gateway"); // Child::kill sends SIGKILL on Unix.
+    child.wait().unwrap();
+    let report = load.await.unwrap().expect("the load started before the kill");
+    assert!(report.errors > 0, "calls after the kill fail: {}", report.summary());
+    assert!(
+        report
+            .first_error
+            .as_ref()
+            .is_some_and(|s| s.code() == volley::Code::Unavailable || s.code() == volley::Code::Cancelled)
+    );
+
+    let (mut child, address) = spawn_gateway(&journal);
+    check_acknowledged_orders_survived(address, &report.acknowledged_orders).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_flushes_the_journal_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("gateway.journal");
+    let (mut child, address) = spawn_gateway(&journal);
+    let report = gateway::load::run(address, load_options(0.5)).await.unwrap();
+    assert!(report.is_consistent(), "{}", report.summary());
+    assert_eq!(report.errors, 0, "{}", report.summary());
+
+    let terminated = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(terminated.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the gateway did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "a clean exit after SIGTERM: {status}");
+
+    let (mut child, address) = spawn_gateway(&journal);
+    check_acknowledged_orders_survived(address, &report.acknowledged_orders).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
