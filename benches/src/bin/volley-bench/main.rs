@@ -59,6 +59,11 @@ struct Args {
     /// this directory.
     #[arg(long)]
     plots: Option<std::path::PathBuf>,
+    /// How the open-loop generator waits for each send time: `sleep` (a helper thread sleeps
+    /// through gaps over 100 µs, shorter ones yield to the kernel and the runtime) or `spin`
+    /// (the earlier generator, yielding to the runtime only), for comparison.
+    #[arg(long, value_enum, default_value = "sleep")]
+    pacing: pacer::Pacing,
     /// No progress bar and no per-run lines on stderr.
     #[arg(long, global = true)]
     quiet: bool,
@@ -137,7 +142,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                             sample.rate()
                         }
                     };
-                    Some(peak * fraction)
+                    Some((peak * fraction, args.pacing))
                 }
                 _ => None,
             };
@@ -181,8 +186,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         stdout,
         "{repeats} repeat(s) of {duration:?} each; rates are calls/s (stream_64B: messages/s); latencies are per call\n\
          (raw pipelined rows: the batch's round trip; stream_64B: one whole stream of {} messages;\n\
-         open loop: from the intended send time, rate achieved at the target fraction of Volley's peak)\n",
-        scenarios::STREAM_LEN
+         open loop: from the intended send time, rate achieved at the target fraction of Volley's peak;\n\
+         open-loop pacing: {})\n",
+        scenarios::STREAM_LEN,
+        args.pacing.name()
     )?;
     for scenario in &selected {
         writeln!(stdout, "  {:<16} {}", scenario.name, scenario.description)?;

@@ -1,4 +1,5 @@
 //! Pacing for the open-loop generator: wait for each call's send time without keeping a CPU busy.
+//! [`Pacing::Spin`] keeps the earlier generator's behaviour for comparison.
 //!
 //! tokio's timer has a 1 ms resolution (it rounds deadlines up to the next millisecond), far too
 //! coarse for calls microseconds apart, and spinning on `tokio::task::yield_now` keeps the client
@@ -22,19 +23,46 @@ pub(crate) const SLEEP_ABOVE: Duration = Duration::from_micros(100);
 /// timer slack (50 µs by default) and the wake-up; the remainder is yielded away.
 pub(crate) const WAKE_EARLY: Duration = Duration::from_micros(70);
 
+/// How the open-loop generator waits for a send time (`--pacing`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Pacing {
+    /// Sleeps on a helper thread for gaps over [`SLEEP_ABOVE`]; yields to the kernel and the
+    /// runtime for shorter ones.
+    Sleep,
+    /// The earlier generator: yields to the runtime only (a spin when nothing else is ready),
+    /// and uses tokio's timer for gaps over 2 ms.
+    Spin,
+}
+
+impl Pacing {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Sleep => "sleep",
+            Self::Spin => "spin",
+        }
+    }
+}
+
 /// A sleep request: the instant to wake at and whom to tell.
 type Request = (Instant, oneshot::Sender<()>);
 
 /// Paces one generator. Dropping it stops the helper thread.
 #[derive(Debug)]
 pub(crate) struct Pacer {
+    /// `None` with [`Pacing::Spin`].
     requests: Option<mpsc::Sender<Request>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Pacer {
-    /// Starts the helper thread.
-    pub(crate) fn start() -> Self {
+    /// Starts the helper thread (none for [`Pacing::Spin`]).
+    pub(crate) fn start(pacing: Pacing) -> Self {
+        if pacing == Pacing::Spin {
+            return Self {
+                requests: None,
+                thread: None,
+            };
+        }
         let (requests, incoming) = mpsc::channel::<Request>();
         let thread = std::thread::Builder::new()
             .name("volley-bench-pacer".into())
@@ -60,6 +88,15 @@ impl Pacer {
             let now = Instant::now();
             if now >= at {
                 return;
+            }
+            if self.requests.is_none() {
+                // Pacing::Spin, as the generator was before the pacer.
+                if at - now > Duration::from_millis(2) {
+                    tokio::time::sleep_until(at.into()).await;
+                } else {
+                    tokio::task::yield_now().await;
+                }
+                continue;
             }
             if at - now > SLEEP_ABOVE
                 && let Some(requests) = &self.requests
@@ -93,18 +130,20 @@ mod tests {
     #[test]
     fn wait_until_returns_at_or_after_the_instant_even_for_long_gaps() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let pacer = Pacer::start();
-        runtime.block_on(async {
-            for gap in [
-                Duration::ZERO,
-                Duration::from_micros(20),
-                Duration::from_micros(500),
-                Duration::from_millis(3),
-            ] {
-                let at = Instant::now() + gap;
-                pacer.wait_until(at).await;
-                assert!(Instant::now() >= at, "returned early for a gap of {gap:?}");
-            }
-        });
+        for pacing in [Pacing::Sleep, Pacing::Spin] {
+            let pacer = Pacer::start(pacing);
+            runtime.block_on(async {
+                for gap in [
+                    Duration::ZERO,
+                    Duration::from_micros(20),
+                    Duration::from_micros(500),
+                    Duration::from_millis(3),
+                ] {
+                    let at = Instant::now() + gap;
+                    pacer.wait_until(at).await;
+                    assert!(Instant::now() >= at, "{pacing:?} returned early for a gap of {gap:?}");
+                }
+            });
+        }
     }
 }

@@ -182,6 +182,7 @@ pub(crate) fn run_line(scenario: &Scenario, system: System, repeat: usize, sampl
         "seconds": sample.elapsed.as_secs_f64(),
         "rate": f.rate,
         "target_rate": sample.target_rate,
+        "pacing": sample.pacing.map(|p| p.name()),
         "p50_us": f.p50, "p90_us": f.p90, "p99_us": f.p99, "p999_us": f.p999, "max_us": f.max,
         "placement": placement,
     })

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use volley_benches::raw;
 
-use crate::pacer::Pacer;
+use crate::pacer::{Pacer, Pacing};
 use crate::systems::{Conn, Servers, System, connect, connect_raw};
 
 /// Bytes a Volley call adds around its payload on the wire; the raw floor echoes messages of
@@ -143,6 +143,8 @@ pub(crate) struct Sample {
     pub(crate) hist: Histogram<u64>,
     /// Open loop only: the rate asked for.
     pub(crate) target_rate: Option<f64>,
+    /// Open loop only: how the generator waited between sends.
+    pub(crate) pacing: Option<Pacing>,
 }
 
 impl Sample {
@@ -176,14 +178,15 @@ impl Window {
     }
 }
 
-/// Runs `scenario` once against `system`. `rate` is the open-loop target (calls/s).
+/// Runs `scenario` once against `system`. `open_loop` is the open-loop target (calls/s) and
+/// the generator's pacing.
 pub(crate) async fn run(
     servers: &Servers,
     scenario: &Scenario,
     system: System,
     warmup: Duration,
     duration: Duration,
-    rate: Option<f64>,
+    open_loop: Option<(f64, Pacing)>,
 ) -> Sample {
     match scenario.kind {
         Kind::Unary { size, in_flight, conns } if system == System::Raw => {
@@ -219,8 +222,8 @@ pub(crate) async fn run(
         }
         Kind::OpenLoop { size, .. } => {
             let conn = connect(servers, system).await;
-            let rate = rate.expect("open loop needs a rate");
-            open_loop(conn, Bytes::from(vec![0x5a; size]), rate, warmup, duration).await
+            let (rate, pacing) = open_loop.expect("open loop needs a rate");
+            run_open_loop(conn, Bytes::from(vec![0x5a; size]), rate, pacing, warmup, duration).await
         }
     }
 }
@@ -238,6 +241,7 @@ async fn collect(tasks: Vec<tokio::task::JoinHandle<(u64, Histogram<u64>)>>, dur
         elapsed: duration,
         hist,
         target_rate: None,
+        pacing: None,
     }
 }
 
@@ -319,7 +323,7 @@ const OPEN_LOOP_MAX_IN_FLIGHT: usize = 4096;
 /// Sends calls at `rate` per second, each at its intended time (or as soon after as possible),
 /// and records latency from the intended time, so a stalled system is charged for the calls it
 /// delayed (no coordinated omission). The [`Pacer`] waits between sends without spinning.
-async fn open_loop(conn: Conn, data: Bytes, rate: f64, warmup: Duration, duration: Duration) -> Sample {
+async fn run_open_loop(conn: Conn, data: Bytes, rate: f64, pacing: Pacing, warmup: Duration, duration: Duration) -> Sample {
     let hist = Arc::new(Mutex::new(histogram()));
     let last_done = Arc::new(Mutex::new(None::<Instant>));
     let permits = Arc::new(tokio::sync::Semaphore::new(OPEN_LOOP_MAX_IN_FLIGHT));
@@ -328,7 +332,7 @@ async fn open_loop(conn: Conn, data: Bytes, rate: f64, warmup: Duration, duratio
     let interval = Duration::from_secs_f64(1.0 / rate);
     let mut sent: u32 = 0;
     let mut recorded = 0u64;
-    let pacer = Pacer::start();
+    let pacer = Pacer::start(pacing);
     loop {
         let intended = start + interval * sent;
         if intended >= window.end {
@@ -368,5 +372,6 @@ async fn open_loop(conn: Conn, data: Bytes, rate: f64, warmup: Duration, duratio
         elapsed: finished.saturating_duration_since(window.measure_from).max(duration),
         hist,
         target_rate: Some(rate),
+        pacing: Some(pacing),
     }
 }
