@@ -2,13 +2,15 @@
 //! response checked, and every accepted command checked against the account's report stream (no
 //! acknowledgement lost or duplicated).
 //!
-//! Each account has its own connection (its session) and `in_flight` lanes sending one command
-//! at a time. The mix: 70 % new orders (limit around a moving mid, one in ten immediate-or-cancel),
-//! 20 % cancels and 10 % replaces of the account's open orders. At a fixed rate, latency is
+//! Each account has its own connection (its session). In [`EntryMode::Unary`] it has `in_flight`
+//! lanes each making one call at a time; in [`EntryMode::Stream`] one `OrderStream` with up to
+//! `in_flight` commands outstanding, answered in order. The mix: 70 % new orders (limit around a
+//! moving mid, one in ten immediate-or-cancel), 20 % cancels and 10 % replaces of the account's
+//! open orders. At a fixed rate, latency is
 //! measured from when each command was due (so a stall counts against every command it delayed:
 //! no coordinated omission); flat out, from when it was sent.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -21,8 +23,8 @@ use volley::{CallOptions, Client, Status};
 use crate::engine::SymbolSpec;
 use crate::proto::order_entry_client::OrderEntryClient;
 use crate::proto::{
-    CancelOrderRequest, ExecType, ExecutionReport, NewOrderRequest, OrderStatus, OrderType, RejectReason, ReplaceOrderRequest, Side,
-    SubscribeReports, TimeInForce,
+    CancelOrderRequest, ExecType, ExecutionReport, NewOrderRequest, OrderCommand, OrderStatus, OrderType, RejectReason,
+    ReplaceOrderRequest, Side, SubscribeReports, TimeInForce, order_command,
 };
 
 /// How long the check waits for the report streams to catch up after the last command.
@@ -50,6 +52,18 @@ pub struct LoadOptions {
     pub progress: bool,
     /// A prefix for every cl_ord_id, so runs against one journal never reuse ids.
     pub run_id: String,
+    /// How commands are sent.
+    pub mode: EntryMode,
+}
+
+/// How the load generator sends commands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum EntryMode {
+    /// Unary `NewOrder`/`CancelOrder`/`ReplaceOrder` calls, `in_flight` at a time per account.
+    #[default]
+    Unary,
+    /// One bidirectional `OrderStream` per account with `in_flight` commands outstanding.
+    Stream,
 }
 
 impl Default for LoadOptions {
@@ -62,6 +76,7 @@ impl Default for LoadOptions {
             symbols: crate::config::default_symbols(),
             seed: 1,
             progress: false,
+            mode: EntryMode::Unary,
             run_id: format!("{:x}", std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap_or_default().as_millis()),
         }
     }
@@ -249,7 +264,11 @@ pub async fn run(target: Address, options: LoadOptions) -> Result<LoadReport, Lo
     if options.symbols.is_empty() {
         return Err(LoadError::NoSymbols);
     }
-    let lanes_total = (options.accounts * options.in_flight).max(1) as f64;
+    let lanes_total = match options.mode {
+        EntryMode::Unary => options.accounts * options.in_flight,
+        EntryMode::Stream => options.accounts,
+    }
+    .max(1) as f64;
     let interval = options.rate.map(|rate| Duration::from_secs_f64(lanes_total / rate.max(1) as f64));
 
     let mut collectors = Vec::new();
@@ -268,7 +287,11 @@ pub async fn run(target: Address, options: LoadOptions) -> Result<LoadReport, Lo
             .map_err(|status| start_error(status.to_string()))?;
         collectors.push(ReportCollector::start(account.clone(), reports));
         let book = Arc::new(Mutex::new(AccountBook::default()));
-        for lane in 0..options.in_flight {
+        let lanes_per_account = match options.mode {
+            EntryMode::Unary => options.in_flight,
+            EntryMode::Stream => 1,
+        };
+        for lane in 0..lanes_per_account {
             lanes.push(Lane {
                 orders: orders.clone(),
                 account: account.clone(),
@@ -287,7 +310,7 @@ pub async fn run(target: Address, options: LoadOptions) -> Result<LoadReport, Lo
     let until = started + options.duration;
     let mut running = JoinSet::new();
     for lane in lanes {
-        running.spawn(lane.run(until, interval, progress.clone()));
+        running.spawn(lane.run(options.mode, options.in_flight, until, interval, progress.clone()));
     }
     let mut tally = Tally::new();
     while let Some(joined) = running.join_next().await {
@@ -408,19 +431,51 @@ struct Lane {
 }
 
 /// The command a lane sends next.
+#[derive(Clone, Debug)]
 enum Next {
     New(NewOrderRequest),
     Cancel(CancelOrderRequest),
     Replace(ReplaceOrderRequest),
 }
 
+impl Next {
+    fn cl_ord_id(&self) -> &str {
+        match self {
+            Self::New(order) => &order.cl_ord_id,
+            Self::Cancel(cancel) => &cancel.cl_ord_id,
+            Self::Replace(replace) => &replace.cl_ord_id,
+        }
+    }
+
+    fn into_command(self) -> OrderCommand {
+        OrderCommand {
+            command: Some(match self {
+                Self::New(order) => order_command::Command::NewOrder(order),
+                Self::Cancel(cancel) => order_command::Command::Cancel(cancel),
+                Self::Replace(replace) => order_command::Command::Replace(replace),
+            }),
+        }
+    }
+}
+
+/// Stop a lane after this many failed calls: the gateway is failing or gone.
+const MAX_LANE_ERRORS: u64 = 100;
+
 impl Lane {
-    async fn run(mut self, until: Instant, interval: Option<Duration>, progress: ProgressBar) -> Tally {
+    async fn run(self, mode: EntryMode, in_flight: usize, until: Instant, interval: Option<Duration>, progress: ProgressBar) -> Tally {
+        match mode {
+            EntryMode::Unary => self.run_unary(until, interval, progress).await,
+            EntryMode::Stream => self.run_stream(in_flight, until, interval, progress).await,
+        }
+    }
+
+    /// One unary call at a time.
+    async fn run_unary(mut self, until: Instant, interval: Option<Duration>, progress: ProgressBar) -> Tally {
         let mut tally = Tally::new();
         let started = Instant::now();
         let options = CallOptions::new().timeout(COMMAND_TIMEOUT);
         let mut due = started;
-        loop {
+        while tally.errors <= MAX_LANE_ERRORS {
             if let Some(interval) = interval {
                 due += interval;
                 tokio::time::sleep_until(due.into()).await;
@@ -431,58 +486,115 @@ impl Lane {
                 break;
             }
             let next = self.next_command();
-            let (cl_ord_id, result) = match &next {
-                Next::New(order) => (
-                    order.cl_ord_id.clone(),
-                    self.orders.new_order_with(order.clone(), options.clone()).await,
-                ),
-                Next::Cancel(cancel) => (
-                    cancel.cl_ord_id.clone(),
-                    self.orders.cancel_order_with(cancel.clone(), options.clone()).await,
-                ),
-                Next::Replace(replace) => (
-                    replace.cl_ord_id.clone(),
-                    self.orders.replace_order_with(replace.clone(), options.clone()).await,
-                ),
+            let result = match &next {
+                Next::New(order) => self.orders.new_order_with(order.clone(), options.clone()).await,
+                Next::Cancel(cancel) => self.orders.cancel_order_with(cancel.clone(), options.clone()).await,
+                Next::Replace(replace) => self.orders.replace_order_with(replace.clone(), options.clone()).await,
             };
             // Latency from when the command was due: at a fixed rate a stall counts for every
             // command it held up.
-            let latency = due.elapsed();
-            tally.commands += 1;
+            self.record(&mut tally, &next, result, due.elapsed());
             if tally.commands.is_multiple_of(64) {
                 progress.set_position(started.elapsed().as_millis() as u64);
             }
-            match result {
-                Ok(report) => {
-                    let _ = tally.latency.record(latency.as_nanos().max(1) as u64);
-                    if report.cl_ord_id != cl_ord_id || report.account != self.account {
-                        tally.mismatched += 1;
-                    }
-                    if report.exec_type == ExecType::Reject as i32 {
-                        let reason = RejectReason::try_from(report.reject_reason).unwrap_or_default();
-                        *tally.rejects.entry(reason.as_str_name()).or_default() += 1;
-                    } else {
-                        tally.accepted += 1;
-                        tally
-                            .accepted_ids
-                            .push((self.account.clone(), report.cl_ord_id.clone(), report.sequence));
-                        self.remember(&next, &report);
-                        if let Next::New(_) = next {
-                            tally.acknowledged_orders.push((self.account.clone(), report.cl_ord_id));
-                        }
-                    }
-                }
-                Err(status) => {
-                    tally.errors += 1;
-                    tally.first_error.get_or_insert(status);
-                    // The gateway is failing or gone: stop rather than spin on errors.
-                    if tally.errors > 100 {
+        }
+        tally
+    }
+
+    /// One `OrderStream` with up to `window` commands in flight, answered in order.
+    async fn run_stream(mut self, window: usize, until: Instant, interval: Option<Duration>, progress: ProgressBar) -> Tally {
+        let mut tally = Tally::new();
+        let started = Instant::now();
+        let (mut commands, mut reports) = match self.orders.order_stream().await {
+            Ok(stream) => stream,
+            Err(status) => {
+                tally.errors += 1;
+                tally.first_error = Some(status);
+                return tally;
+            }
+        };
+        let mut outstanding: VecDeque<(Instant, Next)> = VecDeque::with_capacity(window);
+        let mut due = started;
+        let mut sending = true;
+        loop {
+            while sending && outstanding.len() < window.max(1) {
+                if let Some(interval) = interval {
+                    due += interval;
+                    if due > Instant::now() && !outstanding.is_empty() {
+                        // Not due yet and answers to read: read first.
+                        due -= interval;
                         break;
                     }
+                    tokio::time::sleep_until(due.into()).await;
+                } else {
+                    due = Instant::now();
                 }
+                if Instant::now() >= until || tally.errors > MAX_LANE_ERRORS {
+                    sending = false;
+                    commands.close();
+                    break;
+                }
+                let next = self.next_command();
+                let command = Next::into_command(next.clone());
+                if let Err(status) = commands.send(&command).await {
+                    tally.errors += 1;
+                    tally.first_error.get_or_insert(status);
+                    sending = false;
+                    break;
+                }
+                outstanding.push_back((due, next));
+            }
+            let Some((sent_at, next)) = outstanding.pop_front() else {
+                break;
+            };
+            let result = match tokio::time::timeout(COMMAND_TIMEOUT, reports.message()).await {
+                Ok(Ok(Some(report))) => Ok(report),
+                Ok(Ok(None)) => Err(Status::unavailable("the order stream ended before answering every command")),
+                Ok(Err(status)) => Err(status),
+                Err(_) => Err(Status::deadline_exceeded("no answer on the order stream in time")),
+            };
+            let failed = result.is_err();
+            self.record(&mut tally, &next, result, sent_at.elapsed());
+            if failed {
+                // The stream is broken: what is still outstanding will not be answered.
+                tally.errors += outstanding.len() as u64;
+                break;
+            }
+            if tally.commands.is_multiple_of(64) {
+                progress.set_position(started.elapsed().as_millis() as u64);
             }
         }
         tally
+    }
+
+    /// Checks and counts the answer to `next`.
+    fn record(&self, tally: &mut Tally, next: &Next, result: Result<ExecutionReport, Status>, latency: Duration) {
+        tally.commands += 1;
+        match result {
+            Ok(report) => {
+                let _ = tally.latency.record(latency.as_nanos().max(1) as u64);
+                if report.cl_ord_id != next.cl_ord_id() || report.account != self.account {
+                    tally.mismatched += 1;
+                }
+                if report.exec_type == ExecType::Reject as i32 {
+                    let reason = RejectReason::try_from(report.reject_reason).unwrap_or_default();
+                    *tally.rejects.entry(reason.as_str_name()).or_default() += 1;
+                } else {
+                    tally.accepted += 1;
+                    tally
+                        .accepted_ids
+                        .push((self.account.clone(), report.cl_ord_id.clone(), report.sequence));
+                    self.remember(next, &report);
+                    if let Next::New(_) = next {
+                        tally.acknowledged_orders.push((self.account.clone(), report.cl_ord_id));
+                    }
+                }
+            }
+            Err(status) => {
+                tally.errors += 1;
+                tally.first_error.get_or_insert(status);
+            }
+        }
     }
 
     fn next_command(&mut self) -> Next {

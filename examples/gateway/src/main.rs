@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use gateway::app::RunningGateway;
 use gateway::config::Config;
 use gateway::journal::FsyncPolicy;
-use gateway::load::{LoadOptions, LoadReport};
+use gateway::load::{EntryMode, LoadOptions, LoadReport};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -106,6 +106,9 @@ struct LoadFlags {
     /// Seed of the order mix.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// `unary` calls, or one `stream` (OrderStream) per account.
+    #[arg(long, value_enum, default_value_t = EntryMode::Unary)]
+    mode: EntryMode,
 }
 
 impl LoadFlags {
@@ -117,6 +120,7 @@ impl LoadFlags {
             rate: self.rate,
             symbols: config.symbols.clone(),
             seed: self.seed,
+            mode: self.mode,
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             ..LoadOptions::default()
         }
@@ -202,9 +206,10 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
     let running = start(&config).await?;
     let options = args.load.options(&config);
     println!(
-        "load: {} accounts × {} in flight, {} for {:.1?}, symbols {}",
+        "load: {} accounts × {} in flight ({:?}), {} for {:.1?}, symbols {}",
         options.accounts,
         options.in_flight,
+        options.mode,
         options.rate.map_or("flat out".to_owned(), |rate| format!("{rate} commands/s")),
         options.duration,
         config.symbols.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")

@@ -550,3 +550,25 @@ async fn the_metrics_count_what_happened() {
     );
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_checks_out_in_both_entry_modes() {
+    let (_dir, journal) = scratch();
+    let running = start(&config(&journal)).await;
+    for mode in [gateway::load::EntryMode::Unary, gateway::load::EntryMode::Stream] {
+        let options = gateway::load::LoadOptions {
+            accounts: 3,
+            in_flight: 8,
+            duration: Duration::from_millis(300),
+            mode,
+            run_id: format!("{mode:?}"),
+            ..gateway::load::LoadOptions::default()
+        };
+        let report = gateway::load::run(running.local_addr().clone(), options).await.unwrap();
+        assert!(report.commands > 0 && report.accepted > 0, "{mode:?}: {}", report.summary());
+        assert_eq!(report.errors, 0, "{mode:?}: {}", report.summary());
+        assert!(report.is_consistent(), "{mode:?}: {}", report.summary());
+        assert!(report.acknowledged_orders.len() as u64 <= report.accepted);
+    }
+    running.shutdown().await.unwrap();
+}
