@@ -8,13 +8,13 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::proxy::{Direction, FaultProxy, Faults};
 use common::raw::RawServer;
-use common::{ECHO, ECHO_ID, Echo, echo, wait_for};
+use common::{ECHO, ECHO_ID, Echo, Live, echo, wait_for};
 use volley::client::Backoff;
 use volley::protocol::ConnectionConfig;
 use volley::wire::{CallId, Frame, GoAway};
@@ -77,29 +77,6 @@ fn numbered(index: u64, size: usize) -> Echo {
 fn assert_tick(message: &Echo, index: u64, size: usize) {
     assert_eq!(message.sleep_ms, index, "messages arrive in order");
     assert!(message.payload == pattern(index, size), "message {index} arrived intact");
-}
-
-/// Counts live handlers: each handler holds a guard, so a cancelled handler shows as a drop.
-#[derive(Clone, Default)]
-struct Live(Arc<AtomicUsize>);
-
-struct LiveGuard(Arc<AtomicUsize>);
-
-impl Live {
-    fn enter(&self) -> LiveGuard {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        LiveGuard(self.0.clone())
-    }
-
-    fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// Echo (honours `sleep_ms`), Hold (never answers), Ticks (server streaming), Chat (bidi echo)

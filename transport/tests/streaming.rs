@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::raw::RawPeer;
-use common::{ECHO, ECHO_ID, Echo, echo, unix_path, wait_for};
+use common::{ECHO, ECHO_ID, Echo, Live, echo, unix_path, wait_for};
 use volley::net::Address;
 use volley::protocol::ConnectionConfig;
 use volley::{CallOptions, Client, Code, MethodId, Request, Server, ServerHandle, Status, StreamSender, Streaming};
@@ -20,28 +18,6 @@ const HOLD: &str = "/test.Stream/Hold";
 
 fn id(name: &str) -> MethodId {
     MethodId::from_name(name)
-}
-
-/// Counts live handlers, so tests can see that cancelled handlers are dropped.
-#[derive(Clone, Default)]
-struct Live(Arc<AtomicUsize>);
-
-struct LiveGuard(Arc<AtomicUsize>);
-
-impl Live {
-    fn enter(&self) -> LiveGuard {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        LiveGuard(self.0.clone())
-    }
-    fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// A server with: Count (server streaming: `sleep_ms` = how many messages), Sum (client

@@ -5,6 +5,8 @@ pub mod proxy;
 pub mod raw;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -64,4 +66,29 @@ pub async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("{what}: not within 5 s");
+}
+
+/// Counts live handlers: each handler holds a guard from [`Live::enter`], so a cancelled
+/// handler shows as a drop.
+#[derive(Clone, Default)]
+pub struct Live(Arc<AtomicUsize>);
+
+/// Held by a running handler; dropping it counts the handler gone.
+pub struct LiveGuard(Arc<AtomicUsize>);
+
+impl Live {
+    pub fn enter(&self) -> LiveGuard {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        LiveGuard(self.0.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
