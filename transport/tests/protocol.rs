@@ -608,3 +608,140 @@ fn a_client_knows_which_calls_a_goaway_refused() {
     assert!(pair.client.conn.is_refused_by_goaway(second), "call 2 was never started");
     assert!(!pair.server.conn.is_refused_by_goaway(second), "only clients are refused");
 }
+
+/// Hands the server `count` copies of `frame` a hostile client wrote by hand, at the current
+/// instant, in batches of 1,000; stops at the first batch that closes the connection.
+fn flood_server(pair: &mut Pair, frame: &Frame, count: usize) {
+    for _ in 0..count / 1_000 {
+        for _ in 0..1_000 {
+            frame.encode(&mut pair.server.inbox);
+        }
+        pair.server.receive(pair.now);
+        pair.server.events();
+        if pair.server.error.is_some() {
+            return;
+        }
+    }
+}
+
+fn assert_kicked_for_small_frames(side: &Side, what: &str) {
+    let err = side
+        .error
+        .as_ref()
+        .unwrap_or_else(|| panic!("a flood of {what} closed the connection"));
+    assert_eq!(err.reason, ConnectionErrorReason::TooManySmallFrames, "{what}");
+    assert_eq!(err.code, Code::ResourceExhausted, "{what}");
+}
+
+/// Builds a flood's frame from the ids of an open call and of an ended one.
+type FloodFrame = fn(CallId, CallId) -> Frame;
+
+#[test]
+fn floods_of_credits_pongs_goaways_and_frames_for_ended_calls_exhaust_the_small_frame_budget() {
+    let floods: [(&str, FloodFrame); 6] = [
+        ("connection credits", |_, _| Frame::Credit {
+            call_id: CallId::CONNECTION,
+            increment: 1,
+        }),
+        ("credits on an open call", |open, _| Frame::Credit {
+            call_id: open,
+            increment: 1,
+        }),
+        ("credits on an ended call", |_, ended| Frame::Credit {
+            call_id: ended,
+            increment: 1,
+        }),
+        ("pongs nobody asked for", |_, _| Frame::Pong { payload: 42 }),
+        ("graceful goaways", |_, ended| {
+            Frame::GoAway(volley::wire::GoAway {
+                last_call_id: ended,
+                code: Code::Ok,
+                reason: Bytes::from_static(b"bye"),
+            })
+        }),
+        ("end-of-streams on an ended call", |_, ended| Frame::EndOfStream { call_id: ended }),
+    ];
+    for (what, frame) in floods {
+        let mut pair = Pair::new();
+        let ended = pair.unary_request(b"a");
+        assert!(pair.server.conn.finish_call(ended));
+        let open = open_stream(&mut pair);
+        // 20,000 at one instant: twice the default burst.
+        flood_server(&mut pair, &frame(open, ended), 20_000);
+        assert_kicked_for_small_frames(&pair.server, what);
+        pair.drive();
+        assert!(
+            goaway_reason(&pair.client).contains("small frames"),
+            "{what}: {}",
+            goaway_reason(&pair.client)
+        );
+    }
+}
+
+#[test]
+fn a_client_flooded_with_statuses_for_an_ended_call_closes_the_connection() {
+    let mut pair = Pair::new();
+    let id = pair.unary_request(b"a");
+    assert!(pair.client.conn.cancel_call(id));
+    let status = Frame::Status {
+        call_id: id,
+        status: StatusFrame {
+            code: Code::Cancelled,
+            message: Bytes::new(),
+            metadata: Metadata::new(),
+        },
+    };
+    for _ in 0..20 {
+        for _ in 0..1_000 {
+            status.encode(&mut pair.client.inbox);
+        }
+        pair.client.receive(pair.now);
+        if pair.client.error.is_some() {
+            break;
+        }
+    }
+    assert_kicked_for_small_frames(&pair.client, "statuses for an ended call");
+}
+
+#[test]
+fn a_receiver_crediting_every_message_of_a_fast_stream_is_never_kicked() {
+    let mut pair = Pair::new();
+    let id = open_stream(&mut pair);
+    pair.server.events();
+    // The server streams 16-byte messages at 50,000 a second for 10 simulated seconds; the client
+    // credits each one as it reads it, on the call and on the connection (100,000 credits a
+    // second, ten times the budget's rate), plus a few stray frames a legitimate peer sends.
+    let len = 16;
+    for tick in 0..1_000 {
+        for _ in 0..500 {
+            assert_eq!(pair.server.conn.try_send_message(id, len), Ok(true), "the window never runs out");
+            Frame::Credit {
+                call_id: id,
+                increment: len as u32,
+            }
+            .encode(&mut pair.server.inbox);
+            Frame::Credit {
+                call_id: CallId::CONNECTION,
+                increment: len as u32,
+            }
+            .encode(&mut pair.server.inbox);
+        }
+        if tick % 100 == 0 {
+            // A late pong, once a second.
+            Frame::Pong { payload: 7 }.encode(&mut pair.server.inbox);
+        }
+        pair.server.receive(pair.now);
+        pair.server.events();
+        assert!(pair.server.error.is_none(), "kicked at tick {tick}: {:?}", pair.server.error);
+        pair.advance(Duration::from_millis(10));
+    }
+    assert!(pair.server.conn.is_call_open(id));
+    // Credits the server's messages did not earn are charged: the same client crediting every
+    // byte twice over is stopped.
+    let frame = Frame::Credit {
+        call_id: CallId::CONNECTION,
+        increment: 1,
+    };
+    flood_server(&mut pair, &frame, 20_000);
+    assert_kicked_for_small_frames(&pair.server, "unearned credits");
+}

@@ -450,3 +450,43 @@ async fn a_flood_of_empty_stream_messages_closes_the_connection_with_the_default
     let reply: Echo = client.unary(ECHO_ID, &echo("fine"), CallOptions::default()).await.unwrap();
     assert_eq!(reply.payload, "fine");
 }
+
+#[tokio::test]
+async fn a_flood_of_credit_frames_closes_the_connection_with_the_default_budget() {
+    use volley::wire::{CallHead, CallId, Frame};
+    let live = Live::default();
+    let (server, client) = start(live.clone()).await;
+    let mut peer = RawPeer::handshake(&server).await;
+    peer.send_frame(Frame::Request {
+        call_id: CallId(1),
+        head: CallHead {
+            method_id: id(HOLD),
+            ..CallHead::default()
+        },
+        message: None,
+        end_stream: false,
+    })
+    .await;
+    wait_for("handler started", || live.count() == 1).await;
+    // 20,000 one-byte credits (twice the default burst) for messages the server never sent.
+    let mut flood = bytes::BytesMut::new();
+    for n in 0..20_000u64 {
+        Frame::Credit {
+            call_id: CallId(n % 2),
+            increment: 1,
+        }
+        .encode(&mut flood);
+    }
+    peer.send(&flood).await;
+    let frames = peer.frames_until_close().await;
+    match frames.last() {
+        Some(Frame::GoAway(goaway)) => {
+            assert_eq!(goaway.code, Code::ResourceExhausted);
+            assert!(goaway.reason_str().contains("small frames"), "{}", goaway.reason_str());
+        }
+        other => panic!("expected a GoAway, got {other:?}"),
+    }
+    wait_for("the flooded call's handler was dropped", || live.count() == 0).await;
+    let reply: Echo = client.unary(ECHO_ID, &echo("fine"), CallOptions::default()).await.unwrap();
+    assert_eq!(reply.payload, "fine");
+}

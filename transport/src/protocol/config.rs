@@ -45,14 +45,25 @@ pub const DEFAULT_ERROR_BUDGET: RateBudget = RateBudget {
 /// message nothing at all). Real messages of 8 bytes and more are never charged.
 pub const SMALL_FRAME_PAYLOAD: usize = 8;
 
-/// Small frames (see [`SMALL_FRAME_PAYLOAD`]) a peer may send: a burst of 10,000, refilled at
-/// 10,000 per second. A stream of empty heartbeats or tiny counters at up to 10,000 a second never
-/// touches it; a flood of empty messages (millions a second over loopback) exhausts it within
+/// Cheap frames a peer may send: a burst of 10,000, refilled at 10,000 per second. Cheap frames
+/// cost the peer a header and us per-frame work that no other limit counts: stream messages under
+/// [`SMALL_FRAME_PAYLOAD`], Credit frames beyond those our messages earned
+/// ([`FREE_CREDITS_PER_MESSAGE`]), Pongs that answer no ping of ours, GoAways, and EndOfStream,
+/// Response or Status frames for a call that is no longer open. A stream of empty heartbeats or
+/// tiny counters at up to 10,000 a second never touches it, nor does a legitimate peer's handful
+/// of the others; a flood of any of them (millions a second over loopback) exhausts it within
 /// milliseconds, before the per-frame work and queue entries it costs add up.
 pub const DEFAULT_SMALL_FRAME_BUDGET: RateBudget = RateBudget {
     burst: 10_000,
     per_second: 10_000,
 };
+
+/// Credit frames a peer may send free of the small-frame budget for each stream message we sent
+/// it (2): a receiver that grants credit after every message it reads sends one Credit for the
+/// call and one for the connection, at whatever rate we stream, so it is never charged. Credits
+/// beyond that are charged, so a credit flood costs the budget while a peer can never send more
+/// free credits than twice the messages we chose to send it.
+pub const FREE_CREDITS_PER_MESSAGE: u64 = 2;
 
 /// A metadata block this many times over the limit closes the connection instead of failing
 /// only the call (4): a slightly-too-large block is a bug, a huge one is abuse.

@@ -37,7 +37,8 @@ pub enum ConnectionErrorReason {
     TooManyCancels,
     /// The peer caused more error replies than the error budget allows.
     TooManyErrors,
-    /// The peer sent more small stream messages than the small-frame budget allows.
+    /// The peer sent more cheap frames (tiny stream messages, unearned credits, stray pongs,
+    /// GoAways, frames for ended calls) than the small-frame budget allows.
     TooManySmallFrames,
     /// A metadata block far over the limit.
     MetadataAbuse {
@@ -88,9 +89,9 @@ impl fmt::Display for ConnectionErrorReason {
             Self::TooManyPings => f.write_str("too many pings: the peer pinged more often than the minimum ping interval"),
             Self::TooManyCancels => f.write_str("too many cancels: the peer exceeded the cancel budget"),
             Self::TooManyErrors => f.write_str("too many errors: the peer caused more error replies than the error budget"),
-            Self::TooManySmallFrames => {
-                f.write_str("too many small frames: the peer sent more tiny stream messages than the small-frame budget allows")
-            }
+            Self::TooManySmallFrames => f.write_str(
+                "too many small frames: the peer sent more tiny messages, credits or other cheap frames than the small-frame budget allows",
+            ),
             Self::MetadataAbuse { len, max } => write!(f, "metadata block of {len} bytes is far over the limit of {max}"),
             Self::FlowControl => f.write_str("flow-control violation: the peer sent beyond its window too often, or overflowed a window"),
             Self::KeepaliveTimeout => f.write_str("keepalive timeout: the peer did not answer a ping in time"),

@@ -80,7 +80,14 @@ impl Connection {
             return Err(Status::unavailable("the connection is closed"));
         }
         match self.calls.get_mut(call_id) {
-            Some(state) if state.local_open => Ok(self.windows.try_send(state, len)),
+            Some(state) if state.local_open => {
+                let sent = self.windows.try_send(state, len);
+                if sent {
+                    // The peer may now credit this message back, on the call and the connection.
+                    self.earned_credits = self.earned_credits.saturating_add(super::FREE_CREDITS_PER_MESSAGE);
+                }
+                Ok(sent)
+            }
             Some(_) => Err(Status::failed_precondition("the stream was already closed for sending")),
             None => Err(Status::cancelled("the call has ended")),
         }

@@ -14,8 +14,8 @@ use super::budget::Bucket;
 use super::calls::{CallState, CallTable};
 use super::flow::ConnectionWindows;
 use super::{
-    ConnectionConfig, ConnectionError, ConnectionErrorReason as Reason, Event, MAX_FLOW_VIOLATIONS, METADATA_ABUSE_FACTOR,
-    SMALL_FRAME_PAYLOAD,
+    ConnectionConfig, ConnectionError, ConnectionErrorReason as Reason, Event, FREE_CREDITS_PER_MESSAGE, MAX_FLOW_VIOLATIONS,
+    METADATA_ABUSE_FACTOR, SMALL_FRAME_PAYLOAD,
 };
 use crate::status::{Code, Status};
 use crate::wire::{CallHead, CallId, Frame, GoAway, PREFACE_LEN, Preface, Settings, StatusFrame, WireError};
@@ -87,7 +87,11 @@ pub struct Connection {
     ping_strikes: u32,
     cancels: Bucket,
     errors: Bucket,
+    /// Charged for cheap frames (see [`super::DEFAULT_SMALL_FRAME_BUDGET`]).
     small_frames: Bucket,
+    /// Credit frames the peer may still send free of `small_frames`: [`FREE_CREDITS_PER_MESSAGE`]
+    /// for each stream message we sent.
+    earned_credits: u64,
     windows: ConnectionWindows,
     flow_violations: u32,
     scratch: Vec<CallId>,
@@ -126,6 +130,7 @@ impl Connection {
             flow_violations: 0,
             errors: Bucket::new(config.error_budget),
             small_frames: Bucket::new(config.small_frame_budget),
+            earned_credits: 0,
             scratch: Vec::new(),
             config,
         }
@@ -244,11 +249,18 @@ impl Connection {
                 if self.ping_outstanding.is_some_and(|(sent, _)| sent == payload) {
                     self.ping_outstanding = None;
                     self.events.push_back(Event::PongReceived);
+                    Ok(())
+                } else {
+                    // A pong that answers no ping of ours is free for the peer to repeat.
+                    self.charge_cheap_frame(now)
                 }
-                Ok(())
             }
-            (_, Frame::GoAway(goaway)) => self.on_goaway(goaway),
-            (_, Frame::Credit { call_id, increment }) => self.on_credit(call_id, increment),
+            (_, Frame::GoAway(goaway)) => {
+                // A peer sends one or two in a connection's life; repeating them costs it nothing.
+                self.charge_cheap_frame(now)?;
+                self.on_goaway(goaway)
+            }
+            (_, Frame::Credit { call_id, increment }) => self.on_credit(call_id, increment, now),
             (
                 _,
                 Frame::Message {
@@ -258,6 +270,10 @@ impl Connection {
                 },
             ) => self.on_message(call_id, message, end_stream, now),
             (_, Frame::EndOfStream { call_id }) => {
+                if !self.is_call_open(call_id) {
+                    // Legitimate only in a race with the call's end: once per call.
+                    self.charge_cheap_frame(now)?;
+                }
                 if self.accept_inbound(call_id, true, now)? {
                     self.events.push_back(Event::EndOfStream { call_id });
                 }
@@ -265,7 +281,7 @@ impl Connection {
             }
             (_, frame) => match self.role {
                 Role::Server => self.on_server_frame(frame, now),
-                Role::Client => self.on_client_frame(frame),
+                Role::Client => self.on_client_frame(frame, now),
             },
         }
     }
@@ -448,8 +464,8 @@ impl Connection {
 
     fn on_message(&mut self, call_id: CallId, message: Bytes, end_stream: bool, now: Instant) -> Result<(), ConnectionError> {
         // Charged before anything else, so frames for ended calls count too.
-        if message.len() < SMALL_FRAME_PAYLOAD && !self.small_frames.try_spend(now) {
-            return Err(ConnectionError::calm(Reason::TooManySmallFrames));
+        if message.len() < SMALL_FRAME_PAYLOAD {
+            self.charge_cheap_frame(now)?;
         }
         if !self.accept_inbound(call_id, end_stream, now)? {
             return Ok(());
@@ -474,7 +490,13 @@ impl Connection {
         Ok(())
     }
 
-    fn on_credit(&mut self, call_id: CallId, increment: u32) -> Result<(), ConnectionError> {
+    fn on_credit(&mut self, call_id: CallId, increment: u32, now: Instant) -> Result<(), ConnectionError> {
+        // Charged before anything else, so credits for ended calls count too.
+        if self.earned_credits > 0 {
+            self.earned_credits -= 1;
+        } else {
+            self.charge_cheap_frame(now)?;
+        }
         let result = if call_id == CallId::CONNECTION {
             self.windows.credit_connection(increment)
         } else if let Some(state) = self.calls.get_mut(call_id) {
@@ -487,7 +509,7 @@ impl Connection {
         Ok(())
     }
 
-    fn on_client_frame(&mut self, frame: Frame) -> Result<(), ConnectionError> {
+    fn on_client_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ConnectionError> {
         match frame {
             Frame::Response {
                 call_id,
@@ -496,6 +518,8 @@ impl Connection {
                 end_stream,
             } => {
                 let Some(state) = self.calls.get_mut(call_id) else {
+                    // Legitimate only in a race with the call's end (a cancel): once per call.
+                    self.charge_cheap_frame(now)?;
                     return self.check_known(call_id);
                 };
                 if state.head_received {
@@ -519,6 +543,8 @@ impl Connection {
             }
             Frame::Status { call_id, status } => {
                 if self.calls.remove(call_id).is_none() {
+                    // Legitimate only in a race with the call's end (a cancel): once per call.
+                    self.charge_cheap_frame(now)?;
                     return self.check_known(call_id);
                 }
                 let StatusFrame { code, metadata, .. } = &status;
@@ -527,6 +553,16 @@ impl Connection {
                 Ok(())
             }
             other => Err(ConnectionError::protocol(Reason::WrongDirection(other.kind()))),
+        }
+    }
+
+    /// Spends a token of the small-frame budget on a cheap frame the peer sent; when it is empty,
+    /// the connection fails with GoAway RESOURCE_EXHAUSTED.
+    fn charge_cheap_frame(&mut self, now: Instant) -> Result<(), ConnectionError> {
+        if self.small_frames.try_spend(now) {
+            Ok(())
+        } else {
+            Err(ConnectionError::calm(Reason::TooManySmallFrames))
         }
     }
 
