@@ -338,3 +338,85 @@ async fn a_client_fails_cleanly_on_a_response_for_an_unknown_call() {
     assert!(err.message().contains("call 99"), "{err}");
     assert!(client.is_closed());
 }
+
+// Two workers, so the peer's writer and reader run at once, as in a real client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_keeps_sending_after_an_error_still_reads_the_goaway() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let server = start_tcp().await;
+    // Closing a socket with unread bytes makes the kernel send RST, which can overtake the
+    // GoAway; the server lingers instead. Fifty connections give the race room to show.
+    let mut garbage = BytesMut::new();
+    while garbage.len() < 16 * 1024 {
+        Frame::Cancel { call_id: CallId(1) }.encode(&mut garbage);
+    }
+    let garbage = garbage.freeze();
+    for attempt in 0..50 {
+        let peer = RawPeer::handshake(&server).await;
+        let (mut read, mut write) = peer.stream.into_split();
+        let done = Arc::new(AtomicBool::new(false));
+        let writer = tokio::spawn({
+            let (done, garbage) = (done.clone(), garbage.clone());
+            async move {
+                let mut provoke = BytesMut::new();
+                Frame::Cancel { call_id: CallId(42) }.encode(&mut provoke);
+                let _ = write.write_all(&provoke).await;
+                // Keep sending as a flooding peer does, until the reader has its answer. A write
+                // failing first (RST: "connection reset", "broken pipe") is what a Volley client
+                // would report instead of the GoAway.
+                while !done.load(Ordering::Acquire) {
+                    if let Err(err) = write.write_all(&garbage).await {
+                        return if done.load(Ordering::Acquire) { Ok(()) } else { Err(err) };
+                    }
+                }
+                Ok(())
+            }
+        });
+        // Read frames as they come; the writer stops once a GoAway is here, as a client would.
+        let mut inbox = BytesMut::new();
+        let mut frames = Vec::new();
+        let mut preface_seen = false;
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match read.read_buf(&mut inbox).await {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => {}
+                    Err(err) => return Err(err),
+                }
+                if !preface_seen && inbox.len() >= PREFACE_LEN {
+                    assert_eq!(Preface::decode(inbox[..PREFACE_LEN].try_into().unwrap()), Ok(Preface::CURRENT));
+                    let _ = inbox.split_to(PREFACE_LEN);
+                    preface_seen = true;
+                }
+                if preface_seen {
+                    while let Some(frame) = volley::wire::decode_frame(&mut inbox, u32::MAX).unwrap() {
+                        if matches!(frame, Frame::GoAway(_)) {
+                            done.store(true, Ordering::Release);
+                        }
+                        frames.push(frame);
+                    }
+                }
+            }
+        })
+        .await
+        .expect("the server closed the connection within 5 s");
+        done.store(true, Ordering::Release);
+        let written = writer.await.unwrap();
+        match frames.last() {
+            Some(Frame::GoAway(goaway)) => {
+                assert_eq!(goaway.code, Code::Internal, "attempt {attempt}");
+                assert!(
+                    goaway.reason_str().contains("call 42"),
+                    "attempt {attempt}: {}",
+                    goaway.reason_str()
+                );
+            }
+            other => panic!("attempt {attempt}: expected a GoAway last, got {other:?} (the read ended with {ended:?})"),
+        }
+        if let Err(err) = written {
+            panic!("attempt {attempt}: the peer's write failed ({err}) before it had read the GoAway");
+        }
+    }
+    server.abort();
+}

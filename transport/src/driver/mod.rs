@@ -15,6 +15,8 @@ mod encode;
 mod identity;
 mod inflight;
 #[cfg(not(loom))]
+mod linger;
+#[cfg(not(loom))]
 mod read_buffer;
 #[cfg(not(loom))]
 mod reader;

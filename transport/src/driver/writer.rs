@@ -13,6 +13,7 @@ use crate::status::Status;
 
 pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
     let mut batch = Batch::with_buf(shared.pool.take());
+    let mut write_failed = false;
     while let Some(skip) = poll_fn(|cx| shared.queue.poll_take(cx, &mut batch)).await {
         if batch.len() >= shared.write_queue_cap {
             // Callers may be waiting for room; the queue is empty now.
@@ -24,6 +25,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
         batch.clear();
         shared.queue.finish_write();
         if let Err(err) = result {
+            write_failed = true;
             shared.terminate(Status::unavailable(format!(
                 "connection lost while writing: {err}; retry on a new connection"
             )));
@@ -32,6 +34,12 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
     }
     // Everything queued before the close went out; send FIN so the peer sees a clean end.
     stream.shutdown_write();
+    // Ended (not a graceful drain, where the reader keeps reading until the peer's EOF): the
+    // reader stops reading, so read on until the peer has seen our GoAway, rather than let unread
+    // bytes turn the close into a reset.
+    if !write_failed && shared.closed_status().is_some() {
+        super::linger::linger(&stream, &mut batch.buf).await;
+    }
     shared.pool.give(std::mem::take(&mut batch.buf));
 }
 

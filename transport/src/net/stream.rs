@@ -76,7 +76,8 @@ impl Stream {
         }
     }
 
-    /// Waits until the socket may be readable. Only the reader task calls this.
+    /// Waits until the socket may be readable. Only the reader task calls this, and the writer
+    /// task's lingering close once the reader has stopped.
     pub(crate) async fn readable(&self) -> io::Result<()> {
         poll_fn(|cx| self.poll_read_ready(cx)).await
     }
