@@ -4,8 +4,8 @@
 //! tokio's timer has a 1 ms resolution (it rounds deadlines up to the next millisecond), far too
 //! coarse for calls microseconds apart, and spinning on `tokio::task::yield_now` keeps the client
 //! thread runnable all the time: pinned to one CPU with the servers, that spinning takes CPU time
-//! from them. So gaps longer than [`SLEEP_ABOVE`] are slept on a helper thread (`nanosleep`, about
-//! 50–60 µs late on Linux with the default timer slack), which wakes the generator
+//! from them. So gaps longer than [`SLEEP_ABOVE`] are slept on a helper thread (`nanosleep`, which may
+//! wake up to the timer slack late, 50 µs by default on Linux), which wakes the generator
 //! [`WAKE_EARLY`] before the send time; the rest of the gap, and every shorter gap, is waited by
 //! yielding both to the kernel (`sched_yield`, so a server thread on the same CPU runs first) and
 //! to the runtime (so responses are handled).
