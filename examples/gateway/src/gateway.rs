@@ -176,6 +176,11 @@ impl Gateway {
         &self.inner.metrics
     }
 
+    /// The journal's counters: records, bytes, fsyncs and the time they took.
+    pub fn journal_stats(&self) -> crate::journal::JournalStats {
+        self.inner.journal.stats()
+    }
+
     /// The report and market-data subscribers.
     pub fn fanout(&self) -> &Fanout {
         &self.inner.fanout

@@ -222,6 +222,19 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
         let scrape = scrape(address).await;
         println!("metrics were at http://{address}/metrics ({scrape})");
     }
+    let journal = running.gateway().journal_stats();
+    let syncs = match journal.fsyncs {
+        0 => "no fsync".to_owned(),
+        n => format!(
+            "{n} fsyncs of {:.1?} on average, {:.1} records each",
+            journal.fsync_time / u32::try_from(n).unwrap_or(u32::MAX),
+            journal.records_written as f64 / n as f64
+        ),
+    };
+    println!(
+        "journal: {} records, {} bytes, {syncs}",
+        journal.records_written, journal.bytes_written
+    );
     let stats = running.server_stats();
     println!(
         "transport (server): {} calls, {} write syscalls, {:.1} frames per write",

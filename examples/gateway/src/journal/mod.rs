@@ -135,6 +135,7 @@ impl Journal {
             on_durable,
             written: replayed,
             unsynced: false,
+            last_batch_at: None,
         };
         let writer = std::thread::Builder::new()
             .name("volley-journal".to_owned())

@@ -6,10 +6,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The default group-commit window, 200 µs: about one `fdatasync` on a datacenter NVMe drive, so
-/// under load a batch waits at most about as long again as its own fsync takes, while every
-/// record that arrives in the window shares that one fsync. It is well under the millisecond an
-/// order acknowledgement is allowed.
+/// The default group-commit interval, 200 µs: about one `fdatasync` on a datacenter NVMe drive,
+/// so under load commits follow each other as fast as the disk allows and each carries every
+/// record that arrived during the one before, while a disk much faster than that is not asked
+/// for more than 5,000 fsyncs a second. A lone record never waits for it (see
+/// [`FsyncPolicy::Group`]).
 pub const DEFAULT_GROUP_COMMIT_INTERVAL: Duration = Duration::from_micros(200);
 
 /// The default bound on bytes appended but not yet written, 64 MiB: about a hundred thousand
@@ -35,8 +36,10 @@ pub const DEFAULT_MAX_PENDING_BYTES: usize = 64 << 20;
 pub enum FsyncPolicy {
     /// One write and one `fdatasync` per record: the honest and slow baseline.
     EveryRecord,
-    /// Group commit: after the first pending record, wait up to the interval collecting more, then
-    /// one write and one `fdatasync` for them all.
+    /// Group commit: at most one write and one `fdatasync` per interval, each for every record
+    /// pending. A record that finds the writer idle and the last commit over an interval ago is
+    /// written at once, so a lone order pays one fsync and no wait; under load, records that
+    /// arrive during one commit (or within the interval after its start) share the next.
     Group(Duration),
     /// Write to the page cache and never `fdatasync` (except on [close](super::Journal::close)):
     /// a record counts as durable once written, and a power loss may lose it.

@@ -55,8 +55,6 @@ pub(crate) struct State {
     buf: Vec<u8>,
     /// The sequence the next append gets.
     next_sequence: u64,
-    /// When `buf` turned non-empty: the start of the group-commit window.
-    first_pending_at: Option<Instant>,
     /// The journal is closing: write what is pending, fsync and stop.
     shutdown: bool,
     /// The first write or fsync error. Appends are refused from then on.
@@ -92,7 +90,6 @@ impl Shared {
             state: Mutex::new(State {
                 buf: Vec::new(),
                 next_sequence: replayed + 1,
-                first_pending_at: None,
                 shutdown: false,
                 failure: None,
             }),
@@ -147,9 +144,6 @@ impl Shared {
         rollback.disarm();
 
         state.next_sequence += 1;
-        if start == 0 {
-            state.first_pending_at = Some(Instant::now());
-        }
         self.counters.records_appended.fetch_add(1, Ordering::Relaxed);
         self.counters.pending_bytes.fetch_add(len as u64, Ordering::Relaxed);
         drop(state);
@@ -244,6 +238,8 @@ pub(crate) struct Writer {
     pub(crate) written: u64,
     /// Whether bytes were written since the last fsync.
     pub(crate) unsynced: bool,
+    /// When the last batch was taken: group commit takes the next one an interval later.
+    pub(crate) last_batch_at: Option<Instant>,
 }
 
 impl Writer {
@@ -271,22 +267,23 @@ impl Writer {
         }
     }
 
-    /// Waits for the next batch (applying the group-commit window) and swaps it out for `spare`;
-    /// `None` when the journal is closing and nothing is pending.
-    fn next_batch(&self, mut spare: Vec<u8>) -> Option<Vec<u8>> {
+    /// Waits for the next batch (under group commit, until an interval after the previous batch
+    /// started) and swaps it out for `spare`; `None` when the journal is closing and nothing is
+    /// pending.
+    fn next_batch(&mut self, mut spare: Vec<u8>) -> Option<Vec<u8>> {
+        let not_before = match self.policy {
+            FsyncPolicy::Group(interval) => self.last_batch_at.and_then(|last| last.checked_add(interval)),
+            _ => None,
+        };
         let mut state = self.shared.lock();
         loop {
             if state.failure.is_some() {
                 return None;
             }
             if !state.buf.is_empty() {
-                let deadline = match self.policy {
-                    FsyncPolicy::Group(interval) if !state.shutdown => state.first_pending_at.and_then(|first| first.checked_add(interval)),
-                    _ => None,
-                };
                 let now = Instant::now();
-                match deadline {
-                    Some(deadline) if now < deadline => {
+                match not_before {
+                    Some(deadline) if now < deadline && !state.shutdown => {
                         state = self
                             .shared
                             .wake
@@ -303,7 +300,8 @@ impl Writer {
             }
         }
         std::mem::swap(&mut state.buf, &mut spare);
-        state.first_pending_at = None;
+        drop(state);
+        self.last_batch_at = Some(Instant::now());
         Some(spare)
     }
 
