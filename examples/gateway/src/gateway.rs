@@ -19,7 +19,7 @@ use volley::server::ConnectionInfo;
 use crate::config::Config;
 use crate::engine::{Engine, Outcome};
 use crate::fanout::Fanout;
-use crate::journal::{Journal, JournalError, JournalOptions};
+use crate::journal::{Journal, JournalError, JournalOptions, Replay};
 use crate::metrics::GatewayMetrics;
 use crate::proto::journal::{Record, SessionClosed, SessionsReset, record::Command};
 use crate::proto::{ExecType, ExecutionReport, MarketDataUpdate, RejectReason};
@@ -110,6 +110,15 @@ impl Gateway {
     /// Opens the journal, replays it into a fresh engine, and cancels the cancel-on-disconnect
     /// orders of sessions that ended with the previous run.
     pub fn open(config: &Config, metrics: GatewayMetrics) -> Result<(Self, ReplaySummary), GatewayError> {
+        Self::open_with(config, metrics, Journal::open)
+    }
+
+    /// [`Gateway::open`] with the journal opened by `open_journal` (tests use a failing disk).
+    fn open_with(
+        config: &Config,
+        metrics: GatewayMetrics,
+        open_journal: impl FnOnce(JournalOptions, Box<dyn FnMut(u64) + Send>) -> Result<(Journal, Replay), JournalError>,
+    ) -> Result<(Self, ReplaySummary), GatewayError> {
         let fanout = Arc::new(Fanout::new());
         let pending: Arc<Mutex<VecDeque<Publication>>> = Arc::default();
         let on_durable = {
@@ -120,7 +129,7 @@ impl Gateway {
         let options = JournalOptions::new(config.journal.clone())
             .with_policy(config.fsync)
             .with_fsync_observer(move |elapsed| fsync_metrics.fsync(elapsed));
-        let (journal, replay) = Journal::open(options, on_durable)?;
+        let (journal, replay) = open_journal(options, on_durable)?;
 
         let mut engine = Engine::new(config.symbols.clone(), config.limits.clone());
         let mut summary = ReplaySummary {
@@ -374,5 +383,53 @@ fn publish_durable(pending: &Mutex<VecDeque<Publication>>, fanout: &Fanout, metr
         for update in publication.market_data {
             fanout.publish_market_data(update);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{NewOrderRequest, OrderType, Side, TimeInForce};
+
+    fn order(cl_ord_id: &str) -> Command {
+        Command::NewOrder(NewOrderRequest {
+            account: "A".into(),
+            cl_ord_id: cl_ord_id.into(),
+            symbol: "AAPL".into(),
+            side: Side::Buy as i32,
+            order_type: OrderType::Limit as i32,
+            time_in_force: TimeInForce::Day as i32,
+            price: 18_700,
+            quantity: 1,
+            cancel_on_disconnect: false,
+        })
+    }
+
+    /// A disk that is full: every write fails with ENOSPC.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_full_disk_fails_the_order_with_unavailable_and_stops_acceptance_with_the_reason() {
+        let (gateway, _) = Gateway::open_with(&Config::default(), GatewayMetrics::new(), |options, on_durable| {
+            let device = std::fs::OpenOptions::new().append(true).open("/dev/full").expect("open /dev/full");
+            Ok((Journal::start(Box::new(device), options, 0, on_durable)?, Replay::empty()))
+        })
+        .unwrap();
+        let status = gateway.submit(1, order("o-1")).await.unwrap_err();
+        assert_eq!(status.code(), volley::Code::Unavailable, "{status}");
+        assert!(
+            status.message().contains("not acknowledged") && status.message().contains("No space left on device"),
+            "{status}"
+        );
+        assert!(!gateway.is_accepting(), "a journal failure stops acceptance");
+        let later = gateway.submit(1, order("o-2")).await.unwrap_err();
+        assert_eq!(later.code(), volley::Code::Unavailable);
+        assert!(
+            later.message().contains("journal failed") && later.message().contains("No space left"),
+            "{later}"
+        );
+        assert!(
+            gateway.with_engine(|engine| engine.query("A", "o-2")).is_none(),
+            "nothing after the failure reaches the book"
+        );
     }
 }

@@ -119,7 +119,7 @@ impl Journal {
     }
 
     /// Starts the writer thread over `storage`, whose first `replayed` records are durable.
-    fn start(
+    pub(crate) fn start(
         storage: Box<dyn Storage>,
         options: JournalOptions,
         replayed: u64,

@@ -38,6 +38,16 @@ pub struct Replay {
 }
 
 impl Replay {
+    /// Nothing to replay: a journal started over storage that is not a file (tests).
+    #[cfg(test)]
+    pub(crate) fn empty() -> Self {
+        Self {
+            map: None,
+            records: 0,
+            truncated_bytes: 0,
+        }
+    }
+
     /// The payloads of the intact records, in journal order: the first is sequence 1.
     pub fn iter(&self) -> ReplayIter<'_> {
         let records = self.map.as_deref().and_then(|map| map.get(HEADER_LEN..)).unwrap_or_default();
