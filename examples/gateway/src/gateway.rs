@@ -190,6 +190,11 @@ impl Gateway {
         self.inner.journal.stats()
     }
 
+    /// The sequence of the last command journaled (0: none).
+    pub fn last_sequence(&self) -> u64 {
+        lock(&self.inner.core).next_sequence - 1
+    }
+
     /// The report and market-data subscribers.
     pub fn fanout(&self) -> &Fanout {
         &self.inner.fanout
@@ -211,7 +216,12 @@ impl Gateway {
         if let Err(reject) = core.engine.check(session, &command, started) {
             drop(core);
             self.inner.metrics.rejected(reject.reason);
-            return Ok(Intake::Rejected(reject.into_report(&command)));
+            let report = reject.into_report(&command);
+            // The account's report streams see rejects too (not journaled: sequence 0).
+            if !report.account.is_empty() {
+                self.inner.fanout.publish_report(report.clone());
+            }
+            return Ok(Intake::Rejected(report));
         }
         let sequence = core.next_sequence;
         let Outcome {

@@ -285,7 +285,11 @@ pub async fn run(target: Address, options: LoadOptions) -> Result<LoadReport, Lo
             .execution_reports(SubscribeReports { account: account.clone() })
             .await
             .map_err(|status| start_error(status.to_string()))?;
-        collectors.push(ReportCollector::start(account.clone(), reports));
+        collectors.push(
+            ReportCollector::start(account.clone(), reports)
+                .await
+                .map_err(|status| start_error(status.to_string()))?,
+        );
         let book = Arc::new(Mutex::new(AccountBook::default()));
         let lanes_per_account = match options.mode {
             EntryMode::Unary => options.in_flight,
@@ -335,7 +339,7 @@ pub async fn run(target: Address, options: LoadOptions) -> Result<LoadReport, Lo
         for report in collector.finish(highest).await {
             if report.exec_type == ExecType::Fill as i32 {
                 fills += 1;
-            } else {
+            } else if report.exec_type != ExecType::Reject as i32 {
                 *counts.entry(report.cl_ord_id).or_default() += 1;
             }
         }
@@ -343,7 +347,10 @@ pub async fn run(target: Address, options: LoadOptions) -> Result<LoadReport, Lo
     let (mut lost, mut duplicated) = (0, 0);
     for (_, cl_ord_id, _) in &tally.accepted_ids {
         match counts.get(cl_ord_id).copied().unwrap_or(0) {
-            0 => lost += 1,
+            0 => {
+                lost += 1;
+                tracing::warn!(cl_ord_id, "an accepted command never showed up on its account's report stream");
+            }
             1 => {}
             _ => duplicated += 1,
         }
@@ -373,7 +380,19 @@ struct ReportCollector {
 }
 
 impl ReportCollector {
-    fn start(account: String, mut stream: volley::Streaming<ExecutionReport>) -> Self {
+    /// Starts reading once the gateway has confirmed the subscription, so no report of a command
+    /// sent after this returns can be missed.
+    async fn start(account: String, mut stream: volley::Streaming<ExecutionReport>) -> Result<Self, Status> {
+        match tokio::time::timeout(COMMAND_TIMEOUT, stream.message()).await {
+            Ok(Ok(Some(_confirmation))) => {}
+            Ok(Ok(None)) => return Err(Status::unavailable("the report stream ended before confirming the subscription")),
+            Ok(Err(status)) => return Err(status),
+            Err(_) => {
+                return Err(Status::deadline_exceeded(
+                    "the report stream did not confirm the subscription in time",
+                ));
+            }
+        }
         let reports: Arc<Mutex<Vec<ExecutionReport>>> = Arc::default();
         let highest: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         let task = tokio::spawn({
@@ -385,12 +404,12 @@ impl ReportCollector {
                 }
             }
         });
-        Self {
+        Ok(Self {
             account,
             reports,
             highest,
             task,
-        }
+        })
     }
 
     /// Waits (at most [`REPORT_GRACE`]) until the stream has reached `sequence`, then stops

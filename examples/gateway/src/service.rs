@@ -152,6 +152,15 @@ impl OrderEntry for Services {
         }
         let mut reports = self.gateway.fanout().subscribe_account(&account);
         let _subscribed = Subscribed::new(&self.gateway);
+        // Subscribed now: say so, with where the stream starts, so the subscriber knows that
+        // every report after it arrives here.
+        let confirmation = ExecutionReport {
+            sequence: self.gateway.last_sequence(),
+            text: "subscribed: every report after this sequence follows".into(),
+            account,
+            ..ExecutionReport::default()
+        };
+        responses.send_now(&confirmation).await?;
         loop {
             match reports.recv().await {
                 Ok(report) => responses.send(&report).await?,

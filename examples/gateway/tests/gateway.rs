@@ -90,6 +90,14 @@ async fn a_cross_reports_fills_to_both_accounts_and_moves_the_market_data() {
     let orders = client(&running).await;
     let mut seller_reports = orders.execution_reports(SubscribeReports { account: "S".into() }).await.unwrap();
     let mut buyer_reports = orders.execution_reports(SubscribeReports { account: "B".into() }).await.unwrap();
+    for stream in [&mut seller_reports, &mut buyer_reports] {
+        let confirmation = tokio::time::timeout(WAIT, stream.message()).await.unwrap().unwrap().unwrap();
+        assert_eq!(
+            (confirmation.exec_type, confirmation.sequence),
+            (ExecType::Unspecified as i32, 0),
+            "{confirmation:?}"
+        );
+    }
     let mut market = orders.market_data(SubscribeMarketData { symbol: "AAPL".into() }).await.unwrap();
     let top = tokio::time::timeout(WAIT, market.message()).await.unwrap().unwrap().unwrap();
     assert_eq!(
@@ -98,6 +106,8 @@ async fn a_cross_reports_fills_to_both_accounts_and_moves_the_market_data() {
         "an empty book first"
     );
 
+    let refused = orders.new_order(limit("S", "s-0", Side::Sell, 0, 30)).await.unwrap();
+    assert_eq!(refused.exec_type, ExecType::Reject as i32);
     let rest = orders.new_order(limit("S", "s-1", Side::Sell, 18_760, 30)).await.unwrap();
     assert_eq!(rest.status, OrderStatus::New as i32);
     let take = orders.new_order(limit("B", "b-1", Side::Buy, 18_770, 10)).await.unwrap();
@@ -109,7 +119,14 @@ async fn a_cross_reports_fills_to_both_accounts_and_moves_the_market_data() {
         "trades at the resting price"
     );
 
-    // The seller hears of its new order, then of the fill of its resting order.
+    // The seller hears of its rejected order, its new order, then of the fill of its resting order.
+    let reject = tokio::time::timeout(WAIT, seller_reports.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!((reject.cl_ord_id.as_str(), reject.exec_type), ("s-0", ExecType::Reject as i32));
+    assert_eq!(reject.reject_reason, RejectReason::InvalidPrice as i32, "{reject:?}");
     let ack = tokio::time::timeout(WAIT, seller_reports.message())
         .await
         .unwrap()
