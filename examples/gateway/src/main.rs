@@ -198,6 +198,13 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
         std::fs::create_dir_all(&scratch).map_err(|err| format!("cannot create {}: {err}", scratch.display()))?;
         config.journal = scratch.join("gateway.journal");
     }
+    if args.gateway.metrics.is_none()
+        && let Some(address) = &config.metrics
+        && std::net::TcpListener::bind(address.as_str()).is_err()
+    {
+        // Another program has the usual metrics port: the demo takes any free one instead.
+        config.metrics = Some("127.0.0.1:0".into());
+    }
     if args.gateway.config.is_none() {
         // The demo is a benchmark: lift the per-account throttle so it measures the gateway.
         config.limits.orders_per_second = 1_000_000;
@@ -243,9 +250,11 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
         stats.frames_per_write()
     );
     running.shutdown().await.map_err(|err| err.to_string())?;
-    println!("gateway stopped cleanly; journal at {}", config.journal.display());
     if args.gateway.journal.is_none() {
         let _ = std::fs::remove_dir_all(&scratch);
+        println!("gateway stopped cleanly; its temporary journal is removed (keep one with --journal PATH)");
+    } else {
+        println!("gateway stopped cleanly; journal at {}", config.journal.display());
     }
     if report.is_consistent() {
         Ok(())
