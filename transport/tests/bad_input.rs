@@ -420,3 +420,55 @@ async fn a_peer_that_keeps_sending_after_an_error_still_reads_the_goaway() {
     }
     server.abort();
 }
+
+/// A peer that asks for a large answer and never reads it: once the socket takes nothing for the
+/// write stall timeout, the server closes the connection and frees its slot; another client is
+/// served throughout.
+#[tokio::test]
+async fn a_peer_that_stops_reading_is_closed_after_the_write_stall_timeout() {
+    const BIG: &str = "/test.Big/Get";
+    let server = echo_server()
+        .unary(BIG, |_request: volley::Request<Echo>| async move {
+            // Far more than the loopback socket buffers hold (4 MiB send, 128 KiB receive here).
+            Ok::<_, volley::Status>(echo(vec![7u8; 12 * 1024 * 1024]))
+        })
+        .write_stall_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let good = Client::connect(server.local_addr()).await.unwrap();
+
+    let mut peer = RawPeer::handshake(&server).await;
+    let mut frame = BytesMut::new();
+    let head = CallHead {
+        method_id: volley::MethodId::from_name(BIG),
+        ..CallHead::default()
+    };
+    Frame::Request {
+        call_id: CallId(1),
+        head,
+        message: Some(Bytes::new()),
+        end_stream: true,
+    }
+    .encode(&mut frame);
+    peer.send(&frame).await;
+    // The peer reads nothing from now on.
+    common::wait_for("the server has both connections", || server.connections() == 2).await;
+    let started = std::time::Instant::now();
+    for _ in 0..100 {
+        if server.connections() == 1 {
+            break;
+        }
+        let reply: Echo = good.unary(ECHO_ID, &echo("still here"), CallOptions::default()).await.unwrap();
+        assert_eq!(reply.payload, "still here");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.connections(), 1, "the stalled connection is closed");
+    assert!(started.elapsed() < Duration::from_secs(5), "closed after {:?}", started.elapsed());
+    let reply: Echo = good.unary(ECHO_ID, &echo("after"), CallOptions::default()).await.unwrap();
+    assert_eq!(reply.payload, "after");
+    drop(peer);
+    server.shutdown().await;
+}

@@ -94,6 +94,14 @@ impl ClientBuilder {
         self
     }
 
+    /// How long the server may read nothing while this client has bytes for it before the
+    /// connection fails with UNAVAILABLE; see [`crate::driver::DEFAULT_WRITE_STALL_TIMEOUT`].
+    #[must_use]
+    pub fn write_stall_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.config.write_stall_timeout = timeout;
+        self
+    }
+
     /// Records this client's calls, latencies and connections in `metrics` (feature `metrics`).
     /// Calls to methods registered with
     /// [`Metrics::register_client_method`](crate::metrics::Metrics::register_client_method) get

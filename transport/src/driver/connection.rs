@@ -67,6 +67,8 @@ pub(crate) struct Shared {
     /// Signalled when the connection has ended.
     pub(crate) closed: Notify,
     pub(crate) write_queue_cap: usize,
+    /// How long the writer waits for a socket that takes nothing before it gives up.
+    pub(crate) write_stall_timeout: std::time::Duration,
     pub(crate) role: Role,
     /// The connection's id and peer, shared with the calls' contexts.
     pub(crate) identity: Arc<Identity>,
@@ -247,6 +249,7 @@ pub(crate) fn spawn_connection(stream: Stream, role: Role, config: &DriverConfig
         shutdown: Notify::new(),
         closed: Notify::new(),
         write_queue_cap: config.write_queue_cap(),
+        write_stall_timeout: config.write_stall_timeout(),
         role,
         identity,
         released: AtomicBool::new(false),

@@ -25,7 +25,7 @@ mod write_queue;
 #[cfg(not(loom))]
 mod writer;
 
-pub use config::{DEFAULT_WRITE_QUEUE_CAP, DriverConfig};
+pub use config::{DEFAULT_WRITE_QUEUE_CAP, DEFAULT_WRITE_STALL_TIMEOUT, DriverConfig};
 #[cfg(not(loom))]
 pub(crate) use connection::{AcceptedCall, Dispatch, Shared, spawn_connection};
 #[cfg(not(loom))]

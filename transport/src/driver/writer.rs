@@ -19,7 +19,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
             // Callers may be waiting for room; the queue is empty now.
             shared.capacity.notify_waiters();
         }
-        let result = write_batch(&shared.stats, &stream, &batch, skip).await;
+        let result = write_batch(&shared, &stream, &batch, skip).await;
         Stats::add(&shared.stats.frames_out, batch.frames as u64);
         Stats::add(&shared.stats.bytes_out, (batch.len() - skip) as u64);
         batch.clear();
@@ -43,7 +43,9 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
     shared.pool.give(std::mem::take(&mut batch.buf));
 }
 
-async fn write_batch(stats: &Stats, stream: &Stream, batch: &Batch, mut written: usize) -> io::Result<()> {
+/// Writes `batch` from byte `written` on; fails if the socket takes nothing for the stall timeout.
+async fn write_batch(shared: &Shared, stream: &Stream, batch: &Batch, mut written: usize) -> io::Result<()> {
+    let stats = &shared.stats;
     let total = batch.len();
     while written < total {
         let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
@@ -54,7 +56,18 @@ async fn write_batch(stats: &Stats, stream: &Stream, batch: &Batch, mut written:
                 Stats::add(&stats.write_syscalls, 1);
                 written += n;
             }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                let stall = shared.write_stall_timeout;
+                match tokio::time::timeout(stall, stream.writable()).await {
+                    Ok(ready) => ready?,
+                    Err(_) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("the peer took no bytes for {stall:?} (write stall timeout): it stopped reading"),
+                        ));
+                    }
+                }
+            }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => return Err(err),
         }

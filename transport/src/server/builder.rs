@@ -162,6 +162,14 @@ impl ServerBuilder {
         self
     }
 
+    /// How long a client may read nothing while the server has bytes for it before its
+    /// connection is closed; see [`crate::driver::DEFAULT_WRITE_STALL_TIMEOUT`].
+    #[must_use]
+    pub fn write_stall_timeout(mut self, timeout: Duration) -> Self {
+        self.config.write_stall_timeout = timeout;
+        self
+    }
+
     /// See [`DEFAULT_MAX_CONNECTIONS`].
     #[must_use]
     pub fn max_connections(mut self, connections: usize) -> Self {
