@@ -565,7 +565,33 @@ async fn the_metrics_count_what_happened() {
         body.contains("volley_server_calls_started_total{method=\"/gateway.OrderEntry/NewOrder\"} 8"),
         "{body}"
     );
+    assert_dashboard_queries_only_exposed_series(&body);
     running.shutdown().await.unwrap();
+}
+
+/// Every metric `dashboards/gateway.json` queries is in the exposition `body`.
+fn assert_dashboard_queries_only_exposed_series(body: &str) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dashboards/gateway.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let exprs: Vec<&str> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().unwrap().iter())
+        .map(|target| target["expr"].as_str().unwrap())
+        .collect();
+    assert!(exprs.len() >= 8, "{exprs:?}");
+    for expr in exprs {
+        let names = expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|word| word.starts_with("gateway_") || word.starts_with("volley_"));
+        for name in names {
+            let exposed = body
+                .lines()
+                .any(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")));
+            assert!(exposed, "the dashboard queries {name}, which the gateway does not expose: {expr}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
