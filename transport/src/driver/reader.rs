@@ -33,6 +33,14 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
         completed: 0,
     };
     let max_frame_size = shared.lock_state().proto.local_settings().max_frame_size;
+    // One shutdown waiter and one timer for the connection's life, not one of each per read:
+    // a later deadline only moves the timer (no timer-wheel lock), and nothing is registered
+    // and dropped again on every pass.
+    let shutdown = shared.shutdown.notified();
+    tokio::pin!(shutdown);
+    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
     loop {
         // A client that does not read our answers must not make a server buffer without bound:
         // the server stops reading from it until the writer has drained. A client never stops
@@ -41,13 +49,21 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
             shared.wait_for_queue_room().await;
         }
         let deadline = shared.lock_state().proto.poll_timeout();
+        if let Some(at) = deadline
+            && armed != Some(at)
+        {
+            timer.as_mut().reset(at.into());
+            armed = Some(at);
+        }
         buffers.make_room();
         let buf = buffers.current();
         let read = tokio::select! {
             biased;
-            () = shared.shutdown.notified() => return closed_status(shared, "the connection was closed locally"),
+            () = &mut shutdown => return closed_status(shared, "the connection was closed locally"),
             ready = stream.readable() => ready.and_then(|()| stream.try_read_buf(buf)),
-            () = sleep_until(deadline) => {
+            () = &mut timer, if deadline.is_some() => {
+                // Fired: arm it again on the next pass, even for the same instant.
+                armed = None;
                 let mut state = shared.lock_state();
                 let result = state.proto.handle_timeout(Instant::now());
                 shared.flush_control(&mut state);
@@ -107,13 +123,6 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
         if let Err(err) = result {
             return connection_status(&err);
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }
 

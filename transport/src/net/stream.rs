@@ -8,6 +8,7 @@ use std::net::Shutdown;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
+use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
 
 use super::Address;
@@ -47,10 +48,16 @@ impl Stream {
     }
 
     /// Reads what is available into `buf`, or `WouldBlock`.
+    ///
+    /// A read that leaves room in `buf` took everything the socket held, so it also clears the
+    /// socket's readiness: the next wait goes to the reactor instead of costing a `recv` that
+    /// can only say `EAGAIN` (one syscall per read pass saved). Clearing goes through `try_io`,
+    /// which clears only the readiness observed before this read: data arriving during or after
+    /// it raises a new readiness event and is never missed.
     pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
-            Self::Tcp(s) => s.try_read_buf(buf),
-            Self::Unix(s) => s.try_read_buf(buf),
+            Self::Tcp(s) => read_draining(buf, |f| s.try_io(Interest::READABLE, f), |buf| s.try_read_buf(buf)),
+            Self::Unix(s) => read_draining(buf, |f| s.try_io(Interest::READABLE, f), |buf| s.try_read_buf(buf)),
         }
     }
 
@@ -96,5 +103,28 @@ impl Stream {
         if let Err(err) = result {
             tracing::trace!("shutdown(SHUT_WR) failed: {err}");
         }
+    }
+}
+
+/// Reads with `read` inside `try_io`; a short read (room left in `buf`, not end of stream)
+/// reports `WouldBlock` to `try_io` so that it clears the readiness, and still returns the bytes.
+fn read_draining(
+    buf: &mut BytesMut,
+    try_io: impl FnOnce(&mut dyn FnMut() -> io::Result<usize>) -> io::Result<usize>,
+    mut read: impl FnMut(&mut BytesMut) -> io::Result<usize>,
+) -> io::Result<usize> {
+    let space = buf.capacity() - buf.len();
+    let mut short_read = None;
+    let result = try_io(&mut || {
+        let n = read(buf)?;
+        if n > 0 && n < space {
+            short_read = Some(n);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match (result, short_read) {
+        (Err(err), Some(n)) if err.kind() == io::ErrorKind::WouldBlock => Ok(n),
+        (result, _) => result,
     }
 }
