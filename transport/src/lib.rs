@@ -42,6 +42,8 @@ pub mod buf;
 #[cfg(not(loom))]
 pub mod client;
 #[cfg(not(loom))]
+mod clock;
+#[cfg(not(loom))]
 #[doc(hidden)]
 pub mod codegen;
 pub mod driver;

@@ -2,7 +2,7 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -239,18 +239,21 @@ impl Client {
         &self,
         method: MethodId,
         options: &CallOptions,
-        deadline: Option<Instant>,
+        (started, deadline): (Instant, Option<Instant>),
         body: Option<Body<'_, M>>,
         end_stream: bool,
     ) -> Result<CallId, Status> {
-        self.open_call_as(method, options, deadline, body, end_stream, false).await
+        self.open_call_as(method, options, (started, deadline), body, end_stream, false)
+            .await
     }
 
+    /// `started` is when the caller started the call: the call head's send timestamp, read off
+    /// the monotonic clock without another clock read.
     pub(crate) async fn open_call_as<M: prost::Message>(
         &self,
         method: MethodId,
         options: &CallOptions,
-        deadline: Option<Instant>,
+        (started, deadline): (Instant, Option<Instant>),
         mut body: Option<Body<'_, M>>,
         end_stream: bool,
         stream: bool,
@@ -283,7 +286,7 @@ impl Client {
                                 method_id: method,
                                 priority: options.priority,
                                 timeout: deadline.map(|at| at.saturating_duration_since(Instant::now())),
-                                sent_at_ns: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
+                                sent_at_ns: crate::clock::wall_clock().unix_ns(started),
                                 metadata: options.metadata.clone(),
                             };
                             // Alone on the connection, write now; with company, let the writer
@@ -344,7 +347,10 @@ impl Client {
     ) -> Result<Bytes, Failure> {
         let shared = &*self.shared;
         let mut observer = CallObserver::client(method);
-        let call_id = match self.open_call(method, options, deadline, Some(Body::prepare(request)), true).await {
+        let call_id = match self
+            .open_call(method, options, (start, deadline), Some(Body::prepare(request)), true)
+            .await
+        {
             Ok(call_id) => call_id,
             Err(status) => {
                 // Nothing was written: the connection was closed or closing, or the call too large.

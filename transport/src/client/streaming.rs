@@ -26,7 +26,7 @@ impl Client {
         let deadline = options.deadline_from(start);
         let mut observer = CallObserver::client(method);
         let call_id = self
-            .open_call_as(method, &options, deadline, Some(Body::prepare(request)), true, true)
+            .open_call_as(method, &options, (start, deadline), Some(Body::prepare(request)), true, true)
             .await
             .inspect_err(|status| observer.finish(self.shared(), status.code()))?;
         observer.client_opened(self.shared(), method, call_id, start);
@@ -62,7 +62,7 @@ impl Client {
         let deadline = options.deadline_from(start);
         let mut observer = CallObserver::client(method);
         let call_id = self
-            .open_call_as::<Req>(method, &options, deadline, None, false, true)
+            .open_call_as::<Req>(method, &options, (start, deadline), None, false, true)
             .await
             .inspect_err(|status| observer.finish(self.shared(), status.code()))?;
         observer.client_opened(self.shared(), method, call_id, start);

@@ -228,6 +228,8 @@ impl Shared {
 /// Starts the reader and writer tasks of a connection over `stream`.
 pub(crate) fn spawn_connection(stream: Stream, role: Role, config: &DriverConfig, dispatch: Option<Arc<dyn Dispatch>>) -> Arc<Shared> {
     let identity = Arc::new(Identity::new(stream.peer_address()));
+    // Calls stamp their heads off the monotonic clock; pick up any step of the wall clock.
+    crate::clock::wall_clock().resync();
     let stream = Arc::new(stream);
     let stats = Arc::new(Stats::default());
     let now = Instant::now();

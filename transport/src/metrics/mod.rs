@@ -33,7 +33,6 @@
 
 #[doc(hidden)]
 pub mod bench;
-mod clock;
 mod connections;
 mod exposition;
 mod histogram;
@@ -55,7 +54,6 @@ pub use registry::MAX_METHODS;
 pub(crate) use registry::{MethodSlot, Side};
 pub use snapshot::{CallCounts, ClientCalls, MethodSnapshot, MetricsSnapshot, ServerCalls};
 
-use self::clock::WallClock;
 use self::connections::Connections;
 use self::registry::MethodTable;
 use crate::protocol::Role;
@@ -74,7 +72,6 @@ pub struct Metrics {
 struct Inner {
     methods: MethodTable,
     connections: Connections,
-    clock: WallClock,
 }
 
 impl Metrics {
@@ -100,7 +97,7 @@ impl Metrics {
 
     /// Every metric now.
     pub fn snapshot(&self) -> MetricsSnapshot {
-        self.inner.clock.resync();
+        crate::clock::wall_clock().resync();
         let methods = self
             .inner
             .methods
@@ -134,7 +131,7 @@ impl Metrics {
             Role::Client => Side::Client,
             Role::Server => Side::Server,
         };
-        self.inner.clock.resync();
+        crate::clock::wall_clock().resync();
         self.inner.connections.open(self, side, stats)
     }
 
@@ -167,7 +164,7 @@ impl Metrics {
         let method = self.inner.methods.get(slot);
         method.server.start();
         if sent_at_ns != 0 {
-            let received_ns = self.inner.clock.unix_ns(received_at);
+            let received_ns = crate::clock::wall_clock().unix_ns(received_at);
             // A client clock ahead of ours reads as no queueing at all.
             method.queueing.record_ns(received_ns.saturating_sub(sent_at_ns));
         }

@@ -1,6 +1,7 @@
-//! The wall clock read off the monotonic one, so a server call's queueing time (its request's
-//! read instant against the client's send timestamp) costs no clock read.
+//! The wall clock read off the monotonic one: a client stamps each call head with its send time,
+//! and a server computes a call's queueing time from it, without reading the wall clock per call.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -39,6 +40,12 @@ impl WallClock {
         let since_base = u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX);
         self.offset_ns.load(Ordering::Relaxed).wrapping_add(since_base)
     }
+}
+
+/// The process's wall clock: resynced on every connection open (and every metrics snapshot).
+pub(crate) fn wall_clock() -> &'static WallClock {
+    static CLOCK: OnceLock<WallClock> = OnceLock::new();
+    CLOCK.get_or_init(WallClock::default)
 }
 
 fn unix_ns(at: SystemTime) -> u64 {
