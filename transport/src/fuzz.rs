@@ -51,14 +51,12 @@ pub fn connection(data: &[u8]) {
     let mut now = Instant::now();
     let mut conn = Connection::new(role, config, now);
     let mut inbox = BytesMut::new();
-    let mut preface_done = first & 4 != 0;
-    if preface_done {
+    if first & 4 != 0 {
         // Skip the handshake bytes so inputs reach frame handling sooner.
         let mut hello = BytesMut::new();
         hello.extend_from_slice(&crate::wire::Preface::CURRENT.encode());
         Frame::Settings(Default::default()).encode(&mut hello);
         inbox.extend_from_slice(&hello);
-        preface_done = false;
     }
     let mut out = BytesMut::new();
     let mut opened: Vec<CallId> = Vec::new();
@@ -113,24 +111,8 @@ pub fn connection(data: &[u8]) {
                 conn.poll_transmit(&mut out);
             }
         }
-        if !preface_done && inbox.len() >= PREFACE_LEN {
-            let raw = inbox.split_to(PREFACE_LEN);
-            preface_done = true;
-            let mut preface = [0u8; PREFACE_LEN];
-            preface.copy_from_slice(&raw);
-            let _ = conn.handle_preface(&preface);
-        }
-        while preface_done && !conn.is_closed() {
-            match decode_frame(&mut inbox, FUZZ_MAX_FRAME) {
-                Ok(Some(frame)) => {
-                    let _ = conn.handle_frame(frame, now);
-                }
-                Ok(None) => break,
-                Err(err) => {
-                    conn.handle_wire_error(err);
-                }
-            }
-        }
+        // The production read path: preface, decode loop, wire errors.
+        let _ = conn.handle_read(&mut inbox, now, usize::MAX);
         while conn.poll_event().is_some() {}
         assert!(conn.open_calls() <= 8 + opened.len(), "open calls stay under the limit");
     }

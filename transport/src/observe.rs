@@ -11,7 +11,6 @@ use std::time::Instant;
 use tracing::Span;
 use tracing::field::Empty;
 
-use crate::driver::Shared;
 use crate::status::Code;
 use crate::wire::{CallId, MethodId};
 
@@ -26,6 +25,23 @@ pub(crate) struct MethodSlot;
 #[cfg(not(feature = "metrics"))]
 impl MethodSlot {
     pub(crate) const OTHER: Self = Self;
+}
+
+/// Where a call's metrics go: the `Metrics` attached to its connection, if any. The driver hands
+/// it out (`Shared::recorder`); this module never sees the connection itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Recorder<'a> {
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<&'a crate::metrics::Metrics>,
+    pub(crate) _lifetime: std::marker::PhantomData<&'a ()>,
+}
+
+#[cfg(feature = "metrics")]
+impl<'a> Recorder<'a> {
+    #[inline]
+    fn metrics(self) -> Option<&'a crate::metrics::Metrics> {
+        self.metrics
+    }
 }
 
 /// The span and metrics of one call, finished exactly once.
@@ -72,11 +88,11 @@ impl CallObserver {
 
     /// The client call that started at `started` was opened on `shared` as `call_id`.
     #[inline]
-    pub(crate) fn client_opened(&mut self, shared: &Shared, method: MethodId, call_id: CallId, started: Instant) {
+    pub(crate) fn client_opened(&mut self, recorder: Recorder<'_>, method: MethodId, call_id: CallId, started: Instant) {
         self.span.record("call_id", call_id.0);
         self.open = true;
         #[cfg(feature = "metrics")]
-        if let Some(metrics) = shared.metrics() {
+        if let Some(metrics) = recorder.metrics() {
             self.timing = Some(Timing {
                 started,
                 slot: metrics.client_call_started(method),
@@ -84,14 +100,14 @@ impl CallObserver {
             });
         }
         #[cfg(not(feature = "metrics"))]
-        let _ = (shared, method, started);
+        let _ = (recorder, method, started);
     }
 
     /// A server call dispatched to `method` (its name, or its id when not served), whose
     /// request frame was read at `received_at`; `sent_at_ns` is the client's send timestamp.
     #[inline]
     pub(crate) fn server(
-        shared: &Shared,
+        recorder: Recorder<'_>,
         method: &dyn std::fmt::Display,
         slot: MethodSlot,
         call_id: CallId,
@@ -100,7 +116,7 @@ impl CallObserver {
     ) -> Self {
         let span = tracing::debug_span!("volley.call", side = "server", method = %method, call_id = call_id.0, status = Empty);
         #[cfg(feature = "metrics")]
-        let timing = shared.metrics().map(|metrics| {
+        let timing = recorder.metrics().map(|metrics| {
             metrics.server_call_started(slot, sent_at_ns, received_at);
             Timing {
                 started: received_at,
@@ -109,7 +125,7 @@ impl CallObserver {
             }
         });
         #[cfg(not(feature = "metrics"))]
-        let _ = (shared, slot, sent_at_ns, received_at);
+        let _ = (recorder, slot, sent_at_ns, received_at);
         Self {
             span,
             open: true,
@@ -126,14 +142,14 @@ impl CallObserver {
     /// The call ended with `code`: records the status on the span and, once per started call,
     /// the metrics.
     #[inline]
-    pub(crate) fn finish(&mut self, shared: &Shared, code: Code) {
+    pub(crate) fn finish(&mut self, recorder: Recorder<'_>, code: Code) {
         self.span.record("status", code.as_str());
         if !std::mem::take(&mut self.open) {
             return;
         }
         #[cfg(feature = "metrics")]
         if let Some(Timing { started, slot, side }) = self.timing
-            && let Some(metrics) = shared.metrics()
+            && let Some(metrics) = recorder.metrics()
         {
             match side {
                 crate::metrics::Side::Client => metrics.client_call_finished(slot, code, started.elapsed()),
@@ -141,6 +157,6 @@ impl CallObserver {
             }
         }
         #[cfg(not(feature = "metrics"))]
-        let _ = shared;
+        let _ = recorder;
     }
 }

@@ -1,7 +1,7 @@
 //! Cheap per-connection counters: relaxed atomics, read as a [`StatsSnapshot`].
 
-use crate::status::Code;
-use crate::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use crate::wire::Code;
 
 /// Live counters of one connection (or the sum over a server's connections).
 #[derive(Debug, Default)]
@@ -16,6 +16,8 @@ pub struct Stats {
     pub(crate) calls_in_flight: AtomicU64,
     pub(crate) write_queue_bytes: AtomicU64,
     pub(crate) stream_buffered_peak: AtomicU64,
+    /// The connection has ended (published by the driver for metrics, which never see it).
+    pub(crate) closed: AtomicBool,
 }
 
 /// A copy of [`Stats`] at one moment.
@@ -114,6 +116,11 @@ impl Stats {
 
     pub(crate) fn stream_buffered(&self, bytes: usize) {
         self.stream_buffered_peak.fetch_max(bytes as u64, Relaxed);
+    }
+
+    /// Whether the connection these counters belong to has ended.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub(crate) fn add(counter: &AtomicU64, n: u64) {

@@ -11,7 +11,6 @@ use volley::{Code, Metadata, MethodId};
 struct Side {
     conn: Connection,
     inbox: BytesMut,
-    preface_seen: bool,
     error: Option<volley::protocol::ConnectionError>,
 }
 
@@ -20,31 +19,16 @@ impl Side {
         Self {
             conn: Connection::new(role, config, now),
             inbox: BytesMut::new(),
-            preface_seen: false,
             error: None,
         }
     }
 
-    /// Parses and handles everything in the inbox.
+    /// Handles everything in the inbox through the same entry point the driver uses.
     fn receive(&mut self, now: Instant) {
-        if !self.preface_seen && self.inbox.len() >= PREFACE_LEN {
-            let raw = self.inbox.split_to(PREFACE_LEN);
-            self.preface_seen = true;
-            if let Err(err) = self.conn.handle_preface(raw[..].try_into().unwrap()) {
-                self.error = Some(err);
-                return;
-            }
-        }
-        while self.error.is_none() {
-            match decode_frame(&mut self.inbox, self.conn.local_settings().max_frame_size) {
-                Ok(Some(frame)) => {
-                    if let Err(err) = self.conn.handle_frame(frame, now) {
-                        self.error = Some(err);
-                    }
-                }
-                Ok(None) => break,
-                Err(err) => self.error = Some(self.conn.handle_wire_error(err)),
-            }
+        if self.error.is_none()
+            && let Err(err) = self.conn.handle_read(&mut self.inbox, now, usize::MAX)
+        {
+            self.error = Some(err);
         }
     }
 

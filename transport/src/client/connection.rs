@@ -8,14 +8,14 @@ use bytes::Bytes;
 
 use super::CallOptions;
 use super::connect::connect;
-use crate::driver::{Body, DriverConfig, Flush, Outcome, Shared, encode_message_frame, frame_too_large};
+use crate::driver::{DriverConfig, Flush, Outcome, Shared, frame_too_large};
 use crate::error::Error;
 use crate::net::{Address, AppliedSocketOptions, SocketConfig, ToAddress};
 use crate::observe::CallObserver;
 use crate::protocol::ConnectionConfig;
 use crate::stats::StatsSnapshot;
 use crate::status::{Code, Status};
-use crate::wire::{CallHead, CallId, Flags, FrameKind, MethodId};
+use crate::wire::{Body, CallHead, CallId, Flags, FrameKind, MethodId, encode_message_frame};
 
 /// A connection to a Volley server. Cloning is cheap and shares the connection; calls from any
 /// number of tasks are multiplexed over it.
@@ -163,13 +163,15 @@ impl Drop for CallGuard<'_> {
         let mut state = self.shared.lock_state();
         state.inflight.remove(self.call_id);
         if state.proto.cancel_call(self.call_id) {
-            self.shared.flush_control(&mut state);
+            // Wakes the writer; no write from `Drop`.
+            self.shared.send_control(state);
+        } else {
+            drop(state);
         }
-        drop(state);
         let expired = self.deadline.is_some_and(|at| Instant::now() >= at);
         let code = if expired { Code::DeadlineExceeded } else { Code::Cancelled };
         self.shared.stats.call_finished(code);
-        self.observer.finish(self.shared, code);
+        self.observer.finish(self.shared.recorder(), code);
         self.shared.capacity.notify_one();
     }
 }
@@ -297,7 +299,6 @@ impl Client {
                                 (true, _) => Flush::Wake,
                             };
                             let mut queue = shared.queue.lock();
-                            queue.set_flush(flush);
                             let flags = Flags::NONE
                                 .set_if(Flags::MESSAGE, body.is_some())
                                 .set_if(Flags::END_STREAM, end_stream);
@@ -316,10 +317,10 @@ impl Client {
                                     Body::Empty,
                                 ),
                             }
-                            // Release the state first: a direct write happens when the queue
-                            // guard drops, and the reader must not wait on it for the syscall.
-                            drop(state);
                             drop(queue);
+                            // Releases the state, then writes: the reader never waits on our
+                            // syscall.
+                            shared.flush(state, flush);
                             shared.stats.call_started();
                             return Ok(call_id);
                         }
@@ -354,11 +355,11 @@ impl Client {
             Ok(call_id) => call_id,
             Err(status) => {
                 // Nothing was written: the connection was closed or closing, or the call too large.
-                observer.finish(shared, status.code());
+                observer.finish(shared.recorder(), status.code());
                 return Err(Failure { status, not_started: true });
             }
         };
-        observer.client_opened(shared, method, call_id, start);
+        observer.client_opened(shared.recorder(), method, call_id, start);
         let mut guard = CallGuard {
             shared,
             call_id,
@@ -378,7 +379,7 @@ impl Client {
         };
         let code = result.as_ref().map_or_else(|failure| failure.status.code(), |_| Code::Ok);
         shared.stats.call_finished(code);
-        guard.observer.finish(shared, code);
+        guard.observer.finish(shared.recorder(), code);
         result
     }
 
@@ -401,7 +402,7 @@ impl Client {
 
     /// Whether the connection has ended; every call on it now fails with UNAVAILABLE.
     pub fn is_closed(&self) -> bool {
-        self.shared.closed_status().is_some()
+        self.shared.stats.is_closed()
     }
 
     /// Whether the server sent a GoAway: calls still running finish, new calls need a new

@@ -3,11 +3,10 @@
 use std::time::Instant;
 
 use super::{CallOptions, Client};
-use crate::driver::Body;
 use crate::observe::CallObserver;
 use crate::status::Status;
 use crate::streaming::{Deadline, StreamSender, Streaming};
-use crate::wire::MethodId;
+use crate::wire::{Body, MethodId};
 
 impl Client {
     /// Sends `request` and returns the stream of responses. The call's deadline, if any, covers
@@ -28,8 +27,8 @@ impl Client {
         let call_id = self
             .open_call_as(method, &options, (start, deadline), Some(Body::prepare(request)), true, true)
             .await
-            .inspect_err(|status| observer.finish(self.shared(), status.code()))?;
-        observer.client_opened(self.shared(), method, call_id, start);
+            .inspect_err(|status| observer.finish(self.shared().recorder(), status.code()))?;
+        observer.client_opened(self.shared().recorder(), method, call_id, start);
         Ok(Streaming::new(self.shared().clone(), call_id, None, Deadline::new(deadline), true).observed(observer))
     }
 
@@ -64,8 +63,8 @@ impl Client {
         let call_id = self
             .open_call_as::<Req>(method, &options, (start, deadline), None, false, true)
             .await
-            .inspect_err(|status| observer.finish(self.shared(), status.code()))?;
-        observer.client_opened(self.shared(), method, call_id, start);
+            .inspect_err(|status| observer.finish(self.shared().recorder(), status.code()))?;
+        observer.client_opened(self.shared().recorder(), method, call_id, start);
         let shared = self.shared().clone();
         let sender = StreamSender::new(shared.clone(), call_id, true, Deadline::new(deadline));
         let stream = Streaming::new(shared, call_id, None, Deadline::new(deadline), true).observed(observer);

@@ -13,7 +13,7 @@ use super::DriverConfig;
 use super::identity::Identity;
 use super::inflight::InFlight;
 use super::streams::Streams;
-use super::write_queue::WriteQueue;
+use super::write_queue::{Flush, Unlocked, WriteQueue};
 use crate::net::Stream;
 use crate::protocol::{CallMap, Connection, Role, call_map};
 use crate::stats::Stats;
@@ -52,6 +52,10 @@ pub(crate) struct State {
     /// Why the connection ended, once it has.
     pub(crate) closed: Option<Status>,
 }
+
+/// The connection state, locked. Writing to the socket needs it released: [`Shared::flush`]
+/// consumes it.
+pub(crate) type StateGuard<'a> = MutexGuard<'a, State>;
 
 /// A connection as seen by its tasks and callers.
 pub(crate) struct Shared {
@@ -99,16 +103,46 @@ impl Shared {
         self.metrics.as_ref().map(|connection| &connection.metrics)
     }
 
-    pub(crate) fn lock_state(&self) -> MutexGuard<'_, State> {
+    /// Where this connection's calls record their metrics.
+    #[inline]
+    pub(crate) fn recorder(&self) -> crate::observe::Recorder<'_> {
+        crate::observe::Recorder {
+            #[cfg(feature = "metrics")]
+            metrics: self.metrics(),
+            _lifetime: std::marker::PhantomData,
+        }
+    }
+
+    pub(crate) fn lock_state(&self) -> StateGuard<'_> {
         lock(&self.state)
     }
 
-    /// Moves the protocol's pending control frames into the write queue.
-    pub(crate) fn flush_control(&self, state: &mut State) {
-        if state.proto.has_transmit() {
-            let mut queue = self.queue.lock();
-            let frames = state.proto.poll_transmit(&mut queue.batch().buf);
-            queue.batch().frames += frames;
+    /// Moves the protocol's pending control frames into the write queue; returns whether there
+    /// were any. They leave with the next flush.
+    pub(crate) fn queue_control(&self, state: &mut State) -> bool {
+        if !state.proto.has_transmit() {
+            return false;
+        }
+        let mut queue = self.queue.lock();
+        let frames = state.proto.poll_transmit(&mut queue.batch().buf);
+        queue.batch().frames += frames;
+        true
+    }
+
+    /// Queues the protocol's pending control frames, releases the state and wakes the writer.
+    pub(crate) fn send_control(&self, mut state: StateGuard<'_>) {
+        if self.queue_control(&mut state) {
+            self.flush(state, Flush::Wake);
+        }
+    }
+
+    /// Sends frames queued while `state` was locked, as `flush` says. The state lock is released
+    /// first: no caller ever writes to the socket (or wakes a thread) while holding it, which the
+    /// signature makes impossible to get wrong.
+    pub(crate) fn flush(&self, state: StateGuard<'_>, flush: Flush) {
+        drop(state);
+        if self.queue.flush(flush, Unlocked::assert()) {
+            self.capacity.notify_waiters();
         }
     }
 
@@ -123,13 +157,14 @@ impl Shared {
             }
             tracing::debug!(code = %status.code(), message = status.message(), "connection closing");
             state.closed = Some(status.clone());
+            self.stats.closed.store(true, Ordering::Release);
             state.inflight.fail_all(&status, &mut wakers);
             state.streams.fail_all(&status, &mut wakers);
             for (_, handler) in state.handlers.drain() {
                 handler.abort();
                 self.stats.call_finished(Code::Cancelled);
             }
-            self.flush_control(&mut state);
+            self.queue_control(&mut state);
         }
         self.queue.close();
         self.capacity.notify_waiters();
@@ -178,8 +213,7 @@ impl Shared {
     pub(crate) fn go_away(&self, reason: &'static str) {
         let mut state = self.lock_state();
         state.proto.go_away(reason);
-        self.flush_control(&mut state);
-        drop(state);
+        self.send_control(state);
         self.close_if_drained();
     }
 
@@ -244,7 +278,7 @@ pub(crate) fn spawn_connection(stream: Stream, role: Role, config: &DriverConfig
             handlers: call_map(if role == Role::Server { capacity } else { 0 }),
             closed: None,
         }),
-        queue: WriteQueue::new(config.pool.take(), Some(stream.clone()), stats.clone()),
+        queue: WriteQueue::new(config.pool.take(), Some(stream.clone()), stats.clone(), config.write_queue_cap()),
         stats,
         capacity: Notify::new(),
         established: Notify::new(),
@@ -260,14 +294,10 @@ pub(crate) fn spawn_connection(stream: Stream, role: Role, config: &DriverConfig
         #[cfg(feature = "metrics")]
         metrics,
     });
-    #[cfg(feature = "metrics")]
-    if let Some(connection) = &shared.metrics {
-        connection.metrics.connection_attached(connection, &shared);
-    }
     // The preface and settings go out first.
     {
         let mut state = shared.lock_state();
-        shared.flush_control(&mut state);
+        shared.queue_control(&mut state);
     }
     tokio::spawn(super::writer::run(shared.clone(), stream.clone()));
     tokio::spawn(super::reader::run(shared.clone(), stream));

@@ -29,7 +29,7 @@ pub use config::{DEFAULT_WRITE_QUEUE_CAP, DEFAULT_WRITE_STALL_TIMEOUT, DriverCon
 #[cfg(not(loom))]
 pub(crate) use connection::{AcceptedCall, Dispatch, Shared, spawn_connection};
 #[cfg(not(loom))]
-pub(crate) use encode::{Body, encode_message_frame, encode_status_frame, frame_too_large};
+pub(crate) use encode::frame_too_large;
 #[cfg(not(loom))]
 pub(crate) use identity::Identity;
 #[cfg(not(loom))]
@@ -37,4 +37,4 @@ pub(crate) use inflight::Outcome;
 #[cfg(not(loom))]
 pub(crate) use streams::Received;
 #[cfg(not(loom))]
-pub(crate) use write_queue::{Batch, Flush};
+pub(crate) use write_queue::Flush;

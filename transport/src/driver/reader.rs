@@ -11,11 +11,11 @@ use super::Shared;
 use super::connection::{AcceptedCall, State};
 use super::inflight::Outcome;
 use super::read_buffer::ReadBuffers;
+use super::write_queue::Unlocked;
 use crate::net::Stream;
 use crate::protocol::{ConnectionError, Event, Role};
 use crate::stats::Stats;
 use crate::status::{Code, Status};
-use crate::wire::{PREFACE_LEN, decode_frame};
 
 pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
     let mut buffers = ReadBuffers::new(shared.pool.clone());
@@ -26,13 +26,11 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
 
 /// Runs until the connection ends; returns the status calls still open fail with.
 async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuffers) -> Status {
-    let mut preface_seen = false;
     let mut scratch = Scratch {
         wakers: Vec::with_capacity(64),
         accepted: Vec::with_capacity(64),
         completed: 0,
     };
-    let max_frame_size = shared.lock_state().proto.local_settings().max_frame_size;
     // One shutdown waiter and one timer for the connection's life, not one of each per read:
     // a later deadline only moves the timer (no timer-wheel lock), and nothing is registered
     // and dropped again on every pass.
@@ -66,8 +64,7 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
                 armed = None;
                 let mut state = shared.lock_state();
                 let result = state.proto.handle_timeout(Instant::now());
-                shared.flush_control(&mut state);
-                drop(state);
+                shared.send_control(state);
                 if let Err(err) = result {
                     return connection_status(&err);
                 }
@@ -86,22 +83,11 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
         }
         let now = Instant::now();
         let mut state = shared.lock_state();
-        if !preface_seen {
-            let Some(raw) = buf.first_chunk::<PREFACE_LEN>().copied() else {
-                continue;
-            };
-            let _ = buf.split_to(PREFACE_LEN);
-            preface_seen = true;
-            if let Err(err) = state.proto.handle_preface(&raw) {
-                shared.flush_control(&mut state);
-                return connection_status(&err);
-            }
-        }
         // Answers produced while handling this read leave together when the pass ends.
         shared.queue.cork();
         let was_established = state.proto.is_established();
-        let result = handle_frames(shared, &mut state, buf, max_frame_size, now, &mut scratch);
-        shared.flush_control(&mut state);
+        let result = handle_frames(shared, &mut state, buf, now, &mut scratch);
+        shared.queue_control(&mut state);
         let established_now = !was_established && state.proto.is_established();
         drop(state);
         if established_now {
@@ -118,7 +104,10 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
                 dispatch.dispatch(shared, call);
             }
         }
-        shared.queue.uncork();
+        // No lock is held here: the reader writes the pass's answers itself if nobody else is.
+        if shared.queue.uncork(Unlocked::assert()) {
+            shared.capacity.notify_waiters();
+        }
         shared.close_if_drained();
         if let Err(err) = result {
             return connection_status(&err);
@@ -134,30 +123,30 @@ struct Scratch {
     completed: usize,
 }
 
-/// Decodes and handles every complete frame in `buf`, then dispatches the events.
+/// Frames the protocol handles before their events are handed over (64), so a large read does
+/// not queue all its events first.
+const FRAMES_PER_HANDOFF: usize = 64;
+
+/// Has the protocol handle every complete frame in `buf` (the preface first), handing the events
+/// over as it goes.
 fn handle_frames(
     shared: &Arc<Shared>,
     state: &mut State,
     buf: &mut BytesMut,
-    max_frame_size: u32,
     now: Instant,
     scratch: &mut Scratch,
 ) -> Result<(), ConnectionError> {
-    let mut frames = 0u64;
+    let mut frames = 0;
     let result = loop {
-        match decode_frame(buf, max_frame_size) {
-            Ok(Some(frame)) => {
-                frames += 1;
-                if let Err(err) = state.proto.handle_frame(frame, now) {
-                    break Err(err);
+        match state.proto.handle_read(buf, now, FRAMES_PER_HANDOFF) {
+            Ok(progress) => {
+                frames += progress.frames as u64;
+                if !progress.more {
+                    break Ok(());
                 }
+                dispatch_events(shared, state, now, scratch);
             }
-            Ok(None) => break Ok(()),
-            Err(err) => break Err(state.proto.handle_wire_error(err)),
-        }
-        // Hand events over as we go so a large batch does not queue all its events first.
-        if frames.is_multiple_of(64) {
-            dispatch_events(shared, state, now, scratch);
+            Err(err) => break Err(err),
         }
     };
     Stats::add(&shared.stats.frames_in, frames);

@@ -6,24 +6,30 @@ use std::io::{self, IoSlice};
 use std::sync::Arc;
 
 use super::Shared;
-use super::write_queue::{Batch, MAX_IOVECS};
+use super::write_queue::MAX_IOVECS;
 use crate::net::Stream;
 use crate::stats::Stats;
 use crate::status::Status;
+use crate::wire::FrameBatch as Batch;
 
 pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
-    let mut batch = Batch::with_buf(shared.pool.take());
     let mut write_failed = false;
-    while let Some(skip) = poll_fn(|cx| shared.queue.poll_take(cx, &mut batch)).await {
-        if batch.len() >= shared.write_queue_cap {
+    while poll_fn(|cx| shared.queue.poll_ready(cx)).await {
+        // Let the tasks that are about to queue frames (handlers finishing, callers woken by the
+        // same read) run first, so they share this write: batching that holds on a multi-thread
+        // runtime too, without a timer.
+        tokio::task::yield_now().await;
+        let Some((taken, room)) = poll_fn(|cx| shared.queue.poll_take(cx)).await else {
+            break;
+        };
+        if room {
             // Callers may be waiting for room; the queue is empty now.
             shared.capacity.notify_waiters();
         }
-        let result = write_batch(&shared, &stream, &batch, skip).await;
-        Stats::add(&shared.stats.frames_out, batch.frames as u64);
-        Stats::add(&shared.stats.bytes_out, (batch.len() - skip) as u64);
-        batch.clear();
-        shared.queue.finish_write();
+        let result = write_batch(&shared, &stream, &taken.batch, taken.sent).await;
+        Stats::add(&shared.stats.frames_out, taken.batch.frames as u64);
+        Stats::add(&shared.stats.bytes_out, (taken.batch.len() - taken.sent) as u64);
+        shared.queue.give_back(taken.batch);
         if let Err(err) = result {
             write_failed = true;
             shared.terminate(Status::unavailable(format!(
@@ -37,10 +43,14 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
     // Ended (not a graceful drain, where the reader keeps reading until the peer's EOF): the
     // reader stops reading, so read on until the peer has seen our GoAway, rather than let unread
     // bytes turn the close into a reset.
+    let mut scratch = shared.pool.take();
     if !write_failed && shared.closed_status().is_some() {
-        super::linger::linger(&stream, &mut batch.buf).await;
+        super::linger::linger(&stream, &mut scratch).await;
     }
-    shared.pool.give(std::mem::take(&mut batch.buf));
+    shared.pool.give(scratch);
+    for buf in shared.queue.take_buffers() {
+        shared.pool.give(buf);
+    }
 }
 
 /// Writes `batch` from byte `written` on; fails if the socket takes nothing for the stall timeout.

@@ -6,11 +6,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use super::Metrics;
 use super::registry::Side;
-use crate::driver::Shared;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::sync::lock;
 
@@ -31,10 +30,8 @@ struct Tracked {
 #[derive(Debug)]
 struct Live {
     side: Side,
+    /// Published by the driver: counters, write queue depth and whether the connection ended.
     stats: Arc<Stats>,
-    /// For the write queue depth and whether the connection has closed; set once the
-    /// connection's state exists.
-    shared: Weak<Shared>,
 }
 
 /// Totals over the connections of one side, live and ended.
@@ -86,7 +83,6 @@ impl Connections {
             Live {
                 side,
                 stats: stats.clone(),
-                shared: Weak::new(),
             },
         );
         ConnectionMetrics {
@@ -95,19 +91,11 @@ impl Connections {
         }
     }
 
-    /// Gives the tracker the connection's state, once it exists.
-    pub(crate) fn attach(&self, connection: &ConnectionMetrics, shared: &Arc<Shared>) {
-        if let Some(live) = lock(&self.inner).live.get_mut(&connection.id) {
-            live.shared = Arc::downgrade(shared);
-        }
-    }
-
     /// Totals for the client side (`[0]`) and the server side (`[1]`).
     pub(crate) fn totals(&self) -> [ConnectionTotals; 2] {
         let (live, mut totals) = {
             let tracked = lock(&self.inner);
-            let live: Vec<(Side, Arc<Stats>, Weak<Shared>)> =
-                tracked.live.values().map(|l| (l.side, l.stats.clone(), l.shared.clone())).collect();
+            let live: Vec<(Side, Arc<Stats>)> = tracked.live.values().map(|l| (l.side, l.stats.clone())).collect();
             let totals = [0, 1].map(|i| ConnectionTotals {
                 opened: tracked.opened[i],
                 stats: tracked.ended[i].clone(),
@@ -115,16 +103,15 @@ impl Connections {
             });
             (live, totals)
         };
-        // Outside the lock: the last reference to a connection's state may be dropped here, and
-        // its registration then takes the lock.
-        for (side, stats, shared) in live {
+        // Outside the lock: reading counters needs no lock of the tracker's, nor any of the
+        // connection's.
+        for (side, stats) in live {
             let total = &mut totals[index(side)];
-            total.stats.add(&stats.snapshot());
-            if let Some(shared) = shared.upgrade() {
-                total.write_queue_bytes += shared.queue.queued_bytes() as u64;
-                if shared.closed_status().is_none() {
-                    total.open += 1;
-                }
+            let snapshot = stats.snapshot();
+            total.write_queue_bytes += snapshot.write_queue_bytes;
+            total.stats.add(&snapshot);
+            if !stats.is_closed() {
+                total.open += 1;
             }
         }
         totals

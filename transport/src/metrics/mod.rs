@@ -135,11 +135,6 @@ impl Metrics {
         self.inner.connections.open(self, side, stats)
     }
 
-    /// Hands the tracker the state of a connection it tracks.
-    pub(crate) fn connection_attached(&self, connection: &ConnectionMetrics, shared: &Arc<crate::driver::Shared>) {
-        self.inner.connections.attach(connection, shared);
-    }
-
     /// Hot path: the client slot of `method` (lock-free lookup), counted as started.
     #[inline]
     pub(crate) fn client_call_started(&self, method: MethodId) -> MethodSlot {

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::status::Code;
+use crate::wire::Code;
 use crate::wire::WireError;
 
 /// A connection-level failure: the connection ends, a GoAway with `code` and `reason` is sent

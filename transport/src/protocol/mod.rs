@@ -22,7 +22,7 @@ pub use config::{
     MAX_FLOW_VIOLATIONS, METADATA_ABUSE_FACTOR, SMALL_FRAME_PAYLOAD,
 };
 pub(crate) use connection::INITIAL_CALL_CAPACITY;
-pub use connection::{Connection, Role};
+pub use connection::{Connection, ReadProgress, Role};
 pub use error::{ConnectionError, ConnectionErrorReason};
 pub use event::Event;
 #[cfg(loom)]

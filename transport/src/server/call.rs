@@ -6,11 +6,11 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::ConnectionInfo;
-use crate::driver::{Batch, Body, Flush, Shared, encode_message_frame, encode_status_frame, frame_too_large};
+use crate::driver::{Flush, Shared, frame_too_large};
 use crate::observe::CallObserver;
 use crate::status::{Code, Status};
 use crate::streaming::{Deadline, StreamSender, Streaming};
-use crate::wire::{CallId, Flags, FrameKind, Metadata, MethodId};
+use crate::wire::{Body, CallId, Flags, FrameBatch as Batch, FrameKind, Metadata, MethodId, encode_message_frame, encode_status_frame};
 
 /// What a handler knows about its call besides the request message.
 #[derive(Clone, Debug)]
@@ -206,11 +206,11 @@ impl ServerCall {
             }
             Ok(body) => {
                 let status = frame_too_large(body.len(), max);
-                encode_status_frame(batch, call_id, &status, max);
+                encode_status_frame(batch, call_id, status.code(), status.message(), status.metadata(), max);
                 status.code()
             }
             Err(status) => {
-                encode_status_frame(batch, call_id, status, max);
+                encode_status_frame(batch, call_id, status.code(), status.message(), status.metadata(), max);
                 status.code()
             }
         });
@@ -221,7 +221,7 @@ impl ServerCall {
     pub fn finish(&mut self, result: Result<(), Status>) {
         let status = result.err().unwrap_or_else(|| Status::new(Code::Ok, ""));
         self.end(|batch, call_id, max| {
-            encode_status_frame(batch, call_id, &status, max);
+            encode_status_frame(batch, call_id, status.code(), status.message(), status.metadata(), max);
             status.code()
         });
     }
@@ -262,7 +262,7 @@ impl ServerCall {
         if state.closed.is_some() || !state.proto.finish_call(call_id) {
             // Cancelled by the client or lost with the connection.
             drop(state);
-            self.observer.finish(shared, Code::Cancelled);
+            self.observer.finish(shared.recorder(), Code::Cancelled);
             return;
         }
         state.handlers.remove(&call_id);
@@ -275,17 +275,17 @@ impl ServerCall {
         let mut queue = shared.queue.lock();
         // The last call of a quiet connection answers at once; under load the writer task
         // batches answers (and the reader corks those of inline handlers).
-        queue.set_flush(if state.proto.open_calls() == 0 {
+        let flush = if state.proto.open_calls() == 0 {
             Flush::Direct
         } else {
             Flush::Wake
-        });
+        };
         let code = encode(queue.batch(), call_id, max);
-        // Release the state first: a direct write happens when the queue guard drops.
-        drop(state);
         drop(queue);
+        // Releases the state, then writes.
+        shared.flush(state, flush);
         shared.stats.call_finished(code);
-        self.observer.finish(shared, code);
+        self.observer.finish(shared.recorder(), code);
         wakers.into_iter().for_each(std::task::Waker::wake);
         // After a graceful GoAway the connection ends with its last call.
         shared.close_if_drained();

@@ -4,11 +4,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Handler, ServerCall};
-use crate::driver::{AcceptedCall, Dispatch, Shared, encode_status_frame};
+use crate::driver::{AcceptedCall, Dispatch, Shared};
 use crate::error::Error;
 use crate::observe::{CallObserver, MethodSlot};
 use crate::status::{Code, Status};
 use crate::wire::MethodId;
+use crate::wire::encode_status_frame;
 
 /// A method registered with a server.
 pub(crate) struct Route {
@@ -102,7 +103,14 @@ impl Dispatch for Router {
         } = call;
         shared.stats.call_started();
         let Some(route) = self.routes.get(&head.method_id) else {
-            let mut observer = CallObserver::server(shared, &head.method_id, MethodSlot::OTHER, call_id, head.sent_at_ns, received_at);
+            let mut observer = CallObserver::server(
+                shared.recorder(),
+                &head.method_id,
+                MethodSlot::OTHER,
+                call_id,
+                head.sent_at_ns,
+                received_at,
+            );
             let mut state = shared.lock_state();
             if state.proto.finish_call(call_id) {
                 let status = Status::unimplemented(format!(
@@ -110,14 +118,21 @@ impl Dispatch for Router {
                     head.method_id
                 ));
                 let max = state.proto.peer_settings().max_frame_size;
-                encode_status_frame(shared.queue.lock().batch(), call_id, &status, max);
+                encode_status_frame(
+                    shared.queue.lock().batch(),
+                    call_id,
+                    status.code(),
+                    status.message(),
+                    status.metadata(),
+                    max,
+                );
             }
             drop(state);
             shared.stats.call_finished(Code::Unimplemented);
-            observer.finish(shared, Code::Unimplemented);
+            observer.finish(shared.recorder(), Code::Unimplemented);
             return;
         };
-        let observer = CallObserver::server(shared, &route.name, route.slot, call_id, head.sent_at_ns, received_at);
+        let observer = CallObserver::server(shared.recorder(), &route.name, route.slot, call_id, head.sent_at_ns, received_at);
         let deadline = head.timeout.map(|timeout| received_at + timeout);
         let call = ServerCall::new(
             shared.clone(),

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::task::AbortHandle;
-use tracing::Instrument;
 
+use super::handler::spawn_in_span;
 use super::{Handler, Request, ServerCall};
 use crate::status::Status;
 use crate::streaming::{StreamSender, Streaming};
@@ -73,16 +73,13 @@ where
     fn call(&self, mut call: ServerCall) -> Option<AbortHandle> {
         let f = self.f.clone();
         let span = call.span().clone();
-        let task = tokio::spawn(
-            async move {
-                let Some(request) = call.decode::<Req>() else { return };
-                let sender = call.response_sender::<Resp>();
-                let result = within_deadline(call.context().deadline(), f(request, sender)).await;
-                call.finish(result);
-            }
-            .instrument(span),
-        );
-        Some(task.abort_handle())
+        let task = spawn_in_span(span, async move {
+            let Some(request) = call.decode::<Req>() else { return };
+            let sender = call.response_sender::<Resp>();
+            let result = within_deadline(call.context().deadline(), f(request, sender)).await;
+            call.finish(result);
+        });
+        Some(task)
     }
 }
 
@@ -96,15 +93,12 @@ where
     fn call(&self, mut call: ServerCall) -> Option<AbortHandle> {
         let f = self.f.clone();
         let span = call.span().clone();
-        let task = tokio::spawn(
-            async move {
-                let request = Request::from_parts(call.request_stream::<Req>(), call.context().clone());
-                let result = within_deadline(call.context().deadline(), f(request)).await;
-                call.respond(result);
-            }
-            .instrument(span),
-        );
-        Some(task.abort_handle())
+        let task = spawn_in_span(span, async move {
+            let request = Request::from_parts(call.request_stream::<Req>(), call.context().clone());
+            let result = within_deadline(call.context().deadline(), f(request)).await;
+            call.respond(result);
+        });
+        Some(task)
     }
 }
 
@@ -118,15 +112,12 @@ where
     fn call(&self, mut call: ServerCall) -> Option<AbortHandle> {
         let f = self.f.clone();
         let span = call.span().clone();
-        let task = tokio::spawn(
-            async move {
-                let request = Request::from_parts(call.request_stream::<Req>(), call.context().clone());
-                let sender = call.response_sender::<Resp>();
-                let result = within_deadline(call.context().deadline(), f(request, sender)).await;
-                call.finish(result);
-            }
-            .instrument(span),
-        );
-        Some(task.abort_handle())
+        let task = spawn_in_span(span, async move {
+            let request = Request::from_parts(call.request_stream::<Req>(), call.context().clone());
+            let sender = call.response_sender::<Resp>();
+            let result = within_deadline(call.context().deadline(), f(request, sender)).await;
+            call.finish(result);
+        });
+        Some(task)
     }
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_core::Stream;
 
 use super::Deadline;
-use crate::driver::{Received, Shared};
+use crate::driver::{Flush, Received, Shared};
 use crate::observe::CallObserver;
 use crate::status::{Code, Status};
 use crate::wire::{CallId, Metadata};
@@ -119,8 +119,7 @@ impl<T: prost::Message + Default> Streaming<T> {
         let result = match received {
             Received::Message(bytes) => {
                 state.proto.release_received(self.call_id, bytes.len());
-                self.shared.flush_control(&mut state);
-                drop(state);
+                self.shared.send_control(state);
                 return Poll::Ready(decode(bytes).map(Some));
             }
             Received::End(trailers) => {
@@ -145,9 +144,9 @@ impl<T: prost::Message + Default> Streaming<T> {
         let mut state = self.shared.lock_state();
         state.streams.finish(self.call_id, status.clone(), &mut wakers);
         if self.cancel_on_drop && state.proto.cancel_call(self.call_id) {
-            self.shared.flush_control(&mut state);
+            self.shared.queue_control(&mut state);
         }
-        drop(state);
+        self.shared.flush(state, Flush::Wake);
         wakers.into_iter().for_each(Waker::wake);
         self.outcome = Some(Code::DeadlineExceeded);
         self.failure = Some(status.clone());
@@ -182,8 +181,8 @@ impl<T> Drop for Streaming<T> {
         let buffered = state.streams.remove(self.call_id, &mut wakers);
         state.proto.release_received(self.call_id, buffered);
         let cancelled = self.cancel_on_drop && state.proto.cancel_call(self.call_id);
-        self.shared.flush_control(&mut state);
-        drop(state);
+        // Wakes the writer; no write from `Drop`.
+        self.shared.send_control(state);
         if self.cancel_on_drop {
             let code = if cancelled {
                 Code::Cancelled
@@ -191,7 +190,7 @@ impl<T> Drop for Streaming<T> {
                 self.outcome.unwrap_or(Code::Ok)
             };
             self.shared.stats.call_finished(code);
-            self.observer.finish(&self.shared, code);
+            self.observer.finish(self.shared.recorder(), code);
             self.shared.capacity.notify_one();
         }
         wakers.into_iter().for_each(Waker::wake);

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use super::Deadline;
-use crate::driver::{Body, Flush, Shared, encode_message_frame, frame_too_large};
+use crate::driver::{Flush, Shared, frame_too_large};
 use crate::status::Status;
-use crate::wire::{CallId, Flags, FrameKind};
+use crate::wire::{Body, CallId, Flags, FrameKind, encode_message_frame};
 
 /// Sends the messages of a stream: the requests of a client-streaming or bidirectional call on
 /// the client, the responses of a server-streaming or bidirectional call on the server.
@@ -84,7 +84,6 @@ impl<T: prost::Message> StreamSender<T> {
             match state.proto.try_send_message(self.call_id, len) {
                 Ok(true) => {
                     let mut queue = self.shared.queue.lock();
-                    queue.set_flush(flush);
                     if std::mem::take(&mut self.head_pending) {
                         encode_message_frame::<()>(
                             queue.batch(),
@@ -98,6 +97,9 @@ impl<T: prost::Message> StreamSender<T> {
                     }
                     let body = body.take().unwrap_or(Body::Empty);
                     encode_message_frame(queue.batch(), FrameKind::Message, Flags::NONE, self.call_id, 0, |_| {}, body);
+                    drop(queue);
+                    // Releases the state, then writes (or wakes the writer).
+                    self.shared.flush(state, flush);
                     Poll::Ready(Ok(()))
                 }
                 Ok(false) => {
@@ -119,20 +121,19 @@ impl<T: prost::Message> StreamSender<T> {
     /// (client) Ends the request stream: the server's request stream ends after the messages
     /// already sent. Dropping the sender does the same.
     pub fn close(&mut self) {
-        self.half_close();
+        self.half_close(Flush::Direct);
     }
 }
 
 impl<T> StreamSender<T> {
     /// Sends EndOfStream once, on the client.
-    fn half_close(&mut self) {
+    fn half_close(&mut self, flush: Flush) {
         if std::mem::replace(&mut self.closed, true) || !self.client {
             return;
         }
         let mut state = self.shared.lock_state();
         if state.closed.is_none() && state.proto.close_local(self.call_id) {
             let mut queue = self.shared.queue.lock();
-            queue.set_flush(Flush::Direct);
             encode_message_frame::<()>(
                 queue.batch(),
                 FrameKind::EndOfStream,
@@ -142,12 +143,15 @@ impl<T> StreamSender<T> {
                 |_| {},
                 Body::Empty,
             );
+            drop(queue);
+            self.shared.flush(state, flush);
         }
     }
 }
 
 impl<T> Drop for StreamSender<T> {
     fn drop(&mut self) {
-        self.half_close();
+        // Wakes the writer; no write from `Drop`.
+        self.half_close(Flush::Wake);
     }
 }

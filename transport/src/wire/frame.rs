@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes};
 
 use super::{CallId, Flags, FrameHeader, FrameKind, HEADER_LEN, MAX_METADATA_SIZE, Metadata, MethodId, Settings, WireError};
-use crate::status::Code;
+use crate::wire::Code;
 
 /// The head of a call, carried by its Request frame.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -267,7 +267,7 @@ impl Frame {
                 } else {
                     2 + status.metadata.encoded_len()
                 };
-                4 + status.message.len() + trailers
+                super::encode::STATUS_FIXED_LEN + status.message.len() + trailers
             }
             Self::Credit { .. } => 4,
             Self::Ping { .. } | Self::Pong { .. } => 8,
@@ -301,14 +301,8 @@ impl Frame {
             Self::Request { head, .. } => head.encode(dst),
             Self::Response { metadata, .. } if !metadata.is_empty() => metadata.encode(dst),
             Self::Status { status, .. } => {
-                debug_assert!(status.message.len() <= super::MAX_STATUS_MESSAGE_LEN);
-                dst.put_u8(status.code.as_u8());
-                dst.put_u8(0);
-                dst.put_u16_le(status.message.len() as u16);
-                dst.put_slice(&status.message);
-                if !status.metadata.is_empty() {
-                    status.metadata.encode(dst);
-                }
+                let trailers = (!status.metadata.is_empty()).then_some(&status.metadata);
+                super::encode::put_status_payload(dst, status.code, &status.message, trailers);
             }
             Self::Credit { increment, .. } => dst.put_u32_le(*increment),
             Self::Ping { payload } | Self::Pong { payload } => dst.put_u64_le(*payload),

@@ -14,7 +14,10 @@
 //! # let _ = CallId(1);
 //! ```
 
+mod batch;
+mod code;
 mod codec;
+mod encode;
 mod error;
 mod frame;
 mod header;
@@ -24,7 +27,10 @@ mod method_id;
 mod preface;
 mod settings;
 
+pub(crate) use batch::FrameBatch;
+pub use code::Code;
 pub use codec::{FrameCodec, FrameCodecError, FrameMark, decode_frame};
+pub(crate) use encode::{Body, encode_message_frame, encode_status_frame};
 pub use error::WireError;
 pub use frame::{CALL_HEAD_FIXED_LEN, CallHead, Frame, GoAway, StatusFrame};
 pub use header::{CallId, FrameHeader, HEADER_LEN};

@@ -3,8 +3,8 @@
 use bytes::Bytes;
 
 use super::{CallState, Connection, Phase, Role};
-use crate::status::{Code, Status};
-use crate::wire::{CallId, Frame, GoAway};
+use crate::status::Status;
+use crate::wire::{CallId, Code, Frame, GoAway};
 
 impl Connection {
     /// (client) Opens a call and returns its id; the driver then writes the Request frame.

@@ -1,8 +1,10 @@
-//! The sans-IO connection state machine: state and frame handling here; local commands in
-//! `commands.rs`, output in `output.rs`, the clock in `timers.rs`.
+//! The sans-IO connection state machine: state and frame handling here; bytes in (preface and
+//! decode loop) in `read.rs`, local commands in `commands.rs`, output in `output.rs`, the clock
+//! in `timers.rs`.
 
 mod commands;
 mod output;
+mod read;
 mod timers;
 
 use std::collections::VecDeque;
@@ -10,6 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+pub use self::read::ReadProgress;
 use super::budget::Bucket;
 use super::calls::{CallState, CallTable};
 use super::flow::ConnectionWindows;
@@ -17,8 +20,8 @@ use super::{
     ConnectionConfig, ConnectionError, ConnectionErrorReason as Reason, Event, FREE_CREDITS_PER_MESSAGE, MAX_FLOW_VIOLATIONS,
     METADATA_ABUSE_FACTOR, SMALL_FRAME_PAYLOAD,
 };
-use crate::status::{Code, Status};
-use crate::wire::{CallHead, CallId, Frame, GoAway, PREFACE_LEN, Preface, Settings, StatusFrame, WireError};
+use crate::status::Status;
+use crate::wire::{CallHead, CallId, Code, Frame, GoAway, PREFACE_LEN, Preface, Settings, StatusFrame, WireError};
 
 /// Calls the per-connection tables have room for before their first growth (16).
 pub(crate) const INITIAL_CALL_CAPACITY: usize = 16;

@@ -4,7 +4,7 @@ use bytes::BytesMut;
 
 use super::Connection;
 use crate::protocol::Event;
-use crate::status::Code;
+use crate::wire::Code;
 use crate::wire::{Frame, Preface};
 
 impl Connection {

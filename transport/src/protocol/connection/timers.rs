@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use super::{Connection, Phase, Role};
 use crate::protocol::{ConnectionError, ConnectionErrorReason as Reason};
-use crate::status::Code;
+use crate::wire::Code;
 
 impl Connection {
     /// The next instant [`Connection::handle_timeout`] must be called at, if any.

@@ -1,0 +1,76 @@
+//! The read side: bytes from the peer in, frames handled in order. The driver and the protocol
+//! tests' `Pair` both call [`Connection::handle_read`], so the tests run the production path.
+
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::{Connection, Phase};
+use crate::protocol::ConnectionError;
+use crate::wire::{PREFACE_LEN, decode_frame};
+
+/// What one [`Connection::handle_read`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadProgress {
+    /// Frames decoded and handled.
+    pub frames: usize,
+    /// It stopped at `max_frames` with more complete frames possibly left in the buffer: hand
+    /// the events over and call it again.
+    pub more: bool,
+}
+
+impl Connection {
+    /// Takes bytes read from the peer, from the front of `buf`: the 8-byte preface first, then
+    /// up to `max_frames` complete frames, each handled in order. What it handles is removed
+    /// from `buf`; a partial frame stays for the next read (with room reserved for it, bounded by
+    /// the local max frame size, which is checked before anything is reserved).
+    ///
+    /// A decoding error or a protocol violation fails the connection: the error is returned and
+    /// a GoAway naming it is queued for [`Connection::poll_transmit`]. After that it consumes
+    /// nothing more.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use bytes::BytesMut;
+    /// use volley::protocol::{Connection, ConnectionConfig, Role};
+    ///
+    /// # fn demo(now: Instant) {
+    /// let mut client = Connection::new(Role::Client, ConnectionConfig::default(), now);
+    /// let mut server = Connection::new(Role::Server, ConnectionConfig::default(), now);
+    /// let mut wire = BytesMut::new();
+    /// client.poll_transmit(&mut wire); // preface and settings
+    /// server.handle_read(&mut wire, now, usize::MAX).unwrap();
+    /// assert!(server.is_established());
+    /// assert!(wire.is_empty());
+    /// # }
+    /// ```
+    pub fn handle_read(&mut self, buf: &mut BytesMut, now: Instant, max_frames: usize) -> Result<ReadProgress, ConnectionError> {
+        let mut progress = ReadProgress::default();
+        if self.phase == Phase::Closed {
+            return Ok(progress);
+        }
+        if self.phase == Phase::AwaitingPreface {
+            let Some(raw) = buf.first_chunk::<PREFACE_LEN>().copied() else {
+                return Ok(progress);
+            };
+            let _ = buf.split_to(PREFACE_LEN);
+            self.handle_preface(&raw)?;
+        }
+        let max_frame_size = self.config.settings.max_frame_size;
+        while progress.frames < max_frames {
+            match decode_frame(buf, max_frame_size) {
+                Ok(Some(frame)) => {
+                    progress.frames += 1;
+                    self.handle_frame(frame, now)?;
+                    if self.phase == Phase::Closed {
+                        return Ok(progress);
+                    }
+                }
+                Ok(None) => return Ok(progress),
+                Err(err) => return Err(self.handle_wire_error(err)),
+            }
+        }
+        progress.more = !buf.is_empty();
+        Ok(progress)
+    }
+}

@@ -1,0 +1,150 @@
+//! A batch of encoded frames ready for one vectored write: inline bytes, with large message
+//! payloads spliced in by reference (`Bytes`) instead of copied. Pure data; the driver writes it.
+
+use std::io::IoSlice;
+
+use bytes::{Bytes, BytesMut};
+
+/// Frames ready to be written: inline bytes, with large chunks spliced in at recorded offsets.
+#[derive(Debug, Default)]
+pub(crate) struct FrameBatch {
+    /// Encoded frames.
+    pub(crate) buf: BytesMut,
+    /// `(offset, chunk)`: `chunk` is written right after `buf[..offset]`. Offsets ascend.
+    chunks: Vec<(usize, Bytes)>,
+    /// Frames in the batch.
+    pub(crate) frames: usize,
+    /// Bytes in the batch, inline and chunked.
+    len: usize,
+}
+
+impl FrameBatch {
+    /// An empty batch writing into `buf`.
+    pub(crate) fn with_buf(buf: BytesMut) -> Self {
+        Self { buf, ..Self::default() }
+    }
+
+    /// Appends a large payload by reference at the current end of the inline bytes.
+    pub(crate) fn push_chunk(&mut self, chunk: Bytes) {
+        self.len += chunk.len();
+        self.chunks.push((self.buf.len(), chunk));
+    }
+
+    /// Total bytes queued.
+    pub(crate) fn len(&self) -> usize {
+        self.len + self.buf.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.frames == 0 && self.len() == 0
+    }
+
+    /// Empties the batch, keeping its memory.
+    pub(crate) fn clear(&mut self) {
+        self.buf.clear();
+        self.chunks.clear();
+        self.frames = 0;
+        self.len = 0;
+    }
+
+    /// The batch's bytes in write order: inline run, chunk, inline run, ..., final inline run.
+    pub(crate) fn pieces(&self) -> Pieces<'_> {
+        Pieces {
+            buf: &self.buf,
+            chunks: &self.chunks,
+            next_chunk: 0,
+            inline_from: 0,
+            chunk_pending: false,
+            done: false,
+        }
+    }
+
+    /// Fills `iov` with the pieces after the first `skip` bytes; returns how many it filled.
+    pub(crate) fn io_slices<'a>(&'a self, mut skip: usize, iov: &mut [IoSlice<'a>]) -> usize {
+        let mut filled = 0;
+        for piece in self.pieces() {
+            if filled == iov.len() {
+                break;
+            }
+            if skip >= piece.len() {
+                skip -= piece.len();
+                continue;
+            }
+            iov[filled] = IoSlice::new(&piece[skip..]);
+            skip = 0;
+            filled += 1;
+        }
+        filled
+    }
+}
+
+/// Iterator over a batch's byte pieces: inline run, chunk, inline run, ..., final inline run.
+pub(crate) struct Pieces<'a> {
+    buf: &'a BytesMut,
+    chunks: &'a [(usize, Bytes)],
+    next_chunk: usize,
+    inline_from: usize,
+    chunk_pending: bool,
+    done: bool,
+}
+
+impl<'a> Iterator for Pieces<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            if self.done {
+                return None;
+            }
+            if self.chunk_pending {
+                self.chunk_pending = false;
+                let chunk = &self.chunks[self.next_chunk].1;
+                self.next_chunk += 1;
+                if !chunk.is_empty() {
+                    return Some(&chunk[..]);
+                }
+                continue;
+            }
+            let (end, last) = match self.chunks.get(self.next_chunk) {
+                Some((offset, _)) => (*offset, false),
+                None => (self.buf.len(), true),
+            };
+            let inline = &self.buf[self.inline_from..end];
+            self.inline_from = end;
+            self.chunk_pending = !last;
+            self.done = last;
+            if !inline.is_empty() {
+                return Some(inline);
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn pieces(batch: &FrameBatch) -> Vec<u8> {
+        let mut iov = [IoSlice::new(&[]); 8];
+        let n = batch.io_slices(0, &mut iov);
+        iov[..n].iter().flat_map(|s| s.iter().copied()).collect()
+    }
+
+    #[test]
+    fn io_slices_splice_chunks_in_order_and_honour_skip() {
+        let mut batch = FrameBatch::default();
+        batch.buf.extend_from_slice(b"ab");
+        batch.push_chunk(Bytes::from_static(b"CD"));
+        batch.buf.extend_from_slice(b"ef");
+        batch.push_chunk(Bytes::from_static(b"GH"));
+        batch.frames = 2;
+        assert_eq!(pieces(&batch), b"abCDefGH");
+        assert_eq!(batch.len(), 8);
+        let mut iov = [IoSlice::new(&[]); 8];
+        let n = batch.io_slices(3, &mut iov);
+        let rest: Vec<u8> = iov[..n].iter().flat_map(|s| s.iter().copied()).collect();
+        assert_eq!(rest, b"DefGH");
+        let mut small = [IoSlice::new(&[]); 2];
+        assert_eq!(batch.io_slices(0, &mut small), 2, "stops when the iovec array is full");
+    }
+}
