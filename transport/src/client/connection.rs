@@ -161,7 +161,7 @@ impl Drop for CallGuard<'_> {
             return;
         }
         let mut state = self.shared.lock_state();
-        state.inflight.remove(self.call_id);
+        state.calls.remove_unary(self.call_id);
         if state.proto.cancel_call(self.call_id) {
             // Wakes the writer; no write from `Drop`.
             self.shared.send_control(state);
@@ -280,9 +280,9 @@ impl Client {
                     match state.proto.open_call(end_stream) {
                         Ok(call_id) => {
                             if stream {
-                                state.streams.open(call_id);
+                                state.calls.open_stream(call_id);
                             } else {
-                                state.inflight.insert(call_id);
+                                state.calls.insert_unary(call_id);
                             }
                             let head = CallHead {
                                 method_id: method,
@@ -367,7 +367,7 @@ impl Client {
             done: false,
             observer,
         };
-        let outcome = poll_fn(|cx| shared.lock_state().inflight.poll(call_id, cx)).await;
+        let outcome = poll_fn(|cx| shared.lock_state().calls.poll_outcome(call_id, cx)).await;
         guard.done = true;
         let result = match outcome {
             Outcome::Response { message, .. } => Ok(message),

@@ -10,12 +10,11 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use super::DriverConfig;
+use super::calls::Calls;
 use super::identity::Identity;
-use super::inflight::InFlight;
-use super::streams::Streams;
 use super::write_queue::{Flush, Unlocked, WriteQueue};
 use crate::net::Stream;
-use crate::protocol::{CallMap, Connection, Role, call_map};
+use crate::protocol::{Connection, Role};
 use crate::stats::Stats;
 use crate::status::{Code, Status};
 use crate::sync::{Mutex, MutexGuard, lock};
@@ -43,12 +42,8 @@ pub(crate) trait Dispatch: Send + Sync + 'static {
 pub(crate) struct State {
     /// The protocol state machine.
     pub(crate) proto: Connection,
-    /// (client) Calls waiting for their outcome.
-    pub(crate) inflight: InFlight,
-    /// Mailboxes of streaming calls.
-    pub(crate) streams: Streams,
-    /// (server) Running handlers, so a cancel can drop them.
-    pub(crate) handlers: CallMap<AbortHandle>,
+    /// The driver's record of each call: outcome, mailbox, handler.
+    pub(crate) calls: Calls<AbortHandle>,
     /// Why the connection ended, once it has.
     pub(crate) closed: Option<Status>,
 }
@@ -158,9 +153,9 @@ impl Shared {
             tracing::debug!(code = %status.code(), message = status.message(), "connection closing");
             state.closed = Some(status.clone());
             self.stats.closed.store(true, Ordering::Release);
-            state.inflight.fail_all(&status, &mut wakers);
-            state.streams.fail_all(&status, &mut wakers);
-            for (_, handler) in state.handlers.drain() {
+            let mut handlers = Vec::new();
+            state.calls.fail_all(&status, &mut wakers, &mut handlers);
+            for handler in handlers {
                 handler.abort();
                 self.stats.call_finished(Code::Cancelled);
             }
@@ -182,7 +177,7 @@ impl Shared {
     pub(crate) fn register_handler(&self, call_id: CallId, handle: AbortHandle) {
         let mut state = self.lock_state();
         if state.closed.is_none() && state.proto.is_call_open(call_id) {
-            state.handlers.insert(call_id, handle);
+            state.calls.set_handler(call_id, handle);
         } else {
             // Cancelled (or the connection ended) before the handler was registered.
             handle.abort();
@@ -273,9 +268,7 @@ pub(crate) fn spawn_connection(stream: Stream, role: Role, config: &DriverConfig
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             proto: Connection::new(role, config.connection.clone(), now),
-            inflight: InFlight::with_capacity(if role == Role::Client { capacity } else { 0 }),
-            streams: Streams::new(),
-            handlers: call_map(if role == Role::Server { capacity } else { 0 }),
+            calls: Calls::with_capacity(capacity),
             closed: None,
         }),
         queue: WriteQueue::new(config.pool.take(), Some(stream.clone()), stats.clone(), config.write_queue_cap()),

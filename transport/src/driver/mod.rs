@@ -6,6 +6,7 @@
 //! batch under load and a lone call waits for nothing. The reader decodes frames from a pooled
 //! buffer, feeds them to the state machine and hands outcomes to waiting calls.
 
+mod calls;
 mod config;
 #[cfg(not(loom))]
 mod connection;
@@ -13,18 +14,18 @@ mod connection;
 mod encode;
 #[cfg(not(loom))]
 mod identity;
-mod inflight;
 #[cfg(not(loom))]
 mod linger;
 #[cfg(not(loom))]
 mod read_buffer;
 #[cfg(not(loom))]
 mod reader;
-mod streams;
 mod write_queue;
 #[cfg(not(loom))]
 mod writer;
 
+#[cfg(not(loom))]
+pub(crate) use calls::{Outcome, Received};
 pub use config::{DEFAULT_WRITE_QUEUE_CAP, DEFAULT_WRITE_STALL_TIMEOUT, DriverConfig};
 #[cfg(not(loom))]
 pub(crate) use connection::{AcceptedCall, Dispatch, Shared, spawn_connection};
@@ -32,9 +33,5 @@ pub(crate) use connection::{AcceptedCall, Dispatch, Shared, spawn_connection};
 pub(crate) use encode::frame_too_large;
 #[cfg(not(loom))]
 pub(crate) use identity::Identity;
-#[cfg(not(loom))]
-pub(crate) use inflight::Outcome;
-#[cfg(not(loom))]
-pub(crate) use streams::Received;
 #[cfg(not(loom))]
 pub(crate) use write_queue::Flush;

@@ -8,8 +8,8 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use super::Shared;
+use super::calls::Outcome;
 use super::connection::{AcceptedCall, State};
-use super::inflight::Outcome;
 use super::read_buffer::ReadBuffers;
 use super::write_queue::Unlocked;
 use crate::net::Stream;
@@ -171,7 +171,7 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
             } => {
                 if !end_stream {
                     // Request messages may arrive before the handler runs: give them a mailbox.
-                    state.streams.open(call_id);
+                    state.calls.open_stream(call_id);
                 }
                 accepted.push(AcceptedCall {
                     call_id,
@@ -185,12 +185,12 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
                 message,
                 end_stream,
                 ..
-            } if state.streams.contains(call_id) => {
+            } if state.calls.is_stream(call_id) => {
                 if let Some(message) = message {
-                    let _ = state.streams.push(call_id, message, false, wakers);
+                    let _ = state.calls.push(call_id, message, false, wakers);
                 }
                 if end_stream {
-                    state.streams.finish(call_id, Status::new(Code::Ok, ""), wakers);
+                    state.calls.finish(call_id, Status::new(Code::Ok, ""), wakers);
                     *completed += 1;
                 }
             }
@@ -198,7 +198,7 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
                 let outcome = Outcome::Response {
                     message: message.unwrap_or_default(),
                 };
-                wakers.extend(state.inflight.complete(call_id, outcome));
+                wakers.extend(state.calls.complete(call_id, outcome));
                 *completed += 1;
             }
             Event::Message {
@@ -207,17 +207,17 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
                 end_stream,
             } => {
                 let len = message.len();
-                match state.streams.push(call_id, message, end_stream, wakers) {
+                match state.calls.push(call_id, message, end_stream, wakers) {
                     Some(buffered) => shared.stats.stream_buffered(buffered),
                     // Nobody reads this call's messages: credit them back at once.
                     None => state.proto.release_received(call_id, len),
                 }
             }
-            Event::EndOfStream { call_id } => state.streams.end(call_id, wakers),
+            Event::EndOfStream { call_id } => state.calls.end(call_id, wakers),
             Event::Finished { call_id, status } => {
                 *completed += 1;
-                if state.streams.contains(call_id) {
-                    state.streams.finish(call_id, status, wakers);
+                if state.calls.is_stream(call_id) {
+                    state.calls.finish(call_id, status, wakers);
                 } else {
                     let status = if status.code() == Code::Ok {
                         Status::internal("the server ended a unary call without a response message")
@@ -229,18 +229,18 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
                     } else {
                         Outcome::Failed(status)
                     };
-                    wakers.extend(state.inflight.complete(call_id, outcome));
+                    wakers.extend(state.calls.complete(call_id, outcome));
                 }
             }
             Event::Cancelled { call_id } => {
-                let buffered = state.streams.remove(call_id, wakers);
+                let (handler, buffered) = state.calls.remove(call_id, wakers);
                 state.proto.release_received(call_id, buffered);
-                if let Some(handler) = state.handlers.remove(&call_id) {
+                if let Some(handler) = handler {
                     handler.abort();
                     shared.stats.call_finished(Code::Cancelled);
                 }
             }
-            Event::Credit { call_id } => state.streams.credit(call_id, wakers),
+            Event::Credit { call_id } => state.calls.credit(call_id, wakers),
             Event::GoAway { .. } | Event::PongReceived => {}
         }
     }

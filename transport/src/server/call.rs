@@ -265,10 +265,10 @@ impl ServerCall {
             self.observer.finish(shared.recorder(), Code::Cancelled);
             return;
         }
-        state.handlers.remove(&call_id);
         let mut wakers = Vec::new();
-        if state.streams.contains(call_id) {
-            let buffered = state.streams.remove(call_id, &mut wakers);
+        // The handler is this call's own task, ending: forget it, do not abort it.
+        let (_handler, buffered) = state.calls.remove(call_id, &mut wakers);
+        if buffered > 0 {
             state.proto.release_received(call_id, buffered);
         }
         let max = state.proto.peer_settings().max_frame_size;

@@ -106,7 +106,7 @@ impl<T: prost::Message + Default> Streaming<T> {
             });
         }
         let mut state = self.shared.lock_state();
-        let received = match state.streams.poll_recv(self.call_id, cx) {
+        let received = match state.calls.poll_recv(self.call_id, cx) {
             Poll::Ready(received) => received,
             Poll::Pending => {
                 drop(state);
@@ -142,7 +142,7 @@ impl<T: prost::Message + Default> Streaming<T> {
         let status = Status::deadline_exceeded("the streaming call did not finish within its deadline");
         let mut wakers = Vec::new();
         let mut state = self.shared.lock_state();
-        state.streams.finish(self.call_id, status.clone(), &mut wakers);
+        state.calls.finish(self.call_id, status.clone(), &mut wakers);
         if self.cancel_on_drop && state.proto.cancel_call(self.call_id) {
             self.shared.queue_control(&mut state);
         }
@@ -178,7 +178,7 @@ impl<T> Drop for Streaming<T> {
     fn drop(&mut self) {
         let mut wakers = Vec::new();
         let mut state = self.shared.lock_state();
-        let buffered = state.streams.remove(self.call_id, &mut wakers);
+        let buffered = state.calls.remove_stream(self.call_id, &mut wakers);
         state.proto.release_received(self.call_id, buffered);
         let cancelled = self.cancel_on_drop && state.proto.cancel_call(self.call_id);
         // Wakes the writer; no write from `Drop`.

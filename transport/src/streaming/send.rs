@@ -73,7 +73,7 @@ impl<T: prost::Message> StreamSender<T> {
             if let Some(status) = &state.closed {
                 return Poll::Ready(Err(status.clone()));
             }
-            if let Some(status) = state.streams.failure(self.call_id) {
+            if let Some(status) = state.calls.failure(self.call_id) {
                 return Poll::Ready(Err(status.clone()));
             }
             let len = body.as_ref().map_or(0, Body::len);
@@ -103,7 +103,7 @@ impl<T: prost::Message> StreamSender<T> {
                     Poll::Ready(Ok(()))
                 }
                 Ok(false) => {
-                    state.streams.wait_for_credit(self.call_id, cx);
+                    state.calls.wait_for_credit(self.call_id, cx);
                     drop(state);
                     if self.deadline.poll_expired(cx) {
                         return Poll::Ready(Err(Status::deadline_exceeded(

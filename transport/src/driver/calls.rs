@@ -1,0 +1,429 @@
+//! The driver's one record per call: a unary call's outcome and waker (client), a streaming
+//! call's mailbox (both sides) and a running handler (server), in one slot found with one lookup.
+//!
+//! It lives inside the connection's state lock beside the protocol's call table. The reader
+//! fills slots and collects the wakers to wake once the lock is released; calls, receivers and
+//! senders poll their slot. Memory per mailbox is bounded by the protocol's flow-control window:
+//! the peer may only send while it has window, and window comes back only as the receiver drains.
+//! The table is sized up front, so the steady state allocates nothing per call.
+
+use std::collections::VecDeque;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+
+use crate::protocol::{CallMap, call_map};
+use crate::status::{Code, Status};
+use crate::wire::{CallId, Metadata};
+
+/// How a unary call ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The response message (OK status).
+    Response { message: Bytes },
+    /// A non-OK status, or a transport failure mapped to one.
+    Failed(Status),
+    /// The server's GoAway refused the call: it never started, so it may be sent again elsewhere.
+    Refused(Status),
+}
+
+/// What a receiver gets from [`Calls::poll_recv`].
+#[derive(Debug)]
+pub(crate) enum Received {
+    /// A message.
+    Message(Bytes),
+    /// The stream ended normally, with the trailing metadata of the final status if one came.
+    End(Option<Metadata>),
+    /// The call failed.
+    Failed(Status),
+}
+
+/// A streaming call's mailbox.
+#[derive(Debug, Default)]
+struct Mailbox {
+    inbox: VecDeque<Bytes>,
+    /// Bytes in `inbox`.
+    buffered: usize,
+    /// The peer sends no more messages.
+    ended: bool,
+    /// How the call ended, once it has (OK included).
+    status: Option<Status>,
+    recv_waker: Option<Waker>,
+    send_waker: Option<Waker>,
+}
+
+/// What a call waits for.
+#[derive(Debug, Default)]
+enum Body {
+    /// Nothing (a server's unary call: only its handler is recorded).
+    #[default]
+    None,
+    /// (client) A unary call's outcome.
+    Unary { waker: Option<Waker>, outcome: Option<Outcome> },
+    /// A streaming call's messages.
+    Stream(Mailbox),
+}
+
+/// One call's record. `H` is the handle of a running handler (tokio's `AbortHandle`; `()` in
+/// the loom models).
+#[derive(Debug)]
+struct Slot<H> {
+    body: Body,
+    handler: Option<H>,
+}
+
+impl<H> Default for Slot<H> {
+    fn default() -> Self {
+        Self {
+            body: Body::None,
+            handler: None,
+        }
+    }
+}
+
+/// Every call's record, by id.
+#[derive(Debug)]
+pub(crate) struct Calls<H> {
+    slots: CallMap<Slot<H>>,
+}
+
+impl<H> Calls<H> {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self { slots: call_map(capacity) }
+    }
+
+    /// Drops a slot that records nothing any more.
+    fn retire_if_empty(&mut self, call_id: CallId) {
+        if let Some(slot) = self.slots.get(&call_id)
+            && matches!(slot.body, Body::None)
+            && slot.handler.is_none()
+        {
+            self.slots.remove(&call_id);
+        }
+    }
+
+    fn mailbox(&mut self, call_id: CallId) -> Option<&mut Mailbox> {
+        match &mut self.slots.get_mut(&call_id)?.body {
+            Body::Stream(mailbox) => Some(mailbox),
+            _ => None,
+        }
+    }
+
+    // --- unary calls (client) ---
+
+    /// A unary call starts waiting for its outcome.
+    pub(crate) fn insert_unary(&mut self, call_id: CallId) {
+        self.slots.entry(call_id).or_default().body = Body::Unary {
+            waker: None,
+            outcome: None,
+        };
+    }
+
+    /// Records a unary call's outcome; returns the waker to wake once the lock is released.
+    pub(crate) fn complete(&mut self, call_id: CallId, new: Outcome) -> Option<Waker> {
+        match &mut self.slots.get_mut(&call_id)?.body {
+            Body::Unary { waker, outcome } => {
+                outcome.get_or_insert(new);
+                waker.take()
+            }
+            _ => None,
+        }
+    }
+
+    /// Takes the outcome if it is there (removing the slot), or registers the waker.
+    pub(crate) fn poll_outcome(&mut self, call_id: CallId, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let Some(Slot {
+            body: Body::Unary { waker, outcome },
+            ..
+        }) = self.slots.get_mut(&call_id)
+        else {
+            return Poll::Ready(Outcome::Failed(Status::internal("call slot vanished; this is a Volley bug")));
+        };
+        if let Some(outcome) = outcome.take() {
+            self.slots.remove(&call_id);
+            return Poll::Ready(outcome);
+        }
+        if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Removes a unary call's slot; returns whether it was still waiting (no outcome yet).
+    pub(crate) fn remove_unary(&mut self, call_id: CallId) -> bool {
+        match self.slots.remove(&call_id) {
+            Some(Slot {
+                body: Body::Unary { outcome, .. },
+                ..
+            }) => outcome.is_none(),
+            _ => false,
+        }
+    }
+
+    // --- streams ---
+
+    /// Opens a call's mailbox (if it is not there yet).
+    pub(crate) fn open_stream(&mut self, call_id: CallId) {
+        let slot = self.slots.entry(call_id).or_default();
+        if !matches!(slot.body, Body::Stream(_)) {
+            slot.body = Body::Stream(Mailbox::default());
+        }
+    }
+
+    /// Whether the call has a mailbox.
+    pub(crate) fn is_stream(&self, call_id: CallId) -> bool {
+        self.slots.get(&call_id).is_some_and(|slot| matches!(slot.body, Body::Stream(_)))
+    }
+
+    /// Queues a received message; returns the mailbox's buffered bytes, or `None` if there is
+    /// no mailbox (the caller then credits the bytes back at once).
+    pub(crate) fn push(&mut self, call_id: CallId, message: Bytes, end: bool, wakers: &mut Vec<Waker>) -> Option<usize> {
+        let mailbox = self.mailbox(call_id)?;
+        mailbox.buffered += message.len();
+        mailbox.inbox.push_back(message);
+        mailbox.ended |= end;
+        wakers.extend(mailbox.recv_waker.take());
+        Some(mailbox.buffered)
+    }
+
+    /// The peer half-closed.
+    pub(crate) fn end(&mut self, call_id: CallId, wakers: &mut Vec<Waker>) {
+        if let Some(mailbox) = self.mailbox(call_id) {
+            mailbox.ended = true;
+            wakers.extend(mailbox.recv_waker.take());
+        }
+    }
+
+    /// The call ended with `status`: receivers see the end (or the error) after what is buffered;
+    /// senders stop.
+    pub(crate) fn finish(&mut self, call_id: CallId, status: Status, wakers: &mut Vec<Waker>) {
+        if let Some(mailbox) = self.mailbox(call_id) {
+            mailbox.ended = true;
+            mailbox.status.get_or_insert(status);
+            wakers.extend(mailbox.recv_waker.take());
+            wakers.extend(mailbox.send_waker.take());
+        }
+    }
+
+    /// Credit arrived for `call_id` (or the connection): wake the senders waiting for it.
+    pub(crate) fn credit(&mut self, call_id: CallId, wakers: &mut Vec<Waker>) {
+        if call_id == CallId::CONNECTION {
+            for slot in self.slots.values_mut() {
+                if let Body::Stream(mailbox) = &mut slot.body {
+                    wakers.extend(mailbox.send_waker.take());
+                }
+            }
+        } else if let Some(mailbox) = self.mailbox(call_id) {
+            wakers.extend(mailbox.send_waker.take());
+        }
+    }
+
+    /// Takes the next message, the end, or the failure; registers the waker otherwise.
+    pub(crate) fn poll_recv(&mut self, call_id: CallId, cx: &mut Context<'_>) -> Poll<Received> {
+        let Some(mailbox) = self.mailbox(call_id) else {
+            return Poll::Ready(Received::Failed(Status::cancelled("the call has ended")));
+        };
+        if let Some(message) = mailbox.inbox.pop_front() {
+            mailbox.buffered -= message.len();
+            return Poll::Ready(Received::Message(message));
+        }
+        match &mailbox.status {
+            Some(status) if status.code() != Code::Ok => return Poll::Ready(Received::Failed(status.clone())),
+            Some(status) => return Poll::Ready(Received::End(Some(status.metadata().clone()))),
+            None if mailbox.ended => return Poll::Ready(Received::End(None)),
+            None => {}
+        }
+        mailbox.recv_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// The call's failure, if it has failed (a sender checks before sending).
+    pub(crate) fn failure(&mut self, call_id: CallId) -> Option<&Status> {
+        self.mailbox(call_id)?.status.as_ref().filter(|s| s.code() != Code::Ok)
+    }
+
+    /// Registers a sender waiting for credit.
+    pub(crate) fn wait_for_credit(&mut self, call_id: CallId, cx: &mut Context<'_>) {
+        self.open_stream(call_id);
+        if let Some(mailbox) = self.mailbox(call_id) {
+            mailbox.send_waker = Some(cx.waker().clone());
+        }
+    }
+
+    /// Removes the call's mailbox (its handler, if any, stays recorded); returns the bytes still
+    /// buffered in it, to credit back.
+    pub(crate) fn remove_stream(&mut self, call_id: CallId, wakers: &mut Vec<Waker>) -> usize {
+        let Some(slot) = self.slots.get_mut(&call_id) else { return 0 };
+        let buffered = match std::mem::take(&mut slot.body) {
+            Body::Stream(mailbox) => {
+                wakers.extend(mailbox.recv_waker);
+                wakers.extend(mailbox.send_waker);
+                mailbox.buffered
+            }
+            other => {
+                slot.body = other;
+                0
+            }
+        };
+        self.retire_if_empty(call_id);
+        buffered
+    }
+
+    // --- handlers (server) ---
+
+    /// Records a call's running handler.
+    pub(crate) fn set_handler(&mut self, call_id: CallId, handler: H) {
+        self.slots.entry(call_id).or_default().handler = Some(handler);
+    }
+
+    /// Removes the whole record of a call that ended (answered or cancelled): its handler, to
+    /// drop, and the bytes its mailbox still buffered, to credit back.
+    pub(crate) fn remove(&mut self, call_id: CallId, wakers: &mut Vec<Waker>) -> (Option<H>, usize) {
+        let buffered = self.remove_stream(call_id, wakers);
+        let handler = self.slots.remove(&call_id).and_then(|slot| slot.handler);
+        (handler, buffered)
+    }
+
+    /// Fails every call, for a connection that ended: waiting unary calls and streams get
+    /// `status`; every handler is returned, to drop.
+    pub(crate) fn fail_all(&mut self, status: &Status, wakers: &mut Vec<Waker>, handlers: &mut Vec<H>) {
+        for slot in self.slots.values_mut() {
+            match &mut slot.body {
+                Body::Unary { waker, outcome } => {
+                    if outcome.is_none() {
+                        *outcome = Some(Outcome::Failed(status.clone()));
+                        wakers.extend(waker.take());
+                    }
+                }
+                Body::Stream(mailbox) => {
+                    mailbox.ended = true;
+                    mailbox.status.get_or_insert_with(|| status.clone());
+                    wakers.extend(mailbox.recv_waker.take());
+                    wakers.extend(mailbox.send_waker.take());
+                }
+                Body::None => {}
+            }
+            handlers.extend(slot.handler.take());
+        }
+        self.slots.retain(|_, slot| !matches!(slot.body, Body::None));
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use std::future::poll_fn;
+
+    use super::*;
+    use crate::sync::{Arc, Mutex, lock};
+
+    /// The reader completes a call while the caller polls it: the caller always ends with the
+    /// outcome, never hangs, and the slot is gone afterwards.
+    #[test]
+    fn loom_inflight_completion_races_with_poll() {
+        loom::model(|| {
+            let table = Arc::new(Mutex::new(Calls::<()>::with_capacity(4)));
+            lock(&table).insert_unary(CallId(1));
+            let reader = {
+                let table = table.clone();
+                loom::thread::spawn(move || {
+                    let waker = lock(&table).complete(
+                        CallId(1),
+                        Outcome::Response {
+                            message: Bytes::from_static(b"ok"),
+                        },
+                    );
+                    if let Some(waker) = waker {
+                        waker.wake();
+                    }
+                })
+            };
+            let outcome = loom::future::block_on(poll_fn(|cx| lock(&table).poll_outcome(CallId(1), cx)));
+            assert!(matches!(outcome, Outcome::Response { message, .. } if message == "ok"));
+            reader.join().unwrap();
+            assert_eq!(lock(&table).len(), 0);
+        });
+    }
+
+    /// A caller that gives up races with the reader's completion: either the reader finds no
+    /// slot, or the removal sees the outcome; the table ends empty either way.
+    #[test]
+    fn loom_inflight_cancel_races_with_completion() {
+        loom::model(|| {
+            let table = Arc::new(Mutex::new(Calls::<()>::with_capacity(4)));
+            lock(&table).insert_unary(CallId(1));
+            let reader = {
+                let table = table.clone();
+                loom::thread::spawn(move || lock(&table).complete(CallId(1), Outcome::Failed(Status::cancelled("x"))).is_some())
+            };
+            let was_waiting = lock(&table).remove_unary(CallId(1));
+            let woke = reader.join().unwrap();
+            assert!(!woke, "no waker was registered");
+            let _ = was_waiting;
+            assert_eq!(lock(&table).len(), 0);
+        });
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_stream_tests {
+    use std::future::poll_fn;
+
+    use super::*;
+    use crate::protocol::{CallState, ConnectionWindows, credit_call};
+    use crate::sync::{Arc, Mutex, lock};
+    use crate::wire::Settings;
+
+    /// A sender out of window waits in its slot while the reader grants credit on another
+    /// thread: the sender always wakes and sends, and the windows add up.
+    #[test]
+    fn loom_a_sender_waiting_for_credit_always_wakes() {
+        loom::model(|| {
+            let settings = Settings {
+                initial_call_window: 100,
+                initial_connection_window: 1000,
+                ..Settings::default()
+            };
+            let call = CallState {
+                local_open: true,
+                remote_open: true,
+                head_received: true,
+                send_window: 0,
+                recv_window: 100,
+                unacked: 0,
+            };
+            let mut streams = Calls::<()>::with_capacity(4);
+            streams.open_stream(CallId(1));
+            let state = Arc::new(Mutex::new((ConnectionWindows::new(&settings, &settings), call, streams)));
+            let reader = {
+                let state = state.clone();
+                loom::thread::spawn(move || {
+                    let mut wakers = Vec::new();
+                    {
+                        let mut guard = lock(&state);
+                        let (_, call, streams) = &mut *guard;
+                        credit_call(call, 50).unwrap();
+                        streams.credit(CallId(1), &mut wakers);
+                    }
+                    wakers.into_iter().for_each(Waker::wake);
+                })
+            };
+            loom::future::block_on(poll_fn(|cx| {
+                let mut guard = lock(&state);
+                let (windows, call, streams) = &mut *guard;
+                if windows.try_send(call, 10) {
+                    Poll::Ready(())
+                } else {
+                    streams.wait_for_credit(CallId(1), cx);
+                    Poll::Pending
+                }
+            }));
+            reader.join().unwrap();
+            assert_eq!(lock(&state).1.send_window, 40);
+        });
+    }
+}
