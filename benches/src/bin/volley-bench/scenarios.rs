@@ -65,19 +65,20 @@ pub(crate) struct Scenario {
 
 impl Scenario {
     /// The systems this scenario runs: the raw floor has no streams and no per-call open loop;
-    /// the framed floor and tarpc run the unary scenarios; the one-way scenarios run raw, tonic
-    /// (TCP only) and Volley.
+    /// the framed floor and tarpc have no streams; the one-way scenarios run raw, tarpc and
+    /// tonic (TCP only) and Volley.
     pub(crate) fn systems(&self) -> &'static [System] {
         match self.kind {
             Kind::Unary { .. } => &System::ALL,
             Kind::OneWay {
                 transport: Transport::Tcp, ..
-            } => &[System::Raw, System::Tonic, System::Volley],
+            } => &[System::Raw, System::Tarpc, System::Tonic, System::Volley],
             Kind::OneWay {
                 transport: Transport::Unix,
                 ..
             } => &[System::Raw, System::Volley],
-            Kind::Stream { .. } | Kind::OpenLoop { .. } => &[System::Tonic, System::Volley],
+            Kind::OpenLoop { .. } => &[System::Framed, System::Tarpc, System::Tonic, System::Volley],
+            Kind::Stream { .. } => &[System::Tonic, System::Volley],
         }
     }
 
@@ -452,7 +453,8 @@ pub(crate) async fn run(
                 };
                 return collect(vec![task], duration).await;
             }
-            // Unix: only raw and Volley run it.
+            // Unix: only raw and Volley run it; TCP: the others connect to their echo servers,
+            // which also serve the sink method.
             let (conn, server) = match transport {
                 Transport::Unix => (
                     connect_volley(servers, &oneway.volley_unix.address).await,

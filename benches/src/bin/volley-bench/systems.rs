@@ -423,9 +423,10 @@ impl Conn {
         }
     }
 
-    /// One unary sink call: sends `data`, gets an empty answer (tonic and Volley only).
+    /// One unary sink call: sends `data`, gets an empty answer (not the framed floor).
     pub(crate) async fn sink(&self, data: &Bytes) {
         match self {
+            Self::Tarpc(client) => tarpc_echo::sink(client, data).await,
             Self::Tonic(client) => {
                 client.clone().sink(pb::Payload { data: data.clone() }).await.expect("tonic sink");
             }
@@ -435,7 +436,7 @@ impl Conn {
                     .await
                     .expect("volley sink");
             }
-            Self::Framed(_) | Self::Tarpc(_) => unreachable!("no one-way scenario for the framed floor or tarpc"),
+            Self::Framed(_) => unreachable!("no one-way scenario for the framed floor"),
         }
     }
 

@@ -22,6 +22,8 @@ mod service {
     pub(crate) trait Echo {
         /// Returns `data` unchanged.
         async fn echo(data: Bytes) -> Bytes;
+        /// Takes `data` and answers with nothing (the one-way scenarios).
+        async fn sink(data: Bytes);
     }
 }
 
@@ -35,6 +37,8 @@ impl Echo for EchoServer {
     async fn echo(self, _: context::Context, data: Bytes) -> Bytes {
         data
     }
+
+    async fn sink(self, _: context::Context, _: Bytes) {}
 }
 
 /// Starts tarpc's echo server on a loopback port in the current runtime.
@@ -60,6 +64,11 @@ pub(crate) async fn connect(addr: SocketAddr) -> EchoClient {
     stream.set_nodelay(true).expect("nodelay");
     let transport = serde_transport::new(LengthDelimitedCodec::builder().new_framed(stream), Bincode::default());
     EchoClient::new(client::Config::default(), transport).spawn()
+}
+
+/// One sink call.
+pub(crate) async fn sink(client: &EchoClient, data: &Bytes) {
+    client.sink(context::current(), data.clone()).await.expect("tarpc sink");
 }
 
 /// One echo call.
