@@ -141,18 +141,35 @@ impl ServerThread {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Address>,
     {
-        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        Self::spawn_on(
+            || tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"),
+            start,
+        )
+    }
+
+    /// Runs `start` on a new thread, in the runtime `runtime` builds there (a current-thread or
+    /// a multi-thread one), and returns what `start` reports (an address, a server handle, ...);
+    /// the runtime keeps serving until the `ServerThread` is dropped.
+    pub fn spawn_on<R, T, F, Fut>(runtime: R, start: F) -> (T, Self)
+    where
+        R: FnOnce() -> tokio::runtime::Runtime + Send + 'static,
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T>,
+    {
+        let (report_tx, report_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let runtime = runtime();
             runtime.block_on(async move {
-                address_tx.send(start().await).expect("report address");
+                // The receiver waits for this report; it only fails if the spawner panicked.
+                let _ = report_tx.send(start().await);
                 let _ = stopped.await;
             });
         });
-        let address = address_rx.recv().expect("server thread started");
+        let report = report_rx.recv().expect("server thread started");
         (
-            address,
+            report,
             Self {
                 stop: Some(stop),
                 thread: Some(thread),
@@ -177,6 +194,11 @@ impl Drop for ServerThread {
 pub const FEED: &str = "/bench.Echo/Feed";
 /// Its method id.
 pub const FEED_ID: MethodId = MethodId::from_name(FEED);
+
+/// Full name of the sink method: it takes the request and answers with an empty [`Payload`].
+pub const SINK: &str = "/bench.Echo/Sink";
+/// Its method id.
+pub const SINK_ID: MethodId = MethodId::from_name(SINK);
 
 /// A request for `count` messages of `size` bytes from [`FEED`].
 pub fn stream_request(count: u32, size: usize) -> Payload {

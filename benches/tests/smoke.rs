@@ -1,5 +1,6 @@
-//! Runs `volley-bench --smoke`: every scenario against raw, tonic and Volley, very briefly, with
-//! plots; and `volley-bench ab --smoke`: every built-in socket-option variant. No speed claims.
+//! Runs `volley-bench --smoke`: every scenario against every system that runs it (raw, the framed
+//! floor, tarpc, tonic and Volley), very briefly, with plots; `--systems`; and
+//! `volley-bench ab --smoke`: every built-in socket-option variant. No speed claims.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -58,6 +59,30 @@ fn assert_svg_plot(path: &Path, systems: &[&str]) {
     }
 }
 
+/// Every system.
+const ALL: &[&str] = &["raw", "framed", "tarpc", "tonic", "volley"];
+
+/// Every scenario of `volley-bench` and the systems that run it.
+const SCENARIOS: &[(&str, &[&str])] = &[
+    ("unary_64B_1", ALL),
+    ("unary_64B_128", ALL),
+    ("unary_1MiB_1", ALL),
+    ("unary_64B_4x64", ALL),
+    ("stream_64B", &["tonic", "volley"]),
+    ("open_loop_50pct", &["framed", "tarpc", "tonic", "volley"]),
+    ("open_loop_25pct", &["framed", "tarpc", "tonic", "volley"]),
+    ("unary_64B_4", ALL),
+    ("unary_64B_16", ALL),
+    ("unary_64B_64", ALL),
+    ("unary_64B_256", ALL),
+    ("unary_64B_16x32_mt", ALL),
+    ("oneway_1MiB_tcp", &["raw", "tarpc", "tonic", "volley"]),
+    ("oneway_1MiB_unix", &["raw", "volley"]),
+    ("conns_1", ALL),
+    ("conns_64", ALL),
+    ("conns_1024", ALL),
+];
+
 #[test]
 fn volley_bench_smoke_mode_runs_every_scenario_and_writes_plots() {
     let json = temp_path("bench.jsonl");
@@ -70,39 +95,86 @@ fn volley_bench_smoke_mode_runs_every_scenario_and_writes_plots() {
         plots.to_str().expect("utf-8 path"),
     ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    for scenario in [
-        "unary_64B_1",
-        "unary_64B_128",
-        "unary_1MiB_1",
-        "unary_64B_4x64",
-        "stream_64B",
-        "open_loop_50pct",
-        "open_loop_25pct",
-        "unary_64B_4",
-        "unary_64B_16",
-        "unary_64B_64",
-        "unary_64B_256",
-    ] {
-        for system in ["tonic", "volley"] {
-            assert!(
-                stdout
-                    .lines()
-                    .any(|line| line.split_whitespace().next() == Some(scenario) && line.contains(system)),
-                "no {system} row for {scenario} in:\n{stdout}"
-            );
+    let rows = |scenario: &str, system: &str| {
+        stdout
+            .lines()
+            .filter(|line| {
+                let mut words = line.split_whitespace();
+                words.next() == Some(scenario) && words.next() == Some(system)
+            })
+            .count()
+    };
+    for (scenario, systems) in SCENARIOS {
+        for system in *systems {
+            // The main table, and the connection sweep's memory table.
+            let expected = if scenario.starts_with("conns_") { 2 } else { 1 };
+            assert_eq!(rows(scenario, system), expected, "{system} rows for {scenario} in:\n{stdout}");
         }
+        // Volley's write batching: one row per scenario, with three figures.
+        let batching = stdout
+            .lines()
+            .filter(|line| line.split_whitespace().next() == Some(scenario))
+            .filter(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                words.len() == 4 && words[1..].iter().all(|word| word.parse::<f64>().is_ok())
+            })
+            .count();
+        assert_eq!(batching, 1, "write batching row for {scenario} in:\n{stdout}");
     }
     assert!(stdout.contains("placement:"), "placement not printed");
+    assert!(
+        stdout.contains("placement of unary_64B_16x32_mt: client and each server: a 2-worker multi-thread tokio runtime"),
+        "multi-thread placement not printed in:\n{stdout}"
+    );
+    assert!(stdout.contains(" GB/s "), "one-way rows not in GB/s in:\n{stdout}");
     let lines = std::fs::read_to_string(&json).expect("json lines written");
     let _ = std::fs::remove_file(&json);
-    let summaries = lines.lines().filter(|line| line.contains("\"type\":\"summary\"")).count();
-    assert_eq!(summaries, 8 * 3 + 3 * 2, "one summary per scenario and system:\n{lines}");
-    for line in lines.lines() {
-        serde_json::from_str::<serde_json::Value>(line).expect("valid JSON line");
+    let summaries: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("valid JSON line"))
+        .filter(|value| value["type"] == "summary")
+        .collect();
+    let expected: usize = SCENARIOS.iter().map(|(_, systems)| systems.len()).sum();
+    assert_eq!(summaries.len(), expected, "one summary per scenario and system:\n{lines}");
+    for summary in &summaries {
+        let volley = summary["system"] == "volley";
+        assert_eq!(
+            summary["writes_per_call"].is_number(),
+            volley,
+            "write counters on Volley's summaries only: {summary}"
+        );
+        let memory = summary["scenario"].as_str().is_some_and(|name| name.starts_with("conns_"));
+        assert_eq!(
+            summary["rss_delta_kib"].is_number(),
+            memory,
+            "RSS on the connection sweep only: {summary}"
+        );
+        let oneway = summary["scenario"].as_str().is_some_and(|name| name.starts_with("oneway_"));
+        assert_eq!(
+            summary["bytes_per_sec_median"].is_number(),
+            oneway,
+            "GB/s on one-way rows only: {summary}"
+        );
     }
-    assert_svg_plot(&plots.join("latency_cdf_unary_64B_1.svg"), &["raw", "tonic", "volley"]);
-    assert_svg_plot(&plots.join("throughput_vs_in_flight.svg"), &["raw", "tonic", "volley"]);
+    assert_svg_plot(&plots.join("latency_cdf_unary_64B_1.svg"), ALL);
+    assert_svg_plot(&plots.join("throughput_vs_in_flight.svg"), ALL);
     let _ = std::fs::remove_dir_all(&plots);
+}
+
+#[test]
+fn volley_bench_runs_only_the_systems_asked_for() {
+    let output = run(&["--smoke", "--scenarios", "conns_64,oneway_1MiB_unix", "--systems", "volley"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for system in ["raw", "framed", "tarpc", "tonic"] {
+        assert!(
+            !stdout.lines().any(|line| line.split_whitespace().nth(1) == Some(system)),
+            "{system} ran in:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.lines().any(|line| line.starts_with("conns_64") && line.contains("volley")),
+        "no Volley row in:\n{stdout}"
+    );
 }
 
 #[test]

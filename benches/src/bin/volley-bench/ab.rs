@@ -21,7 +21,7 @@ use volley::net::{AppliedSocketOptions, SocketConfig};
 use crate::progress::Progress;
 use crate::report::{Figures, Summary, rate_text};
 use crate::scenarios::{self, Kind, Scenario};
-use crate::systems::{self, Servers, System};
+use crate::systems::{self, Runtime, Servers, System};
 
 /// The variants run when `--variants` is not given; the first is the baseline.
 pub(crate) const DEFAULT_VARIANTS: [&str; 6] = ["default", "nodelay=off", "buffers=64k", "buffers=4m", "quickack=on", "busy_poll=50"];
@@ -212,7 +212,15 @@ pub(crate) fn run(
     if matches!(scenario.kind, Kind::OpenLoop { .. }) {
         return Err(format!("ab runs closed-loop scenarios only; {} is open-loop", scenario.name).into());
     }
-    let systems: Vec<System> = scenario.systems().iter().copied().filter(|&s| s != System::Tonic).collect();
+    if matches!(scenario.kind, Kind::OneWay { .. }) || scenario.runtime != Runtime::CurrentThread {
+        return Err(format!("ab runs the current-thread, two-way scenarios only; {} is not one", scenario.name).into());
+    }
+    let systems: Vec<System> = scenario
+        .systems()
+        .iter()
+        .copied()
+        .filter(|&s| matches!(s, System::Raw | System::Volley))
+        .collect();
     let specs: Vec<String> = if args.variants.is_empty() {
         DEFAULT_VARIANTS.iter().map(|&s| s.to_owned()).collect()
     } else {
@@ -264,7 +272,7 @@ pub(crate) fn run(
                     settings.duration,
                     None,
                 ));
-                let figures = Figures::of(&sample);
+                let figures = Figures::of(&sample, &scenario);
                 progress.finish_run(format!(
                     "repeat {} {} {}: {:.0}/s p50 {:.1} us",
                     repeat + 1,

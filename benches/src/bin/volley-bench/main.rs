@@ -1,5 +1,5 @@
-//! `volley-bench`: one command, one run, the raw socket floor, tonic and Volley measured side by
-//! side on loopback TCP with the same echo proto and the same thread placement.
+//! `volley-bench`: one command, one run, the raw socket floor, a framed floor, tarpc, tonic and
+//! Volley measured side by side with the same echo proto and the same thread placement.
 //!
 //! ```sh
 //! cargo run -p volley-benches --release --bin volley-bench -- --repeats 3 --json bench.jsonl
@@ -8,17 +8,32 @@
 //! cargo run -p volley-benches --release --bin volley-bench -- ab --variants default,nodelay=off
 //! ```
 //!
+//! Systems: `raw` (a plain tokio socket echo), `framed` (the framed floor: Volley's 16-byte
+//! header, prost decode and encode, a call table, pipelined and batched; see `framed.rs`),
+//! `tarpc` 0.38 (bincode over a length-delimited codec on TCP, `TCP_NODELAY`), `tonic` 0.14 and
+//! `volley`. Scenarios: unary latency and throughput on one connection (with an in-flight
+//! sweep), bulk 1 MiB, several connections, server streaming, open loop at a fraction of
+//! Volley's peak, 16 connections × 32 in flight on multi-thread runtimes, one-way 1 MiB over TCP
+//! and a Unix socket (GB/s), and a connection-count sweep (1, 64, 1,024 connections) with the
+//! process's resident memory. For Volley every run also reads `Client::stats()` and
+//! `ServerHandle::stats()` and reports frames per write system call on each side.
+//!
 //! Placement: each system's server runs on its own thread with a current-thread tokio runtime;
 //! the client runs on the main thread with another current-thread runtime. Run under
-//! `taskset -c 0` to put every thread on one CPU.
+//! `taskset -c 0` to put every thread on one CPU. The exception is `unary_64B_16x32_mt`: the
+//! client and each server run on a 2-worker multi-thread runtime whose worker threads are
+//! unpinned (their affinity is widened to every online CPU). The output prints both placements.
 
 mod ab;
+mod framed;
+mod oneway;
 mod pacer;
 mod plots;
 mod progress;
 mod report;
 mod scenarios;
 mod systems;
+mod tarpc_echo;
 
 use std::fs::File;
 use std::io::Write;
@@ -30,19 +45,28 @@ use crate::plots::Histograms;
 use crate::progress::Progress;
 use crate::report::{Figures, Results};
 use crate::scenarios::{Kind, SCENARIOS, Scenario};
-use crate::systems::System;
+use crate::systems::{Runtime, System};
 
-/// Load tool: raw TCP floor, tonic and Volley in one run.
+/// Load tool: raw floor, framed floor, tarpc, tonic and Volley in one run.
 #[derive(Debug, Parser)]
 #[command(name = "volley-bench", version)]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
     /// Comma-separated scenarios to run (default: all). Known: unary_64B_1, unary_64B_128,
-    /// unary_1MiB_1, unary_64B_4x64, stream_64B, open_loop_50pct, open_loop_25pct, and the
-    /// in-flight sweep unary_64B_4, unary_64B_16, unary_64B_64, unary_64B_256.
+    /// unary_1MiB_1, unary_64B_4x64, stream_64B, open_loop_50pct, open_loop_25pct; the
+    /// in-flight sweep unary_64B_4, unary_64B_16, unary_64B_64, unary_64B_256;
+    /// unary_64B_16x32_mt (16 connections x 32 in flight, client and servers on 2-worker
+    /// multi-thread runtimes, unpinned); oneway_1MiB_tcp and oneway_1MiB_unix (1 MiB one way,
+    /// 4 in flight, GB/s); the connection sweep conns_1, conns_64, conns_1024 (1 in flight
+    /// each, with the process's RSS).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
+    /// Comma-separated systems to run (default: all): raw, framed, tarpc, tonic, volley. One
+    /// system per process gives the connection sweep a memory reading no earlier run has
+    /// touched (the open-loop scenarios still measure Volley's peak first).
+    #[arg(long, value_delimiter = ',')]
+    systems: Vec<String>,
     /// Measured seconds per run (after a warm-up of a quarter of that, at most 1 s).
     #[arg(long, global = true, default_value_t = 3.0)]
     duration: f64,
@@ -76,7 +100,7 @@ enum Command {
     Ab(ab::AbArgs),
 }
 
-fn allowed_cpus() -> String {
+pub(crate) fn allowed_cpus() -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
@@ -85,6 +109,38 @@ fn allowed_cpus() -> String {
                 .find_map(|line| line.strip_prefix("Cpus_allowed_list:").map(|v| v.trim().to_owned()))
         })
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// Connections the tool may hold open at once: the 1,024-connection sweep needs a descriptor
+/// for each client and each server socket, plus those of the previous run still closing.
+const WANTED_FDS: u64 = 8192;
+
+/// Raises the soft limit on open files towards [`WANTED_FDS`] (up to the hard limit); returns a
+/// line for the output when the limit stays below it.
+fn raise_fd_limit() -> Option<String> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let soft = limit.current.unwrap_or(u64::MAX);
+    if soft >= WANTED_FDS {
+        return None;
+    }
+    let wanted = limit.maximum.map_or(WANTED_FDS, |hard| hard.min(WANTED_FDS));
+    let raised = wanted > soft
+        && setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(wanted),
+                maximum: limit.maximum,
+            },
+        )
+        .is_ok();
+    let now = if raised { wanted } else { soft };
+    (now < WANTED_FDS).then(|| {
+        format!(
+            "open-file limit {now} (hard limit {:?}): conns_1024 holds about 2,050 descriptors at once, more while the previous run closes; raise it with `ulimit -n`",
+            limit.maximum
+        )
+    })
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -96,14 +152,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (false, _) => (Duration::from_secs_f64(args.duration), args.repeats.max(1)),
     };
     let warmup = (duration / 4).min(Duration::from_secs(1));
-    let placement = format!(
-        "servers: own thread each, current-thread tokio runtime; client: main thread, current-thread tokio runtime; allowed CPUs: {}",
-        allowed_cpus()
-    );
+    let placement = Runtime::CurrentThread.placement();
     eprintln!("volley-bench: {placement}");
     eprintln!("volley-bench: {repeats} repeat(s), {duration:?} measured + {warmup:?} warm-up per run");
+    if let Some(warning) = raise_fd_limit() {
+        eprintln!("volley-bench: {warning}");
+    }
     let mut json = args.json.as_ref().map(File::create).transpose()?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = Runtime::CurrentThread.build();
     if let Some(Command::Ab(ab_args)) = &args.command {
         let settings = ab::Settings {
             warmup,
@@ -121,12 +177,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         args.scenarios.iter().map(|name| scenarios::find(name)).collect::<Result<_, _>>()?
     };
-    let servers = systems::start_servers();
+    let systems: Vec<System> = if args.systems.is_empty() {
+        System::ALL.to_vec()
+    } else {
+        args.systems
+            .iter()
+            .map(|name| {
+                System::ALL
+                    .into_iter()
+                    .find(|system| system.name() == name)
+                    .ok_or_else(|| format!("unknown system {name:?}"))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let runs_of = |scenario: &Scenario| -> Vec<System> { scenario.systems().iter().copied().filter(|s| systems.contains(s)).collect() };
+    let with_oneway = selected.iter().any(|s| matches!(s.kind, Kind::OneWay { .. }));
+    let servers = systems::start_servers(Runtime::CurrentThread, with_oneway);
+    // The multi-thread scenario's servers and client runtime, only when it is selected.
+    let multi_thread = selected
+        .iter()
+        .any(|s| s.runtime == Runtime::MultiThread)
+        .then(|| (systems::start_servers(Runtime::MultiThread, false), Runtime::MultiThread.build()));
+    let placement_of = |scenario: &Scenario| match scenario.runtime {
+        Runtime::CurrentThread => placement.clone(),
+        Runtime::MultiThread => Runtime::MultiThread.placement(),
+    };
     let mut results = Results::new();
     let mut histograms = Histograms::new();
     // Volley's peak (unary_64B_128) per repeat, for the open-loop rate.
     let mut volley_peak: Option<f64> = None;
-    let total_runs: usize = selected.iter().map(|s| s.systems().len()).sum::<usize>() * repeats;
+    let total_runs: usize = selected.iter().map(|s| runs_of(s).len()).sum::<usize>() * repeats;
     let progress = Progress::new(total_runs, args.smoke, args.quiet);
     let mut done = 0;
     for repeat in 0..repeats {
@@ -146,11 +226,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 _ => None,
             };
-            for &system in scenario.systems() {
+            let (runtime, servers) = match (scenario.runtime, &multi_thread) {
+                (Runtime::MultiThread, Some((servers, runtime))) => (runtime, servers),
+                _ => (&runtime, &servers),
+            };
+            for system in runs_of(scenario) {
                 progress.start(format!("repeat {} {} {}", repeat + 1, scenario.name, system.name()));
-                let sample = runtime.block_on(scenarios::run(&servers, scenario, system, warmup, duration, rate));
+                let sample = runtime.block_on(scenarios::run(servers, scenario, system, warmup, duration, rate));
                 done += 1;
-                let figures = Figures::of(&sample);
+                let figures = Figures::of(&sample, scenario);
                 progress.finish_run(format!(
                     "[{done}/{total_runs}] repeat {} {} {}: {:.0}/s p50 {:.1} us p99 {:.1} us",
                     repeat + 1,
@@ -164,7 +248,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     volley_peak = Some(figures.rate);
                 }
                 if let Some(file) = json.as_mut() {
-                    writeln!(file, "{}", report::run_line(scenario, system, repeat, &sample, &placement))?;
+                    writeln!(
+                        file,
+                        "{}",
+                        report::run_line(scenario, system, repeat, &sample, &placement_of(scenario))
+                    )?;
                 }
                 results.entry((index, system)).or_default().push(figures);
                 if args.plots.is_some() {
@@ -182,22 +270,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "\nplacement: {placement}")?;
+    if multi_thread.is_some() {
+        writeln!(stdout, "placement of unary_64B_16x32_mt: {}", Runtime::MultiThread.placement())?;
+    }
     writeln!(
         stdout,
-        "{repeats} repeat(s) of {duration:?} each; rates are calls/s (stream_64B: messages/s); latencies are per call\n\
-         (raw pipelined rows: the batch's round trip; stream_64B: one whole stream of {} messages;\n\
+        "{repeats} repeat(s) of {duration:?} each; rates are calls/s (stream_64B: messages/s; oneway_*: GB/s of payload,\n\
+         1 GB = 10^9 bytes); latencies are per call\n\
+         (raw pipelined rows: the batch's round trip; raw one-way rows: from the start of a message's write to its\n\
+         acknowledgement; stream_64B: one whole stream of {} messages;\n\
          open loop: from the intended send time, rate achieved at the target fraction of Volley's peak;\n\
          open-loop pacing: {})\n",
         scenarios::STREAM_LEN,
         args.pacing.name()
     )?;
     for scenario in &selected {
-        writeln!(stdout, "  {:<16} {}", scenario.name, scenario.description)?;
+        writeln!(stdout, "  {:<18} {}", scenario.name, scenario.description)?;
     }
     writeln!(stdout)?;
     report::print_table(&mut stdout, &selected, &results)?;
     if let Some(file) = json.as_mut() {
-        for line in report::summary_lines(&selected, &results, &placement) {
+        for line in report::summary_lines(&selected, &results, placement_of) {
             writeln!(file, "{line}")?;
         }
     }

@@ -12,7 +12,7 @@ use plotters::prelude::*;
 
 use crate::report::{Results, Summary};
 use crate::scenarios::{Kind, Scenario};
-use crate::systems::System;
+use crate::systems::{Runtime, System};
 
 /// The scenario whose latency distribution is plotted.
 pub(crate) const CDF_SCENARIO: &str = "unary_64B_1";
@@ -27,6 +27,8 @@ const SIZE: (u32, u32) = (800, 500);
 fn color(system: System) -> RGBColor {
     match system {
         System::Raw => RGBColor(110, 110, 110),
+        System::Framed => RGBColor(40, 160, 90),
+        System::Tarpc => RGBColor(150, 60, 170),
         System::Tonic => RGBColor(230, 120, 20),
         System::Volley => RGBColor(30, 90, 200),
     }
@@ -80,6 +82,9 @@ fn in_flight_sweep(scenarios: &[Scenario], results: &Results) -> BTreeMap<System
         else {
             continue;
         };
+        if scenario.memory || scenario.runtime != Runtime::CurrentThread {
+            continue;
+        }
         for &system in scenario.systems() {
             if let Some(runs) = results.get(&(index, system)) {
                 let s = Summary::of(runs);

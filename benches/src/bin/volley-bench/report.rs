@@ -17,18 +17,36 @@ pub(crate) struct Figures {
     pub(crate) p99: f64,
     pub(crate) p999: f64,
     pub(crate) max: f64,
+    /// One-way scenarios: payload bytes per second.
+    pub(crate) bytes_per_sec: Option<f64>,
+    /// Volley only: frames per write system call on the client and on the server, and write
+    /// system calls of both together per call.
+    pub(crate) client_frames_per_write: Option<f64>,
+    pub(crate) server_frames_per_write: Option<f64>,
+    pub(crate) writes_per_call: Option<f64>,
+    /// Memory scenarios only: process RSS before connecting, and its growth by the end of the
+    /// measured window, in KiB.
+    pub(crate) rss_before_kib: Option<f64>,
+    pub(crate) rss_delta_kib: Option<f64>,
 }
 
 impl Figures {
-    pub(crate) fn of(sample: &Sample) -> Self {
+    pub(crate) fn of(sample: &Sample, scenario: &Scenario) -> Self {
         let us = |q: f64| sample.hist.value_at_quantile(q) as f64 / 1000.0;
+        let rate = sample.rate();
         Self {
-            rate: sample.rate(),
+            rate,
             p50: us(0.5),
             p90: us(0.9),
             p99: us(0.99),
             p999: us(0.999),
             max: sample.hist.max() as f64 / 1000.0,
+            bytes_per_sec: scenario.bytes_per_call().map(|bytes| rate * bytes as f64),
+            client_frames_per_write: sample.writes.map(|w| w.client_frames_per_write()),
+            server_frames_per_write: sample.writes.map(|w| w.server_frames_per_write()),
+            writes_per_call: sample.writes.map(|w| w.writes_per_call()),
+            rss_before_kib: sample.rss_kib.map(|(before, _)| before as f64),
+            rss_delta_kib: sample.rss_kib.map(|(before, after)| after as f64 - before as f64),
         }
     }
 }
@@ -41,6 +59,12 @@ fn median(values: &mut [f64]) -> f64 {
     } else {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
     }
+}
+
+/// The median of an optional figure over the runs that have it.
+fn median_of(runs: &[Figures], f: fn(&Figures) -> Option<f64>) -> Option<f64> {
+    let mut values: Vec<f64> = runs.iter().filter_map(f).collect();
+    (!values.is_empty()).then(|| median(&mut values))
 }
 
 /// Median, min and max of the repeats of one (scenario, system).
@@ -72,6 +96,12 @@ impl Summary {
                 p99: median(&mut pick(|f| f.p99)),
                 p999: median(&mut pick(|f| f.p999)),
                 max: median(&mut pick(|f| f.max)),
+                bytes_per_sec: median_of(runs, |f| f.bytes_per_sec),
+                client_frames_per_write: median_of(runs, |f| f.client_frames_per_write),
+                server_frames_per_write: median_of(runs, |f| f.server_frames_per_write),
+                writes_per_call: median_of(runs, |f| f.writes_per_call),
+                rss_before_kib: median_of(runs, |f| f.rss_before_kib),
+                rss_delta_kib: median_of(runs, |f| f.rss_delta_kib),
             },
             rate_min: fold(&rates, true),
             rate_max: fold(&rates, false),
@@ -105,12 +135,29 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
-/// Prints the table: median rate (min-max over repeats), median percentiles, and on Volley's
-/// rows its rate and p50 relative to raw and tonic.
+/// The systems Volley's rows are compared with, in the order of the ratio columns.
+const PEERS: [System; 4] = [System::Raw, System::Framed, System::Tarpc, System::Tonic];
+
+/// `a/b` of each peer that ran the scenario, comma-separated, `-` for those that did not.
+fn ratios(m: &Figures, peers: &[Option<Summary>], f: fn(&Figures) -> f64) -> String {
+    peers
+        .iter()
+        .map(|peer| peer.map_or_else(|| "-".into(), |p| ratio(f(m), f(&p.median))))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn gbytes_text(bytes_per_sec: f64) -> String {
+    format!("{:.2} GB/s", bytes_per_sec / 1e9)
+}
+
+/// Prints the tables: per (scenario, system) the median rate (min-max over repeats), median
+/// percentiles, and on Volley's rows its rate and p50 relative to raw, the framed floor, tarpc
+/// and tonic; then Volley's write batching per scenario, and the connection sweep's memory.
 pub(crate) fn print_table(out: &mut impl Write, scenarios: &[Scenario], results: &Results) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:<16} {:<7} {:>26} {:>9} {:>9} {:>9} {:>9} {:>9} {:>13} {:>13}",
+        "{:<18} {:<7} {:>30} {:>9} {:>9} {:>9} {:>9} {:>9} {:>24} {:>24}",
         "scenario",
         "system",
         "rate/s median (min-max)",
@@ -119,8 +166,8 @@ pub(crate) fn print_table(out: &mut impl Write, scenarios: &[Scenario], results:
         "p99 us",
         "p99.9 us",
         "max us",
-        "rate V/raw,tonic",
-        "p50 V/raw,tonic"
+        "rate V/raw,framed,tarpc,tonic",
+        "p50 V/raw,framed,tarpc,tonic"
     )?;
     for (index, scenario) in scenarios.iter().enumerate() {
         let summary = |system| results.get(&(index, system)).map(|runs| Summary::of(runs));
@@ -131,7 +178,7 @@ pub(crate) fn print_table(out: &mut impl Write, scenarios: &[Scenario], results:
                 // Open loop only: the system never caught up with the calls due since warm-up.
                 writeln!(
                     out,
-                    "{:<16} {:<7} {:>26}",
+                    "{:<18} {:<7} {:>30}",
                     scenario.name,
                     system.name(),
                     "overloaded: no call of the measured window was sent"
@@ -139,24 +186,26 @@ pub(crate) fn print_table(out: &mut impl Write, scenarios: &[Scenario], results:
                 continue;
             }
             let (rates, p50s) = if system == System::Volley {
-                let vs = |other: Option<Summary>, f: fn(&Figures) -> f64| other.map_or("-".into(), |o| ratio(f(&m), f(&o.median)));
-                (
-                    format!(
-                        "{},{}",
-                        vs(summary(System::Raw), |f| f.rate),
-                        vs(summary(System::Tonic), |f| f.rate)
-                    ),
-                    format!("{},{}", vs(summary(System::Raw), |f| f.p50), vs(summary(System::Tonic), |f| f.p50)),
-                )
+                let peers: Vec<Option<Summary>> = PEERS.iter().map(|&peer| summary(peer)).collect();
+                (ratios(&m, &peers, |f| f.rate), ratios(&m, &peers, |f| f.p50))
             } else {
                 (String::new(), String::new())
             };
+            let rate = match (m.bytes_per_sec, scenario.bytes_per_call()) {
+                (Some(bytes), Some(per_call)) => format!(
+                    "{} ({:.2}-{:.2})",
+                    gbytes_text(bytes),
+                    s.rate_min * per_call as f64 / 1e9,
+                    s.rate_max * per_call as f64 / 1e9
+                ),
+                _ => format!("{} ({}-{})", rate_text(m.rate), rate_text(s.rate_min), rate_text(s.rate_max)),
+            };
             writeln!(
                 out,
-                "{:<16} {:<7} {:>26} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>13} {:>13}",
+                "{:<18} {:<7} {:>30} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>24} {:>24}",
                 scenario.name,
                 system.name(),
-                format!("{} ({}-{})", rate_text(m.rate), rate_text(s.rate_min), rate_text(s.rate_max)),
+                rate,
                 m.p50,
                 m.p90,
                 m.p99,
@@ -167,12 +216,83 @@ pub(crate) fn print_table(out: &mut impl Write, scenarios: &[Scenario], results:
             )?;
         }
     }
+    print_writes(out, scenarios, results)?;
+    print_memory(out, scenarios, results)
+}
+
+/// Volley's write batching per scenario (medians over repeats).
+fn print_writes(out: &mut impl Write, scenarios: &[Scenario], results: &Results) -> std::io::Result<()> {
+    let rows: Vec<_> = scenarios
+        .iter()
+        .enumerate()
+        .filter_map(|(index, scenario)| {
+            let runs = results.get(&(index, System::Volley))?;
+            let m = Summary::of(runs).median;
+            Some((scenario, m.client_frames_per_write?, m.server_frames_per_write?, m.writes_per_call?))
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "\nVolley's write batching: frames per write/writev system call, from Client::stats() summed over\n\
+         the run's connections and ServerHandle::stats(), read after connecting and after the last call\n\
+         (warm-up included); stream_64B counts per stream, not per message"
+    )?;
+    writeln!(
+        out,
+        "{:<18} {:>22} {:>22} {:>26}",
+        "scenario", "client frames/write", "server frames/write", "writes per call (both)"
+    )?;
+    for (scenario, client, server, per_call) in rows {
+        writeln!(out, "{:<18} {client:>22.2} {server:>22.2} {per_call:>26.3}", scenario.name)?;
+    }
+    Ok(())
+}
+
+/// The connection sweep's memory (medians over repeats).
+fn print_memory(out: &mut impl Write, scenarios: &[Scenario], results: &Results) -> std::io::Result<()> {
+    let memory: Vec<_> = scenarios.iter().enumerate().filter(|(_, s)| s.memory).collect();
+    if memory.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "\nConnection sweep memory: VmRSS of this whole process (clients and servers both run in it),\n\
+         read before connecting and at the end of the measured window; glibc malloc keeps memory an\n\
+         earlier run freed, so a delta can be smaller than what the connections use"
+    )?;
+    writeln!(
+        out,
+        "{:<18} {:<7} {:>6} {:>16} {:>16} {:>18}",
+        "scenario", "system", "conns", "RSS before MiB", "RSS delta MiB", "delta per conn KiB"
+    )?;
+    for (index, scenario) in memory {
+        for &system in scenario.systems() {
+            let Some(runs) = results.get(&(index, system)) else { continue };
+            let m = Summary::of(runs).median;
+            let (Some(before), Some(delta)) = (m.rss_before_kib, m.rss_delta_kib) else {
+                continue;
+            };
+            let conns = scenario.conns();
+            writeln!(
+                out,
+                "{:<18} {:<7} {conns:>6} {:>16.1} {:>16.1} {:>18.1}",
+                scenario.name,
+                system.name(),
+                before / 1024.0,
+                delta / 1024.0,
+                delta / conns as f64
+            )?;
+        }
+    }
     Ok(())
 }
 
 /// One JSON line per run.
 pub(crate) fn run_line(scenario: &Scenario, system: System, repeat: usize, sample: &Sample, placement: &str) -> String {
-    let f = Figures::of(sample);
+    let f = Figures::of(sample, scenario);
     json!({
         "type": "run",
         "scenario": scenario.name,
@@ -181,16 +301,27 @@ pub(crate) fn run_line(scenario: &Scenario, system: System, repeat: usize, sampl
         "calls": sample.calls,
         "seconds": sample.elapsed.as_secs_f64(),
         "rate": f.rate,
+        "bytes_per_sec": f.bytes_per_sec,
         "target_rate": sample.target_rate,
         "pacing": sample.pacing.map(|p| p.name()),
         "p50_us": f.p50, "p90_us": f.p90, "p99_us": f.p99, "p999_us": f.p999, "max_us": f.max,
+        "volley_writes": sample.writes.map(|w| json!({
+            "calls": w.calls,
+            "client_frames": w.client_frames, "client_writes": w.client_writes,
+            "server_frames": w.server_frames, "server_writes": w.server_writes,
+        })),
+        "client_frames_per_write": f.client_frames_per_write,
+        "server_frames_per_write": f.server_frames_per_write,
+        "writes_per_call": f.writes_per_call,
+        "rss_before_kib": sample.rss_kib.map(|(before, _)| before),
+        "rss_after_kib": sample.rss_kib.map(|(_, after)| after),
         "placement": placement,
     })
     .to_string()
 }
 
 /// One JSON line per (scenario, system) with medians over repeats and Volley's ratios.
-pub(crate) fn summary_lines(scenarios: &[Scenario], results: &Results, placement: &str) -> Vec<String> {
+pub(crate) fn summary_lines(scenarios: &[Scenario], results: &Results, placement: impl Fn(&Scenario) -> String) -> Vec<String> {
     let mut lines = Vec::new();
     for (index, scenario) in scenarios.iter().enumerate() {
         let summary = |system| results.get(&(index, system)).map(|runs| Summary::of(runs));
@@ -207,13 +338,24 @@ pub(crate) fn summary_lines(scenarios: &[Scenario], results: &Results, placement
                     "system": system.name(),
                     "repeats": s.repeats,
                     "rate_median": m.rate, "rate_min": s.rate_min, "rate_max": s.rate_max,
+                    "bytes_per_sec_median": m.bytes_per_sec,
                     "p50_us": m.p50, "p50_us_min": s.p50_min, "p50_us_max": s.p50_max,
                     "p90_us": m.p90, "p99_us": m.p99, "p999_us": m.p999, "max_us": m.max,
                     "rate_vs_raw": rel(System::Raw, |f| f.rate),
+                    "rate_vs_framed": rel(System::Framed, |f| f.rate),
+                    "rate_vs_tarpc": rel(System::Tarpc, |f| f.rate),
                     "rate_vs_tonic": rel(System::Tonic, |f| f.rate),
                     "p50_vs_raw": rel(System::Raw, |f| f.p50),
+                    "p50_vs_framed": rel(System::Framed, |f| f.p50),
+                    "p50_vs_tarpc": rel(System::Tarpc, |f| f.p50),
                     "p50_vs_tonic": rel(System::Tonic, |f| f.p50),
-                    "placement": placement,
+                    "client_frames_per_write": m.client_frames_per_write,
+                    "server_frames_per_write": m.server_frames_per_write,
+                    "writes_per_call": m.writes_per_call,
+                    "connections": scenario.conns(),
+                    "rss_before_kib": m.rss_before_kib,
+                    "rss_delta_kib": m.rss_delta_kib,
+                    "placement": placement(scenario),
                 })
                 .to_string(),
             );
