@@ -14,11 +14,16 @@ use crate::wire::FrameBatch as Batch;
 
 pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
     let mut write_failed = false;
+    // On a multi-thread runtime, tasks about to queue frames (handlers finishing, callers woken
+    // by the same read) run on other workers at the same moment: yielding once lets them join
+    // this write, with no timer. On a current-thread runtime they have already run by the time
+    // the writer is polled, and a yield would only cost a pass of the IO driver.
+    let yield_first =
+        tokio::runtime::Handle::try_current().is_ok_and(|runtime| runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     while poll_fn(|cx| shared.queue.poll_ready(cx)).await {
-        // Let the tasks that are about to queue frames (handlers finishing, callers woken by the
-        // same read) run first, so they share this write: batching that holds on a multi-thread
-        // runtime too, without a timer.
-        tokio::task::yield_now().await;
+        if yield_first {
+            tokio::task::yield_now().await;
+        }
         let Some((taken, room)) = poll_fn(|cx| shared.queue.poll_take(cx)).await else {
             break;
         };
