@@ -35,7 +35,67 @@ pub fn roundtrip(data: &[u8]) {
             .expect("complete");
         assert_eq!(decoded, frame);
         assert!(again.is_empty());
+        if let Some(mut produced) = encode_as_production(&frame) {
+            assert_eq!(produced.len(), frame.encoded_len(), "production encoder length of {frame:?}");
+            let decoded = decode_frame(&mut produced, u32::MAX)
+                .expect("a production-encoded frame decodes")
+                .expect("complete");
+            assert_eq!(decoded, frame, "production encoder");
+        }
     }
+}
+
+/// Encodes `frame` the way the driver does (`wire::encode_message_frame` with a message spliced
+/// in by reference, `wire::encode_status_frame`), flattened into one buffer; `None` for kinds
+/// and shapes production writes through [`Frame::encode`] instead (control frames, responses
+/// with head metadata). The roundtrip target checks both give the same bytes' meaning.
+pub fn encode_as_production(frame: &Frame) -> Option<BytesMut> {
+    use crate::wire::{Body, Flags, FrameBatch, FrameKind, encode_message_frame, encode_status_frame};
+    let mut batch = FrameBatch::default();
+    let body = |message: Option<&bytes::Bytes>| message.map_or(Body::<()>::Empty, |m| Body::Encoded(m.clone()));
+    match frame {
+        Frame::Status { call_id, status } => {
+            // Production fits the status to the peer's max frame size; u32::MAX fits everything.
+            encode_status_frame(&mut batch, *call_id, status.code, status.message_str(), &status.metadata, u32::MAX);
+        }
+        Frame::Request {
+            call_id,
+            head,
+            message,
+            end_stream,
+        } => {
+            let flags = Flags::NONE.set_if(Flags::MESSAGE, message.is_some()).set_if(Flags::END_STREAM, *end_stream);
+            let head_len = head.encoded_len();
+            encode_message_frame(&mut batch, FrameKind::Request, flags, *call_id, head_len, |buf| head.encode(buf), body(message.as_ref()));
+        }
+        Frame::Response {
+            call_id,
+            metadata,
+            message,
+            end_stream,
+        } if metadata.is_empty() => {
+            let flags = Flags::NONE.set_if(Flags::MESSAGE, message.is_some()).set_if(Flags::END_STREAM, *end_stream);
+            encode_message_frame(&mut batch, FrameKind::Response, flags, *call_id, 0, |_| {}, body(message.as_ref()));
+        }
+        Frame::Message {
+            call_id,
+            message,
+            end_stream,
+        } => {
+            let flags = Flags::NONE.set_if(Flags::END_STREAM, *end_stream);
+            encode_message_frame(&mut batch, FrameKind::Message, flags, *call_id, 0, |_| {}, body(Some(message)));
+        }
+        Frame::EndOfStream { call_id } => {
+            encode_message_frame(&mut batch, FrameKind::EndOfStream, Flags::NONE, *call_id, 0, |_| {}, Body::<()>::Empty);
+        }
+        _ => return None,
+    }
+    assert_eq!(batch.frames, 1, "one frame per encoder call");
+    let mut flat = BytesMut::with_capacity(batch.len());
+    for piece in batch.pieces() {
+        flat.extend_from_slice(piece);
+    }
+    Some(flat)
 }
 
 /// Drives one side of a connection with operations read from `data`: bytes from the peer,

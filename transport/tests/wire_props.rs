@@ -1,5 +1,6 @@
 //! Property tests of the wire format: every frame kind round-trips, `encoded_len` matches the
-//! bytes written, and arbitrary bytes give frames or a typed error, never a panic.
+//! bytes written, the encoders production uses write the same frames as `Frame::encode`, and
+//! arbitrary bytes give frames or a typed error, never a panic.
 
 use std::time::Duration;
 
@@ -130,6 +131,18 @@ proptest! {
             prop_assert_eq!(&decoded, frame);
         }
         prop_assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn the_encoders_production_uses_write_the_same_frames(frame in frame()) {
+        // `encode_as_production` runs `wire::encode_message_frame` / `encode_status_frame`, the
+        // encoders the driver writes call frames with; control frames have no second encoder.
+        if let Some(mut produced) = volley::fuzz::encode_as_production(&frame) {
+            prop_assert_eq!(produced.len(), frame.encoded_len(), "length of {:?}", frame);
+            let decoded = decode_frame(&mut produced, u32::MAX).expect("valid bytes").expect("complete frame");
+            prop_assert_eq!(decoded, frame);
+            prop_assert!(produced.is_empty());
+        }
     }
 
     #[test]
