@@ -4,13 +4,13 @@ use tokio::sync::{broadcast, mpsc};
 use volley::server::CallContext;
 use volley::{Request, Status, StreamSender, Streaming};
 
-use crate::gateway::{Gateway, Intake};
+use crate::gateway::{Gateway, Intake, Rejected};
 use crate::proto::admin_server::Admin;
 use crate::proto::journal::record::Command;
 use crate::proto::order_entry_server::OrderEntry;
 use crate::proto::{
     CancelOrderRequest, ExecType, ExecutionReport, KillSwitchRequest, KillSwitchResponse, MarketDataUpdate, NewOrderRequest, OrderCommand,
-    OrderQuery, RejectReason, ReplaceOrderRequest, SubscribeMarketData, SubscribeReports, order_command,
+    OrderQuery, OrderStatus, RejectReason, ReplaceOrderRequest, SubscribeMarketData, SubscribeReports, order_command,
 };
 
 /// Commands of one order stream taken in but not yet acknowledged (256): the stream's
@@ -85,11 +85,13 @@ impl OrderEntry for Services {
 
     async fn query_order(&self, request: Request<OrderQuery>) -> Result<ExecutionReport, Status> {
         let query = request.into_inner();
-        let found = self.gateway.with_engine(|engine| engine.query(&query.account, &query.cl_ord_id));
+        let found = self.gateway.query(&query.account, &query.cl_ord_id).await?;
         Ok(found.unwrap_or_else(|| ExecutionReport {
             account: query.account,
             cl_ord_id: query.cl_ord_id,
             exec_type: ExecType::Reject as i32,
+            // As every reject: the status says the command (here the query) was refused.
+            status: OrderStatus::Rejected as i32,
             reject_reason: RejectReason::UnknownOrder as i32,
             text: "no order with this cl_ord_id for this account".into(),
             ..ExecutionReport::default()
@@ -117,7 +119,7 @@ impl OrderEntry for Services {
                     Some(order_command::Command::Replace(replace)) => {
                         self.gateway.intake(self.session(&context, false), Command::Replace(replace))?
                     }
-                    None => Intake::Rejected(empty_command_reject()),
+                    None => Intake::Rejected(Rejected::stateless(empty_command_reject())),
                 };
                 if pipeline.send(intake).await.is_err() {
                     break;
@@ -126,13 +128,10 @@ impl OrderEntry for Services {
             drop(pipeline);
             Ok::<_, Status>(())
         };
-        // Answers each command in order once it is durable.
+        // Answers each command in order once what it depends on is durable.
         let answer = async {
             while let Some(intake) = acknowledgements.recv().await {
-                let report = match intake {
-                    Intake::Rejected(report) => report,
-                    Intake::Accepted(accepted) => self.gateway.acknowledge(accepted).await?,
-                };
+                let report = self.gateway.answer(intake).await?;
                 responses.send(&report).await?;
             }
             Ok::<_, Status>(())
@@ -154,8 +153,11 @@ impl OrderEntry for Services {
         let _subscribed = Subscribed::new(&self.gateway);
         // Subscribed now: say so, with where the stream starts, so the subscriber knows that
         // every report after it arrives here.
+        // Said once durable, like every answer: a crash cannot take back the sequence it names.
+        let sequence = self.gateway.last_sequence();
+        self.gateway.wait_durable(sequence).await?;
         let confirmation = ExecutionReport {
-            sequence: self.gateway.last_sequence(),
+            sequence,
             text: "subscribed: every report after this sequence follows".into(),
             account,
             ..ExecutionReport::default()
@@ -178,7 +180,7 @@ impl OrderEntry for Services {
         let symbol = request.into_inner().symbol;
         // Subscribe first, then read the top, so no update falls between the two.
         let mut updates = self.gateway.fanout().subscribe_symbol(&symbol);
-        let Some(top) = self.gateway.with_engine(|engine| engine.top_of_book(&symbol)) else {
+        let Some(top) = self.gateway.top_of_book(&symbol).await? else {
             return Err(Status::not_found(format!("unknown symbol `{symbol}`")));
         };
         let _subscribed = Subscribed::new(&self.gateway);

@@ -82,7 +82,7 @@ impl Engine {
         let id = self.structural_cancel(request)?;
         let mut touched = Touched::default();
         let orig_cl_ord_id = self.cancel(id, sequence, &mut touched);
-        self.orders.take_cl_ord_id(id, &request.cl_ord_id, false);
+        self.orders.take_cl_ord_id(id, &request.cl_ord_id, false, sequence);
         let mut response = self.order_report(id, ExecType::Cancelled, sequence, Vec::new(), String::new());
         response.cl_ord_id.clone_from(&request.cl_ord_id);
         response.orig_cl_ord_id = orig_cl_ord_id;
@@ -101,7 +101,7 @@ impl Engine {
         let new_leaves = plan.quantity.saturating_sub(order.cumulative);
         let mut touched = Touched::default();
         touched.touch(&self.symbols, symbol);
-        self.orders.take_cl_ord_id(id, &request.cl_ord_id, true);
+        self.orders.take_cl_ord_id(id, &request.cl_ord_id, true, sequence);
         let keeps_priority = plan.price == price && new_leaves <= leaves;
         let book = self.symbols.get_mut(symbol).map(|symbol| &mut symbol.book);
         let entry = match (book, resting) {
@@ -126,7 +126,7 @@ impl Engine {
 
     /// Engages or releases a kill switch; open orders stay.
     pub(super) fn apply_kill_switch(&mut self, sequence: u64, request: &KillSwitchRequest) -> Result<Outcome, Reject> {
-        self.kill_switches.set(&request.account, request.engaged);
+        self.kill_switches.set(&request.account, request.engaged, sequence);
         let what = if request.engaged { "engaged" } else { "released" };
         let text = if request.account.is_empty() {
             format!("global kill switch {what}")

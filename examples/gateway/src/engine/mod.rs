@@ -247,6 +247,66 @@ impl Engine {
         })
     }
 
+    /// The journal sequence of the newest state a check of `command` reads: the last command that
+    /// changed its account (any of the account's orders, ClOrdIDs, positions or throttle-charging
+    /// commands), its symbol's book top or last trade, or a kill switch. A reject of `command` is
+    /// true after a crash only once the journal is durable up to this sequence, so the gateway
+    /// answers a reject no earlier. 0 when the checks read no journaled state (the absence of an
+    /// order or ClOrdID is durable as soon as it is seen: a crash only ever loses a tail).
+    pub fn state_sequence(&self, command: &Command) -> u64 {
+        let symbol_sequence = |index: Option<usize>| index.and_then(|i| self.symbols.get(i)).map_or(0, |s| s.sequence);
+        match command {
+            Command::NewOrder(request) => self
+                .orders
+                .account_sequence(&request.account)
+                .max(symbol_sequence(self.symbol_index.get(&request.symbol).copied()))
+                .max(self.kill_switches.sequence()),
+            Command::Replace(request) => {
+                let order = self.orders.lookup(&request.account, &request.orig_cl_ord_id);
+                let symbol = order.and_then(|id| self.orders.get(id)).map(|order| order.symbol);
+                self.orders
+                    .account_sequence(&request.account)
+                    .max(symbol_sequence(symbol))
+                    .max(self.kill_switches.sequence())
+            }
+            Command::Cancel(request) => self.orders.account_sequence(&request.account),
+            Command::KillSwitch(_) | Command::SessionClosed(_) | Command::SessionsReset(_) => 0,
+        }
+    }
+
+    /// The journal sequence a reject of `command` for `reason` depends on: 0 for a reason that
+    /// only looks at the command itself (a malformed field, an unknown symbol) or at the absence
+    /// of an order; the account's last change for the checks that come first and read only the
+    /// account's ClOrdIDs and orders (duplicate, order final); else, conservatively,
+    /// [`state_sequence`](Self::state_sequence) (a later check's reject also says that every
+    /// earlier check passed).
+    pub fn reject_sequence(&self, command: &Command, reason: RejectReason) -> u64 {
+        let account = match command {
+            Command::NewOrder(request) => request.account.as_str(),
+            Command::Cancel(request) => request.account.as_str(),
+            Command::Replace(request) => request.account.as_str(),
+            Command::KillSwitch(_) | Command::SessionClosed(_) | Command::SessionsReset(_) => "",
+        };
+        if matches!(reason, RejectReason::DuplicateClOrdId | RejectReason::OrderFinal) {
+            return self.orders.account_sequence(account);
+        }
+        let from_the_command_alone = match reason {
+            RejectReason::UnknownOrder
+            | RejectReason::InvalidAccount
+            | RejectReason::InvalidClOrdId
+            | RejectReason::UnknownSymbol
+            | RejectReason::InvalidSide
+            | RejectReason::InvalidOrderType
+            | RejectReason::InvalidPrice
+            | RejectReason::PriceOffTick
+            | RejectReason::MaxQuantity => true,
+            // A replace's quantity is also checked against what the order filled.
+            RejectReason::InvalidQuantity => matches!(command, Command::NewOrder(_)),
+            _ => false,
+        };
+        if from_the_command_alone { 0 } else { self.state_sequence(command) }
+    }
+
     /// The order's current state as an ACK report (status, leaves, cumulative; no fills), looked
     /// up by any ClOrdID it carried; its `sequence` is that of the last command that changed it.
     pub fn query(&self, account: &str, cl_ord_id: &str) -> Option<ExecutionReport> {

@@ -84,6 +84,15 @@ struct Account {
     open_orders: usize,
     /// Symbol index → exposure; a `BTreeMap` keeps iteration deterministic.
     exposures: BTreeMap<usize, Exposure>,
+    /// The sequence of the last command that changed the account or any of its orders.
+    sequence: u64,
+}
+
+impl Account {
+    /// Records that the command `sequence` changed the account or one of its orders.
+    fn touch(&mut self, sequence: u64) {
+        self.sequence = self.sequence.max(sequence);
+    }
 }
 
 /// All orders and accounts.
@@ -123,6 +132,7 @@ impl Orders {
         order.account = Arc::clone(&account);
         if let Some(entry) = self.accounts.get_mut(&account) {
             entry.cl_ord_ids.insert(order.cl_ord_id.clone(), id);
+            entry.touch(order.sequence);
         }
         self.orders.push(order);
         id
@@ -143,11 +153,13 @@ impl Orders {
         self.orders.get(index(id)?)
     }
 
-    /// Takes a cancel's or replace's ClOrdID for `id`; a replace's becomes the order's current one.
-    pub(crate) fn take_cl_ord_id(&mut self, id: OrderId, cl_ord_id: &str, becomes_current: bool) {
+    /// Takes a cancel's or replace's ClOrdID for `id` (by the command `sequence`); a replace's
+    /// becomes the order's current one.
+    pub(crate) fn take_cl_ord_id(&mut self, id: OrderId, cl_ord_id: &str, becomes_current: bool, sequence: u64) {
         let Some(order) = slot(&mut self.orders, id) else { return };
         if let Some(account) = self.accounts.get_mut(&order.account) {
             account.cl_ord_ids.insert(cl_ord_id.to_owned(), id);
+            account.touch(sequence);
         }
         if becomes_current {
             order.cl_ord_id = cl_ord_id.to_owned();
@@ -163,6 +175,7 @@ impl Orders {
         order.resting = Some(time);
         order.sequence = sequence;
         if let Some(account) = self.accounts.get_mut(&order.account) {
+            account.touch(sequence);
             account.open_orders += 1;
             *account.exposures.entry(order.symbol).or_default().open_mut(order.side) += i128::from(order.leaves);
         }
@@ -182,6 +195,7 @@ impl Orders {
         let Some(account) = self.accounts.get_mut(&order.account) else {
             return;
         };
+        account.touch(sequence);
         let exposure = account.exposures.entry(order.symbol).or_default();
         exposure.position = exposure.position.saturating_add(order.side.sign().saturating_mul(quantity));
         if order.resting.is_some() {
@@ -219,6 +233,9 @@ impl Orders {
             order.leaves = 0;
             order.status = OrderStatus::Cancelled;
             order.sequence = sequence;
+            if let Some(account) = self.accounts.get_mut(&order.account) {
+                account.touch(sequence);
+            }
         }
     }
 
@@ -228,10 +245,11 @@ impl Orders {
     pub(crate) fn amend(&mut self, id: OrderId, price: i64, quantity: i64, sequence: u64) {
         let Some(order) = slot(&mut self.orders, id) else { return };
         let leaves = quantity.saturating_sub(order.cumulative).max(0);
-        if order.resting.is_some()
-            && let Some(account) = self.accounts.get_mut(&order.account)
-        {
-            *account.exposures.entry(order.symbol).or_default().open_mut(order.side) += i128::from(leaves) - i128::from(order.leaves);
+        if let Some(account) = self.accounts.get_mut(&order.account) {
+            account.touch(sequence);
+            if order.resting.is_some() {
+                *account.exposures.entry(order.symbol).or_default().open_mut(order.side) += i128::from(leaves) - i128::from(order.leaves);
+            }
         }
         order.price = price;
         order.quantity = quantity;
@@ -256,6 +274,11 @@ impl Orders {
         };
         ids.sort_unstable();
         ids
+    }
+
+    /// The sequence of the last command that changed the account or one of its orders (0: none).
+    pub(crate) fn account_sequence(&self, account: &str) -> u64 {
+        self.accounts.get(account).map_or(0, |a| a.sequence)
     }
 
     /// The account's open orders.
@@ -399,7 +422,7 @@ mod tests {
             Some((2, OrderStatus::PartiallyFilled))
         );
         assert_eq!(orders.exposure("A", 0).open_buy, 2);
-        orders.take_cl_ord_id(id, "a2", true);
+        orders.take_cl_ord_id(id, "a2", true, 5);
         assert_eq!(orders.lookup("A", "a1"), Some(id));
         assert_eq!(orders.lookup("A", "a2"), Some(id));
         assert_eq!(orders.get(id).map(|o| o.cl_ord_id.as_str()), Some("a2"));

@@ -151,11 +151,15 @@ pub(crate) fn shown(value: &str) -> String {
 pub(crate) struct KillSwitches {
     global: bool,
     accounts: BTreeSet<String>,
+    /// The sequence of the last command that set a switch (any).
+    sequence: u64,
 }
 
 impl KillSwitches {
-    /// Engages or releases the switch of `account`, or the global one for an empty account.
-    pub(crate) fn set(&mut self, account: &str, engaged: bool) {
+    /// Engages or releases the switch of `account`, or the global one for an empty account, by
+    /// the command `sequence`.
+    pub(crate) fn set(&mut self, account: &str, engaged: bool, sequence: u64) {
+        self.sequence = self.sequence.max(sequence);
         match (account.is_empty(), engaged) {
             (true, engaged) => self.global = engaged,
             (false, true) => {
@@ -165,6 +169,11 @@ impl KillSwitches {
                 self.accounts.remove(account);
             }
         }
+    }
+
+    /// The sequence of the last command that set a switch (0: none).
+    pub(crate) fn sequence(&self) -> u64 {
+        self.sequence
     }
 
     /// Whether new orders and replaces of `account` are halted.
@@ -385,13 +394,13 @@ mod tests {
     #[test]
     fn kill_switch_account_and_global_are_independent() {
         let mut kill = KillSwitches::default();
-        kill.set("A", true);
+        kill.set("A", true, 1);
         assert!(kill.is_engaged("A") && !kill.is_engaged("B"));
-        kill.set("", true);
+        kill.set("", true, 1);
         assert_eq!(reason(kill.check("B")), Some(RejectReason::KillSwitch));
-        kill.set("", false);
+        kill.set("", false, 1);
         assert!(kill.is_engaged("A") && !kill.is_engaged("B"));
-        kill.set("A", false);
+        kill.set("A", false, 1);
         assert_eq!(kill.check("A"), Ok(()));
     }
 

@@ -1,6 +1,7 @@
 //! Scenario tests of the whole engine: a [`Harness`] runs commands through `check` and `apply`
 //! with a simulated clock, like the live path, and checks the engine's invariants after each.
 
+mod durability;
 mod lifecycle;
 mod matching;
 mod risk_checks;

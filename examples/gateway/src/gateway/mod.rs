@@ -1,11 +1,23 @@
 //! The gateway's core: commands go through the risk checks, into the journal and the engine;
-//! acknowledgements wait until the journal has the command durably; reports and market data are
-//! published in journal order once durable.
+//! every answer waits until the journal has, durably, the state it was computed from; reports and
+//! market data are published in journal order once durable.
 //!
 //! The order of operations for one command, under one lock so the journal order is the apply
 //! order: check (risk) → apply (engine) → queue its reports → append (journal). Then, outside
 //! the lock, the caller waits until the record is durable and answers. If the journal fails, the
 //! command is answered with UNAVAILABLE, never acknowledged, and the gateway stops accepting.
+//!
+//! # Durable-consistent answers
+//!
+//! A crash loses the journal's tail that was not yet durable, and the restarted gateway is the
+//! replay of the durable part. So no answer may depend on state that is not durable yet: a
+//! DUPLICATE about an order whose record a crash would lose, or ORDER_FINAL about an order whose
+//! fill a crash would undo, would be contradicted after the restart. Each answer therefore
+//! carries the journal sequence of the newest state it read and is sent only once that sequence
+//! is durable ([`Engine::state_sequence`] for rejects, the order's last change for queries, the
+//! book's last change for a market-data snapshot). Usually that state is long durable and the
+//! answer goes at once; when it is not, the answer waits for the same fsync as the command that
+//! changed the state.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,12 +70,33 @@ pub struct Accepted {
     started: Instant,
 }
 
-/// The result of taking in one command: rejected at once, or accepted and pending durability.
+/// A command refused by the checks, to be answered once the state the checks read is durable.
+#[derive(Debug)]
+pub struct Rejected {
+    report: ExecutionReport,
+    /// The journal sequence of the newest state the checks read.
+    reads: u64,
+}
+
+impl Rejected {
+    /// A reject that reads no journaled state (a malformed command): it may be sent at once.
+    pub fn stateless(report: ExecutionReport) -> Self {
+        Self { report, reads: 0 }
+    }
+
+    /// The journal sequence that must be durable before the reject is sent.
+    pub fn reads(&self) -> u64 {
+        self.reads
+    }
+}
+
+/// The result of taking in one command: rejected or accepted, either answered with
+/// [`Gateway::answer`] once what it depends on is durable.
 #[derive(Debug)]
 pub enum Intake {
     /// Refused by the checks; nothing was journaled.
-    Rejected(ExecutionReport),
-    /// Journaled; acknowledge it with [`Gateway::acknowledge`].
+    Rejected(Rejected),
+    /// Journaled; answered once the record is durable.
     Accepted(Accepted),
 }
 
@@ -214,14 +247,13 @@ impl Gateway {
         // Again under the lock: `close` takes it before closing the journal.
         self.refuse_if_not_accepting()?;
         if let Err(reject) = core.engine.check(session, &command, started) {
+            let reads = core.engine.reject_sequence(&command, reject.reason);
             drop(core);
             self.inner.metrics.rejected(reject.reason);
-            let report = reject.into_report(&command);
-            // The account's report streams see rejects too (not journaled: sequence 0).
-            if !report.account.is_empty() {
-                self.inner.fanout.publish_report(report.clone());
-            }
-            return Ok(Intake::Rejected(report));
+            return Ok(Intake::Rejected(Rejected {
+                report: reject.into_report(&command),
+                reads,
+            }));
         }
         let sequence = core.next_sequence;
         let Outcome {
@@ -232,11 +264,15 @@ impl Gateway {
         if response.exec_type == ExecType::Reject as i32 {
             // `check` passed, so this does not happen; were it to, nothing changed and nothing
             // is journaled.
+            let reads = core.engine.state_sequence(&command);
             drop(core);
             self.inner
                 .metrics
                 .rejected(RejectReason::try_from(response.reject_reason).unwrap_or_default());
-            return Ok(Intake::Rejected(response));
+            return Ok(Intake::Rejected(Rejected {
+                report: ExecutionReport { sequence: 0, ..response },
+                reads,
+            }));
         }
         let kind = command_kind(&command);
         let payload = Record {
@@ -272,23 +308,65 @@ impl Gateway {
         }))
     }
 
+    /// The answer to a command taken in, once what it depends on is durable: the accepted
+    /// command's own record, or the state a reject read. A reject also goes to the account's
+    /// report streams then (not journaled: sequence 0).
+    pub async fn answer(&self, intake: Intake) -> Result<ExecutionReport, Status> {
+        match intake {
+            Intake::Accepted(accepted) => self.acknowledge(accepted).await,
+            Intake::Rejected(Rejected { report, reads }) => {
+                self.wait_durable(reads).await?;
+                if !report.account.is_empty() {
+                    self.inner.fanout.publish_report(report.clone());
+                }
+                Ok(report)
+            }
+        }
+    }
+
     /// Waits until an accepted command is durable, then gives its acknowledgement.
     pub async fn acknowledge(&self, accepted: Accepted) -> Result<ExecutionReport, Status> {
-        if let Err(err) = self.inner.journal.wait_durable(accepted.sequence).await {
-            self.inner.accepting.store(false, Ordering::Release);
-            return Err(journal_status(&err));
-        }
+        self.wait_durable(accepted.sequence).await?;
         self.inner.metrics.order_to_ack(accepted.started.elapsed());
         Ok(accepted.response)
     }
 
     /// Takes in one command and answers it once durable: [`Gateway::intake`] then
-    /// [`Gateway::acknowledge`].
+    /// [`Gateway::answer`].
     pub async fn submit(&self, session: u64, command: Command) -> Result<ExecutionReport, Status> {
-        match self.intake(session, command)? {
-            Intake::Rejected(report) => Ok(report),
-            Intake::Accepted(accepted) => self.acknowledge(accepted).await,
+        let intake = self.intake(session, command)?;
+        self.answer(intake).await
+    }
+
+    /// The order an account's ClOrdID (any of its replace chain) names, as an ACK report of its
+    /// current state, once that state is durable; `None` for no such order.
+    pub async fn query(&self, account: &str, cl_ord_id: &str) -> Result<Option<ExecutionReport>, Status> {
+        let Some(report) = self.with_engine(|engine| engine.query(account, cl_ord_id)) else {
+            return Ok(None);
+        };
+        self.wait_durable(report.sequence).await?;
+        Ok(Some(report))
+    }
+
+    /// A symbol's top of book and last trade, once durable; `None` for an unknown symbol.
+    pub async fn top_of_book(&self, symbol: &str) -> Result<Option<MarketDataUpdate>, Status> {
+        let Some(top) = self.with_engine(|engine| engine.top_of_book(symbol)) else {
+            return Ok(None);
+        };
+        self.wait_durable(top.sequence).await?;
+        Ok(Some(top))
+    }
+
+    /// Resolves once the journal is durable up to `sequence` (at once if it already is); on a
+    /// journal failure the gateway stops accepting and the answer is UNAVAILABLE.
+    pub async fn wait_durable(&self, sequence: u64) -> Result<(), Status> {
+        if self.inner.journal.durable_sequence() >= sequence {
+            return Ok(());
         }
+        self.inner.journal.wait_durable(sequence).await.map_err(|err| {
+            self.inner.accepting.store(false, Ordering::Release);
+            journal_status(&err)
+        })
     }
 
     /// Journals a command the gateway makes itself (session resets and closes), without
@@ -397,49 +475,4 @@ fn publish_durable(pending: &Mutex<VecDeque<Publication>>, fanout: &Fanout, metr
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proto::{NewOrderRequest, OrderType, Side, TimeInForce};
-
-    fn order(cl_ord_id: &str) -> Command {
-        Command::NewOrder(NewOrderRequest {
-            account: "A".into(),
-            cl_ord_id: cl_ord_id.into(),
-            symbol: "AAPL".into(),
-            side: Side::Buy as i32,
-            order_type: OrderType::Limit as i32,
-            time_in_force: TimeInForce::Day as i32,
-            price: 18_700,
-            quantity: 1,
-            cancel_on_disconnect: false,
-        })
-    }
-
-    /// A disk that is full: every write fails with ENOSPC.
-    #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn a_full_disk_fails_the_order_with_unavailable_and_stops_acceptance_with_the_reason() {
-        let (gateway, _) = Gateway::open_with(&Config::default(), GatewayMetrics::new(), |options, on_durable| {
-            let device = std::fs::OpenOptions::new().append(true).open("/dev/full").expect("open /dev/full");
-            Ok((Journal::start(Box::new(device), options, 0, on_durable)?, Replay::empty()))
-        })
-        .unwrap();
-        let status = gateway.submit(1, order("o-1")).await.unwrap_err();
-        assert_eq!(status.code(), volley::Code::Unavailable, "{status}");
-        assert!(
-            status.message().contains("not acknowledged") && status.message().contains("No space left on device"),
-            "{status}"
-        );
-        assert!(!gateway.is_accepting(), "a journal failure stops acceptance");
-        let later = gateway.submit(1, order("o-2")).await.unwrap_err();
-        assert_eq!(later.code(), volley::Code::Unavailable);
-        assert!(
-            later.message().contains("journal failed") && later.message().contains("No space left"),
-            "{later}"
-        );
-        assert!(
-            gateway.with_engine(|engine| engine.query("A", "o-2")).is_none(),
-            "nothing after the failure reaches the book"
-        );
-    }
-}
+mod tests;
