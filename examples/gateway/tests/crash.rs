@@ -198,13 +198,18 @@ async fn race_duplicates_and_cancels(address: Address, account: String, until: I
             second.new_order_with(order, options.clone())
         );
         let key = (account.clone(), id.clone());
+        // Every answer that came counts, also when the other call failed (the kill).
+        let mut failed = false;
         for answer in [a, b] {
             match answer {
                 Ok(report) if report.exec_type == ExecType::Ack as i32 => told.acknowledged.push(key.clone()),
                 Ok(report) if report.reject_reason == RejectReason::DuplicateClOrdId as i32 => told.duplicate.push(key.clone()),
                 Ok(report) => panic!("unexpected answer to {id}: {report:?}"),
-                Err(_) => return told,
+                Err(_) => failed = true,
             }
+        }
+        if failed {
+            return told;
         }
         let cancel = |suffix: &str| CancelOrderRequest {
             account: account.clone(),
@@ -219,8 +224,11 @@ async fn race_duplicates_and_cancels(address: Address, account: String, until: I
             match answer {
                 Ok(report) if is_final_answer(&report) => told.final_orders.push(key.clone()),
                 Ok(report) => panic!("unexpected answer to a cancel of {id}: {report:?}"),
-                Err(_) => return told,
+                Err(_) => failed = true,
             }
+        }
+        if failed {
+            return told;
         }
     }
     told
@@ -238,7 +246,7 @@ async fn no_duplicate_or_too_late_answer_is_contradicted_after_a_sigkill() {
     // One fsync per record: the widest windows between a record and its durability.
     let (mut child, address) = spawn_gateway_with(&journal, "every");
     let until = Instant::now() + Duration::from_secs(5);
-    let racers: Vec<_> = (0..4)
+    let racers: Vec<_> = (0..8)
         .map(|i| tokio::spawn(race_duplicates_and_cancels(address.clone(), format!("race-{i}"), until)))
         .collect();
     tokio::time::sleep(Duration::from_millis(700)).await;
