@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::{Limits, SymbolSpec};
 use crate::journal::FsyncPolicy;
@@ -12,13 +12,16 @@ use crate::journal::FsyncPolicy;
 /// Where the gateway listens by default: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 
-/// Everything the gateway needs to run. `Config::default()` is the embedded demo setup.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+/// Everything the gateway needs to run. `Config::default()` is the embedded demo setup;
+/// `volley-gateway config --print` prints the effective one as TOML.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address for order entry: `ip:port` or `unix:/path`.
     pub listen: String,
-    /// Address of the Prometheus endpoint (`/metrics`), or `None` for no endpoint.
+    /// Address of the Prometheus endpoint (`/metrics`), or `None` for no endpoint (`"off"` in
+    /// the file, as on the command line).
+    #[serde(with = "metrics_address")]
     pub metrics: Option<String>,
     /// The journal file.
     pub journal: PathBuf,
@@ -76,6 +79,12 @@ impl Config {
         Ok(config)
     }
 
+    /// The configuration as TOML: every key, with its effective value. Reading it back gives
+    /// the same configuration.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(self).map_err(|err| ConfigError::Invalid(format!("cannot print the config as TOML: {err}")))
+    }
+
     /// Checks what serde cannot: at least one symbol, and symbols and limits the engine can
     /// trade with (positive ticks, prices and limits, no name twice).
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -126,10 +135,30 @@ pub enum ConfigError {
 mod millis {
     use std::time::Duration;
 
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+
+    pub(super) fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// The metrics address, or `"off"` for none (TOML has no null).
+mod metrics_address {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    const OFF: &str = "off";
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+        let address = String::deserialize(deserializer)?;
+        Ok((address != OFF).then_some(address))
+    }
+
+    pub(super) fn serialize<S: Serializer>(address: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(address.as_deref().unwrap_or(OFF))
     }
 }
 
@@ -159,6 +188,25 @@ mod tests {
         assert_eq!(config.drain_timeout, Duration::from_millis(250));
         assert_eq!(config.symbols.len(), 1);
         assert_eq!(config.limits, Limits::default());
+    }
+
+    #[test]
+    fn the_printed_config_reads_back_as_the_same_config() {
+        let defaults = Config::default();
+        let printed = defaults.to_toml().unwrap();
+        assert!(printed.contains("[[symbols]]") && printed.contains("[limits]"), "{printed}");
+        assert_eq!(Config::from_toml(&printed).unwrap(), defaults);
+        let changed = Config {
+            metrics: None,
+            fsync: FsyncPolicy::EveryRecord,
+            ..Config::default()
+        };
+        let printed = changed.to_toml().unwrap();
+        assert!(
+            printed.contains("metrics = \"off\"") && printed.contains("fsync = \"every\""),
+            "{printed}"
+        );
+        assert_eq!(Config::from_toml(&printed).unwrap(), changed);
     }
 
     #[test]

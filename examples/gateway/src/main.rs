@@ -7,6 +7,8 @@
 //!   runs the gateway until SIGTERM or Ctrl-C, then shuts down gracefully.
 //! - `volley-gateway load --target 127.0.0.1:7070 [--accounts ..] [--seconds ..] [--rate ..]`:
 //!   runs the load generator against a running gateway.
+//! - `volley-gateway config --print [--config gateway.toml] [flags]`: prints the effective
+//!   configuration (symbols, reference prices, ticks, limits…) as TOML.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +40,18 @@ enum Command {
     Serve(ServeArgs),
     /// Run the load generator against a running gateway.
     Load(LoadArgs),
+    /// Show the configuration: `config --print` prints the effective TOML (defaults, then the
+    /// file, then the flags), every key included.
+    Config(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    /// Print the effective configuration as TOML (a file `--config` accepts).
+    #[arg(long)]
+    print: bool,
 }
 
 /// Flags shared by `serve` and `demo`: each overrides the config file.
@@ -109,6 +123,9 @@ struct LoadFlags {
     /// `unary` calls, or one `stream` (OrderStream) per account.
     #[arg(long, value_enum, default_value_t = EntryMode::Unary)]
     mode: EntryMode,
+    /// Percent of commands sent malformed on purpose (rejected), to load the reject path.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+    reject_percent: u32,
 }
 
 impl LoadFlags {
@@ -121,6 +138,7 @@ impl LoadFlags {
             symbols: config.symbols.clone(),
             seed: self.seed,
             mode: self.mode,
+            reject_percent: self.reject_percent,
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             ..LoadOptions::default()
         }
@@ -152,6 +170,8 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, never into a file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -165,6 +185,7 @@ async fn main() -> ExitCode {
         Some(Command::Demo(args)) => demo(args).await,
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Load(args)) => load(args).await,
+        Some(Command::Config(args)) => print_config(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -261,6 +282,16 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
     } else {
         Err("the load's checks failed (see above)".into())
     }
+}
+
+/// `config --print`: the effective configuration as TOML on standard output.
+fn print_config(args: &ConfigArgs) -> Result<(), String> {
+    if !args.print {
+        return Err("say what to do with the configuration: `volley-gateway config --print`".into());
+    }
+    let config = args.gateway.config()?;
+    print!("{}", config.to_toml().map_err(|err| err.to_string())?);
+    Ok(())
 }
 
 async fn start(config: &Config) -> Result<RunningGateway, String> {

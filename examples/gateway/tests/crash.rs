@@ -16,31 +16,60 @@ use gateway::proto::{
 use volley::net::Address;
 use volley::{CallOptions, Client, Status};
 
+/// A gateway process, killed when dropped: a failing test leaves no gateway behind (which would
+/// also keep every file descriptor it inherited open, such as a build lock's).
+struct Gateway(Child);
+
+impl std::ops::Deref for Gateway {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Gateway {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts `volley-gateway serve` on a free loopback port with `journal`, and waits until it
 /// says where it listens.
-fn spawn_gateway(journal: &Path) -> (Child, Address) {
+fn spawn_gateway(journal: &Path) -> (Gateway, Address) {
     spawn_gateway_with(journal, "group")
 }
 
 /// [`spawn_gateway`] with the fsync policy `fsync`.
-fn spawn_gateway_with(journal: &Path, fsync: &str) -> (Child, Address) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_volley-gateway"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics",
-            "off",
-            "--fsync",
-            fsync,
-            "--journal",
-        ])
-        .arg(journal)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the gateway binary starts");
+fn spawn_gateway_with(journal: &Path, fsync: &str) -> (Gateway, Address) {
+    let mut child = Gateway(
+        Command::new(env!("CARGO_BIN_EXE_volley-gateway"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics",
+                "off",
+                "--fsync",
+                fsync,
+                "--journal",
+            ])
+            .arg(journal)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the gateway binary starts"),
+    );
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     let address = loop {

@@ -612,6 +612,11 @@ async fn the_load_generator_checks_out_in_both_entry_modes() {
         assert_eq!(report.errors, 0, "{mode:?}: {}", report.summary());
         assert!(report.is_consistent(), "{mode:?}: {}", report.summary());
         assert!(report.acknowledged_orders.len() as u64 <= report.accepted);
+        assert!(
+            report.reject_ratio() < 0.02,
+            "{mode:?}: the generator follows its orders, so rejects are rare: {}",
+            report.summary()
+        );
     }
     running.shutdown().await.unwrap();
 }
