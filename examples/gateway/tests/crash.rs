@@ -127,6 +127,7 @@ async fn check_acknowledged_orders_survived(address: Address, acknowledged: &[(S
             price: 18_750,
             quantity: 1,
             cancel_on_disconnect: false,
+            possible_resend: false,
         };
         let report = orders.new_order(again).await.unwrap();
         assert_eq!(
@@ -221,6 +222,7 @@ async fn race_duplicates_and_cancels(address: Address, account: String, until: I
             price: 18_700,
             quantity: 1,
             cancel_on_disconnect: false,
+            possible_resend: false,
         };
         let (a, b) = tokio::join!(
             first.new_order_with(order.clone(), options.clone()),

@@ -620,3 +620,35 @@ async fn the_load_generator_checks_out_in_both_entry_modes() {
     }
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_possible_resend_is_answered_with_the_orders_state_and_a_plain_resend_is_a_duplicate() {
+    let (_dir, journal) = scratch();
+    let running = start(&config(&journal)).await;
+    let orders = client(&running).await;
+    let ack = orders.new_order(limit("A", "a-1", Side::Buy, 18_700, 10)).await.unwrap();
+    let resent = orders
+        .new_order(NewOrderRequest {
+            possible_resend: true,
+            ..limit("A", "a-1", Side::Buy, 18_700, 10)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (resent.exec_type, resent.status, resent.order_id),
+        (ExecType::Ack as i32, OrderStatus::New as i32, ack.order_id),
+        "{resent:?}"
+    );
+    let plain = orders.new_order(limit("A", "a-1", Side::Buy, 18_700, 10)).await.unwrap();
+    assert_eq!(reason(&plain), RejectReason::DuplicateClOrdId);
+    let fresh = orders
+        .new_order(NewOrderRequest {
+            possible_resend: true,
+            ..limit("A", "a-2", Side::Buy, 18_700, 10)
+        })
+        .await
+        .unwrap();
+    assert_eq!(fresh.exec_type, ExecType::Ack as i32);
+    assert_ne!(fresh.order_id, ack.order_id);
+    running.shutdown().await.unwrap();
+}

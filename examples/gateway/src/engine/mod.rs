@@ -247,6 +247,22 @@ impl Engine {
         })
     }
 
+    /// The answer to a new order flagged `possible_resend` whose ClOrdID the account already
+    /// used: the order's current state, as [`query`](Self::query) gives it, with a text saying
+    /// so. `None` for any other command (it goes through `check` and `apply` as usual; a resend
+    /// never seen is a new order). Nothing changes and nothing is journaled.
+    pub fn resend_answer(&self, command: &Command) -> Option<ExecutionReport> {
+        let Command::NewOrder(request) = command else { return None };
+        if !request.possible_resend {
+            return None;
+        }
+        let report = self.query(&request.account, &request.cl_ord_id)?;
+        Some(ExecutionReport {
+            text: "possible resend of a known order: its current state, nothing new entered".into(),
+            ..report
+        })
+    }
+
     /// The journal sequence of the newest state a check of `command` reads: the last command that
     /// changed its account (any of the account's orders, ClOrdIDs, positions or throttle-charging
     /// commands), its symbol's book top or last trade, or a kill switch. A reject of `command` is

@@ -70,18 +70,26 @@ pub struct Accepted {
     started: Instant,
 }
 
-/// A command refused by the checks, to be answered once the state the checks read is durable.
+/// A command answered without journaling (refused by the checks, or a possible resend of a
+/// known order answered with its state), to be answered once the state it read is durable.
 #[derive(Debug)]
 pub struct Rejected {
     report: ExecutionReport,
     /// The journal sequence of the newest state the checks read.
     reads: u64,
+    /// Whether the answer also goes to the account's report streams (rejects do; a resend's
+    /// status answer does not, the order's reports went there already).
+    to_streams: bool,
 }
 
 impl Rejected {
     /// A reject that reads no journaled state (a malformed command): it may be sent at once.
     pub fn stateless(report: ExecutionReport) -> Self {
-        Self { report, reads: 0 }
+        Self {
+            report,
+            reads: 0,
+            to_streams: true,
+        }
     }
 
     /// The journal sequence that must be durable before the reject is sent.
@@ -246,6 +254,14 @@ impl Gateway {
         let mut core = lock(&self.inner.core);
         // Again under the lock: `close` takes it before closing the journal.
         self.refuse_if_not_accepting()?;
+        if let Some(report) = core.engine.resend_answer(&command) {
+            drop(core);
+            return Ok(Intake::Rejected(Rejected {
+                reads: report.sequence,
+                report,
+                to_streams: false,
+            }));
+        }
         if let Err(reject) = core.engine.check(session, &command, started) {
             let reads = core.engine.reject_sequence(&command, reject.reason);
             drop(core);
@@ -253,6 +269,7 @@ impl Gateway {
             return Ok(Intake::Rejected(Rejected {
                 report: reject.into_report(&command),
                 reads,
+                to_streams: true,
             }));
         }
         let sequence = core.next_sequence;
@@ -272,6 +289,7 @@ impl Gateway {
             return Ok(Intake::Rejected(Rejected {
                 report: ExecutionReport { sequence: 0, ..response },
                 reads,
+                to_streams: true,
             }));
         }
         let kind = command_kind(&command);
@@ -314,9 +332,9 @@ impl Gateway {
     pub async fn answer(&self, intake: Intake) -> Result<ExecutionReport, Status> {
         match intake {
             Intake::Accepted(accepted) => self.acknowledge(accepted).await,
-            Intake::Rejected(Rejected { report, reads }) => {
+            Intake::Rejected(Rejected { report, reads, to_streams }) => {
                 self.wait_durable(reads).await?;
-                if !report.account.is_empty() {
+                if to_streams && !report.account.is_empty() {
                     self.inner.fanout.publish_report(report.clone());
                 }
                 Ok(report)

@@ -19,6 +19,7 @@ fn order(cl_ord_id: &str) -> Command {
         price: 18_700,
         quantity: 1,
         cancel_on_disconnect: false,
+        possible_resend: false,
     })
 }
 

@@ -294,6 +294,7 @@ impl Lane {
                 price: symbol.1,
                 quantity: 0, // INVALID_QUANTITY, on purpose.
                 cancel_on_disconnect: false,
+                possible_resend: false,
             });
         }
         let roll = self.mix.below(100);
@@ -352,6 +353,7 @@ impl Lane {
             price,
             quantity: 1 + self.mix.below(100) as i64,
             cancel_on_disconnect: self.cod,
+            possible_resend: false,
         })
     }
 

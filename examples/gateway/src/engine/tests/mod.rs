@@ -2,6 +2,7 @@
 //! with a simulated clock, like the live path, and checks the engine's invariants after each.
 
 mod durability;
+mod fix_semantics;
 mod lifecycle;
 mod matching;
 mod risk_checks;
@@ -150,6 +151,7 @@ fn limit(account: &str, cl_ord_id: &str, side: Side, price: i64, quantity: i64) 
         price,
         quantity,
         cancel_on_disconnect: false,
+        possible_resend: false,
     }
 }
 

@@ -220,6 +220,7 @@ fn random_command(rng: &mut XorShift, n: usize, issued: &mut Vec<(String, String
             price,
             quantity: rng.below(60) as i64 - 2,
             cancel_on_disconnect: rng.below(3) == 0,
+            possible_resend: false,
         };
         issued.push((account.to_owned(), cl_ord_id));
         Command::NewOrder(request)

@@ -1,0 +1,90 @@
+//! The order semantics traders expect (FIX Appendix D), one test per row of the table in
+//! docs/gateway.md that the other test files do not already cover.
+
+use super::*;
+
+/// The gateway's live path: a possible resend of a known order is answered with its state;
+/// anything else goes through `check` and `apply`.
+fn live(h: &mut Harness, command: Command) -> ExecutionReport {
+    if let Some(report) = h.engine.resend_answer(&command) {
+        return report;
+    }
+    match h.submit(1, command.clone()) {
+        Ok(outcome) => outcome.response,
+        Err(reject) => reject.into_report(&command),
+    }
+}
+
+fn resend(request: NewOrderRequest) -> Command {
+    Command::NewOrder(NewOrderRequest {
+        possible_resend: true,
+        ..request
+    })
+}
+
+#[test]
+fn a_possible_resend_of_a_known_order_answers_its_current_state_and_enters_nothing() {
+    let mut h = Harness::new();
+    let ack = h.buy("A", "1", 10_000, 10);
+    h.sell("B", "s", 10_000, 4); // A's order is partially filled now.
+    let orders = h.engine.order_count();
+    let answer = live(&mut h, resend(limit("A", "1", Side::Buy, 10_000, 10)));
+    assert_eq!(exec_type(&answer), ExecType::Ack, "{answer:?}");
+    assert_eq!(status(&answer), OrderStatus::PartiallyFilled);
+    assert_eq!(
+        (answer.order_id, answer.leaves_quantity, answer.cumulative_quantity),
+        (ack.order_id, 6, 4)
+    );
+    assert!(answer.text.contains("possible resend"), "{}", answer.text);
+    assert_eq!(h.engine.order_count(), orders, "nothing new was entered");
+    assert_eq!(h.engine.top_of_book(ACME).map(|t| t.bid_quantity), Some(6));
+}
+
+#[test]
+fn a_possible_resend_of_an_order_never_seen_is_accepted_as_new() {
+    let mut h = Harness::new();
+    assert_eq!(h.engine.resend_answer(&resend(limit("A", "1", Side::Buy, 10_000, 10))), None);
+    let answer = live(&mut h, resend(limit("A", "1", Side::Buy, 10_000, 10)));
+    assert_eq!((exec_type(&answer), status(&answer)), (ExecType::Ack, OrderStatus::New));
+    assert_eq!(h.engine.order_count(), 1);
+}
+
+#[test]
+fn a_reused_cl_ord_id_without_the_flag_is_a_duplicate_and_the_original_is_unchanged() {
+    let mut h = Harness::new();
+    h.buy("A", "1", 10_000, 10);
+    let before = h.engine.query("A", "1");
+    let answer = live(&mut h, new_order(limit("A", "1", Side::Sell, 10_500, 99)));
+    assert_eq!(reject_reason(&answer), RejectReason::DuplicateClOrdId);
+    assert_eq!(status(&answer), OrderStatus::Rejected);
+    assert_eq!(h.engine.query("A", "1"), before);
+}
+
+#[test]
+fn a_cancel_racing_a_full_fill_is_too_late_and_the_order_stays_filled() {
+    let mut h = Harness::new();
+    h.buy("A", "1", 10_000, 10);
+    // The fill reaches the journal first; the cancel comes after it.
+    h.sell("B", "s", 10_000, 10);
+    let answer = live(&mut h, cancel("A", "c", "1"));
+    assert_eq!(reject_reason(&answer), RejectReason::OrderFinal, "too late to cancel");
+    assert_eq!(answer.text, "order \"1\" is already filled");
+    let order = h.engine.query("A", "1").unwrap_or_default();
+    assert_eq!((status(&order), order.cumulative_quantity), (OrderStatus::Filled, 10));
+    // The refused cancel's ClOrdID is not taken.
+    assert_eq!(h.engine.query("A", "c"), None);
+}
+
+#[test]
+fn a_second_replace_while_the_first_is_in_flight_applies_after_it_in_journal_order() {
+    let mut h = Harness::new();
+    h.buy("A", "1", 10_000, 10);
+    // Both name the original ClOrdID, as a client that has not seen the first answer does:
+    // commands apply one at a time, so the second finds the order as the first left it.
+    let first = live(&mut h, replace("A", "r1", "1", 10_000, 20));
+    let second = live(&mut h, replace("A", "r2", "1", 9_995, 30));
+    assert_eq!((exec_type(&first), exec_type(&second)), (ExecType::Replaced, ExecType::Replaced));
+    assert_eq!(second.orig_cl_ord_id, "r1", "the second replaced what the first made");
+    let order = h.engine.query("A", "r1").unwrap_or_default();
+    assert_eq!((order.cl_ord_id.as_str(), order.price, order.leaves_quantity), ("r2", 9_995, 30));
+}
