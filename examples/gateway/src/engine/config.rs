@@ -18,6 +18,9 @@ pub const DEFAULT_MAX_NOTIONAL: i64 = 10_000_000_000;
 pub const DEFAULT_MAX_OPEN_ORDERS: u32 = 1_000;
 /// Default position limit per account and symbol: ten maximal orders.
 pub const DEFAULT_POSITION_LIMIT: i64 = 1_000_000;
+/// Default credit per account, the most aggregate open notional (price × open quantity over its
+/// resting orders, plus the order checked): ten orders of the maximal notional.
+pub const DEFAULT_CREDIT_LIMIT: i64 = 100_000_000_000;
 /// Default order rate per account: far above a person, low enough to stop a runaway algorithm.
 pub const DEFAULT_ORDERS_PER_SECOND: u32 = 5_000;
 /// Default throttle bucket: one fifth of a second's rate may arrive at once.
@@ -63,6 +66,10 @@ pub struct Limits {
     pub max_order_quantity: i64,
     /// The largest `price * quantity` of one order; market orders use the reference price.
     pub max_notional: i64,
+    /// The account's credit: the most aggregate open notional it may have, the sum of
+    /// `price × open quantity` over its resting orders plus the order checked (its whole
+    /// notional; a replace's increase), so many small orders cannot add up past it.
+    pub credit_limit: i64,
     /// The most open (resting) orders one account may have; only orders that may rest (limit, DAY) count against it.
     pub max_open_orders: u32,
     /// The largest position an account may reach on one symbol, in the order's direction, if all
@@ -83,6 +90,7 @@ impl Default for Limits {
             max_order_quantity: DEFAULT_MAX_ORDER_QUANTITY,
             max_notional: DEFAULT_MAX_NOTIONAL,
             max_open_orders: DEFAULT_MAX_OPEN_ORDERS,
+            credit_limit: DEFAULT_CREDIT_LIMIT,
             position_limit: DEFAULT_POSITION_LIMIT,
             orders_per_second: DEFAULT_ORDERS_PER_SECOND,
             burst: DEFAULT_BURST,
@@ -157,6 +165,7 @@ impl Limits {
         let positive = [
             ("max_order_quantity", self.max_order_quantity),
             ("max_notional", self.max_notional),
+            ("credit_limit", self.credit_limit),
             ("position_limit", self.position_limit),
             ("burst", i64::from(self.burst)),
             ("max_id_len", i64::try_from(self.max_id_len).unwrap_or(i64::MAX)),

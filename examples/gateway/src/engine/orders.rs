@@ -86,6 +86,8 @@ struct Account {
     exposures: BTreeMap<usize, Exposure>,
     /// The sequence of the last command that changed the account or any of its orders.
     sequence: u64,
+    /// Σ price × open quantity over the account's resting orders.
+    open_notional: i128,
 }
 
 impl Account {
@@ -176,6 +178,7 @@ impl Orders {
         order.sequence = sequence;
         if let Some(account) = self.accounts.get_mut(&order.account) {
             account.touch(sequence);
+            account.open_notional += notional(order.price, order.leaves);
             account.open_orders += 1;
             *account.exposures.entry(order.symbol).or_default().open_mut(order.side) += i128::from(order.leaves);
         }
@@ -200,6 +203,7 @@ impl Orders {
         exposure.position = exposure.position.saturating_add(order.side.sign().saturating_mul(quantity));
         if order.resting.is_some() {
             *exposure.open_mut(order.side) -= i128::from(quantity);
+            account.open_notional -= notional(order.price, quantity);
         }
         if order.leaves > 0 {
             order.status = OrderStatus::PartiallyFilled;
@@ -221,6 +225,7 @@ impl Orders {
         }
         if let Some(account) = self.accounts.get_mut(&order.account) {
             account.open_orders = account.open_orders.saturating_sub(1);
+            account.open_notional -= notional(order.price, order.leaves);
             *account.exposures.entry(order.symbol).or_default().open_mut(order.side) -= i128::from(order.leaves);
         }
         self.cancel_on_disconnect.remove(&(order.session, id));
@@ -249,6 +254,7 @@ impl Orders {
             account.touch(sequence);
             if order.resting.is_some() {
                 *account.exposures.entry(order.symbol).or_default().open_mut(order.side) += i128::from(leaves) - i128::from(order.leaves);
+                account.open_notional += notional(price, leaves) - notional(order.price, order.leaves);
             }
         }
         order.price = price;
@@ -281,6 +287,11 @@ impl Orders {
         self.accounts.get(account).map_or(0, |a| a.sequence)
     }
 
+    /// Σ price × open quantity over the account's resting orders.
+    pub(crate) fn open_notional(&self, account: &str) -> i128 {
+        self.accounts.get(account).map_or(0, |a| a.open_notional)
+    }
+
     /// The account's open orders.
     pub(crate) fn open_orders(&self, account: &str) -> usize {
         self.accounts.get(account).map_or(0, |a| a.open_orders)
@@ -300,6 +311,11 @@ impl Orders {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Order> {
         self.orders.iter()
     }
+}
+
+/// `price × quantity`, exact (`i128` holds any product of two `i64`).
+pub(crate) fn notional(price: i64, quantity: i64) -> i128 {
+    i128::from(price) * i128::from(quantity)
 }
 
 /// The vector index of an order id, if it can be one.

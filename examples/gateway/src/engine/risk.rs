@@ -99,6 +99,18 @@ pub(crate) fn check_notional(price: i64, quantity: i64, max: i64) -> Result<(), 
     Ok(())
 }
 
+/// The account's open notional plus `added` may be at most its credit `limit`.
+pub(crate) fn check_credit(open_notional: i128, added: i128, limit: i64) -> Result<(), Reject> {
+    let total = open_notional.saturating_add(added);
+    if total > i128::from(limit) {
+        return Err(Reject::new(
+            RejectReason::CreditLimit,
+            format!("open notional {open_notional} plus this order's {added} is over the account's credit limit {limit}"),
+        ));
+    }
+    Ok(())
+}
+
 /// An account may have at most `max` open orders; one more must still fit.
 pub(crate) fn check_open_orders(open: usize, max: u32) -> Result<(), Reject> {
     if open >= max as usize {

@@ -6,7 +6,7 @@
 //! the limits from the cheapest on; the throttle comes last (the caller charges it).
 
 use super::book::BookSide;
-use super::orders::OrderId;
+use super::orders::{OrderId, notional};
 use super::risk::{self, IdKind, shown};
 use super::{Engine, Reject, Symbol};
 use crate::proto::{CancelOrderRequest, NewOrderRequest, OrderType, RejectReason, ReplaceOrderRequest, TimeInForce};
@@ -56,10 +56,12 @@ impl Engine {
             risk::check_band(plan.price, reference, self.limits.price_band_percent)?;
         }
         risk::check_max_quantity(plan.quantity, self.limits.max_order_quantity)?;
-        risk::check_notional(
-            if plan.market { reference } else { plan.price },
-            plan.quantity,
-            self.limits.max_notional,
+        let price = if plan.market { reference } else { plan.price };
+        risk::check_notional(price, plan.quantity, self.limits.max_notional)?;
+        risk::check_credit(
+            self.orders.open_notional(&request.account),
+            notional(price, plan.quantity),
+            self.limits.credit_limit,
         )?;
         if plan.may_rest() {
             risk::check_open_orders(self.orders.open_orders(&request.account), self.limits.max_open_orders)?;
@@ -86,6 +88,11 @@ impl Engine {
         risk::check_band(plan.price, symbol.reference_price(), self.limits.price_band_percent)?;
         risk::check_max_quantity(plan.quantity, self.limits.max_order_quantity)?;
         risk::check_notional(plan.price, plan.quantity, self.limits.max_notional)?;
+        let new_leaves = plan.quantity.saturating_sub(order.cumulative);
+        let added = notional(plan.price, new_leaves) - notional(order.price, order.leaves);
+        if added > 0 {
+            risk::check_credit(self.orders.open_notional(&request.account), added, self.limits.credit_limit)?;
+        }
         // Structural checks guarantee quantity > cumulative, so the new open quantity is positive.
         let added = plan.quantity.saturating_sub(order.cumulative).saturating_sub(order.leaves);
         if added > 0 {

@@ -88,3 +88,25 @@ fn a_second_replace_while_the_first_is_in_flight_applies_after_it_in_journal_ord
     let order = h.engine.query("A", "r1").unwrap_or_default();
     assert_eq!((order.cl_ord_id.as_str(), order.price, order.leaves_quantity), ("r2", 9_995, 30));
 }
+
+#[test]
+fn many_small_orders_within_every_limit_are_refused_once_together_over_the_credit() {
+    let mut h = Harness::with_limits(Limits {
+        credit_limit: 250_000, // Two and a half orders of 10 at 10 000.
+        ..limits()
+    });
+    h.buy("A", "1", 10_000, 10);
+    h.sell("A", "2", 10_500, 10); // Both sides count: 205 000 open.
+    assert_eq!(
+        h.refused(new_order(limit("A", "3", Side::Buy, 10_000, 5))),
+        RejectReason::CreditLimit,
+        "205 000 + 50 000 is over 250 000"
+    );
+    h.buy("A", "3", 10_000, 4); // 245 000: at most the credit.
+    // Another account has its own credit; a fill frees credit; a replace raising it is checked.
+    h.buy("B", "1", 10_000, 20);
+    h.sell("C", "x", 10_000, 10); // Fills A's first order: 145 000 open.
+    h.buy("A", "4", 10_000, 10); // 245 000 again.
+    assert_eq!(h.refused(replace("A", "r", "3", 10_000, 5)), RejectReason::CreditLimit);
+    assert!(h.submit(1, replace("A", "r", "3", 10_000, 3)).is_ok(), "lowering always passes");
+}

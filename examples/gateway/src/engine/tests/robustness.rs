@@ -129,6 +129,7 @@ fn notional_overflowing_i64_is_refused_not_wrapped() {
         price_band_percent: 100,
         max_order_quantity: i64::MAX,
         max_notional: i64::MAX,
+        credit_limit: i64::MAX,
         position_limit: i64::MAX,
         ..limits()
     };
