@@ -253,7 +253,7 @@ async fn a_dropped_connection_cancels_its_cancel_on_disconnect_orders_only() {
 }
 
 #[tokio::test]
-async fn the_kill_switch_halts_new_orders_but_not_cancels() {
+async fn the_kill_switch_cancels_working_orders_and_halts_new_ones() {
     let (_dir, journal) = scratch();
     let running = start(&config(&journal)).await;
     let orders = client(&running).await;
@@ -270,6 +270,14 @@ async fn the_kill_switch_halts_new_orders_but_not_cancels() {
     assert_eq!(reason(&halted), RejectReason::KillSwitch, "{halted:?}");
     let other = orders.new_order(limit("B", "k-3", Side::Buy, 18_700, 1)).await.unwrap();
     assert_eq!(other.exec_type, ExecType::Ack as i32, "other accounts trade on");
+    let working = orders
+        .query_order(OrderQuery {
+            account: "A".into(),
+            cl_ord_id: "k-1".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(working.status, OrderStatus::Cancelled as i32, "engaging cancelled it: {working:?}");
     let cancel = orders
         .cancel_order(CancelOrderRequest {
             account: "A".into(),
@@ -278,7 +286,11 @@ async fn the_kill_switch_halts_new_orders_but_not_cancels() {
         })
         .await
         .unwrap();
-    assert_eq!(cancel.status, OrderStatus::Cancelled as i32, "cancels pass the kill switch");
+    assert_eq!(
+        reason(&cancel),
+        RejectReason::OrderFinal,
+        "cancels pass the switch, but k-1 is gone"
+    );
     admin
         .set_kill_switch(KillSwitchRequest {
             account: String::new(),

@@ -60,8 +60,13 @@
 //!   (IOC and market orders never rest, so an account at its maximum can still flatten).
 //! - **Position limit** is directional: a buy is checked against `position + open buys + qty <= limit`,
 //!   a sell against `position - open sells - qty >= -limit`; a reducing order always passes.
-//! - **Kill switch**: an empty account engages the global switch. Engaging does not cancel open
-//!   orders; cancels still pass. The global and the per-account switches are independent.
+//! - **Kill switch**: an empty account engages the global switch. Engaging cancels the working
+//!   orders it covers (each with a CANCELLED report, text "cancelled by the kill switch"). While
+//!   engaged, new orders are refused unless they only reduce the position (opposite side, and
+//!   with the open orders on their side at most the position), replaces are refused if they
+//!   raise the open quantity, and cancels pass. The global and the per-account switches are independent.
+//! - **Credit**: an account's open notional (price × open quantity over its resting orders) plus
+//!   the order checked may not exceed `credit_limit` (CREDIT_LIMIT).
 //! - An unknown `time_in_force` is refused as INVALID_ORDER_TYPE (the proto has no reason of its own for it).
 //! - **SessionClosed / SessionsReset** cancel the open cancel-on-disconnect orders of the session
 //!   (of every session), by order id; each gets a CANCELLED report in [`Outcome::reports`]. The

@@ -268,6 +268,16 @@ impl Orders {
         };
     }
 
+    /// The open orders of `account` (of every account for `None`), by order id. Walks every
+    /// order: for the rare kill switch, not for the order path.
+    pub(crate) fn open_order_ids(&self, account: Option<&str>) -> Vec<OrderId> {
+        self.orders
+            .iter()
+            .filter(|order| order.is_open() && account.is_none_or(|account| *order.account == *account))
+            .map(|order| order.id)
+            .collect()
+    }
+
     /// The open cancel-on-disconnect orders of `session` (or of every session), by order id.
     pub(crate) fn cancel_on_disconnect_orders(&self, session: Option<u64>) -> Vec<OrderId> {
         let mut ids: Vec<OrderId> = match session {

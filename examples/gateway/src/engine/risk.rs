@@ -146,6 +146,18 @@ pub(crate) fn check_position(side: BookSide, exposure: Exposure, quantity: i64, 
     Ok(())
 }
 
+/// Whether an order of `quantity` on `side` only reduces the position, even if it and every
+/// open order on its side filled: it is on the side opposite the position and they add up to at
+/// most the position. The kill switch lets such orders through.
+pub(crate) fn reduces_position(side: BookSide, exposure: Exposure, quantity: i64) -> bool {
+    let position = i128::from(exposure.position);
+    let flattening = match side {
+        BookSide::Buy => -position,
+        BookSide::Sell => position,
+    };
+    flattening > 0 && exposure.open(side) + i128::from(quantity) <= flattening
+}
+
 /// A string from the network, quoted and cut to a readable length for a reject text.
 pub(crate) fn shown(value: &str) -> String {
     let mut chars = value.chars();

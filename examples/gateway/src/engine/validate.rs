@@ -48,7 +48,13 @@ impl Engine {
     pub(super) fn check_new(&self, request: &NewOrderRequest) -> Result<NewPlan, Reject> {
         self.check_ids(&request.account, &request.cl_ord_id)?;
         let plan = self.structural_new(request)?;
-        self.kill_switches.check(&request.account)?;
+        if let Err(halted) = self.kill_switches.check(&request.account) {
+            // A halted account may still reduce its position.
+            let exposure = self.orders.exposure(&request.account, plan.symbol);
+            if !risk::reduces_position(plan.side, exposure, plan.quantity) {
+                return Err(halted);
+            }
+        }
         let symbol = self.symbol(plan.symbol)?;
         let reference = symbol.reference_price();
         if !plan.market {
@@ -81,7 +87,6 @@ impl Engine {
     pub(super) fn check_replace(&self, request: &ReplaceOrderRequest) -> Result<ReplacePlan, Reject> {
         self.check_ids(&request.account, &request.cl_ord_id)?;
         let plan = self.structural_replace(request)?;
-        self.kill_switches.check(&request.account)?;
         let order = self.orders.get(plan.order).ok_or_else(|| unknown_order(&request.orig_cl_ord_id))?;
         let symbol = self.symbol(order.symbol)?;
         risk::check_tick(plan.price, symbol.spec.tick_size)?;
@@ -96,6 +101,8 @@ impl Engine {
         // Structural checks guarantee quantity > cumulative, so the new open quantity is positive.
         let added = plan.quantity.saturating_sub(order.cumulative).saturating_sub(order.leaves);
         if added > 0 {
+            // A halted account may lower an order, not raise it.
+            self.kill_switches.check(&request.account)?;
             let exposure = self.orders.exposure(&request.account, order.symbol);
             risk::check_position(order.side, exposure, added, self.limits.position_limit, &symbol.spec.name)?;
         }

@@ -110,3 +110,34 @@ fn many_small_orders_within_every_limit_are_refused_once_together_over_the_credi
     assert_eq!(h.refused(replace("A", "r", "3", 10_000, 5)), RejectReason::CreditLimit);
     assert!(h.submit(1, replace("A", "r", "3", 10_000, 3)).is_ok(), "lowering always passes");
 }
+
+#[test]
+fn a_kill_switch_cancels_working_orders_refuses_new_risk_and_lets_reducing_orders_through() {
+    let mut h = Harness::new();
+    h.buy("A", "long", 10_000, 10);
+    h.sell("B", "s", 10_000, 10); // A is long 10.
+    h.buy("A", "working", 9_900, 5);
+    let engaged = h.submit(0, kill_switch("A", true)).ok().unwrap_or_default();
+    assert_eq!(engaged.reports.len(), 1, "the working order is cancelled");
+    assert_eq!(h.engine.open_orders("A"), 0);
+    // Risk-increasing: more long, or a sell past flat.
+    assert_eq!(
+        h.refused(new_order(limit("A", "b", Side::Buy, 10_000, 1))),
+        RejectReason::KillSwitch
+    );
+    assert_eq!(
+        h.refused(new_order(limit("A", "s1", Side::Sell, 10_000, 11))),
+        RejectReason::KillSwitch
+    );
+    // Risk-reducing: sells up to the long position, counting the ones already open.
+    h.sell("A", "s2", 10_100, 6);
+    assert_eq!(
+        h.refused(new_order(limit("A", "s3", Side::Sell, 10_100, 5))),
+        RejectReason::KillSwitch
+    );
+    h.sell("A", "s3", 10_100, 4);
+    // A replace may lower an order, not raise it; cancels pass.
+    assert_eq!(h.refused(replace("A", "r1", "s2", 10_100, 7)), RejectReason::KillSwitch);
+    assert!(h.submit(1, replace("A", "r1", "s2", 10_100, 5)).is_ok());
+    assert!(h.submit(1, cancel("A", "c", "s3")).is_ok());
+}
