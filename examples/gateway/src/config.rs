@@ -12,6 +12,14 @@ use crate::journal::FsyncPolicy;
 /// Where the gateway listens by default: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 
+/// How long without a frame from a client before the gateway pings it (1 s): a session that
+/// stops answering (a hung client, a dead link that TCP has not noticed) is found within
+/// this plus [`DEFAULT_KEEPALIVE_TIMEOUT`], and its cancel-on-disconnect orders are cancelled.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a ping may go unanswered before the session counts as disconnected (2 s).
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Everything the gateway needs to run. `Config::default()` is the embedded demo setup;
 /// `volley-gateway config --print` prints the effective one as TOML.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -32,6 +40,13 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// Milliseconds without a frame from a client before it is pinged (0: never ping). A missed
+    /// heartbeat ends the session like a close: its cancel-on-disconnect orders are cancelled.
+    #[serde(with = "millis_or_never")]
+    pub keepalive_interval: Option<Duration>,
+    /// Milliseconds a ping may go unanswered before the session counts as disconnected.
+    #[serde(with = "millis")]
+    pub keepalive_timeout: Duration,
     /// Tradable symbols.
     pub symbols: Vec<SymbolSpec>,
     /// Pre-trade limits.
@@ -47,6 +62,8 @@ impl Default for Config {
             fsync: FsyncPolicy::default(),
             drain_timeout: Duration::from_secs(5),
             max_connections: 1024,
+            keepalive_interval: Some(DEFAULT_KEEPALIVE_INTERVAL),
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             symbols: default_symbols(),
             limits: Limits::default(),
         }
@@ -143,6 +160,23 @@ mod millis {
 
     pub(super) fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// An optional `Duration` as whole milliseconds, 0 for none.
+mod millis_or_never {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+        let millis = u64::deserialize(deserializer)?;
+        Ok((millis > 0).then(|| Duration::from_millis(millis)))
+    }
+
+    pub(super) fn serialize<S: Serializer>(duration: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+        let millis = duration.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        serializer.serialize_u64(millis)
     }
 }
 
