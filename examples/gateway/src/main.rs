@@ -227,9 +227,11 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
         config.metrics = Some("127.0.0.1:0".into());
     }
     if args.gateway.config.is_none() {
-        // The demo is a benchmark: lift the per-account throttle so it measures the gateway.
+        // The demo is a benchmark: lift the per-account throttle and runaway halt so it
+        // measures the gateway.
         config.limits.orders_per_second = 1_000_000;
         config.limits.burst = 100_000;
+        config.limits.runaway_messages = 0;
     }
     let running = start(&config).await?;
     let options = args.load.options(&config);

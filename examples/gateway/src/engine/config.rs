@@ -25,6 +25,12 @@ pub const DEFAULT_CREDIT_LIMIT: i64 = 100_000_000_000;
 pub const DEFAULT_ORDERS_PER_SECOND: u32 = 5_000;
 /// Default throttle bucket: one fifth of a second's rate may arrive at once.
 pub const DEFAULT_BURST: u32 = 1_000;
+/// Default runaway limit: an account sending more than this many commands (accepted or not)
+/// within one [`DEFAULT_RUNAWAY_WINDOW_MS`] window is halted (its kill switch engaged): ten
+/// times the throttle's rate, so only a client looping out of control reaches it.
+pub const DEFAULT_RUNAWAY_MESSAGES: u32 = 50_000;
+/// Default runaway window: one second.
+pub const DEFAULT_RUNAWAY_WINDOW_MS: u32 = 1_000;
 /// Default longest account, cl_ord_id or symbol: 64 bytes, like most venues' ClOrdID fields.
 pub const DEFAULT_MAX_ID_LEN: usize = 64;
 
@@ -81,6 +87,12 @@ pub struct Limits {
     pub burst: u32,
     /// The longest account, cl_ord_id or symbol accepted, in bytes.
     pub max_id_len: usize,
+    /// More commands than this from one account (new orders, cancels, replaces; accepted or
+    /// rejected) within one `runaway_window_ms` window halt the account: the gateway engages its
+    /// kill switch (journaled), logs it and counts it in `gateway_runaway_halts_total`. 0: never.
+    pub runaway_messages: u32,
+    /// The runaway window, in milliseconds.
+    pub runaway_window_ms: u32,
 }
 
 impl Default for Limits {
@@ -95,6 +107,8 @@ impl Default for Limits {
             orders_per_second: DEFAULT_ORDERS_PER_SECOND,
             burst: DEFAULT_BURST,
             max_id_len: DEFAULT_MAX_ID_LEN,
+            runaway_messages: DEFAULT_RUNAWAY_MESSAGES,
+            runaway_window_ms: DEFAULT_RUNAWAY_WINDOW_MS,
         }
     }
 }

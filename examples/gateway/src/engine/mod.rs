@@ -96,12 +96,12 @@ use std::time::Instant;
 
 use book::Book;
 use orders::Orders;
-use risk::{KillSwitches, Throttle};
+use risk::{KillSwitches, Runaway, Throttle};
 
 pub use config::{
     ConfigError, DEFAULT_BURST, DEFAULT_CREDIT_LIMIT, DEFAULT_MAX_ID_LEN, DEFAULT_MAX_NOTIONAL, DEFAULT_MAX_OPEN_ORDERS,
-    DEFAULT_MAX_ORDER_QUANTITY, DEFAULT_ORDERS_PER_SECOND, DEFAULT_POSITION_LIMIT, DEFAULT_PRICE_BAND_PERCENT, Limits, SymbolSpec,
-    validate_config,
+    DEFAULT_MAX_ORDER_QUANTITY, DEFAULT_ORDERS_PER_SECOND, DEFAULT_POSITION_LIMIT, DEFAULT_PRICE_BAND_PERCENT, DEFAULT_RUNAWAY_MESSAGES,
+    DEFAULT_RUNAWAY_WINDOW_MS, Limits, SymbolSpec, validate_config,
 };
 
 use crate::proto::journal::record::Command;
@@ -116,6 +116,7 @@ pub struct Engine {
     orders: Orders,
     kill_switches: KillSwitches,
     throttle: Throttle,
+    runaway: Runaway,
     /// The last trade id handed out.
     trade_id: u64,
 }
@@ -195,6 +196,7 @@ impl Engine {
             orders: Orders::default(),
             kill_switches: KillSwitches::default(),
             throttle: Throttle::default(),
+            runaway: Runaway::default(),
             trade_id: 0,
         }
     }
@@ -251,6 +253,24 @@ impl Engine {
                 market_data: Vec::new(),
             }
         })
+    }
+
+    /// Counts a command from `account` (new order, cancel or replace; before its checks) at
+    /// `now`, the caller's clock. `true` once the account goes over `runaway_messages` in the
+    /// current window while not halted yet: the caller then journals a kill switch for it (a
+    /// `KillSwitch` command, so replay halts it too). Not journaled itself, like the throttle.
+    pub fn is_runaway(&mut self, command: &Command, now: Instant) -> bool {
+        let account = match command {
+            Command::NewOrder(request) => &request.account,
+            Command::Cancel(request) => &request.account,
+            Command::Replace(request) => &request.account,
+            Command::KillSwitch(_) | Command::SessionClosed(_) | Command::SessionsReset(_) => return false,
+        };
+        if self.limits.runaway_messages == 0 || account.is_empty() {
+            return false;
+        }
+        let window = std::time::Duration::from_millis(u64::from(self.limits.runaway_window_ms));
+        self.runaway.count(account, now, window, self.limits.runaway_messages) && !self.kill_switches.is_engaged(account)
     }
 
     /// The answer to a new order flagged `possible_resend` whose ClOrdID the account already

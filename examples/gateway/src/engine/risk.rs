@@ -223,6 +223,29 @@ impl KillSwitches {
     }
 }
 
+/// Messages per account in fixed windows, for the runaway halt.
+#[derive(Debug, Default)]
+pub(crate) struct Runaway {
+    /// Account → (start of its current window, messages in it).
+    windows: HashMap<String, (Instant, u32)>,
+}
+
+impl Runaway {
+    /// Counts one message of `account` at `now`; `true` when this one is the first over `max`
+    /// in its window. Windows start at an account's first message after the previous one ended.
+    pub(crate) fn count(&mut self, account: &str, now: Instant, window: std::time::Duration, max: u32) -> bool {
+        if self.windows.len() >= MIN_PRUNE_AT && !self.windows.contains_key(account) {
+            self.windows.retain(|_, (start, _)| now.saturating_duration_since(*start) < window);
+        }
+        let entry = self.windows.entry(account.to_owned()).or_insert((now, 0));
+        if now.saturating_duration_since(entry.0) >= window {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        entry.1 == max.saturating_add(1)
+    }
+}
+
 /// The order-rate throttle: a token bucket per account, refilled from the caller's clock.
 #[derive(Debug)]
 pub(crate) struct Throttle {

@@ -34,7 +34,7 @@ use crate::fanout::Fanout;
 use crate::journal::{Journal, JournalError, JournalOptions, Replay};
 use crate::metrics::GatewayMetrics;
 use crate::proto::journal::{Record, SessionClosed, SessionsReset, record::Command};
-use crate::proto::{ExecType, ExecutionReport, MarketDataUpdate, RejectReason};
+use crate::proto::{ExecType, ExecutionReport, KillSwitchRequest, MarketDataUpdate, RejectReason};
 
 /// What replaying the journal at start found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -246,14 +246,26 @@ impl Gateway {
         f(&lock(&self.inner.core).engine)
     }
 
-    /// Checks, applies and journals `command` from `session`. Call [`Gateway::acknowledge`] with
-    /// an accepted command to wait until it is durable.
+    /// Checks, applies and journals `command` from `session`; answer it with
+    /// [`Gateway::answer`]. An account over its runaway limit is halted first (a journaled kill
+    /// switch, a warning in the log and `gateway_runaway_halts_total`).
     pub fn intake(&self, session: u64, command: Command) -> Result<Intake, Status> {
         let started = Instant::now();
         self.refuse_if_not_accepting()?;
         let mut core = lock(&self.inner.core);
         // Again under the lock: `close` takes it before closing the journal.
         self.refuse_if_not_accepting()?;
+        if core.engine.is_runaway(&command, started) {
+            let account = command_account(&command).to_owned();
+            tracing::warn!(
+                account,
+                "runaway: the account sent more commands in one window than runaway_messages allows; its kill switch is engaged"
+            );
+            self.inner.metrics.runaway_halt();
+            let halt = Command::KillSwitch(KillSwitchRequest { account, engaged: true });
+            // Journaled like an operator's; nobody waits for its acknowledgement.
+            self.apply_and_append(&mut core, 0, halt, started)?;
+        }
         if let Some(report) = core.engine.resend_answer(&command) {
             drop(core);
             return Ok(Intake::Rejected(Rejected {
@@ -272,6 +284,11 @@ impl Gateway {
                 to_streams: true,
             }));
         }
+        self.apply_and_append(&mut core, session, command, started)
+    }
+
+    /// Applies a checked command and appends it to the journal, under the engine's lock.
+    fn apply_and_append(&self, core: &mut Core, session: u64, command: Command, started: Instant) -> Result<Intake, Status> {
         let sequence = core.next_sequence;
         let Outcome {
             response,
@@ -282,7 +299,6 @@ impl Gateway {
             // `check` passed, so this does not happen; were it to, nothing changed and nothing
             // is journaled.
             let reads = core.engine.state_sequence(&command);
-            drop(core);
             self.inner
                 .metrics
                 .rejected(RejectReason::try_from(response.reject_reason).unwrap_or_default());
@@ -317,7 +333,6 @@ impl Gateway {
                 return Err(journal_status(&err));
             }
         }
-        drop(core);
         self.inner.metrics.accepted(kind);
         Ok(Intake::Accepted(Accepted {
             sequence,
@@ -454,6 +469,17 @@ impl Gateway {
 /// command was not acknowledged and may retry elsewhere.
 fn journal_status(err: &JournalError) -> Status {
     Status::unavailable(format!("the command was not journaled and is not acknowledged: {err}"))
+}
+
+/// The account a command is about ("" for the gateway's own commands).
+fn command_account(command: &Command) -> &str {
+    match command {
+        Command::NewOrder(request) => &request.account,
+        Command::Cancel(request) => &request.account,
+        Command::Replace(request) => &request.account,
+        Command::KillSwitch(request) => &request.account,
+        Command::SessionClosed(_) | Command::SessionsReset(_) => "",
+    }
 }
 
 /// The metric label of a command.

@@ -214,3 +214,38 @@ async fn a_stateless_reject_is_answered_at_once_while_the_journal_is_held() {
     assert_eq!(reject_reason(&report), RejectReason::InvalidQuantity, "{report:?}");
     assert_eq!(report.status, OrderStatus::Rejected as i32);
 }
+
+#[tokio::test]
+async fn a_runaway_account_is_halted_with_a_journaled_kill_switch_an_alert_metric_and_the_rest_trade_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        journal: dir.path().join("gateway.journal"),
+        ..Config::default()
+    };
+    config.limits.runaway_messages = 5;
+    config.limits.runaway_window_ms = 60_000; // The test's commands all fall in one window.
+    let metrics = GatewayMetrics::new();
+    let (gateway, _) = Gateway::open(&config, metrics.clone()).unwrap();
+    for n in 0..5 {
+        let report = gateway.submit(1, order(&format!("o-{n}"))).await.unwrap();
+        assert_eq!(report.exec_type, ExecType::Ack as i32, "{report:?}");
+    }
+    assert_eq!(metrics.runaway_halts(), 0);
+    let sixth = gateway.submit(1, order("o-5")).await.unwrap();
+    assert_eq!(reject_reason(&sixth), RejectReason::KillSwitch, "{sixth:?}");
+    assert_eq!(metrics.runaway_halts(), 1, "one alert per halt");
+    assert!(gateway.with_engine(|engine| engine.is_halted("A")));
+    assert_eq!(
+        gateway.with_engine(|engine| engine.open_orders("A")),
+        0,
+        "its working orders are cancelled"
+    );
+    let other = gateway.submit(1, limit("B", "b-1", Side::Buy, 1)).await.unwrap();
+    assert_eq!(other.exec_type, ExecType::Ack as i32, "other accounts trade on");
+    gateway.close().await.unwrap();
+    drop(gateway);
+
+    // The halt is journaled: a restart keeps the account halted.
+    let (restarted, _) = Gateway::open(&config, GatewayMetrics::new()).unwrap();
+    assert!(restarted.with_engine(|engine| engine.is_halted("A")));
+}

@@ -141,3 +141,23 @@ fn a_kill_switch_cancels_working_orders_refuses_new_risk_and_lets_reducing_order
     assert!(h.submit(1, replace("A", "r1", "s2", 10_100, 5)).is_ok());
     assert!(h.submit(1, cancel("A", "c", "s3")).is_ok());
 }
+
+#[test]
+fn an_account_over_its_runaway_limit_in_a_window_is_flagged_once_and_a_new_window_starts_afresh() {
+    let mut h = Harness::with_limits(Limits {
+        runaway_messages: 3,
+        runaway_window_ms: 1_000,
+        ..limits()
+    });
+    let command = cancel("A", "c", "nope"); // Rejected or not, every command counts.
+    let flags: Vec<bool> = (0..5).map(|_| h.engine.is_runaway(&command, h.now)).collect();
+    assert_eq!(flags, [false, false, false, true, false], "flagged once, on the fourth");
+    assert!(!h.engine.is_runaway(&cancel("B", "c", "nope"), h.now), "per account");
+    h.advance(Duration::from_millis(1_000));
+    let flags: Vec<bool> = (0..4).map(|_| h.engine.is_runaway(&command, h.now)).collect();
+    assert_eq!(flags, [false, false, false, true]);
+    // Once halted, it is not flagged again.
+    assert!(h.submit(0, kill_switch("A", true)).is_ok());
+    h.advance(Duration::from_millis(1_000));
+    assert!((0..10).all(|_| !h.engine.is_runaway(&command, h.now)));
+}

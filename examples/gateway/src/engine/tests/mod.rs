@@ -48,6 +48,8 @@ fn limits() -> Limits {
         orders_per_second: 1_000,
         burst: 1_000,
         max_id_len: 16,
+        runaway_messages: 1_000_000,
+        runaway_window_ms: 1_000,
     }
 }
 
