@@ -5,6 +5,7 @@ use volley::server::CallContext;
 use volley::{Request, Status, StreamSender, Streaming};
 
 use crate::gateway::{Gateway, Intake, Rejected};
+use crate::history::Resumed;
 use crate::proto::admin_server::Admin;
 use crate::proto::journal::record::Command;
 use crate::proto::order_entry_server::OrderEntry;
@@ -145,24 +146,29 @@ impl OrderEntry for Services {
         request: Request<SubscribeReports>,
         mut responses: StreamSender<ExecutionReport>,
     ) -> Result<(), Status> {
-        let account = request.into_inner().account;
+        let SubscribeReports { account, after_sequence } = request.into_inner();
         if account.is_empty() {
             return Err(Status::invalid_argument("name the account to subscribe to"));
         }
-        let mut reports = self.gateway.fanout().subscribe_account(&account);
+        let Resumed {
+            after,
+            backlog,
+            live: mut reports,
+        } = self.gateway.subscribe_reports(&account, after_sequence)?;
         let _subscribed = Subscribed::new(&self.gateway);
-        // Subscribed now: say so, with where the stream starts, so the subscriber knows that
-        // every report after it arrives here.
-        // Said once durable, like every answer: a crash cannot take back the sequence it names.
-        let sequence = self.gateway.last_sequence();
-        self.gateway.wait_durable(sequence).await?;
+        // Subscribed now: say so, with where the stream continues, so the subscriber knows that
+        // every report after it arrives here. Only durable reports are recorded, so the
+        // sequence it names is durable.
         let confirmation = ExecutionReport {
-            sequence,
+            sequence: after,
             text: "subscribed: every report after this sequence follows".into(),
             account,
             ..ExecutionReport::default()
         };
         responses.send_now(&confirmation).await?;
+        for report in &backlog {
+            responses.send(report).await?;
+        }
         loop {
             match reports.recv().await {
                 Ok(report) => responses.send(&report).await?,

@@ -88,8 +88,20 @@ async fn a_cross_reports_fills_to_both_accounts_and_moves_the_market_data() {
     let (_dir, journal) = scratch();
     let running = start(&config(&journal)).await;
     let orders = client(&running).await;
-    let mut seller_reports = orders.execution_reports(SubscribeReports { account: "S".into() }).await.unwrap();
-    let mut buyer_reports = orders.execution_reports(SubscribeReports { account: "B".into() }).await.unwrap();
+    let mut seller_reports = orders
+        .execution_reports(SubscribeReports {
+            account: "S".into(),
+            after_sequence: 0,
+        })
+        .await
+        .unwrap();
+    let mut buyer_reports = orders
+        .execution_reports(SubscribeReports {
+            account: "B".into(),
+            after_sequence: 0,
+        })
+        .await
+        .unwrap();
     for stream in [&mut seller_reports, &mut buyer_reports] {
         let confirmation = tokio::time::timeout(WAIT, stream.message()).await.unwrap().unwrap().unwrap();
         assert_eq!(

@@ -31,6 +31,7 @@ use volley::server::ConnectionInfo;
 use crate::config::Config;
 use crate::engine::{Engine, Outcome};
 use crate::fanout::Fanout;
+use crate::history::{ReportHistory, Resumed};
 use crate::journal::{Journal, JournalError, JournalOptions, Replay};
 use crate::metrics::GatewayMetrics;
 use crate::proto::journal::{Record, SessionClosed, SessionsReset, record::Command};
@@ -130,6 +131,8 @@ struct Inner {
     /// Publications of applied commands, in sequence order, until the journal has them.
     pending: Arc<Mutex<VecDeque<Publication>>>,
     fanout: Arc<Fanout>,
+    /// Each account's recent reports, for subscribers that resume.
+    history: Arc<ReportHistory>,
     metrics: GatewayMetrics,
     /// Sessions with cancel-on-disconnect orders, each watched until its connection closes.
     watched: Mutex<HashSet<u64>>,
@@ -161,10 +164,11 @@ impl Gateway {
         open_journal: impl FnOnce(JournalOptions, Box<dyn FnMut(u64) + Send>) -> Result<(Journal, Replay), JournalError>,
     ) -> Result<(Self, ReplaySummary), GatewayError> {
         let fanout = Arc::new(Fanout::new());
+        let history = Arc::new(ReportHistory::default());
         let pending: Arc<Mutex<VecDeque<Publication>>> = Arc::default();
         let on_durable = {
-            let (pending, fanout, metrics) = (pending.clone(), fanout.clone(), metrics.clone());
-            Box::new(move |durable: u64| publish_durable(&pending, &fanout, &metrics, durable))
+            let (pending, fanout, history, metrics) = (pending.clone(), fanout.clone(), history.clone(), metrics.clone());
+            Box::new(move |durable: u64| publish_durable(&pending, &fanout, &history, &metrics, durable))
         };
         let fsync_metrics = metrics.clone();
         let options = JournalOptions::new(config.journal.clone())
@@ -195,7 +199,8 @@ impl Gateway {
                     reason: format!("it says it is record {}", record.sequence),
                 });
             }
-            engine.apply(sequence, record.session, &command);
+            let outcome = engine.apply(sequence, record.session, &command);
+            history.record(sequence, outcome.reports, None);
             summary.records = sequence;
         }
         drop(replay);
@@ -209,6 +214,7 @@ impl Gateway {
                 journal,
                 pending,
                 fanout,
+                history,
                 metrics,
                 watched: Mutex::new(HashSet::new()),
                 accepting: AtomicBool::new(true),
@@ -239,6 +245,12 @@ impl Gateway {
     /// The report and market-data subscribers.
     pub fn fanout(&self) -> &Fanout {
         &self.inner.fanout
+    }
+
+    /// Subscribes to `account`'s reports after `after` (0: from now on): the kept reports after
+    /// it, then live ones; see [`ReportHistory::subscribe`].
+    pub fn subscribe_reports(&self, account: &str, after: u64) -> Result<Resumed, Status> {
+        self.inner.history.subscribe(account, after, &self.inner.fanout)
     }
 
     /// Runs `f` on the engine (for queries), under the engine's lock.
@@ -495,7 +507,13 @@ fn command_kind(command: &Command) -> &'static str {
 }
 
 /// Publishes, in order, everything the journal now holds durably.
-fn publish_durable(pending: &Mutex<VecDeque<Publication>>, fanout: &Fanout, metrics: &GatewayMetrics, durable: u64) {
+fn publish_durable(
+    pending: &Mutex<VecDeque<Publication>>,
+    fanout: &Fanout,
+    history: &ReportHistory,
+    metrics: &GatewayMetrics,
+    durable: u64,
+) {
     loop {
         let publication = {
             let mut pending = lock(pending);
@@ -509,9 +527,7 @@ fn publish_durable(pending: &Mutex<VecDeque<Publication>>, fanout: &Fanout, metr
         };
         let fills = publication.reports.iter().filter(|r| r.exec_type == ExecType::Fill as i32).count();
         metrics.fills(fills as u64);
-        for report in publication.reports {
-            fanout.publish_report(report);
-        }
+        history.record(publication.sequence, publication.reports, Some(fanout));
         for update in publication.market_data {
             fanout.publish_market_data(update);
         }

@@ -298,7 +298,10 @@ pub async fn run(target: Address, options: LoadOptions) -> Result<LoadReport, Lo
         let client = Client::connect(target.clone()).await.map_err(|err| start_error(err.to_string()))?;
         let orders = OrderEntryClient::new(client);
         let reports = orders
-            .execution_reports(SubscribeReports { account: account.clone() })
+            .execution_reports(SubscribeReports {
+                account: account.clone(),
+                after_sequence: 0,
+            })
             .await
             .map_err(|status| start_error(status.to_string()))?;
         let book = Arc::new(Mutex::new(AccountBook::default()));
