@@ -244,10 +244,21 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
         options.duration,
         config.symbols.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
     );
+    // The unary round trip on the same gateway and placement, to compare order-to-ack with.
+    let unary = gateway::load::unary_baseline(running.local_addr().clone(), gateway::load::BASELINE_CALLS)
+        .await
+        .map_err(|err| err.to_string())?;
+    let unary_p50 = Duration::from_nanos(unary.value_at_quantile(0.5));
     let report = gateway::load::run(running.local_addr().clone(), options)
         .await
         .map_err(|err| err.to_string())?;
     print_report(&report);
+    println!(
+        "unary round trip (QueryOrder of an unknown order, 1 in flight, before the load): p50 {unary_p50:.1?}, p99 {:.1?}; \
+         order-to-ack p50 is {:.1}x it",
+        Duration::from_nanos(unary.value_at_quantile(0.99)),
+        report.order_latency_at(0.5).as_secs_f64() / unary_p50.as_secs_f64().max(1e-9)
+    );
     if let Some(address) = running.metrics_addr() {
         let scrape = scrape(address).await;
         println!("metrics were at http://{address}/metrics ({scrape})");

@@ -13,6 +13,7 @@
 //! measured from when each command was due (so a stall counts against every command it delayed:
 //! no coordinated omission); flat out, from when it was sent.
 
+mod baseline;
 mod lane;
 mod reports;
 
@@ -29,6 +30,7 @@ use volley::{Client, Status};
 use crate::engine::SymbolSpec;
 use crate::proto::order_entry_client::OrderEntryClient;
 use crate::proto::{ExecType, SubscribeReports};
+pub use baseline::{BASELINE_CALLS, unary_baseline};
 use lane::{AccountBook, Lane, Mix};
 use reports::ReportCollector;
 
