@@ -266,7 +266,8 @@ impl Engine {
             Command::Replace(request) => &request.account,
             Command::KillSwitch(_) | Command::SessionClosed(_) | Command::SessionsReset(_) => return false,
         };
-        if self.limits.runaway_messages == 0 || account.is_empty() {
+        // Malformed accounts are refused by `check` anyway and get no kill switch of their own.
+        if self.limits.runaway_messages == 0 || risk::check_id(risk::IdKind::Account, account, self.limits.max_id_len).is_err() {
             return false;
         }
         let window = std::time::Duration::from_millis(u64::from(self.limits.runaway_window_ms));

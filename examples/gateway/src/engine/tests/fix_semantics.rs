@@ -153,6 +153,11 @@ fn an_account_over_its_runaway_limit_in_a_window_is_flagged_once_and_a_new_windo
     let flags: Vec<bool> = (0..5).map(|_| h.engine.is_runaway(&command, h.now)).collect();
     assert_eq!(flags, [false, false, false, true, false], "flagged once, on the fourth");
     assert!(!h.engine.is_runaway(&cancel("B", "c", "nope"), h.now), "per account");
+    let too_long = cancel(&"x".repeat(17), "c", "nope");
+    assert!(
+        (0..10).all(|_| !h.engine.is_runaway(&too_long, h.now)),
+        "malformed accounts are not tracked"
+    );
     h.advance(Duration::from_millis(1_000));
     let flags: Vec<bool> = (0..4).map(|_| h.engine.is_runaway(&command, h.now)).collect();
     assert_eq!(flags, [false, false, false, true]);
