@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::{Limits, SymbolSpec};
 use crate::journal::FsyncPolicy;
@@ -12,13 +12,24 @@ use crate::journal::FsyncPolicy;
 /// Where the gateway listens by default: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 
-/// Everything the gateway needs to run. `Config::default()` is the embedded demo setup.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+/// How long without a frame from a client before the gateway pings it (1 s): a session that
+/// stops answering (a hung client, a dead link that TCP has not noticed) is found within
+/// this plus [`DEFAULT_KEEPALIVE_TIMEOUT`], and its cancel-on-disconnect orders are cancelled.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a ping may go unanswered before the session counts as disconnected (2 s).
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Everything the gateway needs to run. `Config::default()` is the embedded demo setup;
+/// `volley-gateway config --print` prints the effective one as TOML.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address for order entry: `ip:port` or `unix:/path`.
     pub listen: String,
-    /// Address of the Prometheus endpoint (`/metrics`), or `None` for no endpoint.
+    /// Address of the Prometheus endpoint (`/metrics`), or `None` for no endpoint (`"off"` in
+    /// the file, as on the command line).
+    #[serde(with = "metrics_address")]
     pub metrics: Option<String>,
     /// The journal file.
     pub journal: PathBuf,
@@ -29,6 +40,13 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// Milliseconds without a frame from a client before it is pinged (0: never ping). A missed
+    /// heartbeat ends the session like a close: its cancel-on-disconnect orders are cancelled.
+    #[serde(with = "millis_or_never")]
+    pub keepalive_interval: Option<Duration>,
+    /// Milliseconds a ping may go unanswered before the session counts as disconnected.
+    #[serde(with = "millis")]
+    pub keepalive_timeout: Duration,
     /// Tradable symbols.
     pub symbols: Vec<SymbolSpec>,
     /// Pre-trade limits.
@@ -44,6 +62,8 @@ impl Default for Config {
             fsync: FsyncPolicy::default(),
             drain_timeout: Duration::from_secs(5),
             max_connections: 1024,
+            keepalive_interval: Some(DEFAULT_KEEPALIVE_INTERVAL),
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             symbols: default_symbols(),
             limits: Limits::default(),
         }
@@ -74,6 +94,12 @@ impl Config {
         })?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The configuration as TOML: every key, with its effective value. Reading it back gives
+    /// the same configuration.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(self).map_err(|err| ConfigError::Invalid(format!("cannot print the config as TOML: {err}")))
     }
 
     /// Checks what serde cannot: at least one symbol, and symbols and limits the engine can
@@ -126,10 +152,47 @@ pub enum ConfigError {
 mod millis {
     use std::time::Duration;
 
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+
+    pub(super) fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// An optional `Duration` as whole milliseconds, 0 for none.
+mod millis_or_never {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+        let millis = u64::deserialize(deserializer)?;
+        Ok((millis > 0).then(|| Duration::from_millis(millis)))
+    }
+
+    pub(super) fn serialize<S: Serializer>(duration: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+        let millis = duration.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        serializer.serialize_u64(millis)
+    }
+}
+
+/// The metrics address, or `"off"` for none (TOML has no null).
+mod metrics_address {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    const OFF: &str = "off";
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+        let address = String::deserialize(deserializer)?;
+        Ok((address != OFF).then_some(address))
+    }
+
+    pub(super) fn serialize<S: Serializer>(address: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(address.as_deref().unwrap_or(OFF))
     }
 }
 
@@ -159,6 +222,25 @@ mod tests {
         assert_eq!(config.drain_timeout, Duration::from_millis(250));
         assert_eq!(config.symbols.len(), 1);
         assert_eq!(config.limits, Limits::default());
+    }
+
+    #[test]
+    fn the_printed_config_reads_back_as_the_same_config() {
+        let defaults = Config::default();
+        let printed = defaults.to_toml().unwrap();
+        assert!(printed.contains("[[symbols]]") && printed.contains("[limits]"), "{printed}");
+        assert_eq!(Config::from_toml(&printed).unwrap(), defaults);
+        let changed = Config {
+            metrics: None,
+            fsync: FsyncPolicy::EveryRecord,
+            ..Config::default()
+        };
+        let printed = changed.to_toml().unwrap();
+        assert!(
+            printed.contains("metrics = \"off\"") && printed.contains("fsync = \"every\""),
+            "{printed}"
+        );
+        assert_eq!(Config::from_toml(&printed).unwrap(), changed);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod fanout;
 pub mod gateway;
+pub mod history;
 pub mod journal;
 pub mod load;
 pub mod metrics;

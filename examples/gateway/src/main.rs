@@ -7,6 +7,8 @@
 //!   runs the gateway until SIGTERM or Ctrl-C, then shuts down gracefully.
 //! - `volley-gateway load --target 127.0.0.1:7070 [--accounts ..] [--seconds ..] [--rate ..]`:
 //!   runs the load generator against a running gateway.
+//! - `volley-gateway config --print [--config gateway.toml] [flags]`: prints the effective
+//!   configuration (symbols, reference prices, ticks, limits…) as TOML.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +40,18 @@ enum Command {
     Serve(ServeArgs),
     /// Run the load generator against a running gateway.
     Load(LoadArgs),
+    /// Show the configuration: `config --print` prints the effective TOML (defaults, then the
+    /// file, then the flags), every key included.
+    Config(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    /// Print the effective configuration as TOML (a file `--config` accepts).
+    #[arg(long)]
+    print: bool,
 }
 
 /// Flags shared by `serve` and `demo`: each overrides the config file.
@@ -109,6 +123,9 @@ struct LoadFlags {
     /// `unary` calls, or one `stream` (OrderStream) per account.
     #[arg(long, value_enum, default_value_t = EntryMode::Unary)]
     mode: EntryMode,
+    /// Percent of commands sent malformed on purpose (rejected), to load the reject path.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+    reject_percent: u32,
 }
 
 impl LoadFlags {
@@ -121,6 +138,7 @@ impl LoadFlags {
             symbols: config.symbols.clone(),
             seed: self.seed,
             mode: self.mode,
+            reject_percent: self.reject_percent,
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             ..LoadOptions::default()
         }
@@ -152,6 +170,8 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, never into a file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -165,6 +185,7 @@ async fn main() -> ExitCode {
         Some(Command::Demo(args)) => demo(args).await,
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Load(args)) => load(args).await,
+        Some(Command::Config(args)) => print_config(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -206,9 +227,11 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
         config.metrics = Some("127.0.0.1:0".into());
     }
     if args.gateway.config.is_none() {
-        // The demo is a benchmark: lift the per-account throttle so it measures the gateway.
+        // The demo is a benchmark: lift the per-account throttle and runaway halt so it
+        // measures the gateway.
         config.limits.orders_per_second = 1_000_000;
         config.limits.burst = 100_000;
+        config.limits.runaway_messages = 0;
     }
     let running = start(&config).await?;
     let options = args.load.options(&config);
@@ -221,10 +244,21 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
         options.duration,
         config.symbols.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
     );
+    // The unary round trip on the same gateway and placement, to compare order-to-ack with.
+    let unary = gateway::load::unary_baseline(running.local_addr().clone(), gateway::load::BASELINE_CALLS)
+        .await
+        .map_err(|err| err.to_string())?;
+    let unary_p50 = Duration::from_nanos(unary.value_at_quantile(0.5));
     let report = gateway::load::run(running.local_addr().clone(), options)
         .await
         .map_err(|err| err.to_string())?;
     print_report(&report);
+    println!(
+        "unary round trip (QueryOrder of an unknown order, 1 in flight, before the load): p50 {unary_p50:.1?}, p99 {:.1?}; \
+         order-to-ack p50 is {:.1}x it",
+        Duration::from_nanos(unary.value_at_quantile(0.99)),
+        report.order_latency_at(0.5).as_secs_f64() / unary_p50.as_secs_f64().max(1e-9)
+    );
     if let Some(address) = running.metrics_addr() {
         let scrape = scrape(address).await;
         println!("metrics were at http://{address}/metrics ({scrape})");
@@ -261,6 +295,16 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
     } else {
         Err("the load's checks failed (see above)".into())
     }
+}
+
+/// `config --print`: the effective configuration as TOML on standard output.
+fn print_config(args: &ConfigArgs) -> Result<(), String> {
+    if !args.print {
+        return Err("say what to do with the configuration: `volley-gateway config --print`".into());
+    }
+    let config = args.gateway.config()?;
+    print!("{}", config.to_toml().map_err(|err| err.to_string())?);
+    Ok(())
 }
 
 async fn start(config: &Config) -> Result<RunningGateway, String> {

@@ -33,6 +33,7 @@ pub struct GatewayMetrics {
     fsync: Histogram,
     fills: Counter,
     subscribers: Gauge,
+    runaway_halts: Counter,
     /// Volley's transport metrics (calls, latency, connections, write syscalls).
     pub transport: volley::metrics::Metrics,
 }
@@ -55,6 +56,7 @@ impl GatewayMetrics {
             fsync: Histogram::new(latency_buckets()),
             fills: Counter::default(),
             subscribers: Gauge::default(),
+            runaway_halts: Counter::default(),
             transport: volley::metrics::Metrics::new(),
         }
     }
@@ -79,6 +81,11 @@ impl GatewayMetrics {
         registry.register_with_unit("journal_fsync", "Duration of each journal fsync", Unit::Seconds, self.fsync.clone());
         registry.register("fills", "Fills (one per order side of each trade)", self.fills.clone());
         registry.register("subscribers", "Open report and market-data streams", self.subscribers.clone());
+        registry.register(
+            "runaway_halts",
+            "Accounts halted automatically for sending too many messages in a window (alert on any)",
+            self.runaway_halts.clone(),
+        );
         Arc::new(root)
     }
 
@@ -109,6 +116,16 @@ impl GatewayMetrics {
     /// `n` fills were reported.
     pub fn fills(&self, n: u64) {
         self.fills.inc_by(n);
+    }
+
+    /// An account was halted as a runaway.
+    pub fn runaway_halt(&self) {
+        self.runaway_halts.inc();
+    }
+
+    /// How many accounts were halted as runaways.
+    pub fn runaway_halts(&self) -> u64 {
+        self.runaway_halts.get()
     }
 
     /// A stream subscriber came (`+1`) or went (`-1`).

@@ -4,13 +4,14 @@ use tokio::sync::{broadcast, mpsc};
 use volley::server::CallContext;
 use volley::{Request, Status, StreamSender, Streaming};
 
-use crate::gateway::{Gateway, Intake};
+use crate::gateway::{Gateway, Intake, Rejected};
+use crate::history::Resumed;
 use crate::proto::admin_server::Admin;
 use crate::proto::journal::record::Command;
 use crate::proto::order_entry_server::OrderEntry;
 use crate::proto::{
     CancelOrderRequest, ExecType, ExecutionReport, KillSwitchRequest, KillSwitchResponse, MarketDataUpdate, NewOrderRequest, OrderCommand,
-    OrderQuery, RejectReason, ReplaceOrderRequest, SubscribeMarketData, SubscribeReports, order_command,
+    OrderQuery, OrderStatus, RejectReason, ReplaceOrderRequest, SubscribeMarketData, SubscribeReports, order_command,
 };
 
 /// Commands of one order stream taken in but not yet acknowledged (256): the stream's
@@ -85,11 +86,13 @@ impl OrderEntry for Services {
 
     async fn query_order(&self, request: Request<OrderQuery>) -> Result<ExecutionReport, Status> {
         let query = request.into_inner();
-        let found = self.gateway.with_engine(|engine| engine.query(&query.account, &query.cl_ord_id));
+        let found = self.gateway.query(&query.account, &query.cl_ord_id).await?;
         Ok(found.unwrap_or_else(|| ExecutionReport {
             account: query.account,
             cl_ord_id: query.cl_ord_id,
             exec_type: ExecType::Reject as i32,
+            // As every reject: the status says the command (here the query) was refused.
+            status: OrderStatus::Rejected as i32,
             reject_reason: RejectReason::UnknownOrder as i32,
             text: "no order with this cl_ord_id for this account".into(),
             ..ExecutionReport::default()
@@ -117,7 +120,7 @@ impl OrderEntry for Services {
                     Some(order_command::Command::Replace(replace)) => {
                         self.gateway.intake(self.session(&context, false), Command::Replace(replace))?
                     }
-                    None => Intake::Rejected(empty_command_reject()),
+                    None => Intake::Rejected(Rejected::stateless(empty_command_reject())),
                 };
                 if pipeline.send(intake).await.is_err() {
                     break;
@@ -126,13 +129,10 @@ impl OrderEntry for Services {
             drop(pipeline);
             Ok::<_, Status>(())
         };
-        // Answers each command in order once it is durable.
+        // Answers each command in order once what it depends on is durable.
         let answer = async {
             while let Some(intake) = acknowledgements.recv().await {
-                let report = match intake {
-                    Intake::Rejected(report) => report,
-                    Intake::Accepted(accepted) => self.gateway.acknowledge(accepted).await?,
-                };
+                let report = self.gateway.answer(intake).await?;
                 responses.send(&report).await?;
             }
             Ok::<_, Status>(())
@@ -146,21 +146,29 @@ impl OrderEntry for Services {
         request: Request<SubscribeReports>,
         mut responses: StreamSender<ExecutionReport>,
     ) -> Result<(), Status> {
-        let account = request.into_inner().account;
+        let SubscribeReports { account, after_sequence } = request.into_inner();
         if account.is_empty() {
             return Err(Status::invalid_argument("name the account to subscribe to"));
         }
-        let mut reports = self.gateway.fanout().subscribe_account(&account);
+        let Resumed {
+            after,
+            backlog,
+            live: mut reports,
+        } = self.gateway.subscribe_reports(&account, after_sequence)?;
         let _subscribed = Subscribed::new(&self.gateway);
-        // Subscribed now: say so, with where the stream starts, so the subscriber knows that
-        // every report after it arrives here.
+        // Subscribed now: say so, with where the stream continues, so the subscriber knows that
+        // every report after it arrives here. Only durable reports are recorded, so the
+        // sequence it names is durable.
         let confirmation = ExecutionReport {
-            sequence: self.gateway.last_sequence(),
+            sequence: after,
             text: "subscribed: every report after this sequence follows".into(),
             account,
             ..ExecutionReport::default()
         };
         responses.send_now(&confirmation).await?;
+        for report in &backlog {
+            responses.send(report).await?;
+        }
         loop {
             match reports.recv().await {
                 Ok(report) => responses.send(&report).await?,
@@ -178,7 +186,7 @@ impl OrderEntry for Services {
         let symbol = request.into_inner().symbol;
         // Subscribe first, then read the top, so no update falls between the two.
         let mut updates = self.gateway.fanout().subscribe_symbol(&symbol);
-        let Some(top) = self.gateway.with_engine(|engine| engine.top_of_book(&symbol)) else {
+        let Some(top) = self.gateway.top_of_book(&symbol).await? else {
             return Err(Status::not_found(format!("unknown symbol `{symbol}`")));
         };
         let _subscribed = Subscribed::new(&self.gateway);

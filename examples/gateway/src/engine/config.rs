@@ -18,10 +18,19 @@ pub const DEFAULT_MAX_NOTIONAL: i64 = 10_000_000_000;
 pub const DEFAULT_MAX_OPEN_ORDERS: u32 = 1_000;
 /// Default position limit per account and symbol: ten maximal orders.
 pub const DEFAULT_POSITION_LIMIT: i64 = 1_000_000;
+/// Default credit per account, the most aggregate open notional (price × open quantity over its
+/// resting orders, plus the order checked): ten orders of the maximal notional.
+pub const DEFAULT_CREDIT_LIMIT: i64 = 100_000_000_000;
 /// Default order rate per account: far above a person, low enough to stop a runaway algorithm.
 pub const DEFAULT_ORDERS_PER_SECOND: u32 = 5_000;
 /// Default throttle bucket: one fifth of a second's rate may arrive at once.
 pub const DEFAULT_BURST: u32 = 1_000;
+/// Default runaway limit: an account sending more than this many commands (accepted or not)
+/// within one [`DEFAULT_RUNAWAY_WINDOW_MS`] window is halted (its kill switch engaged): ten
+/// times the throttle's rate, so only a client looping out of control reaches it.
+pub const DEFAULT_RUNAWAY_MESSAGES: u32 = 50_000;
+/// Default runaway window: one second.
+pub const DEFAULT_RUNAWAY_WINDOW_MS: u32 = 1_000;
 /// Default longest account, cl_ord_id or symbol: 64 bytes, like most venues' ClOrdID fields.
 pub const DEFAULT_MAX_ID_LEN: usize = 64;
 
@@ -63,6 +72,10 @@ pub struct Limits {
     pub max_order_quantity: i64,
     /// The largest `price * quantity` of one order; market orders use the reference price.
     pub max_notional: i64,
+    /// The account's credit: the most aggregate open notional it may have, the sum of
+    /// `price × open quantity` over its resting orders plus the order checked (its whole
+    /// notional; a replace's increase), so many small orders cannot add up past it.
+    pub credit_limit: i64,
     /// The most open (resting) orders one account may have; only orders that may rest (limit, DAY) count against it.
     pub max_open_orders: u32,
     /// The largest position an account may reach on one symbol, in the order's direction, if all
@@ -74,6 +87,12 @@ pub struct Limits {
     pub burst: u32,
     /// The longest account, cl_ord_id or symbol accepted, in bytes.
     pub max_id_len: usize,
+    /// More commands than this from one account (new orders, cancels, replaces; accepted or
+    /// rejected) within one `runaway_window_ms` window halt the account: the gateway engages its
+    /// kill switch (journaled), logs it and counts it in `gateway_runaway_halts_total`. 0: never.
+    pub runaway_messages: u32,
+    /// The runaway window, in milliseconds.
+    pub runaway_window_ms: u32,
 }
 
 impl Default for Limits {
@@ -83,10 +102,13 @@ impl Default for Limits {
             max_order_quantity: DEFAULT_MAX_ORDER_QUANTITY,
             max_notional: DEFAULT_MAX_NOTIONAL,
             max_open_orders: DEFAULT_MAX_OPEN_ORDERS,
+            credit_limit: DEFAULT_CREDIT_LIMIT,
             position_limit: DEFAULT_POSITION_LIMIT,
             orders_per_second: DEFAULT_ORDERS_PER_SECOND,
             burst: DEFAULT_BURST,
             max_id_len: DEFAULT_MAX_ID_LEN,
+            runaway_messages: DEFAULT_RUNAWAY_MESSAGES,
+            runaway_window_ms: DEFAULT_RUNAWAY_WINDOW_MS,
         }
     }
 }
@@ -157,6 +179,7 @@ impl Limits {
         let positive = [
             ("max_order_quantity", self.max_order_quantity),
             ("max_notional", self.max_notional),
+            ("credit_limit", self.credit_limit),
             ("position_limit", self.position_limit),
             ("burst", i64::from(self.burst)),
             ("max_id_len", i64::try_from(self.max_id_len).unwrap_or(i64::MAX)),

@@ -82,7 +82,7 @@ impl Engine {
         let id = self.structural_cancel(request)?;
         let mut touched = Touched::default();
         let orig_cl_ord_id = self.cancel(id, sequence, &mut touched);
-        self.orders.take_cl_ord_id(id, &request.cl_ord_id, false);
+        self.orders.take_cl_ord_id(id, &request.cl_ord_id, false, sequence);
         let mut response = self.order_report(id, ExecType::Cancelled, sequence, Vec::new(), String::new());
         response.cl_ord_id.clone_from(&request.cl_ord_id);
         response.orig_cl_ord_id = orig_cl_ord_id;
@@ -101,7 +101,7 @@ impl Engine {
         let new_leaves = plan.quantity.saturating_sub(order.cumulative);
         let mut touched = Touched::default();
         touched.touch(&self.symbols, symbol);
-        self.orders.take_cl_ord_id(id, &request.cl_ord_id, true);
+        self.orders.take_cl_ord_id(id, &request.cl_ord_id, true, sequence);
         let keeps_priority = plan.price == price && new_leaves <= leaves;
         let book = self.symbols.get_mut(symbol).map(|symbol| &mut symbol.book);
         let entry = match (book, resting) {
@@ -124,18 +124,39 @@ impl Engine {
         Ok(self.outcome(response, entry.passive, touched, sequence))
     }
 
-    /// Engages or releases a kill switch; open orders stay.
+    /// Engages or releases a kill switch; engaging cancels the working orders it covers (the
+    /// account's, or every account's for the global switch), each with a CANCELLED report.
     pub(super) fn apply_kill_switch(&mut self, sequence: u64, request: &KillSwitchRequest) -> Result<Outcome, Reject> {
-        self.kill_switches.set(&request.account, request.engaged);
-        let what = if request.engaged { "engaged" } else { "released" };
+        self.kill_switches.set(&request.account, request.engaged, sequence);
+        let mut touched = Touched::default();
+        let mut reports = Vec::new();
+        if request.engaged {
+            let account = (!request.account.is_empty()).then_some(request.account.as_str());
+            for id in self.orders.open_order_ids(account) {
+                self.cancel(id, sequence, &mut touched);
+                reports.push(self.order_report(
+                    id,
+                    ExecType::Cancelled,
+                    sequence,
+                    Vec::new(),
+                    "cancelled by the kill switch".to_owned(),
+                ));
+            }
+        }
+        let what = if request.engaged {
+            format!("engaged, {} working orders cancelled", reports.len())
+        } else {
+            "released".to_owned()
+        };
         let text = if request.account.is_empty() {
             format!("global kill switch {what}")
         } else {
-            format!("kill switch {what} for account {}", shown(&request.account))
+            format!("kill switch for account {} {what}", shown(&request.account))
         };
         Ok(Outcome {
             response: report::summary(&request.account, text, sequence),
-            ..Outcome::default()
+            reports,
+            market_data: touched.updates(&mut self.symbols, sequence),
         })
     }
 

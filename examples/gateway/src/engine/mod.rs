@@ -60,8 +60,13 @@
 //!   (IOC and market orders never rest, so an account at its maximum can still flatten).
 //! - **Position limit** is directional: a buy is checked against `position + open buys + qty <= limit`,
 //!   a sell against `position - open sells - qty >= -limit`; a reducing order always passes.
-//! - **Kill switch**: an empty account engages the global switch. Engaging does not cancel open
-//!   orders; cancels still pass. The global and the per-account switches are independent.
+//! - **Kill switch**: an empty account engages the global switch. Engaging cancels the working
+//!   orders it covers (each with a CANCELLED report, text "cancelled by the kill switch"). While
+//!   engaged, new orders are refused unless they only reduce the position (opposite side, and
+//!   with the open orders on their side at most the position), replaces are refused if they
+//!   raise the open quantity, and cancels pass. The global and the per-account switches are independent.
+//! - **Credit**: an account's open notional (price × open quantity over its resting orders) plus
+//!   the order checked may not exceed `credit_limit` (CREDIT_LIMIT).
 //! - An unknown `time_in_force` is refused as INVALID_ORDER_TYPE (the proto has no reason of its own for it).
 //! - **SessionClosed / SessionsReset** cancel the open cancel-on-disconnect orders of the session
 //!   (of every session), by order id; each gets a CANCELLED report in [`Outcome::reports`]. The
@@ -91,11 +96,12 @@ use std::time::Instant;
 
 use book::Book;
 use orders::Orders;
-use risk::{KillSwitches, Throttle};
+use risk::{KillSwitches, Runaway, Throttle};
 
 pub use config::{
-    ConfigError, DEFAULT_BURST, DEFAULT_MAX_ID_LEN, DEFAULT_MAX_NOTIONAL, DEFAULT_MAX_OPEN_ORDERS, DEFAULT_MAX_ORDER_QUANTITY,
-    DEFAULT_ORDERS_PER_SECOND, DEFAULT_POSITION_LIMIT, DEFAULT_PRICE_BAND_PERCENT, Limits, SymbolSpec, validate_config,
+    ConfigError, DEFAULT_BURST, DEFAULT_CREDIT_LIMIT, DEFAULT_MAX_ID_LEN, DEFAULT_MAX_NOTIONAL, DEFAULT_MAX_OPEN_ORDERS,
+    DEFAULT_MAX_ORDER_QUANTITY, DEFAULT_ORDERS_PER_SECOND, DEFAULT_POSITION_LIMIT, DEFAULT_PRICE_BAND_PERCENT, DEFAULT_RUNAWAY_MESSAGES,
+    DEFAULT_RUNAWAY_WINDOW_MS, Limits, SymbolSpec, validate_config,
 };
 
 use crate::proto::journal::record::Command;
@@ -110,6 +116,7 @@ pub struct Engine {
     orders: Orders,
     kill_switches: KillSwitches,
     throttle: Throttle,
+    runaway: Runaway,
     /// The last trade id handed out.
     trade_id: u64,
 }
@@ -189,6 +196,7 @@ impl Engine {
             orders: Orders::default(),
             kill_switches: KillSwitches::default(),
             throttle: Throttle::default(),
+            runaway: Runaway::default(),
             trade_id: 0,
         }
     }
@@ -245,6 +253,101 @@ impl Engine {
                 market_data: Vec::new(),
             }
         })
+    }
+
+    /// Counts a command from `account` (new order, cancel or replace; before its checks) at
+    /// `now`, the caller's clock. `true` once the account goes over `runaway_messages` in the
+    /// current window while not halted yet: the caller then journals a kill switch for it (a
+    /// `KillSwitch` command, so replay halts it too). Not journaled itself, like the throttle.
+    pub fn is_runaway(&mut self, command: &Command, now: Instant) -> bool {
+        let account = match command {
+            Command::NewOrder(request) => &request.account,
+            Command::Cancel(request) => &request.account,
+            Command::Replace(request) => &request.account,
+            Command::KillSwitch(_) | Command::SessionClosed(_) | Command::SessionsReset(_) => return false,
+        };
+        // Malformed accounts are refused by `check` anyway and get no kill switch of their own.
+        if self.limits.runaway_messages == 0 || risk::check_id(risk::IdKind::Account, account, self.limits.max_id_len).is_err() {
+            return false;
+        }
+        let window = std::time::Duration::from_millis(u64::from(self.limits.runaway_window_ms));
+        self.runaway.count(account, now, window, self.limits.runaway_messages) && !self.kill_switches.is_engaged(account)
+    }
+
+    /// The answer to a new order flagged `possible_resend` whose ClOrdID the account already
+    /// used: the order's current state, as [`query`](Self::query) gives it, with a text saying
+    /// so. `None` for any other command (it goes through `check` and `apply` as usual; a resend
+    /// never seen is a new order). Nothing changes and nothing is journaled.
+    pub fn resend_answer(&self, command: &Command) -> Option<ExecutionReport> {
+        let Command::NewOrder(request) = command else { return None };
+        if !request.possible_resend {
+            return None;
+        }
+        let report = self.query(&request.account, &request.cl_ord_id)?;
+        Some(ExecutionReport {
+            text: "possible resend of a known order: its current state, nothing new entered".into(),
+            ..report
+        })
+    }
+
+    /// The journal sequence of the newest state a check of `command` reads: the last command that
+    /// changed its account (any of the account's orders, ClOrdIDs, positions or throttle-charging
+    /// commands), its symbol's book top or last trade, or a kill switch. A reject of `command` is
+    /// true after a crash only once the journal is durable up to this sequence, so the gateway
+    /// answers a reject no earlier. 0 when the checks read no journaled state (the absence of an
+    /// order or ClOrdID is durable as soon as it is seen: a crash only ever loses a tail).
+    pub fn state_sequence(&self, command: &Command) -> u64 {
+        let symbol_sequence = |index: Option<usize>| index.and_then(|i| self.symbols.get(i)).map_or(0, |s| s.sequence);
+        match command {
+            Command::NewOrder(request) => self
+                .orders
+                .account_sequence(&request.account)
+                .max(symbol_sequence(self.symbol_index.get(&request.symbol).copied()))
+                .max(self.kill_switches.sequence()),
+            Command::Replace(request) => {
+                let order = self.orders.lookup(&request.account, &request.orig_cl_ord_id);
+                let symbol = order.and_then(|id| self.orders.get(id)).map(|order| order.symbol);
+                self.orders
+                    .account_sequence(&request.account)
+                    .max(symbol_sequence(symbol))
+                    .max(self.kill_switches.sequence())
+            }
+            Command::Cancel(request) => self.orders.account_sequence(&request.account),
+            Command::KillSwitch(_) | Command::SessionClosed(_) | Command::SessionsReset(_) => 0,
+        }
+    }
+
+    /// The journal sequence a reject of `command` for `reason` depends on: 0 for a reason that
+    /// only looks at the command itself (a malformed field, an unknown symbol) or at the absence
+    /// of an order; the account's last change for the checks that come first and read only the
+    /// account's ClOrdIDs and orders (duplicate, order final); else, conservatively,
+    /// [`state_sequence`](Self::state_sequence) (a later check's reject also says that every
+    /// earlier check passed).
+    pub fn reject_sequence(&self, command: &Command, reason: RejectReason) -> u64 {
+        let account = match command {
+            Command::NewOrder(request) => request.account.as_str(),
+            Command::Cancel(request) => request.account.as_str(),
+            Command::Replace(request) => request.account.as_str(),
+            Command::KillSwitch(_) | Command::SessionClosed(_) | Command::SessionsReset(_) => "",
+        };
+        if matches!(reason, RejectReason::DuplicateClOrdId | RejectReason::OrderFinal) {
+            return self.orders.account_sequence(account);
+        }
+        let from_the_command_alone = match reason {
+            RejectReason::UnknownOrder
+            | RejectReason::InvalidAccount
+            | RejectReason::InvalidClOrdId
+            | RejectReason::UnknownSymbol
+            | RejectReason::InvalidSide
+            | RejectReason::InvalidOrderType
+            | RejectReason::InvalidPrice
+            | RejectReason::PriceOffTick
+            | RejectReason::MaxQuantity => true,
+            // A replace's quantity is also checked against what the order filled.
+            RejectReason::InvalidQuantity => matches!(command, Command::NewOrder(_)),
+            _ => false,
+        };
+        if from_the_command_alone { 0 } else { self.state_sequence(command) }
     }
 
     /// The order's current state as an ACK report (status, leaves, cumulative; no fills), looked

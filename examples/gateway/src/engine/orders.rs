@@ -84,6 +84,17 @@ struct Account {
     open_orders: usize,
     /// Symbol index → exposure; a `BTreeMap` keeps iteration deterministic.
     exposures: BTreeMap<usize, Exposure>,
+    /// The sequence of the last command that changed the account or any of its orders.
+    sequence: u64,
+    /// Σ price × open quantity over the account's resting orders.
+    open_notional: i128,
+}
+
+impl Account {
+    /// Records that the command `sequence` changed the account or one of its orders.
+    fn touch(&mut self, sequence: u64) {
+        self.sequence = self.sequence.max(sequence);
+    }
 }
 
 /// All orders and accounts.
@@ -123,6 +134,7 @@ impl Orders {
         order.account = Arc::clone(&account);
         if let Some(entry) = self.accounts.get_mut(&account) {
             entry.cl_ord_ids.insert(order.cl_ord_id.clone(), id);
+            entry.touch(order.sequence);
         }
         self.orders.push(order);
         id
@@ -143,11 +155,13 @@ impl Orders {
         self.orders.get(index(id)?)
     }
 
-    /// Takes a cancel's or replace's ClOrdID for `id`; a replace's becomes the order's current one.
-    pub(crate) fn take_cl_ord_id(&mut self, id: OrderId, cl_ord_id: &str, becomes_current: bool) {
+    /// Takes a cancel's or replace's ClOrdID for `id` (by the command `sequence`); a replace's
+    /// becomes the order's current one.
+    pub(crate) fn take_cl_ord_id(&mut self, id: OrderId, cl_ord_id: &str, becomes_current: bool, sequence: u64) {
         let Some(order) = slot(&mut self.orders, id) else { return };
         if let Some(account) = self.accounts.get_mut(&order.account) {
             account.cl_ord_ids.insert(cl_ord_id.to_owned(), id);
+            account.touch(sequence);
         }
         if becomes_current {
             order.cl_ord_id = cl_ord_id.to_owned();
@@ -163,6 +177,8 @@ impl Orders {
         order.resting = Some(time);
         order.sequence = sequence;
         if let Some(account) = self.accounts.get_mut(&order.account) {
+            account.touch(sequence);
+            account.open_notional += notional(order.price, order.leaves);
             account.open_orders += 1;
             *account.exposures.entry(order.symbol).or_default().open_mut(order.side) += i128::from(order.leaves);
         }
@@ -182,10 +198,12 @@ impl Orders {
         let Some(account) = self.accounts.get_mut(&order.account) else {
             return;
         };
+        account.touch(sequence);
         let exposure = account.exposures.entry(order.symbol).or_default();
         exposure.position = exposure.position.saturating_add(order.side.sign().saturating_mul(quantity));
         if order.resting.is_some() {
             *exposure.open_mut(order.side) -= i128::from(quantity);
+            account.open_notional -= notional(order.price, quantity);
         }
         if order.leaves > 0 {
             order.status = OrderStatus::PartiallyFilled;
@@ -207,6 +225,7 @@ impl Orders {
         }
         if let Some(account) = self.accounts.get_mut(&order.account) {
             account.open_orders = account.open_orders.saturating_sub(1);
+            account.open_notional -= notional(order.price, order.leaves);
             *account.exposures.entry(order.symbol).or_default().open_mut(order.side) -= i128::from(order.leaves);
         }
         self.cancel_on_disconnect.remove(&(order.session, id));
@@ -219,6 +238,9 @@ impl Orders {
             order.leaves = 0;
             order.status = OrderStatus::Cancelled;
             order.sequence = sequence;
+            if let Some(account) = self.accounts.get_mut(&order.account) {
+                account.touch(sequence);
+            }
         }
     }
 
@@ -228,10 +250,12 @@ impl Orders {
     pub(crate) fn amend(&mut self, id: OrderId, price: i64, quantity: i64, sequence: u64) {
         let Some(order) = slot(&mut self.orders, id) else { return };
         let leaves = quantity.saturating_sub(order.cumulative).max(0);
-        if order.resting.is_some()
-            && let Some(account) = self.accounts.get_mut(&order.account)
-        {
-            *account.exposures.entry(order.symbol).or_default().open_mut(order.side) += i128::from(leaves) - i128::from(order.leaves);
+        if let Some(account) = self.accounts.get_mut(&order.account) {
+            account.touch(sequence);
+            if order.resting.is_some() {
+                *account.exposures.entry(order.symbol).or_default().open_mut(order.side) += i128::from(leaves) - i128::from(order.leaves);
+                account.open_notional += notional(price, leaves) - notional(order.price, order.leaves);
+            }
         }
         order.price = price;
         order.quantity = quantity;
@@ -242,6 +266,16 @@ impl Orders {
             (_, 0) => OrderStatus::New,
             _ => OrderStatus::PartiallyFilled,
         };
+    }
+
+    /// The open orders of `account` (of every account for `None`), by order id. Walks every
+    /// order: for the rare kill switch, not for the order path.
+    pub(crate) fn open_order_ids(&self, account: Option<&str>) -> Vec<OrderId> {
+        self.orders
+            .iter()
+            .filter(|order| order.is_open() && account.is_none_or(|account| *order.account == *account))
+            .map(|order| order.id)
+            .collect()
     }
 
     /// The open cancel-on-disconnect orders of `session` (or of every session), by order id.
@@ -256,6 +290,16 @@ impl Orders {
         };
         ids.sort_unstable();
         ids
+    }
+
+    /// The sequence of the last command that changed the account or one of its orders (0: none).
+    pub(crate) fn account_sequence(&self, account: &str) -> u64 {
+        self.accounts.get(account).map_or(0, |a| a.sequence)
+    }
+
+    /// Σ price × open quantity over the account's resting orders.
+    pub(crate) fn open_notional(&self, account: &str) -> i128 {
+        self.accounts.get(account).map_or(0, |a| a.open_notional)
     }
 
     /// The account's open orders.
@@ -277,6 +321,11 @@ impl Orders {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Order> {
         self.orders.iter()
     }
+}
+
+/// `price × quantity`, exact (`i128` holds any product of two `i64`).
+pub(crate) fn notional(price: i64, quantity: i64) -> i128 {
+    i128::from(price) * i128::from(quantity)
 }
 
 /// The vector index of an order id, if it can be one.
@@ -399,7 +448,7 @@ mod tests {
             Some((2, OrderStatus::PartiallyFilled))
         );
         assert_eq!(orders.exposure("A", 0).open_buy, 2);
-        orders.take_cl_ord_id(id, "a2", true);
+        orders.take_cl_ord_id(id, "a2", true, 5);
         assert_eq!(orders.lookup("A", "a1"), Some(id));
         assert_eq!(orders.lookup("A", "a2"), Some(id));
         assert_eq!(orders.get(id).map(|o| o.cl_ord_id.as_str()), Some("a2"));

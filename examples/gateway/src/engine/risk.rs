@@ -99,6 +99,18 @@ pub(crate) fn check_notional(price: i64, quantity: i64, max: i64) -> Result<(), 
     Ok(())
 }
 
+/// The account's open notional plus `added` may be at most its credit `limit`.
+pub(crate) fn check_credit(open_notional: i128, added: i128, limit: i64) -> Result<(), Reject> {
+    let total = open_notional.saturating_add(added);
+    if total > i128::from(limit) {
+        return Err(Reject::new(
+            RejectReason::CreditLimit,
+            format!("open notional {open_notional} plus this order's {added} is over the account's credit limit {limit}"),
+        ));
+    }
+    Ok(())
+}
+
 /// An account may have at most `max` open orders; one more must still fit.
 pub(crate) fn check_open_orders(open: usize, max: u32) -> Result<(), Reject> {
     if open >= max as usize {
@@ -134,6 +146,18 @@ pub(crate) fn check_position(side: BookSide, exposure: Exposure, quantity: i64, 
     Ok(())
 }
 
+/// Whether an order of `quantity` on `side` only reduces the position, even if it and every
+/// open order on its side filled: it is on the side opposite the position and they add up to at
+/// most the position. The kill switch lets such orders through.
+pub(crate) fn reduces_position(side: BookSide, exposure: Exposure, quantity: i64) -> bool {
+    let position = i128::from(exposure.position);
+    let flattening = match side {
+        BookSide::Buy => -position,
+        BookSide::Sell => position,
+    };
+    flattening > 0 && exposure.open(side) + i128::from(quantity) <= flattening
+}
+
 /// A string from the network, quoted and cut to a readable length for a reject text.
 pub(crate) fn shown(value: &str) -> String {
     let mut chars = value.chars();
@@ -151,11 +175,15 @@ pub(crate) fn shown(value: &str) -> String {
 pub(crate) struct KillSwitches {
     global: bool,
     accounts: BTreeSet<String>,
+    /// The sequence of the last command that set a switch (any).
+    sequence: u64,
 }
 
 impl KillSwitches {
-    /// Engages or releases the switch of `account`, or the global one for an empty account.
-    pub(crate) fn set(&mut self, account: &str, engaged: bool) {
+    /// Engages or releases the switch of `account`, or the global one for an empty account, by
+    /// the command `sequence`.
+    pub(crate) fn set(&mut self, account: &str, engaged: bool, sequence: u64) {
+        self.sequence = self.sequence.max(sequence);
         match (account.is_empty(), engaged) {
             (true, engaged) => self.global = engaged,
             (false, true) => {
@@ -165,6 +193,11 @@ impl KillSwitches {
                 self.accounts.remove(account);
             }
         }
+    }
+
+    /// The sequence of the last command that set a switch (0: none).
+    pub(crate) fn sequence(&self) -> u64 {
+        self.sequence
     }
 
     /// Whether new orders and replaces of `account` are halted.
@@ -187,6 +220,29 @@ impl KillSwitches {
             ));
         }
         Ok(())
+    }
+}
+
+/// Messages per account in fixed windows, for the runaway halt.
+#[derive(Debug, Default)]
+pub(crate) struct Runaway {
+    /// Account → (start of its current window, messages in it).
+    windows: HashMap<String, (Instant, u32)>,
+}
+
+impl Runaway {
+    /// Counts one message of `account` at `now`; `true` when this one is the first over `max`
+    /// in its window. Windows start at an account's first message after the previous one ended.
+    pub(crate) fn count(&mut self, account: &str, now: Instant, window: std::time::Duration, max: u32) -> bool {
+        if self.windows.len() >= MIN_PRUNE_AT && !self.windows.contains_key(account) {
+            self.windows.retain(|_, (start, _)| now.saturating_duration_since(*start) < window);
+        }
+        let entry = self.windows.entry(account.to_owned()).or_insert((now, 0));
+        if now.saturating_duration_since(entry.0) >= window {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        entry.1 == max.saturating_add(1)
     }
 }
 
@@ -385,13 +441,13 @@ mod tests {
     #[test]
     fn kill_switch_account_and_global_are_independent() {
         let mut kill = KillSwitches::default();
-        kill.set("A", true);
+        kill.set("A", true, 1);
         assert!(kill.is_engaged("A") && !kill.is_engaged("B"));
-        kill.set("", true);
+        kill.set("", true, 1);
         assert_eq!(reason(kill.check("B")), Some(RejectReason::KillSwitch));
-        kill.set("", false);
+        kill.set("", false, 1);
         assert!(kill.is_engaged("A") && !kill.is_engaged("B"));
-        kill.set("A", false);
+        kill.set("A", false, 1);
         assert_eq!(kill.check("A"), Ok(()));
     }
 

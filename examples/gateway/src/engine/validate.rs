@@ -6,7 +6,7 @@
 //! the limits from the cheapest on; the throttle comes last (the caller charges it).
 
 use super::book::BookSide;
-use super::orders::OrderId;
+use super::orders::{OrderId, notional};
 use super::risk::{self, IdKind, shown};
 use super::{Engine, Reject, Symbol};
 use crate::proto::{CancelOrderRequest, NewOrderRequest, OrderType, RejectReason, ReplaceOrderRequest, TimeInForce};
@@ -48,7 +48,13 @@ impl Engine {
     pub(super) fn check_new(&self, request: &NewOrderRequest) -> Result<NewPlan, Reject> {
         self.check_ids(&request.account, &request.cl_ord_id)?;
         let plan = self.structural_new(request)?;
-        self.kill_switches.check(&request.account)?;
+        if let Err(halted) = self.kill_switches.check(&request.account) {
+            // A halted account may still reduce its position.
+            let exposure = self.orders.exposure(&request.account, plan.symbol);
+            if !risk::reduces_position(plan.side, exposure, plan.quantity) {
+                return Err(halted);
+            }
+        }
         let symbol = self.symbol(plan.symbol)?;
         let reference = symbol.reference_price();
         if !plan.market {
@@ -56,10 +62,12 @@ impl Engine {
             risk::check_band(plan.price, reference, self.limits.price_band_percent)?;
         }
         risk::check_max_quantity(plan.quantity, self.limits.max_order_quantity)?;
-        risk::check_notional(
-            if plan.market { reference } else { plan.price },
-            plan.quantity,
-            self.limits.max_notional,
+        let price = if plan.market { reference } else { plan.price };
+        risk::check_notional(price, plan.quantity, self.limits.max_notional)?;
+        risk::check_credit(
+            self.orders.open_notional(&request.account),
+            notional(price, plan.quantity),
+            self.limits.credit_limit,
         )?;
         if plan.may_rest() {
             risk::check_open_orders(self.orders.open_orders(&request.account), self.limits.max_open_orders)?;
@@ -79,16 +87,22 @@ impl Engine {
     pub(super) fn check_replace(&self, request: &ReplaceOrderRequest) -> Result<ReplacePlan, Reject> {
         self.check_ids(&request.account, &request.cl_ord_id)?;
         let plan = self.structural_replace(request)?;
-        self.kill_switches.check(&request.account)?;
         let order = self.orders.get(plan.order).ok_or_else(|| unknown_order(&request.orig_cl_ord_id))?;
         let symbol = self.symbol(order.symbol)?;
         risk::check_tick(plan.price, symbol.spec.tick_size)?;
         risk::check_band(plan.price, symbol.reference_price(), self.limits.price_band_percent)?;
         risk::check_max_quantity(plan.quantity, self.limits.max_order_quantity)?;
         risk::check_notional(plan.price, plan.quantity, self.limits.max_notional)?;
+        let new_leaves = plan.quantity.saturating_sub(order.cumulative);
+        let added = notional(plan.price, new_leaves) - notional(order.price, order.leaves);
+        if added > 0 {
+            risk::check_credit(self.orders.open_notional(&request.account), added, self.limits.credit_limit)?;
+        }
         // Structural checks guarantee quantity > cumulative, so the new open quantity is positive.
         let added = plan.quantity.saturating_sub(order.cumulative).saturating_sub(order.leaves);
         if added > 0 {
+            // A halted account may lower an order, not raise it.
+            self.kill_switches.check(&request.account)?;
             let exposure = self.orders.exposure(&request.account, order.symbol);
             risk::check_position(order.side, exposure, added, self.limits.position_limit, &symbol.spec.name)?;
         }

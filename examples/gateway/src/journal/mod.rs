@@ -54,6 +54,8 @@
 
 mod error;
 mod format;
+#[cfg(test)]
+pub(crate) mod held;
 mod options;
 mod replay;
 mod writer;

@@ -31,8 +31,8 @@ pub const DEFAULT_MAX_PENDING_BYTES: usize = 64 << 20;
 /// assert_eq!(FsyncPolicy::default().to_string(), "group:200us");
 /// # Ok::<(), gateway::journal::ParseFsyncPolicyError>(())
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum FsyncPolicy {
     /// One write and one `fdatasync` per record: the honest and slow baseline.
     EveryRecord,
@@ -83,6 +83,12 @@ impl FromStr for FsyncPolicy {
                 parse_duration(interval).map(Self::Group).ok_or_else(error)
             }
         }
+    }
+}
+
+impl From<FsyncPolicy> for String {
+    fn from(policy: FsyncPolicy) -> Self {
+        policy.to_string()
     }
 }
 

@@ -45,11 +45,37 @@ struct OpenOrder {
     quantity: i64,
 }
 
-/// What one account's lanes share.
+/// The generator keeps at most this many open orders per account (it cancels or replaces before
+/// adding more), far below the gateway's max-open-orders limit, so that limit never rejects it.
+const MAX_OPEN_PER_ACCOUNT: usize = 64;
+
+/// Fills of orders not yet remembered (their fill report came before their acknowledgement)
+/// are kept for at most this many orders.
+const MAX_FILLED_UNSEEN: usize = 4_096;
+
+/// What one account's lanes share: the open orders as the generator follows them, from the
+/// acknowledgements and the fills on the account's report stream.
 #[derive(Debug, Default)]
 pub(super) struct AccountBook {
     open: Vec<OpenOrder>,
+    /// Orders whose fill report came before their acknowledgement: never remembered as open.
+    filled_unseen: std::collections::HashSet<String>,
     next_id: u64,
+}
+
+impl AccountBook {
+    /// An order of the account filled completely (a FILL report with nothing left): no longer
+    /// open, so the generator neither cancels nor replaces it.
+    pub(super) fn filled(&mut self, cl_ord_id: &str) {
+        if let Some(index) = self.open.iter().position(|order| order.cl_ord_id == cl_ord_id) {
+            self.open.swap_remove(index);
+        } else {
+            if self.filled_unseen.len() >= MAX_FILLED_UNSEEN {
+                self.filled_unseen.clear();
+            }
+            self.filled_unseen.insert(cl_ord_id.to_owned());
+        }
+    }
 }
 
 /// One lane: sends one command at a time for one account until `until`.
@@ -62,6 +88,9 @@ pub(super) struct Lane {
     pub(super) symbols: Vec<SymbolSpec>,
     pub(super) run_id: String,
     pub(super) cod: bool,
+    /// Percent of commands sent malformed on purpose (a new order of quantity 0), to load the
+    /// reject path.
+    pub(super) reject_percent: u32,
     /// How far each symbol's mid has walked from its reference.
     pub(super) drift: Vec<i64>,
 }
@@ -224,6 +253,10 @@ impl Lane {
                     *tally.rejects.entry(reason.as_str_name()).or_default() += 1;
                 } else {
                     tally.accepted += 1;
+                    if let Next::New(_) = next {
+                        tally.accepted_new += 1;
+                        let _ = tally.order_latency.record(latency.as_nanos().max(1) as u64);
+                    }
                     tally
                         .accepted_ids
                         .push((self.account.clone(), report.cl_ord_id.clone(), report.sequence));
@@ -244,7 +277,33 @@ impl Lane {
         let mut book = self.book.lock().unwrap_or_else(PoisonError::into_inner);
         book.next_id += 1;
         let cl_ord_id = format!("{}-{}-{}", self.run_id, self.account, book.next_id);
+        if self.reject_percent > 0 && self.mix.below(100) < u64::from(self.reject_percent) {
+            drop(book);
+            let symbol = self
+                .symbols
+                .first()
+                .map(|s| (s.name.clone(), s.reference_price))
+                .unwrap_or_default();
+            return Next::New(NewOrderRequest {
+                account: self.account.clone(),
+                cl_ord_id,
+                symbol: symbol.0,
+                side: Side::Buy as i32,
+                order_type: OrderType::Limit as i32,
+                time_in_force: TimeInForce::Day as i32,
+                price: symbol.1,
+                quantity: 0, // INVALID_QUANTITY, on purpose.
+                cancel_on_disconnect: false,
+                possible_resend: false,
+            });
+        }
         let roll = self.mix.below(100);
+        // At the cap, the next command works on an open order instead of adding one.
+        let roll = if book.open.len() >= MAX_OPEN_PER_ACCOUNT {
+            70 + roll % 30
+        } else {
+            roll
+        };
         if roll >= 70 && !book.open.is_empty() {
             let pick = self.mix.below(book.open.len() as u64) as usize;
             let target = book.open.swap_remove(pick);
@@ -257,7 +316,8 @@ impl Lane {
             }
             let tick = self.symbols.first().map_or(1, |s| s.tick_size.max(1));
             let price = target.price + tick * (self.mix.below(3) as i64 - 1);
-            let quantity = (target.quantity + self.mix.below(20) as i64 - 10).max(1);
+            // Never below the order's quantity, so never at or below what it may have filled.
+            let quantity = target.quantity + self.mix.below(10) as i64;
             return Next::Replace(ReplaceOrderRequest {
                 account: self.account.clone(),
                 cl_ord_id,
@@ -293,6 +353,7 @@ impl Lane {
             price,
             quantity: 1 + self.mix.below(100) as i64,
             cancel_on_disconnect: self.cod,
+            possible_resend: false,
         })
     }
 
@@ -307,7 +368,11 @@ impl Lane {
             Next::Replace(replace) => replace.price,
             Next::Cancel(_) => return,
         };
-        self.book.lock().unwrap_or_else(PoisonError::into_inner).open.push(OpenOrder {
+        let mut book = self.book.lock().unwrap_or_else(PoisonError::into_inner);
+        if book.filled_unseen.remove(&report.cl_ord_id) {
+            return;
+        }
+        book.open.push(OpenOrder {
             cl_ord_id: report.cl_ord_id.clone(),
             price,
             quantity: report.leaves_quantity + report.cumulative_quantity,

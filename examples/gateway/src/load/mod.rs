@@ -6,10 +6,14 @@
 //! lanes each making one call at a time; in [`EntryMode::Stream`] one `OrderStream` with up to
 //! `in_flight` commands outstanding, answered in order. The mix: 70 % new orders (limit around a
 //! moving mid, one in ten immediate-or-cancel), 20 % cancels and 10 % replaces of the account's
-//! open orders. At a fixed rate, latency is
+//! open orders. The generator follows its own orders through its report streams (a fill that
+//! completes an order takes it off the list) and keeps at most 64 open per account, so its
+//! commands are rarely rejected, unless a reject mix is asked for (`reject_percent`: that share of
+//! commands are new orders of quantity 0). At a fixed rate, latency is
 //! measured from when each command was due (so a stall counts against every command it delayed:
 //! no coordinated omission); flat out, from when it was sent.
 
+mod baseline;
 mod lane;
 mod reports;
 
@@ -26,6 +30,7 @@ use volley::{Client, Status};
 use crate::engine::SymbolSpec;
 use crate::proto::order_entry_client::OrderEntryClient;
 use crate::proto::{ExecType, SubscribeReports};
+pub use baseline::{BASELINE_CALLS, unary_baseline};
 use lane::{AccountBook, Lane, Mix};
 use reports::ReportCollector;
 
@@ -56,6 +61,8 @@ pub struct LoadOptions {
     pub run_id: String,
     /// How commands are sent.
     pub mode: EntryMode,
+    /// Percent of commands sent malformed on purpose (rejected INVALID_QUANTITY); 0 by default.
+    pub reject_percent: u32,
 }
 
 /// How the load generator sends commands.
@@ -79,6 +86,7 @@ impl Default for LoadOptions {
             seed: 1,
             progress: false,
             mode: EntryMode::Unary,
+            reject_percent: 0,
             run_id: format!("{:x}", std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap_or_default().as_millis()),
         }
     }
@@ -91,6 +99,8 @@ pub struct LoadReport {
     pub commands: u64,
     /// Commands accepted (acknowledged durable).
     pub accepted: u64,
+    /// New orders accepted (acknowledged durable).
+    pub new_orders: u64,
     /// Rejects by reason.
     pub rejects: BTreeMap<&'static str, u64>,
     /// Calls that failed with a status (transport failure, journal failure, shutdown).
@@ -109,6 +119,8 @@ pub struct LoadReport {
     pub elapsed: Duration,
     /// Command-to-acknowledgement latency, in nanoseconds.
     pub latency: Histogram<u64>,
+    /// Order-to-acknowledgement latency of the accepted new orders, in nanoseconds.
+    pub order_latency: Histogram<u64>,
     /// Every new order acknowledged: (account, cl_ord_id).
     pub acknowledged_orders: Vec<(String, String)>,
 }
@@ -117,6 +129,31 @@ impl LoadReport {
     /// Commands answered per second.
     pub fn commands_per_second(&self) -> f64 {
         self.commands as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// New orders acknowledged per second.
+    pub fn orders_per_second(&self) -> f64 {
+        self.new_orders as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// All rejects.
+    pub fn rejected(&self) -> u64 {
+        self.rejects.values().sum()
+    }
+
+    /// Rejects per second.
+    pub fn rejects_per_second(&self) -> f64 {
+        self.rejected() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The share of commands rejected, from 0 to 1.
+    pub fn reject_ratio(&self) -> f64 {
+        self.rejected() as f64 / self.commands.max(1) as f64
+    }
+
+    /// The order-to-acknowledgement latency of accepted new orders at quantile `q`.
+    pub fn order_latency_at(&self, q: f64) -> Duration {
+        Duration::from_nanos(self.order_latency.value_at_quantile(q))
     }
 
     /// Whether every check passed: no mismatched, lost or duplicated acknowledgement.
@@ -134,13 +171,15 @@ impl LoadReport {
         let rejects: Vec<String> = self.rejects.iter().map(|(reason, n)| format!("{reason} {n}")).collect();
         format!(
             "{} commands in {:.2?}: {:.0} commands/s; {} accepted, {} rejected ({}), {} errors{}\n\
-             command-to-ack latency: p50 {:.1?}, p99 {:.1?}, p99.9 {:.1?}, max {:.1?}\n\
+             orders: {:.0} new orders/s acknowledged; rejects: {:.0}/s ({:.2} % of commands)\n\
+             order-to-ack latency (new orders): p50 {:.1?}, p99 {:.1?}, p99.9 {:.1?}\n\
+             command-to-ack latency (every command): p50 {:.1?}, p99 {:.1?}, p99.9 {:.1?}, max {:.1?}\n\
              checks: {} mismatched responses, {} lost and {} duplicated acknowledgements; {} fills reported",
             self.commands,
             self.elapsed,
             self.commands_per_second(),
             self.accepted,
-            self.rejects.values().sum::<u64>(),
+            self.rejected(),
             if rejects.is_empty() {
                 "none".to_owned()
             } else {
@@ -148,6 +187,12 @@ impl LoadReport {
             },
             self.errors,
             self.first_error.as_ref().map(|s| format!(" (first: {s})")).unwrap_or_default(),
+            self.orders_per_second(),
+            self.rejects_per_second(),
+            self.reject_ratio() * 100.0,
+            self.order_latency_at(0.5),
+            self.order_latency_at(0.99),
+            self.order_latency_at(0.999),
             self.latency_at(0.5),
             self.latency_at(0.99),
             self.latency_at(0.999),
@@ -181,11 +226,13 @@ pub enum LoadError {
 struct Tally {
     commands: u64,
     accepted: u64,
+    accepted_new: u64,
     rejects: BTreeMap<&'static str, u64>,
     errors: u64,
     first_error: Option<Status>,
     mismatched: u64,
     latency: Histogram<u64>,
+    order_latency: Histogram<u64>,
     /// (account, cl_ord_id, journal sequence) of every accepted command.
     accepted_ids: Vec<(String, String, u64)>,
     acknowledged_orders: Vec<(String, String)>,
@@ -193,15 +240,18 @@ struct Tally {
 
 impl Tally {
     fn new() -> Self {
+        // 3 significant figures up to 60 s: creation cannot fail with these bounds.
+        let histogram = || Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap_or_else(|_| unreachable!("valid bounds"));
         Self {
             commands: 0,
             accepted: 0,
+            accepted_new: 0,
             rejects: BTreeMap::new(),
             errors: 0,
             first_error: None,
             mismatched: 0,
-            // 3 significant figures up to 60 s: creation cannot fail with these bounds.
-            latency: Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap_or_else(|_| unreachable!("valid bounds")),
+            latency: histogram(),
+            order_latency: histogram(),
             accepted_ids: Vec::new(),
             acknowledged_orders: Vec::new(),
         }
@@ -210,6 +260,7 @@ impl Tally {
     fn merge(&mut self, other: Self) {
         self.commands += other.commands;
         self.accepted += other.accepted;
+        self.accepted_new += other.accepted_new;
         for (reason, n) in other.rejects {
             *self.rejects.entry(reason).or_default() += n;
         }
@@ -220,6 +271,7 @@ impl Tally {
         self.mismatched += other.mismatched;
         // Same bounds on both sides: adding cannot fail.
         let _ = self.latency.add(&other.latency);
+        let _ = self.order_latency.add(&other.order_latency);
         self.accepted_ids.extend(other.accepted_ids);
         self.acknowledged_orders.extend(other.acknowledged_orders);
     }
@@ -248,15 +300,18 @@ pub async fn run(target: Address, options: LoadOptions) -> Result<LoadReport, Lo
         let client = Client::connect(target.clone()).await.map_err(|err| start_error(err.to_string()))?;
         let orders = OrderEntryClient::new(client);
         let reports = orders
-            .execution_reports(SubscribeReports { account: account.clone() })
+            .execution_reports(SubscribeReports {
+                account: account.clone(),
+                after_sequence: 0,
+            })
             .await
             .map_err(|status| start_error(status.to_string()))?;
+        let book = Arc::new(Mutex::new(AccountBook::default()));
         collectors.push(
-            ReportCollector::start(account.clone(), reports)
+            ReportCollector::start(account.clone(), reports, book.clone())
                 .await
                 .map_err(|status| start_error(status.to_string()))?,
         );
-        let book = Arc::new(Mutex::new(AccountBook::default()));
         let lanes_per_account = match options.mode {
             EntryMode::Unary => options.in_flight,
             EntryMode::Stream => 1,
@@ -270,6 +325,7 @@ pub async fn run(target: Address, options: LoadOptions) -> Result<LoadReport, Lo
                 symbols: options.symbols.clone(),
                 run_id: options.run_id.clone(),
                 cod: index % 2 == 1,
+                reject_percent: options.reject_percent.min(100),
                 drift: vec![0; options.symbols.len()],
             });
         }
@@ -324,6 +380,7 @@ pub async fn run(target: Address, options: LoadOptions) -> Result<LoadReport, Lo
     Ok(LoadReport {
         commands: tally.commands,
         accepted: tally.accepted,
+        new_orders: tally.accepted_new,
         rejects: tally.rejects,
         errors: tally.errors,
         first_error: tally.first_error,
@@ -333,6 +390,7 @@ pub async fn run(target: Address, options: LoadOptions) -> Result<LoadReport, Lo
         fills,
         elapsed,
         latency: tally.latency,
+        order_latency: tally.order_latency,
         acknowledged_orders: tally.acknowledged_orders,
     })
 }

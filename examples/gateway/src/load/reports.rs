@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use volley::Status;
 
+use super::lane::AccountBook;
 use super::{COMMAND_TIMEOUT, REPORT_GRACE};
-use crate::proto::ExecutionReport;
+use crate::proto::{ExecType, ExecutionReport};
 
 /// Reads one account's report stream in the background.
 pub(super) struct ReportCollector {
@@ -19,8 +20,13 @@ pub(super) struct ReportCollector {
 
 impl ReportCollector {
     /// Starts reading once the gateway has confirmed the subscription, so no report of a command
-    /// sent after this returns can be missed.
-    pub(super) async fn start(account: String, mut stream: volley::Streaming<ExecutionReport>) -> Result<Self, Status> {
+    /// sent after this returns can be missed. Fills that complete an order are told to `book`,
+    /// so the generator stops working on that order.
+    pub(super) async fn start(
+        account: String,
+        mut stream: volley::Streaming<ExecutionReport>,
+        book: Arc<Mutex<AccountBook>>,
+    ) -> Result<Self, Status> {
         match tokio::time::timeout(COMMAND_TIMEOUT, stream.message()).await {
             Ok(Ok(Some(_confirmation))) => {}
             Ok(Ok(None)) => return Err(Status::unavailable("the report stream ended before confirming the subscription")),
@@ -38,6 +44,9 @@ impl ReportCollector {
             async move {
                 while let Ok(Some(report)) = stream.message().await {
                     highest.fetch_max(report.sequence, Ordering::Release);
+                    if report.exec_type == ExecType::Fill as i32 && report.leaves_quantity == 0 {
+                        book.lock().unwrap_or_else(PoisonError::into_inner).filled(&report.cl_ord_id);
+                    }
                     reports.lock().unwrap_or_else(PoisonError::into_inner).push(report);
                 }
             }

@@ -50,5 +50,6 @@ pub(crate) fn limit(account: &str, cl_ord_id: &str, side: Side, price: i64, quan
         price,
         quantity,
         cancel_on_disconnect: false,
+        possible_resend: false,
     }
 }

@@ -275,11 +275,24 @@ fn a_partially_filled_order_cancelled_on_disconnect_keeps_its_fills() {
 }
 
 #[test]
-fn kill_switch_does_not_cancel_open_orders() {
+fn engaging_a_kill_switch_cancels_the_accounts_working_orders_only() {
     let mut h = Harness::new();
     h.buy("A", "1", 9_000, 10);
+    h.buy("B", "1", 9_000, 10);
     let outcome = h.apply(0, kill_switch("A", true));
-    assert_eq!(outcome.response.text, "kill switch engaged for account \"A\"");
-    assert!(outcome.reports.is_empty() && outcome.market_data.is_empty());
-    assert_eq!(h.engine.open_orders("A"), 1);
+    assert_eq!(
+        outcome.response.text,
+        "kill switch for account \"A\" engaged, 1 working orders cancelled"
+    );
+    assert_eq!(outcome.reports.len(), 1);
+    assert_eq!(
+        (exec_type(&outcome.reports[0]), outcome.reports[0].cl_ord_id.as_str()),
+        (ExecType::Cancelled, "1")
+    );
+    assert_eq!(outcome.reports[0].account, "A");
+    assert_eq!(outcome.market_data.len(), 1);
+    assert_eq!((h.engine.open_orders("A"), h.engine.open_orders("B")), (0, 1));
+    let released = h.apply(0, kill_switch("A", false));
+    assert_eq!(released.response.text, "kill switch for account \"A\" released");
+    assert!(released.reports.is_empty());
 }

@@ -1,6 +1,8 @@
 //! Scenario tests of the whole engine: a [`Harness`] runs commands through `check` and `apply`
 //! with a simulated clock, like the live path, and checks the engine's invariants after each.
 
+mod durability;
+mod fix_semantics;
 mod lifecycle;
 mod matching;
 mod risk_checks;
@@ -41,10 +43,13 @@ fn limits() -> Limits {
         max_order_quantity: 1_000,
         max_notional: 5_000_000,
         max_open_orders: 5,
+        credit_limit: 1_000_000_000,
         position_limit: 2_000,
         orders_per_second: 1_000,
         burst: 1_000,
         max_id_len: 16,
+        runaway_messages: 1_000_000,
+        runaway_window_ms: 1_000,
     }
 }
 
@@ -149,6 +154,7 @@ fn limit(account: &str, cl_ord_id: &str, side: Side, price: i64, quantity: i64) 
         price,
         quantity,
         cancel_on_disconnect: false,
+        possible_resend: false,
     }
 }
 
@@ -250,6 +256,14 @@ fn assert_consistent(engine: &Engine) {
     for ((account, symbol), (_, buys, sells)) in &open {
         let exposure = engine.orders.exposure(account, *symbol);
         assert_eq!((exposure.open_buy, exposure.open_sell), (*buys, *sells), "{account} on {symbol}");
+    }
+    let mut notional = std::collections::HashMap::<&str, i128>::new();
+    for order in engine.orders.iter().filter(|o| o.is_open()) {
+        *notional.entry(&order.account).or_default() += i128::from(order.price) * i128::from(order.leaves);
+    }
+    for order in engine.orders.iter() {
+        let expected = notional.get(&*order.account).copied().unwrap_or(0);
+        assert_eq!(engine.orders.open_notional(&order.account), expected, "{}", order.account);
     }
     let mut per_account = std::collections::HashMap::<&str, usize>::new();
     for ((account, _), (count, _, _)) in &open {

@@ -201,14 +201,14 @@ fn account_kill_switch_halts_new_orders_and_replaces_but_not_cancels() {
     h.buy("A", "1", 9_000, 1);
     let outcome = h.submit(0, kill_switch("A", true)).ok();
     assert_eq!(outcome.as_ref().map(|o| exec_type(&o.response)), Some(ExecType::Ack));
-    assert_eq!(outcome.map(|o| o.reports.len()), Some(0));
+    // The working order was cancelled by the switch.
+    assert_eq!(outcome.map(|o| o.reports.len()), Some(1));
     assert!(h.engine.is_halted("A"));
     assert_eq!(h.refused(new_order(limit("A", "2", Side::Buy, 9_000, 1))), RejectReason::KillSwitch);
-    assert_eq!(h.refused(replace("A", "r", "1", 9_000, 2)), RejectReason::KillSwitch);
-    // The order stays open; other accounts trade on.
-    assert_eq!(h.engine.open_orders("A"), 1);
+    assert_eq!(h.refused(replace("A", "r", "1", 9_000, 2)), RejectReason::OrderFinal);
+    assert_eq!(h.engine.open_orders("A"), 0);
+    // Other accounts trade on.
     h.buy("B", "1", 9_000, 1);
-    assert!(h.submit(1, cancel("A", "c", "1")).is_ok());
     assert!(h.submit(0, kill_switch("A", false)).is_ok());
     h.buy("A", "2", 9_000, 1);
 }
@@ -220,7 +220,8 @@ fn global_kill_switch_halts_every_account() {
     assert!(h.submit(0, kill_switch("", true)).is_ok());
     assert_eq!(h.refused(new_order(limit("A", "2", Side::Buy, 9_000, 1))), RejectReason::KillSwitch);
     assert_eq!(h.refused(new_order(limit("B", "1", Side::Buy, 9_000, 1))), RejectReason::KillSwitch);
-    assert!(h.submit(1, cancel("A", "c", "1")).is_ok());
+    // Engaging the global switch cancelled A's working order.
+    assert_eq!(h.refused(cancel("A", "c", "1")), RejectReason::OrderFinal);
     // Releasing an account does not lift the global switch, nor the global one an account's.
     assert!(h.submit(0, kill_switch("B", true)).is_ok());
     assert!(h.submit(0, kill_switch("B", false)).is_ok());

@@ -129,6 +129,7 @@ fn notional_overflowing_i64_is_refused_not_wrapped() {
         price_band_percent: 100,
         max_order_quantity: i64::MAX,
         max_notional: i64::MAX,
+        credit_limit: i64::MAX,
         position_limit: i64::MAX,
         ..limits()
     };
@@ -220,6 +221,7 @@ fn random_command(rng: &mut XorShift, n: usize, issued: &mut Vec<(String, String
             price,
             quantity: rng.below(60) as i64 - 2,
             cancel_on_disconnect: rng.below(3) == 0,
+            possible_resend: false,
         };
         issued.push((account.to_owned(), cl_ord_id));
         Command::NewOrder(request)

@@ -1,11 +1,23 @@
 //! The gateway's core: commands go through the risk checks, into the journal and the engine;
-//! acknowledgements wait until the journal has the command durably; reports and market data are
-//! published in journal order once durable.
+//! every answer waits until the journal has, durably, the state it was computed from; reports and
+//! market data are published in journal order once durable.
 //!
 //! The order of operations for one command, under one lock so the journal order is the apply
 //! order: check (risk) → apply (engine) → queue its reports → append (journal). Then, outside
 //! the lock, the caller waits until the record is durable and answers. If the journal fails, the
 //! command is answered with UNAVAILABLE, never acknowledged, and the gateway stops accepting.
+//!
+//! # Durable-consistent answers
+//!
+//! A crash loses the journal's tail that was not yet durable, and the restarted gateway is the
+//! replay of the durable part. So no answer may depend on state that is not durable yet: a
+//! DUPLICATE about an order whose record a crash would lose, or ORDER_FINAL about an order whose
+//! fill a crash would undo, would be contradicted after the restart. Each answer therefore
+//! carries the journal sequence of the newest state it read and is sent only once that sequence
+//! is durable ([`Engine::state_sequence`] for rejects, the order's last change for queries, the
+//! book's last change for a market-data snapshot). Usually that state is long durable and the
+//! answer goes at once; when it is not, the answer waits for the same fsync as the command that
+//! changed the state.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,10 +31,11 @@ use volley::server::ConnectionInfo;
 use crate::config::Config;
 use crate::engine::{Engine, Outcome};
 use crate::fanout::Fanout;
+use crate::history::{ReportHistory, Resumed};
 use crate::journal::{Journal, JournalError, JournalOptions, Replay};
 use crate::metrics::GatewayMetrics;
 use crate::proto::journal::{Record, SessionClosed, SessionsReset, record::Command};
-use crate::proto::{ExecType, ExecutionReport, MarketDataUpdate, RejectReason};
+use crate::proto::{ExecType, ExecutionReport, KillSwitchRequest, MarketDataUpdate, RejectReason};
 
 /// What replaying the journal at start found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,12 +71,41 @@ pub struct Accepted {
     started: Instant,
 }
 
-/// The result of taking in one command: rejected at once, or accepted and pending durability.
+/// A command answered without journaling (refused by the checks, or a possible resend of a
+/// known order answered with its state), to be answered once the state it read is durable.
+#[derive(Debug)]
+pub struct Rejected {
+    report: ExecutionReport,
+    /// The journal sequence of the newest state the checks read.
+    reads: u64,
+    /// Whether the answer also goes to the account's report streams (rejects do; a resend's
+    /// status answer does not, the order's reports went there already).
+    to_streams: bool,
+}
+
+impl Rejected {
+    /// A reject that reads no journaled state (a malformed command): it may be sent at once.
+    pub fn stateless(report: ExecutionReport) -> Self {
+        Self {
+            report,
+            reads: 0,
+            to_streams: true,
+        }
+    }
+
+    /// The journal sequence that must be durable before the reject is sent.
+    pub fn reads(&self) -> u64 {
+        self.reads
+    }
+}
+
+/// The result of taking in one command: rejected or accepted, either answered with
+/// [`Gateway::answer`] once what it depends on is durable.
 #[derive(Debug)]
 pub enum Intake {
     /// Refused by the checks; nothing was journaled.
-    Rejected(ExecutionReport),
-    /// Journaled; acknowledge it with [`Gateway::acknowledge`].
+    Rejected(Rejected),
+    /// Journaled; answered once the record is durable.
     Accepted(Accepted),
 }
 
@@ -89,6 +131,8 @@ struct Inner {
     /// Publications of applied commands, in sequence order, until the journal has them.
     pending: Arc<Mutex<VecDeque<Publication>>>,
     fanout: Arc<Fanout>,
+    /// Each account's recent reports, for subscribers that resume.
+    history: Arc<ReportHistory>,
     metrics: GatewayMetrics,
     /// Sessions with cancel-on-disconnect orders, each watched until its connection closes.
     watched: Mutex<HashSet<u64>>,
@@ -120,10 +164,11 @@ impl Gateway {
         open_journal: impl FnOnce(JournalOptions, Box<dyn FnMut(u64) + Send>) -> Result<(Journal, Replay), JournalError>,
     ) -> Result<(Self, ReplaySummary), GatewayError> {
         let fanout = Arc::new(Fanout::new());
+        let history = Arc::new(ReportHistory::default());
         let pending: Arc<Mutex<VecDeque<Publication>>> = Arc::default();
         let on_durable = {
-            let (pending, fanout, metrics) = (pending.clone(), fanout.clone(), metrics.clone());
-            Box::new(move |durable: u64| publish_durable(&pending, &fanout, &metrics, durable))
+            let (pending, fanout, history, metrics) = (pending.clone(), fanout.clone(), history.clone(), metrics.clone());
+            Box::new(move |durable: u64| publish_durable(&pending, &fanout, &history, &metrics, durable))
         };
         let fsync_metrics = metrics.clone();
         let options = JournalOptions::new(config.journal.clone())
@@ -154,7 +199,8 @@ impl Gateway {
                     reason: format!("it says it is record {}", record.sequence),
                 });
             }
-            engine.apply(sequence, record.session, &command);
+            let outcome = engine.apply(sequence, record.session, &command);
+            history.record(sequence, outcome.reports, None);
             summary.records = sequence;
         }
         drop(replay);
@@ -168,6 +214,7 @@ impl Gateway {
                 journal,
                 pending,
                 fanout,
+                history,
                 metrics,
                 watched: Mutex::new(HashSet::new()),
                 accepting: AtomicBool::new(true),
@@ -200,29 +247,60 @@ impl Gateway {
         &self.inner.fanout
     }
 
+    /// Subscribes to `account`'s reports after `after` (0: from now on): the kept reports after
+    /// it, then live ones; see [`ReportHistory::subscribe`].
+    pub fn subscribe_reports(&self, account: &str, after: u64) -> Result<Resumed, Status> {
+        self.inner.history.subscribe(account, after, &self.inner.fanout)
+    }
+
     /// Runs `f` on the engine (for queries), under the engine's lock.
     pub fn with_engine<R>(&self, f: impl FnOnce(&Engine) -> R) -> R {
         f(&lock(&self.inner.core).engine)
     }
 
-    /// Checks, applies and journals `command` from `session`. Call [`Gateway::acknowledge`] with
-    /// an accepted command to wait until it is durable.
+    /// Checks, applies and journals `command` from `session`; answer it with
+    /// [`Gateway::answer`]. An account over its runaway limit is halted first (a journaled kill
+    /// switch, a warning in the log and `gateway_runaway_halts_total`).
     pub fn intake(&self, session: u64, command: Command) -> Result<Intake, Status> {
         let started = Instant::now();
         self.refuse_if_not_accepting()?;
         let mut core = lock(&self.inner.core);
         // Again under the lock: `close` takes it before closing the journal.
         self.refuse_if_not_accepting()?;
+        if core.engine.is_runaway(&command, started) {
+            let account = command_account(&command).to_owned();
+            tracing::warn!(
+                account,
+                "runaway: the account sent more commands in one window than runaway_messages allows; its kill switch is engaged"
+            );
+            self.inner.metrics.runaway_halt();
+            let halt = Command::KillSwitch(KillSwitchRequest { account, engaged: true });
+            // Journaled like an operator's; nobody waits for its acknowledgement.
+            self.apply_and_append(&mut core, 0, halt, started)?;
+        }
+        if let Some(report) = core.engine.resend_answer(&command) {
+            drop(core);
+            return Ok(Intake::Rejected(Rejected {
+                reads: report.sequence,
+                report,
+                to_streams: false,
+            }));
+        }
         if let Err(reject) = core.engine.check(session, &command, started) {
+            let reads = core.engine.reject_sequence(&command, reject.reason);
             drop(core);
             self.inner.metrics.rejected(reject.reason);
-            let report = reject.into_report(&command);
-            // The account's report streams see rejects too (not journaled: sequence 0).
-            if !report.account.is_empty() {
-                self.inner.fanout.publish_report(report.clone());
-            }
-            return Ok(Intake::Rejected(report));
+            return Ok(Intake::Rejected(Rejected {
+                report: reject.into_report(&command),
+                reads,
+                to_streams: true,
+            }));
         }
+        self.apply_and_append(&mut core, session, command, started)
+    }
+
+    /// Applies a checked command and appends it to the journal, under the engine's lock.
+    fn apply_and_append(&self, core: &mut Core, session: u64, command: Command, started: Instant) -> Result<Intake, Status> {
         let sequence = core.next_sequence;
         let Outcome {
             response,
@@ -232,11 +310,15 @@ impl Gateway {
         if response.exec_type == ExecType::Reject as i32 {
             // `check` passed, so this does not happen; were it to, nothing changed and nothing
             // is journaled.
-            drop(core);
+            let reads = core.engine.state_sequence(&command);
             self.inner
                 .metrics
                 .rejected(RejectReason::try_from(response.reject_reason).unwrap_or_default());
-            return Ok(Intake::Rejected(response));
+            return Ok(Intake::Rejected(Rejected {
+                report: ExecutionReport { sequence: 0, ..response },
+                reads,
+                to_streams: true,
+            }));
         }
         let kind = command_kind(&command);
         let payload = Record {
@@ -263,7 +345,6 @@ impl Gateway {
                 return Err(journal_status(&err));
             }
         }
-        drop(core);
         self.inner.metrics.accepted(kind);
         Ok(Intake::Accepted(Accepted {
             sequence,
@@ -272,23 +353,65 @@ impl Gateway {
         }))
     }
 
+    /// The answer to a command taken in, once what it depends on is durable: the accepted
+    /// command's own record, or the state a reject read. A reject also goes to the account's
+    /// report streams then (not journaled: sequence 0).
+    pub async fn answer(&self, intake: Intake) -> Result<ExecutionReport, Status> {
+        match intake {
+            Intake::Accepted(accepted) => self.acknowledge(accepted).await,
+            Intake::Rejected(Rejected { report, reads, to_streams }) => {
+                self.wait_durable(reads).await?;
+                if to_streams && !report.account.is_empty() {
+                    self.inner.fanout.publish_report(report.clone());
+                }
+                Ok(report)
+            }
+        }
+    }
+
     /// Waits until an accepted command is durable, then gives its acknowledgement.
     pub async fn acknowledge(&self, accepted: Accepted) -> Result<ExecutionReport, Status> {
-        if let Err(err) = self.inner.journal.wait_durable(accepted.sequence).await {
-            self.inner.accepting.store(false, Ordering::Release);
-            return Err(journal_status(&err));
-        }
+        self.wait_durable(accepted.sequence).await?;
         self.inner.metrics.order_to_ack(accepted.started.elapsed());
         Ok(accepted.response)
     }
 
     /// Takes in one command and answers it once durable: [`Gateway::intake`] then
-    /// [`Gateway::acknowledge`].
+    /// [`Gateway::answer`].
     pub async fn submit(&self, session: u64, command: Command) -> Result<ExecutionReport, Status> {
-        match self.intake(session, command)? {
-            Intake::Rejected(report) => Ok(report),
-            Intake::Accepted(accepted) => self.acknowledge(accepted).await,
+        let intake = self.intake(session, command)?;
+        self.answer(intake).await
+    }
+
+    /// The order an account's ClOrdID (any of its replace chain) names, as an ACK report of its
+    /// current state, once that state is durable; `None` for no such order.
+    pub async fn query(&self, account: &str, cl_ord_id: &str) -> Result<Option<ExecutionReport>, Status> {
+        let Some(report) = self.with_engine(|engine| engine.query(account, cl_ord_id)) else {
+            return Ok(None);
+        };
+        self.wait_durable(report.sequence).await?;
+        Ok(Some(report))
+    }
+
+    /// A symbol's top of book and last trade, once durable; `None` for an unknown symbol.
+    pub async fn top_of_book(&self, symbol: &str) -> Result<Option<MarketDataUpdate>, Status> {
+        let Some(top) = self.with_engine(|engine| engine.top_of_book(symbol)) else {
+            return Ok(None);
+        };
+        self.wait_durable(top.sequence).await?;
+        Ok(Some(top))
+    }
+
+    /// Resolves once the journal is durable up to `sequence` (at once if it already is); on a
+    /// journal failure the gateway stops accepting and the answer is UNAVAILABLE.
+    pub async fn wait_durable(&self, sequence: u64) -> Result<(), Status> {
+        if self.inner.journal.durable_sequence() >= sequence {
+            return Ok(());
         }
+        self.inner.journal.wait_durable(sequence).await.map_err(|err| {
+            self.inner.accepting.store(false, Ordering::Release);
+            journal_status(&err)
+        })
     }
 
     /// Journals a command the gateway makes itself (session resets and closes), without
@@ -360,6 +483,17 @@ fn journal_status(err: &JournalError) -> Status {
     Status::unavailable(format!("the command was not journaled and is not acknowledged: {err}"))
 }
 
+/// The account a command is about ("" for the gateway's own commands).
+fn command_account(command: &Command) -> &str {
+    match command {
+        Command::NewOrder(request) => &request.account,
+        Command::Cancel(request) => &request.account,
+        Command::Replace(request) => &request.account,
+        Command::KillSwitch(request) => &request.account,
+        Command::SessionClosed(_) | Command::SessionsReset(_) => "",
+    }
+}
+
 /// The metric label of a command.
 fn command_kind(command: &Command) -> &'static str {
     match command {
@@ -373,7 +507,13 @@ fn command_kind(command: &Command) -> &'static str {
 }
 
 /// Publishes, in order, everything the journal now holds durably.
-fn publish_durable(pending: &Mutex<VecDeque<Publication>>, fanout: &Fanout, metrics: &GatewayMetrics, durable: u64) {
+fn publish_durable(
+    pending: &Mutex<VecDeque<Publication>>,
+    fanout: &Fanout,
+    history: &ReportHistory,
+    metrics: &GatewayMetrics,
+    durable: u64,
+) {
     loop {
         let publication = {
             let mut pending = lock(pending);
@@ -387,9 +527,7 @@ fn publish_durable(pending: &Mutex<VecDeque<Publication>>, fanout: &Fanout, metr
         };
         let fills = publication.reports.iter().filter(|r| r.exec_type == ExecType::Fill as i32).count();
         metrics.fills(fills as u64);
-        for report in publication.reports {
-            fanout.publish_report(report);
-        }
+        history.record(publication.sequence, publication.reports, Some(fanout));
         for update in publication.market_data {
             fanout.publish_market_data(update);
         }
@@ -397,49 +535,4 @@ fn publish_durable(pending: &Mutex<VecDeque<Publication>>, fanout: &Fanout, metr
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proto::{NewOrderRequest, OrderType, Side, TimeInForce};
-
-    fn order(cl_ord_id: &str) -> Command {
-        Command::NewOrder(NewOrderRequest {
-            account: "A".into(),
-            cl_ord_id: cl_ord_id.into(),
-            symbol: "AAPL".into(),
-            side: Side::Buy as i32,
-            order_type: OrderType::Limit as i32,
-            time_in_force: TimeInForce::Day as i32,
-            price: 18_700,
-            quantity: 1,
-            cancel_on_disconnect: false,
-        })
-    }
-
-    /// A disk that is full: every write fails with ENOSPC.
-    #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn a_full_disk_fails_the_order_with_unavailable_and_stops_acceptance_with_the_reason() {
-        let (gateway, _) = Gateway::open_with(&Config::default(), GatewayMetrics::new(), |options, on_durable| {
-            let device = std::fs::OpenOptions::new().append(true).open("/dev/full").expect("open /dev/full");
-            Ok((Journal::start(Box::new(device), options, 0, on_durable)?, Replay::empty()))
-        })
-        .unwrap();
-        let status = gateway.submit(1, order("o-1")).await.unwrap_err();
-        assert_eq!(status.code(), volley::Code::Unavailable, "{status}");
-        assert!(
-            status.message().contains("not acknowledged") && status.message().contains("No space left on device"),
-            "{status}"
-        );
-        assert!(!gateway.is_accepting(), "a journal failure stops acceptance");
-        let later = gateway.submit(1, order("o-2")).await.unwrap_err();
-        assert_eq!(later.code(), volley::Code::Unavailable);
-        assert!(
-            later.message().contains("journal failed") && later.message().contains("No space left"),
-            "{later}"
-        );
-        assert!(
-            gateway.with_engine(|engine| engine.query("A", "o-2")).is_none(),
-            "nothing after the failure reaches the book"
-        );
-    }
-}
+mod tests;
