@@ -64,9 +64,19 @@ pub fn encode_as_production(frame: &Frame) -> Option<BytesMut> {
             message,
             end_stream,
         } => {
-            let flags = Flags::NONE.set_if(Flags::MESSAGE, message.is_some()).set_if(Flags::END_STREAM, *end_stream);
+            let flags = Flags::NONE
+                .set_if(Flags::MESSAGE, message.is_some())
+                .set_if(Flags::END_STREAM, *end_stream);
             let head_len = head.encoded_len();
-            encode_message_frame(&mut batch, FrameKind::Request, flags, *call_id, head_len, |buf| head.encode(buf), body(message.as_ref()));
+            encode_message_frame(
+                &mut batch,
+                FrameKind::Request,
+                flags,
+                *call_id,
+                head_len,
+                |buf| head.encode(buf),
+                body(message.as_ref()),
+            );
         }
         Frame::Response {
             call_id,
@@ -74,7 +84,9 @@ pub fn encode_as_production(frame: &Frame) -> Option<BytesMut> {
             message,
             end_stream,
         } if metadata.is_empty() => {
-            let flags = Flags::NONE.set_if(Flags::MESSAGE, message.is_some()).set_if(Flags::END_STREAM, *end_stream);
+            let flags = Flags::NONE
+                .set_if(Flags::MESSAGE, message.is_some())
+                .set_if(Flags::END_STREAM, *end_stream);
             encode_message_frame(&mut batch, FrameKind::Response, flags, *call_id, 0, |_| {}, body(message.as_ref()));
         }
         Frame::Message {
@@ -86,7 +98,15 @@ pub fn encode_as_production(frame: &Frame) -> Option<BytesMut> {
             encode_message_frame(&mut batch, FrameKind::Message, flags, *call_id, 0, |_| {}, body(Some(message)));
         }
         Frame::EndOfStream { call_id } => {
-            encode_message_frame(&mut batch, FrameKind::EndOfStream, Flags::NONE, *call_id, 0, |_| {}, Body::<()>::Empty);
+            encode_message_frame(
+                &mut batch,
+                FrameKind::EndOfStream,
+                Flags::NONE,
+                *call_id,
+                0,
+                |_| {},
+                Body::<()>::Empty,
+            );
         }
         _ => return None,
     }
