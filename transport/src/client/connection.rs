@@ -263,10 +263,16 @@ impl Client {
         let shared = &*self.shared;
         let head_len = crate::wire::CALL_HEAD_FIXED_LEN + 2 + options.metadata.encoded_len();
         let body_len = body.as_ref().map_or(0, Body::len);
+        // The first attempt registers no waiter: registering (and unregistering) takes the
+        // Notify's lock twice per call. Only an attempt that must wait registers, then tries
+        // once more before it sleeps, so a slot freed in between is never missed.
+        let mut registered = false;
         loop {
             let notified = shared.capacity.notified();
             tokio::pin!(notified);
-            notified.as_mut().enable();
+            if registered {
+                notified.as_mut().enable();
+            }
             {
                 let mut state = shared.lock_state();
                 if let Some(status) = &state.closed {
@@ -328,6 +334,9 @@ impl Client {
                         Err(status) => return Err(status),
                     }
                 }
+            }
+            if !std::mem::replace(&mut registered, true) {
+                continue;
             }
             notified.await;
         }
