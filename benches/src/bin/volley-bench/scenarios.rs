@@ -548,7 +548,13 @@ async fn exchange_large(stream: &mut TcpStream, message: &[u8], scratch: &mut Ve
     read.expect("read");
 }
 
-async fn unary_worker(conn: Conn, data: Bytes, window: Window) -> (u64, Histogram<u64>) {
+/// A closed loop: makes `call` one at a time until the window ends, recording each call that
+/// started inside the measured part of the window.
+async fn closed_loop<F, Fut>(window: Window, mut call: F) -> (u64, Histogram<u64>)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut hist = histogram();
     let mut calls = 0;
     loop {
@@ -556,7 +562,7 @@ async fn unary_worker(conn: Conn, data: Bytes, window: Window) -> (u64, Histogra
         if started >= window.end {
             break;
         }
-        conn.echo(&data).await;
+        call().await;
         if started >= window.measure_from {
             hist.record(nanos(started.elapsed())).expect("record");
             calls += 1;
@@ -565,22 +571,13 @@ async fn unary_worker(conn: Conn, data: Bytes, window: Window) -> (u64, Histogra
     (calls, hist)
 }
 
+async fn unary_worker(conn: Conn, data: Bytes, window: Window) -> (u64, Histogram<u64>) {
+    closed_loop(window, || conn.echo(&data)).await
+}
+
 /// One-way calls: sends `data` to the sink method, one call at a time.
 async fn sink_worker(conn: Conn, data: Bytes, window: Window) -> (u64, Histogram<u64>) {
-    let mut hist = histogram();
-    let mut calls = 0;
-    loop {
-        let started = Instant::now();
-        if started >= window.end {
-            break;
-        }
-        conn.sink(&data).await;
-        if started >= window.measure_from {
-            hist.record(nanos(started.elapsed())).expect("record");
-            calls += 1;
-        }
-    }
-    (calls, hist)
+    closed_loop(window, || conn.sink(&data)).await
 }
 
 /// Streams one call at a time; records each whole stream's time, counts messages.
