@@ -81,6 +81,11 @@ impl<H> Default for Slot<H> {
     }
 }
 
+/// Records a connection's table has room for before its first growth (4). A record is about
+/// 160 bytes (a stream's mailbox inline, so opening a stream allocates nothing), so an idle
+/// connection keeps a small table; a busy one grows it once to its real concurrency and keeps it.
+pub(crate) const INITIAL_RECORDS: usize = 4;
+
 /// Every call's record, by id.
 #[derive(Debug)]
 pub(crate) struct Calls<H> {

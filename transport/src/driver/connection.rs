@@ -262,13 +262,13 @@ pub(crate) fn spawn_connection(stream: Stream, role: Role, config: &DriverConfig
     let stream = Arc::new(stream);
     let stats = Arc::new(Stats::default());
     let now = Instant::now();
-    let capacity = (config.connection.settings.max_concurrent_calls as usize).min(crate::protocol::INITIAL_CALL_CAPACITY);
+    let records = (config.connection.settings.max_concurrent_calls as usize).min(super::calls::INITIAL_RECORDS);
     #[cfg(feature = "metrics")]
     let metrics = config.metrics.as_ref().map(|metrics| metrics.connection_opened(role, &stats));
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             proto: Connection::new(role, config.connection.clone(), now),
-            calls: Calls::with_capacity(capacity),
+            calls: Calls::with_capacity(records),
             closed: None,
         }),
         queue: WriteQueue::new(config.pool.take(), Some(stream.clone()), stats.clone(), config.write_queue_cap()),
