@@ -101,6 +101,48 @@ async fn a_peer_dropped_mid_call_fails_the_call_promptly() {
 }
 
 #[tokio::test]
+async fn a_server_with_keepalive_closes_a_client_that_stopped_answering() {
+    // A raw client that handshakes, allows pings at any rate, then answers nothing.
+    let server = echo_server()
+        .keepalive(Duration::from_millis(100), Duration::from_millis(200))
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut peer = common::raw::RawPeer::connect(&server).await;
+    let mut hello = bytes::BytesMut::new();
+    hello.extend_from_slice(&Preface::CURRENT.encode());
+    Frame::Settings(Settings {
+        min_ping_interval_ms: 0,
+        ..Settings::default()
+    })
+    .encode(&mut hello);
+    peer.send(&hello).await;
+    let started = Instant::now();
+    let frames = peer.frames_until_close().await;
+    let elapsed = started.elapsed();
+    assert!(frames.iter().any(|frame| matches!(frame, Frame::Ping { .. })), "{frames:?}");
+    let goaway = frames.iter().find_map(|frame| match frame {
+        Frame::GoAway(goaway) => Some(goaway),
+        _ => None,
+    });
+    let goaway = goaway.unwrap_or_else(|| panic!("no GoAway before the close: {frames:?}"));
+    assert_eq!(goaway.code, Code::Unavailable, "{goaway:?}");
+    assert!(goaway.reason_str().contains("keepalive"), "{goaway:?}");
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "found within interval + timeout, took {elapsed:?}"
+    );
+    // A client that answers pings is never closed by them.
+    let client = Client::connect(server.local_addr().clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let reply: Echo = client.unary(ECHO_ID, &echo("still here"), CallOptions::default()).await.unwrap();
+    assert_eq!(reply, echo("still here"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_half_open_peer_is_detected_by_keepalive() {
     // A fake server that handshakes and then never answers anything, pings included.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

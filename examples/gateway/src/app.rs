@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 
 use volley::metrics::MetricsEndpoint;
 use volley::net::Address;
-use volley::protocol::ConnectionConfig;
 use volley::{Server, ServerHandle};
 
 use crate::config::Config;
@@ -73,13 +72,11 @@ impl RunningGateway {
             address: config.listen.clone(),
             source,
         };
-        let connection = ConnectionConfig {
-            keepalive_interval: config.keepalive_interval,
-            keepalive_timeout: config.keepalive_timeout,
-            ..ConnectionConfig::default()
-        };
-        let server = Server::builder()
-            .connection_config(connection)
+        let mut builder = Server::builder();
+        if let Some(interval) = config.keepalive_interval {
+            builder = builder.keepalive(interval, config.keepalive_timeout);
+        }
+        let server = builder
             .add_service(OrderEntryServer::new(services.clone()))
             .add_service(AdminServer::new(services))
             .max_connections(config.max_connections)

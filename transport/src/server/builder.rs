@@ -133,6 +133,26 @@ impl ServerBuilder {
         self
     }
 
+    /// Pings each client after `interval` without traffic and closes its connection (GoAway
+    /// UNAVAILABLE) when no pong arrives within `timeout`: a client that vanished without closing
+    /// (a pulled cable, a frozen host) is found and its calls' handlers are dropped, rather than
+    /// waiting for the idle timeout. Off by default on the server. A client that answers pings
+    /// is unaffected; the client's `min_ping_interval_ms` setting must allow `interval`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use volley::Server;
+    ///
+    /// let builder = Server::builder().keepalive(Duration::from_secs(1), Duration::from_secs(2));
+    /// # let _ = builder;
+    /// ```
+    #[must_use]
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.config.connection.keepalive_interval = Some(interval);
+        self.config.connection.keepalive_timeout = timeout;
+        self
+    }
+
     /// How long a new connection has to complete its handshake.
     #[must_use]
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
