@@ -55,6 +55,17 @@ pub async fn echo_server(address: &Address, kind: HandlerKind) -> ServerHandle {
         .expect("bind")
 }
 
+/// Resident set size of process `pid` in KiB (VmRSS from `/proc/<pid>/status`), 0 if unreadable.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A fresh Unix socket path in the temp directory.
 pub fn unix_address(name: &str) -> Address {
     let path = std::env::temp_dir().join(format!("volley-bench-{}-{name}.sock", std::process::id()));

@@ -100,6 +100,19 @@ async fn a_peer_dropped_mid_call_fails_the_call_promptly() {
     assert!(client.is_closed());
 }
 
+/// A raw peer's preface and settings, allowing pings at any rate: the peer that then answers
+/// nothing, for the keepalive tests on both sides.
+fn hello_allowing_any_ping_rate() -> bytes::BytesMut {
+    let mut hello = bytes::BytesMut::new();
+    hello.extend_from_slice(&Preface::CURRENT.encode());
+    Frame::Settings(Settings {
+        min_ping_interval_ms: 0,
+        ..Settings::default()
+    })
+    .encode(&mut hello);
+    hello
+}
+
 #[tokio::test]
 async fn a_server_with_keepalive_closes_a_client_that_stopped_answering() {
     // A raw client that handshakes, allows pings at any rate, then answers nothing.
@@ -111,14 +124,7 @@ async fn a_server_with_keepalive_closes_a_client_that_stopped_answering() {
         .await
         .unwrap();
     let mut peer = common::raw::RawPeer::connect(&server).await;
-    let mut hello = bytes::BytesMut::new();
-    hello.extend_from_slice(&Preface::CURRENT.encode());
-    Frame::Settings(Settings {
-        min_ping_interval_ms: 0,
-        ..Settings::default()
-    })
-    .encode(&mut hello);
-    peer.send(&hello).await;
+    peer.send(&hello_allowing_any_ping_rate()).await;
     let started = Instant::now();
     let frames = peer.frames_until_close().await;
     let elapsed = started.elapsed();
@@ -149,14 +155,7 @@ async fn a_half_open_peer_is_detected_by_keepalive() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
-        let mut hello = bytes::BytesMut::new();
-        hello.extend_from_slice(&Preface::CURRENT.encode());
-        Frame::Settings(Settings {
-            min_ping_interval_ms: 0,
-            ..Settings::default()
-        })
-        .encode(&mut hello);
-        stream.write_all(&hello).await.unwrap();
+        stream.write_all(&hello_allowing_any_ping_rate()).await.unwrap();
         tokio::time::sleep(Duration::from_secs(10)).await;
     });
     let client = Client::builder()

@@ -12,18 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use volley::Client;
-use volley_benches::{HandlerKind, echo_server};
-
-/// Resident set size of process `pid` in KiB, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or(0)
-}
+use volley_benches::{HandlerKind, echo_server, rss_kib};
 
 fn serve() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");

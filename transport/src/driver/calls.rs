@@ -284,9 +284,18 @@ impl<H> Calls<H> {
     /// Removes the whole record of a call that ended (answered or cancelled): its handler, to
     /// drop, and the bytes its mailbox still buffered, to credit back.
     pub(crate) fn remove(&mut self, call_id: CallId, wakers: &mut Vec<Waker>) -> (Option<H>, usize) {
-        let buffered = self.remove_stream(call_id, wakers);
-        let handler = self.slots.remove(&call_id).and_then(|slot| slot.handler);
-        (handler, buffered)
+        let Some(slot) = self.slots.remove(&call_id) else {
+            return (None, 0);
+        };
+        let buffered = match slot.body {
+            Body::Stream(mailbox) => {
+                wakers.extend(mailbox.recv_waker);
+                wakers.extend(mailbox.send_waker);
+                mailbox.buffered
+            }
+            Body::Unary { .. } | Body::None => 0,
+        };
+        (slot.handler, buffered)
     }
 
     /// Fails every call, for a connection that ended: waiting unary calls and streams get

@@ -330,18 +330,9 @@ fn writes_since(before: Option<VolleyCounters>, conns: &[Conn], server: &ServerH
     before.map(|before| Writes::between(&before, &VolleyCounters::read(conns, server)))
 }
 
-/// This process's resident memory (VmRSS) in KiB, from /proc/self/status.
+/// This process's resident memory (VmRSS) in KiB.
 pub(crate) fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|kib| kib.parse().ok())
-        })
-        .unwrap_or(0)
+    volley_benches::rss_kib(std::process::id())
 }
 
 /// Reads the resident memory at `at` (the end of the measured window, while every connection
