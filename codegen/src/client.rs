@@ -38,14 +38,35 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
             #[derive(::core::clone::Clone, ::core::fmt::Debug)]
             pub struct #client_ident<C = volley::codegen::Channel> {
                 inner: C,
+                timeout: ::core::option::Option<volley::codegen::Duration>,
+            }
+
+            impl #client_ident<volley::codegen::Channel> {
+                /// Connects to `address` (`"127.0.0.1:7000"`, `"unix:/run/app.sock"`) through a
+                /// `volley::Channel`: when the server closes the connection (its idle timeout, a
+                /// restart) the next call opens a new one, so the client lives as long as you keep
+                /// it. Fails if the first connection cannot be made.
+                pub async fn connect(
+                    address: impl volley::codegen::ToAddress,
+                ) -> ::core::result::Result<Self, volley::codegen::Error> {
+                    ::core::result::Result::Ok(Self::new(volley::codegen::Channel::builder().connect(address).await?))
+                }
             }
 
             #[allow(clippy::wrong_self_convention)]
             impl<C: volley::codegen::Caller> #client_ident<C> {
-                /// A client calling through `inner`: a `volley::Client` (one connection) or a
-                /// `volley::Channel` (reconnecting).
+                /// A client calling through `inner`: a `volley::Channel` (reconnecting) or a
+                /// `volley::Client` (one connection, which ends when the server closes it).
                 pub fn new(inner: C) -> Self {
-                    Self { inner }
+                    Self { inner, timeout: ::core::option::Option::None }
+                }
+
+                /// The timeout of every call that sets no deadline of its own in its
+                /// `CallOptions`.
+                #[must_use]
+                pub fn timeout(mut self, timeout: volley::codegen::Duration) -> Self {
+                    self.timeout = ::core::option::Option::Some(timeout);
+                    self
                 }
 
                 /// The connection or channel this client calls through.
@@ -66,9 +87,10 @@ fn client_lines(service: &Service) -> Vec<String> {
         lines.push(String::new());
     }
     lines.push(format!(
-        " Calls the `{}` service over a `volley::Client` or `volley::Channel`.",
+        " Calls the `{}` service. `connect(address)` gives one over a reconnecting",
         service.full_name
     ));
+    lines.push(" `volley::Channel`; `new(..)` takes any `volley::Channel` or `volley::Client`.".to_owned());
     lines
 }
 
@@ -87,9 +109,13 @@ fn unary(service: &Service, method: &Method) -> TokenStream {
     let plain_docs = method_docs(method, format!(" Calls `{full_name}` with default call options."), &[]);
     let with_docs = method_docs(
         method,
-        format!(" Calls `{full_name}` with `options`: deadline, metadata, priority."),
+        format!(" Calls `{full_name}` with `options` (deadline, metadata, priority); the response carries"),
         &[],
     );
+    let with_docs = quote! {
+        #with_docs
+        #[doc = " the head metadata and trailers the server sent."]
+    };
     quote! {
         #plain_docs
         #deprecated
@@ -97,7 +123,13 @@ fn unary(service: &Service, method: &Method) -> TokenStream {
             &self,
             request: #input,
         ) -> ::core::result::Result<#output, volley::codegen::Status> {
-            self.#with_ident(request, volley::codegen::CallOptions::new()).await
+            volley::codegen::Caller::unary(
+                &self.inner,
+                super::#methods_mod::#ident::ID,
+                &request,
+                volley::codegen::CallOptions::new().timeout_if_unset(self.timeout),
+            )
+            .await
         }
 
         #with_docs
@@ -106,12 +138,12 @@ fn unary(service: &Service, method: &Method) -> TokenStream {
             &self,
             request: #input,
             options: volley::codegen::CallOptions,
-        ) -> ::core::result::Result<#output, volley::codegen::Status> {
-            volley::codegen::Caller::unary(
+        ) -> ::core::result::Result<volley::codegen::Response<#output>, volley::codegen::Status> {
+            volley::codegen::Caller::unary_response(
                 &self.inner,
                 super::#methods_mod::#ident::ID,
                 &request,
-                options,
+                options.timeout_if_unset(self.timeout),
             )
             .await
         }
@@ -132,8 +164,9 @@ fn server_streaming(service: &Service, method: &Method) -> TokenStream {
     let methods_mod = &service.methods_mod;
     let deprecated = deprecated(method.deprecated);
     let usage = [
-        " Read the responses with `message().await` until it gives `Ok(None)`; an `Err` is the call's status.",
-        " Dropping the stream cancels the call.",
+        " Returns once the server's handler has taken the call (what it set up before its first wait",
+        " is in place). Read the responses with `message().await` until it gives `Ok(None)`; an `Err`",
+        " is the call's status. Dropping the stream cancels the call.",
     ];
     let plain_docs = method_docs(
         method,
@@ -166,7 +199,7 @@ fn server_streaming(service: &Service, method: &Method) -> TokenStream {
                 &self.inner,
                 super::#methods_mod::#ident::ID,
                 &request,
-                options,
+                options.timeout_if_unset(self.timeout),
             )
             .await
         }
@@ -187,18 +220,20 @@ fn request_stream(service: &Service, method: &Method) -> TokenStream {
     } = method;
     let methods_mod = &service.methods_mod;
     let deprecated = deprecated(method.deprecated);
-    let (caller_fn, usage) = if method.kind == MethodKind::ClientStreaming {
+    let (caller_fn, returns, usage) = if method.kind == MethodKind::ClientStreaming {
         (
             quote!(client_streaming),
+            quote!(volley::codegen::ClientStreamingCall<#input, #output>),
             [
-                " Send the requests with the returned `StreamSender` and `close()` it (or drop it),",
-                " then read the one response with `.single().await` on the returned `Streaming`.",
-                " Dropping the `Streaming` cancels the call.",
+                " Send the requests with `send(..).await` on the returned call, then `finish().await` it:",
+                " that closes the request stream and returns the one response. Dropping the call",
+                " unfinished cancels it.",
             ],
         )
     } else {
         (
             quote!(bidi_streaming),
+            quote!((volley::codegen::StreamSender<#input>, volley::codegen::Streaming<#output>)),
             [
                 " Send requests with the returned `StreamSender`; `close()` (or dropping it) ends them.",
                 " Read responses from the returned `Streaming` with `message().await` until it gives",
@@ -217,10 +252,7 @@ fn request_stream(service: &Service, method: &Method) -> TokenStream {
         #deprecated
         pub async fn #ident(
             &self,
-        ) -> ::core::result::Result<
-            (volley::codegen::StreamSender<#input>, volley::codegen::Streaming<#output>),
-            volley::codegen::Status,
-        > {
+        ) -> ::core::result::Result<#returns, volley::codegen::Status> {
             self.#with_ident(volley::codegen::CallOptions::new()).await
         }
 
@@ -229,14 +261,11 @@ fn request_stream(service: &Service, method: &Method) -> TokenStream {
         pub async fn #with_ident(
             &self,
             options: volley::codegen::CallOptions,
-        ) -> ::core::result::Result<
-            (volley::codegen::StreamSender<#input>, volley::codegen::Streaming<#output>),
-            volley::codegen::Status,
-        > {
+        ) -> ::core::result::Result<#returns, volley::codegen::Status> {
             volley::codegen::Caller::#caller_fn(
                 &self.inner,
                 super::#methods_mod::#ident::ID,
-                options,
+                options.timeout_if_unset(self.timeout),
             )
             .await
         }

@@ -53,25 +53,32 @@
 //! For `service Orders { rpc PlaceOrder(Order) returns (Ack); }` in package `trading`, module
 //! `trading` gets, next to the messages:
 //!
-//! - `orders_client::OrdersClient<C = volley::Channel>`: `new(inner)`, `into_inner()`, and per
-//!   rpc `place_order(&self, Order)` and `place_order_with(&self, Order, CallOptions)`, both
-//!   returning `Result<Ack, volley::Status>`. `C` is a `volley::Client` or `volley::Channel`.
+//! - `orders_client::OrdersClient<C = volley::Channel>`: `connect(address)` (over a reconnecting
+//!   `volley::Channel`: the client survives the server's idle timeout and restarts), `new(inner)`
+//!   (any `volley::Channel` or `volley::Client`), `timeout(d)` (the default deadline of calls that
+//!   set none), `into_inner()`, and per rpc `place_order(&self, Order)` returning
+//!   `Result<Ack, volley::Status>` and `place_order_with(&self, Order, CallOptions)` returning
+//!   `Result<volley::Response<Ack>, volley::Status>` (with the head metadata and trailers the
+//!   server sent).
 //! - `orders_server::Orders`, a trait with
-//!   `fn place_order(&self, Request<Order>) -> impl Future<Output = Result<Ack, Status>> + Send`,
-//!   so implementations are plain `async fn`s; and `orders_server::OrdersServer<T>`
-//!   (`new(T)`, `from_arc(Arc<T>)`) to pass to `volley::Server::builder().add_service(..)`.
+//!   `fn place_order(&self, Request<Order>) -> impl Future<Output = Result<Response<Ack>, Status>> + Send`,
+//!   so implementations are plain `async fn`s answering `Ok(ack.into())`, or
+//!   `Ok(Response::new(ack).with_metadata(..))` to send metadata; and
+//!   `orders_server::OrdersServer<T>` (`new(T)`, `from_arc(Arc<T>)`) to pass to
+//!   `volley::Server::builder().add_service(..)`.
 //! - `orders_methods::place_order::{NAME, ID}`: the full name `/trading.Orders/PlaceOrder` and
 //!   its wire id, and `orders_methods::SERVICE`.
 //!
 //! ```ignore
+//! use trading::orders_client::OrdersClient;
 //! use trading::orders_server::{Orders, OrdersServer};
-//! use volley::{Request, Status};
+//! use volley::{Request, Response, Status};
 //!
 //! struct Desk;
 //!
 //! impl Orders for Desk {
-//!     async fn place_order(&self, request: Request<trading::Order>) -> Result<trading::Ack, Status> {
-//!         Ok(trading::Ack { id: request.into_inner().id })
+//!     async fn place_order(&self, request: Request<trading::Order>) -> Result<Response<trading::Ack>, Status> {
+//!         Ok(trading::Ack { id: request.into_inner().id }.into())
 //!     }
 //! }
 //!
@@ -80,7 +87,7 @@
 //!     .build()?
 //!     .serve("127.0.0.1:0")
 //!     .await?;
-//! let client = trading::orders_client::OrdersClient::new(volley::Client::connect(handle.local_addr()).await?);
+//! let client = OrdersClient::connect(handle.local_addr()).await?;
 //! let ack = client.place_order(trading::Order { id: 7 }).await?;
 //! ```
 //!
@@ -88,7 +95,8 @@
 //! message called `Result`, `Status`, `Request` or `Streaming` cannot break it. Comments in the
 //! `.proto` become doc comments; rpcs and services with `option deprecated = true` get
 //! `#[deprecated]`. Rust keywords become raw identifiers (`rpc Move` → `r#move`), and an rpc
-//! named `New` or `IntoInner` becomes `new_` / `into_inner_` on the client. Names that still
+//! named `New`, `IntoInner`, `Connect` or `Timeout` becomes `new_`, `into_inner_`, `connect_` or
+//! `timeout_` on the client. Names that still
 //! clash (such as rpcs `Get` and `get`) are reported as [`Error::NameClash`].
 //!
 //! # Streaming rpcs
@@ -100,18 +108,22 @@
 //! | rpc | client method returns | server trait method |
 //! |---|---|---|
 //! | `Watch(Order) returns (stream Fill)` | `watch(Order)`: `Streaming<Fill>` | `watch(&self, Request<Order>, StreamSender<Fill>)` → `Result<(), Status>` |
-//! | `Upload(stream Order) returns (Ack)` | `upload()`: `(StreamSender<Order>, Streaming<Ack>)` | `upload(&self, Request<Streaming<Order>>)` → `Result<Ack, Status>` |
+//! | `Upload(stream Order) returns (Ack)` | `upload()`: `ClientStreamingCall<Order, Ack>` | `upload(&self, Request<Streaming<Order>>)` → `Result<Response<Ack>, Status>` |
 //! | `Chat(stream Order) returns (stream Fill)` | `chat()`: `(StreamSender<Order>, Streaming<Fill>)` | `chat(&self, Request<Streaming<Order>>, StreamSender<Fill>)` → `Result<(), Status>` |
 //!
 //! On the client, read a `Streaming` with `message().await` until it gives `Ok(None)`; an `Err`
-//! is the call's status, and dropping the `Streaming` cancels the call. For a client-streaming
-//! rpc, send the requests, `close()` the sender (or drop it), then read the one response with
-//! `.single().await`. A server-streaming or bidirectional handler ends the call with the status
-//! it returns, after the messages it sent.
+//! is the call's status, and dropping the `Streaming` cancels the call. A server-streaming call
+//! returns once the server's handler has taken it: when the handler first waits or sends, so
+//! what it subscribed to before its first `.await` is in place. For a client-streaming rpc,
+//! `send` the requests on the returned call, then `finish()` it: that closes the request stream
+//! and returns the one response (it cannot wait for a response the server cannot send yet).
+//! A server-streaming or bidirectional handler ends the call with the status it returns, after
+//! the messages it sent; `request.context().shutdown()` resolves when the server starts shutting
+//! down, so a long stream can end cleanly with OK instead of holding the shutdown up.
 //!
 //! ```ignore
 //! use trading::orders_server::Orders;
-//! use volley::{Request, Status, StreamSender, Streaming};
+//! use volley::{Request, Response, Status, StreamSender, Streaming};
 //!
 //! impl Orders for Desk {
 //!     async fn watch(&self, request: Request<Order>, mut fills: StreamSender<Fill>) -> Result<(), Status> {
@@ -121,12 +133,12 @@
 //!         Ok(())
 //!     }
 //!
-//!     async fn upload(&self, mut request: Request<Streaming<Order>>) -> Result<Ack, Status> {
+//!     async fn upload(&self, mut request: Request<Streaming<Order>>) -> Result<Response<Ack>, Status> {
 //!         let mut count = 0;
-//!         while let Some(_order) = request.get_mut().message().await? {
+//!         while let Some(_order) = request.message().await? {
 //!             count += 1;
 //!         }
-//!         Ok(Ack { count })
+//!         Ok(Ack { count }.into())
 //!     }
 //!     // .. chat combines the two
 //! }
@@ -137,10 +149,9 @@
 //!     println!("{fill:?}");
 //! }
 //!
-//! let (mut orders, ack) = client.upload().await?;
-//! orders.send(&order).await?;
-//! orders.close();
-//! let ack = ack.single().await?;
+//! let mut upload = client.upload().await?;
+//! upload.send(&order).await?;
+//! let ack = upload.finish().await?;
 //!
 //! let (mut orders, mut fills) = client.chat().await?;
 //! orders.send(&order).await?;

@@ -32,7 +32,7 @@ pub(crate) const fn method_id(name: &str) -> u32 {
 }
 
 /// Rust methods every generated client has; an rpc whose name would clash gets a trailing `_`.
-pub(crate) const RESERVED_CLIENT_METHODS: &[&str] = &["new", "into_inner"];
+pub(crate) const RESERVED_CLIENT_METHODS: &[&str] = &["new", "into_inner", "connect", "timeout"];
 
 /// Keywords that can be written as raw identifiers (strict and reserved, editions 2015–2024).
 const RAW_KEYWORDS: &[&str] = &[

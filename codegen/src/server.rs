@@ -115,24 +115,34 @@ fn trait_method(method: &Method) -> TokenStream {
         ..
     } = method;
     let (request, responses, yields, usage): (_, _, _, &[&str]) = match kind {
-        MethodKind::Unary => (quote!(#input), TokenStream::new(), quote!(#output), &[]),
+        MethodKind::Unary => (
+            quote!(#input),
+            TokenStream::new(),
+            quote!(volley::codegen::Response<#output>),
+            &[
+                " Answer with `Ok(reply.into())`, or `Ok(Response::new(reply).with_metadata(..))` to send",
+                " head metadata or trailers with it.",
+            ],
+        ),
         MethodKind::ServerStreaming => (
             quote!(#input),
             quote!(responses: volley::codegen::StreamSender<#output>,),
             quote!(()),
             &[
                 " Send the responses with `responses.send(..).await`; an `Err` from it means the call is over",
-                " (the client cancelled or went away). The call ends, with the returned status, when the",
-                " future completes.",
+                " (the client cancelled or went away). The client's call returns when the handler first",
+                " waits or sends, so subscribe to what you stream before your first `.await`. The call ends,",
+                " with the returned status, when the future completes; `request.context().shutdown()`",
+                " resolves when the server shuts down, so a long stream can end cleanly.",
             ],
         ),
         MethodKind::ClientStreaming => (
             quote!(volley::codegen::Streaming<#input>),
             TokenStream::new(),
-            quote!(#output),
+            quote!(volley::codegen::Response<#output>),
             &[
-                " Read the requests with `request.get_mut().message().await` until it gives `Ok(None)`,",
-                " then return the one response.",
+                " Read the requests with `request.message().await` until it gives `Ok(None)`, then return",
+                " the one response (`Ok(reply.into())`).",
             ],
         ),
         MethodKind::BidiStreaming => (
@@ -140,9 +150,9 @@ fn trait_method(method: &Method) -> TokenStream {
             quote!(responses: volley::codegen::StreamSender<#output>,),
             quote!(()),
             &[
-                " Read the requests with `request.get_mut().message().await` until it gives `Ok(None)`, and",
-                " send responses with `responses.send(..).await`. The call ends, with the returned status,",
-                " when the future completes.",
+                " Read the requests with `request.message().await` until it gives `Ok(None)`, and send",
+                " responses with `responses.send(..).await`. The call ends, with the returned status, when",
+                " the future completes. `request.context().shutdown()` resolves when the server shuts down.",
             ],
         ),
     };

@@ -3,13 +3,17 @@
 
 pub use std::future::Future;
 pub use std::sync::Arc;
+pub use std::time::Duration;
 
 pub use prost;
 
 pub use crate::client::{CallOptions, Caller, Channel, Client};
+pub use crate::error::Error;
+pub use crate::net::ToAddress;
+pub use crate::response::Response;
 pub use crate::server::{BidiStreamingHandler, ClientStreamingHandler, Request, Routes, ServerStreamingHandler, Service, UnaryHandler};
 pub use crate::status::Status;
-pub use crate::streaming::{StreamSender, Streaming};
+pub use crate::streaming::{ClientStreamingCall, StreamSender, Streaming};
 pub use crate::wire::MethodId;
 
 /// Includes the code generated for a protobuf package, like `tonic::include_proto!`.

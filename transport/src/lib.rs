@@ -57,6 +57,8 @@ pub mod net;
 mod observe;
 pub mod protocol;
 #[cfg(not(loom))]
+mod response;
+#[cfg(not(loom))]
 pub mod server;
 pub mod stats;
 pub mod status;
@@ -69,8 +71,10 @@ pub mod wire;
 pub use client::{CallOptions, Caller, Channel, Client};
 pub use error::Error;
 #[cfg(not(loom))]
+pub use response::{IntoResponse, Response};
+#[cfg(not(loom))]
 pub use server::{Request, Server, ServerHandle};
 pub use status::{Code, Status};
 #[cfg(not(loom))]
-pub use streaming::{StreamSender, Streaming};
+pub use streaming::{ClientStreamingCall, StreamSender, Streaming};
 pub use wire::{Metadata, MethodId};

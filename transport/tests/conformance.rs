@@ -162,15 +162,14 @@ async fn large_unary() {
 #[tokio::test]
 async fn client_streaming() {
     let (_server, client) = connect().await;
-    let (mut sender, response) = client
+    let mut call = client
         .client_streaming::<SimpleResponse, StreamingInputCallResponse>(method(CLIENT_STREAMING), CallOptions::default())
         .await
         .unwrap();
     for size in [27_182, 8, 1_828, 45_904] {
-        sender.send(&SimpleResponse { payload: zeros(size) }).await.unwrap();
+        call.send(&SimpleResponse { payload: zeros(size) }).await.unwrap();
     }
-    sender.close();
-    assert_eq!(response.single().await.unwrap().aggregated_payload_size, 74_922);
+    assert_eq!(call.finish().await.unwrap().aggregated_payload_size, 74_922);
 }
 
 #[tokio::test]
@@ -225,12 +224,11 @@ async fn empty_stream() {
 #[tokio::test]
 async fn cancel_after_begin() {
     let (server, client) = connect().await;
-    let (sender, response) = client
+    let call = client
         .client_streaming::<SimpleResponse, StreamingInputCallResponse>(method(CLIENT_STREAMING), CallOptions::default())
         .await
         .unwrap();
-    drop(response);
-    drop(sender);
+    drop(call);
     wait_for("condition", || server.stats().calls_by_code[Code::Cancelled as usize] == 1).await;
 }
 

@@ -90,15 +90,14 @@ async fn exercise_every_kind(client: &Client) {
     }
     assert_eq!(n, 1000);
 
-    let (mut sender, response) = client
+    let mut call = client
         .client_streaming::<Echo, Echo>(id(SUM), CallOptions::default())
         .await
         .unwrap();
     for _ in 0..100 {
-        sender.send(&echo(vec![1u8; 10])).await.unwrap();
+        call.send(&echo(vec![1u8; 10])).await.unwrap();
     }
-    sender.close();
-    assert_eq!(response.single().await.unwrap().sleep_ms, 1000);
+    assert_eq!(call.finish().await.unwrap().sleep_ms, 1000);
 
     let (mut sender, mut replies) = client.bidi_streaming::<Echo, Echo>(id(CHAT), CallOptions::default()).await.unwrap();
     for i in 0..50u32 {

@@ -18,17 +18,42 @@ pub mod greeter_client {
     #![allow(deprecated)]
     /// Greets people. See <https://example.com/greeter> and \[the guide\].
     ///
-    /// Calls the `snapshot.greeter.Greeter` service over a `volley::Client` or `volley::Channel`.
+    /// Calls the `snapshot.greeter.Greeter` service. `connect(address)` gives one over a reconnecting
+    /// `volley::Channel`; `new(..)` takes any `volley::Channel` or `volley::Client`.
     #[derive(::core::clone::Clone, ::core::fmt::Debug)]
     pub struct GreeterClient<C = volley::codegen::Channel> {
         inner: C,
+        timeout: ::core::option::Option<volley::codegen::Duration>,
+    }
+    impl GreeterClient<volley::codegen::Channel> {
+        /// Connects to `address` (`"127.0.0.1:7000"`, `"unix:/run/app.sock"`) through a
+        /// `volley::Channel`: when the server closes the connection (its idle timeout, a
+        /// restart) the next call opens a new one, so the client lives as long as you keep
+        /// it. Fails if the first connection cannot be made.
+        pub async fn connect(
+            address: impl volley::codegen::ToAddress,
+        ) -> ::core::result::Result<Self, volley::codegen::Error> {
+            ::core::result::Result::Ok(
+                Self::new(volley::codegen::Channel::builder().connect(address).await?),
+            )
+        }
     }
     #[allow(clippy::wrong_self_convention)]
     impl<C: volley::codegen::Caller> GreeterClient<C> {
-        /// A client calling through `inner`: a `volley::Client` (one connection) or a
-        /// `volley::Channel` (reconnecting).
+        /// A client calling through `inner`: a `volley::Channel` (reconnecting) or a
+        /// `volley::Client` (one connection, which ends when the server closes it).
         pub fn new(inner: C) -> Self {
-            Self { inner }
+            Self {
+                inner,
+                timeout: ::core::option::Option::None,
+            }
+        }
+        /// The timeout of every call that sets no deadline of its own in its
+        /// `CallOptions`.
+        #[must_use]
+        pub fn timeout(mut self, timeout: volley::codegen::Duration) -> Self {
+            self.timeout = ::core::option::Option::Some(timeout);
+            self
         }
         /// The connection or channel this client calls through.
         pub fn into_inner(self) -> C {
@@ -41,21 +66,31 @@ pub mod greeter_client {
             &self,
             request: super::HelloRequest,
         ) -> ::core::result::Result<super::HelloReply, volley::codegen::Status> {
-            self.say_hello_with(request, volley::codegen::CallOptions::new()).await
-        }
-        /// Says hello.
-        ///
-        /// Calls `/snapshot.greeter.Greeter/SayHello` with `options`: deadline, metadata, priority.
-        pub async fn say_hello_with(
-            &self,
-            request: super::HelloRequest,
-            options: volley::codegen::CallOptions,
-        ) -> ::core::result::Result<super::HelloReply, volley::codegen::Status> {
             volley::codegen::Caller::unary(
                     &self.inner,
                     super::greeter_methods::say_hello::ID,
                     &request,
-                    options,
+                    volley::codegen::CallOptions::new().timeout_if_unset(self.timeout),
+                )
+                .await
+        }
+        /// Says hello.
+        ///
+        /// Calls `/snapshot.greeter.Greeter/SayHello` with `options` (deadline, metadata, priority); the response carries
+        /// the head metadata and trailers the server sent.
+        pub async fn say_hello_with(
+            &self,
+            request: super::HelloRequest,
+            options: volley::codegen::CallOptions,
+        ) -> ::core::result::Result<
+            volley::codegen::Response<super::HelloReply>,
+            volley::codegen::Status,
+        > {
+            volley::codegen::Caller::unary_response(
+                    &self.inner,
+                    super::greeter_methods::say_hello::ID,
+                    &request,
+                    options.timeout_if_unset(self.timeout),
                 )
                 .await
         }
@@ -67,22 +102,32 @@ pub mod greeter_client {
             &self,
             request: super::HelloRequest,
         ) -> ::core::result::Result<super::HelloReply, volley::codegen::Status> {
-            self.say_hello_old_with(request, volley::codegen::CallOptions::new()).await
+            volley::codegen::Caller::unary(
+                    &self.inner,
+                    super::greeter_methods::say_hello_old::ID,
+                    &request,
+                    volley::codegen::CallOptions::new().timeout_if_unset(self.timeout),
+                )
+                .await
         }
         /// Says hello the old way.
         ///
-        /// Calls `/snapshot.greeter.Greeter/SayHelloOld` with `options`: deadline, metadata, priority.
+        /// Calls `/snapshot.greeter.Greeter/SayHelloOld` with `options` (deadline, metadata, priority); the response carries
+        /// the head metadata and trailers the server sent.
         #[deprecated]
         pub async fn say_hello_old_with(
             &self,
             request: super::HelloRequest,
             options: volley::codegen::CallOptions,
-        ) -> ::core::result::Result<super::HelloReply, volley::codegen::Status> {
-            volley::codegen::Caller::unary(
+        ) -> ::core::result::Result<
+            volley::codegen::Response<super::HelloReply>,
+            volley::codegen::Status,
+        > {
+            volley::codegen::Caller::unary_response(
                     &self.inner,
                     super::greeter_methods::say_hello_old::ID,
                     &request,
-                    options,
+                    options.timeout_if_unset(self.timeout),
                 )
                 .await
         }
@@ -93,21 +138,31 @@ pub mod greeter_client {
             &self,
             request: (),
         ) -> ::core::result::Result<(), volley::codegen::Status> {
-            self.ping_with(request, volley::codegen::CallOptions::new()).await
-        }
-        /// Checks liveness.
-        ///
-        /// Calls `/snapshot.greeter.Greeter/Ping` with `options`: deadline, metadata, priority.
-        pub async fn ping_with(
-            &self,
-            request: (),
-            options: volley::codegen::CallOptions,
-        ) -> ::core::result::Result<(), volley::codegen::Status> {
             volley::codegen::Caller::unary(
                     &self.inner,
                     super::greeter_methods::ping::ID,
                     &request,
-                    options,
+                    volley::codegen::CallOptions::new().timeout_if_unset(self.timeout),
+                )
+                .await
+        }
+        /// Checks liveness.
+        ///
+        /// Calls `/snapshot.greeter.Greeter/Ping` with `options` (deadline, metadata, priority); the response carries
+        /// the head metadata and trailers the server sent.
+        pub async fn ping_with(
+            &self,
+            request: (),
+            options: volley::codegen::CallOptions,
+        ) -> ::core::result::Result<
+            volley::codegen::Response<()>,
+            volley::codegen::Status,
+        > {
+            volley::codegen::Caller::unary_response(
+                    &self.inner,
+                    super::greeter_methods::ping::ID,
+                    &request,
+                    options.timeout_if_unset(self.timeout),
                 )
                 .await
         }
@@ -118,21 +173,31 @@ pub mod greeter_client {
             &self,
             request: super::HelloRequest,
         ) -> ::core::result::Result<super::HelloReply, volley::codegen::Status> {
-            self.move_with(request, volley::codegen::CallOptions::new()).await
-        }
-        /// A keyword as an rpc name.
-        ///
-        /// Calls `/snapshot.greeter.Greeter/Move` with `options`: deadline, metadata, priority.
-        pub async fn move_with(
-            &self,
-            request: super::HelloRequest,
-            options: volley::codegen::CallOptions,
-        ) -> ::core::result::Result<super::HelloReply, volley::codegen::Status> {
             volley::codegen::Caller::unary(
                     &self.inner,
                     super::greeter_methods::r#move::ID,
                     &request,
-                    options,
+                    volley::codegen::CallOptions::new().timeout_if_unset(self.timeout),
+                )
+                .await
+        }
+        /// A keyword as an rpc name.
+        ///
+        /// Calls `/snapshot.greeter.Greeter/Move` with `options` (deadline, metadata, priority); the response carries
+        /// the head metadata and trailers the server sent.
+        pub async fn move_with(
+            &self,
+            request: super::HelloRequest,
+            options: volley::codegen::CallOptions,
+        ) -> ::core::result::Result<
+            volley::codegen::Response<super::HelloReply>,
+            volley::codegen::Status,
+        > {
+            volley::codegen::Caller::unary_response(
+                    &self.inner,
+                    super::greeter_methods::r#move::ID,
+                    &request,
+                    options.timeout_if_unset(self.timeout),
                 )
                 .await
         }
@@ -140,8 +205,9 @@ pub mod greeter_client {
         ///
         /// Calls `/snapshot.greeter.Greeter/SayHellos` with default call options and returns the stream of responses.
         ///
-        /// Read the responses with `message().await` until it gives `Ok(None)`; an `Err` is the call's status.
-        /// Dropping the stream cancels the call.
+        /// Returns once the server's handler has taken the call (what it set up before its first wait
+        /// is in place). Read the responses with `message().await` until it gives `Ok(None)`; an `Err`
+        /// is the call's status. Dropping the stream cancels the call.
         pub async fn say_hellos(
             &self,
             request: super::HelloRequest,
@@ -155,8 +221,9 @@ pub mod greeter_client {
         ///
         /// Calls `/snapshot.greeter.Greeter/SayHellos` with `options`: deadline (covering the whole stream), metadata, priority.
         ///
-        /// Read the responses with `message().await` until it gives `Ok(None)`; an `Err` is the call's status.
-        /// Dropping the stream cancels the call.
+        /// Returns once the server's handler has taken the call (what it set up before its first wait
+        /// is in place). Read the responses with `message().await` until it gives `Ok(None)`; an `Err`
+        /// is the call's status. Dropping the stream cancels the call.
         pub async fn say_hellos_with(
             &self,
             request: super::HelloRequest,
@@ -169,7 +236,7 @@ pub mod greeter_client {
                     &self.inner,
                     super::greeter_methods::say_hellos::ID,
                     &request,
-                    options,
+                    options.timeout_if_unset(self.timeout),
                 )
                 .await
         }
@@ -177,16 +244,13 @@ pub mod greeter_client {
         ///
         /// Starts `/snapshot.greeter.Greeter/Collect` with default call options.
         ///
-        /// Send the requests with the returned `StreamSender` and `close()` it (or drop it),
-        /// then read the one response with `.single().await` on the returned `Streaming`.
-        /// Dropping the `Streaming` cancels the call.
+        /// Send the requests with `send(..).await` on the returned call, then `finish().await` it:
+        /// that closes the request stream and returns the one response. Dropping the call
+        /// unfinished cancels it.
         pub async fn collect(
             &self,
         ) -> ::core::result::Result<
-            (
-                volley::codegen::StreamSender<super::HelloRequest>,
-                volley::codegen::Streaming<super::HelloReply>,
-            ),
+            volley::codegen::ClientStreamingCall<super::HelloRequest, super::HelloReply>,
             volley::codegen::Status,
         > {
             self.collect_with(volley::codegen::CallOptions::new()).await
@@ -195,23 +259,20 @@ pub mod greeter_client {
         ///
         /// Starts `/snapshot.greeter.Greeter/Collect` with `options`: deadline (covering the whole call), metadata, priority.
         ///
-        /// Send the requests with the returned `StreamSender` and `close()` it (or drop it),
-        /// then read the one response with `.single().await` on the returned `Streaming`.
-        /// Dropping the `Streaming` cancels the call.
+        /// Send the requests with `send(..).await` on the returned call, then `finish().await` it:
+        /// that closes the request stream and returns the one response. Dropping the call
+        /// unfinished cancels it.
         pub async fn collect_with(
             &self,
             options: volley::codegen::CallOptions,
         ) -> ::core::result::Result<
-            (
-                volley::codegen::StreamSender<super::HelloRequest>,
-                volley::codegen::Streaming<super::HelloReply>,
-            ),
+            volley::codegen::ClientStreamingCall<super::HelloRequest, super::HelloReply>,
             volley::codegen::Status,
         > {
             volley::codegen::Caller::client_streaming(
                     &self.inner,
                     super::greeter_methods::collect::ID,
-                    options,
+                    options.timeout_if_unset(self.timeout),
                 )
                 .await
         }
@@ -255,7 +316,7 @@ pub mod greeter_client {
             volley::codegen::Caller::bidi_streaming(
                     &self.inner,
                     super::greeter_methods::chat::ID,
-                    options,
+                    options.timeout_if_unset(self.timeout),
                 )
                 .await
         }
@@ -272,47 +333,73 @@ pub mod greeter_server {
         /// Says hello.
         ///
         /// Serves `/snapshot.greeter.Greeter/SayHello`.
+        ///
+        /// Answer with `Ok(reply.into())`, or `Ok(Response::new(reply).with_metadata(..))` to send
+        /// head metadata or trailers with it.
         fn say_hello(
             &self,
             request: volley::codegen::Request<super::HelloRequest>,
         ) -> impl volley::codegen::Future<
-            Output = ::core::result::Result<super::HelloReply, volley::codegen::Status>,
+            Output = ::core::result::Result<
+                volley::codegen::Response<super::HelloReply>,
+                volley::codegen::Status,
+            >,
         > + ::core::marker::Send;
         /// Says hello the old way.
         ///
         /// Serves `/snapshot.greeter.Greeter/SayHelloOld`.
+        ///
+        /// Answer with `Ok(reply.into())`, or `Ok(Response::new(reply).with_metadata(..))` to send
+        /// head metadata or trailers with it.
         #[deprecated]
         fn say_hello_old(
             &self,
             request: volley::codegen::Request<super::HelloRequest>,
         ) -> impl volley::codegen::Future<
-            Output = ::core::result::Result<super::HelloReply, volley::codegen::Status>,
+            Output = ::core::result::Result<
+                volley::codegen::Response<super::HelloReply>,
+                volley::codegen::Status,
+            >,
         > + ::core::marker::Send;
         /// Checks liveness.
         ///
         /// Serves `/snapshot.greeter.Greeter/Ping`.
+        ///
+        /// Answer with `Ok(reply.into())`, or `Ok(Response::new(reply).with_metadata(..))` to send
+        /// head metadata or trailers with it.
         fn ping(
             &self,
             request: volley::codegen::Request<()>,
         ) -> impl volley::codegen::Future<
-            Output = ::core::result::Result<(), volley::codegen::Status>,
+            Output = ::core::result::Result<
+                volley::codegen::Response<()>,
+                volley::codegen::Status,
+            >,
         > + ::core::marker::Send;
         /// A keyword as an rpc name.
         ///
         /// Serves `/snapshot.greeter.Greeter/Move`.
+        ///
+        /// Answer with `Ok(reply.into())`, or `Ok(Response::new(reply).with_metadata(..))` to send
+        /// head metadata or trailers with it.
         fn r#move(
             &self,
             request: volley::codegen::Request<super::HelloRequest>,
         ) -> impl volley::codegen::Future<
-            Output = ::core::result::Result<super::HelloReply, volley::codegen::Status>,
+            Output = ::core::result::Result<
+                volley::codegen::Response<super::HelloReply>,
+                volley::codegen::Status,
+            >,
         > + ::core::marker::Send;
         /// Streams greetings.
         ///
         /// Serves `/snapshot.greeter.Greeter/SayHellos`.
         ///
         /// Send the responses with `responses.send(..).await`; an `Err` from it means the call is over
-        /// (the client cancelled or went away). The call ends, with the returned status, when the
-        /// future completes.
+        /// (the client cancelled or went away). The client's call returns when the handler first
+        /// waits or sends, so subscribe to what you stream before your first `.await`. The call ends,
+        /// with the returned status, when the future completes; `request.context().shutdown()`
+        /// resolves when the server shuts down, so a long stream can end cleanly.
         fn say_hellos(
             &self,
             request: volley::codegen::Request<super::HelloRequest>,
@@ -324,23 +411,26 @@ pub mod greeter_server {
         ///
         /// Serves `/snapshot.greeter.Greeter/Collect`.
         ///
-        /// Read the requests with `request.get_mut().message().await` until it gives `Ok(None)`,
-        /// then return the one response.
+        /// Read the requests with `request.message().await` until it gives `Ok(None)`, then return
+        /// the one response (`Ok(reply.into())`).
         fn collect(
             &self,
             request: volley::codegen::Request<
                 volley::codegen::Streaming<super::HelloRequest>,
             >,
         ) -> impl volley::codegen::Future<
-            Output = ::core::result::Result<super::HelloReply, volley::codegen::Status>,
+            Output = ::core::result::Result<
+                volley::codegen::Response<super::HelloReply>,
+                volley::codegen::Status,
+            >,
         > + ::core::marker::Send;
         /// Greets each name as it arrives.
         ///
         /// Serves `/snapshot.greeter.Greeter/Chat`.
         ///
-        /// Read the requests with `request.get_mut().message().await` until it gives `Ok(None)`, and
-        /// send responses with `responses.send(..).await`. The call ends, with the returned status,
-        /// when the future completes.
+        /// Read the requests with `request.message().await` until it gives `Ok(None)`, and send
+        /// responses with `responses.send(..).await`. The call ends, with the returned status, when
+        /// the future completes. `request.context().shutdown()` resolves when the server shuts down.
         #[deprecated]
         fn chat(
             &self,

@@ -2,7 +2,7 @@
 
 use tokio::sync::{broadcast, mpsc};
 use volley::server::CallContext;
-use volley::{Request, Status, StreamSender, Streaming};
+use volley::{Request, Response, Status, StreamSender, Streaming};
 
 use crate::gateway::{Gateway, Intake, Rejected};
 use crate::history::Resumed;
@@ -67,27 +67,27 @@ fn lagged(skipped: u64) -> Status {
 }
 
 impl OrderEntry for Services {
-    async fn new_order(&self, request: Request<NewOrderRequest>) -> Result<ExecutionReport, Status> {
+    async fn new_order(&self, request: Request<NewOrderRequest>) -> Result<Response<ExecutionReport>, Status> {
         let (order, context) = request.into_parts();
-        self.new_order_command(&context, order).await
+        self.new_order_command(&context, order).await.map(Response::new)
     }
 
-    async fn cancel_order(&self, request: Request<CancelOrderRequest>) -> Result<ExecutionReport, Status> {
+    async fn cancel_order(&self, request: Request<CancelOrderRequest>) -> Result<Response<ExecutionReport>, Status> {
         let (cancel, context) = request.into_parts();
         let session = self.session(&context, false);
-        self.gateway.submit(session, Command::Cancel(cancel)).await
+        self.gateway.submit(session, Command::Cancel(cancel)).await.map(Response::new)
     }
 
-    async fn replace_order(&self, request: Request<ReplaceOrderRequest>) -> Result<ExecutionReport, Status> {
+    async fn replace_order(&self, request: Request<ReplaceOrderRequest>) -> Result<Response<ExecutionReport>, Status> {
         let (replace, context) = request.into_parts();
         let session = self.session(&context, false);
-        self.gateway.submit(session, Command::Replace(replace)).await
+        self.gateway.submit(session, Command::Replace(replace)).await.map(Response::new)
     }
 
-    async fn query_order(&self, request: Request<OrderQuery>) -> Result<ExecutionReport, Status> {
+    async fn query_order(&self, request: Request<OrderQuery>) -> Result<Response<ExecutionReport>, Status> {
         let query = request.into_inner();
         let found = self.gateway.query(&query.account, &query.cl_ord_id).await?;
-        Ok(found.unwrap_or_else(|| ExecutionReport {
+        Ok(Response::new(found.unwrap_or_else(|| ExecutionReport {
             account: query.account,
             cl_ord_id: query.cl_ord_id,
             exec_type: ExecType::Reject as i32,
@@ -96,7 +96,7 @@ impl OrderEntry for Services {
             reject_reason: RejectReason::UnknownOrder as i32,
             text: "no order with this cl_ord_id for this account".into(),
             ..ExecutionReport::default()
-        }))
+        })))
     }
 
     async fn order_stream(
@@ -207,12 +207,12 @@ impl OrderEntry for Services {
 }
 
 impl Admin for Services {
-    async fn set_kill_switch(&self, request: Request<KillSwitchRequest>) -> Result<KillSwitchResponse, Status> {
+    async fn set_kill_switch(&self, request: Request<KillSwitchRequest>) -> Result<Response<KillSwitchResponse>, Status> {
         let report = self.gateway.submit(0, Command::KillSwitch(request.into_inner())).await?;
         if report.exec_type == ExecType::Reject as i32 {
             return Err(Status::invalid_argument(report.text));
         }
-        Ok(KillSwitchResponse {})
+        Ok(Response::new(KillSwitchResponse {}))
     }
 }
 

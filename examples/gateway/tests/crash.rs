@@ -232,7 +232,7 @@ async fn race_duplicates_and_cancels(address: Address, account: String, until: I
         // Every answer that came counts, also when the other call failed (the kill).
         let mut failed = false;
         for answer in [a, b] {
-            match answer {
+            match answer.map(volley::Response::into_inner) {
                 Ok(report) if report.exec_type == ExecType::Ack as i32 => told.acknowledged.push(key.clone()),
                 Ok(report) if report.reject_reason == RejectReason::DuplicateClOrdId as i32 => told.duplicate.push(key.clone()),
                 Ok(report) => panic!("unexpected answer to {id}: {report:?}"),
@@ -252,7 +252,7 @@ async fn race_duplicates_and_cancels(address: Address, account: String, until: I
             second.cancel_order_with(cancel("b"), options.clone())
         );
         for answer in [a, b] {
-            match answer {
+            match answer.map(volley::Response::into_inner) {
                 Ok(report) if is_final_answer(&report) => told.final_orders.push(key.clone()),
                 Ok(report) => panic!("unexpected answer to a cancel of {id}: {report:?}"),
                 Err(_) => failed = true,

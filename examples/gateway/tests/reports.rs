@@ -73,9 +73,11 @@ async fn a_report_stream_resumed_after_its_last_sequence_misses_nothing_and_repe
     assert_eq!(next(&mut after_restart).await.cl_ord_id, "a-3");
     assert_eq!(next(&mut after_restart).await.cl_ord_id, "a-4");
 
-    // Resuming beyond the last durable command is refused.
-    let mut beyond = orders.execution_reports(subscribe("A", 1_000_000)).await.unwrap();
-    let refused = tokio::time::timeout(WAIT, beyond.message()).await.expect("an answer in time");
+    // Resuming beyond the last durable command is refused, at the call: the handler refuses
+    // before it sends the stream's head.
+    let refused = tokio::time::timeout(WAIT, orders.execution_reports(subscribe("A", 1_000_000)))
+        .await
+        .expect("an answer in time");
     assert_eq!(refused.err().map(|status| status.code()), Some(Code::InvalidArgument));
     running.shutdown().await.unwrap();
 }

@@ -5,8 +5,9 @@ use std::future::Future;
 use std::time::Instant;
 
 use super::{CallOptions, Channel, Client};
+use crate::response::Response;
 use crate::status::Status;
-use crate::streaming::{StreamSender, Streaming};
+use crate::streaming::{ClientStreamingCall, StreamSender, Streaming};
 use crate::wire::MethodId;
 
 /// Something that makes calls: a [`Client`] (one connection) or a [`Channel`] (reconnecting).
@@ -14,6 +15,17 @@ use crate::wire::MethodId;
 pub trait Caller: Clone + Send + Sync + 'static {
     /// A unary call; see [`Client::unary`].
     fn unary<Req, Resp>(&self, method: MethodId, request: &Req, options: CallOptions) -> impl Future<Output = Result<Resp, Status>> + Send
+    where
+        Req: prost::Message + Sync,
+        Resp: prost::Message + Default;
+
+    /// A unary call returning the response's metadata too; see [`Client::unary_response`].
+    fn unary_response<Req, Resp>(
+        &self,
+        method: MethodId,
+        request: &Req,
+        options: CallOptions,
+    ) -> impl Future<Output = Result<Response<Resp>, Status>> + Send
     where
         Req: prost::Message + Sync,
         Resp: prost::Message + Default;
@@ -40,7 +52,7 @@ pub trait Caller: Clone + Send + Sync + 'static {
         &self,
         method: MethodId,
         options: CallOptions,
-    ) -> impl Future<Output = Result<(StreamSender<Req>, Streaming<Resp>), Status>> + Send
+    ) -> impl Future<Output = Result<ClientStreamingCall<Req, Resp>, Status>> + Send
     where
         Req: prost::Message,
         Resp: prost::Message + Default,
@@ -71,6 +83,19 @@ impl Caller for Client {
         Self::unary(self, method, request, options)
     }
 
+    fn unary_response<Req, Resp>(
+        &self,
+        method: MethodId,
+        request: &Req,
+        options: CallOptions,
+    ) -> impl Future<Output = Result<Response<Resp>, Status>> + Send
+    where
+        Req: prost::Message + Sync,
+        Resp: prost::Message + Default,
+    {
+        Self::unary_response(self, method, request, options)
+    }
+
     fn ready(&self, _options: &CallOptions) -> impl Future<Output = Result<Self, Status>> + Send {
         std::future::ready(match self.is_closed() {
             false => Ok(self.clone()),
@@ -88,7 +113,20 @@ impl Caller for Channel {
         Self::unary(self, method, request, options)
     }
 
+    fn unary_response<Req, Resp>(
+        &self,
+        method: MethodId,
+        request: &Req,
+        options: CallOptions,
+    ) -> impl Future<Output = Result<Response<Resp>, Status>> + Send
+    where
+        Req: prost::Message + Sync,
+        Resp: prost::Message + Default,
+    {
+        Self::unary_response(self, method, request, options)
+    }
+
     fn ready(&self, options: &CallOptions) -> impl Future<Output = Result<Client, Status>> + Send {
-        self.ready_client(options.deadline_from(Instant::now()))
+        self.ready_client(options.deadline_from(Instant::now(), self.default_timeout()))
     }
 }

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::connection::decode_response;
+use super::connection::{decode_response, decode_response_parts};
 use super::{CallOptions, Client, ClientBuilder};
 use crate::error::Error;
 use crate::net::{Address, ToAddress};
+use crate::response::Response;
 use crate::stats::StatsSnapshot;
 use crate::status::{Code, Status};
 use crate::sync::{Mutex, lock};
@@ -68,6 +69,14 @@ impl ChannelBuilder {
     #[must_use]
     pub fn client(mut self, client: ClientBuilder) -> Self {
         self.client = client;
+        self
+    }
+
+    /// The timeout of every call that sets no deadline of its own; see
+    /// [`ClientBuilder::timeout`].
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.client.timeout = Some(timeout);
         self
     }
 
@@ -161,6 +170,16 @@ impl Channel {
         decode_response(self.unary_bytes(method, request, options).await?)
     }
 
+    /// Like [`Channel::unary`], returning the response with its head metadata and trailers; see
+    /// [`Client::unary_response`].
+    pub async fn unary_response<Req, Resp>(&self, method: MethodId, request: &Req, options: CallOptions) -> Result<Response<Resp>, Status>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        decode_response_parts(self.call(method, request, options).await?)
+    }
+
     /// Like [`Channel::unary`], returning the response's encoded bytes.
     ///
     /// A call the server certainly never started (the connection was closing before it was
@@ -168,7 +187,12 @@ impl Channel {
     /// [`MAX_TRANSPARENT_RETRIES`] times within the call's deadline: a graceful server restart
     /// shows no errors to callers that set a deadline.
     pub async fn unary_bytes<Req: prost::Message>(&self, method: MethodId, request: &Req, options: CallOptions) -> Result<Bytes, Status> {
-        let deadline = options.deadline_from(Instant::now());
+        self.call(method, request, options).await.map(Response::into_inner)
+    }
+
+    /// A unary call with its transparent retries: the response undecoded, with its metadata.
+    async fn call<Req: prost::Message>(&self, method: MethodId, request: &Req, options: CallOptions) -> Result<Response<Bytes>, Status> {
+        let deadline = options.deadline_from(Instant::now(), self.inner.builder.timeout);
         // Retries share the first attempt's deadline.
         let options = match deadline {
             Some(at) => options.deadline(at),
@@ -185,6 +209,11 @@ impl Channel {
                 result => return result.map_err(|failure| failure.status),
             }
         }
+    }
+
+    /// The deadline of calls that set none ([`ChannelBuilder::timeout`]).
+    pub(crate) fn default_timeout(&self) -> Option<Duration> {
+        self.inner.builder.timeout
     }
 
     /// Counters of the current connection, if one is open.

@@ -2,7 +2,7 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::net::{Address, AppliedSocketOptions, SocketConfig, ToAddress};
 use crate::observe::CallObserver;
 use crate::protocol::ConnectionConfig;
+use crate::response::Response;
 use crate::stats::StatsSnapshot;
 use crate::status::{Code, Status};
 use crate::wire::{Body, CallHead, CallId, Flags, FrameKind, MethodId, encode_message_frame};
@@ -42,6 +43,8 @@ struct ClientInfo {
     address: Address,
     socket: AppliedSocketOptions,
     shared: Arc<Shared>,
+    /// The deadline of calls that set none.
+    timeout: Option<Duration>,
 }
 
 impl Drop for ClientInfo {
@@ -54,6 +57,7 @@ impl Drop for ClientInfo {
 #[derive(Clone, Debug, Default)]
 pub struct ClientBuilder {
     pub(crate) config: DriverConfig,
+    pub(crate) timeout: Option<Duration>,
 }
 
 impl ClientBuilder {
@@ -71,10 +75,28 @@ impl ClientBuilder {
         self
     }
 
+    /// The timeout of every call that sets no deadline of its own ([`CallOptions::timeout`] or
+    /// [`CallOptions::deadline`] override it). Without it, such calls wait as long as the
+    /// connection lives, like tonic's default.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use volley::Client;
+    ///
+    /// let client = Client::builder().timeout(Duration::from_secs(2)).connect("127.0.0.1:7000").await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
     /// Pings the server after `interval` without traffic; the connection fails with
     /// UNAVAILABLE when no pong arrives within `timeout`.
     #[must_use]
-    pub fn keepalive(mut self, interval: std::time::Duration, timeout: std::time::Duration) -> Self {
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
         self.config.connection.keepalive_interval = Some(interval);
         self.config.connection.keepalive_timeout = timeout;
         self
@@ -97,7 +119,7 @@ impl ClientBuilder {
     /// How long the server may read nothing while this client has bytes for it before the
     /// connection fails with UNAVAILABLE; see [`crate::driver::DEFAULT_WRITE_STALL_TIMEOUT`].
     #[must_use]
-    pub fn write_stall_timeout(mut self, timeout: std::time::Duration) -> Self {
+    pub fn write_stall_timeout(mut self, timeout: Duration) -> Self {
         self.config.write_stall_timeout = timeout;
         self
     }
@@ -140,6 +162,7 @@ impl ClientBuilder {
                 address,
                 socket,
                 shared: shared.clone(),
+                timeout: self.timeout,
             }),
             shared,
         })
@@ -201,10 +224,25 @@ impl Client {
         decode_response(self.unary_bytes(method, request, options).await?)
     }
 
+    /// Like [`Client::unary`], returning the response with the metadata the server sent: head
+    /// metadata and trailers ([`Response`]).
+    pub async fn unary_response<Req, Resp>(&self, method: MethodId, request: &Req, options: CallOptions) -> Result<Response<Resp>, Status>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        let response = self
+            .unary_attempt(method, request, &options)
+            .await
+            .map_err(|failure| failure.status)?;
+        decode_response_parts(response)
+    }
+
     /// Like [`Client::unary`], returning the response's encoded bytes undecoded.
     pub async fn unary_bytes<Req: prost::Message>(&self, method: MethodId, request: &Req, options: CallOptions) -> Result<Bytes, Status> {
         self.unary_attempt(method, request, &options)
             .await
+            .map(Response::into_inner)
             .map_err(|failure| failure.status)
     }
 
@@ -214,9 +252,9 @@ impl Client {
         method: MethodId,
         request: &Req,
         options: &CallOptions,
-    ) -> Result<Bytes, Failure> {
+    ) -> Result<Response<Bytes>, Failure> {
         let start = Instant::now();
-        let deadline = options.deadline_from(start);
+        let deadline = options.deadline_from(start, self.info.timeout);
         let call = self.start_and_wait(method, request, options, start, deadline);
         match deadline {
             None => call.await,
@@ -354,7 +392,7 @@ impl Client {
         options: &CallOptions,
         start: Instant,
         deadline: Option<Instant>,
-    ) -> Result<Bytes, Failure> {
+    ) -> Result<Response<Bytes>, Failure> {
         let shared = &*self.shared;
         let mut observer = CallObserver::client(method);
         let call_id = match self
@@ -379,7 +417,11 @@ impl Client {
         let outcome = poll_fn(|cx| shared.lock_state().calls.poll_outcome(call_id, cx)).await;
         guard.done = true;
         let result = match outcome {
-            Outcome::Response { message, .. } => Ok(message),
+            Outcome::Response {
+                message,
+                metadata,
+                trailers,
+            } => Ok(Response::new(message).with_metadata(metadata).with_trailers(trailers)),
             Outcome::Failed(status) => Err(Failure {
                 status,
                 not_started: false,
@@ -390,6 +432,11 @@ impl Client {
         shared.stats.call_finished(code);
         guard.observer.finish(shared.recorder(), code);
         result
+    }
+
+    /// The deadline of calls that set none ([`ClientBuilder::timeout`]).
+    pub(crate) fn default_timeout(&self) -> Option<Duration> {
+        self.info.timeout
     }
 
     /// The server's address.
@@ -434,6 +481,14 @@ pub(crate) struct Failure {
     /// The server certainly never started the call: it was never written, or the server's GoAway
     /// refused it. Such a call may be sent again on another connection.
     pub(crate) not_started: bool,
+}
+
+/// Decodes a unary response's message, keeping its metadata.
+pub(crate) fn decode_response_parts<Resp: prost::Message + Default>(response: Response<Bytes>) -> Result<Response<Resp>, Status> {
+    let (message, metadata, trailers) = response.into_parts();
+    Ok(Response::new(decode_response(message)?)
+        .with_metadata(metadata)
+        .with_trailers(trailers))
 }
 
 /// Decodes a unary response message.

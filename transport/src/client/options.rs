@@ -44,7 +44,9 @@ impl CallOptions {
 
     /// Fails the call with DEADLINE_EXCEEDED if it has not finished `timeout` after it starts.
     /// The time covers waiting for a call slot, writing and waiting for the answer; the server
-    /// receives what is left of it.
+    /// receives what is left of it. Without it (and without [`CallOptions::deadline`]) the
+    /// client's default applies ([`crate::client::ClientBuilder::timeout`],
+    /// [`crate::client::ChannelBuilder::timeout`]); with neither, the call has no deadline.
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
@@ -86,9 +88,37 @@ impl CallOptions {
         self
     }
 
-    /// The instant the call must finish by, if any, counting from `start`.
-    pub(crate) fn deadline_from(&self, start: Instant) -> Option<Instant> {
-        let from_timeout = self.timeout.map(|t| start + t);
+    /// `timeout` as the call's timeout unless it sets a deadline of its own: how a client's
+    /// default timeout applies (generated clients use it).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use volley::CallOptions;
+    ///
+    /// let own = CallOptions::new().timeout(Duration::from_secs(1)).timeout_if_unset(Some(Duration::from_secs(9)));
+    /// let default = CallOptions::new().timeout_if_unset(Some(Duration::from_secs(9)));
+    /// assert!(own.has_deadline() && default.has_deadline());
+    /// ```
+    #[must_use]
+    pub fn timeout_if_unset(mut self, timeout: Option<Duration>) -> Self {
+        if !self.has_deadline() {
+            self.timeout = timeout;
+        }
+        self
+    }
+
+    /// Whether the call sets its own deadline (a timeout or an instant).
+    pub fn has_deadline(&self) -> bool {
+        self.timeout.is_some() || self.deadline.is_some()
+    }
+
+    /// The instant the call must finish by, if any, counting from `start`; `default_timeout`
+    /// (the client's, see [`crate::client::ClientBuilder::timeout`]) applies when the call sets none.
+    pub(crate) fn deadline_from(&self, start: Instant, default_timeout: Option<Duration>) -> Option<Instant> {
+        let from_timeout = self
+            .timeout
+            .or(default_timeout.filter(|_| self.deadline.is_none()))
+            .map(|t| start + t);
         match (from_timeout, self.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -19,8 +19,12 @@ use crate::wire::{CallId, Metadata};
 /// How a unary call ended.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    /// The response message (OK status).
-    Response { message: Bytes },
+    /// The response message (OK status), with the head metadata and the trailers.
+    Response {
+        message: Bytes,
+        metadata: Metadata,
+        trailers: Metadata,
+    },
     /// A non-OK status, or a transport failure mapped to one.
     Failed(Status),
     /// The server's GoAway refused the call: it never started, so it may be sent again elsewhere.
@@ -50,6 +54,11 @@ struct Mailbox {
     status: Option<Status>,
     recv_waker: Option<Waker>,
     send_waker: Option<Waker>,
+    /// (client) The response head's metadata, once the head arrived (until the receiver takes
+    /// it). (server) Trailers a handler set for its final OK status.
+    metadata: Option<Metadata>,
+    /// (client) The response head arrived.
+    head: bool,
 }
 
 /// What a call waits for.
@@ -58,8 +67,13 @@ enum Body {
     /// Nothing (a server's unary call: only its handler is recorded).
     #[default]
     None,
-    /// (client) A unary call's outcome.
-    Unary { waker: Option<Waker>, outcome: Option<Outcome> },
+    /// (client) A unary call's outcome. `held` is a response that came without `END_STREAM`
+    /// (message and head metadata), waiting for the OK status that carries its trailers.
+    Unary {
+        waker: Option<Waker>,
+        outcome: Option<Outcome>,
+        held: Option<(Bytes, Metadata)>,
+    },
     /// A streaming call's messages.
     Stream(Mailbox),
 }
@@ -121,13 +135,14 @@ impl<H> Calls<H> {
         self.slots.entry(call_id).or_default().body = Body::Unary {
             waker: None,
             outcome: None,
+            held: None,
         };
     }
 
     /// Records a unary call's outcome; returns the waker to wake once the lock is released.
     pub(crate) fn complete(&mut self, call_id: CallId, new: Outcome) -> Option<Waker> {
         match &mut self.slots.get_mut(&call_id)?.body {
-            Body::Unary { waker, outcome } => {
+            Body::Unary { waker, outcome, .. } => {
                 outcome.get_or_insert(new);
                 waker.take()
             }
@@ -135,10 +150,42 @@ impl<H> Calls<H> {
         }
     }
 
+    /// Holds a unary response that came without `END_STREAM` until its final status.
+    pub(crate) fn hold_response(&mut self, call_id: CallId, message: Bytes, metadata: Metadata) {
+        if let Some(Slot {
+            body: Body::Unary { held, .. },
+            ..
+        }) = self.slots.get_mut(&call_id)
+        {
+            *held = Some((message, metadata));
+        }
+    }
+
+    /// Ends a unary call with its final status: OK completes a held response with `status`'s
+    /// metadata as its trailers; OK with nothing held is a server bug reported as INTERNAL;
+    /// an error status fails the call. `refused` marks a call the server's GoAway refused.
+    pub(crate) fn finish_unary(&mut self, call_id: CallId, status: Status, refused: bool) -> Option<Waker> {
+        let held = match &mut self.slots.get_mut(&call_id)?.body {
+            Body::Unary { held, .. } => held.take(),
+            _ => return None,
+        };
+        let outcome = match (status.code(), held) {
+            (Code::Ok, Some((message, metadata))) => Outcome::Response {
+                message,
+                metadata,
+                trailers: status.metadata().clone(),
+            },
+            (Code::Ok, None) => Outcome::Failed(Status::internal("the server ended a unary call without a response message")),
+            _ if refused => Outcome::Refused(status),
+            _ => Outcome::Failed(status),
+        };
+        self.complete(call_id, outcome)
+    }
+
     /// Takes the outcome if it is there (removing the slot), or registers the waker.
     pub(crate) fn poll_outcome(&mut self, call_id: CallId, cx: &mut Context<'_>) -> Poll<Outcome> {
         let Some(Slot {
-            body: Body::Unary { waker, outcome },
+            body: Body::Unary { waker, outcome, .. },
             ..
         }) = self.slots.get_mut(&call_id)
         else {
@@ -189,6 +236,46 @@ impl<H> Calls<H> {
         mailbox.ended |= end;
         wakers.extend(mailbox.recv_waker.take());
         Some(mailbox.buffered)
+    }
+
+    /// (client) The response head arrived with `metadata`.
+    pub(crate) fn head(&mut self, call_id: CallId, metadata: Metadata, wakers: &mut Vec<Waker>) {
+        if let Some(mailbox) = self.mailbox(call_id) {
+            mailbox.head = true;
+            mailbox.metadata = Some(metadata);
+            wakers.extend(mailbox.recv_waker.take());
+        }
+    }
+
+    /// (client) Whether the response head arrived, or the call ended without one; registers
+    /// the waker otherwise. Takes the head's metadata the first time.
+    pub(crate) fn poll_head(&mut self, call_id: CallId, cx: &mut Context<'_>) -> Poll<Option<Metadata>> {
+        let Some(mailbox) = self.mailbox(call_id) else {
+            return Poll::Ready(None);
+        };
+        if mailbox.head || mailbox.ended || mailbox.status.is_some() {
+            return Poll::Ready(mailbox.metadata.take());
+        }
+        mailbox.recv_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// (client) Takes the response head's metadata if the head arrived and it was not taken yet.
+    pub(crate) fn take_head_metadata(&mut self, call_id: CallId) -> Option<Metadata> {
+        self.mailbox(call_id).filter(|mailbox| mailbox.head)?.metadata.take()
+    }
+
+    /// (server) Keeps `trailers` for the call's final OK status.
+    pub(crate) fn set_trailers(&mut self, call_id: CallId, trailers: Metadata) {
+        self.open_stream(call_id);
+        if let Some(mailbox) = self.mailbox(call_id) {
+            mailbox.metadata = Some(trailers);
+        }
+    }
+
+    /// (server) Takes the trailers a handler set, if any.
+    pub(crate) fn take_trailers(&mut self, call_id: CallId) -> Option<Metadata> {
+        self.mailbox(call_id)?.metadata.take()
     }
 
     /// The peer half-closed.
@@ -303,7 +390,7 @@ impl<H> Calls<H> {
     pub(crate) fn fail_all(&mut self, status: &Status, wakers: &mut Vec<Waker>, handlers: &mut Vec<H>) {
         for slot in self.slots.values_mut() {
             match &mut slot.body {
-                Body::Unary { waker, outcome } => {
+                Body::Unary { waker, outcome, .. } => {
                     if outcome.is_none() {
                         *outcome = Some(Outcome::Failed(status.clone()));
                         wakers.extend(waker.take());
@@ -349,6 +436,8 @@ mod loom_tests {
                         CallId(1),
                         Outcome::Response {
                             message: Bytes::from_static(b"ok"),
+                            metadata: Metadata::new(),
+                            trailers: Metadata::new(),
                         },
                     );
                     if let Some(waker) = waker {
@@ -406,6 +495,7 @@ mod loom_stream_tests {
                 local_open: true,
                 remote_open: true,
                 head_received: true,
+                head_sent: false,
                 send_window: 0,
                 recv_window: 100,
                 unacked: 0,

@@ -206,6 +206,7 @@ impl Shared {
     /// Starts a graceful close: a GoAway with the last accepted call; calls in flight finish,
     /// then the connection closes.
     pub(crate) fn go_away(&self, reason: &'static str) {
+        self.identity.drain();
         let mut state = self.lock_state();
         state.proto.go_away(reason);
         self.send_control(state);

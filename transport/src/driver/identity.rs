@@ -17,6 +17,9 @@ pub(crate) struct Identity {
     id: u64,
     peer: Option<Address>,
     closed: AtomicBool,
+    /// The connection is closing gracefully (this side sent a GoAway), or has closed.
+    draining: AtomicBool,
+    /// Wakes waiters of both `closed` and `draining`.
     on_close: Notify,
 }
 
@@ -27,6 +30,7 @@ impl Identity {
             id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
             peer,
             closed: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             on_close: Notify::new(),
         }
     }
@@ -43,19 +47,40 @@ impl Identity {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Marks the connection ended and wakes every [`Identity::closed`] waiter.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Marks the connection as closing gracefully and wakes every [`Identity::draining`] waiter.
+    pub(crate) fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.on_close.notify_waiters();
+    }
+
+    /// Marks the connection ended and wakes every [`Identity::closed`] and
+    /// [`Identity::draining`] waiter.
     pub(crate) fn close(&self) {
+        self.draining.store(true, Ordering::Release);
         self.closed.store(true, Ordering::Release);
         self.on_close.notify_waiters();
     }
 
     /// Resolves once the connection has ended (at once if it already has).
     pub(crate) async fn closed(&self) {
+        self.until(Self::is_closed).await;
+    }
+
+    /// Resolves once the connection is closing gracefully or has ended (at once if so).
+    pub(crate) async fn draining(&self) {
+        self.until(Self::is_draining).await;
+    }
+
+    async fn until(&self, done: fn(&Self) -> bool) {
         loop {
             let notified = self.on_close.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.is_closed() {
+            if done(self) {
                 return;
             }
             notified.await;

@@ -16,6 +16,7 @@ use crate::net::Stream;
 use crate::protocol::{ConnectionError, Event, Role};
 use crate::stats::Stats;
 use crate::status::{Code, Status};
+use crate::wire::Metadata;
 
 pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
     let mut buffers = ReadBuffers::new(shared.pool.clone());
@@ -182,10 +183,11 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
             }
             Event::Response {
                 call_id,
+                metadata,
                 message,
                 end_stream,
-                ..
             } if state.calls.is_stream(call_id) => {
+                state.calls.head(call_id, metadata, wakers);
                 if let Some(message) = message {
                     let _ = state.calls.push(call_id, message, false, wakers);
                 }
@@ -194,13 +196,26 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
                     *completed += 1;
                 }
             }
-            Event::Response { call_id, message, .. } => {
+            Event::Response {
+                call_id,
+                metadata,
+                message,
+                end_stream: true,
+            } => {
                 let outcome = Outcome::Response {
                     message: message.unwrap_or_default(),
+                    metadata,
+                    trailers: Metadata::new(),
                 };
                 wakers.extend(state.calls.complete(call_id, outcome));
                 *completed += 1;
             }
+            Event::Response {
+                call_id,
+                metadata,
+                message,
+                end_stream: false,
+            } => state.calls.hold_response(call_id, message.unwrap_or_default(), metadata),
             Event::Message {
                 call_id,
                 message,
@@ -219,17 +234,8 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
                 if state.calls.is_stream(call_id) {
                     state.calls.finish(call_id, status, wakers);
                 } else {
-                    let status = if status.code() == Code::Ok {
-                        Status::internal("the server ended a unary call without a response message")
-                    } else {
-                        status
-                    };
-                    let outcome = if state.proto.is_refused_by_goaway(call_id) {
-                        Outcome::Refused(status)
-                    } else {
-                        Outcome::Failed(status)
-                    };
-                    wakers.extend(state.calls.complete(call_id, outcome));
+                    let refused = state.proto.is_refused_by_goaway(call_id);
+                    wakers.extend(state.calls.finish_unary(call_id, status, refused));
                 }
             }
             Event::Cancelled { call_id } => {

@@ -69,8 +69,10 @@ pub(crate) struct CallState {
     pub(crate) local_open: bool,
     /// The peer may still send frames on the call.
     pub(crate) remote_open: bool,
-    /// (client) The response head has arrived.
+    /// (client) The response head has arrived. (server) Always set: the Request was the head.
     pub(crate) head_received: bool,
+    /// (server) The response head has been sent (a Response frame, before stream messages).
+    pub(crate) head_sent: bool,
     /// Bytes of stream messages we may still send (may go negative by one message).
     pub(crate) send_window: i64,
     /// Bytes of stream messages the peer may still send us.

@@ -131,6 +131,7 @@ mod tests {
             local_open: true,
             remote_open: true,
             head_received: true,
+            head_sent: false,
             send_window: send,
             recv_window: recv,
             unacked: 0,

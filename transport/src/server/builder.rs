@@ -10,6 +10,7 @@ use crate::driver::DriverConfig;
 use crate::error::Error;
 use crate::net::SocketConfig;
 use crate::protocol::ConnectionConfig;
+use crate::response::IntoResponse;
 use crate::status::Status;
 use crate::streaming::{StreamSender, Streaming};
 
@@ -36,14 +37,15 @@ impl ServerBuilder {
         self
     }
 
-    /// Adds a unary method with full name `name` (`/package.Service/Method`) served by `f`.
+    /// Adds a unary method with full name `name` (`/package.Service/Method`) served by `f`. `f`
+    /// answers with a message, or with a [`crate::Response`] to send metadata with it.
     #[must_use]
     pub fn unary<Req, Resp, F, Fut>(mut self, name: &str, f: F) -> Self
     where
         F: Fn(Request<Req>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
         Req: prost::Message + Default + 'static,
-        Resp: prost::Message + 'static,
+        Resp: IntoResponse,
     {
         self.routes.add(name, UnaryHandler::new(f));
         self
@@ -58,7 +60,7 @@ impl ServerBuilder {
     where
         F: Fn(Request<Req>) -> Result<Resp, Status> + Send + Sync + 'static,
         Req: prost::Message + Default + 'static,
-        Resp: prost::Message + 'static,
+        Resp: IntoResponse,
     {
         self.routes.add(name, InlineUnaryHandler::new(f));
         self
@@ -85,7 +87,7 @@ impl ServerBuilder {
         F: Fn(Request<Streaming<Req>>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
         Req: prost::Message + Default + 'static,
-        Resp: prost::Message + 'static,
+        Resp: IntoResponse,
     {
         self.routes.add(name, ClientStreamingHandler::new(f));
         self

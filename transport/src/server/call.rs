@@ -1,5 +1,6 @@
 //! One call on the server: its context for the handler, and the way its answer is written.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -8,9 +9,13 @@ use bytes::Bytes;
 use super::ConnectionInfo;
 use crate::driver::{Flush, Shared, frame_too_large};
 use crate::observe::CallObserver;
+use crate::response::IntoResponse;
 use crate::status::{Code, Status};
-use crate::streaming::{Deadline, StreamSender, Streaming};
+use crate::streaming::{Deadline, StreamSender, Streaming, send_response_head};
 use crate::wire::{Body, CallId, Flags, FrameBatch as Batch, FrameKind, Metadata, MethodId, encode_message_frame, encode_status_frame};
+
+/// Metadata with no entries, to lend where a call has none.
+static EMPTY_METADATA: Metadata = Metadata::new();
 
 /// What a handler knows about its call besides the request message.
 #[derive(Clone, Debug)]
@@ -49,6 +54,35 @@ impl CallContext {
         self.priority
     }
 
+    /// Resolves when the server begins a graceful shutdown ([`crate::ServerHandle::shutdown`])
+    /// or the call's connection ends; at once if it has already. A long-running streaming
+    /// handler (a watch, a subscription) selects on it to end its stream cleanly with OK, so
+    /// the shutdown need not wait its whole drain timeout for the handler; a handler that
+    /// ignores it is dropped when the drain timeout passes. Never resolves for a request made
+    /// with [`Request::new`].
+    ///
+    /// ```no_run
+    /// use volley::{Request, Status, StreamSender};
+    ///
+    /// async fn watch(request: Request<String>, mut updates: StreamSender<String>) -> Result<(), Status> {
+    ///     let shutdown = request.context().shutdown();
+    ///     tokio::pin!(shutdown);
+    ///     let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+    ///     loop {
+    ///         tokio::select! {
+    ///             () = &mut shutdown => return Ok(()),
+    ///             _ = ticks.tick() => updates.send(&request.get_ref().clone()).await?,
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub async fn shutdown(&self) {
+        match &self.connection {
+            Some(connection) => connection.draining().await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// The connection the call came in on; `None` for a request made with [`Request::new`]
     /// (a handler called directly in a test).
     pub fn connection(&self) -> Option<&ConnectionInfo> {
@@ -82,7 +116,7 @@ impl<T> Request<T> {
         Self { message, context }
     }
 
-    /// The message, mutably (a request stream is read through it).
+    /// The message, mutably.
     pub fn get_mut(&mut self) -> &mut T {
         &mut self.message
     }
@@ -110,6 +144,24 @@ impl<T> Request<T> {
     /// Message and context.
     pub fn into_parts(self) -> (T, CallContext) {
         (self.message, self.context)
+    }
+}
+
+/// A streaming handler reads its request stream straight from the request: `request.message()`
+/// until `Ok(None)`, or as a [`futures_core::Stream`]; `request.context()` stays at hand.
+impl<T: prost::Message + Default> Request<Streaming<T>> {
+    /// The next request message; `Ok(None)` once the client closed its stream; `Err` if the
+    /// call failed (cancelled, deadline passed, connection lost). See [`Streaming::message`].
+    pub async fn message(&mut self) -> Result<Option<T>, Status> {
+        self.message.message().await
+    }
+}
+
+impl<T: prost::Message + Default> futures_core::Stream for Request<Streaming<T>> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.get_mut().message).poll_next(cx)
     }
 }
 
@@ -194,20 +246,36 @@ impl ServerCall {
         }
     }
 
-    /// Sends the call's answer: the response message with status OK, or the error status.
-    /// Nothing is sent if the call was cancelled meanwhile.
-    pub fn respond<M: prost::Message>(&mut self, result: Result<M, Status>) {
-        let body = result.as_ref().map(Body::prepare);
-        self.end(|batch, call_id, max| match body {
-            Ok(body) if body.len() <= max as usize => {
-                let flags = Flags::MESSAGE | Flags::END_STREAM;
-                encode_message_frame(batch, FrameKind::Response, flags, call_id, 0, |_| {}, body);
+    /// Sends the call's answer: the response (a message, or a [`crate::Response`] with head metadata
+    /// and trailers) with status OK, or the error status. Nothing is sent if the call was
+    /// cancelled meanwhile.
+    ///
+    /// On the wire a plain OK answer is one Response frame with `END_STREAM`; head metadata rides
+    /// in that frame; trailers add a Status frame with code OK after it (docs/PROTOCOL.md 5.3).
+    pub fn respond<R: IntoResponse>(&mut self, result: Result<R, Status>) {
+        let response = result.map(IntoResponse::into_response);
+        let parts = response.as_ref().map(|r| (Body::prepare(r.get_ref()), r.metadata(), r.trailers()));
+        self.end(|batch, call_id, max, _| match parts {
+            Ok((body, metadata, trailers)) => {
+                let head_len = if metadata.is_empty() { 0 } else { 2 + metadata.encoded_len() };
+                if head_len + body.len() > max as usize {
+                    let status = frame_too_large(head_len + body.len(), max);
+                    encode_status_frame(batch, call_id, status.code(), status.message(), status.metadata(), max);
+                    return status.code();
+                }
+                let flags = (Flags::MESSAGE)
+                    .set_if(Flags::METADATA, head_len > 0)
+                    .set_if(Flags::END_STREAM, trailers.is_empty());
+                let head = |buf: &mut bytes::BytesMut| {
+                    if head_len > 0 {
+                        metadata.encode(buf);
+                    }
+                };
+                encode_message_frame(batch, FrameKind::Response, flags, call_id, head_len, head, body);
+                if !trailers.is_empty() {
+                    encode_status_frame(batch, call_id, Code::Ok, "", trailers, max);
+                }
                 Code::Ok
-            }
-            Ok(body) => {
-                let status = frame_too_large(body.len(), max);
-                encode_status_frame(batch, call_id, status.code(), status.message(), status.metadata(), max);
-                status.code()
             }
             Err(status) => {
                 encode_status_frame(batch, call_id, status.code(), status.message(), status.metadata(), max);
@@ -216,14 +284,35 @@ impl ServerCall {
         });
     }
 
-    /// Ends a streaming call with a status: OK when `result` is `Ok`. Messages sent before it
-    /// stay ahead of it on the wire.
+    /// Ends a streaming call with a status: OK when `result` is `Ok`, with the trailers set by
+    /// [`StreamSender::set_trailers`]. Messages sent before it stay ahead of it on the wire.
     pub fn finish(&mut self, result: Result<(), Status>) {
-        let status = result.err().unwrap_or_else(|| Status::new(Code::Ok, ""));
-        self.end(|batch, call_id, max| {
-            encode_status_frame(batch, call_id, status.code(), status.message(), status.metadata(), max);
-            status.code()
+        let status = result.err();
+        self.end(|batch, call_id, max, trailers| {
+            let (code, message, metadata) = match &status {
+                Some(status) => (status.code(), status.message(), status.metadata()),
+                None => (Code::Ok, "", trailers.as_ref().unwrap_or(&EMPTY_METADATA)),
+            };
+            encode_status_frame(batch, call_id, code, message, metadata, max);
+            code
         });
+    }
+
+    /// Runs a streaming handler, sending the response head (which resolves the client's call)
+    /// the first time the handler waits, unless a message or `send_head` sent it before: work
+    /// the handler does before its first wait, such as subscribing to what it will stream, is
+    /// done by the time the client's call returns.
+    pub async fn head_at_first_wait<T>(&self, handler: impl Future<Output = T>) -> T {
+        let mut handler = std::pin::pin!(handler);
+        let mut waited = false;
+        std::future::poll_fn(|cx| {
+            let poll = handler.as_mut().poll(cx);
+            if poll.is_pending() && !std::mem::replace(&mut waited, true) {
+                send_response_head(&self.shared, self.context.call_id, &EMPTY_METADATA, Flush::Wake);
+            }
+            poll
+        })
+        .await
     }
 
     /// The stream of request messages, for client-streaming and bidirectional methods. The call's
@@ -250,9 +339,10 @@ impl ServerCall {
         )
     }
 
-    /// Writes the call's last frame with `encode` (given the batch, the call id and the peer's
-    /// max frame size; returning the call's code), unless the call already ended.
-    fn end(&mut self, encode: impl FnOnce(&mut Batch, CallId, u32) -> Code) {
+    /// Writes the call's last frame with `encode` (given the batch, the call id, the peer's max
+    /// frame size and the trailers a handler set; returning the call's code), unless the call
+    /// already ended.
+    fn end(&mut self, encode: impl FnOnce(&mut Batch, CallId, u32, Option<Metadata>) -> Code) {
         if std::mem::replace(&mut self.answered, true) {
             return;
         }
@@ -266,6 +356,7 @@ impl ServerCall {
             return;
         }
         let mut wakers = Vec::new();
+        let trailers = state.calls.take_trailers(call_id);
         // The handler is this call's own task, ending: forget it, do not abort it.
         let (_handler, buffered) = state.calls.remove(call_id, &mut wakers);
         if buffered > 0 {
@@ -280,7 +371,7 @@ impl ServerCall {
         } else {
             Flush::Wake
         };
-        let code = encode(queue.batch(), call_id, max);
+        let code = encode(queue.batch(), call_id, max, trailers);
         drop(queue);
         // Releases the state, then writes.
         shared.flush(state, flush);

@@ -55,6 +55,19 @@ impl ConnectionInfo {
         self.identity.is_closed()
     }
 
+    /// Whether the server is closing the connection gracefully (it sent a GoAway: a shutdown
+    /// began) or the connection has ended.
+    pub fn is_draining(&self) -> bool {
+        self.identity.is_draining()
+    }
+
+    /// Resolves once the server starts closing the connection gracefully (a shutdown began:
+    /// [`ServerHandle::shutdown`](crate::ServerHandle::shutdown)) or the connection has ended;
+    /// at once if either happened already. See [`CallContext::shutdown`](super::CallContext::shutdown).
+    pub async fn draining(&self) {
+        self.identity.draining().await;
+    }
+
     /// Resolves once the connection has ended, however it ended (the peer closed or reset it, a
     /// protocol error, a keepalive timeout, a server shutdown); at once if it already has.
     pub async fn closed(&self) {

@@ -8,6 +8,7 @@ use tokio::task::AbortHandle;
 use tracing::Instrument;
 
 use super::{Request, ServerCall};
+use crate::response::IntoResponse;
 use crate::status::Status;
 
 /// Runs calls of one method: either to completion right away (returning `None`), or by spawning
@@ -34,7 +35,8 @@ where
     }
 }
 
-/// A unary method served by an async function `Fn(Request<Req>) -> Future<Output = Result<Resp, Status>>`.
+/// A unary method served by an async function `Fn(Request<Req>) -> Future<Output = Result<Resp, Status>>`;
+/// `Resp` is a message or a [`crate::Response`] with metadata.
 pub struct UnaryHandler<F, Req, Resp> {
     f: Arc<F>,
     _types: PhantomData<fn(Req) -> Resp>,
@@ -63,7 +65,7 @@ where
     F: Fn(Request<Req>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
     Req: prost::Message + Default + 'static,
-    Resp: prost::Message + 'static,
+    Resp: IntoResponse,
 {
     fn call(&self, mut call: ServerCall) -> Option<AbortHandle> {
         let f = self.f.clone();
@@ -107,7 +109,7 @@ impl<F, Req, Resp> Handler for InlineUnaryHandler<F, Req, Resp>
 where
     F: Fn(Request<Req>) -> Result<Resp, Status> + Send + Sync + 'static,
     Req: prost::Message + Default + 'static,
-    Resp: prost::Message + 'static,
+    Resp: IntoResponse,
 {
     fn call(&self, mut call: ServerCall) -> Option<AbortHandle> {
         let span = call.span().clone();

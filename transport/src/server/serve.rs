@@ -1,6 +1,7 @@
 //! Serving: the accept loop, the registry of live connections, graceful shutdown.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,7 +68,13 @@ impl Registry {
 }
 
 /// A running server: its address, its counters, and the way to stop it.
+///
+/// [`Server::serve`] returns it as soon as the listener is bound; the server runs in the
+/// background on the caller's runtime. A program whose `main` ends after `serve(..).await?`
+/// stops at once, so keep the handle and wait on it: [`ServerHandle::run_until`] a signal, or use
+/// [`Server::serve_with_shutdown`].
 #[derive(Debug)]
+#[must_use = "the server runs in the background: await `run_until(signal)` or `shutdown()` on the handle, or `main` returns and the server stops with the runtime"]
 pub struct ServerHandle {
     registry: Arc<Registry>,
     local_addr: Address,
@@ -110,6 +117,26 @@ impl Server {
                 Ok(handle)
             }
         }
+    }
+
+    /// Serves `address` until `signal` completes, then shuts down gracefully
+    /// ([`ServerHandle::shutdown`]) and returns: the form for the end of `main`, like tonic's
+    /// `serve_with_shutdown`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), volley::Error> {
+    /// use volley::{Request, Server, Status};
+    ///
+    /// Server::builder()
+    ///     .unary("/echo.Echo/Say", |request: Request<String>| async move { Ok::<_, Status>(request.into_inner()) })
+    ///     .build()?
+    ///     .serve_with_shutdown("127.0.0.1:7000", async { tokio::signal::ctrl_c().await.ok(); })
+    ///     .await
+    /// # }
+    /// ```
+    pub async fn serve_with_shutdown(self, address: impl ToAddress, signal: impl Future<Output = ()>) -> Result<(), Error> {
+        self.serve(address).await?.run_until(signal).await;
+        Ok(())
     }
 
     fn registry(self) -> Arc<Registry> {
@@ -231,6 +258,26 @@ impl ServerHandle {
             total.add(&snapshot);
         }
         total
+    }
+
+    /// Serves until `signal` completes, then shuts down gracefully ([`ServerHandle::shutdown`]).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), volley::Error> {
+    /// use volley::{Request, Server, Status};
+    ///
+    /// let handle = Server::builder()
+    ///     .unary("/echo.Echo/Say", |request: Request<String>| async move { Ok::<_, Status>(request.into_inner()) })
+    ///     .build()?
+    ///     .serve("127.0.0.1:0")
+    ///     .await?;
+    /// println!("listening on {}", handle.local_addr());
+    /// handle.run_until(async { tokio::signal::ctrl_c().await.ok(); }).await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        self.shutdown().await;
     }
 
     /// Graceful shutdown: stop accepting, send each connection a GoAway naming its last accepted

@@ -9,6 +9,7 @@ use tokio::task::AbortHandle;
 
 use super::handler::spawn_in_span;
 use super::{Handler, Request, ServerCall};
+use crate::response::IntoResponse;
 use crate::status::Status;
 use crate::streaming::{StreamSender, Streaming};
 
@@ -76,7 +77,8 @@ where
         let task = spawn_in_span(span, async move {
             let Some(request) = call.decode::<Req>() else { return };
             let sender = call.response_sender::<Resp>();
-            let result = within_deadline(call.context().deadline(), f(request, sender)).await;
+            let handler = call.head_at_first_wait(f(request, sender));
+            let result = within_deadline(call.context().deadline(), handler).await;
             call.finish(result);
         });
         Some(task)
@@ -88,7 +90,7 @@ where
     F: Fn(Request<Streaming<Req>>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
     Req: prost::Message + Default + 'static,
-    Resp: prost::Message + 'static,
+    Resp: IntoResponse,
 {
     fn call(&self, mut call: ServerCall) -> Option<AbortHandle> {
         let f = self.f.clone();
@@ -115,7 +117,8 @@ where
         let task = spawn_in_span(span, async move {
             let request = Request::from_parts(call.request_stream::<Req>(), call.context().clone());
             let sender = call.response_sender::<Resp>();
-            let result = within_deadline(call.context().deadline(), f(request, sender)).await;
+            let handler = call.head_at_first_wait(f(request, sender));
+            let result = within_deadline(call.context().deadline(), handler).await;
             call.finish(result);
         });
         Some(task)

@@ -1,5 +1,6 @@
 //! Streams of messages on a call, for client-, server- and bidirectional-streaming calls: a
-//! [`Streaming`] receives, a [`StreamSender`] sends. Both sides of a connection use the same
+//! [`Streaming`] receives, a [`StreamSender`] sends; a [`ClientStreamingCall`] is both halves of a
+//! client-streaming call on the client. Both sides of a connection use the same
 //! two types.
 //!
 //! Flow control is per call and per connection (docs/PROTOCOL.md, "Flow control"): a sender waits
@@ -9,7 +10,10 @@
 mod deadline;
 mod receive;
 mod send;
+mod upload;
 
 pub(crate) use deadline::Deadline;
 pub use receive::Streaming;
 pub use send::StreamSender;
+pub(crate) use send::send_response_head;
+pub use upload::ClientStreamingCall;

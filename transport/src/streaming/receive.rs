@@ -30,6 +30,8 @@ pub struct Streaming<T> {
     /// The status a failed stream ended with, returned again if it is polled after the end.
     failure: Option<Status>,
     trailers: Option<Metadata>,
+    /// (client) The response head's metadata, once the head arrived.
+    metadata: Option<Metadata>,
     /// On the client, the call's span and metrics, finished when the stream is dropped.
     observer: CallObserver,
     _message: PhantomData<fn() -> T>,
@@ -55,6 +57,7 @@ impl<T: prost::Message + Default> Streaming<T> {
             outcome: None,
             failure: None,
             trailers: None,
+            metadata: None,
             observer: CallObserver::none(),
             _message: PhantomData,
         }
@@ -70,6 +73,45 @@ impl<T: prost::Message + Default> Streaming<T> {
     /// failed (on the client, the server's status).
     pub async fn message(&mut self) -> Result<Option<T>, Status> {
         std::future::poll_fn(|cx| self.poll_message(cx)).await
+    }
+
+    /// (client) The metadata of the server's response head, once the head has arrived: at once
+    /// for a stream returned by a server-streaming call, after the first message (or the end)
+    /// for a bidirectional one. `None` if the call ended without a head (a failure, or an
+    /// empty stream).
+    pub fn metadata(&self) -> Option<&Metadata> {
+        self.metadata.as_ref()
+    }
+
+    /// (client) Waits until the server's response head arrived (the handler took the call) or
+    /// the call ended; fails with the call's status if it failed before its head (an unknown
+    /// method, a refusal, a handler that failed at once) or the deadline passed.
+    pub(crate) async fn wait_for_head(&mut self) -> Result<(), Status> {
+        std::future::poll_fn(|cx| {
+            let mut state = self.shared.lock_state();
+            let Poll::Ready(metadata) = state.calls.poll_head(self.call_id, cx) else {
+                drop(state);
+                if self.deadline.poll_expired(cx) {
+                    return Poll::Ready(Err(self.expire()));
+                }
+                return Poll::Pending;
+            };
+            let failure = match metadata {
+                Some(_) => None,
+                None => state.calls.failure(self.call_id).cloned(),
+            };
+            drop(state);
+            self.metadata = metadata;
+            Poll::Ready(match failure {
+                Some(status) => {
+                    self.outcome = Some(status.code());
+                    self.failure = Some(status.clone());
+                    Err(status)
+                }
+                None => Ok(()),
+            })
+        })
+        .await
     }
 
     /// The trailing metadata of the call's final status, once the stream has ended with OK (a
@@ -106,6 +148,9 @@ impl<T: prost::Message + Default> Streaming<T> {
             });
         }
         let mut state = self.shared.lock_state();
+        if self.cancel_on_drop && self.metadata.is_none() {
+            self.metadata = state.calls.take_head_metadata(self.call_id);
+        }
         let received = match state.calls.poll_recv(self.call_id, cx) {
             Poll::Ready(received) => received,
             Poll::Pending => {

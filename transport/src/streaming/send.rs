@@ -7,7 +7,7 @@ use std::task::Poll;
 use super::Deadline;
 use crate::driver::{Flush, Shared, frame_too_large};
 use crate::status::Status;
-use crate::wire::{Body, CallId, Flags, FrameKind, encode_message_frame};
+use crate::wire::{Body, CallId, Flags, FrameBatch, FrameKind, Metadata, encode_message_frame};
 
 /// Sends the messages of a stream: the requests of a client-streaming or bidirectional call on
 /// the client, the responses of a server-streaming or bidirectional call on the server.
@@ -18,8 +18,6 @@ use crate::wire::{Body, CallId, Flags, FrameKind, encode_message_frame};
 pub struct StreamSender<T> {
     shared: Arc<Shared>,
     call_id: CallId,
-    /// (server) The response head still has to go out before the first message.
-    head_pending: bool,
     /// (client) Half-close when dropped.
     client: bool,
     closed: bool,
@@ -41,7 +39,6 @@ impl<T: prost::Message> StreamSender<T> {
         Self {
             shared,
             call_id,
-            head_pending: !client,
             client,
             closed: false,
             deadline,
@@ -49,8 +46,19 @@ impl<T: prost::Message> StreamSender<T> {
         }
     }
 
-    /// Sends one message, waiting for flow-control room. The message may wait in the write queue
-    /// for a moment so that a burst of messages shares a write.
+    /// Sends one message, waiting for flow-control room.
+    ///
+    /// When it goes out: the message is queued and the connection's writer task is woken. A
+    /// message sent while the writer is idle leaves in the writer's next write, at once (the
+    /// wake is the only delay, no timer); messages sent while a write is in progress join the
+    /// next batch, so a burst shares few write syscalls. [`StreamSender::send_now`] writes from
+    /// the caller's task instead when the writer is idle, saving the hop to the writer task.
+    ///
+    /// An `Err` means the call is over: the peer cancelled, the deadline passed, or the
+    /// connection was lost. On the server, a streaming handler does not have to notice: when
+    /// the client cancels or the deadline passes, the handler's task is dropped at its next
+    /// wait, whatever it waits on (unlike tonic, where a spawned producer runs on until its next
+    /// send fails).
     pub async fn send(&mut self, message: &T) -> Result<(), Status> {
         self.send_with(message, Flush::Wake).await
     }
@@ -83,17 +91,10 @@ impl<T: prost::Message> StreamSender<T> {
             }
             match state.proto.try_send_message(self.call_id, len) {
                 Ok(true) => {
+                    let head = !self.client && state.proto.take_response_head(self.call_id);
                     let mut queue = self.shared.queue.lock();
-                    if std::mem::take(&mut self.head_pending) {
-                        encode_message_frame::<()>(
-                            queue.batch(),
-                            FrameKind::Response,
-                            Flags::NONE,
-                            self.call_id,
-                            0,
-                            |_| {},
-                            Body::Empty,
-                        );
+                    if head {
+                        encode_response_head(queue.batch(), self.call_id, &Metadata::new());
                     }
                     let body = body.take().unwrap_or(Body::Empty);
                     encode_message_frame(queue.batch(), FrameKind::Message, Flags::NONE, self.call_id, 0, |_| {}, body);
@@ -116,6 +117,31 @@ impl<T: prost::Message> StreamSender<T> {
             }
         })
         .await
+    }
+
+    /// (server) Sends the response head now, with `metadata`. The client's server-streaming call
+    /// returns once the head arrives; without this the head goes out with the first message, or
+    /// when the handler first waits, or with the final status, whichever comes first (so
+    /// metadata must be sent before any of those). Fails with FAILED_PRECONDITION once the head
+    /// has gone, and on the client.
+    pub fn send_head(&mut self, metadata: &Metadata) -> Result<(), Status> {
+        if self.client {
+            return Err(Status::failed_precondition("a client sends its metadata in CallOptions"));
+        }
+        if !send_response_head(&self.shared, self.call_id, metadata, Flush::Direct) {
+            return Err(Status::failed_precondition(
+                "the response head was already sent (with the first message, at the handler's first wait, or by an earlier send_head), or the call is over",
+            ));
+        }
+        Ok(())
+    }
+
+    /// (server) Trailing metadata for the call's final status when the handler ends it with OK
+    /// (an error's trailers are on its `Status`). Replaces any set before.
+    pub fn set_trailers(&mut self, trailers: Metadata) {
+        if !self.client {
+            self.shared.lock_state().calls.set_trailers(self.call_id, trailers);
+        }
     }
 
     /// (client) Ends the request stream: the server's request stream ends after the messages
@@ -147,6 +173,30 @@ impl<T> StreamSender<T> {
             self.shared.flush(state, flush);
         }
     }
+}
+
+/// (server) Writes the call's response head with `metadata` if it has not gone out yet; returns
+/// whether it wrote it.
+pub(crate) fn send_response_head(shared: &Shared, call_id: CallId, metadata: &Metadata, flush: Flush) -> bool {
+    let mut state = shared.lock_state();
+    if state.closed.is_some() || !state.proto.take_response_head(call_id) {
+        return false;
+    }
+    encode_response_head(shared.queue.lock().batch(), call_id, metadata);
+    shared.flush(state, flush);
+    true
+}
+
+/// A Response frame without a message: the head of a streamed response.
+fn encode_response_head(batch: &mut FrameBatch, call_id: CallId, metadata: &Metadata) {
+    let head_len = if metadata.is_empty() { 0 } else { 2 + metadata.encoded_len() };
+    let flags = Flags::NONE.set_if(Flags::METADATA, head_len > 0);
+    let head = |buf: &mut bytes::BytesMut| {
+        if head_len > 0 {
+            metadata.encode(buf);
+        }
+    };
+    encode_message_frame::<()>(batch, FrameKind::Response, flags, call_id, head_len, head, Body::Empty);
 }
 
 impl<T> Drop for StreamSender<T> {

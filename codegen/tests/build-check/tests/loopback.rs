@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use volley::{CallOptions, Channel, Client, Code, MethodId, Request, Server, ServerHandle, Status};
+use volley::{CallOptions, Channel, Client, Code, MethodId, Request, Response, Server, ServerHandle, Status};
 use volley_codegen_tests::common::Money;
 use volley_codegen_tests::documented::orders as doc;
 use volley_codegen_tests::proto::{self, google, grpc, hazards};
@@ -18,65 +18,65 @@ use hazards::names as n;
 /// Echoes with the name of the method that answered, for `hazards.keywords.Keywords`.
 struct Echo;
 
-fn tagged(method: &str, request: Request<Payload>) -> Result<Payload, Status> {
-    Ok(Payload {
+fn tagged(method: &str, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+    Ok(Response::new(Payload {
         text: format!("{method}:{}", request.into_inner().text),
-    })
+    }))
 }
 
 impl hazards::keywords::keywords_server::Keywords for Echo {
-    async fn r#move(&self, request: Request<Payload>) -> Result<Payload, Status> {
+    async fn r#move(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         tagged("move", request)
     }
-    async fn r#return(&self, request: Request<Payload>) -> Result<Payload, Status> {
+    async fn r#return(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         tagged("return", request)
     }
-    async fn r#type(&self, request: Request<Payload>) -> Result<Payload, Status> {
+    async fn r#type(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         tagged("type", request)
     }
-    async fn r#match(&self, request: Request<Payload>) -> Result<Payload, Status> {
+    async fn r#match(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         tagged("match", request)
     }
-    async fn r#async(&self, request: Request<Payload>) -> Result<Payload, Status> {
+    async fn r#async(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         tagged("async", request)
     }
-    async fn self_(&self, request: Request<Payload>) -> Result<Payload, Status> {
+    async fn self_(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         tagged("Self", request)
     }
-    async fn crate_(&self, request: Request<Payload>) -> Result<Payload, Status> {
+    async fn crate_(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         tagged("crate", request)
     }
-    async fn new_(&self, request: Request<Payload>) -> Result<Payload, Status> {
+    async fn new_(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         tagged("New", request)
     }
-    async fn into_inner_(&self, request: Request<Payload>) -> Result<Payload, Status> {
+    async fn into_inner_(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         tagged("IntoInner", request)
     }
-    async fn clone(&self, request: Request<Payload>) -> Result<Payload, Status> {
+    async fn clone(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         tagged("Clone", request)
     }
-    async fn register(&self, request: Request<Payload>) -> Result<Payload, Status> {
+    async fn register(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         tagged("Register", request)
     }
-    async fn default(&self, request: Request<Payload>) -> Result<Payload, Status> {
+    async fn default(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         tagged("Default", request)
     }
-    async fn add(&self, request: Request<Payload>) -> Result<Payload, Status> {
+    async fn add(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         tagged("Add", request)
     }
-    async fn next(&self, request: Request<Payload>) -> Result<Payload, Status> {
+    async fn next(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         tagged("Next", request)
     }
-    async fn to_string(&self, request: Request<Payload>) -> Result<Payload, Status> {
+    async fn to_string(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         tagged("ToString", request)
     }
-    async fn into_vec(&self, request: Request<Payload>) -> Result<Payload, Status> {
+    async fn into_vec(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         tagged("IntoVec", request)
     }
-    async fn as_ref(&self, request: Request<Payload>) -> Result<Payload, Status> {
+    async fn as_ref(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         tagged("AsRef", request)
     }
-    async fn from_str(&self, request: Request<Payload>) -> Result<Payload, Status> {
+    async fn from_str(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         tagged("FromStr", request)
     }
 }
@@ -86,69 +86,69 @@ impl hazards::keywords::keywords_server::Keywords for Echo {
 struct Names;
 
 impl n::index_server::Index for Names {
-    async fn try_add_lock(&self, request: Request<n::Request>) -> Result<n::Response, Status> {
-        Ok(n::Response {
+    async fn try_add_lock(&self, request: Request<n::Request>) -> Result<Response<n::Response>, Status> {
+        Ok(Response::new(n::Response {
             id: request.into_inner().id,
-        })
+        }))
     }
-    async fn place_sltp_order(&self, request: Request<n::Option>) -> Result<n::Result, Status> {
-        Ok(n::Result {
+    async fn place_sltp_order(&self, request: Request<n::Option>) -> Result<Response<n::Result>, Status> {
+        Ok(Response::new(n::Result {
             ok: request.into_inner().value == "sl-tp",
-        })
+        }))
     }
-    async fn get_status(&self, request: Request<n::Status>) -> Result<n::Client, Status> {
-        Ok(n::Client {
+    async fn get_status(&self, request: Request<n::Status>) -> Result<Response<n::Client>, Status> {
+        Ok(Response::new(n::Client {
             name: format!("code {}", request.into_inner().code),
-        })
+        }))
     }
-    async fn http_get(&self, request: Request<n::Server>) -> Result<n::Server, Status> {
-        Ok(request.into_inner())
+    async fn http_get(&self, request: Request<n::Server>) -> Result<Response<n::Server>, Status> {
+        Ok(Response::new(request.into_inner()))
     }
-    async fn spawn(&self, request: Request<n::Future>) -> Result<n::Arc, Status> {
-        Ok(n::Arc {
+    async fn spawn(&self, request: Request<n::Future>) -> Result<Response<n::Arc>, Status> {
+        Ok(Response::new(n::Arc {
             count: request.into_inner().at as i32,
-        })
+        }))
     }
-    async fn nest(&self, request: Request<n::volley::Codegen>) -> Result<n::Volley, Status> {
-        Ok(n::Volley {
+    async fn nest(&self, request: Request<n::volley::Codegen>) -> Result<Response<n::Volley>, Status> {
+        Ok(Response::new(n::Volley {
             codegen: Some(request.into_inner()),
-        })
+        }))
     }
 }
 
 impl n::send_server::Send for Names {
-    async fn get(&self, request: Request<n::Clone>) -> Result<n::Clone, Status> {
-        Ok(request.into_inner())
+    async fn get(&self, request: Request<n::Clone>) -> Result<Response<n::Clone>, Status> {
+        Ok(Response::new(request.into_inner()))
     }
 }
 
 impl n::sync_server::Sync for Names {
-    async fn get(&self, request: Request<n::Request>) -> Result<n::Response, Status> {
-        Ok(n::Response {
+    async fn get(&self, request: Request<n::Request>) -> Result<Response<n::Response>, Status> {
+        Ok(Response::new(n::Response {
             id: format!("sync {}", request.into_inner().id),
-        })
+        }))
     }
 }
 
 impl n::t_server::T for Names {
-    async fn get(&self, request: Request<n::Request>) -> Result<n::Response, Status> {
-        Ok(n::Response {
+    async fn get(&self, request: Request<n::Request>) -> Result<Response<n::Response>, Status> {
+        Ok(Response::new(n::Response {
             id: format!("t {}", request.into_inner().id),
-        })
+        }))
     }
 }
 
 impl n::default_server::Default for Names {
-    async fn get(&self, _request: Request<n::Request>) -> Result<n::Result, Status> {
-        Ok(n::Result { ok: true })
+    async fn get(&self, _request: Request<n::Request>) -> Result<Response<n::Result>, Status> {
+        Ok(Response::new(n::Result { ok: true }))
     }
 }
 
 impl n::debug_server::Debug for Names {
-    async fn get(&self, request: Request<n::Request>) -> Result<n::Option, Status> {
-        Ok(n::Option {
+    async fn get(&self, request: Request<n::Request>) -> Result<Response<n::Option>, Status> {
+        Ok(Response::new(n::Option {
             value: request.into_inner().id,
-        })
+        }))
     }
 }
 
@@ -157,32 +157,32 @@ impl n::debug_server::Debug for Names {
 struct Named(&'static str);
 
 impl n::alpha_server::Alpha for Named {
-    async fn get(&self, _request: Request<n::Request>) -> Result<n::Response, Status> {
-        Ok(n::Response { id: "alpha".into() })
+    async fn get(&self, _request: Request<n::Request>) -> Result<Response<n::Response>, Status> {
+        Ok(Response::new(n::Response { id: "alpha".into() }))
     }
 }
 impl n::beta_server::Beta for Named {
-    async fn get(&self, _request: Request<n::Request>) -> Result<n::Response, Status> {
-        Ok(n::Response { id: "beta".into() })
+    async fn get(&self, _request: Request<n::Request>) -> Result<Response<n::Response>, Status> {
+        Ok(Response::new(n::Response { id: "beta".into() }))
     }
 }
 impl n::gamma_server::Gamma for Named {
-    async fn get(&self, _request: Request<n::Request>) -> Result<n::Response, Status> {
-        Ok(n::Response { id: "gamma".into() })
+    async fn get(&self, _request: Request<n::Request>) -> Result<Response<n::Response>, Status> {
+        Ok(Response::new(n::Response { id: "gamma".into() }))
     }
 }
 impl hazards::alpha::store_server::Store for Named {
-    async fn get(&self, request: Request<hazards::alpha::Item>) -> Result<hazards::alpha::Item, Status> {
-        Ok(hazards::alpha::Item {
+    async fn get(&self, request: Request<hazards::alpha::Item>) -> Result<Response<hazards::alpha::Item>, Status> {
+        Ok(Response::new(hazards::alpha::Item {
             key: format!("{}:{}", self.0, request.into_inner().key),
-        })
+        }))
     }
 }
 impl hazards::beta::store_server::Store for Named {
-    async fn get(&self, request: Request<hazards::beta::Item>) -> Result<hazards::beta::Item, Status> {
-        Ok(hazards::beta::Item {
+    async fn get(&self, request: Request<hazards::beta::Item>) -> Result<Response<hazards::beta::Item>, Status> {
+        Ok(Response::new(hazards::beta::Item {
             key: format!("{}:{}", self.0, request.into_inner().key),
-        })
+        }))
     }
 }
 
@@ -190,81 +190,85 @@ impl hazards::beta::store_server::Store for Named {
 struct Misc;
 
 impl proto::lonely_server::Lonely for Misc {
-    async fn ping(&self, request: Request<proto::Ping>) -> Result<proto::Ping, Status> {
-        Ok(proto::Ping {
+    async fn ping(&self, request: Request<proto::Ping>) -> Result<Response<proto::Ping>, Status> {
+        Ok(Response::new(proto::Ping {
             seq: request.into_inner().seq + 1,
-        })
+        }))
     }
 }
 
 impl hazards::proto2::legacy_store_server::LegacyStore for Misc {
-    async fn touch(&self, request: Request<hazards::proto2::Legacy>) -> Result<hazards::proto2::Legacy, Status> {
+    async fn touch(&self, request: Request<hazards::proto2::Legacy>) -> Result<Response<hazards::proto2::Legacy>, Status> {
         let mut legacy = request.into_inner();
         legacy.count = Some(legacy.count() + 1);
-        Ok(legacy)
+        Ok(Response::new(legacy))
     }
 }
 
 impl hazards::proto3_optional::maybes_server::Maybes for Misc {
-    async fn echo(&self, request: Request<hazards::proto3_optional::Maybe>) -> Result<hazards::proto3_optional::Maybe, Status> {
-        Ok(request.into_inner())
+    async fn echo(&self, request: Request<hazards::proto3_optional::Maybe>) -> Result<Response<hazards::proto3_optional::Maybe>, Status> {
+        Ok(Response::new(request.into_inner()))
     }
 }
 
 impl hazards::well_known::well_known_server::WellKnown for Misc {
-    async fn ping(&self, _request: Request<()>) -> Result<(), Status> {
-        Ok(())
+    async fn ping(&self, _request: Request<()>) -> Result<Response<()>, Status> {
+        Ok(Response::new(()))
     }
-    async fn wrap(&self, request: Request<prost_types::Any>) -> Result<prost_types::Any, Status> {
+    async fn wrap(&self, request: Request<prost_types::Any>) -> Result<Response<prost_types::Any>, Status> {
         let mut any = request.into_inner();
         any.type_url.push_str("#wrapped");
-        Ok(any)
+        Ok(Response::new(any))
     }
-    async fn now(&self, _request: Request<()>) -> Result<prost_types::Timestamp, Status> {
-        Ok(prost_types::Timestamp {
+    async fn now(&self, _request: Request<()>) -> Result<Response<prost_types::Timestamp>, Status> {
+        Ok(Response::new(prost_types::Timestamp {
             seconds: 1_700_000_000,
             nanos: 0,
-        })
+        }))
     }
 }
 
 impl hazards::r#type::r#match::locator_server::Locator for Misc {
-    async fn locate(&self, request: Request<hazards::r#type::r#match::Fix>) -> Result<google::r#type::LatLng, Status> {
-        request.into_inner().position.ok_or_else(|| Status::invalid_argument("no position"))
+    async fn locate(&self, request: Request<hazards::r#type::r#match::Fix>) -> Result<Response<google::r#type::LatLng>, Status> {
+        let position = request
+            .into_inner()
+            .position
+            .ok_or_else(|| Status::invalid_argument("no position"))?;
+        Ok(position.into())
     }
-    async fn r#where(&self, request: Request<google::r#type::LatLng>) -> Result<hazards::r#type::r#match::Fix, Status> {
-        Ok(hazards::r#type::r#match::Fix {
+    async fn r#where(&self, request: Request<google::r#type::LatLng>) -> Result<Response<hazards::r#type::r#match::Fix>, Status> {
+        Ok(Response::new(hazards::r#type::r#match::Fix {
             position: Some(request.into_inner()),
             label: "here".into(),
-        })
+        }))
     }
 }
 
 impl hazards::options::auth_server::Auth for Misc {
-    async fn sign_in(&self, request: Request<hazards::options::Login>) -> Result<hazards::options::Login, Status> {
+    async fn sign_in(&self, request: Request<hazards::options::Login>) -> Result<Response<hazards::options::Login>, Status> {
         let mut login = request.into_inner();
         login.password.clear();
-        Ok(login)
+        Ok(Response::new(login))
     }
-    async fn sign_in_old(&self, _request: Request<hazards::options::Login>) -> Result<hazards::options::Login, Status> {
+    async fn sign_in_old(&self, _request: Request<hazards::options::Login>) -> Result<Response<hazards::options::Login>, Status> {
         Err(Status::unimplemented("SignInOld is deprecated; call SignIn"))
     }
 }
 
 #[allow(deprecated)]
 impl hazards::options::old_auth_server::OldAuth for Misc {
-    async fn sign_in(&self, request: Request<hazards::options::Login>) -> Result<hazards::options::Login, Status> {
-        Ok(request.into_inner())
+    async fn sign_in(&self, request: Request<hazards::options::Login>) -> Result<Response<hazards::options::Login>, Status> {
+        Ok(Response::new(request.into_inner()))
     }
 }
 
 impl hazards::pricing::pricing_server::Pricing for Misc {
-    async fn quote(&self, request: Request<Money>) -> Result<Money, Status> {
+    async fn quote(&self, request: Request<Money>) -> Result<Response<Money>, Status> {
         let money = request.into_inner();
-        Ok(Money {
+        Ok(Response::new(Money {
             units: money.units * 2,
             ..money
-        })
+        }))
     }
 }
 
@@ -335,7 +339,7 @@ async fn keyword_named_rpcs_reach_their_handlers() {
     }
     let options = CallOptions::new().timeout(Duration::from_secs(5)).priority(3);
     let reply = keywords.move_with(payload("y"), options).await.unwrap();
-    assert_eq!(reply.text, "move:y");
+    assert_eq!(reply.get_ref().text, "move:y");
     drop(keywords.into_inner());
     handle.shutdown().await;
 }
@@ -517,7 +521,7 @@ async fn generated_clients_run_over_a_channel_too() {
         )
         .await
         .unwrap();
-    assert_eq!(reply.status, 1);
+    assert_eq!(reply.get_ref().status, 1);
     // The default type parameter is Channel.
     let _: &grpc::health::v1::health_client::HealthClient = &health;
     handle.shutdown().await;

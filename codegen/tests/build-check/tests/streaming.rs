@@ -63,17 +63,15 @@ async fn every_call_kind(caller: impl Caller) {
     assert_eq!(none.message().await.unwrap(), None);
 
     // Client streaming: ticks in, their sum out once the sender is closed.
-    let (mut sender, response) = mixed.upload().await.unwrap();
+    let mut upload = mixed.upload().await.unwrap();
     for seq in 1..UNLUCKY {
-        sender.send(&tick(seq)).await.unwrap();
+        upload.send(&tick(seq)).await.unwrap();
     }
-    sender.close();
-    assert_eq!(response.single().await.unwrap(), tick(78));
+    assert_eq!(upload.finish().await.unwrap(), tick(78));
 
-    // Client streaming with no requests at all; dropping the sender closes it.
-    let (sender, response) = mixed.upload().await.unwrap();
-    drop(sender);
-    assert_eq!(response.single().await.unwrap(), tick(0));
+    // Client streaming with no requests at all.
+    let upload = mixed.upload().await.unwrap();
+    assert_eq!(upload.finish().await.unwrap(), tick(0));
 
     // Bidirectional, in lockstep: each reply arrives before the next tick is sent.
     let (mut sender, mut replies) = mixed.chat().await.unwrap();
@@ -113,11 +111,10 @@ async fn streaming_handlers_end_calls_with_their_status(caller: impl Caller) {
     assert_eq!((status.code(), status.message()), (expected.code(), expected.message()));
 
     // Client streaming: the status instead of the response.
-    let (mut sender, response) = mixed.upload().await.unwrap();
-    sender.send(&tick(1)).await.unwrap();
-    sender.send(&tick(UNLUCKY)).await.unwrap();
-    sender.close();
-    let status = response.single().await.unwrap_err();
+    let mut upload = mixed.upload().await.unwrap();
+    upload.send(&tick(1)).await.unwrap();
+    upload.send(&tick(UNLUCKY)).await.unwrap();
+    let status = upload.finish().await.unwrap_err();
     assert_eq!((status.code(), status.message()), (expected.code(), expected.message()));
 
     // Bidirectional: the replies before the unlucky tick, then the status.
@@ -221,15 +218,14 @@ async fn generated_streaming_calls_are_send_and_run_in_tasks() {
             Ok::<_, volley::Status>(seqs)
         }
     });
-    let (mut sender, response) = mixed.upload().await.unwrap();
+    let mut upload = mixed.upload().await.unwrap();
     let writer = tokio::spawn(async move {
         for seq in [4, 5, 6] {
-            sender.send(&tick(seq)).await?;
+            upload.send(&tick(seq)).await?;
         }
-        Ok::<_, volley::Status>(())
+        upload.finish().await
     });
-    writer.await.unwrap().unwrap();
-    assert_eq!(response.single().await.unwrap(), tick(15));
+    assert_eq!(writer.await.unwrap().unwrap(), tick(15));
     assert_eq!(reader.await.unwrap().unwrap(), [0, 1, 2]);
     handle.shutdown().await;
 }
@@ -247,12 +243,11 @@ async fn keyword_named_deprecated_and_empty_streams_round_trip() {
         texts.push(word.text);
     }
     assert_eq!(texts, ["a", "b", "c"]);
-    let (mut sender, joined) = tricky.type_with(CallOptions::new().priority(2)).await.unwrap();
+    let mut joined = tricky.type_with(CallOptions::new().priority(2)).await.unwrap();
     for word in ["x", "y"] {
-        sender.send(&s::StreamSender { text: word.into() }).await.unwrap();
+        joined.send(&s::StreamSender { text: word.into() }).await.unwrap();
     }
-    sender.close();
-    assert_eq!(joined.single().await.unwrap().text, "x y");
+    assert_eq!(joined.finish().await.unwrap().text, "x y");
 
     // Empty messages: zero-length bodies still count, one reply per request.
     let (mut sender, mut replies) = tricky.new_().await.unwrap();

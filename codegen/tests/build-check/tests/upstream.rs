@@ -10,11 +10,11 @@ use volley_codegen_tests::upstream::grpc::health::v1::{HealthCheckRequest, Healt
 struct Healthy;
 
 impl Health for Healthy {
-    async fn check(&self, request: volley::Request<HealthCheckRequest>) -> Result<HealthCheckResponse, Status> {
+    async fn check(&self, request: volley::Request<HealthCheckRequest>) -> Result<volley::Response<HealthCheckResponse>, Status> {
         match request.get_ref().service.as_str() {
-            "" | "orders" => Ok(HealthCheckResponse {
+            "" | "orders" => Ok(volley::Response::new(HealthCheckResponse {
                 status: ServingStatus::Serving as i32,
-            }),
+            })),
             other => Err(Status::not_found(format!("unknown service {other}"))),
         }
     }

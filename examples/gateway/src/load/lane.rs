@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
-use volley::{CallOptions, Client, Status};
+use volley::{CallOptions, Client, Response, Status};
 
 use super::{COMMAND_TIMEOUT, EntryMode, Tally};
 use crate::engine::SymbolSpec;
@@ -162,7 +162,8 @@ impl Lane {
                 Next::New(order) => self.orders.new_order_with(order.clone(), options.clone()).await,
                 Next::Cancel(cancel) => self.orders.cancel_order_with(cancel.clone(), options.clone()).await,
                 Next::Replace(replace) => self.orders.replace_order_with(replace.clone(), options.clone()).await,
-            };
+            }
+            .map(Response::into_inner);
             // Latency from when the command was due: at a fixed rate a stall counts for every
             // command it held up.
             self.record(&mut tally, &next, result, due.elapsed());

@@ -28,6 +28,7 @@ impl Connection {
                 local_open: !end_stream,
                 remote_open: true,
                 head_received: false,
+                head_sent: false,
                 send_window,
                 recv_window,
                 unacked: 0,
@@ -70,6 +71,22 @@ impl Connection {
     /// which case nothing must be written.
     pub fn finish_call(&mut self, call_id: CallId) -> bool {
         self.phase != Phase::Closed && self.calls.remove(call_id).is_some()
+    }
+
+    /// (server) Whether the call's response head is still to be sent, marking it sent: the
+    /// caller then writes the Response frame (without `END_STREAM`) before anything else on the
+    /// call. `false` once the head went out, or when the call is not open for sending.
+    pub fn take_response_head(&mut self, call_id: CallId) -> bool {
+        if self.phase == Phase::Closed {
+            return false;
+        }
+        match self.calls.get_mut(call_id) {
+            Some(state) if state.local_open && !state.head_sent => {
+                state.head_sent = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Asks to send a stream message of `len` bytes on `call_id`. `Ok(true)`: send it now (the

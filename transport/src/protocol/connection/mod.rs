@@ -411,6 +411,7 @@ impl Connection {
             local_open: true,
             remote_open: !end_stream,
             head_received: true,
+            head_sent: false,
             send_window,
             recv_window,
             unacked: 0,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use volley::server::ServerBuilder;
-use volley::{Request, Status, StreamSender, Streaming};
+use volley::{Request, Response, Status, StreamSender, Streaming};
 use volley_codegen_tests::documented::orders as doc;
 use volley_codegen_tests::proto::{grpc, hazards::streaming as s};
 
@@ -63,8 +63,8 @@ impl Drop for Running<'_> {
 }
 
 impl s::mixed_server::Mixed for Streams {
-    async fn get(&self, request: Request<Tick>) -> Result<Tick, Status> {
-        Ok(request.into_inner())
+    async fn get(&self, request: Request<Tick>) -> Result<Response<Tick>, Status> {
+        Ok(Response::new(request.into_inner()))
     }
 
     /// Sends ticks `0..seq`.
@@ -79,7 +79,7 @@ impl s::mixed_server::Mixed for Streams {
     }
 
     /// Answers with the sum of the seqs.
-    async fn upload(&self, mut request: Request<Streaming<Tick>>) -> Result<Tick, Status> {
+    async fn upload(&self, mut request: Request<Streaming<Tick>>) -> Result<Response<Tick>, Status> {
         let mut sum = 0;
         while let Some(tick) = request.get_mut().message().await? {
             if tick.seq == UNLUCKY {
@@ -87,7 +87,7 @@ impl s::mixed_server::Mixed for Streams {
             }
             sum += tick.seq;
         }
-        Ok(Tick { seq: sum })
+        Ok(Response::new(Tick { seq: sum }))
     }
 
     /// Answers each tick with twice its seq.
@@ -123,12 +123,12 @@ impl s::tricky_server::Tricky for Streams {
     }
 
     /// Joins the texts with spaces.
-    async fn r#type(&self, mut request: Request<Streaming<s::StreamSender>>) -> Result<s::Streaming, Status> {
+    async fn r#type(&self, mut request: Request<Streaming<s::StreamSender>>) -> Result<Response<s::Streaming>, Status> {
         let mut words = Vec::new();
         while let Some(word) = request.get_mut().message().await? {
             words.push(word.text);
         }
-        Ok(s::Streaming { text: words.join(" ") })
+        Ok(Response::new(s::Streaming { text: words.join(" ") }))
     }
 
     /// Echoes each empty message.
@@ -146,23 +146,23 @@ impl s::tricky_server::Tricky for Streams {
 }
 
 impl grpc::health::v1::health_server::Health for Streams {
-    async fn check(&self, request: Request<HealthCheckRequest>) -> Result<HealthCheckResponse, Status> {
+    async fn check(&self, request: Request<HealthCheckRequest>) -> Result<Response<HealthCheckResponse>, Status> {
         match request.into_inner().service.as_str() {
-            "" | "hazards.keywords.Keywords" => Ok(HealthCheckResponse {
+            "" | "hazards.keywords.Keywords" => Ok(Response::new(HealthCheckResponse {
                 status: ServingStatus::Serving as i32,
-            }),
+            })),
             _ => Err(Status::not_found("unknown service")),
         }
     }
 
-    async fn list(&self, _request: Request<HealthListRequest>) -> Result<HealthListResponse, Status> {
-        Ok(HealthListResponse::default())
+    async fn list(&self, _request: Request<HealthListRequest>) -> Result<Response<HealthListResponse>, Status> {
+        Ok(Response::new(HealthListResponse::default()))
     }
 
     /// Sends the service's status once (SERVICE_UNKNOWN for an unknown one) and ends.
     async fn watch(&self, request: Request<HealthCheckRequest>, mut responses: StreamSender<HealthCheckResponse>) -> Result<(), Status> {
         let status = match grpc::health::v1::health_server::Health::check(self, request).await {
-            Ok(response) => response,
+            Ok(response) => response.into_inner(),
             Err(_) => HealthCheckResponse {
                 status: ServingStatus::ServiceUnknown as i32,
             },
@@ -182,19 +182,19 @@ impl grpc::reflection::v1::server_reflection_server::ServerReflection for Stream
 }
 
 impl doc::orders_server::Orders for Streams {
-    async fn place_order(&self, request: Request<doc::Order>) -> Result<doc::Ack, Status> {
+    async fn place_order(&self, request: Request<doc::Order>) -> Result<Response<doc::Ack>, Status> {
         let order = request.into_inner();
-        Ok(doc::Ack {
+        Ok(Response::new(doc::Ack {
             accepted: order.quantity > 0,
             id: order.id,
-        })
+        }))
     }
 
-    async fn cancel_order(&self, request: Request<doc::Ack>) -> Result<doc::Ack, Status> {
-        Ok(doc::Ack {
+    async fn cancel_order(&self, request: Request<doc::Ack>) -> Result<Response<doc::Ack>, Status> {
+        Ok(Response::new(doc::Ack {
             accepted: false,
             ..request.into_inner()
-        })
+        }))
     }
 
     /// One fill per unit ordered, with ids `{id}/{n}`.
