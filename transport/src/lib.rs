@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! use bytes::Bytes;
-//! use volley::{CallOptions, Client, MethodId, Request, Server, Status};
+//! use volley::{CallOptions, Channel, Method, Request, Server, Status};
 //!
 //! #[derive(Clone, PartialEq, prost::Message)]
 //! struct Echo {
@@ -15,19 +15,24 @@
 //!     payload: Bytes,
 //! }
 //!
+//! /// One constant for both sides: the compiler checks handler and call against its messages.
+//! const SAY: Method<Echo, Echo> = Method::new("/echo.Echo/Say");
+//!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let server = Server::builder()
-//!     .unary("/echo.Echo/Say", |request: Request<Echo>| async move { Ok::<_, Status>(request.into_inner()) })
+//!     .unary(SAY, |request: Request<Echo>| async move { Ok::<_, Status>(request.into_inner()) })
 //!     .build()?
 //!     .serve("127.0.0.1:7000")
 //!     .await?;
-//! let client = Client::connect("127.0.0.1:7000").await?;
-//! let reply: Echo = client
-//!     .unary(MethodId::from_name("/echo.Echo/Say"), &Echo { payload: Bytes::from_static(b"hi") }, CallOptions::default())
-//!     .await?;
+//! // A Channel reconnects when the server closes the connection (idle timeout, restart).
+//! let channel = Channel::builder().connect("127.0.0.1:7000").await?;
+//! let reply = channel.unary(SAY, &Echo { payload: Bytes::from_static(b"hi") }, CallOptions::default()).await?;
 //! server.shutdown().await;
 //! # Ok(()) }
 //! ```
+//!
+//! Most services generate this code from `.proto` files with `volley-codegen` instead (see
+//! `examples/hello`).
 //!
 //! With the `metrics` feature, `metrics::Metrics` records calls, latencies and connections and
 //! exposes them in the Prometheus text format; every call also has a debug-level `tracing` span
@@ -50,6 +55,7 @@ pub mod driver;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzz;
+mod method;
 #[cfg(all(feature = "metrics", not(loom)))]
 pub mod metrics;
 pub mod net;
@@ -70,6 +76,7 @@ pub mod wire;
 #[cfg(not(loom))]
 pub use client::{CallOptions, Caller, Channel, Client};
 pub use error::Error;
+pub use method::{CallTarget, Method, MethodName};
 #[cfg(not(loom))]
 pub use response::{IntoResponse, Response};
 #[cfg(not(loom))]

@@ -97,7 +97,7 @@ async fn test_service() -> ServerHandle {
         })
         .client_streaming(CLIENT_STREAMING, |mut request: Request<Streaming<SimpleResponse>>| async move {
             let mut total = 0usize;
-            while let Some(message) = request.get_mut().message().await? {
+            while let Some(message) = request.message().await? {
                 total += message.payload.len();
             }
             Ok(StreamingInputCallResponse {
@@ -117,7 +117,7 @@ async fn test_service() -> ServerHandle {
             FULL_DUPLEX,
             |mut request: Request<Streaming<StreamingOutputCallRequest>>, mut sender: StreamSender<SimpleResponse>| async move {
                 let metadata = request.metadata().clone();
-                while let Some(message) = request.get_mut().message().await? {
+                while let Some(message) = request.message().await? {
                     if let Some(status) = requested_status(&message.response_status, &metadata) {
                         return Err(status);
                     }

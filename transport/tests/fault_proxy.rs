@@ -122,7 +122,7 @@ fn server(live: &Live, config: ConnectionConfig) -> volley::server::ServerBuilde
                 let live = chat.clone();
                 async move {
                     let _guard = live.enter();
-                    while let Some(message) = request.get_mut().message().await? {
+                    while let Some(message) = request.message().await? {
                         sender.send(&message).await?;
                     }
                     Ok(())

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{ECHO, Echo, echo, echo_server};
 use tokio::sync::broadcast;
-use volley::{CallOptions, Channel, Client, Code, Metadata, MethodId, Request, Response, Server, Status, StreamSender, Streaming};
+use volley::{CallOptions, Channel, Client, Code, Metadata, Method, MethodId, Request, Response, Server, Status, StreamSender, Streaming};
 
 const WATCH: &str = "/test.Kv/Watch";
 const PUT: &str = "/test.Kv/Put";
@@ -236,6 +236,32 @@ async fn a_channel_makes_its_next_call_after_the_server_closed_it_for_idleness()
     common::wait_for("the idle connection to close", || server.connections() == 0).await;
     let again: Echo = channel.unary(id(ECHO), &echo(&b"2"[..]), CallOptions::new()).await.unwrap();
     assert_eq!(&again.payload[..], b"2");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_typed_method_constant_registers_the_handler_and_makes_the_call() {
+    const SAY: Method<Echo, Echo> = Method::new("/test.Typed/Say");
+    const COUNT: Method<Echo, Echo> = Method::new("/test.Typed/Count");
+    let server = Server::builder()
+        .unary(SAY, |request: Request<Echo>| async move { Ok::<_, Status>(request.into_inner()) })
+        .server_streaming(COUNT, |_request: Request<Echo>, mut out: StreamSender<Echo>| async move {
+            out.send(&echo(&b"1"[..])).await
+        })
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let reply = client.unary(SAY, &echo(&b"typed"[..]), CallOptions::new()).await.unwrap();
+    assert_eq!(&reply.payload[..], b"typed");
+    // The same method by its full name and by its id reaches the same handler.
+    let by_name: Echo = client.unary("/test.Typed/Say", &echo(&b"n"[..]), CallOptions::new()).await.unwrap();
+    let by_id: Echo = client.unary(SAY.id(), &echo(&b"i"[..]), CallOptions::new()).await.unwrap();
+    assert_eq!((&by_name.payload[..], &by_id.payload[..]), (&b"n"[..], &b"i"[..]));
+    let mut count = client.server_streaming(COUNT, &echo(&b""[..]), CallOptions::new()).await.unwrap();
+    assert_eq!(&count.message().await.unwrap().unwrap().payload[..], b"1");
     server.shutdown().await;
 }
 

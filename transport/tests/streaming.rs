@@ -35,7 +35,7 @@ fn stream_server(live: Live, config: ConnectionConfig) -> volley::server::Server
         })
         .client_streaming(SUM, |mut request: Request<Streaming<Echo>>| async move {
             let mut total = 0u64;
-            while let Some(message) = request.get_mut().message().await? {
+            while let Some(message) = request.message().await? {
                 total += message.payload.len() as u64;
             }
             Ok(Echo {
@@ -49,7 +49,7 @@ fn stream_server(live: Live, config: ConnectionConfig) -> volley::server::Server
                 let live = chat_live.clone();
                 async move {
                     let _guard = live.enter();
-                    while let Some(message) = request.get_mut().message().await? {
+                    while let Some(message) = request.message().await? {
                         sender.send(&message).await?;
                     }
                     Ok(())

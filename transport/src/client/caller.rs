@@ -99,7 +99,9 @@ impl Caller for Client {
     fn ready(&self, _options: &CallOptions) -> impl Future<Output = Result<Self, Status>> + Send {
         std::future::ready(match self.is_closed() {
             false => Ok(self.clone()),
-            true => Err(Status::unavailable("the connection is closed; use a Channel to reconnect")),
+            true => Err(Status::unavailable(
+                "this Client's connection has ended (a Client is one connection and does not reconnect); use a Channel, or a generated client's connect(), which reconnect",
+            )),
         })
     }
 }

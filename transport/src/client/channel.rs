@@ -10,6 +10,7 @@ use bytes::Bytes;
 use super::connection::{decode_response, decode_response_parts};
 use super::{CallOptions, Client, ClientBuilder};
 use crate::error::Error;
+use crate::method::CallTarget;
 use crate::net::{Address, ToAddress};
 use crate::response::Response;
 use crate::stats::StatsSnapshot;
@@ -162,22 +163,27 @@ impl Channel {
 
     /// A unary call over the current connection, opening one first if needed. See
     /// [`Client::unary`].
-    pub async fn unary<Req, Resp>(&self, method: MethodId, request: &Req, options: CallOptions) -> Result<Resp, Status>
+    pub async fn unary<Req, Resp>(&self, method: impl CallTarget<Req, Resp>, request: &Req, options: CallOptions) -> Result<Resp, Status>
     where
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        decode_response(self.unary_bytes(method, request, options).await?)
+        decode_response(self.unary_bytes(method.method_id(), request, options).await?)
     }
 
     /// Like [`Channel::unary`], returning the response with its head metadata and trailers; see
     /// [`Client::unary_response`].
-    pub async fn unary_response<Req, Resp>(&self, method: MethodId, request: &Req, options: CallOptions) -> Result<Response<Resp>, Status>
+    pub async fn unary_response<Req, Resp>(
+        &self,
+        method: impl CallTarget<Req, Resp>,
+        request: &Req,
+        options: CallOptions,
+    ) -> Result<Response<Resp>, Status>
     where
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        decode_response_parts(self.call(method, request, options).await?)
+        decode_response_parts(self.call(method.method_id(), request, options).await?)
     }
 
     /// Like [`Channel::unary`], returning the response's encoded bytes.

@@ -10,6 +10,7 @@ use super::CallOptions;
 use super::connect::connect;
 use crate::driver::{DriverConfig, Flush, Outcome, Shared, frame_too_large};
 use crate::error::Error;
+use crate::method::CallTarget;
 use crate::net::{Address, AppliedSocketOptions, SocketConfig, ToAddress};
 use crate::observe::CallObserver;
 use crate::protocol::ConnectionConfig;
@@ -18,8 +19,16 @@ use crate::stats::StatsSnapshot;
 use crate::status::{Code, Status};
 use crate::wire::{Body, CallHead, CallId, Flags, FrameKind, MethodId, encode_message_frame};
 
-/// A connection to a Volley server. Cloning is cheap and shares the connection; calls from any
-/// number of tasks are multiplexed over it.
+/// **One connection** to a Volley server, for as long as that connection lives. Cloning is cheap
+/// and shares the connection; calls from any number of tasks are multiplexed over it.
+///
+/// A `Client` does not reconnect. When the connection ends (the server's idle timeout, 5
+/// minutes by default; a server restart or shutdown; a network failure) every later call fails
+/// with UNAVAILABLE and [`Client::is_closed`] says so. For a long-lived caller use a
+/// [`Channel`](crate::Channel) (or a generated client's `connect`, which builds one): it opens a
+/// new connection when the old one ends or the server sends a GoAway. Use a `Client` where one
+/// connection's lifetime is what you want: tests, benchmarks, a short-lived tool, or a custom
+/// pool.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -210,18 +219,19 @@ impl Client {
         Self::builder().connect(address).await
     }
 
-    /// Makes a unary call: sends `request` to `method` and waits for the response.
+    /// Makes a unary call: sends `request` to `method` (a typed [`crate::Method`], a
+    /// [`MethodId`] or a full name) and waits for the response.
     ///
     /// Errors are [`Status`]es: the server's, or one the transport made (UNAVAILABLE when the
     /// connection is lost, DEADLINE_EXCEEDED when the deadline passes, RESOURCE_EXHAUSTED when
     /// the request is over the server's max frame size). Dropping the future cancels the call on
     /// the server.
-    pub async fn unary<Req, Resp>(&self, method: MethodId, request: &Req, options: CallOptions) -> Result<Resp, Status>
+    pub async fn unary<Req, Resp>(&self, method: impl CallTarget<Req, Resp>, request: &Req, options: CallOptions) -> Result<Resp, Status>
     where
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        decode_response(self.unary_bytes(method, request, options).await?)
+        decode_response(self.unary_bytes(method.method_id(), request, options).await?)
     }
 
     /// Like [`Client::unary`], returning the response with the metadata the server sent: head

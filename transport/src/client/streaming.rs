@@ -3,10 +3,11 @@
 use std::time::Instant;
 
 use super::{CallOptions, Client};
+use crate::method::CallTarget;
 use crate::observe::CallObserver;
 use crate::status::Status;
 use crate::streaming::{ClientStreamingCall, Deadline, StreamSender, Streaming};
-use crate::wire::{Body, MethodId};
+use crate::wire::Body;
 
 impl Client {
     /// Sends `request` and returns the stream of responses once the server's handler has taken
@@ -16,7 +17,7 @@ impl Client {
     /// deadline, if any, covers the whole stream; dropping the stream cancels the call.
     pub async fn server_streaming<Req, Resp>(
         &self,
-        method: MethodId,
+        method: impl CallTarget<Req, Resp>,
         request: &Req,
         options: CallOptions,
     ) -> Result<Streaming<Resp>, Status>
@@ -24,6 +25,7 @@ impl Client {
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
+        let method = method.method_id();
         let start = Instant::now();
         let deadline = options.deadline_from(start, self.default_timeout());
         let mut observer = CallObserver::client(method);
@@ -41,14 +43,14 @@ impl Client {
     /// [`finish`](ClientStreamingCall::finish) it to get the one response.
     pub async fn client_streaming<Req, Resp>(
         &self,
-        method: MethodId,
+        method: impl CallTarget<Req, Resp>,
         options: CallOptions,
     ) -> Result<ClientStreamingCall<Req, Resp>, Status>
     where
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        let (sender, response) = self.bidi_streaming(method, options).await?;
+        let (sender, response) = self.bidi_streaming(method.method_id(), options).await?;
         Ok(ClientStreamingCall::new(sender, response))
     }
 
@@ -56,13 +58,14 @@ impl Client {
     /// dropping it ends them) and read responses from the stream (dropping it cancels the call).
     pub async fn bidi_streaming<Req, Resp>(
         &self,
-        method: MethodId,
+        method: impl CallTarget<Req, Resp>,
         options: CallOptions,
     ) -> Result<(StreamSender<Req>, Streaming<Resp>), Status>
     where
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
+        let method = method.method_id();
         let start = Instant::now();
         let deadline = options.deadline_from(start, self.default_timeout());
         let mut observer = CallObserver::client(method);

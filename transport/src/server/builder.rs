@@ -8,6 +8,7 @@ use super::router::{Router, Routes, Service};
 use super::{BidiStreamingHandler, ClientStreamingHandler, InlineUnaryHandler, Request, ServerStreamingHandler, UnaryHandler};
 use crate::driver::DriverConfig;
 use crate::error::Error;
+use crate::method::MethodName;
 use crate::net::SocketConfig;
 use crate::protocol::ConnectionConfig;
 use crate::response::IntoResponse;
@@ -37,17 +38,18 @@ impl ServerBuilder {
         self
     }
 
-    /// Adds a unary method with full name `name` (`/package.Service/Method`) served by `f`. `f`
+    /// Adds a unary method served by `f`. `method` is a typed [`crate::Method`] (the compiler
+    /// then checks `f`'s messages against it) or the full name (`/package.Service/Method`). `f`
     /// answers with a message, or with a [`crate::Response`] to send metadata with it.
     #[must_use]
-    pub fn unary<Req, Resp, F, Fut>(mut self, name: &str, f: F) -> Self
+    pub fn unary<Req, Resp, F, Fut>(mut self, method: impl MethodName<Req, Resp::Message>, f: F) -> Self
     where
         F: Fn(Request<Req>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
         Req: prost::Message + Default + 'static,
         Resp: IntoResponse,
     {
-        self.routes.add(name, UnaryHandler::new(f));
+        self.routes.add(method.method_name(), UnaryHandler::new(f));
         self
     }
 
@@ -56,54 +58,54 @@ impl ServerBuilder {
     /// Use it only for handlers that finish in microseconds and never block: while one runs, no
     /// other call on its connection makes progress.
     #[must_use]
-    pub fn unary_inline<Req, Resp, F>(mut self, name: &str, f: F) -> Self
+    pub fn unary_inline<Req, Resp, F>(mut self, method: impl MethodName<Req, Resp::Message>, f: F) -> Self
     where
         F: Fn(Request<Req>) -> Result<Resp, Status> + Send + Sync + 'static,
         Req: prost::Message + Default + 'static,
         Resp: IntoResponse,
     {
-        self.routes.add(name, InlineUnaryHandler::new(f));
+        self.routes.add(method.method_name(), InlineUnaryHandler::new(f));
         self
     }
 
     /// Adds a server-streaming method: `f` gets the request and a sender for the responses; the
     /// call ends with the status `f` returns.
     #[must_use]
-    pub fn server_streaming<Req, Resp, F, Fut>(mut self, name: &str, f: F) -> Self
+    pub fn server_streaming<Req, Resp, F, Fut>(mut self, method: impl MethodName<Req, Resp>, f: F) -> Self
     where
         F: Fn(Request<Req>, StreamSender<Resp>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), Status>> + Send + 'static,
         Req: prost::Message + Default + 'static,
         Resp: prost::Message + 'static,
     {
-        self.routes.add(name, ServerStreamingHandler::new(f));
+        self.routes.add(method.method_name(), ServerStreamingHandler::new(f));
         self
     }
 
     /// Adds a client-streaming method: `f` reads the request stream and returns one response.
     #[must_use]
-    pub fn client_streaming<Req, Resp, F, Fut>(mut self, name: &str, f: F) -> Self
+    pub fn client_streaming<Req, Resp, F, Fut>(mut self, method: impl MethodName<Req, Resp::Message>, f: F) -> Self
     where
         F: Fn(Request<Streaming<Req>>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
         Req: prost::Message + Default + 'static,
         Resp: IntoResponse,
     {
-        self.routes.add(name, ClientStreamingHandler::new(f));
+        self.routes.add(method.method_name(), ClientStreamingHandler::new(f));
         self
     }
 
     /// Adds a bidirectional-streaming method: `f` reads the request stream and sends responses;
     /// the call ends with the status `f` returns.
     #[must_use]
-    pub fn bidi_streaming<Req, Resp, F, Fut>(mut self, name: &str, f: F) -> Self
+    pub fn bidi_streaming<Req, Resp, F, Fut>(mut self, method: impl MethodName<Req, Resp>, f: F) -> Self
     where
         F: Fn(Request<Streaming<Req>>, StreamSender<Resp>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), Status>> + Send + 'static,
         Req: prost::Message + Default + 'static,
         Resp: prost::Message + 'static,
     {
-        self.routes.add(name, BidiStreamingHandler::new(f));
+        self.routes.add(method.method_name(), BidiStreamingHandler::new(f));
         self
     }
 

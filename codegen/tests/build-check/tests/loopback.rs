@@ -528,6 +528,52 @@ async fn generated_clients_run_over_a_channel_too() {
 }
 
 #[tokio::test]
+async fn a_generated_client_from_connect_makes_its_next_call_after_the_server_closed_it_for_idleness() {
+    let handle = Server::builder()
+        .add_service(hazards::keywords::keywords_server::KeywordsServer::new(Echo))
+        .idle_timeout(Some(Duration::from_millis(100)))
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let keywords = hazards::keywords::keywords_client::KeywordsClient::connect(handle.local_addr())
+        .await
+        .unwrap()
+        .timeout(Duration::from_secs(5));
+    assert_eq!(keywords.r#move(payload("1")).await.unwrap().text, "move:1");
+    // Idle past the server's idle timeout: the server closes the connection.
+    let closed_by = tokio::time::Instant::now() + Duration::from_secs(5);
+    while handle.connections() > 0 {
+        assert!(
+            tokio::time::Instant::now() < closed_by,
+            "the server never closed the idle connection"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(keywords.r#move(payload("2")).await.unwrap().text, "move:2");
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_generated_client_timeout_applies_to_calls_that_set_none() {
+    let (handle, client) = serve_all().await;
+    let health = grpc::health::v1::health_client::HealthClient::new(client).timeout(Duration::from_nanos(1));
+    let status = health.check(grpc::health::v1::HealthCheckRequest::default()).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded);
+    // A call's own deadline wins over the client's.
+    let reply = health
+        .check_with(
+            grpc::health::v1::HealthCheckRequest::default(),
+            CallOptions::new().timeout(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.get_ref().status, 1);
+    handle.shutdown().await;
+}
+
+#[tokio::test]
 async fn generated_client_futures_are_send_and_clients_move_into_tasks() {
     let (handle, client) = serve_all().await;
     let health = grpc::health::v1::health_client::HealthClient::new(client);

@@ -81,7 +81,7 @@ impl s::mixed_server::Mixed for Streams {
     /// Answers with the sum of the seqs.
     async fn upload(&self, mut request: Request<Streaming<Tick>>) -> Result<Response<Tick>, Status> {
         let mut sum = 0;
-        while let Some(tick) = request.get_mut().message().await? {
+        while let Some(tick) = request.message().await? {
             if tick.seq == UNLUCKY {
                 return Err(unlucky());
             }
@@ -92,7 +92,7 @@ impl s::mixed_server::Mixed for Streams {
 
     /// Answers each tick with twice its seq.
     async fn chat(&self, mut request: Request<Streaming<Tick>>, mut responses: StreamSender<Tick>) -> Result<(), Status> {
-        while let Some(tick) = request.get_mut().message().await? {
+        while let Some(tick) = request.message().await? {
             if tick.seq == UNLUCKY {
                 return Err(unlucky());
             }
@@ -106,7 +106,7 @@ impl s::only_streams_server::OnlyStreams for Streams {
     /// Echoes each tick.
     async fn chat(&self, mut request: Request<Streaming<Tick>>, mut responses: StreamSender<Tick>) -> Result<(), Status> {
         let _running = Running::enter(&self.chatters);
-        while let Some(tick) = request.get_mut().message().await? {
+        while let Some(tick) = request.message().await? {
             responses.send(&tick).await?;
         }
         Ok(())
@@ -125,7 +125,7 @@ impl s::tricky_server::Tricky for Streams {
     /// Joins the texts with spaces.
     async fn r#type(&self, mut request: Request<Streaming<s::StreamSender>>) -> Result<Response<s::Streaming>, Status> {
         let mut words = Vec::new();
-        while let Some(word) = request.get_mut().message().await? {
+        while let Some(word) = request.message().await? {
             words.push(word.text);
         }
         Ok(Response::new(s::Streaming { text: words.join(" ") }))
@@ -133,7 +133,7 @@ impl s::tricky_server::Tricky for Streams {
 
     /// Echoes each empty message.
     async fn new_(&self, mut request: Request<Streaming<()>>, mut responses: StreamSender<()>) -> Result<(), Status> {
-        while let Some(()) = request.get_mut().message().await? {
+        while let Some(()) = request.message().await? {
             responses.send(&()).await?;
         }
         Ok(())
