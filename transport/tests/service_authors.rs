@@ -266,6 +266,27 @@ async fn one_typed_method_constant_registers_the_handler_and_makes_the_call() {
 }
 
 #[tokio::test]
+async fn a_client_is_one_connection_and_says_so_when_the_server_closed_it() {
+    let server = echo_server()
+        .idle_timeout(Some(Duration::from_millis(100)))
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let _: Echo = client.unary(id(ECHO), &echo(&b"1"[..]), CallOptions::new()).await.unwrap();
+    common::wait_for("the idle connection to close", || client.is_closed()).await;
+    let status = client
+        .unary::<_, Echo>(id(ECHO), &echo(&b"2"[..]), CallOptions::new())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(status.message().contains("use a Channel"), "{status:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn serve_with_shutdown_serves_until_its_signal_then_returns() {
     let listener_probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener_probe.local_addr().unwrap();

@@ -244,7 +244,7 @@ impl Client {
         let response = self
             .unary_attempt(method, request, &options)
             .await
-            .map_err(|failure| failure.status)?;
+            .map_err(|failure| self.explain(failure))?;
         decode_response_parts(response)
     }
 
@@ -253,7 +253,7 @@ impl Client {
         self.unary_attempt(method, request, &options)
             .await
             .map(Response::into_inner)
-            .map_err(|failure| failure.status)
+            .map_err(|failure| self.explain(failure))
     }
 
     /// One unary call; a failure says whether the server certainly never started the call.
@@ -442,6 +442,20 @@ impl Client {
         shared.stats.call_finished(code);
         guard.observer.finish(shared.recorder(), code);
         result
+    }
+
+    /// The status a caller of this `Client` sees for a failed call: a call refused because the
+    /// connection has ended says that a `Client` does not reconnect, and what does.
+    fn explain(&self, failure: Failure) -> Status {
+        let status = failure.status;
+        if !(failure.not_started && status.code() == Code::Unavailable && self.is_closed()) {
+            return status;
+        }
+        let message = format!(
+            "{}; this Client's connection has ended, and a Client is one connection that does not reconnect: use a Channel (or a generated client's connect()), which does",
+            status.message()
+        );
+        Status::with_metadata(status.code(), message, status.metadata().clone())
     }
 
     /// The deadline of calls that set none ([`ClientBuilder::timeout`]).
