@@ -72,7 +72,14 @@ impl Registry {
 /// [`Server::serve`] returns it as soon as the listener is bound; the server runs in the
 /// background on the caller's runtime. A program whose `main` ends after `serve(..).await?`
 /// stops at once, so keep the handle and wait on it: [`ServerHandle::run_until`] a signal, or use
-/// [`Server::serve_with_shutdown`].
+/// [`Server::serve_with_shutdown`]. Dropping the handle unused is a warning (`#[must_use]`):
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// # async fn demo(server: volley::Server) -> Result<(), volley::Error> {
+/// server.serve("127.0.0.1:7000").await?; // the handle is dropped: warned, here denied
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[must_use = "the server runs in the background: await `run_until(signal)` or `shutdown()` on the handle, or `main` returns and the server stops with the runtime"]
 pub struct ServerHandle {
