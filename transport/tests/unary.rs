@@ -348,3 +348,33 @@ async fn dropping_every_client_handle_closes_the_connection() {
     wait_for("the server sees the connection close", || server.connections() == 0).await;
     server.shutdown().await;
 }
+
+/// Sends `count` calls from as many tasks at once, the last one flushing, the others with
+/// `flush`; returns the client's write syscalls for the burst. On a current-thread runtime the
+/// tasks run in order: every call is queued before the writer task runs.
+async fn burst_writes(client: &Client, count: usize, flush: bool) -> u64 {
+    let before = client.stats().write_syscalls;
+    let calls: Vec<_> = (0..count)
+        .map(|i| {
+            let client = client.clone();
+            let options = CallOptions::new().flush(flush || i + 1 == count);
+            tokio::spawn(async move { client.unary::<_, Echo>(ECHO_ID, &echo("burst"), options).await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    client.stats().write_syscalls - before
+}
+
+#[tokio::test]
+async fn a_burst_corked_with_the_flush_hint_leaves_in_one_write_syscall() {
+    let server = start_tcp().await;
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    // Default (flush at once): the first call finds the writer idle and writes itself; the
+    // other 15 join one batch the writer task writes.
+    assert_eq!(burst_writes(&client, 16, true).await, 2);
+    // Corked: the first 15 wait in the queue, the 16th flushes all of them in one writev.
+    assert_eq!(burst_writes(&client, 16, false).await, 1);
+    server.shutdown().await;
+}
