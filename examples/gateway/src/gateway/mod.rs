@@ -237,6 +237,11 @@ impl Gateway {
         self.inner.journal.stats()
     }
 
+    /// Every journal fsync's duration so far, in nanoseconds: see [`Journal::fsync_latency`].
+    pub fn fsync_latency(&self) -> hdrhistogram::Histogram<u64> {
+        self.inner.journal.fsync_latency()
+    }
+
     /// The sequence of the last command journaled (0: none).
     pub fn last_sequence(&self) -> u64 {
         lock(&self.inner.core).next_sequence - 1

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use tokio::sync::watch;
 
 use super::format::{MAX_RECORD_LEN, RECORD_HEADER_LEN, record_header};
@@ -62,7 +63,7 @@ pub(crate) struct State {
 }
 
 /// Monotonic counters behind [`JournalStats`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counters {
     records_appended: AtomicU64,
     records_written: AtomicU64,
@@ -70,6 +71,24 @@ struct Counters {
     pending_bytes: AtomicU64,
     fsyncs: AtomicU64,
     fsync_nanos: AtomicU64,
+    /// Every fsync's duration in nanoseconds, for percentiles (a mean hides the slow tail and
+    /// the fast middle alike).
+    fsync_latency: Mutex<Histogram<u64>>,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            records_appended: AtomicU64::default(),
+            records_written: AtomicU64::default(),
+            bytes_written: AtomicU64::default(),
+            pending_bytes: AtomicU64::default(),
+            fsyncs: AtomicU64::default(),
+            fsync_nanos: AtomicU64::default(),
+            // 3 significant figures from 1 ns to 60 s: creation cannot fail with these bounds.
+            fsync_latency: Mutex::new(Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap_or_else(|_| unreachable!("valid bounds"))),
+        }
+    }
 }
 
 /// The state shared by the [`Journal`](super::Journal) handle and its writer thread.
@@ -186,6 +205,11 @@ impl Shared {
             fsync_time: Duration::from_nanos(counters.fsync_nanos.load(Ordering::Relaxed)),
             durable_sequence: self.durable.borrow().sequence,
         }
+    }
+
+    /// Every fsync's duration so far, in nanoseconds.
+    pub(crate) fn fsync_latency(&self) -> Histogram<u64> {
+        self.counters.fsync_latency.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Fails the journal: refuses appends from now on, drops what is pending and wakes every
@@ -352,9 +376,14 @@ impl Writer {
         self.unsynced = false;
         let counters = &self.shared.counters;
         counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        counters.fsync_nanos.fetch_add(nanos, Ordering::Relaxed);
+        // Saturates past the histogram's 60 s bound rather than failing.
         counters
-            .fsync_nanos
-            .fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+            .fsync_latency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .saturating_record(nanos.max(1));
         if let Some(observer) = &self.fsync_observer {
             observer(elapsed);
         }
