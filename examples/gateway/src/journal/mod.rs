@@ -12,7 +12,7 @@
 //!   `on_durable` hook sees each new durable sequence in order.
 //! - A caller about to wait for its record can write it itself instead
 //!   ([`Journal::append_deferred_with`], then [`Journal::sync_or_hand_off`]): when the writer is
-//!   idle, the record is written and synced on the caller's thread, which saves the two thread
+//!   idle and nothing else is pending, the record is written and synced on the caller's thread, which saves the two thread
 //!   wake-ups of a hand-off to the writer thread and back; when the writer is busy, it is handed
 //!   off and joins the writer's next batch.
 //! - The first write or fsync error fails the journal for good ([`JournalError::Failed`]): no
@@ -219,18 +219,17 @@ impl Journal {
         self.shared.hand_off();
     }
 
-    /// Makes a deferred record durable on this thread when the writer is idle (and, under group
-    /// commit, its last batch is an interval old), taking every pending record along; otherwise
-    /// hands it off to the writer thread like [`hand_off`](Self::hand_off). Returns whether the
-    /// record is durable now.
+    /// Makes a deferred record durable on this thread when it is the only record pending and the
+    /// writer is idle (and, under group commit, its last batch is an interval old); otherwise
+    /// hands it off to the writer thread like [`hand_off`](Self::hand_off), which batches the
+    /// records that pile up under load. Returns whether the record is durable now.
     ///
     /// When the writer is idle this blocks the calling thread for one write and, under
     /// [`EveryRecord`](FsyncPolicy::EveryRecord) and [`Group`](FsyncPolicy::Group), one
     /// `fdatasync`, and runs `on_durable` and the fsync observer here. Call it only where the
     /// caller would otherwise just wait for the record (on an async runtime's worker that
     /// delays the worker's other tasks by one fsync). One writer at a time has the file, so
-    /// at most one thread blocks here; under load the writer is mostly busy and the records
-    /// go to its batches.
+    /// at most one thread blocks here.
     pub fn sync_or_hand_off(&self, appended: Deferred) -> bool {
         self.shared.sync_or_hand_off(appended.sequence)
     }

@@ -461,3 +461,25 @@ fn a_panicking_on_durable_on_the_calling_thread_fails_the_journal_and_close_retu
     assert_failed(journal.append(b"next"), "panicked");
     assert_failed(journal.close(), "panicked");
 }
+
+#[tokio::test]
+async fn sync_or_hand_off_leaves_a_record_with_others_pending_to_the_writer_thread() {
+    let (disk, seen) = (Disk::default(), Arc::default());
+    let journal = Journal::start(Box::new(disk.clone()), options(FsyncPolicy::EveryRecord), 0, thread_hook(&seen)).expect("writer starts");
+    let first = journal
+        .append_deferred_with(|_, buf| buf.extend_from_slice(b"first"))
+        .expect("append");
+    let second = journal
+        .append_deferred_with(|_, buf| buf.extend_from_slice(b"second"))
+        .expect("append");
+    journal.hand_off(first);
+    // Two records pending (or both taken by the writer already): not synced on this thread.
+    journal.sync_or_hand_off(second);
+    journal.wait_durable(2).await.expect("durable");
+    let seen = seen.lock().expect("seen lock").clone();
+    assert_eq!(seen.iter().map(|(sequence, _)| *sequence).collect::<Vec<_>>(), [1, 2]);
+    assert!(
+        seen.iter().all(|(_, thread)| *thread != std::thread::current().id()),
+        "the writer thread batches records that pile up: {seen:?}"
+    );
+}

@@ -7,8 +7,8 @@
 //!
 //! - The writer thread, woken by an append (or a waiter) when it sleeps. Under load it carries
 //!   every record that arrived during the previous batch: this is group commit.
-//! - A caller about to wait for its own record ([`Shared::sync_or_hand_off`]) that finds the
-//!   sink idle writes the batch itself, on its own thread. A lone order then costs no thread
+//! - A caller about to wait for its own record ([`Shared::sync_or_hand_off`]) that finds it
+//!   alone in the pending buffer and the sink idle writes it itself, on its own thread. A lone order then costs no thread
 //!   hand-off: no wake-up of the writer and no wake-up back.
 //!
 //! The first write or fsync error fails the journal for good.
@@ -38,6 +38,8 @@ pub(crate) struct Durable {
 pub(crate) struct State {
     /// Framed records appended but not yet taken by a writer.
     buf: Vec<u8>,
+    /// How many records `buf` holds.
+    pending_records: u64,
     /// The sequence the next append gets.
     next_sequence: u64,
     /// The journal is closing: write what is pending, fsync and stop.
@@ -122,6 +124,7 @@ impl Shared {
         Self {
             state: Mutex::new(State {
                 buf: Vec::new(),
+                pending_records: 0,
                 next_sequence: replayed + 1,
                 shutdown: false,
                 failure: None,
@@ -181,6 +184,7 @@ impl Shared {
         rollback.disarm();
 
         state.next_sequence += 1;
+        state.pending_records += 1;
         self.counters.records_appended.fetch_add(1, Ordering::Relaxed);
         self.counters.pending_bytes.fetch_add(len as u64, Ordering::Relaxed);
         let wake = wake && Self::writer_to_wake(&mut state);
@@ -210,10 +214,15 @@ impl Shared {
         }
     }
 
-    /// Makes the journal durable through `sequence` on this thread if the sink is idle (and,
-    /// under group commit, the last batch is an interval old); otherwise hands off to the writer
-    /// thread. Returns whether `sequence` is durable now. Blocks for a write and, under
-    /// `every`/`group`, an fsync, with no lock held.
+    /// Makes the journal durable through `sequence` on this thread if it is the only record
+    /// pending and the sink is idle (and, under group commit, the last batch is an interval
+    /// old); otherwise hands off to the writer thread. Returns whether `sequence` is durable now.
+    /// Blocks for a write and, under `every`/`group`, an fsync, with no lock held.
+    ///
+    /// Only a lone record is synced here: when others are pending, load is building up and the
+    /// writer thread batches them (a caller's thread, often a runtime worker, that synced other
+    /// callers' records would stall its own tasks for them; measured, that cost 12-25 % of
+    /// the throughput of 8 accounts × 4 unary calls under group commit).
     pub(crate) fn sync_or_hand_off(&self, sequence: u64) -> bool {
         let mut state = self.lock();
         if state.failure.is_some() || state.shutdown || state.buf.is_empty() {
@@ -222,7 +231,8 @@ impl Shared {
             drop(state);
             return self.durable.borrow().sequence >= sequence;
         }
-        let Some(sink) = state.sink.take_if(|sink| sink.is_ready(Instant::now())) else {
+        let lone = state.pending_records == 1 && state.next_sequence == sequence + 1;
+        let Some(sink) = state.sink.take_if(|sink| lone && sink.is_ready(Instant::now())) else {
             let wake = Self::writer_to_wake(&mut state);
             drop(state);
             if wake {
@@ -241,6 +251,7 @@ impl Shared {
     /// notes when it was taken (group commit takes the next one an interval later).
     fn take_batch(state: &mut State, sink: &mut Sink) -> Vec<u8> {
         sink.last_batch_at = Some(Instant::now());
+        state.pending_records = 0;
         std::mem::replace(&mut state.buf, std::mem::take(&mut sink.spare))
     }
 
@@ -325,6 +336,7 @@ impl Shared {
         let reason: Arc<str> = reason.into();
         state.failure = Some(Arc::clone(&reason));
         state.buf = Vec::new();
+        state.pending_records = 0;
         self.counters.pending_bytes.store(0, Ordering::Relaxed);
         drop(state);
         self.durable.send_modify(|durable| durable.failure = Some(reason));
