@@ -249,6 +249,8 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
         .await
         .map_err(|err| err.to_string())?;
     let unary_p50 = Duration::from_nanos(unary.value_at_quantile(0.5));
+    // The bound of issue #19 is about one order at a time.
+    let lone_order = options.accounts == 1 && options.in_flight == 1;
     let report = gateway::load::run(running.local_addr().clone(), options)
         .await
         .map_err(|err| err.to_string())?;
@@ -264,18 +266,25 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
         println!("metrics were at http://{address}/metrics ({scrape})");
     }
     let journal = running.gateway().journal_stats();
-    let syncs = match journal.fsyncs {
-        0 => "no fsync".to_owned(),
-        n => format!(
-            "{n} fsyncs of {:.1?} on average, {:.1} records each",
-            journal.fsync_time / u32::try_from(n).unwrap_or(u32::MAX),
-            journal.records_written as f64 / n as f64
+    let fsync_latency = running.gateway().fsync_latency();
+    let fsync_p50 = (journal.fsyncs > 0).then(|| Duration::from_nanos(fsync_latency.value_at_quantile(0.5)));
+    let syncs = match fsync_p50 {
+        None => "no fsync".to_owned(),
+        Some(p50) => format!(
+            "{} fsyncs: p50 {p50:.1?}, p99 {:.1?}, mean {:.1?}; {:.1} records each",
+            journal.fsyncs,
+            Duration::from_nanos(fsync_latency.value_at_quantile(0.99)),
+            journal.fsync_time / u32::try_from(journal.fsyncs).unwrap_or(u32::MAX),
+            journal.records_written as f64 / journal.fsyncs as f64
         ),
     };
     println!(
         "journal: {} records, {} bytes, {syncs}",
         journal.records_written, journal.bytes_written
     );
+    if lone_order {
+        println!("{}", latency_bound(report.order_latency_at(0.5), unary_p50, fsync_p50));
+    }
     let stats = running.server_stats();
     println!(
         "transport (server): {} calls, {} write syscalls, {:.1} frames per write",
@@ -295,6 +304,23 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
     } else {
         Err("the load's checks failed (see above)".into())
     }
+}
+
+/// Issue #19's bound on a lone order's (one account, one in flight) order-to-ack p50, checked: at most twice the unary p50
+/// without fsyncs, and the fsync p50 plus twice the unary p50 with them (all from one run).
+fn latency_bound(order_p50: Duration, unary_p50: Duration, fsync_p50: Option<Duration>) -> String {
+    let (bound, formula) = match fsync_p50 {
+        None => (2 * unary_p50, format!("2 × unary p50 {unary_p50:.1?}")),
+        Some(fsync) => (
+            fsync + 2 * unary_p50,
+            format!("fsync p50 {fsync:.1?} + 2 × unary p50 {unary_p50:.1?}"),
+        ),
+    };
+    let verdict = if order_p50 <= bound { "met" } else { "MISSED" };
+    format!(
+        "latency bound: order-to-ack p50 {order_p50:.1?} ≤ {formula} = {bound:.1?}: {verdict} ({:.0} % of the bound)",
+        100.0 * order_p50.as_secs_f64() / bound.as_secs_f64().max(1e-9)
+    )
 }
 
 /// `config --print`: the effective configuration as TOML on standard output.

@@ -4,7 +4,9 @@
 //!
 //! The order of operations for one command, under one lock so the journal order is the apply
 //! order: check (risk) → apply (engine) → queue its reports → append (journal). Then, outside
-//! the lock, the caller waits until the record is durable and answers. If the journal fails, the
+//! the lock, the record goes to the journal's writer (or, for a unary call that finds the writer
+//! idle, is written and synced right there: [`Gateway::submit`]), and the caller waits until
+//! the record is durable and answers. If the journal fails, the
 //! command is answered with UNAVAILABLE, never acknowledged, and the gateway stops accepting.
 //!
 //! # Durable-consistent answers
@@ -32,7 +34,7 @@ use crate::config::Config;
 use crate::engine::{Engine, Outcome};
 use crate::fanout::Fanout;
 use crate::history::{ReportHistory, Resumed};
-use crate::journal::{Journal, JournalError, JournalOptions, Replay};
+use crate::journal::{Deferred, Journal, JournalError, JournalOptions, Replay};
 use crate::metrics::GatewayMetrics;
 use crate::proto::journal::{Record, SessionClosed, SessionsReset, record::Command};
 use crate::proto::{ExecType, ExecutionReport, KillSwitchRequest, MarketDataUpdate, RejectReason};
@@ -237,6 +239,11 @@ impl Gateway {
         self.inner.journal.stats()
     }
 
+    /// Every journal fsync's duration so far, in nanoseconds: see [`Journal::fsync_latency`].
+    pub fn fsync_latency(&self) -> hdrhistogram::Histogram<u64> {
+        self.inner.journal.fsync_latency()
+    }
+
     /// The sequence of the last command journaled (0: none).
     pub fn last_sequence(&self) -> u64 {
         lock(&self.inner.core).next_sequence - 1
@@ -262,11 +269,23 @@ impl Gateway {
     /// [`Gateway::answer`]. An account over its runaway limit is halted first (a journaled kill
     /// switch, a warning in the log and `gateway_runaway_halts_total`).
     pub fn intake(&self, session: u64, command: Command) -> Result<Intake, Status> {
+        let (intake, appended) = self.take_in(session, command)?;
+        if let Some(appended) = appended {
+            self.inner.journal.hand_off(appended);
+        }
+        Ok(intake)
+    }
+
+    /// [`Gateway::intake`] without telling the journal's writer: the caller does, once the
+    /// engine's lock is released, with the last record appended (a batch takes every record
+    /// before it along).
+    fn take_in(&self, session: u64, command: Command) -> Result<(Intake, Option<Deferred>), Status> {
         let started = Instant::now();
         self.refuse_if_not_accepting()?;
         let mut core = lock(&self.inner.core);
         // Again under the lock: `close` takes it before closing the journal.
         self.refuse_if_not_accepting()?;
+        let mut halted = None;
         if core.engine.is_runaway(&command, started) {
             let account = command_account(&command).to_owned();
             tracing::warn!(
@@ -276,31 +295,44 @@ impl Gateway {
             self.inner.metrics.runaway_halt();
             let halt = Command::KillSwitch(KillSwitchRequest { account, engaged: true });
             // Journaled like an operator's; nobody waits for its acknowledgement.
-            self.apply_and_append(&mut core, 0, halt, started)?;
+            let (_, appended) = self.apply_and_append(&mut core, 0, halt, started)?;
+            halted = appended;
         }
         if let Some(report) = core.engine.resend_answer(&command) {
             drop(core);
-            return Ok(Intake::Rejected(Rejected {
+            let intake = Intake::Rejected(Rejected {
                 reads: report.sequence,
                 report,
                 to_streams: false,
-            }));
+            });
+            return Ok((intake, halted));
         }
         if let Err(reject) = core.engine.check(session, &command, started) {
             let reads = core.engine.reject_sequence(&command, reject.reason);
             drop(core);
             self.inner.metrics.rejected(reject.reason);
-            return Ok(Intake::Rejected(Rejected {
+            let intake = Intake::Rejected(Rejected {
                 report: reject.into_report(&command),
                 reads,
                 to_streams: true,
-            }));
+            });
+            return Ok((intake, halted));
         }
-        self.apply_and_append(&mut core, session, command, started)
+        let (intake, appended) = self.apply_and_append(&mut core, session, command, started)?;
+        drop(core);
+        // The command's record comes after the halt's: handing it off takes both along.
+        Ok((intake, appended.or(halted)))
     }
 
-    /// Applies a checked command and appends it to the journal, under the engine's lock.
-    fn apply_and_append(&self, core: &mut Core, session: u64, command: Command, started: Instant) -> Result<Intake, Status> {
+    /// Applies a checked command and appends it to the journal, under the engine's lock; the
+    /// record is deferred (the writer is told once the lock is released).
+    fn apply_and_append(
+        &self,
+        core: &mut Core,
+        session: u64,
+        command: Command,
+        started: Instant,
+    ) -> Result<(Intake, Option<Deferred>), Status> {
         let sequence = core.next_sequence;
         let Outcome {
             response,
@@ -314,11 +346,12 @@ impl Gateway {
             self.inner
                 .metrics
                 .rejected(RejectReason::try_from(response.reject_reason).unwrap_or_default());
-            return Ok(Intake::Rejected(Rejected {
+            let intake = Intake::Rejected(Rejected {
                 report: ExecutionReport { sequence: 0, ..response },
                 reads,
                 to_streams: true,
-            }));
+            });
+            return Ok((intake, None));
         }
         let kind = command_kind(&command);
         let payload = Record {
@@ -332,11 +365,11 @@ impl Gateway {
             reports,
             market_data,
         });
-        let appended = self.inner.journal.append(&payload);
-        match appended {
-            Ok(journal_sequence) => {
-                debug_assert_eq!(journal_sequence, sequence, "the journal numbers records as the gateway does");
+        let appended = match self.inner.journal.append_deferred_with(|_, buf| buf.extend_from_slice(&payload)) {
+            Ok(appended) => {
+                debug_assert_eq!(appended.sequence(), sequence, "the journal numbers records as the gateway does");
                 core.next_sequence += 1;
+                appended
             }
             Err(err) => {
                 // The engine has applied what the journal does not hold: accept nothing more.
@@ -344,13 +377,14 @@ impl Gateway {
                 tracing::error!(%err, "journal append failed; the gateway stops accepting orders");
                 return Err(journal_status(&err));
             }
-        }
+        };
         self.inner.metrics.accepted(kind);
-        Ok(Intake::Accepted(Accepted {
+        let intake = Intake::Accepted(Accepted {
             sequence,
             response,
             started,
-        }))
+        });
+        Ok((intake, Some(appended)))
     }
 
     /// The answer to a command taken in, once what it depends on is durable: the accepted
@@ -378,8 +412,17 @@ impl Gateway {
 
     /// Takes in one command and answers it once durable: [`Gateway::intake`] then
     /// [`Gateway::answer`].
+    ///
+    /// The caller waits for this answer right away, so when the journal's writer is idle the
+    /// record is written (and fsynced, per the policy) here, on the calling thread, rather than
+    /// handed to the writer thread and waited for: a lone order saves the writer's wake-up and
+    /// the wake-up back. This blocks the calling runtime worker for that write and fsync; see
+    /// [`Journal::sync_or_hand_off`].
     pub async fn submit(&self, session: u64, command: Command) -> Result<ExecutionReport, Status> {
-        let intake = self.intake(session, command)?;
+        let (intake, appended) = self.take_in(session, command)?;
+        if let Some(appended) = appended {
+            self.inner.journal.sync_or_hand_off(appended);
+        }
         self.answer(intake).await
     }
 

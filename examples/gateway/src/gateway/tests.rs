@@ -142,6 +142,31 @@ async fn a_duplicate_is_not_answered_before_the_original_is_durable() {
 }
 
 #[tokio::test]
+async fn an_order_submitted_while_the_writer_syncs_is_handed_off_and_answered_once_durable() {
+    let disk = HeldDisk::holding();
+    let gateway = open_on(&disk);
+    let _release = disk.release_on_drop();
+    let Intake::Accepted(first) = gateway.intake(1, order("o-1")).unwrap() else {
+        panic!("the first order is accepted");
+    };
+    disk.wait_for_held_sync();
+
+    // `submit` syncs on the caller's thread only when the writer is idle: here it is stuck in
+    // a sync, so the second order is handed off (polling it returns, it does not block).
+    let mut second = pin!(gateway.submit(1, order("o-2")));
+    assert!(poll_once(second.as_mut()).is_none(), "o-2 was acknowledged before it was durable");
+    let (_dir, restarted) = restart_after_crash(&disk);
+    assert!(restarted.with_engine(|engine| engine.query("A", "o-2")).is_none());
+    drop(restarted);
+
+    disk.release();
+    assert_eq!(second.await.unwrap().exec_type, ExecType::Ack as i32);
+    assert_eq!(gateway.acknowledge(first).await.unwrap().exec_type, ExecType::Ack as i32);
+    let (_dir, restarted) = restart_after_crash(&disk);
+    assert!(restarted.with_engine(|engine| engine.query("A", "o-2")).is_some());
+}
+
+#[tokio::test]
 async fn a_cancel_is_not_answered_too_late_before_the_fill_is_durable() {
     let disk = HeldDisk::default();
     let gateway = open_on(&disk);

@@ -8,7 +8,7 @@ use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use super::format::FILE_HEADER;
-use super::writer::Storage;
+use super::sink::Storage;
 
 /// An in-memory journal device shared between a test and the journal's writer thread.
 #[derive(Clone, Debug, Default)]

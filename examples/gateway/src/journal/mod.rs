@@ -10,6 +10,11 @@
 //! - A dedicated writer thread writes the pending records and fsyncs them per the
 //!   [`FsyncPolicy`]; [`Journal::wait_durable`] resolves once a record is durable, and the
 //!   `on_durable` hook sees each new durable sequence in order.
+//! - A caller about to wait for its record can write it itself instead
+//!   ([`Journal::append_deferred_with`], then [`Journal::sync_or_hand_off`]): when the writer is
+//!   idle and nothing else is pending, the record is written and synced on the caller's thread, which saves the two thread
+//!   wake-ups of a hand-off to the writer thread and back; when the writer is busy, it is handed
+//!   off and joins the writer's next batch.
 //! - The first write or fsync error fails the journal for good ([`JournalError::Failed`]): no
 //!   record after it is reported durable, and the service refuses orders.
 //!
@@ -58,6 +63,7 @@ mod format;
 pub(crate) mod held;
 mod options;
 mod replay;
+mod sink;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -71,7 +77,8 @@ pub use self::options::{
     DEFAULT_GROUP_COMMIT_INTERVAL, DEFAULT_MAX_PENDING_BYTES, FsyncObserver, FsyncPolicy, JournalOptions, ParseFsyncPolicyError,
 };
 pub use self::replay::{Replay, ReplayIter};
-use self::writer::{Shared, Storage, Writer};
+use self::sink::{Sink, Storage};
+use self::writer::Shared;
 
 /// The journal: appends records, makes them durable on a writer thread and reports progress.
 ///
@@ -108,10 +115,11 @@ impl Journal {
     /// Opens the journal at `options.path` (creating it if missing), truncates a torn tail and
     /// starts the writer thread. Returns the journal and the intact records to replay.
     ///
-    /// `on_durable` is called on the writer thread with the new durable sequence after each
-    /// batch is durable, in increasing order, before [`wait_durable`](Self::wait_durable)
-    /// callers wake; not for replayed records. Keep it short: the next batch waits for it. A panic
-    /// in it fails the journal.
+    /// `on_durable` is called with the new durable sequence after each batch is durable, in
+    /// increasing order, before [`wait_durable`](Self::wait_durable) callers wake; not for
+    /// replayed records. It runs on the thread that wrote the batch: the writer thread, or a
+    /// caller of [`sync_or_hand_off`](Self::sync_or_hand_off). Keep it short: the next batch
+    /// waits for it. A panic in it fails the journal.
     ///
     /// This does blocking file IO: call it at startup, or from `spawn_blocking`.
     pub fn open(options: JournalOptions, on_durable: Box<dyn FnMut(u64) + Send>) -> Result<(Self, Replay), JournalError> {
@@ -127,21 +135,19 @@ impl Journal {
         replayed: u64,
         on_durable: Box<dyn FnMut(u64) + Send>,
     ) -> Result<Self, JournalError> {
-        let shared = Arc::new(Shared::new(replayed, options.max_pending_bytes));
-        let writer = Writer {
-            shared: Arc::clone(&shared),
+        let sink = Sink::new(
             storage,
-            path: options.path.clone(),
-            policy: options.policy,
-            fsync_observer: options.fsync_observer,
+            options.path.clone(),
+            options.policy,
+            options.fsync_observer,
             on_durable,
-            written: replayed,
-            unsynced: false,
-            last_batch_at: None,
-        };
+            replayed,
+        );
+        let shared = Arc::new(Shared::new(sink, replayed, options.max_pending_bytes));
+        let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
             .name("volley-journal".to_owned())
-            .spawn(move || writer.run())
+            .spawn(move || writer::run(writer_shared))
             .map_err(|cause| JournalError::io(&options.path, "starting the writer thread", cause))?;
         Ok(Self {
             shared,
@@ -158,7 +164,7 @@ impl Journal {
     /// Fails with [`JournalError::Failed`] once the journal failed, and with
     /// [`JournalError::Overloaded`] while the disk lags too far behind.
     pub fn append(&self, payload: &[u8]) -> Result<u64, JournalError> {
-        self.shared.append_with(|_, buf| buf.extend_from_slice(payload))
+        self.shared.append_with(|_, buf| buf.extend_from_slice(payload), true)
     }
 
     /// Appends a record whose payload `encode` writes, given the record's sequence number, to the
@@ -181,7 +187,51 @@ impl Journal {
     where
         F: FnOnce(u64, &mut Vec<u8>),
     {
-        self.shared.append_with(encode)
+        self.shared.append_with(encode, true)
+    }
+
+    /// Appends like [`append_with`](Self::append_with) but does not wake the writer thread: the
+    /// caller decides, outside any lock of its own, who writes the record, with
+    /// [`sync_or_hand_off`](Self::sync_or_hand_off) (a caller about to wait for it) or
+    /// [`hand_off`](Self::hand_off). Until then the record waits for the next append, waiter or
+    /// close to take it along.
+    ///
+    /// ```no_run
+    /// # async fn run(journal: &gateway::journal::Journal) -> Result<(), gateway::journal::JournalError> {
+    /// let appended = journal.append_deferred_with(|_, buf| buf.extend_from_slice(b"an encoded command"))?;
+    /// let sequence = appended.sequence();
+    /// journal.sync_or_hand_off(appended); // Writes and syncs here if the writer is idle.
+    /// journal.wait_durable(sequence).await?; // At once if it did.
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn append_deferred_with<F>(&self, encode: F) -> Result<Deferred, JournalError>
+    where
+        F: FnOnce(u64, &mut Vec<u8>),
+    {
+        self.shared.append_with(encode, false).map(|sequence| Deferred { sequence })
+    }
+
+    /// Leaves a deferred record to the writer thread, waking it if it sleeps. Cheap: a lock and
+    /// at most one wake-up.
+    pub fn hand_off(&self, appended: Deferred) {
+        let Deferred { sequence: _ } = appended;
+        self.shared.hand_off();
+    }
+
+    /// Makes a deferred record durable on this thread when it is the only record pending and the
+    /// writer is idle (and, under group commit, its last batch is an interval old); otherwise
+    /// hands it off to the writer thread like [`hand_off`](Self::hand_off), which batches the
+    /// records that pile up under load. Returns whether the record is durable now.
+    ///
+    /// When the writer is idle this blocks the calling thread for one write and, under
+    /// [`EveryRecord`](FsyncPolicy::EveryRecord) and [`Group`](FsyncPolicy::Group), one
+    /// `fdatasync`, and runs `on_durable` and the fsync observer here. Call it only where the
+    /// caller would otherwise just wait for the record (on an async runtime's worker that
+    /// delays the worker's other tasks by one fsync). One writer at a time has the file, so
+    /// at most one thread blocks here.
+    pub fn sync_or_hand_off(&self, appended: Deferred) -> bool {
+        self.shared.sync_or_hand_off(appended.sequence)
     }
 
     /// Resolves once the record `sequence` is durable under the policy. Fails with
@@ -194,6 +244,10 @@ impl Journal {
             return Err(JournalError::NotAppended { sequence, last });
         }
         let mut durable = self.shared.subscribe();
+        // A deferred record whose appender has not handed it off yet must not wait forever.
+        if durable.borrow().sequence < sequence {
+            self.shared.hand_off();
+        }
         let result = durable
             .wait_for(|durable| durable.sequence >= sequence || durable.failure.is_some())
             .await;
@@ -235,6 +289,12 @@ impl Journal {
         self.shared.stats()
     }
 
+    /// Every `fdatasync`'s duration since the journal was opened, in nanoseconds (3 significant
+    /// figures): its percentiles, where [`JournalStats::fsync_time`] gives only the total.
+    pub fn fsync_latency(&self) -> hdrhistogram::Histogram<u64> {
+        self.shared.fsync_latency()
+    }
+
     /// The journal file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -272,6 +332,23 @@ impl Journal {
 impl Drop for Journal {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A record appended with [`Journal::append_deferred_with`] that no writer was told about yet.
+///
+/// Give it to [`Journal::sync_or_hand_off`] or [`Journal::hand_off`] once outside the locks held
+/// while appending.
+#[derive(Debug)]
+#[must_use = "hand the record to `Journal::sync_or_hand_off` or `Journal::hand_off`, or it waits for the next append"]
+pub struct Deferred {
+    sequence: u64,
+}
+
+impl Deferred {
+    /// The record's sequence number.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
     }
 }
 

@@ -341,3 +341,145 @@ async fn wait_durable_refuses_a_sequence_never_appended() {
     assert!(matches!(error, JournalError::NotAppended { sequence: 2, last: 1 }), "{error:?}");
     journal.wait_durable(0).await.expect("sequence 0 is trivially durable");
 }
+
+/// An `on_durable` hook that notes which thread saw each durable sequence.
+fn thread_hook(seen: &Arc<Mutex<Vec<(u64, std::thread::ThreadId)>>>) -> Box<dyn FnMut(u64) + Send> {
+    let seen = Arc::clone(seen);
+    Box::new(move |sequence| seen.lock().expect("seen lock").push((sequence, std::thread::current().id())))
+}
+
+#[test]
+fn sync_or_hand_off_writes_and_syncs_on_the_calling_thread_when_the_writer_is_idle() {
+    let (disk, seen) = (Disk::default(), Arc::default());
+    let journal = Journal::start(Box::new(disk.clone()), options(FsyncPolicy::EveryRecord), 0, thread_hook(&seen)).expect("writer starts");
+    let appended = journal
+        .append_deferred_with(|_, buf| buf.extend_from_slice(b"an order"))
+        .expect("append");
+    assert_eq!(appended.sequence(), 1);
+    assert!(journal.sync_or_hand_off(appended), "durable on return");
+    assert_eq!(journal.durable_sequence(), 1);
+    assert_eq!(*seen.lock().expect("seen lock"), [(1, std::thread::current().id())]);
+    assert_eq!(journal.stats().fsyncs, 1);
+    let state = disk.state();
+    assert_eq!((state.synced, state.bytes.len()), (RECORD_HEADER_LEN + 8, RECORD_HEADER_LEN + 8));
+}
+
+#[tokio::test]
+async fn sync_or_hand_off_hands_off_at_once_while_the_writer_is_busy() {
+    let (disk, seen) = (Disk::default(), Arc::default());
+    disk.update(|state| state.held = true);
+    let journal = Journal::start(Box::new(disk.clone()), options(FsyncPolicy::EveryRecord), 0, thread_hook(&seen)).expect("writer starts");
+    journal.append(b"first").expect("append");
+    disk.wait_for_writes(1); // The writer thread is stuck writing the first record.
+    let appended = journal
+        .append_deferred_with(|_, buf| buf.extend_from_slice(b"second"))
+        .expect("append");
+    assert!(!journal.sync_or_hand_off(appended), "handed off, not durable yet");
+    assert_eq!(journal.durable_sequence(), 0);
+
+    disk.update(|state| state.held = false);
+    journal.wait_durable(2).await.expect("durable");
+    let seen = seen.lock().expect("seen lock").clone();
+    assert_eq!(seen.iter().map(|(sequence, _)| *sequence).collect::<Vec<_>>(), [1, 2]);
+    assert!(
+        seen.iter().all(|(_, thread)| *thread != std::thread::current().id()),
+        "the writer thread wrote both: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_deferred_record_nobody_hands_off_becomes_durable_for_its_waiter() {
+    let (disk, seen) = (Disk::default(), Seen::default());
+    let journal = start(&disk, options(FsyncPolicy::EveryRecord), &seen);
+    let appended = journal
+        .append_deferred_with(|_, buf| buf.extend_from_slice(b"forgotten"))
+        .expect("append");
+    let sequence = appended.sequence();
+    drop(appended);
+    tokio::time::timeout(Duration::from_secs(10), journal.wait_durable(sequence))
+        .await
+        .expect("the waiter wakes the writer")
+        .expect("durable");
+    assert_eq!(seen.sequences(), [1]);
+}
+
+#[tokio::test]
+async fn group_commit_on_the_calling_thread_keeps_the_interval_between_batches() {
+    let interval = Duration::from_millis(30);
+    let (disk, seen) = (Disk::default(), Seen::default());
+    let journal = start(&disk, options(FsyncPolicy::Group(interval)), &seen);
+    let first_taken = std::time::Instant::now();
+    let first = journal
+        .append_deferred_with(|_, buf| buf.extend_from_slice(b"first"))
+        .expect("append");
+    assert!(
+        journal.sync_or_hand_off(first),
+        "a record that finds the disk idle is written at once"
+    );
+    let second = journal
+        .append_deferred_with(|_, buf| buf.extend_from_slice(b"second"))
+        .expect("append");
+    assert!(
+        !journal.sync_or_hand_off(second),
+        "within the interval the writer thread takes it later"
+    );
+    journal.wait_durable(2).await.expect("durable");
+    assert!(first_taken.elapsed() >= interval, "the second batch waited for the interval");
+    assert_eq!((journal.stats().fsyncs, seen.sequences()), (2, vec![1, 2]));
+}
+
+#[tokio::test]
+async fn a_write_failure_on_the_calling_thread_fails_the_journal() {
+    let (disk, seen) = (Disk::default(), Seen::default());
+    disk.update(|state| state.fail_writes = Some(EIO));
+    let journal = start(&disk, options(FsyncPolicy::EveryRecord), &seen);
+    let appended = journal
+        .append_deferred_with(|_, buf| buf.extend_from_slice(b"an order"))
+        .expect("append");
+    assert!(!journal.sync_or_hand_off(appended));
+    assert!(journal.is_failed());
+    assert_failed(journal.wait_durable(1).await, "Input/output error");
+    assert_failed(journal.append(b"next"), "Input/output error");
+    assert!(seen.sequences().is_empty());
+    assert_failed(journal.close(), "Input/output error");
+}
+
+#[test]
+fn a_panicking_on_durable_on_the_calling_thread_fails_the_journal_and_close_returns() {
+    let journal = Journal::start(
+        Box::new(Disk::default()),
+        options(FsyncPolicy::EveryRecord),
+        0,
+        Box::new(|_| panic!("on_durable panics")),
+    )
+    .expect("writer starts");
+    let appended = journal
+        .append_deferred_with(|_, buf| buf.extend_from_slice(b"an order"))
+        .expect("append");
+    let panicked = catch_unwind(AssertUnwindSafe(|| journal.sync_or_hand_off(appended)));
+    assert!(panicked.is_err());
+    assert_failed(journal.append(b"next"), "panicked");
+    assert_failed(journal.close(), "panicked");
+}
+
+#[tokio::test]
+async fn sync_or_hand_off_leaves_a_record_with_others_pending_to_the_writer_thread() {
+    let (disk, seen) = (Disk::default(), Arc::default());
+    let journal = Journal::start(Box::new(disk.clone()), options(FsyncPolicy::EveryRecord), 0, thread_hook(&seen)).expect("writer starts");
+    let first = journal
+        .append_deferred_with(|_, buf| buf.extend_from_slice(b"first"))
+        .expect("append");
+    let second = journal
+        .append_deferred_with(|_, buf| buf.extend_from_slice(b"second"))
+        .expect("append");
+    journal.hand_off(first);
+    // Two records pending (or both taken by the writer already): not synced on this thread.
+    journal.sync_or_hand_off(second);
+    journal.wait_durable(2).await.expect("durable");
+    let seen = seen.lock().expect("seen lock").clone();
+    assert_eq!(seen.iter().map(|(sequence, _)| *sequence).collect::<Vec<_>>(), [1, 2]);
+    assert!(
+        seen.iter().all(|(_, thread)| *thread != std::thread::current().id()),
+        "the writer thread batches records that pile up: {seen:?}"
+    );
+}
