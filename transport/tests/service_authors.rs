@@ -224,13 +224,7 @@ async fn a_client_streaming_call_is_finished_in_one_step_and_its_handler_reads_t
 
 #[tokio::test]
 async fn a_channel_makes_its_next_call_after_the_server_closed_it_for_idleness() {
-    let server = echo_server()
-        .idle_timeout(Some(Duration::from_millis(100)))
-        .build()
-        .unwrap()
-        .serve("127.0.0.1:0")
-        .await
-        .unwrap();
+    let server = idle_closing_echo_server().await;
     let channel = Channel::builder().connect(server.local_addr()).await.unwrap();
     let _: Echo = channel.unary(id(ECHO), &echo(&b"1"[..]), CallOptions::new()).await.unwrap();
     common::wait_for("the idle connection to close", || server.connections() == 0).await;
@@ -267,13 +261,7 @@ async fn one_typed_method_constant_registers_the_handler_and_makes_the_call() {
 
 #[tokio::test]
 async fn a_client_is_one_connection_and_says_so_when_the_server_closed_it() {
-    let server = echo_server()
-        .idle_timeout(Some(Duration::from_millis(100)))
-        .build()
-        .unwrap()
-        .serve("127.0.0.1:0")
-        .await
-        .unwrap();
+    let server = idle_closing_echo_server().await;
     let client = Client::connect(server.local_addr()).await.unwrap();
     let _: Echo = client.unary(id(ECHO), &echo(&b"1"[..]), CallOptions::new()).await.unwrap();
     common::wait_for("the idle connection to close", || client.is_closed()).await;
@@ -305,6 +293,17 @@ async fn serve_with_shutdown_serves_until_its_signal_then_returns() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+/// An echo server that closes a connection after 100 ms without calls.
+async fn idle_closing_echo_server() -> volley::ServerHandle {
+    echo_server()
+        .idle_timeout(Some(Duration::from_millis(100)))
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap()
 }
 
 /// Connects once the server is listening.
