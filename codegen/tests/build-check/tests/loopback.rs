@@ -510,7 +510,7 @@ async fn remaining_hazards_round_trip() {
 }
 
 #[tokio::test]
-async fn generated_clients_run_over_a_channel_too() {
+async fn generated_clients_run_over_a_channel_too_and_read_response_metadata() {
     let (handle, _client) = serve_all().await;
     let channel = Channel::builder().connect(handle.local_addr()).await.unwrap();
     let health = grpc::health::v1::health_client::HealthClient::new(channel);
@@ -522,6 +522,9 @@ async fn generated_clients_run_over_a_channel_too() {
         .await
         .unwrap();
     assert_eq!(reply.get_ref().status, 1);
+    // The handler's head metadata and trailers arrive with the `_with` method's response.
+    assert_eq!(reply.metadata().get_str("x-checked-by"), Some("streams"));
+    assert_eq!(reply.trailers().get_str("x-check-cost"), Some("1"));
     // The default type parameter is Channel.
     let _: &grpc::health::v1::health_client::HealthClient = &health;
     handle.shutdown().await;

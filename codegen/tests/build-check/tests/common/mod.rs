@@ -148,9 +148,20 @@ impl s::tricky_server::Tricky for Streams {
 impl grpc::health::v1::health_server::Health for Streams {
     async fn check(&self, request: Request<HealthCheckRequest>) -> Result<Response<HealthCheckResponse>, Status> {
         match request.into_inner().service.as_str() {
-            "" | "hazards.keywords.Keywords" => Ok(Response::new(HealthCheckResponse {
-                status: ServingStatus::Serving as i32,
-            })),
+            "" | "hazards.keywords.Keywords" => {
+                // Metadata both ways through the generated API: a head entry and a trailer.
+                let mut head = volley::Metadata::new();
+                head.insert("x-checked-by", "streams")
+                    .map_err(|err| Status::internal(err.to_string()))?;
+                let mut trailers = volley::Metadata::new();
+                trailers
+                    .insert("x-check-cost", "1")
+                    .map_err(|err| Status::internal(err.to_string()))?;
+                let reply = HealthCheckResponse {
+                    status: ServingStatus::Serving as i32,
+                };
+                Ok(Response::new(reply).with_metadata(head).with_trailers(trailers))
+            }
             _ => Err(Status::not_found("unknown service")),
         }
     }
