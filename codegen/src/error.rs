@@ -8,6 +8,10 @@ use miette::Diagnostic;
 
 /// Why code generation failed. Each message says what failed, where, and what to change.
 ///
+/// `Debug` prints the same text as `Display`, so a `build.rs` whose `main` returns
+/// `Result<(), Box<dyn Error>>` shows the file, the line and the fix, not a struct. Match on
+/// the variants for the details.
+///
 /// Errors in `.proto` files name the file, line and column:
 ///
 /// ```
@@ -19,9 +23,10 @@ use miette::Diagnostic;
 ///     .unwrap_err();
 /// assert!(matches!(err, volley_codegen::Error::Proto(_)));
 /// assert!(err.to_string().contains("bad.proto:2:"), "{err}");
+/// assert_eq!(format!("{err:?}"), err.to_string());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A `.proto` file is missing, does not parse, imports a file that is not found, or
@@ -110,8 +115,15 @@ pub enum Error {
     Prost(#[source] io::Error),
 }
 
-/// A `.proto` file is missing, malformed or invalid. `Display` gives the file, line and column,
-/// the offending line, and a hint.
+/// The `Display` text: `main` returning this error prints it with `Debug`.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A `.proto` file is missing, malformed or invalid. `Display` (and `Debug`, which prints the
+/// same) gives the file, line and column, the offending line, and a hint.
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;
@@ -128,7 +140,6 @@ pub enum Error {
 /// assert!(err.to_string().contains("    3 |   Money price = 1;"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug)]
 pub struct ProtoError {
     /// The file, as found on disk when possible.
     file: Option<PathBuf>,
@@ -191,6 +202,13 @@ impl fmt::Display for ProtoError {
             write!(f, "\n{line:>5} | {snippet}")?;
         }
         write!(f, "\n  help: {}", self.help)
+    }
+}
+
+/// The `Display` text, as for [`Error`].
+impl fmt::Debug for ProtoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

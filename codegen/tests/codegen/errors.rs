@@ -154,6 +154,44 @@ fn invalid_extern_path_is_an_error_not_a_panic() {
     assert!(matches!(err, Error::Prost(_)), "{err:?}");
 }
 
+/// What `fn main() -> Result<(), Box<dyn Error>>` in a `build.rs` prints for `err`: `Debug` of
+/// the box.
+fn as_build_rs_prints(err: Error) -> String {
+    let boxed: Box<dyn std::error::Error> = Box::new(err);
+    format!("Error: {boxed:?}")
+}
+
+#[test]
+fn a_build_rs_returning_a_proto_error_prints_file_line_and_the_fix_not_a_struct() {
+    for (file, line, column) in [("errors/syntax.proto", 7, 1), ("errors/unknown_type.proto", 6, 3)] {
+        let err = compile_err(volley_codegen::configure(), file);
+        let display = err.to_string();
+        let printed = as_build_rs_prints(err);
+        let location = format!("{}:{line}:{column}: ", protos().join(file).display());
+        assert!(printed.starts_with(&format!("Error: {location}")), "{printed}");
+        assert!(printed.contains("\n  help: "), "{printed}");
+        assert_eq!(printed, format!("Error: {display}"));
+        for field in ["ProtoError {", "Proto(", "position: Some", "snippet: Some"] {
+            assert!(!printed.contains(field), "{field} in {printed}");
+        }
+    }
+}
+
+#[test]
+fn a_build_rs_returning_any_other_error_prints_its_message_not_a_struct() {
+    let err = compile_err(volley_codegen::configure(), "errors/collision.proto");
+    let display = err.to_string();
+    let printed = as_build_rs_prints(err);
+    assert_eq!(printed, format!("Error: {display}"));
+    assert!(printed.contains("rename one of them"), "{printed}");
+    assert!(!printed.contains("MethodIdCollision {"), "{printed}");
+
+    let err = compile_err(volley_codegen::configure(), "errors/missing.proto");
+    let printed = as_build_rs_prints(err);
+    assert!(printed.contains("missing.proto` not found"), "{printed}");
+    assert!(!printed.contains("ProtoNotFound {"), "{printed}");
+}
+
 #[test]
 fn errors_are_send_sync_and_static() {
     fn check<E: std::error::Error + Send + Sync + 'static>() {}
