@@ -316,3 +316,36 @@ async fn connect_retrying(address: std::net::SocketAddr) -> Client {
     }
     panic!("the server never listened on {address}");
 }
+
+#[tokio::test]
+async fn a_channel_makes_every_kind_of_streaming_call_with_a_typed_method() {
+    const COUNT: Method<Echo, Echo> = Method::new("/test.Channel/Count");
+    const SUM: Method<Echo, Echo> = Method::new("/test.Channel/Sum");
+    let server = Server::builder()
+        .server_streaming(COUNT, |_request: Request<Echo>, mut out: StreamSender<Echo>| async move {
+            out.send(&echo(&b"a"[..])).await?;
+            out.send(&echo(&b"b"[..])).await
+        })
+        .client_streaming(SUM, |mut request: Request<Streaming<Echo>>| async move {
+            let mut bytes = Vec::new();
+            while let Some(part) = request.message().await? {
+                bytes.extend_from_slice(&part.payload);
+            }
+            Ok::<_, Status>(echo(bytes))
+        })
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let channel = Channel::builder().connect_lazy(server.local_addr()).unwrap();
+    let mut count = channel.server_streaming(COUNT, &echo(&b""[..]), CallOptions::new()).await.unwrap();
+    assert_eq!(&count.message().await.unwrap().unwrap().payload[..], b"a");
+    assert_eq!(&count.message().await.unwrap().unwrap().payload[..], b"b");
+    assert!(count.message().await.unwrap().is_none());
+    let mut sum = channel.client_streaming(SUM, CallOptions::new()).await.unwrap();
+    sum.send(&echo(&b"x"[..])).await.unwrap();
+    sum.send(&echo(&b"y"[..])).await.unwrap();
+    assert_eq!(&sum.finish().await.unwrap().payload[..], b"xy");
+    server.shutdown().await;
+}

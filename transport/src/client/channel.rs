@@ -15,6 +15,7 @@ use crate::net::{Address, ToAddress};
 use crate::response::Response;
 use crate::stats::StatsSnapshot;
 use crate::status::{Code, Status};
+use crate::streaming::{ClientStreamingCall, StreamSender, Streaming};
 use crate::sync::{Mutex, lock};
 use crate::wire::MethodId;
 
@@ -220,6 +221,59 @@ impl Channel {
     /// The deadline of calls that set none ([`ChannelBuilder::timeout`]).
     pub(crate) fn default_timeout(&self) -> Option<Duration> {
         self.inner.builder.timeout
+    }
+
+    /// A server-streaming call on the current connection, opening one first if needed; see
+    /// [`Client::server_streaming`]. A stream lives on the connection it started on: when that
+    /// connection ends, the stream fails and the next call opens a new one.
+    pub async fn server_streaming<Req, Resp>(
+        &self,
+        method: impl CallTarget<Req, Resp>,
+        request: &Req,
+        options: CallOptions,
+    ) -> Result<Streaming<Resp>, Status>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        let client = self
+            .ready_client(options.deadline_from(Instant::now(), self.default_timeout()))
+            .await?;
+        client.server_streaming(method, request, options).await
+    }
+
+    /// A client-streaming call; see [`Client::client_streaming`] and
+    /// [`Channel::server_streaming`].
+    pub async fn client_streaming<Req, Resp>(
+        &self,
+        method: impl CallTarget<Req, Resp>,
+        options: CallOptions,
+    ) -> Result<ClientStreamingCall<Req, Resp>, Status>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        let client = self
+            .ready_client(options.deadline_from(Instant::now(), self.default_timeout()))
+            .await?;
+        client.client_streaming(method, options).await
+    }
+
+    /// A bidirectional-streaming call; see [`Client::bidi_streaming`] and
+    /// [`Channel::server_streaming`].
+    pub async fn bidi_streaming<Req, Resp>(
+        &self,
+        method: impl CallTarget<Req, Resp>,
+        options: CallOptions,
+    ) -> Result<(StreamSender<Req>, Streaming<Resp>), Status>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        let client = self
+            .ready_client(options.deadline_from(Instant::now(), self.default_timeout()))
+            .await?;
+        client.bidi_streaming(method, options).await
     }
 
     /// Counters of the current connection, if one is open.
