@@ -4,9 +4,10 @@ use bytes::BytesMut;
 
 use crate::sync::{Arc, Mutex, lock};
 
-/// Buffers the pool keeps at most (256): enough for the read and write buffers of a busy
-/// server's churn, small enough to bound idle memory at 256 × the retained capacity.
-pub const DEFAULT_MAX_POOLED: usize = 256;
+/// Buffers the pool keeps at most (32): enough for the read buffers of a busy server's churn of
+/// short connections; a burst of connections beyond it frees its buffers when it ends, so what
+/// the pool keeps after any burst is at most 32 × 64 KiB = 2 MiB (256 kept 16 MiB: issue #15).
+pub const DEFAULT_MAX_POOLED: usize = 32;
 
 /// Capacity of a fresh buffer (64 KiB): one socket read or a write batch of many small frames.
 pub const DEFAULT_BUFFER_CAPACITY: usize = 64 * 1024;
@@ -88,6 +89,11 @@ impl BufferPool {
         if free.len() < config.max_pooled {
             free.push(buf);
         }
+    }
+
+    /// Capacity of a fresh buffer from [`BufferPool::take`].
+    pub fn buffer_capacity(&self) -> usize {
+        self.inner.config.buffer_capacity
     }
 
     /// Buffers currently pooled.

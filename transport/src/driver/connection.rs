@@ -271,7 +271,14 @@ pub(crate) fn spawn_connection(stream: Stream, role: Role, config: &DriverConfig
             calls: Calls::with_capacity(records),
             closed: None,
         }),
-        queue: WriteQueue::new(config.pool.take(), Some(stream.clone()), stats.clone(), config.write_queue_cap()),
+        // The write buffers start empty and grow to what the connection writes: a connection that
+        // only handshakes holds a few bytes of them, not a pooled 64 KiB buffer.
+        queue: WriteQueue::new(
+            bytes::BytesMut::new(),
+            Some(stream.clone()),
+            stats.clone(),
+            config.write_queue_cap(),
+        ),
         stats,
         capacity: Notify::new(),
         established: Notify::new(),

@@ -48,11 +48,11 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
     // Ended (not a graceful drain, where the reader keeps reading until the peer's EOF): the
     // reader stops reading, so read on until the peer has seen our GoAway, rather than let unread
     // bytes turn the close into a reset.
-    let mut scratch = shared.pool.take();
     if !write_failed && shared.closed_status().is_some() {
+        let mut scratch = shared.pool.take();
         super::linger::linger(&stream, &mut scratch).await;
+        shared.pool.give(scratch);
     }
-    shared.pool.give(scratch);
     for buf in shared.queue.take_buffers() {
         shared.pool.give(buf);
     }

@@ -15,7 +15,7 @@ mod flow;
 pub use budget::RateBudget;
 #[cfg(loom)]
 pub(crate) use calls::CallState;
-pub(crate) use calls::{CallMap, call_map};
+pub(crate) use calls::{CallMap, call_map, shrink_after_peak};
 pub use config::{
     ConnectionConfig, DEFAULT_CANCEL_BUDGET, DEFAULT_ERROR_BUDGET, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_PING_STRIKES, DEFAULT_SMALL_FRAME_BUDGET, FREE_CREDITS_PER_MESSAGE,

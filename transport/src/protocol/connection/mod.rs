@@ -23,8 +23,9 @@ use super::{
 use crate::status::Status;
 use crate::wire::{CallHead, CallId, Code, Frame, GoAway, PREFACE_LEN, Preface, Settings, StatusFrame, WireError};
 
-/// Calls the per-connection tables have room for before their first growth (16).
-pub(crate) const INITIAL_CALL_CAPACITY: usize = 16;
+/// Calls the per-connection tables have room for before their first growth (4): an idle
+/// connection (a burst of a thousand of them) stays small; a busy one grows to its concurrency.
+pub(crate) const INITIAL_CALL_CAPACITY: usize = 4;
 
 /// Which end of the connection this is. Clients open calls; servers answer them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,7 +121,8 @@ impl Connection {
                 preface_and_settings: true,
                 ..Control::default()
             },
-            events: VecDeque::with_capacity(INITIAL_CALL_CAPACITY),
+            // Empty until the first frame that yields an event (an event is ~112 bytes).
+            events: VecDeque::new(),
             started_at: now,
             last_received_at: now,
             last_active_at: now,
