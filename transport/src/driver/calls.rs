@@ -81,10 +81,11 @@ impl<H> Default for Slot<H> {
     }
 }
 
-/// Records a connection's table has room for before its first growth (4). A record is about
-/// 160 bytes (a stream's mailbox inline, so opening a stream allocates nothing), so an idle
-/// connection keeps a small table; a busy one grows it once to its real concurrency and keeps it.
-pub(crate) const INITIAL_RECORDS: usize = 4;
+/// Records a connection's table has room for before its first call (0). A record is about 160
+/// bytes (a stream's mailbox inline, so opening a stream allocates nothing), and even room for 4
+/// cost 1.3 KiB of table per connection (8 buckets): an idle connection (a burst of a thousand
+/// that only handshake) keeps none; a busy one grows it once to its real concurrency and keeps it.
+pub(crate) const INITIAL_RECORDS: usize = 0;
 
 /// Every call's record, by id.
 #[derive(Debug)]

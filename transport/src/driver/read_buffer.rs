@@ -4,8 +4,8 @@
 //! without allocating.
 //!
 //! A connection starts on a small buffer of its own and takes pooled buffers only once traffic
-//! fills it: a connection that handshakes and then idles (or a burst of them) costs 1 KiB of read
-//! buffer, not 64 KiB.
+//! fills it: a connection that handshakes and then idles (or a burst of them) costs 512 bytes of
+//! read buffer, not 64 KiB.
 
 use bytes::BytesMut;
 
@@ -18,9 +18,9 @@ const MIN_READ_SPACE: usize = 8 * 1024;
 /// spanning 192 KiB of traffic before the reader had to allocate.
 const RING: usize = 4;
 
-/// Capacity of a connection's first read buffer (1 KiB): the handshake (about 100 bytes) and a
-/// few small frames fit. The first time it has less than half of it free, the reader moves to pooled buffers.
-const STARTER_CAPACITY: usize = 1024;
+/// Capacity of a connection's first read buffer (512 bytes): the handshake (60 bytes) and a few
+/// small frames fit. The first time it has less than half of it free, the reader moves to pooled buffers.
+const STARTER_CAPACITY: usize = 512;
 
 /// The buffer being read into, and older ones waiting for their frames to be dropped.
 #[derive(Debug)]

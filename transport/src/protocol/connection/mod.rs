@@ -23,9 +23,10 @@ use super::{
 use crate::status::Status;
 use crate::wire::{CallHead, CallId, Code, Frame, GoAway, PREFACE_LEN, Preface, Settings, StatusFrame, WireError};
 
-/// Calls the per-connection tables have room for before their first growth (4): an idle
-/// connection (a burst of a thousand of them) stays small; a busy one grows to its concurrency.
-pub(crate) const INITIAL_CALL_CAPACITY: usize = 4;
+/// Calls the per-connection tables have room for before their first call (0): an idle
+/// connection (a burst of a thousand that only handshake) allocates no table; a busy one grows
+/// it once to its concurrency and keeps it.
+pub(crate) const INITIAL_CALL_CAPACITY: usize = 0;
 
 /// Which end of the connection this is. Clients open calls; servers answer them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
