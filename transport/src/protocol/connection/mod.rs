@@ -56,6 +56,15 @@ struct Control {
     call_frames: VecDeque<Frame>,
 }
 
+/// A frame partly received: when its timeout is checked next (moved on only when that check
+/// finds bytes arrived since, so the driver's timer is not re-armed on every read), and when its
+/// bytes last arrived.
+#[derive(Clone, Copy, Debug)]
+struct PartialFrame {
+    check_from: Instant,
+    progress_at: Instant,
+}
+
 /// One side of a Volley connection, without IO.
 ///
 /// It takes the peer's preface and frames ([`Connection::handle_preface`],
@@ -84,6 +93,9 @@ pub struct Connection {
     events: VecDeque<Event>,
     started_at: Instant,
     last_received_at: Instant,
+    /// A frame is partly received: the instant its timeout is checked at next, and when its last
+    /// bytes arrived ([`super::DEFAULT_PARTIAL_FRAME_TIMEOUT`]).
+    partial_frame: Option<PartialFrame>,
     /// When a frame other than a ping or pong last arrived, for the idle timeout.
     last_active_at: Instant,
     ping_outstanding: Option<(u64, Instant)>,
@@ -126,6 +138,7 @@ impl Connection {
             events: VecDeque::new(),
             started_at: now,
             last_received_at: now,
+            partial_frame: None,
             last_active_at: now,
             ping_outstanding: None,
             next_ping_payload: 1,
