@@ -118,14 +118,14 @@ impl Connection {
     /// A connection that has sent nothing yet; its preface and settings are the first thing
     /// [`Connection::poll_transmit`] writes.
     pub fn new(role: Role, config: ConnectionConfig, now: Instant) -> Self {
-        // Tables start small and grow to the connection's real concurrency once, then keep their
-        // memory: idle connections stay cheap and the steady state still allocates nothing.
-        let capacity = (config.settings.max_concurrent_calls as usize).min(INITIAL_CALL_CAPACITY);
+        // Tables start empty and grow to the connection's real concurrency once, then keep their
+        // memory (up to a peak, `calls::SHRINK_ABOVE`): idle connections stay cheap and the steady
+        // state still allocates nothing.
         Self {
             role,
             phase: Phase::AwaitingPreface,
             peer_settings: Settings::default(),
-            calls: CallTable::with_capacity(capacity),
+            calls: CallTable::with_capacity(INITIAL_CALL_CAPACITY),
             next_call_id: 1,
             highest_peer_call: CallId::CONNECTION,
             goaway_sent: None,
