@@ -19,7 +19,8 @@ const MIN_READ_SPACE: usize = 8 * 1024;
 const RING: usize = 4;
 
 /// Capacity of a connection's first read buffer (512 bytes): the handshake (60 bytes) and a few
-/// small frames fit. The first time it has less than half of it free, the reader moves to pooled buffers.
+/// small frames fit. The first time it has less than half of it free, the reader moves to pooled
+/// buffers.
 const STARTER_CAPACITY: usize = 512;
 
 /// The buffer being read into, and older ones waiting for their frames to be dropped.
