@@ -66,6 +66,28 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Raises the soft limit on open files towards `wanted` (up to the hard limit); returns the soft
+/// limit now in force.
+pub fn raise_fd_limit(wanted: u64) -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let soft = limit.current.unwrap_or(u64::MAX);
+    if soft >= wanted {
+        return soft;
+    }
+    let target = limit.maximum.map_or(wanted, |hard| hard.min(wanted));
+    let raised = target > soft
+        && setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(target),
+                maximum: limit.maximum,
+            },
+        )
+        .is_ok();
+    if raised { target } else { soft }
+}
+
 /// A fresh Unix socket path in the temp directory.
 pub fn unix_address(name: &str) -> Address {
     let path = std::env::temp_dir().join(format!("volley-bench-{}-{name}.sock", std::process::id()));

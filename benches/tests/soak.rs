@@ -1,5 +1,7 @@
 //! Runs `volley-soak --smoke` (about 3 s): normal traffic sees no failures, the rapid-reset
-//! attacker's connections are closed by the server, memory and file descriptors stay flat.
+//! attacker's connections are closed by the server, bursts of 1,000 connections come and go,
+//! memory and file descriptors stay flat, and memory after the run is back within 16 MiB of the
+//! start.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -29,12 +31,21 @@ fn volley_soak_smoke_mode_passes_and_reports_every_figure() {
     assert!(summary["large_ok"].as_u64().unwrap() > 0, "{summary}");
     assert!(summary["fresh_ok"].as_u64().unwrap() > 0, "{summary}");
     assert!(summary["attack_connections"].as_u64().unwrap() > 0, "{summary}");
+    assert!(summary["churn_bursts"].as_u64().unwrap() > 0, "{summary}");
+    assert!(summary["rss_kib"]["settled"].as_u64().unwrap() > 0, "{summary}");
     for figure in ["rss_kib", "fds"] {
         for at in ["start", "baseline", "end"] {
             assert!(summary[figure][at].as_u64().unwrap() > 0, "{figure}.{at} in {summary}");
         }
     }
-    for line in ["memory: rss", "fds: ", "rapid reset: ", "normal-traffic failures: 0"] {
+    for line in [
+        "memory: rss",
+        "memory after the run: rss",
+        "connection churn: ",
+        "fds: ",
+        "rapid reset: ",
+        "normal-traffic failures: 0",
+    ] {
         assert!(stdout.contains(line), "no `{line}` in:\n{stdout}");
     }
 }

@@ -729,3 +729,52 @@ fn a_receiver_crediting_every_message_of_a_fast_stream_is_never_kicked() {
     flood_server(&mut pair, &frame, 20_000);
     assert_kicked_for_small_frames(&pair.server, "unearned credits");
 }
+
+/// PROTOCOL.md section 9, "Partial frame timeout": a frame left half sent ends the connection
+/// once none of its bytes arrived for the timeout; one arriving slowly never does.
+#[test]
+fn a_frame_left_half_sent_closes_the_connection_after_the_partial_frame_timeout() {
+    let timeout = volley::protocol::DEFAULT_PARTIAL_FRAME_TIMEOUT;
+    let mut pair = Pair::new();
+    let call_id = pair.client.conn.open_call(true).expect("call opens");
+    let mut frame = BytesMut::new();
+    request(call_id, b"half of this frame never comes").encode(&mut frame);
+    let half = frame.len() / 2;
+
+    // A slow frame: a few bytes every half timeout, so it never stalls for a whole timeout.
+    let mut rest = frame.clone();
+    for _ in 0..4 {
+        let chunk = rest.split_to(4);
+        pair.server.inbox.extend_from_slice(&chunk);
+        pair.server.receive(pair.now);
+        pair.advance(timeout / 2);
+        assert!(pair.server.error.is_none(), "a frame still arriving is not timed out");
+    }
+    pair.server.inbox.extend_from_slice(&rest);
+    pair.server.receive(pair.now);
+    assert!(
+        pair.server.conn.poll_timeout().is_none_or(|at| at > pair.now + timeout),
+        "no partial frame left"
+    );
+    assert!(pair.server.events().iter().any(|e| matches!(e, Event::Request { .. })));
+
+    // A stalled frame: half of it, then nothing.
+    let call_id = pair.client.conn.open_call(true).expect("call opens");
+    let mut frame = BytesMut::new();
+    request(call_id, b"half of this frame never comes").encode(&mut frame);
+    pair.server.inbox.extend_from_slice(&frame[..half]);
+    pair.server.receive(pair.now);
+    let deadline = pair.server.conn.poll_timeout().expect("the partial frame's deadline");
+    assert_eq!(deadline, pair.now + timeout);
+    pair.advance(timeout - Duration::from_millis(1));
+    assert!(pair.server.error.is_none(), "not before the timeout");
+    pair.advance(Duration::from_millis(1));
+    let error = pair.server.error.as_ref().expect("closed at the timeout");
+    assert_eq!(error.code, Code::Unavailable);
+    assert_eq!(error.reason, ConnectionErrorReason::PartialFrameTimeout);
+    assert!(
+        goaway_reason(&pair.server).starts_with("partial frame timeout"),
+        "{}",
+        goaway_reason(&pair.server)
+    );
+}

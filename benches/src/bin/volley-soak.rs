@@ -14,10 +14,17 @@
 //!   stay far below the ephemeral port range);
 //! - the rapid-reset pattern: a connection that opens calls and cancels each at once, as fast as
 //!   it can; the server's default cancel budget must close it with `too many cancels`, after which
-//!   the attacker pauses and connects again.
+//!   the attacker pauses and connects again;
+//! - connection churn: every `--churn-every`, a burst of `--churn-burst` (1,000) connections
+//!   opened at once, each handshaking and one in ten making a call, then all closed.
 //!
 //! Exits non-zero if a normal call failed, an attacker connection was not closed by the budget,
-//! or memory or file descriptors grew beyond the tolerances.
+//! memory or file descriptors grew beyond the tolerances from the end of warm-up, or resident
+//! memory is more than `--rss-over-start-mib` (16) over its start 10 s after the run (issue #15).
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,6 +64,16 @@ struct Args {
     /// Open file descriptors may grow by this many from the end of warm-up to the end.
     #[arg(long, default_value_t = 16)]
     fd_tolerance: u64,
+    /// Connections per churn burst (0: no churn).
+    #[arg(long, default_value_t = 1_000)]
+    churn_burst: usize,
+    /// Time between churn bursts (1 s with --smoke).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    churn_every: Duration,
+    /// Resident memory may be at most this many MiB over its start, once the run has ended and
+    /// its connections have closed (read for up to 10 s).
+    #[arg(long, default_value_t = 16)]
+    rss_over_start_mib: u64,
 }
 
 /// Parses `500ms`, `30s`, `10m`, `1h`, or a bare number of seconds.
@@ -90,6 +107,8 @@ struct Counters {
     attack_closed_without_reason: AtomicU64,
     attack_not_kicked: AtomicU64,
     attack_calls: AtomicU64,
+    churn_bursts: AtomicU64,
+    churn_connections: AtomicU64,
     /// The first few failure messages, for the report.
     first_failures: Mutex<Vec<String>>,
     large_latency: Mutex<Option<Histogram<u64>>>,
@@ -268,6 +287,52 @@ async fn rapid_reset(address: volley::net::Address, pause: Duration, counters: A
     }
 }
 
+/// The global allocator this build uses (feature `mimalloc`).
+const ALLOCATOR: &str = if cfg!(feature = "mimalloc") { "mimalloc" } else { "system" };
+
+/// Connections opened per churn burst that also make one call (one in ten).
+const CHURN_CALL_EVERY: usize = 10;
+
+/// Connection churn: every `every`, `burst` connections opened at once (one in ten makes a call),
+/// held until all are open, then closed; until `stop`.
+async fn churn(address: volley::net::Address, burst: usize, every: Duration, counters: Arc<Counters>, stop: Arc<AtomicBool>) {
+    let request = payload(64);
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(every).await;
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let opens: Vec<_> = (0..burst)
+            .map(|i| {
+                let (address, request) = (address.clone(), request.clone());
+                tokio::spawn(async move {
+                    let client = Client::connect(&address)
+                        .await
+                        .map_err(|err| Status::unavailable(format!("connect: {err}")))?;
+                    if i % CHURN_CALL_EVERY == 0 {
+                        let _: Payload = client.unary(ECHO_ID, &request, CallOptions::default()).await?;
+                    }
+                    Ok::<_, Status>(client)
+                })
+            })
+            .collect();
+        let mut clients = Vec::with_capacity(burst);
+        for open in opens {
+            match tokio::time::timeout(Duration::from_secs(10), open).await {
+                Ok(Ok(Ok(client))) => clients.push(client),
+                Ok(Ok(Err(status))) => counters.fail("churn connection", &status),
+                Ok(Err(_)) => counters.fail("churn connection", &Status::internal("the connect task panicked")),
+                Err(_) => counters.fail("churn connection", &Status::deadline_exceeded("not connected within 10 s")),
+            }
+        }
+        counters.churn_connections.fetch_add(clients.len() as u64, Ordering::Relaxed);
+        counters.churn_bursts.fetch_add(1, Ordering::Relaxed);
+        for client in &clients {
+            client.close();
+        }
+    }
+}
+
 fn percentiles(histogram: &Mutex<Option<Histogram<u64>>>) -> String {
     match histogram.lock().expect("not poisoned").as_ref() {
         Some(h) if !h.is_empty() => format!(
@@ -282,7 +347,7 @@ fn percentiles(histogram: &Mutex<Option<Histogram<u64>>>) -> String {
 
 fn progress(elapsed: Duration, counters: &Counters, now: Sample) -> String {
     format!(
-        "t={:>5.0}s rss={:.1} MiB fds={} large={} fresh={} failures={} over_bound={} attackers={} kicked={}",
+        "t={:>5.0}s rss={:.1} MiB fds={} large={} fresh={} failures={} over_bound={} attackers={} kicked={} churned={}",
         elapsed.as_secs_f64(),
         now.rss_kib as f64 / 1024.0,
         now.fds,
@@ -292,12 +357,15 @@ fn progress(elapsed: Duration, counters: &Counters, now: Sample) -> String {
         counters.violations.load(Ordering::Relaxed),
         counters.attack_connections.load(Ordering::Relaxed),
         counters.attack_kicked.load(Ordering::Relaxed),
+        counters.churn_connections.load(Ordering::Relaxed),
     )
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    // A churn burst holds a descriptor per client and per server socket at once.
+    let fd_limit = volley_benches::raise_fd_limit(4 * args.churn_burst as u64 + 1024);
     let duration = if args.smoke { Duration::from_secs(3) } else { args.duration };
     // Warm-up: buffers, pools and allocator arenas reach their steady size before the baseline.
     let warm_up = (duration / 10).min(Duration::from_secs(30));
@@ -306,6 +374,7 @@ async fn main() -> std::process::ExitCode {
     } else {
         Duration::from_secs(30)
     };
+    let churn_every = if args.smoke { Duration::from_secs(1) } else { args.churn_every };
     let attack_pause = if args.smoke {
         Duration::from_millis(50)
     } else {
@@ -321,7 +390,12 @@ async fn main() -> std::process::ExitCode {
         "volley-soak: {duration:?} against {address}; large calls of {} bytes; latency bound {:?}",
         args.large_size, args.latency_bound
     );
-    println!("start: rss={:.1} MiB fds={}", start.rss_kib as f64 / 1024.0, start.fds);
+    println!(
+        "start: rss={:.1} MiB fds={} (open-file limit {fd_limit}); churn: {} connections every {churn_every:?}; allocator: {ALLOCATOR}",
+        start.rss_kib as f64 / 1024.0,
+        start.fds,
+        args.churn_burst
+    );
 
     let large_client = Client::connect(&address).await.expect("connect the large-call client");
     let mut tasks = Vec::new();
@@ -340,6 +414,15 @@ async fn main() -> std::process::ExitCode {
         counters.clone(),
         stop.clone(),
     )));
+    if args.churn_burst > 0 {
+        tasks.push(tokio::spawn(churn(
+            address.clone(),
+            args.churn_burst,
+            churn_every,
+            counters.clone(),
+            stop.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(rapid_reset(
         address.clone(),
         attack_pause,
@@ -369,6 +452,17 @@ async fn main() -> std::process::ExitCode {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let finish = sample();
+    // Memory after the run, against the start: the closed connections' memory must come back
+    // (the large-call connection is still open), within 10 s.
+    let over_start_kib = args.rss_over_start_mib * 1024;
+    let settle_started = Instant::now();
+    let mut settled = finish;
+    while settled.rss_kib > start.rss_kib + over_start_kib && settle_started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        settled = sample();
+    }
+    let settled_over_start_kib = settled.rss_kib.saturating_sub(start.rss_kib);
+    let settled_ok = settled_over_start_kib <= over_start_kib;
 
     let failures = counters.failures.load(Ordering::Relaxed);
     let not_kicked = counters.attack_not_kicked.load(Ordering::Relaxed);
@@ -412,11 +506,24 @@ async fn main() -> std::process::ExitCode {
         args.rss_tolerance_mib
     );
     println!(
+        "memory after the run: rss {:.1} MiB, {:.1} MiB over the start after {:.1} s (limit {} MiB over the start)",
+        settled.rss_kib as f64 / 1024.0,
+        settled_over_start_kib as f64 / 1024.0,
+        settle_started.elapsed().as_secs_f64(),
+        args.rss_over_start_mib
+    );
+    println!(
+        "connection churn: {} bursts, {} connections",
+        counters.churn_bursts.load(Ordering::Relaxed),
+        counters.churn_connections.load(Ordering::Relaxed)
+    );
+    println!(
         "fds: {} at start, {} after warm-up, {} at the end (growth {fd_growth}, tolerance {})",
         start.fds, baseline.fds, finish.fds, args.fd_tolerance
     );
     let summary = serde_json::json!({
         "type": "soak_summary",
+        "allocator": ALLOCATOR,
         "duration_s": duration.as_secs_f64(),
         "large_ok": counters.large_ok.load(Ordering::Relaxed),
         "fresh_ok": counters.fresh_ok.load(Ordering::Relaxed),
@@ -426,13 +533,15 @@ async fn main() -> std::process::ExitCode {
         "attack_kicked": kicked,
         "attack_closed_without_reason": closed_without_reason,
         "attack_not_kicked": not_kicked,
-        "rss_kib": { "start": start.rss_kib, "baseline": baseline.rss_kib, "end": finish.rss_kib },
+        "churn_bursts": counters.churn_bursts.load(Ordering::Relaxed),
+        "churn_connections": counters.churn_connections.load(Ordering::Relaxed),
+        "rss_kib": { "start": start.rss_kib, "baseline": baseline.rss_kib, "end": finish.rss_kib, "settled": settled.rss_kib },
         "fds": { "start": start.fds, "baseline": baseline.fds, "end": finish.fds },
     });
     println!("{summary}");
     server.abort();
 
-    let passed = failures == 0 && not_kicked == 0 && kicked > 0 && rss_ok && fds_ok;
+    let passed = failures == 0 && not_kicked == 0 && kicked > 0 && rss_ok && fds_ok && settled_ok;
     println!("{}", if passed { "PASS" } else { "FAIL" });
     if passed {
         std::process::ExitCode::SUCCESS

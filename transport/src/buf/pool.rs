@@ -4,16 +4,19 @@ use bytes::BytesMut;
 
 use crate::sync::{Arc, Mutex, lock};
 
-/// Buffers the pool keeps at most (256): enough for the read and write buffers of a busy
-/// server's churn, small enough to bound idle memory at 256 × the retained capacity.
-pub const DEFAULT_MAX_POOLED: usize = 256;
+/// Buffers the pool keeps at most (32): enough for the read buffers of a busy server's churn of
+/// short connections; a burst of connections beyond it frees its buffers when it ends (256 kept
+/// up to 16 MiB of fresh buffers after a burst: issue #15).
+pub const DEFAULT_MAX_POOLED: usize = 32;
 
 /// Capacity of a fresh buffer (64 KiB): one socket read or a write batch of many small frames.
 pub const DEFAULT_BUFFER_CAPACITY: usize = 64 * 1024;
 
-/// Largest capacity a returned buffer may have and still be kept (1 MiB); a buffer grown for a
-/// huge message is dropped rather than pinned in the pool.
-pub const DEFAULT_MAX_RETAINED_CAPACITY: usize = 1024 * 1024;
+/// Largest capacity a returned buffer may have and still be kept (128 KiB, twice a fresh
+/// buffer); a buffer grown for a large message or a backed-up write batch is dropped rather than
+/// pinned in the pool, so the pool holds at most 32 × 128 KiB = 4 MiB (it was 1 MiB each, up to
+/// 32 MiB in all: issue #15).
+pub const DEFAULT_MAX_RETAINED_CAPACITY: usize = 128 * 1024;
 
 /// Sizes of a [`BufferPool`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +91,11 @@ impl BufferPool {
         if free.len() < config.max_pooled {
             free.push(buf);
         }
+    }
+
+    /// Capacity of a fresh buffer from [`BufferPool::take`].
+    pub fn buffer_capacity(&self) -> usize {
+        self.inner.config.buffer_capacity
     }
 
     /// Buffers currently pooled.

@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
-use crate::protocol::{CallMap, call_map};
+use crate::protocol::{CallMap, call_map, shrink_after_peak};
 use crate::status::{Code, Status};
 use crate::wire::{CallId, Metadata};
 
@@ -95,10 +95,11 @@ impl<H> Default for Slot<H> {
     }
 }
 
-/// Records a connection's table has room for before its first growth (4). A record is about
-/// 160 bytes (a stream's mailbox inline, so opening a stream allocates nothing), so an idle
-/// connection keeps a small table; a busy one grows it once to its real concurrency and keeps it.
-pub(crate) const INITIAL_RECORDS: usize = 4;
+/// Records a connection's table has room for before its first call (0). A record is about 160
+/// bytes (a stream's mailbox inline, so opening a stream allocates nothing), and even room for 4
+/// cost 1.3 KiB of table per connection (8 buckets): an idle connection (a burst of a thousand
+/// that only handshake) keeps none; a busy one grows it once to its real concurrency and keeps it.
+pub(crate) const INITIAL_RECORDS: usize = 0;
 
 /// Every call's record, by id.
 #[derive(Debug)]
@@ -111,13 +112,20 @@ impl<H> Calls<H> {
         Self { slots: call_map(capacity) }
     }
 
+    /// Removes a call's record; an emptied table gives its memory back after a peak.
+    fn take_slot(&mut self, call_id: CallId) -> Option<Slot<H>> {
+        let slot = self.slots.remove(&call_id);
+        shrink_after_peak(&mut self.slots);
+        slot
+    }
+
     /// Drops a slot that records nothing any more.
     fn retire_if_empty(&mut self, call_id: CallId) {
         if let Some(slot) = self.slots.get(&call_id)
             && matches!(slot.body, Body::None)
             && slot.handler.is_none()
         {
-            self.slots.remove(&call_id);
+            self.take_slot(call_id);
         }
     }
 
@@ -192,7 +200,7 @@ impl<H> Calls<H> {
             return Poll::Ready(Outcome::Failed(Status::internal("call slot vanished; this is a Volley bug")));
         };
         if let Some(outcome) = outcome.take() {
-            self.slots.remove(&call_id);
+            self.take_slot(call_id);
             return Poll::Ready(outcome);
         }
         if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -203,7 +211,7 @@ impl<H> Calls<H> {
 
     /// Removes a unary call's slot; returns whether it was still waiting (no outcome yet).
     pub(crate) fn remove_unary(&mut self, call_id: CallId) -> bool {
-        match self.slots.remove(&call_id) {
+        match self.take_slot(call_id) {
             Some(Slot {
                 body: Body::Unary { outcome, .. },
                 ..
@@ -371,7 +379,7 @@ impl<H> Calls<H> {
     /// Removes the whole record of a call that ended (answered or cancelled): its handler, to
     /// drop, and the bytes its mailbox still buffered, to credit back.
     pub(crate) fn remove(&mut self, call_id: CallId, wakers: &mut Vec<Waker>) -> (Option<H>, usize) {
-        let Some(slot) = self.slots.remove(&call_id) else {
+        let Some(slot) = self.take_slot(call_id) else {
             return (None, 0);
         };
         let buffered = match slot.body {

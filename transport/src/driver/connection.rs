@@ -263,16 +263,22 @@ pub(crate) fn spawn_connection(stream: Stream, role: Role, config: &DriverConfig
     let stream = Arc::new(stream);
     let stats = Arc::new(Stats::default());
     let now = Instant::now();
-    let records = (config.connection.settings.max_concurrent_calls as usize).min(super::calls::INITIAL_RECORDS);
     #[cfg(feature = "metrics")]
     let metrics = config.metrics.as_ref().map(|metrics| metrics.connection_opened(role, &stats));
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             proto: Connection::new(role, config.connection.clone(), now),
-            calls: Calls::with_capacity(records),
+            calls: Calls::with_capacity(super::calls::INITIAL_RECORDS),
             closed: None,
         }),
-        queue: WriteQueue::new(config.pool.take(), Some(stream.clone()), stats.clone(), config.write_queue_cap()),
+        // The write buffers start empty and grow to what the connection writes: a connection that
+        // only handshakes holds a few bytes of them, not a pooled 64 KiB buffer.
+        queue: WriteQueue::new(
+            bytes::BytesMut::new(),
+            Some(stream.clone()),
+            stats.clone(),
+            config.write_queue_cap(),
+        ),
         stats,
         capacity: Notify::new(),
         established: Notify::new(),

@@ -2,6 +2,10 @@
 //! for a while, so the buffer they came from cannot always be reused at once. A small ring of
 //! buffers lets the reader move on to one whose frames have all been dropped, and reclaim it
 //! without allocating.
+//!
+//! A connection starts on a small buffer of its own and takes pooled buffers only once traffic
+//! fills it: a connection that handshakes and then idles (or a burst of them) costs 512 bytes of
+//! read buffer, not 64 KiB.
 
 use bytes::BytesMut;
 
@@ -14,10 +18,17 @@ const MIN_READ_SPACE: usize = 8 * 1024;
 /// spanning 192 KiB of traffic before the reader had to allocate.
 const RING: usize = 4;
 
+/// Capacity of a connection's first read buffer (512 bytes): the handshake (60 bytes) and a few
+/// small frames fit. The first time it has less than half of it free, the reader moves to pooled
+/// buffers.
+const STARTER_CAPACITY: usize = 512;
+
 /// The buffer being read into, and older ones waiting for their frames to be dropped.
 #[derive(Debug)]
 pub(crate) struct ReadBuffers {
     current: BytesMut,
+    /// `current` is the starter buffer (no pooled buffer taken yet).
+    starter: bool,
     spares: Vec<BytesMut>,
     pool: BufferPool,
     capacity: usize,
@@ -25,11 +36,11 @@ pub(crate) struct ReadBuffers {
 
 impl ReadBuffers {
     pub(crate) fn new(pool: BufferPool) -> Self {
-        let current = pool.take();
-        let capacity = current.capacity().max(MIN_READ_SPACE * 2);
+        let capacity = pool.buffer_capacity().max(MIN_READ_SPACE * 2);
         Self {
-            current,
-            spares: Vec::with_capacity(RING - 1),
+            current: BytesMut::with_capacity(STARTER_CAPACITY),
+            starter: true,
+            spares: Vec::new(),
             pool,
             capacity,
         }
@@ -45,6 +56,19 @@ impl ReadBuffers {
     /// frame larger than a buffer is arriving.
     pub(crate) fn make_room(&mut self) {
         let unread = self.current.len();
+        if self.starter {
+            if self.current.capacity() - unread >= STARTER_CAPACITY / 2 {
+                return;
+            }
+            // Traffic: move to pooled buffers for good. The starter is freed once the frames
+            // read from it are dropped.
+            self.starter = false;
+            let mut next = self.pool.take();
+            next.reserve(unread + MIN_READ_SPACE);
+            next.extend_from_slice(&self.current);
+            self.current = next;
+            return;
+        }
         let wanted = self.capacity.max(unread + MIN_READ_SPACE);
         if self.current.capacity() - unread >= MIN_READ_SPACE || self.current.try_reclaim(wanted - unread) {
             return;
@@ -72,9 +96,11 @@ impl ReadBuffers {
         self.current.reserve(wanted - unread);
     }
 
-    /// Returns the buffers to the pool.
+    /// Returns the buffers to the pool (not the starter: it is no pool buffer).
     pub(crate) fn release(self) {
-        self.pool.give(self.current);
+        if !self.starter {
+            self.pool.give(self.current);
+        }
         for spare in self.spares {
             self.pool.give(spare);
         }
@@ -102,5 +128,35 @@ mod tests {
             }
         }
         assert!(buffers.spares.len() < RING, "the ring stays bounded");
+    }
+
+    #[test]
+    fn an_idle_connection_keeps_its_small_starter_buffer() {
+        let pool = BufferPool::default();
+        let mut buffers = ReadBuffers::new(pool.clone());
+        // A handshake's worth of bytes, read and consumed.
+        buffers.make_room();
+        buffers.current().extend_from_slice(&[0; 100]);
+        drop(buffers.current().split());
+        buffers.make_room();
+        assert!(buffers.starter);
+        assert!(buffers.current().capacity() <= STARTER_CAPACITY);
+        buffers.release();
+        assert_eq!(pool.pooled(), 0, "no pooled buffer was taken");
+    }
+
+    #[test]
+    fn traffic_moves_the_reader_to_pooled_buffers_keeping_unread_bytes() {
+        let pool = BufferPool::default();
+        let mut buffers = ReadBuffers::new(pool.clone());
+        buffers.make_room();
+        buffers.current().extend_from_slice(&[7; STARTER_CAPACITY - 10]);
+        buffers.make_room();
+        assert!(!buffers.starter);
+        assert_eq!(&buffers.current()[..], &[7; STARTER_CAPACITY - 10][..]);
+        assert!(buffers.current().capacity() - buffers.current().len() >= MIN_READ_SPACE);
+        buffers.current().clear();
+        buffers.release();
+        assert_eq!(pool.pooled(), 1, "the pooled buffer goes back");
     }
 }

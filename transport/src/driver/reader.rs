@@ -1,4 +1,4 @@
-//! The reader task: reads into a pooled buffer, decodes frames, feeds them to the protocol and
+//! The reader task: reads into its buffers (`read_buffer.rs`), decodes frames, feeds them to the protocol and
 //! hands the resulting events to calls and handlers.
 
 use std::sync::Arc;
@@ -27,9 +27,11 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
 
 /// Runs until the connection ends; returns the status calls still open fail with.
 async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuffers) -> Status {
+    // Empty until the first pass needs them (an idle connection holds none), then they keep
+    // their capacity.
     let mut scratch = Scratch {
-        wakers: Vec::with_capacity(64),
-        accepted: Vec::with_capacity(64),
+        wakers: Vec::new(),
+        accepted: Vec::new(),
         completed: 0,
     };
     // One shutdown waiter and one timer for the connection's life, not one of each per read:

@@ -31,6 +31,11 @@ use crate::wire::FrameBatch as Batch;
 /// iovecs per `writev` call (64): enough for many chunked messages, far below IOV_MAX (1024).
 pub(crate) const MAX_IOVECS: usize = 64;
 
+/// Capacity a written batch may keep for the next one (1 MiB): a burst of small frames (a
+/// queue that backed up to its cap) grows a batch's buffer, and that memory is freed once the
+/// burst is written instead of staying with the connection for its life.
+const MAX_RETAINED_BATCH: usize = 1024 * 1024;
+
 /// Non-blocking write attempts a caller makes before leaving the rest to the writer task (4).
 const DIRECT_WRITE_ATTEMPTS: usize = 4;
 
@@ -236,7 +241,7 @@ impl WriteQueue {
     fn end_direct(&self, mut taken: Taken, done: bool) -> bool {
         let mut pending = lock(&self.inner);
         if done {
-            taken.batch.clear();
+            recycle(&mut taken.batch);
             pending.spare = Some(taken.batch);
             if pending.closed || (!pending.filling.is_empty() && !pending.corked) {
                 // Frames queued during our write: the writer takes them all in one batch.
@@ -300,7 +305,7 @@ impl WriteQueue {
 
     /// Returns a batch [`WriteQueue::poll_take`] gave out, written, for reuse.
     pub(crate) fn give_back(&self, mut batch: Batch) {
-        batch.clear();
+        recycle(&mut batch);
         let mut pending = lock(&self.inner);
         pending.spare = Some(batch);
     }
@@ -323,6 +328,14 @@ impl WriteQueue {
         let filling = std::mem::take(&mut pending.filling.buf);
         let spare = pending.spare.take().map(|batch| batch.buf);
         std::iter::once(filling).chain(spare)
+    }
+}
+
+/// Empties a written batch for reuse; a buffer grown past [`MAX_RETAINED_BATCH`] is freed.
+fn recycle(batch: &mut Batch) {
+    batch.clear();
+    if batch.buf.capacity() > MAX_RETAINED_BATCH {
+        batch.buf = BytesMut::new();
     }
 }
 

@@ -48,11 +48,11 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
     // Ended (not a graceful drain, where the reader keeps reading until the peer's EOF): the
     // reader stops reading, so read on until the peer has seen our GoAway, rather than let unread
     // bytes turn the close into a reset.
-    let mut scratch = shared.pool.take();
     if !write_failed && shared.closed_status().is_some() {
+        let mut scratch = shared.pool.take();
         super::linger::linger(&stream, &mut scratch).await;
+        shared.pool.give(scratch);
     }
-    shared.pool.give(scratch);
     for buf in shared.queue.take_buffers() {
         shared.pool.give(buf);
     }
@@ -63,9 +63,14 @@ async fn write_batch(shared: &Shared, stream: &Stream, batch: &Batch, mut writte
     let stats = &shared.stats;
     let total = batch.len();
     while written < total {
-        let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
-        let count = batch.io_slices(written, &mut iov);
-        match stream.try_write_vectored(&iov[..count]) {
+        // The iovecs live only for the syscall: kept across the wait below, they would make
+        // every connection's writer task 1 KiB larger.
+        let result = {
+            let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+            let count = batch.io_slices(written, &mut iov);
+            stream.try_write_vectored(&iov[..count])
+        };
+        match result {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 Stats::add(&stats.write_syscalls, 1);

@@ -62,6 +62,19 @@ pub(crate) fn call_map<V>(capacity: usize) -> CallMap<V> {
     HashMap::with_capacity_and_hasher(capacity, CallIdHasher::new())
 }
 
+/// Capacity past which an emptied call table gives its memory back (256 calls): a table grows
+/// to a connection's peak concurrency, and a peak of thousands of open calls would otherwise stay
+/// with the connection for its life. A table at or under it keeps its memory, so a connection
+/// whose calls come and go in the steady state never allocates for them.
+pub(crate) const SHRINK_ABOVE: usize = 256;
+
+/// Gives an emptied table's memory back after a peak (see [`SHRINK_ABOVE`]).
+pub(crate) fn shrink_after_peak<V>(map: &mut CallMap<V>) {
+    if map.is_empty() && map.capacity() > SHRINK_ABOVE {
+        map.shrink_to(0);
+    }
+}
+
 /// Protocol state of one open call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CallState {
@@ -106,14 +119,16 @@ impl CallTable {
     }
 
     pub(crate) fn remove(&mut self, id: CallId) -> Option<CallState> {
-        self.calls.remove(&id)
+        let state = self.calls.remove(&id);
+        shrink_after_peak(&mut self.calls);
+        state
     }
 
     /// Removes the call once neither side may send on it; returns whether it is gone.
     pub(crate) fn retire_if_done(&mut self, id: CallId) -> bool {
         match self.calls.get(&id) {
             Some(state) if !state.local_open && !state.remote_open => {
-                self.calls.remove(&id);
+                self.remove(id);
                 true
             }
             Some(_) => false,
@@ -127,6 +142,7 @@ impl CallTable {
         for id in out.iter() {
             self.calls.remove(id);
         }
+        shrink_after_peak(&mut self.calls);
     }
 
     pub(crate) fn states_mut(&mut self) -> impl Iterator<Item = &mut CallState> + '_ {
@@ -139,5 +155,50 @@ impl CallTable {
 
     pub(crate) fn clear(&mut self) {
         self.calls.clear();
+        shrink_after_peak(&mut self.calls);
+    }
+
+    /// Calls the table has room for without growing.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.calls.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> CallState {
+        CallState {
+            local_open: true,
+            remote_open: true,
+            head_received: false,
+            send_window: 0,
+            recv_window: 0,
+            unacked: 0,
+        }
+    }
+
+    #[test]
+    fn an_emptied_table_gives_back_its_memory_after_a_peak() {
+        let mut table = CallTable::with_capacity(4);
+        for id in 1..=4_000u64 {
+            table.insert(CallId(id), open());
+        }
+        assert!(table.capacity() >= 4_000);
+        for id in 1..=4_000u64 {
+            table.remove(CallId(id));
+        }
+        assert!(table.capacity() <= SHRINK_ABOVE, "capacity {} after the peak", table.capacity());
+    }
+
+    #[test]
+    fn a_small_table_keeps_its_memory_when_it_empties() {
+        let mut table = CallTable::with_capacity(16);
+        let capacity = table.capacity();
+        table.insert(CallId(1), open());
+        table.remove(CallId(1));
+        assert_eq!(table.capacity(), capacity, "no reallocation in the steady state");
     }
 }

@@ -9,6 +9,12 @@ use crate::wire::Settings;
 /// loaded client, short enough that idle sockets cannot hold server slots.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a frame may stay partly received with no more of its bytes arriving (30 s): a peer
+/// that sends part of a frame and stops holds a buffer (up to a max frame size) and, with calls
+/// open, is caught by no other timeout. Each byte of the frame that arrives restarts the clock,
+/// so a large message on a slow link is never cut off.
+pub const DEFAULT_PARTIAL_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a server keeps a connection with no calls before closing it with a graceful GoAway
 /// (5 minutes): idle connections cost memory and a file descriptor each; a client's `Channel`
 /// reconnects when it needs to.
@@ -80,6 +86,8 @@ pub struct ConnectionConfig {
     pub settings: Settings,
     /// See [`DEFAULT_HANDSHAKE_TIMEOUT`].
     pub handshake_timeout: Duration,
+    /// See [`DEFAULT_PARTIAL_FRAME_TIMEOUT`].
+    pub partial_frame_timeout: Duration,
     /// See [`DEFAULT_KEEPALIVE_INTERVAL`].
     pub keepalive_interval: Option<Duration>,
     /// See [`DEFAULT_KEEPALIVE_TIMEOUT`].
@@ -101,6 +109,7 @@ impl Default for ConnectionConfig {
         Self {
             settings: Settings::default(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            partial_frame_timeout: DEFAULT_PARTIAL_FRAME_TIMEOUT,
             keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,

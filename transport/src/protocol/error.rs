@@ -51,6 +51,8 @@ pub enum ConnectionErrorReason {
     FlowControl,
     /// No pong arrived within the keepalive timeout.
     KeepaliveTimeout,
+    /// Part of a frame arrived, then nothing more of it for the partial-frame timeout.
+    PartialFrameTimeout,
     /// The peer sent a GoAway with an error code.
     PeerGoAway(String),
 }
@@ -95,6 +97,9 @@ impl fmt::Display for ConnectionErrorReason {
             Self::MetadataAbuse { len, max } => write!(f, "metadata block of {len} bytes is far over the limit of {max}"),
             Self::FlowControl => f.write_str("flow-control violation: the peer sent beyond its window too often, or overflowed a window"),
             Self::KeepaliveTimeout => f.write_str("keepalive timeout: the peer did not answer a ping in time"),
+            Self::PartialFrameTimeout => {
+                f.write_str("partial frame timeout: the peer sent part of a frame and then nothing more of it in time")
+            }
             Self::PeerGoAway(reason) => write!(f, "the peer closed the connection: {reason}"),
         }
     }

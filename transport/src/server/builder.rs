@@ -164,6 +164,14 @@ impl ServerBuilder {
         self
     }
 
+    /// How long a frame may stay partly received with none of its bytes arriving before the
+    /// connection is closed; see [`crate::protocol::DEFAULT_PARTIAL_FRAME_TIMEOUT`].
+    #[must_use]
+    pub fn partial_frame_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connection.partial_frame_timeout = timeout;
+        self
+    }
+
     /// How long a connection may stay without calls before the server closes it with a graceful
     /// GoAway (`None`: never); see [`crate::protocol::DEFAULT_IDLE_TIMEOUT`].
     #[must_use]

@@ -118,27 +118,11 @@ const WANTED_FDS: u64 = 8192;
 /// Raises the soft limit on open files towards [`WANTED_FDS`] (up to the hard limit); returns a
 /// line for the output when the limit stays below it.
 fn raise_fd_limit() -> Option<String> {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    let soft = limit.current.unwrap_or(u64::MAX);
-    if soft >= WANTED_FDS {
-        return None;
-    }
-    let wanted = limit.maximum.map_or(WANTED_FDS, |hard| hard.min(WANTED_FDS));
-    let raised = wanted > soft
-        && setrlimit(
-            Resource::Nofile,
-            Rlimit {
-                current: Some(wanted),
-                maximum: limit.maximum,
-            },
-        )
-        .is_ok();
-    let now = if raised { wanted } else { soft };
+    let now = volley_benches::raise_fd_limit(WANTED_FDS);
     (now < WANTED_FDS).then(|| {
         format!(
             "open-file limit {now} (hard limit {:?}): conns_1024 holds about 2,050 descriptors at once, more while the previous run closes; raise it with `ulimit -n`",
-            limit.maximum
+            rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum
         )
     })
 }

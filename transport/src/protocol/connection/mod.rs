@@ -23,8 +23,10 @@ use super::{
 use crate::status::Status;
 use crate::wire::{CallHead, CallId, Code, Frame, GoAway, PREFACE_LEN, Preface, Settings, StatusFrame, WireError};
 
-/// Calls the per-connection tables have room for before their first growth (16).
-pub(crate) const INITIAL_CALL_CAPACITY: usize = 16;
+/// Calls the per-connection tables have room for before their first call (0): an idle
+/// connection (a burst of a thousand that only handshake) allocates no table; a busy one grows
+/// it once to its concurrency and keeps it.
+pub(crate) const INITIAL_CALL_CAPACITY: usize = 0;
 
 /// Which end of the connection this is. Clients open calls; servers answer them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +54,15 @@ struct Control {
     ping: Option<u64>,
     goaway: Option<GoAway>,
     call_frames: VecDeque<Frame>,
+}
+
+/// A frame partly received: when its timeout is checked next (moved on only when that check
+/// finds bytes arrived since, so the driver's timer is not re-armed on every read), and when its
+/// bytes last arrived.
+#[derive(Clone, Copy, Debug)]
+struct PartialFrame {
+    check_from: Instant,
+    progress_at: Instant,
 }
 
 /// One side of a Volley connection, without IO.
@@ -82,6 +93,9 @@ pub struct Connection {
     events: VecDeque<Event>,
     started_at: Instant,
     last_received_at: Instant,
+    /// A frame is partly received: the instant its timeout is checked at next, and when its last
+    /// bytes arrived ([`super::DEFAULT_PARTIAL_FRAME_TIMEOUT`]).
+    partial_frame: Option<PartialFrame>,
     /// When a frame other than a ping or pong last arrived, for the idle timeout.
     last_active_at: Instant,
     ping_outstanding: Option<(u64, Instant)>,
@@ -104,14 +118,14 @@ impl Connection {
     /// A connection that has sent nothing yet; its preface and settings are the first thing
     /// [`Connection::poll_transmit`] writes.
     pub fn new(role: Role, config: ConnectionConfig, now: Instant) -> Self {
-        // Tables start small and grow to the connection's real concurrency once, then keep their
-        // memory: idle connections stay cheap and the steady state still allocates nothing.
-        let capacity = (config.settings.max_concurrent_calls as usize).min(INITIAL_CALL_CAPACITY);
+        // Tables start empty and grow to the connection's real concurrency once, then keep their
+        // memory (up to a peak, `calls::SHRINK_ABOVE`): idle connections stay cheap and the steady
+        // state still allocates nothing.
         Self {
             role,
             phase: Phase::AwaitingPreface,
             peer_settings: Settings::default(),
-            calls: CallTable::with_capacity(capacity),
+            calls: CallTable::with_capacity(INITIAL_CALL_CAPACITY),
             next_call_id: 1,
             highest_peer_call: CallId::CONNECTION,
             goaway_sent: None,
@@ -120,9 +134,11 @@ impl Connection {
                 preface_and_settings: true,
                 ..Control::default()
             },
-            events: VecDeque::with_capacity(INITIAL_CALL_CAPACITY),
+            // Empty until the first frame that yields an event (an event is ~112 bytes).
+            events: VecDeque::new(),
             started_at: now,
             last_received_at: now,
+            partial_frame: None,
             last_active_at: now,
             ping_outstanding: None,
             next_ping_payload: 1,

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use super::{Connection, Phase};
+use super::{Connection, PartialFrame, Phase};
 use crate::protocol::ConnectionError;
 use crate::wire::{PREFACE_LEN, decode_frame};
 
@@ -66,11 +66,26 @@ impl Connection {
                         return Ok(progress);
                     }
                 }
-                Ok(None) => return Ok(progress),
+                Ok(None) => {
+                    self.note_partial_frame(!buf.is_empty(), now);
+                    return Ok(progress);
+                }
                 Err(err) => return Err(self.handle_wire_error(err)),
             }
         }
         progress.more = !buf.is_empty();
         Ok(progress)
+    }
+
+    /// After a read: whether a frame is left partly received, for the partial-frame timeout.
+    fn note_partial_frame(&mut self, partial: bool, now: Instant) {
+        self.partial_frame = match (partial, self.partial_frame) {
+            (false, _) => None,
+            (true, None) => Some(PartialFrame {
+                check_from: now,
+                progress_at: now,
+            }),
+            (true, Some(frame)) => Some(PartialFrame { progress_at: now, ..frame }),
+        };
     }
 }

@@ -1,4 +1,4 @@
-//! Time: handshake timeout, keepalive pings, dead-peer detection, idle timeout.
+//! Time: handshake timeout, keepalive pings, dead-peer detection, idle timeout, partial frames.
 
 use std::time::Instant;
 
@@ -19,10 +19,8 @@ impl Connection {
             Some((_, sent_at)) => Some(sent_at + self.config.keepalive_timeout),
             None => self.keepalive_interval().map(|interval| self.last_received_at + interval),
         };
-        match (keepalive, self.idle_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let partial = self.partial_frame.map(|frame| frame.check_from + self.config.partial_frame_timeout);
+        [keepalive, self.idle_deadline(), partial].into_iter().flatten().min()
     }
 
     /// (server) When the connection counts as idle, unless it is already going away.
@@ -51,6 +49,22 @@ impl Connection {
                 });
             }
             return Ok(());
+        }
+        if let Some(frame) = self.partial_frame {
+            let timeout = self.config.partial_frame_timeout;
+            if now >= frame.progress_at + timeout {
+                return self.fail(ConnectionError {
+                    code: Code::Unavailable,
+                    reason: Reason::PartialFrameTimeout,
+                });
+            }
+            if now >= frame.check_from + timeout {
+                // Bytes arrived since: check again one timeout after the last of them.
+                self.partial_frame = Some(super::PartialFrame {
+                    check_from: frame.progress_at,
+                    ..frame
+                });
+            }
         }
         if self.idle_deadline().is_some_and(|at| now >= at) {
             if self.calls.len() == 0 {
