@@ -174,6 +174,7 @@ mod tests {
             local_open: true,
             remote_open: true,
             head_received: false,
+            head_sent: false,
             send_window: 0,
             recv_window: 0,
             unacked: 0,
