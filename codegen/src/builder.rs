@@ -12,6 +12,7 @@ use syn::parse::Parser;
 use crate::error::{Error, ProtoError};
 use crate::generator::{Generator, State};
 use crate::model::{self, Context};
+use crate::source::Locations;
 
 /// Compiles one `.proto` file, with its directory as the include directory, into `OUT_DIR`.
 ///
@@ -223,7 +224,8 @@ impl Builder {
             return Err(Error::OutDirUnset);
         }
         self.check_rust()?;
-        model::check_method_ids(&fds)?;
+        let locations = Locations::new(&fds);
+        model::check_method_ids(&fds).map_err(|err| locations.annotate(err))?;
         let context = Context::new(&fds, self.extern_paths.iter().map(|(p, _)| p.clone()));
         let state = Rc::new(RefCell::new(State::default()));
 
@@ -249,7 +251,7 @@ impl Builder {
         drop(config);
 
         match state.take().error {
-            Some(err) => Err(err),
+            Some(err) => Err(locations.annotate(err)),
             None => Ok(()),
         }
     }

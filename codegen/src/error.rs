@@ -51,8 +51,8 @@ pub enum Error {
     },
     /// Two methods compiled together have the same 32-bit method id.
     #[error(
-        "methods `{first}` and `{second}` have the same method id {id:#010x} (FNV-1a of the full \
-         name), so one server could not serve both; rename one of them in its .proto file"
+        "methods `{first}` and `{second}`{at} have the same method id {id:#010x} (FNV-1a of the \
+         full name), so one server could not serve both; rename one of them in its .proto file"
     )]
     MethodIdCollision {
         /// The shared id.
@@ -61,11 +61,14 @@ pub enum Error {
         first: String,
         /// The full name of the method seen second.
         second: String,
+        /// Where they are declared (` (declared at a.proto:3 and b.proto:9)`), or empty when the
+        /// descriptors carry no source info.
+        at: String,
     },
     /// Two protobuf names map to the same Rust name in one scope.
     #[error(
-        "{first} and {second} both become the Rust name `{rust_name}` in {scope}; rename one of \
-         them in its .proto file"
+        "{first} and {second}{at} both become the Rust name `{rust_name}` in {scope}; rename one \
+         of them in its .proto file"
     )]
     NameClash {
         /// The Rust name both map to.
@@ -76,6 +79,9 @@ pub enum Error {
         first: String,
         /// What claimed it second.
         second: String,
+        /// Where the rpcs or services named are declared (` (declared at a.proto:3 and
+        /// a.proto:4)`), or empty when unknown.
+        at: String,
     },
     /// A name from a descriptor is not a valid Rust identifier.
     #[error(

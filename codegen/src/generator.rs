@@ -74,6 +74,7 @@ impl Generator {
                     scope,
                     first: format!("the module of nested items of message `{message}`"),
                     second: owner,
+                    at: String::new(),
                 });
             }
             if let Some(first) = claimed.insert(name.clone(), owner.clone()) {
@@ -82,6 +83,7 @@ impl Generator {
                     scope,
                     first,
                     second: owner,
+                    at: String::new(),
                 });
             }
         }

@@ -174,6 +174,7 @@ mod generator;
 mod model;
 mod naming;
 mod server;
+mod source;
 
 pub use builder::{Builder, compile_protos, configure};
 pub use error::{Error, ProtoError};

@@ -231,6 +231,7 @@ fn check_method_names(service: &str, methods: &[Method]) -> Result<(), Error> {
                     scope: format!("the methods of service `{service}`"),
                     first,
                     second: owner,
+                    at: String::new(),
                 });
             }
         }
@@ -256,6 +257,7 @@ pub(crate) fn check_method_ids(fds: &FileDescriptorSet) -> Result<(), Error> {
                         id,
                         first,
                         second: full_name,
+                        at: String::new(),
                     });
                 }
             }

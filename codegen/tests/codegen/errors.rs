@@ -85,10 +85,11 @@ fn file_outside_the_include_directories_is_a_proto_error() {
 fn method_id_collision_names_both_methods() {
     let err = compile_err(volley_codegen::configure(), "errors/collision.proto");
     match &err {
-        Error::MethodIdCollision { id, first, second } => {
+        Error::MethodIdCollision { id, first, second, at } => {
             assert_eq!(*id, 0x82af_7c42);
             assert_eq!(first, "/collide.Clash/M329599");
             assert_eq!(second, "/collide.Clash/M532382");
+            assert!(at.contains("collision.proto:9 and ") && at.ends_with("collision.proto:10)"), "{at}");
         }
         other => panic!("{other:?}"),
     }
@@ -109,6 +110,8 @@ fn rpcs_differing_in_case_are_a_name_clash() {
     assert_eq!(rust_name, "get");
     assert!(first.contains("/errors.rpc_case.Store/Get"), "{err}");
     assert!(second.contains("/errors.rpc_case.Store/get"), "{err}");
+    // The message names where both rpcs are declared.
+    assert!(err.to_string().contains("rpc_case_clash.proto:9 and "), "{err}");
 }
 
 #[test]
