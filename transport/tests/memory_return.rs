@@ -191,13 +191,16 @@ impl ServerProcess {
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the server process");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let address = stdout
-            .lines()
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let address = lines
+            .by_ref()
             .map(|line| line.expect("child stdout"))
             // libtest may print `test NAME ... ` on the same line first.
             .find_map(|line| line.split_once("ADDRESS ").map(|(_, address)| address.trim().to_owned()))
             .expect("the child prints its address");
+        // Keep reading what the child prints after (libtest's result lines), so it never writes
+        // into a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
         Self { child, address }
     }
 
