@@ -282,13 +282,26 @@ async fn connections_beyond_the_cap_are_closed_and_the_others_keep_working() {
         .unwrap();
     let first = Client::connect(server.local_addr()).await.unwrap();
     let second = Client::connect(server.local_addr()).await.unwrap();
+    // Both busy (a call open on each), so admission cannot close an idle one to make room.
+    let slow = Echo {
+        sleep_ms: 1_000,
+        ..echo("ok")
+    };
+    let calls: Vec<_> = [&first, &second]
+        .into_iter()
+        .map(|client| {
+            let (client, slow) = (client.clone(), slow.clone());
+            tokio::spawn(async move { client.unary::<_, Echo>(ECHO_ID, &slow, CallOptions::default()).await })
+        })
+        .collect();
+    common::wait_for("both calls to be open", || server.stats().calls_started >= 2).await;
     let third = Client::connect(server.local_addr()).await;
     assert!(third.is_err(), "the third connection is refused at accept");
-    for client in [&first, &second] {
-        let reply: Echo = client.unary(ECHO_ID, &echo("ok"), CallOptions::default()).await.unwrap();
-        assert_eq!(reply.payload, "ok");
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().payload, "ok");
     }
     assert_eq!(server.connections(), 2);
+    assert_eq!(server.admission().refused_server_full, 1);
 }
 
 #[tokio::test]

@@ -258,7 +258,9 @@ async fn a_half_sent_frame_ends_the_connection_after_the_partial_frame_timeout()
 #[tokio::test]
 async fn a_connection_over_the_cap_is_closed_with_a_fin_and_no_goaway() {
     let server = serve(common::echo_server().max_connections(1)).await;
-    let _first = RawPeer::handshake(&server).await;
+    // The first connection is in its handshake, so not idle: admission cannot make room by
+    // closing it, and refuses the second.
+    let _first = RawPeer::connect(&server).await;
     common::wait_for("the first connection to be served", || server.connections() == 1).await;
     let mut second = RawPeer::connect(&server).await;
     let mut buf = Vec::new();

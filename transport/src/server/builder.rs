@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::admission::AdmissionConfig;
 use super::router::{Router, Routes, Service};
 use super::{BidiStreamingHandler, ClientStreamingHandler, InlineUnaryHandler, Request, ServerStreamingHandler, UnaryHandler};
 use crate::driver::DriverConfig;
@@ -27,6 +28,7 @@ pub struct ServerBuilder {
     routes: Routes,
     config: DriverConfig,
     max_connections: Option<usize>,
+    admission: AdmissionConfig,
     drain_timeout: Option<Duration>,
 }
 
@@ -209,6 +211,31 @@ impl ServerBuilder {
         self
     }
 
+    /// Per-address connection limits, so one peer cannot take every slot: by default a remote
+    /// address may hold [`DEFAULT_MAX_CONNECTIONS_PER_PEER`](super::DEFAULT_MAX_CONNECTIONS_PER_PEER)
+    /// connections, of which [`DEFAULT_MAX_HANDSHAKES_PER_PEER`](super::DEFAULT_MAX_HANDSHAKES_PER_PEER)
+    /// in their handshake; loopback addresses have no
+    /// per-address limit. At `max_connections`, a new connection closes (GoAway) the oldest idle
+    /// connection of the address holding the most, and is refused only when that address has
+    /// none idle. See docs/PROTOCOL.md section 9.
+    ///
+    /// ```
+    /// use volley::Server;
+    /// use volley::server::{AdmissionConfig, PeerLimits};
+    ///
+    /// let admission = AdmissionConfig {
+    ///     remote: PeerLimits { connections: Some(64), handshakes: Some(8) },
+    ///     ..AdmissionConfig::default()
+    /// };
+    /// let builder = Server::builder().admission(admission);
+    /// # let _ = builder;
+    /// ```
+    #[must_use]
+    pub fn admission(mut self, admission: AdmissionConfig) -> Self {
+        self.admission = admission;
+        self
+    }
+
     /// See [`DEFAULT_DRAIN_TIMEOUT`].
     #[must_use]
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
@@ -258,6 +285,7 @@ impl ServerBuilder {
             router: Arc::new(router),
             config: self.config,
             max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            admission: self.admission,
             drain_timeout: self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
         })
     }
@@ -284,6 +312,7 @@ pub struct Server {
     pub(crate) router: Arc<Router>,
     pub(crate) config: DriverConfig,
     pub(crate) max_connections: usize,
+    pub(crate) admission: AdmissionConfig,
     pub(crate) drain_timeout: Duration,
 }
 

@@ -1,5 +1,6 @@
 //! The server side: a method table ([`ServerBuilder`]), handlers, and serving.
 
+mod admission;
 mod builder;
 mod call;
 mod connection_info;
@@ -8,6 +9,9 @@ mod router;
 mod serve;
 mod streaming;
 
+pub use admission::{
+    AdmissionConfig, AdmissionStats, DEFAULT_MAX_CONNECTIONS_PER_PEER, DEFAULT_MAX_HANDSHAKES_PER_PEER, PeerLimits, Refusal,
+};
 pub use builder::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Server, ServerBuilder};
 pub use call::{CallContext, Request, ServerCall};
 pub use connection_info::ConnectionInfo;

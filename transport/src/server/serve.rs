@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +13,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::Server;
+use super::admission::{AdmissionCounters, AdmissionStats, Decision, LiveConnection, decide};
 use crate::driver::{Dispatch, Shared, spawn_connection};
 use crate::error::Error;
 use crate::net::{Address, Stream, ToAddress};
@@ -24,29 +26,76 @@ use crate::sync::{Mutex, lock};
 #[derive(Debug)]
 struct Registry {
     server: Server,
-    connections: Mutex<HashMap<u64, Arc<Shared>>>,
+    connections: Mutex<HashMap<u64, Registered>>,
     next_id: AtomicU64,
     ended: Mutex<StatsSnapshot>,
+    admission: AdmissionCounters,
     /// Signalled when the last connection ends.
     empty: Notify,
     stop_accepting: Notify,
 }
 
+/// A live connection and the address it came from.
+#[derive(Debug)]
+struct Registered {
+    shared: Arc<Shared>,
+    peer: Option<IpAddr>,
+}
+
+impl Registered {
+    fn describe(&self, id: u64) -> LiveConnection {
+        let state = self.shared.lock_state();
+        let established = state.proto.is_established();
+        LiveConnection {
+            id,
+            peer: self.peer,
+            handshaking: !established,
+            idle: established && state.proto.open_calls() == 0,
+            draining: state.closed.is_some() || state.proto.is_draining(),
+        }
+    }
+}
+
 impl Registry {
-    /// Serves one accepted stream, unless the server is at its connection cap.
-    fn adopt(self: &Arc<Self>, stream: Stream) -> Option<Arc<Shared>> {
+    /// Serves one accepted stream from `peer`, unless admission refuses it
+    /// (`admission.rs`: per-peer limits, the connection cap, evicting an idle connection of the
+    /// address holding the most to make room).
+    fn adopt(self: &Arc<Self>, stream: Stream, peer: Option<IpAddr>) -> Option<Arc<Shared>> {
         let mut connections = lock(&self.connections);
-        if connections.len() >= self.server.max_connections {
-            tracing::warn!(
-                max = self.server.max_connections,
-                "connection refused: the server is at max_connections"
-            );
-            return None;
+        let total = connections.len();
+        let full = total >= self.server.max_connections;
+        let live: Vec<LiveConnection> = connections
+            .iter()
+            .filter(|(_, registered)| full || (peer.is_some() && registered.peer == peer))
+            .map(|(id, registered)| registered.describe(*id))
+            .collect();
+        match decide(&self.server.admission, self.server.max_connections, peer, total, &live) {
+            Decision::Admit => {}
+            Decision::AdmitEvicting(id) => {
+                if let Some(victim) = connections.get(&id) {
+                    tracing::info!(?peer, evicted = ?victim.peer, "the server is at max_connections: closing the oldest idle connection of the address holding the most");
+                    victim.shared.go_away(
+                        "the server is at its connection limit and closed this idle connection to make room; reconnect when needed",
+                    );
+                }
+                self.admission.evicted();
+            }
+            Decision::Refuse(refusal) => {
+                tracing::warn!(?peer, ?refusal, max = self.server.max_connections, "connection refused at accept");
+                self.admission.refused(refusal);
+                return None;
+            }
         }
         let dispatch: Arc<dyn Dispatch> = self.server.router.clone();
         let shared = spawn_connection(stream, Role::Server, &self.server.config, Some(dispatch));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        connections.insert(id, shared.clone());
+        connections.insert(
+            id,
+            Registered {
+                shared: shared.clone(),
+                peer,
+            },
+        );
         drop(connections);
         let registry = self.clone();
         let watched = shared.clone();
@@ -63,7 +112,10 @@ impl Registry {
     }
 
     fn live(&self) -> Vec<Arc<Shared>> {
-        lock(&self.connections).values().cloned().collect()
+        lock(&self.connections)
+            .values()
+            .map(|registered| registered.shared.clone())
+            .collect()
     }
 }
 
@@ -152,6 +204,7 @@ impl Server {
             connections: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             ended: Mutex::new(StatsSnapshot::default()),
+            admission: AdmissionCounters::default(),
             empty: Notify::new(),
             stop_accepting: Notify::new(),
         })
@@ -215,15 +268,16 @@ trait Accepted: Send + 'static {
 
 impl Accepted for tokio::net::TcpStream {
     fn serve(self, registry: &Arc<Registry>) {
+        let peer = self.peer_addr().ok().map(|address| address.ip().to_canonical());
         let applied = registry.server.config.socket.apply(socket2::SockRef::from(&self));
-        tracing::trace!(?applied, "accepted a TCP connection");
-        registry.adopt(self.into());
+        tracing::trace!(?applied, ?peer, "accepted a TCP connection");
+        registry.adopt(self.into(), peer);
     }
 }
 
 impl Accepted for tokio::net::UnixStream {
     fn serve(self, registry: &Arc<Registry>) {
-        registry.adopt(self.into());
+        registry.adopt(self.into(), None);
     }
 }
 
@@ -254,6 +308,12 @@ impl ServerHandle {
     /// Connections open now.
     pub fn connections(&self) -> usize {
         lock(&self.registry.connections).len()
+    }
+
+    /// What admission refused at accept, by reason, and the idle connections it closed to make
+    /// room ([`ServerBuilder::admission`](super::ServerBuilder::admission)).
+    pub fn admission(&self) -> AdmissionStats {
+        self.registry.admission.snapshot()
     }
 
     /// Totals over every connection, live and ended.
