@@ -127,3 +127,79 @@ impl Stats {
         counter.fetch_add(n, Relaxed);
     }
 }
+
+// --- admission (the server's accept decisions; counted here so metrics can read them too) ---
+
+/// Why a connection was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its address holds as many connections as its limit allows.
+    PeerConnections,
+    /// Its address has as many connections in their handshake as its limit allows.
+    PeerHandshakes,
+    /// The server is at `max_connections` and no idle connection could make room.
+    ServerFull,
+}
+
+impl Refusal {
+    /// Every reason, in the order of [`AdmissionStats`]' fields.
+    pub const ALL: [Self; 3] = [Self::PeerConnections, Self::PeerHandshakes, Self::ServerFull];
+
+    /// The reason as a metrics label: `peer_connections`, `peer_handshakes`, `server_full`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::PeerConnections => "peer_connections",
+            Self::PeerHandshakes => "peer_handshakes",
+            Self::ServerFull => "server_full",
+        }
+    }
+}
+
+/// Counts of what admission refused and evicted, since the server started (std atomics, also
+/// under loom: nothing here is modelled).
+#[derive(Debug, Default)]
+pub(crate) struct AdmissionCounters {
+    peer_connections: std::sync::atomic::AtomicU64,
+    peer_handshakes: std::sync::atomic::AtomicU64,
+    server_full: std::sync::atomic::AtomicU64,
+    evicted: std::sync::atomic::AtomicU64,
+}
+
+impl AdmissionCounters {
+    pub(crate) fn refused(&self, refusal: Refusal) {
+        let counter = match refusal {
+            Refusal::PeerConnections => &self.peer_connections,
+            Refusal::PeerHandshakes => &self.peer_handshakes,
+            Refusal::ServerFull => &self.server_full,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn evicted(&self) {
+        self.evicted.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> AdmissionStats {
+        AdmissionStats {
+            refused_peer_connections: self.peer_connections.load(Relaxed),
+            refused_peer_handshakes: self.peer_handshakes.load(Relaxed),
+            refused_server_full: self.server_full.load(Relaxed),
+            evicted: self.evicted.load(Relaxed),
+        }
+    }
+}
+
+/// What a server's admission did: connections refused at accept, by reason, and idle
+/// connections closed (with a graceful GoAway) to make room for a new peer. From
+/// `ServerHandle::admission`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AdmissionStats {
+    /// Refused: the address was at its connection limit.
+    pub refused_peer_connections: u64,
+    /// Refused: the address had too many connections in their handshake.
+    pub refused_peer_handshakes: u64,
+    /// Refused: the server was at `max_connections` with no idle connection to close.
+    pub refused_server_full: u64,
+    /// Idle connections closed to make room.
+    pub evicted: u64,
+}

@@ -571,3 +571,31 @@ fn the_exposition_reader_rejects_what_prometheus_rejects() {
         assert!(parse_exposition(bad).is_err(), "accepted: {bad}");
     }
 }
+
+#[tokio::test]
+async fn admission_refusals_and_evictions_are_counted_by_reason() {
+    let metrics = Metrics::new();
+    let server = echo_server()
+        .max_connections(1)
+        .metrics(metrics.clone())
+        .build()
+        .expect("valid server")
+        .serve("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let first = Client::connect(server.local_addr()).await.unwrap();
+    let _: Echo = first.unary(ECHO_ID, &echo("one"), CallOptions::default()).await.unwrap();
+    // At the cap with the first connection idle: the second takes its place.
+    let second = Client::connect(server.local_addr()).await.unwrap();
+    let _: Echo = second.unary(ECHO_ID, &echo("two"), CallOptions::default()).await.unwrap();
+    let series = scrape(&metrics);
+    assert_eq!(value(&series, "volley_connections_evicted_total"), 1.0);
+    for reason in ["peer_connections", "peer_handshakes", "server_full"] {
+        assert_eq!(
+            value(&series, &format!("volley_connections_refused_total{{reason=\"{reason}\"}}")),
+            0.0
+        );
+    }
+    assert_eq!(metrics.snapshot().admission, server.admission());
+    server.shutdown().await;
+}

@@ -21,6 +21,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::{CallCounts, ConnectionTotals, HistogramSnapshot, Metrics, MetricsSnapshot};
+use crate::stats::{AdmissionStats, Refusal};
 use crate::status::Code;
 
 /// The `Content-Type` of [`Metrics::encode`]'s output: Prometheus text format 0.0.4.
@@ -124,7 +125,10 @@ fn encode_snapshot(snapshot: &MetricsSnapshot, encoder: &mut DescriptorEncoder) 
             .filter(|m| shown(m.client.registered, &m.client.calls, &m.name))
             .map(|m| (m.name.as_str(), &m.client.round_trip)),
     )?;
-    connections(encoder, [&snapshot.client_connections, &snapshot.server_connections])
+    let totals = [&snapshot.client_connections, &snapshot.server_connections];
+    connections(encoder, totals)?;
+    frames_per_write(encoder, totals)?;
+    admission(encoder, &snapshot.admission)
 }
 
 /// A method's series on one side are shown once it is registered there (`other` never is) or
@@ -242,6 +246,35 @@ fn connections(encoder: &mut DescriptorEncoder, totals: [&ConnectionTotals; 2]) 
             family.encode_family(&[("side", side)])?.encode_gauge(&read(total))?;
         }
     }
+    Ok(())
+}
+
+/// `volley_connections_refused_total{reason}` and `volley_connections_evicted_total`.
+fn admission(encoder: &mut DescriptorEncoder, stats: &AdmissionStats) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(
+        "volley_connections_refused",
+        "Connections a server refused at accept, by reason (peer_connections, peer_handshakes, server_full)",
+        None,
+        MetricType::Counter,
+    )?;
+    let counts = [
+        stats.refused_peer_connections,
+        stats.refused_peer_handshakes,
+        stats.refused_server_full,
+    ];
+    for (refusal, count) in Refusal::ALL.into_iter().zip(counts) {
+        counter(&mut family.encode_family(&[("reason", refusal.label())])?, count)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "volley_connections_evicted",
+        "Idle connections a server at max_connections closed (GoAway) to make room for a new one",
+        None,
+        MetricType::Counter,
+    )?;
+    counter(&mut family, stats.evicted)
+}
+
+fn frames_per_write(encoder: &mut DescriptorEncoder, totals: [&ConnectionTotals; 2]) -> fmt::Result {
     let mut family = encoder.encode_descriptor(
         "volley_frames_per_write_syscall",
         "Frames sent per write system call since start: how well writes batch",

@@ -57,7 +57,7 @@ pub use snapshot::{CallCounts, ClientCalls, MethodSnapshot, MetricsSnapshot, Ser
 use self::connections::Connections;
 use self::registry::MethodTable;
 use crate::protocol::Role;
-use crate::stats::Stats;
+use crate::stats::{AdmissionCounters, Refusal, Stats};
 use crate::status::Code;
 use crate::wire::MethodId;
 
@@ -72,6 +72,8 @@ pub struct Metrics {
 struct Inner {
     methods: MethodTable,
     connections: Connections,
+    /// What servers' admission refused and evicted.
+    admission: AdmissionCounters,
 }
 
 impl Metrics {
@@ -122,7 +124,18 @@ impl Metrics {
             methods,
             client_connections,
             server_connections,
+            admission: self.inner.admission.snapshot(),
         }
+    }
+
+    /// A server refused a connection at accept (not per call).
+    pub(crate) fn connection_refused(&self, refusal: Refusal) {
+        self.inner.admission.refused(refusal);
+    }
+
+    /// A server closed an idle connection to make room (not per call).
+    pub(crate) fn connection_evicted(&self) {
+        self.inner.admission.evicted();
     }
 
     /// Starts tracking a connection (when it opens, not per call).

@@ -3,6 +3,7 @@
 
 use super::registry::SideCalls;
 use super::{ConnectionTotals, HistogramSnapshot};
+use crate::stats::AdmissionStats;
 use crate::status::Code;
 
 /// Every metric at one moment: see [`Metrics::snapshot`].
@@ -14,6 +15,8 @@ pub struct MetricsSnapshot {
     pub client_connections: ConnectionTotals,
     /// Server connections.
     pub server_connections: ConnectionTotals,
+    /// Connections servers refused at accept, by reason, and idle ones they closed to make room.
+    pub admission: AdmissionStats,
 }
 
 impl MetricsSnapshot {

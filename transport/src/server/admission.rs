@@ -5,7 +5,8 @@
 //! and carries the decision out.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use crate::stats::{AdmissionStats, Refusal};
 
 /// Connections one remote (non-loopback) address may hold at once (256).
 pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: usize = 256;
@@ -76,17 +77,6 @@ pub(crate) struct LiveConnection {
     pub(crate) draining: bool,
 }
 
-/// Why a connection was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// Its address holds as many connections as its limit allows.
-    PeerConnections,
-    /// Its address has as many connections in their handshake as its limit allows.
-    PeerHandshakes,
-    /// The server is at `max_connections` and no idle connection could make room.
-    ServerFull,
-}
-
 /// What to do with a new connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Decision {
@@ -135,54 +125,6 @@ pub(crate) fn decide(
         Some(victim) => Decision::AdmitEvicting(victim.id),
         None => Decision::Refuse(Refusal::ServerFull),
     }
-}
-
-/// Counts of what admission refused and evicted, since the server started.
-#[derive(Debug, Default)]
-pub(crate) struct AdmissionCounters {
-    peer_connections: AtomicU64,
-    peer_handshakes: AtomicU64,
-    server_full: AtomicU64,
-    evicted: AtomicU64,
-}
-
-impl AdmissionCounters {
-    pub(crate) fn refused(&self, refusal: Refusal) {
-        let counter = match refusal {
-            Refusal::PeerConnections => &self.peer_connections,
-            Refusal::PeerHandshakes => &self.peer_handshakes,
-            Refusal::ServerFull => &self.server_full,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn evicted(&self) {
-        self.evicted.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn snapshot(&self) -> AdmissionStats {
-        AdmissionStats {
-            refused_peer_connections: self.peer_connections.load(Ordering::Relaxed),
-            refused_peer_handshakes: self.peer_handshakes.load(Ordering::Relaxed),
-            refused_server_full: self.server_full.load(Ordering::Relaxed),
-            evicted: self.evicted.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// What a server's admission did: connections refused at accept, by reason, and idle
-/// connections closed (with a graceful GoAway) to make room for a new peer. From
-/// [`ServerHandle::admission`](super::ServerHandle::admission).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AdmissionStats {
-    /// Refused: the address was at its connection limit.
-    pub refused_peer_connections: u64,
-    /// Refused: the address had too many connections in their handshake.
-    pub refused_peer_handshakes: u64,
-    /// Refused: the server was at `max_connections` with no idle connection to close.
-    pub refused_server_full: u64,
-    /// Idle connections closed to make room.
-    pub evicted: u64,
 }
 
 #[cfg(test)]

@@ -13,12 +13,12 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::Server;
-use super::admission::{AdmissionCounters, AdmissionStats, Decision, LiveConnection, decide};
+use super::admission::{Decision, LiveConnection, decide};
 use crate::driver::{Dispatch, Shared, spawn_connection};
 use crate::error::Error;
 use crate::net::{Address, Stream, ToAddress};
 use crate::protocol::Role;
-use crate::stats::StatsSnapshot;
+use crate::stats::{AdmissionCounters, AdmissionStats, StatsSnapshot};
 use crate::status::Status;
 use crate::sync::{Mutex, lock};
 
@@ -79,10 +79,18 @@ impl Registry {
                     );
                 }
                 self.admission.evicted();
+                #[cfg(feature = "metrics")]
+                if let Some(metrics) = &self.server.config.metrics {
+                    metrics.connection_evicted();
+                }
             }
             Decision::Refuse(refusal) => {
                 tracing::warn!(?peer, ?refusal, max = self.server.max_connections, "connection refused at accept");
                 self.admission.refused(refusal);
+                #[cfg(feature = "metrics")]
+                if let Some(metrics) = &self.server.config.metrics {
+                    metrics.connection_refused(refusal);
+                }
                 return None;
             }
         }
