@@ -350,3 +350,21 @@ async fn a_write_stall_ends_the_connection() {
     // The last write may have been cut anywhere: the stream can end inside a frame.
     assert!(received.len() < HEADER_LEN + 64 * 1024 + 16, "at most one partial frame is left");
 }
+
+/// Shutdown sends a GoAway on every connection (section 6.5), also one still in its handshake,
+/// which then ends at once.
+#[tokio::test]
+async fn shutdown_sends_a_goaway_to_a_connection_still_in_its_handshake() {
+    let server = serve(common::echo_server()).await;
+    let mut silent = RawPeer::connect(&server).await;
+    common::wait_for("the connection to be served", || server.connections() == 1).await;
+    let shutdown = tokio::spawn(server.shutdown());
+    let frames = silent.frames_until_close().await;
+    let goaway = frames.iter().find_map(|frame| match frame {
+        Frame::GoAway(goaway) => Some(goaway),
+        _ => None,
+    });
+    let goaway = goaway.unwrap_or_else(|| panic!("no GoAway in {frames:?}"));
+    assert_eq!((goaway.code, goaway.last_call_id), (Code::Ok, CallId(0)));
+    tokio::time::timeout(Duration::from_secs(5), shutdown).await.unwrap().unwrap();
+}

@@ -364,10 +364,11 @@ impl ServerHandle {
             tokio::pin!(empty);
             empty.as_mut().enable();
             for connection in self.registry.live() {
-                if connection.lock_state().proto.is_established() {
-                    connection.go_away("the server is shutting down");
-                } else {
-                    // A peer still in its handshake has no calls to drain: do not wait for it.
+                let established = connection.lock_state().proto.is_established();
+                connection.go_away("the server is shutting down");
+                if !established {
+                    // A peer still in its handshake has no calls to drain: it gets the GoAway
+                    // (every connection does, PROTOCOL.md 6.5) and the connection ends at once.
                     connection.terminate(Status::unavailable("the server shut down during the handshake"));
                 }
             }
