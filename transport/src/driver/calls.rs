@@ -95,6 +95,17 @@ impl<H> Default for Slot<H> {
     }
 }
 
+/// What a call's record held when it was removed.
+#[derive(Debug)]
+pub(crate) struct Removed<H> {
+    /// (server) The running handler, to abort (or forget, when it is the caller).
+    pub(crate) handler: Option<H>,
+    /// Bytes its mailbox still buffered, to credit back.
+    pub(crate) buffered: usize,
+    /// (server) Trailers the handler set for its final OK status.
+    pub(crate) trailers: Option<Metadata>,
+}
+
 /// Records a connection's table has room for before its first call (0). A record is about 160
 /// bytes (a stream's mailbox inline, so opening a stream allocates nothing), and even room for 4
 /// cost 1.3 KiB of table per connection (8 buckets): an idle connection (a burst of a thousand
@@ -281,11 +292,6 @@ impl<H> Calls<H> {
         }
     }
 
-    /// (server) Takes the trailers a handler set, if any.
-    pub(crate) fn take_trailers(&mut self, call_id: CallId) -> Option<Metadata> {
-        self.mailbox(call_id)?.metadata.take()
-    }
-
     /// The peer half-closed.
     pub(crate) fn end(&mut self, call_id: CallId, wakers: &mut Vec<Waker>) {
         if let Some(mailbox) = self.mailbox(call_id) {
@@ -376,21 +382,28 @@ impl<H> Calls<H> {
         self.slots.entry(call_id).or_default().handler = Some(handler);
     }
 
-    /// Removes the whole record of a call that ended (answered or cancelled): its handler, to
-    /// drop, and the bytes its mailbox still buffered, to credit back.
-    pub(crate) fn remove(&mut self, call_id: CallId, wakers: &mut Vec<Waker>) -> (Option<H>, usize) {
+    /// Removes the whole record of a call that ended (answered or cancelled), in one lookup.
+    pub(crate) fn remove(&mut self, call_id: CallId, wakers: &mut Vec<Waker>) -> Removed<H> {
         let Some(slot) = self.take_slot(call_id) else {
-            return (None, 0);
+            return Removed {
+                handler: None,
+                buffered: 0,
+                trailers: None,
+            };
         };
-        let buffered = match slot.body {
+        let (buffered, trailers) = match slot.body {
             Body::Stream(mailbox) => {
                 wakers.extend(mailbox.recv_waker);
                 wakers.extend(mailbox.send_waker);
-                mailbox.buffered
+                (mailbox.buffered, mailbox.metadata)
             }
-            Body::Unary { .. } | Body::None => 0,
+            Body::Unary { .. } | Body::None => (0, None),
         };
-        (slot.handler, buffered)
+        Removed {
+            handler: slot.handler,
+            buffered,
+            trailers,
+        }
     }
 
     /// Fails every call, for a connection that ended: waiting unary calls and streams get

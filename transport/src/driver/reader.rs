@@ -241,9 +241,9 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
                 }
             }
             Event::Cancelled { call_id } => {
-                let (handler, buffered) = state.calls.remove(call_id, wakers);
-                state.proto.release_received(call_id, buffered);
-                if let Some(handler) = handler {
+                let removed = state.calls.remove(call_id, wakers);
+                state.proto.release_received(call_id, removed.buffered);
+                if let Some(handler) = removed.handler {
                     handler.abort();
                     shared.stats.call_finished(Code::Cancelled);
                 }

@@ -356,12 +356,12 @@ impl ServerCall {
             return;
         }
         let mut wakers = Vec::new();
-        let trailers = state.calls.take_trailers(call_id);
         // The handler is this call's own task, ending: forget it, do not abort it.
-        let (_handler, buffered) = state.calls.remove(call_id, &mut wakers);
-        if buffered > 0 {
-            state.proto.release_received(call_id, buffered);
+        let removed = state.calls.remove(call_id, &mut wakers);
+        if removed.buffered > 0 {
+            state.proto.release_received(call_id, removed.buffered);
         }
+        let trailers = removed.trailers;
         let max = state.proto.peer_settings().max_frame_size;
         let mut queue = shared.queue.lock();
         // The last call of a quiet connection answers at once; under load the writer task
