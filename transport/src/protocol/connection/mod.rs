@@ -1,10 +1,13 @@
-//! The sans-IO connection state machine: state and frame handling here; bytes in (preface and
-//! decode loop) in `read.rs`, local commands in `commands.rs`, output in `output.rs`, the clock
-//! in `timers.rs`.
+//! The sans-IO connection state machine: state and the frames both roles handle here; what only
+//! a server receives (Request, Cancel) in `server_frames.rs`, what only a client receives
+//! (Response, Status) in `client_frames.rs`; bytes in (preface and decode loop) in `read.rs`,
+//! local commands in `commands.rs`, output in `output.rs`, the clock in `timers.rs`.
 
+mod client_frames;
 mod commands;
 mod output;
 mod read;
+mod server_frames;
 mod timers;
 
 use std::collections::VecDeque;
@@ -18,10 +21,10 @@ use super::calls::{CallState, CallTable};
 use super::flow::ConnectionWindows;
 use super::{
     ConnectionConfig, ConnectionError, ConnectionErrorReason as Reason, Event, FREE_CREDITS_PER_MESSAGE, MAX_FLOW_VIOLATIONS,
-    METADATA_ABUSE_FACTOR, SMALL_FRAME_PAYLOAD,
+    SMALL_FRAME_PAYLOAD,
 };
 use crate::status::Status;
-use crate::wire::{CallHead, CallId, Code, Frame, GoAway, PREFACE_LEN, Preface, Settings, StatusFrame, WireError};
+use crate::wire::{CallId, Code, Frame, GoAway, PREFACE_LEN, Preface, Settings, StatusFrame, WireError};
 
 /// Calls the per-connection tables have room for before their first call (0): an idle
 /// connection (a burst of a thousand that only handshake) allocates no table; a busy one grows
@@ -358,90 +361,6 @@ impl Connection {
         }
     }
 
-    fn on_server_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ConnectionError> {
-        match frame {
-            Frame::Request {
-                call_id,
-                head,
-                message,
-                end_stream,
-            } => self.on_request(call_id, head, message, end_stream, now),
-            Frame::Cancel { call_id } => {
-                if !self.cancels.try_spend(now) {
-                    return Err(ConnectionError::calm(Reason::TooManyCancels));
-                }
-                if self.calls.remove(call_id).is_some() {
-                    self.events.push_back(Event::Cancelled { call_id });
-                    Ok(())
-                } else {
-                    self.check_known(call_id)
-                }
-            }
-            other => Err(ConnectionError::protocol(Reason::WrongDirection(other.kind()))),
-        }
-    }
-
-    fn on_request(
-        &mut self,
-        call_id: CallId,
-        head: CallHead,
-        message: Option<Bytes>,
-        end_stream: bool,
-        now: Instant,
-    ) -> Result<(), ConnectionError> {
-        if call_id <= self.highest_peer_call {
-            return Err(ConnectionError::protocol(Reason::ReusedCallId(call_id.0)));
-        }
-        self.highest_peer_call = call_id;
-        let max_metadata = self.config.settings.max_metadata_size as usize;
-        let metadata_len = head.metadata.encoded_len() + 2;
-        if metadata_len > max_metadata.saturating_mul(METADATA_ABUSE_FACTOR) {
-            return Err(ConnectionError::calm(Reason::MetadataAbuse {
-                len: metadata_len,
-                max: max_metadata,
-            }));
-        }
-        let refusal = if self.goaway_sent.is_some() {
-            Some((
-                Code::Unavailable,
-                "the server is shutting down and did not start this call; retry on a new connection",
-            ))
-        } else if self.calls.len() >= self.config.settings.max_concurrent_calls as usize {
-            Some((
-                Code::ResourceExhausted,
-                "too many concurrent calls on this connection; retry later or open another connection",
-            ))
-        } else if metadata_len > max_metadata {
-            Some((
-                Code::ResourceExhausted,
-                "call metadata is over the server's max_metadata_size; send less metadata",
-            ))
-        } else {
-            None
-        };
-        if let Some((code, message)) = refusal {
-            return self.queue_status(call_id, code, message, now);
-        }
-        let (send_window, recv_window) = self.windows.call_windows(&self.peer_settings);
-        let state = CallState {
-            local_open: true,
-            remote_open: !end_stream,
-            head_received: true,
-            head_sent: false,
-            send_window,
-            recv_window,
-            unacked: 0,
-        };
-        self.calls.insert(call_id, state);
-        self.events.push_back(Event::Request {
-            call_id,
-            head,
-            message,
-            end_stream,
-        });
-        Ok(())
-    }
-
     /// Checks that the peer may still send on `call_id`; `Ok(false)` means drop the frame.
     fn accept_inbound(&mut self, call_id: CallId, end_stream: bool, now: Instant) -> Result<bool, ConnectionError> {
         let Some(state) = self.calls.get_mut(call_id) else {
@@ -527,53 +446,6 @@ impl Connection {
         result.map_err(|_| ConnectionError::protocol(Reason::FlowControl))?;
         self.events.push_back(Event::Credit { call_id });
         Ok(())
-    }
-
-    fn on_client_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ConnectionError> {
-        match frame {
-            Frame::Response {
-                call_id,
-                metadata,
-                message,
-                end_stream,
-            } => {
-                let Some(state) = self.calls.get_mut(call_id) else {
-                    // Legitimate only in a race with the call's end (a cancel): once per call.
-                    self.charge_cheap_frame(now)?;
-                    return self.check_known(call_id);
-                };
-                if state.head_received {
-                    self.calls.remove(call_id);
-                    let status = Status::internal("protocol error: the server sent a second response head");
-                    self.events.push_back(Event::Finished { call_id, status });
-                    self.control.call_frames.push_back(Frame::Cancel { call_id });
-                    return Ok(());
-                }
-                state.head_received = true;
-                if end_stream {
-                    self.calls.remove(call_id);
-                }
-                self.events.push_back(Event::Response {
-                    call_id,
-                    metadata,
-                    message,
-                    end_stream,
-                });
-                Ok(())
-            }
-            Frame::Status { call_id, status } => {
-                if self.calls.remove(call_id).is_none() {
-                    // Legitimate only in a race with the call's end (a cancel): once per call.
-                    self.charge_cheap_frame(now)?;
-                    return self.check_known(call_id);
-                }
-                let StatusFrame { code, metadata, .. } = &status;
-                let status = Status::with_metadata(*code, status.message_str(), metadata.clone());
-                self.events.push_back(Event::Finished { call_id, status });
-                Ok(())
-            }
-            other => Err(ConnectionError::protocol(Reason::WrongDirection(other.kind()))),
-        }
     }
 
     /// Spends a token of the small-frame budget on a cheap frame the peer sent; when it is empty,
