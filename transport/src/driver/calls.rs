@@ -106,9 +106,10 @@ pub(crate) struct Removed<H> {
     pub(crate) trailers: Option<Metadata>,
 }
 
-/// Records a connection's table has room for before its first call (0). A record is about 160
-/// bytes (a stream's mailbox inline, so opening a stream allocates nothing), and even room for 4
-/// cost 1.3 KiB of table per connection (8 buckets): an idle connection (a burst of a thousand
+/// Records a connection's table has room for before its first call (0). A record is 192 bytes
+/// (a stream's mailbox inline, so opening a stream allocates nothing; a test keeps it there), and
+/// even room for 4
+/// costs about 1.5 KiB of table per connection (8 buckets): an idle connection (a burst of a thousand
 /// that only handshake) keeps none; a busy one grows it once to its real concurrency and keeps it.
 pub(crate) const INITIAL_RECORDS: usize = 0;
 
@@ -550,5 +551,18 @@ mod loom_stream_tests {
             reader.join().unwrap();
             assert_eq!(lock(&state).1.send_window, 40);
         });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// The size the docs quote for a record (a stream's mailbox inline, trailers included).
+    #[test]
+    fn a_record_is_at_most_the_size_the_docs_quote() {
+        let size = std::mem::size_of::<Slot<tokio::task::AbortHandle>>();
+        println!("one call record: {size} bytes");
+        assert!(size <= 192, "{size} bytes: update the size INITIAL_RECORDS' docs quote");
     }
 }
