@@ -273,6 +273,12 @@ impl Journal {
         self.shared.last_sequence()
     }
 
+    /// Whether the writer thread is asleep (tests).
+    #[cfg(test)]
+    pub(crate) fn writer_is_asleep(&self) -> bool {
+        self.shared.writer_is_asleep()
+    }
+
     /// Whether a write or fsync failed, so that the journal accepts no more records.
     pub fn is_failed(&self) -> bool {
         self.failure().is_some()

@@ -342,6 +342,16 @@ async fn wait_durable_refuses_a_sequence_never_appended() {
     journal.wait_durable(0).await.expect("sequence 0 is trivially durable");
 }
 
+/// Waits (up to 5 s) until the writer thread sleeps: a writer thread still in its first loop
+/// takes a pending record itself, so only then is a deferred record the calling thread's to sync.
+fn until_the_writer_sleeps(journal: &Journal) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !journal.writer_is_asleep() {
+        assert!(std::time::Instant::now() < deadline, "the writer thread never went to sleep");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// An `on_durable` hook that notes which thread saw each durable sequence.
 fn thread_hook(seen: &Arc<Mutex<Vec<(u64, std::thread::ThreadId)>>>) -> Box<dyn FnMut(u64) + Send> {
     let seen = Arc::clone(seen);
@@ -352,6 +362,7 @@ fn thread_hook(seen: &Arc<Mutex<Vec<(u64, std::thread::ThreadId)>>>) -> Box<dyn 
 fn sync_or_hand_off_writes_and_syncs_on_the_calling_thread_when_the_writer_is_idle() {
     let (disk, seen) = (Disk::default(), Arc::default());
     let journal = Journal::start(Box::new(disk.clone()), options(FsyncPolicy::EveryRecord), 0, thread_hook(&seen)).expect("writer starts");
+    until_the_writer_sleeps(&journal);
     let appended = journal
         .append_deferred_with(|_, buf| buf.extend_from_slice(b"an order"))
         .expect("append");
@@ -408,6 +419,7 @@ async fn group_commit_on_the_calling_thread_keeps_the_interval_between_batches()
     let interval = Duration::from_millis(30);
     let (disk, seen) = (Disk::default(), Seen::default());
     let journal = start(&disk, options(FsyncPolicy::Group(interval)), &seen);
+    until_the_writer_sleeps(&journal);
     let first_taken = std::time::Instant::now();
     let first = journal
         .append_deferred_with(|_, buf| buf.extend_from_slice(b"first"))
@@ -433,6 +445,7 @@ async fn a_write_failure_on_the_calling_thread_fails_the_journal() {
     let (disk, seen) = (Disk::default(), Seen::default());
     disk.update(|state| state.fail_writes = Some(EIO));
     let journal = start(&disk, options(FsyncPolicy::EveryRecord), &seen);
+    until_the_writer_sleeps(&journal);
     let appended = journal
         .append_deferred_with(|_, buf| buf.extend_from_slice(b"an order"))
         .expect("append");
@@ -453,6 +466,7 @@ fn a_panicking_on_durable_on_the_calling_thread_fails_the_journal_and_close_retu
         Box::new(|_| panic!("on_durable panics")),
     )
     .expect("writer starts");
+    until_the_writer_sleeps(&journal);
     let appended = journal
         .append_deferred_with(|_, buf| buf.extend_from_slice(b"an order"))
         .expect("append");

@@ -143,6 +143,13 @@ impl Shared {
 
     /// Locks the state. No code that can panic runs under the lock except an `append_with`
     /// encoder, whose partial record is rolled back, so a poisoned state is still consistent.
+    /// Whether the writer thread waits for a wake-up (tests: only then is a deferred record
+    /// certain to be the calling thread's to sync).
+    #[cfg(test)]
+    pub(crate) fn writer_is_asleep(&self) -> bool {
+        self.lock().writer_sleeping
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
