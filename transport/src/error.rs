@@ -25,6 +25,16 @@ pub enum Error {
         /// What went wrong, from the protocol.
         reason: String,
     },
+    /// The TLS handshake failed, or the connection failed on a TLS error before the Volley
+    /// handshake completed (feature `tls`). `source` says which, and what to change.
+    #[cfg(all(feature = "tls", not(loom)))]
+    #[error("TLS with {address} failed: {source}")]
+    Tls {
+        /// The peer.
+        address: Address,
+        /// What went wrong.
+        source: crate::tls::TlsError,
+    },
     /// Binding a listener failed.
     #[error("could not listen on {address}: {source}; is the port in use or the socket path taken?")]
     Bind {

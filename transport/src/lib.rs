@@ -34,6 +34,9 @@
 //! Most services generate this code from `.proto` files with `volley-codegen` instead (see
 //! `examples/hello`).
 //!
+//! With the `tls` feature, [`tls`] adds TLS 1.3 and mutual TLS over TCP (rustls), and handlers
+//! see the peer's certificate identity; see `docs/security.md`.
+//!
 //! With the `metrics` feature, `metrics::Metrics` records calls, latencies and connections and
 //! exposes them in the Prometheus text format; every call also has a debug-level `tracing` span
 //! (`volley.call`). See `docs/observability.md`.
@@ -71,6 +74,8 @@ pub mod status;
 #[cfg(not(loom))]
 pub mod streaming;
 mod sync;
+#[cfg(all(feature = "tls", not(loom)))]
+pub mod tls;
 pub mod wire;
 
 #[cfg(not(loom))]

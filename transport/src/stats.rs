@@ -13,6 +13,7 @@ pub struct Stats {
     pub(crate) frames_in: AtomicU64,
     pub(crate) frames_out: AtomicU64,
     pub(crate) write_syscalls: AtomicU64,
+    pub(crate) tls_records_out: AtomicU64,
     pub(crate) calls_in_flight: AtomicU64,
     pub(crate) write_queue_bytes: AtomicU64,
     pub(crate) stream_buffered_peak: AtomicU64,
@@ -37,6 +38,9 @@ pub struct StatsSnapshot {
     pub frames_out: u64,
     /// `write`/`writev` system calls made.
     pub write_syscalls: u64,
+    /// TLS records written (feature `tls`; 0 over plaintext): many frames share a record, and
+    /// one write carries many records.
+    pub tls_records_out: u64,
     /// Calls open now.
     pub calls_in_flight: u64,
     /// Bytes waiting in the write queue now.
@@ -77,6 +81,7 @@ impl StatsSnapshot {
         self.frames_in += other.frames_in;
         self.frames_out += other.frames_out;
         self.write_syscalls += other.write_syscalls;
+        self.tls_records_out += other.tls_records_out;
         self.calls_in_flight += other.calls_in_flight;
         self.write_queue_bytes += other.write_queue_bytes;
         self.stream_buffered_peak = self.stream_buffered_peak.max(other.stream_buffered_peak);
@@ -98,6 +103,7 @@ impl Stats {
             frames_in: self.frames_in.load(Relaxed),
             frames_out: self.frames_out.load(Relaxed),
             write_syscalls: self.write_syscalls.load(Relaxed),
+            tls_records_out: self.tls_records_out.load(Relaxed),
             calls_in_flight: self.calls_in_flight.load(Relaxed),
             write_queue_bytes: self.write_queue_bytes.load(Relaxed),
             stream_buffered_peak: self.stream_buffered_peak.load(Relaxed),

@@ -82,6 +82,14 @@ impl ChannelBuilder {
         self
     }
 
+    /// Connects (and reconnects) with TLS (feature `tls`); see [`ClientBuilder::tls`].
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls(mut self, tls: crate::tls::ClientTls) -> Self {
+        self.client.tls = Some(tls);
+        self
+    }
+
     /// The reconnection schedule.
     #[must_use]
     pub fn backoff(mut self, backoff: Backoff) -> Self {

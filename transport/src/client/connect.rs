@@ -1,4 +1,4 @@
-//! Opening a connection: socket, options, drivers, handshake.
+//! Opening a connection: socket, options, TLS (feature `tls`), drivers, handshake.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,11 +7,16 @@ use tokio::net::{TcpStream, UnixStream};
 
 use crate::driver::{DriverConfig, Shared, spawn_connection};
 use crate::error::Error;
-use crate::net::{Address, AppliedSocketOptions};
+use crate::net::{Address, AppliedSocketOptions, Stream};
 use crate::protocol::Role;
 
-/// Connects to `address`, applies socket options and completes the Volley handshake.
-pub(crate) async fn connect(address: &Address, config: &DriverConfig) -> Result<(Arc<Shared>, AppliedSocketOptions), Error> {
+/// Connects to `address`, applies socket options, runs the TLS handshake if `tls` is set and
+/// completes the Volley handshake.
+pub(crate) async fn connect(
+    address: &Address,
+    config: &DriverConfig,
+    #[cfg(feature = "tls")] tls: Option<&crate::tls::ClientTls>,
+) -> Result<(Arc<Shared>, AppliedSocketOptions), Error> {
     let deadline = Instant::now() + config.connection.handshake_timeout;
     let connect_error = |source| Error::Connect {
         address: address.clone(),
@@ -21,6 +26,8 @@ pub(crate) async fn connect(address: &Address, config: &DriverConfig) -> Result<
         address: address.clone(),
         source: std::io::ErrorKind::TimedOut.into(),
     };
+    #[cfg(feature = "tls")]
+    let mut tls_failure = None;
     let (shared, applied) = match address {
         Address::Tcp(addr) => {
             let stream = tokio::time::timeout_at(deadline.into(), TcpStream::connect(addr))
@@ -28,9 +35,31 @@ pub(crate) async fn connect(address: &Address, config: &DriverConfig) -> Result<
                 .map_err(|_| timed_out())?
                 .map_err(connect_error)?;
             let applied = config.socket.apply(socket2::SockRef::from(&stream));
-            (spawn_connection(stream.into(), Role::Client, config, None), applied)
+            #[cfg(feature = "tls")]
+            let stream: Stream = match tls {
+                Some(tls) => {
+                    let stream = crate::tls::connect(stream, tls, addr.ip(), deadline, config.connection.handshake_timeout)
+                        .await
+                        .map_err(|source| Error::Tls {
+                            address: address.clone(),
+                            source,
+                        })?;
+                    tls_failure = Some(stream.failure());
+                    Stream::Tls(Box::new(stream))
+                }
+                None => stream.into(),
+            };
+            #[cfg(not(feature = "tls"))]
+            let stream: Stream = stream.into();
+            (spawn_connection(stream, Role::Client, config, None), applied)
         }
         Address::Unix(path) => {
+            #[cfg(feature = "tls")]
+            if tls.is_some() {
+                return Err(Error::Config(format!(
+                    "TLS runs over TCP only, and {address} is a Unix socket: connect to the server's TCP address, or without TLS (a Unix socket never leaves the host)"
+                )));
+            }
             let stream = tokio::time::timeout_at(deadline.into(), UnixStream::connect(path))
                 .await
                 .map_err(|_| timed_out())?
@@ -43,6 +72,15 @@ pub(crate) async fn connect(address: &Address, config: &DriverConfig) -> Result<
     };
     wait_established(&shared, deadline).await.map_err(|reason| {
         shared.terminate(crate::Status::unavailable(reason.clone()));
+        // A TLS error after the handshake (a server that refused our client certificate says
+        // so with an alert on the first read) is the real reason.
+        #[cfg(feature = "tls")]
+        if let Some(err) = tls_failure.and_then(|failure| crate::sync::lock(&failure).take()) {
+            return Error::Tls {
+                address: address.clone(),
+                source: crate::tls::TlsError::from_rustls(err),
+            };
+        }
         Error::Handshake {
             address: address.clone(),
             reason,

@@ -67,6 +67,8 @@ impl Drop for ClientInfo {
 pub struct ClientBuilder {
     pub(crate) config: DriverConfig,
     pub(crate) timeout: Option<Duration>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::ClientTls>,
 }
 
 impl ClientBuilder {
@@ -157,6 +159,25 @@ impl ClientBuilder {
         self
     }
 
+    /// Connects with TLS (feature `tls`; TCP addresses only): verifies the server's certificate
+    /// as `tls` says, and presents a client certificate if it has one.
+    ///
+    /// ```no_run
+    /// # async fn demo(ca_pem: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+    /// use volley::Client;
+    /// use volley::tls::ClientTls;
+    ///
+    /// let tls = ClientTls::builder().ca_pem(ca_pem)?.server_name("localhost").build()?;
+    /// let client = Client::builder().tls(tls).connect("127.0.0.1:7443").await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls(mut self, tls: crate::tls::ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Connects and completes the handshake.
     pub async fn connect(self, address: impl ToAddress) -> Result<Client, Error> {
         let address = address.to_address()?;
@@ -165,6 +186,9 @@ impl ClientBuilder {
             .settings
             .validate()
             .map_err(|err| Error::Config(err.to_string()))?;
+        #[cfg(feature = "tls")]
+        let (shared, socket) = connect(&address, &self.config, self.tls.as_ref()).await?;
+        #[cfg(not(feature = "tls"))]
         let (shared, socket) = connect(&address, &self.config).await?;
         Ok(Client {
             info: Arc::new(ClientInfo {

@@ -257,12 +257,31 @@ impl Shared {
 
 /// Starts the reader and writer tasks of a connection over `stream`.
 pub(crate) fn spawn_connection(stream: Stream, role: Role, config: &DriverConfig, dispatch: Option<Arc<dyn Dispatch>>) -> Arc<Shared> {
-    let identity = Arc::new(Identity::new(stream.peer_address()));
+    spawn_connection_at(stream, role, config, dispatch, Instant::now())
+}
+
+/// [`spawn_connection`] for a connection set up at `started`: a TLS connection's handshake
+/// timeout counts from its accept, so the TLS and Volley handshakes share one timeout.
+pub(crate) fn spawn_connection_at(
+    stream: Stream,
+    role: Role,
+    config: &DriverConfig,
+    dispatch: Option<Arc<dyn Dispatch>>,
+    started: Instant,
+) -> Arc<Shared> {
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+    let mut identity = Identity::new(stream.peer_address());
     // Calls stamp their heads off the monotonic clock; pick up any step of the wall clock.
     crate::clock::wall_clock().resync();
-    let stream = Arc::new(stream);
     let stats = Arc::new(Stats::default());
-    let now = Instant::now();
+    #[cfg(feature = "tls")]
+    if let Stream::Tls(tls) = &stream {
+        tls.attach_stats(&stats);
+        identity.set_tls_peer(tls.peer_identity().cloned());
+    }
+    let identity = Arc::new(identity);
+    let stream = Arc::new(stream);
+    let now = started;
     #[cfg(feature = "metrics")]
     let metrics = config.metrics.as_ref().map(|metrics| metrics.connection_opened(role, &stats));
     let shared = Arc::new(Shared {

@@ -16,6 +16,9 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct Identity {
     id: u64,
     peer: Option<Address>,
+    /// The peer's verified certificate identity (TLS with a client certificate).
+    #[cfg(feature = "tls")]
+    tls_peer: Option<std::sync::Arc<crate::tls::PeerIdentity>>,
     closed: AtomicBool,
     /// The connection is closing gracefully (this side sent a GoAway), or has closed.
     draining: AtomicBool,
@@ -29,6 +32,8 @@ impl Identity {
         Self {
             id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
             peer,
+            #[cfg(feature = "tls")]
+            tls_peer: None,
             closed: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             on_close: Notify::new(),
@@ -41,6 +46,16 @@ impl Identity {
 
     pub(crate) fn peer(&self) -> Option<&Address> {
         self.peer.as_ref()
+    }
+
+    #[cfg(feature = "tls")]
+    pub(crate) fn set_tls_peer(&mut self, peer: Option<std::sync::Arc<crate::tls::PeerIdentity>>) {
+        self.tls_peer = peer;
+    }
+
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_peer(&self) -> Option<&crate::tls::PeerIdentity> {
+        self.tls_peer.as_deref()
     }
 
     pub(crate) fn is_closed(&self) -> bool {

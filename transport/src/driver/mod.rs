@@ -28,7 +28,7 @@ mod writer;
 pub(crate) use calls::{Outcome, Received};
 pub use config::{DEFAULT_WRITE_QUEUE_CAP, DEFAULT_WRITE_STALL_TIMEOUT, DriverConfig};
 #[cfg(not(loom))]
-pub(crate) use connection::{AcceptedCall, Dispatch, Shared, spawn_connection};
+pub(crate) use connection::{AcceptedCall, Dispatch, Shared, spawn_connection, spawn_connection_at};
 #[cfg(not(loom))]
 pub(crate) use encode::frame_too_large;
 #[cfg(not(loom))]

@@ -8,7 +8,11 @@ mod stream;
 #[cfg(loom)]
 #[path = "stream_loom.rs"]
 mod stream;
+#[cfg(all(feature = "tls", not(loom)))]
+pub(crate) mod tls;
 
 pub use address::{Address, AddressParseError, ToAddress};
 pub use socket::{AppliedSocketOptions, KeepaliveConfig, SocketConfig};
 pub use stream::Stream;
+#[cfg(all(feature = "tls", not(loom)))]
+pub use tls::TlsStream;

@@ -13,13 +13,16 @@ use tokio::net::{TcpStream, UnixStream};
 
 use super::Address;
 
-/// A connected TCP or Unix stream.
+/// A connected TCP or Unix stream, or (feature `tls`) a TCP connection after its TLS handshake.
 #[derive(Debug)]
 pub enum Stream {
     /// A TCP connection.
     Tcp(TcpStream),
     /// A Unix domain socket connection.
     Unix(UnixStream),
+    /// A TLS connection over TCP (see `net/tls.rs` for how it shares the socket).
+    #[cfg(feature = "tls")]
+    Tls(Box<super::tls::TlsStream>),
 }
 
 impl From<TcpStream> for Stream {
@@ -40,6 +43,8 @@ impl Stream {
     pub(crate) fn peer_address(&self) -> Option<Address> {
         match self {
             Self::Tcp(s) => s.peer_addr().ok().map(Address::Tcp),
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.tcp().peer_addr().ok().map(Address::Tcp),
             Self::Unix(s) => s
                 .peer_addr()
                 .ok()
@@ -58,6 +63,8 @@ impl Stream {
         match self {
             Self::Tcp(s) => read_draining(buf, |f| s.try_io(Interest::READABLE, f), |buf| s.try_read_buf(buf)),
             Self::Unix(s) => read_draining(buf, |f| s.try_io(Interest::READABLE, f), |buf| s.try_read_buf(buf)),
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.try_read_buf(buf),
         }
     }
 
@@ -66,6 +73,8 @@ impl Stream {
         match self {
             Self::Tcp(s) => s.try_write_vectored(bufs),
             Self::Unix(s) => s.try_write_vectored(bufs),
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.try_write_vectored(bufs),
         }
     }
 
@@ -73,6 +82,8 @@ impl Stream {
         match self {
             Self::Tcp(s) => s.poll_read_ready(cx),
             Self::Unix(s) => s.poll_read_ready(cx),
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.poll_read_ready(cx),
         }
     }
 
@@ -80,6 +91,8 @@ impl Stream {
         match self {
             Self::Tcp(s) => s.poll_write_ready(cx),
             Self::Unix(s) => s.poll_write_ready(cx),
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.tcp().poll_write_ready(cx),
         }
     }
 
@@ -99,6 +112,11 @@ impl Stream {
         let result = match self {
             Self::Tcp(s) => socket2::SockRef::from(s).shutdown(Shutdown::Write),
             Self::Unix(s) => socket2::SockRef::from(s).shutdown(Shutdown::Write),
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => {
+                s.close_notify();
+                socket2::SockRef::from(s.tcp()).shutdown(Shutdown::Write)
+            }
         };
         if let Err(err) = result {
             tracing::trace!("shutdown(SHUT_WR) failed: {err}");

@@ -30,9 +30,40 @@ pub struct ServerBuilder {
     max_connections: Option<usize>,
     admission: AdmissionConfig,
     drain_timeout: Option<Duration>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::ServerTls>,
 }
 
 impl ServerBuilder {
+    /// Serves TLS on TCP listeners (feature `tls`): every accepted TCP connection must complete
+    /// a TLS 1.3 handshake with ALPN `volley/1` within the handshake timeout; under mutual TLS
+    /// its client certificate is verified and reaches handlers as
+    /// [`ConnectionInfo::peer_identity`](super::ConnectionInfo::peer_identity). Unix sockets
+    /// stay plaintext. Keep a clone of `tls` to [`reload`](crate::tls::ServerTls::reload) its
+    /// certificate later.
+    ///
+    /// ```no_run
+    /// # async fn demo(cert_pem: &[u8], key_pem: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+    /// use volley::tls::ServerTls;
+    /// use volley::{Request, Server, Status};
+    ///
+    /// let tls = ServerTls::builder_from_pem(cert_pem, key_pem)?.build()?;
+    /// let handle = Server::builder()
+    ///     .unary("/echo.Echo/Say", |request: Request<String>| async move { Ok::<_, Status>(request.into_inner()) })
+    ///     .tls(tls)
+    ///     .build()?
+    ///     .serve("0.0.0.0:7443")
+    ///     .await?;
+    /// # handle.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls(mut self, tls: crate::tls::ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Adds a service (a generated `FooServer`, or anything implementing [`Service`]).
     #[must_use]
     pub fn add_service(mut self, service: impl Service) -> Self {
@@ -287,6 +318,8 @@ impl ServerBuilder {
             max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             admission: self.admission,
             drain_timeout: self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+            #[cfg(feature = "tls")]
+            tls: self.tls,
         })
     }
 }
@@ -314,6 +347,8 @@ pub struct Server {
     pub(crate) max_connections: usize,
     pub(crate) admission: AdmissionConfig,
     pub(crate) drain_timeout: Duration,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::ServerTls>,
 }
 
 impl Server {

@@ -50,6 +50,15 @@ impl ConnectionInfo {
         self.identity.peer()
     }
 
+    /// The peer's verified identity under TLS (feature `tls`): what the client certificate it
+    /// presented names. `None` over plaintext and for TLS clients that presented no certificate
+    /// (possible only with [`ServerTlsBuilder::optional_client_certificate`](crate::tls::ServerTlsBuilder::optional_client_certificate)).
+    /// See [`PeerIdentity`](crate::tls::PeerIdentity) for an example.
+    #[cfg(feature = "tls")]
+    pub fn peer_identity(&self) -> Option<&crate::tls::PeerIdentity> {
+        self.identity.tls_peer()
+    }
+
     /// Whether the connection has ended.
     pub fn is_closed(&self) -> bool {
         self.identity.is_closed()

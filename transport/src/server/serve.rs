@@ -33,18 +33,48 @@ struct Registry {
     /// Signalled when the last connection ends.
     empty: Notify,
     stop_accepting: Notify,
+    /// TLS handshakes that failed (feature `tls`).
+    #[cfg(feature = "tls")]
+    tls_failures: AtomicU64,
 }
 
-/// A live connection and the address it came from.
+/// A connection and the address it came from.
 #[derive(Debug)]
 struct Registered {
-    shared: Arc<Shared>,
+    slot: Slot,
     peer: Option<IpAddr>,
 }
 
+/// Where a registered connection is in its life.
+#[derive(Debug)]
+enum Slot {
+    /// Served by its drivers (its Volley handshake may still be running).
+    Live(Arc<Shared>),
+    /// Its TLS handshake runs in this task; it counts as handshaking for admission.
+    #[cfg(feature = "tls")]
+    Tls(tokio::task::AbortHandle),
+}
+
 impl Registered {
+    fn live(&self) -> Option<&Arc<Shared>> {
+        match &self.slot {
+            Slot::Live(shared) => Some(shared),
+            #[cfg(feature = "tls")]
+            Slot::Tls(_) => None,
+        }
+    }
+
     fn describe(&self, id: u64) -> LiveConnection {
-        let state = self.shared.lock_state();
+        let Some(shared) = self.live() else {
+            return LiveConnection {
+                id,
+                peer: self.peer,
+                handshaking: true,
+                idle: false,
+                draining: false,
+            };
+        };
+        let state = shared.lock_state();
         let established = state.proto.is_established();
         LiveConnection {
             id,
@@ -62,6 +92,26 @@ impl Registry {
     /// address holding the most to make room).
     fn adopt(self: &Arc<Self>, stream: Stream, peer: Option<IpAddr>) -> Option<Arc<Shared>> {
         let mut connections = lock(&self.connections);
+        if !self.admit(&mut connections, peer) {
+            return None;
+        }
+        let dispatch: Arc<dyn Dispatch> = self.server.router.clone();
+        let shared = spawn_connection(stream, Role::Server, &self.server.config, Some(dispatch));
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        connections.insert(
+            id,
+            Registered {
+                slot: Slot::Live(shared.clone()),
+                peer,
+            },
+        );
+        drop(connections);
+        self.watch(id, shared.clone());
+        Some(shared)
+    }
+
+    /// Whether admission takes a connection from `peer` (it may close an idle one to make room).
+    fn admit(&self, connections: &mut HashMap<u64, Registered>, peer: Option<IpAddr>) -> bool {
         let total = connections.len();
         let full = total >= self.server.max_connections;
         let live: Vec<LiveConnection> = connections
@@ -72,9 +122,11 @@ impl Registry {
         match decide(&self.server.admission, self.server.max_connections, peer, total, &live) {
             Decision::Admit => {}
             Decision::AdmitEvicting(id) => {
-                if let Some(victim) = connections.get(&id) {
+                if let Some(victim) = connections.get(&id)
+                    && let Some(shared) = victim.live()
+                {
                     tracing::info!(?peer, evicted = ?victim.peer, "the server is at max_connections: closing the oldest idle connection of the address holding the most");
-                    victim.shared.go_away(
+                    shared.go_away(
                         "the server is at its connection limit and closed this idle connection to make room; reconnect when needed",
                     );
                 }
@@ -91,22 +143,15 @@ impl Registry {
                 if let Some(metrics) = &self.server.config.metrics {
                     metrics.connection_refused(refusal);
                 }
-                return None;
+                return false;
             }
         }
-        let dispatch: Arc<dyn Dispatch> = self.server.router.clone();
-        let shared = spawn_connection(stream, Role::Server, &self.server.config, Some(dispatch));
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        connections.insert(
-            id,
-            Registered {
-                shared: shared.clone(),
-                peer,
-            },
-        );
-        drop(connections);
+        true
+    }
+
+    /// Removes connection `id` from the registry once it has ended.
+    fn watch(self: &Arc<Self>, id: u64, watched: Arc<Shared>) {
         let registry = self.clone();
-        let watched = shared.clone();
         tokio::spawn(async move {
             watched.wait_closed().await;
             let mut connections = lock(&registry.connections);
@@ -116,14 +161,95 @@ impl Registry {
                 registry.empty.notify_waiters();
             }
         });
-        Some(shared)
+    }
+
+    /// Serves a TCP connection with TLS: admission first (a connection in its TLS handshake
+    /// counts against the per-address handshake budget), then the handshake in a task of its
+    /// own, off the accept loop, within the handshake timeout counted from now; the Volley
+    /// handshake that follows has what is left of it.
+    #[cfg(feature = "tls")]
+    fn adopt_tls(self: &Arc<Self>, tcp: tokio::net::TcpStream, peer: Option<IpAddr>, tls: crate::tls::ServerTls) {
+        let accepted_at = std::time::Instant::now();
+        let mut connections = lock(&self.connections);
+        if !self.admit(&mut connections, peer) {
+            return;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let registry = self.clone();
+        // The task needs the connections lock to finish, so it finds its entry in place.
+        let task = tokio::spawn(async move {
+            let timeout = registry.server.config.connection.handshake_timeout;
+            let result = crate::tls::accept(tcp, &tls, accepted_at + timeout, timeout).await;
+            registry.finish_tls(id, peer, result, accepted_at);
+        });
+        connections.insert(
+            id,
+            Registered {
+                slot: Slot::Tls(task.abort_handle()),
+                peer,
+            },
+        );
+    }
+
+    #[cfg(feature = "tls")]
+    fn finish_tls(
+        self: &Arc<Self>,
+        id: u64,
+        peer: Option<IpAddr>,
+        result: Result<crate::net::TlsStream, crate::tls::TlsError>,
+        accepted_at: std::time::Instant,
+    ) {
+        let mut connections = lock(&self.connections);
+        let stream = match result {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::info!(?peer, "TLS handshake failed: {err}");
+                self.tls_failures.fetch_add(1, Ordering::Relaxed);
+                connections.remove(&id);
+                if connections.is_empty() {
+                    self.empty.notify_waiters();
+                }
+                return;
+            }
+        };
+        if !connections.contains_key(&id) {
+            // The server shut down during the handshake.
+            return;
+        }
+        let dispatch: Arc<dyn Dispatch> = self.server.router.clone();
+        let stream = Stream::Tls(Box::new(stream));
+        let shared = crate::driver::spawn_connection_at(stream, Role::Server, &self.server.config, Some(dispatch), accepted_at);
+        connections.insert(
+            id,
+            Registered {
+                slot: Slot::Live(shared.clone()),
+                peer,
+            },
+        );
+        drop(connections);
+        self.watch(id, shared);
+    }
+
+    /// Stops every TLS handshake still running (shutdown): those connections have no calls.
+    fn abort_handshakes(&self) {
+        #[cfg(feature = "tls")]
+        {
+            let mut connections = lock(&self.connections);
+            connections.retain(|_, registered| match &registered.slot {
+                Slot::Tls(task) => {
+                    task.abort();
+                    false
+                }
+                Slot::Live(_) => true,
+            });
+            if connections.is_empty() {
+                self.empty.notify_waiters();
+            }
+        }
     }
 
     fn live(&self) -> Vec<Arc<Shared>> {
-        lock(&self.connections)
-            .values()
-            .map(|registered| registered.shared.clone())
-            .collect()
+        lock(&self.connections).values().filter_map(Registered::live).cloned().collect()
     }
 }
 
@@ -215,6 +341,8 @@ impl Server {
             admission: AdmissionCounters::default(),
             empty: Notify::new(),
             stop_accepting: Notify::new(),
+            #[cfg(feature = "tls")]
+            tls_failures: AtomicU64::new(0),
         })
     }
 
@@ -279,6 +407,11 @@ impl Accepted for tokio::net::TcpStream {
         let peer = self.peer_addr().ok().map(|address| address.ip().to_canonical());
         let applied = registry.server.config.socket.apply(socket2::SockRef::from(&self));
         tracing::trace!(?applied, ?peer, "accepted a TCP connection");
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &registry.server.tls {
+            registry.adopt_tls(self, peer, tls.clone());
+            return;
+        }
         registry.adopt(self.into(), peer);
     }
 }
@@ -324,6 +457,14 @@ impl ServerHandle {
         self.registry.admission.snapshot()
     }
 
+    /// TLS handshakes that failed (feature `tls`): wrong or missing client certificates, wrong
+    /// ALPN, plaintext or garbage sent to the TLS port, handshakes past the timeout. Each is
+    /// also logged (`tracing`, level info) with the peer's address and the reason.
+    #[cfg(feature = "tls")]
+    pub fn tls_handshake_failures(&self) -> u64 {
+        self.registry.tls_failures.load(Ordering::Relaxed)
+    }
+
     /// Totals over every connection, live and ended.
     pub fn stats(&self) -> StatsSnapshot {
         let mut total = lock(&self.registry.ended).clone();
@@ -359,6 +500,7 @@ impl ServerHandle {
     /// call, let calls in flight finish within the drain timeout, then close what is left.
     pub async fn shutdown(self) {
         self.registry.stop_accepting.notify_one();
+        self.registry.abort_handshakes();
         let drained = {
             let empty = self.registry.empty.notified();
             tokio::pin!(empty);
@@ -392,6 +534,7 @@ impl ServerHandle {
     }
 
     fn close_all(&self, reason: &'static str) {
+        self.registry.abort_handshakes();
         for connection in self.registry.live() {
             connection.terminate(Status::unavailable(reason));
         }
@@ -403,14 +546,30 @@ impl ServerHandle {
 
 impl Server {
     /// Serves one connection the caller accepted itself (a `TcpStream` or `UnixStream`, say one
-    /// handed over by a supervisor). Returns when the connection ends.
+    /// handed over by a supervisor). With TLS configured, a TCP stream gets its TLS handshake
+    /// first. Returns when the connection ends.
     pub async fn serve_connection(&self, stream: impl Into<Stream>) {
         let stream = stream.into();
         if let Stream::Tcp(tcp) = &stream {
             self.config.socket.apply(socket2::SockRef::from(tcp));
         }
+        let started = std::time::Instant::now();
+        #[cfg(feature = "tls")]
+        let stream = match (stream, &self.tls) {
+            (Stream::Tcp(tcp), Some(tls)) => {
+                let timeout = self.config.connection.handshake_timeout;
+                match crate::tls::accept(tcp, tls, started + timeout, timeout).await {
+                    Ok(stream) => Stream::Tls(Box::new(stream)),
+                    Err(err) => {
+                        tracing::info!("TLS handshake failed: {err}");
+                        return;
+                    }
+                }
+            }
+            (stream, _) => stream,
+        };
         let dispatch: Arc<dyn Dispatch> = self.router.clone();
-        let shared = spawn_connection(stream, Role::Server, &self.config, Some(dispatch));
+        let shared = crate::driver::spawn_connection_at(stream, Role::Server, &self.config, Some(dispatch), started);
         shared.wait_closed().await;
     }
 }

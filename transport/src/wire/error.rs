@@ -11,6 +11,9 @@ use super::FrameKind;
 pub enum WireError {
     /// The connection did not start with the Volley preface magic.
     BadPreface,
+    /// A TLS record (a ClientHello, an alert) came where the Volley preface belongs: the peer
+    /// speaks TLS to a plaintext port, or answers a plaintext client from a TLS port.
+    TlsRecord,
     /// The peer speaks a protocol version this build does not.
     UnsupportedVersion(u16),
     /// The frame header names a kind this build does not know.
@@ -53,6 +56,9 @@ impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BadPreface => f.write_str("the peer did not send the Volley preface; is it a Volley peer?"),
+            Self::TlsRecord => f.write_str(
+                "the peer speaks TLS where plaintext Volley was expected; connect with TLS (feature `tls`: Client::builder().tls(..)) or to the plaintext port",
+            ),
             Self::UnsupportedVersion(v) => write!(
                 f,
                 "the peer speaks protocol version {v}, this build speaks {}; upgrade the older side",

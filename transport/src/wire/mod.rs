@@ -37,7 +37,7 @@ pub use header::{CallId, FrameHeader, HEADER_LEN};
 pub use kind::{Flags, FrameKind};
 pub use metadata::{InvalidMetadata, Metadata, MetadataIter};
 pub use method_id::MethodId;
-pub use preface::{PREFACE_LEN, PREFACE_MAGIC, PROTOCOL_VERSION, Preface};
+pub use preface::{PREFACE_LEN, PREFACE_MAGIC, PROTOCOL_VERSION, Preface, is_tls_record_start};
 pub use settings::{MAX_WINDOW, SettingId, Settings};
 
 /// The largest frame payload any peer may announce in its settings (256 MiB): a bound on how much

@@ -7,7 +7,7 @@ use bytes::BytesMut;
 
 use super::{Connection, PartialFrame, Phase};
 use crate::protocol::ConnectionError;
-use crate::wire::{PREFACE_LEN, decode_frame};
+use crate::wire::{PREFACE_LEN, WireError, decode_frame, is_tls_record_start};
 
 /// What one [`Connection::handle_read`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,6 +51,11 @@ impl Connection {
         }
         if self.phase == Phase::AwaitingPreface {
             let Some(raw) = buf.first_chunk::<PREFACE_LEN>().copied() else {
+                // A TLS alert (7 bytes) may be all a TLS server sends a plaintext client: say
+                // so now rather than wait for an eighth byte that never comes.
+                if is_tls_record_start(buf) {
+                    return Err(self.handle_wire_error(WireError::TlsRecord));
+                }
                 return Ok(progress);
             };
             let _ = buf.split_to(PREFACE_LEN);
