@@ -6,6 +6,7 @@
 //! cargo run -p volley-benches --release --bin volley-bench -- --smoke
 //! cargo run -p volley-benches --release --bin volley-bench -- --plots target/volley-bench
 //! cargo run -p volley-benches --release --bin volley-bench -- ab --variants default,nodelay=off
+//! cargo run -p volley-benches --release --features tls --bin volley-bench -- tls
 //! ```
 //!
 //! Systems: `raw` (a plain tokio socket echo), `framed` (the framed floor: Volley's 16-byte
@@ -34,6 +35,8 @@ mod report;
 mod scenarios;
 mod systems;
 mod tarpc_echo;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::fs::File;
 use std::io::Write;
@@ -98,6 +101,10 @@ enum Command {
     /// A/B of socket options: one scenario, raw and Volley, under several SocketConfig
     /// variants, repeats interleaved; prints each variant's delta against the first.
     Ab(ab::AbArgs),
+    /// TLS (feature `tls`): Volley with TLS against Volley in plaintext and tonic with TLS,
+    /// runs interleaved; prints medians, ratios and the goals of issue 17.
+    #[cfg(feature = "tls")]
+    Tls(tls::TlsArgs),
 }
 
 pub(crate) fn allowed_cpus() -> String {
@@ -132,7 +139,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (duration, repeats) = match (args.smoke, &args.command) {
         // The A/B smoke run repeats twice, so interleaving and spreads are exercised.
         (true, Some(Command::Ab(_))) => (Duration::from_millis(60), 2),
-        (true, None) => (Duration::from_millis(60), 1),
+        (true, _) => (Duration::from_millis(60), 1),
         (false, _) => (Duration::from_secs_f64(args.duration), args.repeats.max(1)),
     };
     let warmup = (duration / 4).min(Duration::from_secs(1));
@@ -154,6 +161,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             placement,
         };
         return ab::run(ab_args, &settings, &runtime, json.as_mut());
+    }
+    #[cfg(feature = "tls")]
+    if let Some(Command::Tls(tls_args)) = &args.command {
+        return tls::run(tls_args, warmup, duration, repeats, &runtime, json.as_mut());
     }
 
     let selected: Vec<Scenario> = if args.scenarios.is_empty() {

@@ -485,7 +485,7 @@ pub(crate) async fn run(
     }
 }
 
-async fn collect(tasks: Vec<tokio::task::JoinHandle<(u64, Histogram<u64>)>>, duration: Duration) -> Sample {
+pub(crate) async fn collect(tasks: Vec<tokio::task::JoinHandle<(u64, Histogram<u64>)>>, duration: Duration) -> Sample {
     let mut hist = histogram();
     let mut calls = 0;
     for task in tasks {
@@ -562,7 +562,7 @@ where
     (calls, hist)
 }
 
-async fn unary_worker(conn: Conn, data: Bytes, window: Window) -> (u64, Histogram<u64>) {
+pub(crate) async fn unary_worker(conn: Conn, data: Bytes, window: Window) -> (u64, Histogram<u64>) {
     closed_loop(window, || conn.echo(&data)).await
 }
 

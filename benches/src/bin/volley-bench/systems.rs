@@ -269,7 +269,7 @@ fn feed_parts(data: Bytes) -> (u32, Payload) {
 }
 
 #[derive(Debug)]
-struct TonicEcho;
+pub(crate) struct TonicEcho;
 
 type FeedStream = Pin<Box<dyn Stream<Item = Result<pb::Payload, tonic::Status>> + Send>>;
 
