@@ -76,6 +76,11 @@ pub mod streaming;
 mod sync;
 #[cfg(all(feature = "tls", not(loom)))]
 pub mod tls;
+
+/// The examples of `docs/security.md`, compiled as doctests so the guide cannot drift.
+#[cfg(all(doctest, feature = "tls"))]
+#[doc = include_str!("../../docs/security.md")]
+pub struct SecurityGuide;
 pub mod wire;
 
 #[cfg(not(loom))]
