@@ -535,3 +535,19 @@ async fn a_burst_of_128_calls_takes_few_records_and_writes_on_each_side() {
     assert!(server_records <= 2, "server records: {server_records}");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_channel_connects_and_reconnects_with_tls() {
+    let ca = Ca::new("test CA");
+    let first = serve(server(ca.server_tls())).await;
+    let channel = volley::Channel::builder().tls(ca.client_tls()).connect(addr(&first)).await.unwrap();
+    let reply: Echo = channel.unary(ECHO_ID, &echo("one"), CallOptions::default()).await.unwrap();
+    assert_eq!(reply.payload, "one");
+    // A second server on the same port: the channel reconnects, with TLS again.
+    let port = addr(&first);
+    first.shutdown().await;
+    let again = server(ca.server_tls()).build().unwrap().serve(port).await.unwrap();
+    let reply: Echo = channel.unary(ECHO_ID, &echo("two"), CallOptions::default()).await.unwrap();
+    assert_eq!(reply.payload, "two");
+    again.shutdown().await;
+}
