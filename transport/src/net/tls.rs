@@ -152,9 +152,11 @@ impl TlsStream {
             }
         }
         let rx = &mut *rx;
-        if rx.start == rx.end {
+        if rx.start > 0 {
+            // Ciphertext left over (rare: the caller's buffer filled up) moves to the front.
+            rx.buf.copy_within(rx.start..rx.end, 0);
+            rx.end -= rx.start;
             rx.start = 0;
-            rx.end = 0;
         }
         if rx.buf.len() < READ_CHUNK {
             // Once per connection, at its first read after the handshake.
@@ -162,8 +164,9 @@ impl TlsStream {
         }
         let space = rx.buf.len() - rx.end;
         if space == 0 {
-            // rustls takes ciphertext only as fast as the caller takes plaintext.
-            return Err(io::ErrorKind::WouldBlock.into());
+            // rustls takes every byte of a well-formed stream (it errors on anything else), so a
+            // full buffer it left untouched is a peer to drop, not a reason to wait.
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "TLS: ciphertext rustls does not take"));
         }
         let mut short_read = None;
         let target = &mut rx.buf[rx.end..];
@@ -218,6 +221,10 @@ impl TlsStream {
                 break Decrypted::Plaintext(produced);
             }
             let n = conn.read_tls(&mut &rx.buf[rx.start..rx.end])?;
+            if n == 0 {
+                // Never with bytes to give (rustls reads or errors); no loop may spin on it.
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "TLS: rustls took no ciphertext"));
+            }
             rx.start += n;
             if let Err(err) = conn.process_new_packets() {
                 *lock(&self.failure) = Some(err.clone());
@@ -231,9 +238,6 @@ impl TlsStream {
                     let _ = self.tcp.try_write(&alert);
                 }
                 return Err(io::Error::new(io::ErrorKind::InvalidData, crate::tls::TlsError::from_rustls(err)));
-            }
-            if n == 0 {
-                break Decrypted::Plaintext(produced);
             }
         };
         self.buffered.store(full || rx.start < rx.end, Ordering::Release);
