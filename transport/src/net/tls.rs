@@ -53,7 +53,9 @@ const MAX_RECORD_PLAINTEXT: usize = 16 * 1024;
 /// turns it into a typed [`crate::tls::TlsError`]).
 pub(crate) type TlsFailure = Arc<Mutex<Option<rustls::Error>>>;
 
-/// A TCP connection after its TLS handshake. Build one with the `tls` module's handshakes.
+/// A TCP connection after its TLS handshake, as [`super::Stream::Tls`] holds it. Volley makes one
+/// when a handshake succeeds (`ServerBuilder::tls`, `ClientBuilder::tls`); it has no public
+/// constructor.
 pub struct TlsStream {
     tcp: TcpStream,
     /// rustls' record state. Held only to encrypt or decrypt in memory.
