@@ -256,7 +256,7 @@ fn print_peers(out: &mut impl Write, scenarios: &[Scenario], results: &Results) 
          above 1), p50 and CPU seconds per 1,000 calls (lower is better for Volley below 1)"
     )?;
     let heads = [format!("rate V/{names}"), format!("p50 V/{names}"), format!("CPU V/{names}")];
-    writeln!(out, "{:<18} {:>28} {:>28} {:>28}", "scenario", heads[0], heads[1], heads[2])?;
+    writeln!(out, "{:<18} {:>32} {:>32} {:>32}", "scenario", heads[0], heads[1], heads[2])?;
     for (index, scenario) in scenarios.iter().enumerate() {
         let summary = |system| results.get(&(index, system)).map(|runs| Summary::of(runs));
         let Some(volley) = summary(System::Volley) else { continue };
@@ -275,7 +275,7 @@ fn print_peers(out: &mut impl Write, scenarios: &[Scenario], results: &Results) 
             .join(",");
         writeln!(
             out,
-            "{:<18} {:>28} {:>28} {:>28}",
+            "{:<18} {:>32} {:>32} {:>32}",
             scenario.name,
             ratios(m, &peers, |f| f.rate),
             ratios(m, &peers, |f| f.p50),
