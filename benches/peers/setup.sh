@@ -29,7 +29,7 @@ if ! $check_only; then
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
     fi
     if ! "$python" -c 'import grpc, sys; v = tuple(map(int, grpc.__version__.split(".")[:2])); sys.exit(v != (1, 85))' 2>/dev/null; then
-        "$python" -m pip install -q --disable-pip-version-check "$grpcio_spec"
+        "$python" -m pip install -q --disable-pip-version-check --root-user-action=ignore "$grpcio_spec"
     fi
 fi
 

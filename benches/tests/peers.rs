@@ -58,7 +58,7 @@ fn volley_bench_smoke_mode_runs_the_installed_peers_and_skips_the_others() {
             .lines()
             .find(|line| line.contains(&format!("peer {peer}: SKIPPED")))
             .unwrap_or_default();
-        eprintln!("peer smoke test: {peer} not installed, skipped ({line}); install with benches/peers/setup.sh");
+        eprintln!("peer smoke test: {peer} not installed, skipped ({line})");
     }
     let ran: Vec<&str> = PEERS.iter().copied().filter(|peer| !skipped.contains(peer)).collect();
     if ran.is_empty() {

@@ -448,7 +448,7 @@ fn go_program(cpus: usize) -> Result<Program, String> {
     }
     let exe = std::env::current_exe().map_err(|err| err.to_string())?;
     let out = exe.with_file_name("volley-peer-go");
-    let output = Command::new(go)
+    let output = Command::new(&go)
         .args(["build", "-o"])
         .arg(&out)
         .arg(".")
@@ -458,7 +458,7 @@ fn go_program(cpus: usize) -> Result<Program, String> {
         .env("GOPROXY", "off")
         .env("GOFLAGS", "")
         .output()
-        .map_err(|err| format!("go build: {err}"))?;
+        .map_err(|err| format!("cannot run {}: {err}", go.display()))?;
     if !output.status.success() {
         return Err(format!("go build failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
     }
@@ -484,7 +484,7 @@ fn python_program(system: System) -> Result<Program, String> {
         let check = Command::new(&program.program)
             .args(["-c", "import grpc"])
             .output()
-            .map_err(|err| err.to_string())?;
+            .map_err(|err| format!("cannot run {}: {err}", program.program.display()))?;
         if !check.status.success() {
             return Err(format!(
                 "grpcio does not import in {} (run benches/peers/setup.sh: pip install grpcio)",
