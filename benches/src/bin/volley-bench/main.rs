@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run -p volley-benches --release --bin volley-bench -- --repeats 3 --json bench.jsonl
 //! cargo run -p volley-benches --release --bin volley-bench -- --smoke
+//! benches/peers/setup.sh && cargo run -p volley-benches --release --bin volley-bench -- --peers go,python
 //! cargo run -p volley-benches --release --bin volley-bench -- --plots target/volley-bench
 //! cargo run -p volley-benches --release --bin volley-bench -- ab --variants default,nodelay=off
 //! ```
@@ -11,7 +12,10 @@
 //! Systems: `raw` (a plain tokio socket echo), `framed` (the framed floor: Volley's 16-byte
 //! header, prost decode and encode, a call table, pipelined and batched; see `framed.rs`),
 //! `tarpc` 0.38 (bincode over a length-delimited codec on TCP, `TCP_NODELAY`), `tonic` 0.14 and
-//! `volley`. Scenarios: unary latency and throughput on one connection (with an in-flight
+//! `volley`; with `--peers go,python` also `grpc-go`, `grpcio` (`grpc.aio`) and `asyncio` (a plain
+//! asyncio-streams floor), each a server and a client child process (`peers.rs`,
+//! `benches/peers/`). Every row has CPU seconds per 1,000 calls from `/proc/<pid>/stat`.
+//! Scenarios: unary latency and throughput on one connection (with an in-flight
 //! sweep), bulk 1 MiB, several connections, server streaming, open loop at a fraction of
 //! Volley's peak, 16 connections × 32 in flight on multi-thread runtimes, one-way 1 MiB over TCP
 //! and a Unix socket (GB/s), and a connection-count sweep (1, 64, 1,024 connections) with the
