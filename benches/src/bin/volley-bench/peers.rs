@@ -23,11 +23,11 @@ use crate::pacer::Pacing;
 use crate::scenarios::{Kind, STREAM_LEN, Sample, Scenario, histogram};
 use crate::systems::System;
 
-/// Where the peers' sources live (the Go module and the Python script).
+/// Where the peers' sources live (the Go program and the Python script).
 const PEERS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/peers");
 
-/// Debian's Go sources (`golang-google-grpc-dev`, `golang-goprotobuf-dev`): the GOPATH the Go
-/// peer builds against, offline.
+/// Debian's Go sources (`golang-google-grpc-dev`, `golang-github-golang-protobuf-1-3-dev`): the
+/// GOPATH the Go peer builds against, offline.
 const DEBIAN_GOPATH: &str = "/usr/share/gocode";
 
 /// How long a child may take beyond its run (start-up, connecting, the last calls) before the
