@@ -136,7 +136,13 @@ async fn extra_messages_to_a_server_streaming_method_are_ignored() {
     peer.send_frame(Frame::EndOfStream { call_id: CallId(1) }).await;
     // Then a unary call on the same connection still works, and a GoAway ends it cleanly.
     peer.send_frame(request(3, ECHO, Some(encoded_echo("after")), true)).await;
-    let frames = frames_for(&mut peer, true, |frames| frames.iter().any(|f| f.call_id() == CallId(3))).await;
+    // The two calls' answers may come in either order: wait for both to end.
+    let frames = frames_for(&mut peer, true, |frames| {
+        [CallId(1), CallId(3)]
+            .iter()
+            .all(|id| frames.iter().any(|f| f.call_id() == *id && matches!(f, Frame::Status { .. })))
+    })
+    .await;
     let messages: Vec<&Frame> = frames.iter().filter(|f| f.call_id() == CallId(1)).collect();
     match messages.as_slice() {
         [

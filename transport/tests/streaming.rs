@@ -169,6 +169,39 @@ async fn a_million_small_messages_stay_within_the_window() {
     );
 }
 
+/// A receiver takes up to 32 messages from its mailbox per lock and credits them back once it
+/// has handed them out: with a window of only 25 messages the stream must still flow, one
+/// credit after another, and never hold more than the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_smaller_than_a_receive_batch_still_flows() {
+    let mut config = ConnectionConfig::default();
+    config.settings.initial_call_window = 250;
+    let server = stream_server(Live::default(), config.clone())
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = Client::builder()
+        .connection_config(config)
+        .connect(server.local_addr())
+        .await
+        .unwrap();
+    let count = Echo {
+        sleep_ms: 20_000,
+        ..echo("")
+    };
+    let mut stream: Streaming<Echo> = client.server_streaming(id(COUNT), &count, CallOptions::default()).await.unwrap();
+    let mut n = 0u64;
+    while let Some(message) = stream.message().await.unwrap() {
+        assert_eq!(message.payload.len(), 8);
+        n += 1;
+    }
+    assert_eq!(n, 20_000);
+    let peak = client.stats().stream_buffered_peak;
+    assert!(peak <= 250 + 10, "peak buffered {peak} bytes");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_stream_does_not_block_unary_calls_or_other_streams() {
     let mut config = ConnectionConfig::default();

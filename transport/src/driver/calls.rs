@@ -326,12 +326,21 @@ impl<H> Calls<H> {
     }
 
     /// Takes the next message, the end, or the failure; registers the waker otherwise.
-    pub(crate) fn poll_recv(&mut self, call_id: CallId, cx: &mut Context<'_>) -> Poll<Received> {
+    ///
+    /// With a message, also moves up to `more` of the messages behind it into `batch` (bytes
+    /// and all: the receiver credits them back as it hands them out), so a receiver takes the
+    /// lock once per batch instead of once per message.
+    pub(crate) fn poll_recv(&mut self, call_id: CallId, cx: &mut Context<'_>, batch: &mut VecDeque<Bytes>, more: usize) -> Poll<Received> {
         let Some(mailbox) = self.mailbox(call_id) else {
             return Poll::Ready(Received::Failed(Status::cancelled("the call has ended")));
         };
         if let Some(message) = mailbox.inbox.pop_front() {
             mailbox.buffered -= message.len();
+            let moved = mailbox.inbox.len().min(more);
+            for next in mailbox.inbox.drain(..moved) {
+                mailbox.buffered -= next.len();
+                batch.push_back(next);
+            }
             return Poll::Ready(Received::Message(message));
         }
         match &mailbox.status {

@@ -1,5 +1,6 @@
 //! `Streaming`: the receiving half of a stream.
 
+use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,6 +25,12 @@ pub struct Streaming<T> {
     shared: Arc<Shared>,
     call_id: CallId,
     first: Option<Bytes>,
+    /// Messages taken from the call's mailbox behind the last one returned, handed out without
+    /// the connection's lock (at most [`BATCH`] - 1).
+    batch: VecDeque<Bytes>,
+    /// Bytes of `batch` messages handed out and not yet credited back: credited when the batch
+    /// empties (one lock per batch).
+    handed_out: usize,
     deadline: Deadline,
     cancel_on_drop: bool,
     outcome: Option<Code>,
@@ -52,6 +59,8 @@ impl<T: prost::Message + Default> Streaming<T> {
             shared,
             call_id,
             first,
+            batch: VecDeque::new(),
+            handed_out: 0,
             deadline,
             cancel_on_drop: client,
             outcome: None,
@@ -147,11 +156,18 @@ impl<T: prost::Message + Default> Streaming<T> {
                     .unwrap_or_else(|| Status::new(code, "the stream already failed")))
             });
         }
+        if let Some(bytes) = self.batch.pop_front() {
+            self.handed_out += bytes.len();
+            if self.batch.is_empty() {
+                self.credit_handed_out();
+            }
+            return Poll::Ready(decode(bytes).map(Some));
+        }
         let mut state = self.shared.lock_state();
         if self.cancel_on_drop && self.metadata.is_none() {
             self.metadata = state.calls.take_head_metadata(self.call_id);
         }
-        let received = match state.calls.poll_recv(self.call_id, cx) {
+        let received = match state.calls.poll_recv(self.call_id, cx, &mut self.batch, BATCH - 1) {
             Poll::Ready(received) => received,
             Poll::Pending => {
                 drop(state);
@@ -182,6 +198,14 @@ impl<T: prost::Message + Default> Streaming<T> {
         Poll::Ready(result)
     }
 
+    /// Credits back the bytes of the batch's messages handed out so far.
+    fn credit_handed_out(&mut self) {
+        let len = std::mem::take(&mut self.handed_out);
+        let mut state = self.shared.lock_state();
+        state.proto.release_received(self.call_id, len);
+        self.shared.send_control(state);
+    }
+
     /// The deadline passed: the call is cancelled on the wire and fails on both halves.
     fn expire(&mut self) -> Status {
         let status = Status::deadline_exceeded("the streaming call did not finish within its deadline");
@@ -198,6 +222,12 @@ impl<T: prost::Message + Default> Streaming<T> {
         status
     }
 }
+
+/// Most messages a receiver takes from its mailbox under one lock (32): the lock and the
+/// call's lookup are paid once per batch. Their bytes are credited back when the batch has been
+/// handed out, so a batch holds back at most 31 messages' credit (and never more than the
+/// window, which bounds the mailbox it came from).
+const BATCH: usize = 32;
 
 fn decode<T: prost::Message + Default>(bytes: Bytes) -> Result<T, Status> {
     T::decode(bytes).map_err(|err| {
@@ -223,7 +253,8 @@ impl<T> Drop for Streaming<T> {
     fn drop(&mut self) {
         let mut wakers = Vec::new();
         let mut state = self.shared.lock_state();
-        let buffered = state.calls.remove_stream(self.call_id, &mut wakers);
+        let batched: usize = self.batch.iter().map(Bytes::len).sum::<usize>() + self.handed_out;
+        let buffered = state.calls.remove_stream(self.call_id, &mut wakers) + batched;
         state.proto.release_received(self.call_id, buffered);
         let cancelled = self.cancel_on_drop && state.proto.cancel_call(self.call_id);
         // Wakes the writer; no write from `Drop`.

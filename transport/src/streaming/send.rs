@@ -21,6 +21,9 @@ pub struct StreamSender<T> {
     /// (client) Half-close when dropped.
     client: bool,
     closed: bool,
+    /// (server) This sender's first message carried the response head (or followed it), so the
+    /// head needs no more checks.
+    head_sent: bool,
     deadline: Deadline,
     _message: PhantomData<fn(T)>,
 }
@@ -41,6 +44,7 @@ impl<T: prost::Message> StreamSender<T> {
             call_id,
             client,
             closed: false,
+            head_sent: false,
             deadline,
             _message: PhantomData,
         }
@@ -91,7 +95,8 @@ impl<T: prost::Message> StreamSender<T> {
             }
             match state.proto.try_send_message(self.call_id, len) {
                 Ok(true) => {
-                    let head = !self.client && state.proto.take_response_head(self.call_id);
+                    let head = !self.client && !self.head_sent && state.proto.take_response_head(self.call_id);
+                    self.head_sent = true;
                     let mut queue = self.shared.queue.lock();
                     if head {
                         encode_response_head(queue.batch(), self.call_id, &Metadata::new());

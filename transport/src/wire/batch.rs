@@ -30,6 +30,27 @@ impl FrameBatch {
         self.chunks.push((self.buf.len(), chunk));
     }
 
+    /// Appends a message payload encoded on its own (frames and all): its inline runs are
+    /// copied when small and spliced by reference when large, its chunks spliced as they are.
+    pub(crate) fn append_payload(&mut self, mut payload: Self) {
+        let mut taken = 0;
+        for (offset, chunk) in std::mem::take(&mut payload.chunks) {
+            self.append_run(payload.buf.split_to(offset - taken));
+            taken = offset;
+            self.push_chunk(chunk);
+        }
+        self.append_run(payload.buf);
+    }
+
+    /// Appends inline bytes: copied when small, spliced when large.
+    fn append_run(&mut self, run: BytesMut) {
+        if run.len() > super::encode::INLINE_PAYLOAD_MAX {
+            self.push_chunk(run.freeze());
+        } else {
+            self.buf.extend_from_slice(&run);
+        }
+    }
+
     /// Total bytes queued.
     pub(crate) fn len(&self) -> usize {
         self.len + self.buf.len()
@@ -146,5 +167,22 @@ mod tests {
         assert_eq!(rest, b"DefGH");
         let mut small = [IoSlice::new(&[]); 2];
         assert_eq!(batch.io_slices(0, &mut small), 2, "stops when the iovec array is full");
+    }
+
+    #[test]
+    fn an_appended_payload_copies_small_runs_and_splices_large_ones_and_its_chunks() {
+        let large_run = vec![b'L'; super::super::encode::INLINE_PAYLOAD_MAX + 1];
+        let mut payload = FrameBatch::default();
+        payload.buf.extend_from_slice(b"tag");
+        payload.push_chunk(Bytes::from_static(b"CHUNK"));
+        payload.buf.extend_from_slice(&large_run);
+        let mut batch = FrameBatch::default();
+        batch.buf.extend_from_slice(b"head");
+        batch.append_payload(payload);
+        batch.buf.extend_from_slice(b"tail");
+        let expected: Vec<u8> = [&b"headtagCHUNK"[..], &large_run, b"tail"].concat();
+        assert_eq!(batch.pieces().flatten().copied().collect::<Vec<u8>>(), expected);
+        assert_eq!(batch.len(), expected.len());
+        assert_eq!(batch.buf.len(), b"headtag".len() + b"tail".len(), "the large run was not copied");
     }
 }

@@ -5,6 +5,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::splice::SplicingWriter;
 use super::{CallId, Code, FrameBatch, FrameHeader, FrameKind, HEADER_LEN, MAX_STATUS_MESSAGE_LEN, Metadata, truncate_text};
 use crate::wire::Flags;
 
@@ -22,6 +23,9 @@ pub(crate) enum Body<'a, M> {
     Inline(&'a M, usize),
     /// Already encoded.
     Encoded(Bytes),
+    /// Already encoded, with its large `Bytes` fields spliced in by reference
+    /// ([`super::splice`]).
+    Spliced(FrameBatch),
 }
 
 impl<'a, M: prost::Message> Body<'a, M> {
@@ -31,9 +35,9 @@ impl<'a, M: prost::Message> Body<'a, M> {
         if len <= INLINE_PAYLOAD_MAX {
             Self::Inline(message, len)
         } else {
-            let mut own = BytesMut::with_capacity(len);
-            message.encode_raw(&mut own);
-            Self::Encoded(own.freeze())
+            let mut writer = SplicingWriter::with_capacity(len);
+            message.encode_raw(&mut writer);
+            Self::Spliced(writer.into_payload())
         }
     }
 
@@ -42,6 +46,7 @@ impl<'a, M: prost::Message> Body<'a, M> {
             Self::Empty => 0,
             Self::Inline(_, len) => *len,
             Self::Encoded(bytes) => bytes.len(),
+            Self::Spliced(payload) => payload.len(),
         }
     }
 }
@@ -76,6 +81,7 @@ pub(crate) fn encode_message_frame<M: prost::Message>(
         Body::Empty => {}
         Body::Inline(message, _) => message.encode_raw(buf),
         Body::Encoded(bytes) => batch.push_chunk(bytes),
+        Body::Spliced(payload) => batch.append_payload(payload),
     }
     batch.frames += 1;
 }

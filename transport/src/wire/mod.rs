@@ -26,6 +26,7 @@ mod metadata;
 mod method_id;
 mod preface;
 mod settings;
+mod splice;
 
 pub(crate) use batch::FrameBatch;
 pub use code::Code;

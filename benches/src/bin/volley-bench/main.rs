@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run -p volley-benches --release --bin volley-bench -- --repeats 3 --json bench.jsonl
 //! cargo run -p volley-benches --release --bin volley-bench -- --smoke
+//! benches/peers/setup.sh && cargo run -p volley-benches --release --bin volley-bench -- --peers go,python
 //! cargo run -p volley-benches --release --bin volley-bench -- --plots target/volley-bench
 //! cargo run -p volley-benches --release --bin volley-bench -- ab --variants default,nodelay=off
 //! cargo run -p volley-benches --release --features tls --bin volley-bench -- tls
@@ -12,7 +13,10 @@
 //! Systems: `raw` (a plain tokio socket echo), `framed` (the framed floor: Volley's 16-byte
 //! header, prost decode and encode, a call table, pipelined and batched; see `framed.rs`),
 //! `tarpc` 0.38 (bincode over a length-delimited codec on TCP, `TCP_NODELAY`), `tonic` 0.14 and
-//! `volley`. Scenarios: unary latency and throughput on one connection (with an in-flight
+//! `volley`; with `--peers go,python` also `grpc-go`, `grpcio` (`grpc.aio`) and `asyncio` (a plain
+//! asyncio-streams floor), each a server and a client child process (`peers.rs`,
+//! `benches/peers/`). Every row has CPU seconds per 1,000 calls from `/proc/<pid>/stat`.
+//! Scenarios: unary latency and throughput on one connection (with an in-flight
 //! sweep), bulk 1 MiB, several connections, server streaming, open loop at a fraction of
 //! Volley's peak, 16 connections × 32 in flight on multi-thread runtimes, one-way 1 MiB over TCP
 //! and a Unix socket (GB/s), and a connection-count sweep (1, 64, 1,024 connections) with the
@@ -29,6 +33,7 @@ mod ab;
 mod framed;
 mod oneway;
 mod pacer;
+mod peers;
 mod plots;
 mod progress;
 mod report;
@@ -65,11 +70,18 @@ struct Args {
     /// each, with the process's RSS).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
-    /// Comma-separated systems to run (default: all): raw, framed, tarpc, tonic, volley. One
+    /// Comma-separated systems to run (default: all): raw, framed, tarpc, tonic, volley, and
+    /// the peers grpc-go, grpcio, asyncio (those started by `--peers`). One
     /// system per process gives the connection sweep a memory reading no earlier run has
     /// touched (the open-loop scenarios still measure Volley's peak first).
     #[arg(long, value_delimiter = ',')]
     systems: Vec<String>,
+    /// Comma-separated peer groups to start as child processes and measure too: `go` (grpc-go
+    /// from Debian's packages) and `python` (grpcio's grpc.aio and a plain asyncio-streams
+    /// floor). A peer that is not installed is skipped with a line saying why; install them
+    /// with `benches/peers/setup.sh`.
+    #[arg(long, value_delimiter = ',')]
+    peers: Vec<String>,
     /// Measured seconds per run (after a warm-up of a quarter of that, at most 1 s).
     #[arg(long, global = true, default_value_t = 3.0)]
     duration: f64,
@@ -172,7 +184,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         args.scenarios.iter().map(|name| scenarios::find(name)).collect::<Result<_, _>>()?
     };
-    let systems: Vec<System> = if args.systems.is_empty() {
+    let mut systems: Vec<System> = if args.systems.is_empty() {
         System::ALL.to_vec()
     } else {
         args.systems
@@ -180,11 +192,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|name| {
                 System::ALL
                     .into_iter()
+                    .chain(System::PEERS)
                     .find(|system| system.name() == name)
                     .ok_or_else(|| format!("unknown system {name:?}"))
             })
             .collect::<Result<_, _>>()?
     };
+    // The peers' servers: child processes, killed when `peers` drops.
+    let cpus = rustix::thread::sched_getaffinity(None).map_or(1, |set| set.count() as usize);
+    let mut peers = peers::Peers::start(&args.peers, cpus)?;
+    for note in &peers.notes {
+        eprintln!("volley-bench: peer {note}");
+    }
+    // Every started peer runs unless `--systems` names some of them; a peer named there but not
+    // started does not run.
+    let started = peers.systems();
+    if !systems.iter().any(|system| system.is_peer()) {
+        systems.extend(&started);
+    }
+    systems.retain(|system| !system.is_peer() || started.contains(system));
     let runs_of = |scenario: &Scenario| -> Vec<System> { scenario.systems().iter().copied().filter(|s| systems.contains(s)).collect() };
     let with_oneway = selected.iter().any(|s| matches!(s.kind, Kind::OneWay { .. }));
     let servers = systems::start_servers(Runtime::CurrentThread, with_oneway);
@@ -227,7 +253,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             for system in runs_of(scenario) {
                 progress.start(format!("repeat {} {} {}", repeat + 1, scenario.name, system.name()));
-                let sample = runtime.block_on(scenarios::run(servers, scenario, system, warmup, duration, rate));
+                let sample = if system.is_peer() {
+                    match peers.run(scenario, system, warmup, duration, rate) {
+                        Ok(sample) => sample,
+                        Err(why) => {
+                            done += 1;
+                            progress.finish_run(format!(
+                                "[{done}/{total_runs}] repeat {} {} {}: FAILED, {why}",
+                                repeat + 1,
+                                scenario.name,
+                                system.name()
+                            ));
+                            continue;
+                        }
+                    }
+                } else {
+                    runtime.block_on(scenarios::run(servers, scenario, system, warmup, duration, rate))
+                };
                 done += 1;
                 let figures = Figures::of(&sample, scenario);
                 progress.finish_run(format!(
@@ -267,6 +309,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     writeln!(stdout, "\nplacement: {placement}")?;
     if multi_thread.is_some() {
         writeln!(stdout, "placement of unary_64B_16x32_mt: {}", Runtime::MultiThread.placement())?;
+    }
+    if !args.peers.is_empty() {
+        writeln!(
+            stdout,
+            "placement of the peers: a server and a client child process each, with this process's CPU affinity\n\
+             (allowed CPUs: {}); CPU s/1k: user + system time per 1,000 calls in the measured window from\n\
+             /proc/<pid>/stat, of this whole process for the Rust systems and of both children for the peers",
+            allowed_cpus()
+        )?;
+        for note in &peers.notes {
+            writeln!(stdout, "peer {note}")?;
+        }
     }
     writeln!(
         stdout,

@@ -31,6 +31,9 @@ fn color(system: System) -> RGBColor {
         System::Tarpc => RGBColor(150, 60, 170),
         System::Tonic => RGBColor(230, 120, 20),
         System::Volley => RGBColor(30, 90, 200),
+        System::GrpcGo => RGBColor(0, 170, 200),
+        System::Grpcio => RGBColor(200, 40, 60),
+        System::Asyncio => RGBColor(190, 170, 0),
     }
 }
 

@@ -28,6 +28,11 @@ pub(crate) struct Figures {
     /// measured window, in KiB.
     pub(crate) rss_before_kib: Option<f64>,
     pub(crate) rss_delta_kib: Option<f64>,
+    /// CPU seconds (user + system, every process involved) per 1,000 calls (stream_64B: per
+    /// 1,000 messages) in the measured window.
+    pub(crate) cpu_per_1k: Option<f64>,
+    /// Heap allocations per call, client and server together (peers that count them).
+    pub(crate) allocs_per_call: Option<f64>,
 }
 
 impl Figures {
@@ -47,6 +52,14 @@ impl Figures {
             writes_per_call: sample.writes.map(|w| w.writes_per_call()),
             rss_before_kib: sample.rss_kib.map(|(before, _)| before as f64),
             rss_delta_kib: sample.rss_kib.map(|(before, after)| after as f64 - before as f64),
+            cpu_per_1k: sample
+                .cpu_seconds
+                .filter(|_| sample.calls > 0)
+                .map(|cpu| cpu / sample.calls as f64 * 1000.0),
+            allocs_per_call: sample
+                .allocs
+                .filter(|_| sample.calls > 0)
+                .map(|allocs| allocs as f64 / sample.calls as f64),
         }
     }
 }
@@ -102,6 +115,8 @@ impl Summary {
                 writes_per_call: median_of(runs, |f| f.writes_per_call),
                 rss_before_kib: median_of(runs, |f| f.rss_before_kib),
                 rss_delta_kib: median_of(runs, |f| f.rss_delta_kib),
+                cpu_per_1k: median_of(runs, |f| f.cpu_per_1k),
+                allocs_per_call: median_of(runs, |f| f.allocs_per_call),
             },
             rate_min: fold(&rates, true),
             rate_max: fold(&rates, false),
@@ -157,7 +172,7 @@ fn gbytes_text(bytes_per_sec: f64) -> String {
 pub(crate) fn print_table(out: &mut impl Write, scenarios: &[Scenario], results: &Results) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:<18} {:<7} {:>30} {:>9} {:>9} {:>9} {:>9} {:>9} {:>24} {:>24}",
+        "{:<18} {:<7} {:>30} {:>9} {:>9} {:>9} {:>9} {:>9} {:>24} {:>24} {:>9} {:>7}",
         "scenario",
         "system",
         "rate/s median (min-max)",
@@ -167,7 +182,9 @@ pub(crate) fn print_table(out: &mut impl Write, scenarios: &[Scenario], results:
         "p99.9 us",
         "max us",
         "rate V/raw,framed,tarpc,tonic",
-        "p50 V/raw,framed,tarpc,tonic"
+        "p50 V/raw,framed,tarpc,tonic",
+        "CPU s/1k",
+        "alloc/c"
     )?;
     for (index, scenario) in scenarios.iter().enumerate() {
         let summary = |system| results.get(&(index, system)).map(|runs| Summary::of(runs));
@@ -202,7 +219,7 @@ pub(crate) fn print_table(out: &mut impl Write, scenarios: &[Scenario], results:
             };
             writeln!(
                 out,
-                "{:<18} {:<7} {:>30} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>24} {:>24}",
+                "{:<18} {:<7} {:>30} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>24} {:>24} {:>9} {:>7}",
                 scenario.name,
                 system.name(),
                 rate,
@@ -212,12 +229,60 @@ pub(crate) fn print_table(out: &mut impl Write, scenarios: &[Scenario], results:
                 m.p999,
                 m.max,
                 rates,
-                p50s
+                p50s,
+                m.cpu_per_1k.map_or_else(|| "-".into(), |cpu| format!("{cpu:.4}")),
+                m.allocs_per_call.map_or_else(|| "-".into(), |allocs| format!("{allocs:.1}")),
             )?;
         }
     }
+    print_peers(out, scenarios, results)?;
     print_writes(out, scenarios, results)?;
     print_memory(out, scenarios, results)
+}
+
+/// Volley against each peer that ran (medians over repeats): rate, p50 and CPU per call.
+fn print_peers(out: &mut impl Write, scenarios: &[Scenario], results: &Results) -> std::io::Result<()> {
+    let ran: Vec<System> = System::PEERS
+        .into_iter()
+        .filter(|&peer| results.keys().any(|&(_, system)| system == peer))
+        .collect();
+    if ran.is_empty() {
+        return Ok(());
+    }
+    let names = ran.iter().map(|peer| peer.name()).collect::<Vec<_>>().join(",");
+    writeln!(
+        out,
+        "\nVolley against the peers (Volley's median over the peer's): rate (higher is better for Volley\n\
+         above 1), p50 and CPU seconds per 1,000 calls (lower is better for Volley below 1)"
+    )?;
+    let heads = [format!("rate V/{names}"), format!("p50 V/{names}"), format!("CPU V/{names}")];
+    writeln!(out, "{:<18} {:>32} {:>32} {:>32}", "scenario", heads[0], heads[1], heads[2])?;
+    for (index, scenario) in scenarios.iter().enumerate() {
+        let summary = |system| results.get(&(index, system)).map(|runs| Summary::of(runs));
+        let Some(volley) = summary(System::Volley) else { continue };
+        let peers: Vec<Option<Summary>> = ran.iter().map(|&peer| summary(peer)).collect();
+        if peers.iter().all(Option::is_none) {
+            continue;
+        }
+        let m = &volley.median;
+        let cpu = peers
+            .iter()
+            .map(|peer| match (m.cpu_per_1k, peer.and_then(|p| p.median.cpu_per_1k)) {
+                (Some(v), Some(p)) => ratio(v, p),
+                _ => "-".into(),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        writeln!(
+            out,
+            "{:<18} {:>32} {:>32} {:>32}",
+            scenario.name,
+            ratios(m, &peers, |f| f.rate),
+            ratios(m, &peers, |f| f.p50),
+            cpu
+        )?;
+    }
+    Ok(())
 }
 
 /// Volley's write batching per scenario (medians over repeats).
@@ -315,6 +380,9 @@ pub(crate) fn run_line(scenario: &Scenario, system: System, repeat: usize, sampl
         "writes_per_call": f.writes_per_call,
         "rss_before_kib": sample.rss_kib.map(|(before, _)| before),
         "rss_after_kib": sample.rss_kib.map(|(_, after)| after),
+        "cpu_seconds": sample.cpu_seconds,
+        "cpu_s_per_1k_calls": f.cpu_per_1k,
+        "allocs_per_call": f.allocs_per_call,
         "placement": placement,
     })
     .to_string()
@@ -349,6 +417,14 @@ pub(crate) fn summary_lines(scenarios: &[Scenario], results: &Results, placement
                     "p50_vs_framed": rel(System::Framed, |f| f.p50),
                     "p50_vs_tarpc": rel(System::Tarpc, |f| f.p50),
                     "p50_vs_tonic": rel(System::Tonic, |f| f.p50),
+                    "rate_vs_grpc_go": rel(System::GrpcGo, |f| f.rate),
+                    "rate_vs_grpcio": rel(System::Grpcio, |f| f.rate),
+                    "rate_vs_asyncio": rel(System::Asyncio, |f| f.rate),
+                    "p50_vs_grpc_go": rel(System::GrpcGo, |f| f.p50),
+                    "p50_vs_grpcio": rel(System::Grpcio, |f| f.p50),
+                    "p50_vs_asyncio": rel(System::Asyncio, |f| f.p50),
+                    "cpu_s_per_1k_calls": m.cpu_per_1k,
+                    "allocs_per_call": m.allocs_per_call,
                     "client_frames_per_write": m.client_frames_per_write,
                     "server_frames_per_write": m.server_frames_per_write,
                     "writes_per_call": m.writes_per_call,

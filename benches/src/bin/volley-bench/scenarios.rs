@@ -67,18 +67,23 @@ impl Scenario {
     /// The systems this scenario runs: the raw floor has no streams and no per-call open loop;
     /// the framed floor and tarpc have no streams; the one-way scenarios run raw, tarpc and
     /// tonic (TCP only) and Volley.
+    ///
+    /// The peers (grpc-go, grpcio, asyncio) run the unary scenarios on the current-thread
+    /// placement except the connection sweep, the stream and the open loop.
     pub(crate) fn systems(&self) -> &'static [System] {
+        use System::{Asyncio, Framed, GrpcGo, Grpcio, Raw, Tarpc, Tonic, Volley};
         match self.kind {
-            Kind::Unary { .. } => &System::ALL,
+            Kind::Unary { .. } if self.memory || self.runtime != Runtime::CurrentThread => &System::ALL,
+            Kind::Unary { .. } => &[Raw, Framed, Tarpc, Tonic, Volley, GrpcGo, Grpcio, Asyncio],
             Kind::OneWay {
                 transport: Transport::Tcp, ..
-            } => &[System::Raw, System::Tarpc, System::Tonic, System::Volley],
+            } => &[Raw, Tarpc, Tonic, Volley],
             Kind::OneWay {
                 transport: Transport::Unix,
                 ..
-            } => &[System::Raw, System::Volley],
-            Kind::OpenLoop { .. } => &[System::Framed, System::Tarpc, System::Tonic, System::Volley],
-            Kind::Stream { .. } => &[System::Tonic, System::Volley],
+            } => &[Raw, Volley],
+            Kind::OpenLoop { .. } => &[Framed, Tarpc, Tonic, Volley, GrpcGo, Grpcio, Asyncio],
+            Kind::Stream { .. } => &[Tonic, Volley, GrpcGo, Grpcio, Asyncio],
         }
     }
 
@@ -272,6 +277,13 @@ pub(crate) struct Sample {
     /// Memory scenarios only: the process's resident memory in KiB before connecting and at
     /// the end of the measured window.
     pub(crate) rss_kib: Option<(u64, u64)>,
+    /// CPU time (user + system) spent in the measured window: this whole process for the
+    /// in-process systems (client and server threads), the client and server child processes
+    /// for the peers; from `/proc/<pid>/stat`.
+    pub(crate) cpu_seconds: Option<f64>,
+    /// Peers that count them (grpc-go, `runtime.MemStats.Mallocs`): heap allocations of the
+    /// client and the server in the measured window.
+    pub(crate) allocs: Option<u64>,
 }
 
 impl Sample {
@@ -352,6 +364,23 @@ async fn rss_pair(before: Option<u64>, after: Option<tokio::task::JoinHandle<u64
     }
 }
 
+/// Reads this process's CPU time at the start and the end of `window`'s measured part, on a
+/// task of the client runtime; yields the difference in seconds.
+fn cpu_in(window: Window) -> tokio::task::JoinHandle<Option<f64>> {
+    tokio::spawn(async move {
+        let pid = std::process::id();
+        tokio::time::sleep_until(window.measure_from.into()).await;
+        let from = crate::peers::cpu_seconds(pid);
+        tokio::time::sleep_until(window.end.into()).await;
+        Some(crate::peers::cpu_seconds(pid)? - from?)
+    })
+}
+
+/// The CPU time `reading` took (`None` if the task failed).
+async fn cpu_of(reading: tokio::task::JoinHandle<Option<f64>>) -> Option<f64> {
+    reading.await.ok().flatten()
+}
+
 pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new(3).expect("histogram")
 }
@@ -396,12 +425,14 @@ pub(crate) async fn run(
                 streams.push(connect_raw(servers).await);
             }
             let window = Window::starting_now(warmup, duration);
+            let cpu = cpu_in(window);
             let rss_after = scenario.memory.then(|| rss_at(window.end));
             let tasks: Vec<_> = streams
                 .into_iter()
                 .map(|stream| tokio::spawn(raw_worker(stream, size + FRAME_OVERHEAD, in_flight, window)))
                 .collect();
             let mut sample = collect(tasks, duration).await;
+            sample.cpu_seconds = cpu_of(cpu).await;
             sample.rss_kib = rss_pair(rss_before, rss_after).await;
             sample
         }
@@ -414,6 +445,7 @@ pub(crate) async fn run(
             let before = count_writes(system, &clients, server);
             let data = Bytes::from(vec![0x5a; size]);
             let window = Window::starting_now(warmup, duration);
+            let cpu = cpu_in(window);
             let rss_after = scenario.memory.then(|| rss_at(window.end));
             let tasks: Vec<_> = clients
                 .iter()
@@ -421,6 +453,7 @@ pub(crate) async fn run(
                 .map(|conn| tokio::spawn(unary_worker(conn, data.clone(), window)))
                 .collect();
             let mut sample = collect(tasks, duration).await;
+            sample.cpu_seconds = cpu_of(cpu).await;
             sample.writes = writes_since(before, &clients, server);
             sample.rss_kib = rss_pair(rss_before, rss_after).await;
             sample
@@ -432,17 +465,21 @@ pub(crate) async fn run(
         } => {
             let oneway = servers.oneway.as_ref().expect("one-way servers started");
             if system == System::Raw {
-                let task = match transport {
+                let (task, cpu) = match transport {
                     Transport::Tcp => {
                         let stream = raw::connect(oneway.raw_tcp).await;
-                        tokio::spawn(oneway::client(stream, size, in_flight, Window::starting_now(warmup, duration)))
+                        let window = Window::starting_now(warmup, duration);
+                        (tokio::spawn(oneway::client(stream, size, in_flight, window)), cpu_in(window))
                     }
                     Transport::Unix => {
                         let stream = tokio::net::UnixStream::connect(&oneway.raw_unix).await.expect("connect unix");
-                        tokio::spawn(oneway::client(stream, size, in_flight, Window::starting_now(warmup, duration)))
+                        let window = Window::starting_now(warmup, duration);
+                        (tokio::spawn(oneway::client(stream, size, in_flight, window)), cpu_in(window))
                     }
                 };
-                return collect(vec![task], duration).await;
+                let mut sample = collect(vec![task], duration).await;
+                sample.cpu_seconds = cpu_of(cpu).await;
+                return sample;
             }
             // Unix: only raw and Volley run it; TCP: the others connect to their echo servers,
             // which also serve the sink method.
@@ -457,10 +494,12 @@ pub(crate) async fn run(
             let before = count_writes(system, &clients, server);
             let data = Bytes::from(vec![0x5a; size]);
             let window = Window::starting_now(warmup, duration);
+            let cpu = cpu_in(window);
             let tasks: Vec<_> = (0..in_flight)
                 .map(|_| tokio::spawn(sink_worker(clients[0].clone(), data.clone(), window)))
                 .collect();
             let mut sample = collect(tasks, duration).await;
+            sample.cpu_seconds = cpu_of(cpu).await;
             sample.writes = writes_since(before, &clients, server);
             sample
         }
@@ -469,7 +508,9 @@ pub(crate) async fn run(
             let server = &servers.volley.handle;
             let before = count_writes(system, &clients, server);
             let window = Window::starting_now(warmup, duration);
+            let cpu = cpu_in(window);
             let mut sample = collect(vec![tokio::spawn(stream_worker(clients[0].clone(), size, window))], duration).await;
+            sample.cpu_seconds = cpu_of(cpu).await;
             sample.writes = writes_since(before, &clients, server);
             sample
         }
@@ -501,6 +542,8 @@ pub(crate) async fn collect(tasks: Vec<tokio::task::JoinHandle<(u64, Histogram<u
         pacing: None,
         writes: None,
         rss_kib: None,
+        cpu_seconds: None,
+        allocs: None,
     }
 }
 
@@ -602,6 +645,7 @@ async fn run_open_loop(conn: Conn, data: Bytes, rate: f64, pacing: Pacing, warmu
     let last_done = Arc::new(Mutex::new(None::<Instant>));
     let permits = Arc::new(tokio::sync::Semaphore::new(OPEN_LOOP_MAX_IN_FLIGHT));
     let window = Window::starting_now(warmup, duration);
+    let cpu = cpu_in(window);
     let start = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / rate);
     let mut sent: u32 = 0;
@@ -649,5 +693,7 @@ async fn run_open_loop(conn: Conn, data: Bytes, rate: f64, pacing: Pacing, warmu
         pacing: Some(pacing),
         writes: None,
         rss_kib: None,
+        cpu_seconds: cpu_of(cpu).await,
+        allocs: None,
     }
 }

@@ -31,10 +31,23 @@ pub(crate) enum System {
     Tarpc,
     Tonic,
     Volley,
+    /// The peers, child processes (`peers.rs`): grpc-go, grpcio's `grpc.aio` and a plain
+    /// asyncio-streams floor.
+    GrpcGo,
+    Grpcio,
+    Asyncio,
 }
 
 impl System {
+    /// The in-process (Rust) systems.
     pub(crate) const ALL: [Self; 5] = [Self::Raw, Self::Framed, Self::Tarpc, Self::Tonic, Self::Volley];
+    /// The peers, run only with `--peers`.
+    pub(crate) const PEERS: [Self; 3] = [Self::GrpcGo, Self::Grpcio, Self::Asyncio];
+
+    /// Runs as child processes, not in this process.
+    pub(crate) fn is_peer(self) -> bool {
+        Self::PEERS.contains(&self)
+    }
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -43,6 +56,9 @@ impl System {
             Self::Tarpc => "tarpc",
             Self::Tonic => "tonic",
             Self::Volley => "volley",
+            Self::GrpcGo => "grpc-go",
+            Self::Grpcio => "grpcio",
+            Self::Asyncio => "asyncio",
         }
     }
 }
@@ -333,6 +349,7 @@ pub(crate) async fn connect_raw_applied(servers: &Servers) -> (TcpStream, Option
 pub(crate) async fn connect(servers: &Servers, system: System) -> Conn {
     match system {
         System::Raw => unreachable!("raw clients use connect_raw"),
+        System::GrpcGo | System::Grpcio | System::Asyncio => unreachable!("peers run as child processes (peers.rs)"),
         System::Framed => Conn::Framed(
             framed::Client::connect(servers.framed.expect("framed server started"))
                 .await
