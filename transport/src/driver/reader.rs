@@ -85,14 +85,15 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
             }
         }
         let now = Instant::now();
-        let mut state = shared.lock_state();
-        // Answers produced while handling this read leave together when the pass ends.
-        shared.queue.cork();
-        let was_established = state.proto.is_established();
-        let result = handle_frames(shared, &mut state, buf, now, &mut scratch);
-        shared.queue_control(&mut state);
-        let established_now = !was_established && state.proto.is_established();
-        drop(state);
+        let (result, established_now) = {
+            let mut state = shared.lock_state();
+            // Answers produced while handling this read leave together when the pass ends.
+            shared.queue.cork();
+            let was_established = state.proto.is_established();
+            let result = handle_frames(shared, &mut state, buf, now, &mut scratch);
+            shared.queue_control(&mut state);
+            (result, !was_established && state.proto.is_established())
+        };
         if established_now {
             shared.established.notify_waiters();
         }
@@ -104,12 +105,21 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
         }
         if let Some(dispatch) = &shared.dispatch {
             for call in scratch.accepted.drain(..) {
+                if shared.queue.queued_bytes() >= shared.write_queue_cap {
+                    // An inline handler answers on this task and cannot wait for room itself:
+                    // wait here, uncorked so that the writer drains what is queued.
+                    if shared.queue.uncork(Unlocked::assert()) {
+                        shared.room_opened();
+                    }
+                    shared.wait_for_queue_room().await;
+                    shared.queue.cork();
+                }
                 dispatch.dispatch(shared, call);
             }
         }
         // No lock is held here: the reader writes the pass's answers itself if nobody else is.
         if shared.queue.uncork(Unlocked::assert()) {
-            shared.capacity.notify_waiters();
+            shared.room_opened();
         }
         shared.close_if_drained();
         if let Err(err) = result {

@@ -29,12 +29,15 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
         };
         if room {
             // Callers may be waiting for room; the queue is empty now.
-            shared.capacity.notify_waiters();
+            shared.room_opened();
         }
         let result = write_batch(&shared, &stream, &taken.batch, taken.sent).await;
         Stats::add(&shared.stats.frames_out, taken.batch.frames as u64);
         Stats::add(&shared.stats.bytes_out, (taken.batch.len() - taken.sent) as u64);
-        shared.queue.give_back(taken.batch);
+        if shared.queue.give_back(taken.batch) {
+            // Its bytes counted against the cap until now.
+            shared.room_opened();
+        }
         if let Err(err) = result {
             write_failed = true;
             shared.terminate(Status::unavailable(format!(
