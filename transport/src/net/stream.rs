@@ -104,6 +104,18 @@ impl Stream {
             tracing::trace!("shutdown(SHUT_WR) failed: {err}");
         }
     }
+
+    /// Makes the coming close a reset (TCP: `SO_LINGER` 0) instead of a FIN, discarding what the
+    /// socket still holds unsent: for a peer that stopped reading, whose bytes would otherwise
+    /// wait in the kernel for minutes. What already reached the peer stays readable there.
+    /// Unix sockets have no reset; their close is unchanged.
+    pub(crate) fn reset_on_close(&self) {
+        if let Self::Tcp(s) = self
+            && let Err(err) = socket2::SockRef::from(s).set_linger(Some(std::time::Duration::ZERO))
+        {
+            tracing::trace!("setsockopt(SO_LINGER, 0) failed: {err}");
+        }
+    }
 }
 
 /// Reads with `read` inside `try_io`; a short read (room left in `buf`, not end of stream)
