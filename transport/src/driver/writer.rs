@@ -23,7 +23,8 @@ pub(crate) const STALLED_GOAWAY_TIMEOUT: Duration = super::linger::LINGER_TIMEOU
 
 pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
     let mut write_failed = false;
-    let mut stalled = None;
+    // Set when a write stalled: whether the GoAway and FIN went out.
+    let mut stall_ended = None;
     // On a multi-thread runtime, tasks about to queue frames (handlers finishing, callers woken
     // by the same read) run on other workers at the same moment: yielding once lets them join
     // this write, with no timer. On a current-thread runtime they have already run by the time
@@ -53,7 +54,11 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
                 }
             }
             Err(Failed::Stalled) => {
-                stalled = Some((taken.batch, written));
+                // Boxed: rare, and inline its state would make every connection's writer task
+                // larger.
+                let ended_cleanly = Box::pin(end_stalled(&shared, &stream, &taken.batch, written)).await;
+                let _ = shared.queue.give_back(taken.batch);
+                stall_ended = Some(ended_cleanly);
                 break;
             }
             Err(Failed::Io(err)) => {
@@ -67,12 +72,8 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
             }
         }
     }
-    let linger = match stalled {
-        Some((batch, written)) => {
-            let ended_cleanly = end_stalled(&shared, &stream, &batch, written).await;
-            let _ = shared.queue.give_back(batch);
-            ended_cleanly
-        }
+    let linger = match stall_ended {
+        Some(ended_cleanly) => ended_cleanly,
         None => {
             // Everything queued before the close went out; send FIN so the peer sees a clean end.
             stream.shutdown_write();
@@ -83,9 +84,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
     // reader stops reading, so read on until the peer has seen our GoAway, rather than let unread
     // bytes turn the close into a reset.
     if linger {
-        let mut scratch = shared.pool.take();
-        super::linger::linger(&stream, &mut scratch).await;
-        shared.pool.give(scratch);
+        super::linger::linger(&stream).await;
     }
     for buf in shared.queue.take_buffers() {
         shared.pool.give(buf);

@@ -390,7 +390,8 @@ impl ServerCall {
                 Ok(()) => return,
                 Err(unused) => encode = unused,
             }
-            self.shared.wait_for_queue_room().await;
+            // Boxed: the wait is rare, and inline it would make every call's task larger.
+            Box::pin(self.shared.wait_for_queue_room()).await;
         }
     }
 }
