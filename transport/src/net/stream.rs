@@ -61,6 +61,14 @@ impl Stream {
         }
     }
 
+    /// Reads what is available into `buf`, or `WouldBlock` (which clears the readiness).
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => s.try_read(buf),
+            Self::Unix(s) => s.try_read(buf),
+        }
+    }
+
     /// Writes what the socket takes now, or `WouldBlock`.
     pub(crate) fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
