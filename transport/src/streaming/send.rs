@@ -13,7 +13,8 @@ use crate::wire::{Body, CallId, Flags, FrameBatch, FrameKind, Metadata, encode_m
 /// Sends the messages of a stream: the requests of a client-streaming or bidirectional call on
 /// the client, the responses of a server-streaming or bidirectional call on the server.
 ///
-/// [`StreamSender::send`] waits while the receiver has granted no room (flow control). Messages
+/// [`StreamSender::send`] waits while the receiver has granted no room (flow control), and while
+/// the connection's write queue is at its cap (the peer reads slower than we send). Messages
 /// sent back to back leave in few write syscalls; [`StreamSender::send_now`] writes at once. On
 /// the client, [`StreamSender::close`] (or dropping the sender) ends the request stream.
 pub struct StreamSender<T> {
