@@ -16,6 +16,7 @@ pub struct Stats {
     pub(crate) tls_records_out: AtomicU64,
     pub(crate) calls_in_flight: AtomicU64,
     pub(crate) write_queue_bytes: AtomicU64,
+    pub(crate) write_queue_peak: AtomicU64,
     pub(crate) stream_buffered_peak: AtomicU64,
     /// The connection has ended (published by the driver for metrics, which never see it).
     pub(crate) closed: AtomicBool,
@@ -43,8 +44,11 @@ pub struct StatsSnapshot {
     pub tls_records_out: u64,
     /// Calls open now.
     pub calls_in_flight: u64,
-    /// Bytes waiting in the write queue now.
+    /// Bytes waiting in the write queue now, a batch being written included.
     pub write_queue_bytes: u64,
+    /// Most bytes ever waiting in one connection's write queue, a batch being written included:
+    /// at most the write queue cap plus one message and a few small frames.
+    pub write_queue_peak: u64,
     /// Most bytes of received stream messages ever buffered for one call, waiting for the
     /// application to read them (bounded by the flow-control window plus one message).
     pub stream_buffered_peak: u64,
@@ -84,6 +88,7 @@ impl StatsSnapshot {
         self.tls_records_out += other.tls_records_out;
         self.calls_in_flight += other.calls_in_flight;
         self.write_queue_bytes += other.write_queue_bytes;
+        self.write_queue_peak = self.write_queue_peak.max(other.write_queue_peak);
         self.stream_buffered_peak = self.stream_buffered_peak.max(other.stream_buffered_peak);
     }
 }
@@ -106,6 +111,7 @@ impl Stats {
             tls_records_out: self.tls_records_out.load(Relaxed),
             calls_in_flight: self.calls_in_flight.load(Relaxed),
             write_queue_bytes: self.write_queue_bytes.load(Relaxed),
+            write_queue_peak: self.write_queue_peak.load(Relaxed),
             stream_buffered_peak: self.stream_buffered_peak.load(Relaxed),
         }
     }

@@ -306,11 +306,82 @@ async fn frames_for(peer: &mut RawPeer, first: bool, mut done: impl FnMut(&[Fram
     }
 }
 
-/// PROTOCOL.md section 9, "Write stall timeout": a peer that reads nothing while the server has
-/// bytes for it is cut off once the socket took nothing for the timeout: no GoAway (the socket
-/// takes no more bytes), a FIN after the bytes already written, which the peer still reads.
+/// Section 9, write stall timeout: a peer that reads nothing for the timeout gets, once it reads
+/// again, every frame written before the stall, whole (the frame the last write cut is finished),
+/// then a GoAway `UNAVAILABLE` naming the last call, then a clean end of stream (FIN).
 #[tokio::test]
-async fn a_write_stall_ends_the_connection() {
+async fn a_write_stall_ends_with_a_goaway_after_the_last_whole_frame_then_a_fin() {
+    let (server, mut peer) = stalled_peer().await;
+    // Read nothing until the server has given up (its slot frees at once)...
+    common::wait_for("the stalled connection to end", || server.connections() == 0).await;
+    // ...then everything the server wrote, and a clean end of stream.
+    let mut received = BytesMut::new();
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(5), peer.stream.read_buf(&mut received))
+            .await
+            .expect("the server's side is closed");
+        if read.expect("a clean end of stream (FIN), not a reset") == 0 {
+            break;
+        }
+    }
+    let _ = received.split_to(volley::wire::PREFACE_LEN);
+    let mut frames = Vec::new();
+    while let Some(frame) = volley::wire::decode_frame(&mut received, u32::MAX).unwrap() {
+        frames.push(frame);
+    }
+    assert!(
+        received.is_empty(),
+        "{} bytes of a cut frame after the last whole one",
+        received.len()
+    );
+    let goaway = last_goaway(&frames);
+    assert_eq!((goaway.code, goaway.last_call_id), (Code::Unavailable, CallId(1)));
+    assert!(
+        String::from_utf8_lossy(&goaway.reason).starts_with("write stall timeout"),
+        "{goaway:?}"
+    );
+    let messages = frames.iter().filter(|frame| matches!(frame, Frame::Message { .. })).count();
+    assert!(messages > 0, "the messages written before the stall arrive");
+    for frame in &frames {
+        if let Frame::Message { message, .. } = frame {
+            assert_eq!(message.len(), 64 * 1024 + 4, "every message whole");
+        }
+    }
+}
+
+/// Section 9, write stall timeout: when the socket takes nothing more after the timeout either
+/// (the peer still reads nothing), the connection is reset rather than left to hold its bytes;
+/// the peer can still read what had reached it, then sees the reset.
+#[tokio::test]
+async fn a_write_stall_to_a_peer_that_never_reads_again_ends_with_a_reset() {
+    let (server, mut peer) = stalled_peer().await;
+    common::wait_for("the stalled connection to end", || server.connections() == 0).await;
+    // The server waits 1 s for the socket to take its GoAway; this timer is set after its.
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let mut received = BytesMut::new();
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(5), peer.stream.read_buf(&mut received))
+            .await
+            .expect("the server's side is closed")
+        {
+            Ok(0) => break None,
+            Ok(_) => {}
+            Err(err) => break Some(err.kind()),
+        }
+    };
+    assert_eq!(end, Some(std::io::ErrorKind::ConnectionReset));
+    let _ = received.split_to(volley::wire::PREFACE_LEN);
+    let mut messages = 0;
+    while let Some(frame) = volley::wire::decode_frame(&mut received, u32::MAX).unwrap() {
+        assert!(!matches!(frame, Frame::GoAway(_)), "no GoAway: the socket took nothing more");
+        messages += usize::from(matches!(frame, Frame::Message { .. }));
+    }
+    assert!(messages > 0, "what reached the peer before the reset is still read");
+}
+
+/// A server streaming 64 KiB messages on call 1 to a peer that granted it 256 MiB of window and
+/// reads nothing: its write stalls after 300 ms.
+async fn stalled_peer() -> (ServerHandle, RawPeer) {
     let server = serve(Server::builder().write_stall_timeout(Duration::from_millis(300)).server_streaming(
         COUNT,
         |_: Request<Echo>, mut sender: StreamSender<Echo>| async move {
@@ -333,28 +404,8 @@ async fn a_write_stall_ends_the_connection() {
     Frame::Settings(settings).encode(&mut hello);
     request(1, COUNT, Some(encoded_echo("")), true).encode(&mut hello);
     peer.send(&hello).await;
-    // Read nothing until the server has given up.
     common::wait_for("the connection to be served", || server.connections() == 1).await;
-    common::wait_for("the stalled connection to end", || server.connections() == 0).await;
-    // Then it reads what the server wrote before the stall, and a clean end of stream.
-    let mut received = BytesMut::new();
-    loop {
-        let read = tokio::time::timeout(Duration::from_secs(5), peer.stream.read_buf(&mut received))
-            .await
-            .expect("the server's side is closed");
-        if read.expect("a clean end of stream (FIN), not a reset") == 0 {
-            break;
-        }
-    }
-    let _ = received.split_to(volley::wire::PREFACE_LEN);
-    let mut messages = 0;
-    while let Some(frame) = volley::wire::decode_frame(&mut received, u32::MAX).unwrap() {
-        assert!(!matches!(frame, Frame::GoAway(_)), "no GoAway: the socket took nothing more");
-        messages += usize::from(matches!(frame, Frame::Message { .. }));
-    }
-    assert!(messages > 0, "the messages written before the stall arrive");
-    // The last write may have been cut anywhere: the stream can end inside a frame.
-    assert!(received.len() < HEADER_LEN + 64 * 1024 + 16, "at most one partial frame is left");
+    (server, peer)
 }
 
 /// Shutdown sends a GoAway on every connection (section 6.5), also one still in its handshake,

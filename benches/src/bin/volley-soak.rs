@@ -143,6 +143,58 @@ impl Counters {
     }
 }
 
+/// The allocator's view of the heap, to tell memory the program holds from memory the
+/// allocator keeps after it was freed.
+struct Heap {
+    in_use: usize,
+    mmapped: usize,
+    free_kept: usize,
+}
+
+/// glibc's `mallinfo2`, summed over every arena; `None` with another allocator.
+#[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
+#[allow(unsafe_code)]
+fn heap() -> Option<Heap> {
+    /// `struct mallinfo2` of glibc 2.33 and later: ten `size_t`s.
+    #[repr(C)]
+    struct MallInfo2 {
+        arena: usize,
+        ordblks: usize,
+        smblks: usize,
+        hblks: usize,
+        hblkhd: usize,
+        usmblks: usize,
+        fsmblks: usize,
+        uordblks: usize,
+        fordblks: usize,
+        keepcost: usize,
+    }
+    unsafe extern "C" {
+        fn mallinfo2() -> MallInfo2;
+    }
+    // SAFETY: mallinfo2 takes no arguments and returns a plain struct by value.
+    let info = unsafe { mallinfo2() };
+    let _ = (
+        info.arena,
+        info.ordblks,
+        info.smblks,
+        info.hblks,
+        info.usmblks,
+        info.fsmblks,
+        info.keepcost,
+    );
+    Some(Heap {
+        in_use: info.uordblks + info.hblkhd,
+        mmapped: info.hblkhd,
+        free_kept: info.fordblks,
+    })
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc"))))]
+fn heap() -> Option<Heap> {
+    None
+}
+
 /// Resident memory and open file descriptors of this process.
 #[derive(Clone, Copy, Debug)]
 struct Sample {
@@ -462,6 +514,14 @@ async fn main() -> std::process::ExitCode {
         settled = sample();
     }
     let settled_over_start_kib = settled.rss_kib.saturating_sub(start.rss_kib);
+    if let Some(heap) = heap() {
+        println!(
+            "heap after the run (glibc mallinfo2, every arena): {:.1} MiB in use ({:.1} MiB of it mmapped), {:.1} MiB freed but kept by the allocator",
+            heap.in_use as f64 / (1024.0 * 1024.0),
+            heap.mmapped as f64 / (1024.0 * 1024.0),
+            heap.free_kept as f64 / (1024.0 * 1024.0),
+        );
+    }
     let settled_ok = settled_over_start_kib <= over_start_kib;
 
     let failures = counters.failures.load(Ordering::Relaxed);

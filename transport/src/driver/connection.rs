@@ -59,6 +59,10 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<Stats>,
     /// Signalled when a call slot frees, the write queue drains, or the connection ends.
     pub(crate) capacity: Notify,
+    /// Signalled (to every waiter) when the write queue goes under its cap, or the connection
+    /// ends: what producers of handler output and stream messages wait for. Apart from
+    /// `capacity`, whose single-waiter wake-ups for call slots a room waiter must not take.
+    pub(crate) room: Notify,
     /// Signalled when the handshake completes or fails.
     pub(crate) established: Notify,
     /// Tells the reader to stop at once (a hard close).
@@ -137,8 +141,14 @@ impl Shared {
     pub(crate) fn flush(&self, state: StateGuard<'_>, flush: Flush) {
         drop(state);
         if self.queue.flush(flush, Unlocked::assert()) {
-            self.capacity.notify_waiters();
+            self.room_opened();
         }
+    }
+
+    /// Wakes everyone waiting for write-queue room: the queue just went under its cap.
+    pub(crate) fn room_opened(&self) {
+        self.capacity.notify_waiters();
+        self.room.notify_waiters();
     }
 
     /// Ends the connection: every waiting call fails with `status`, every handler is dropped,
@@ -162,7 +172,7 @@ impl Shared {
             self.queue_control(&mut state);
         }
         self.queue.close();
-        self.capacity.notify_waiters();
+        self.room_opened();
         self.established.notify_waiters();
         self.shutdown.notify_one();
         self.closed.notify_waiters();
@@ -244,7 +254,7 @@ impl Shared {
     /// Waits until the write queue is under its cap (or the connection ends).
     pub(crate) async fn wait_for_queue_room(&self) {
         loop {
-            let notified = self.capacity.notified();
+            let notified = self.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.queue.queued_bytes() < self.write_queue_cap || self.lock_state().closed.is_some() {
@@ -300,6 +310,7 @@ pub(crate) fn spawn_connection_at(
         ),
         stats,
         capacity: Notify::new(),
+        room: Notify::new(),
         established: Notify::new(),
         shutdown: Notify::new(),
         closed: Notify::new(),

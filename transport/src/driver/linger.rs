@@ -10,8 +10,6 @@
 use std::io;
 use std::time::Duration;
 
-use bytes::BytesMut;
-
 use crate::net::Stream;
 
 /// How long a connection we ended keeps reading after its FIN (1 s): many round trips even on a
@@ -26,20 +24,28 @@ pub(crate) const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
 /// flooding peer sent up to 14 MB before it had read it (`bad_input` tests), so 4 MiB was too few.
 pub(crate) const LINGER_MAX_BYTES: usize = 64 * 1024 * 1024;
 
-/// Reads and discards into `buf` until the peer's EOF, a read error, [`LINGER_MAX_BYTES`] or
+/// Bytes read per discarding `read` (4 KiB), into a stack buffer that lives only for the
+/// syscall: lingering takes no heap. A pooled 64 KiB buffer per lingering connection was 13 of the
+/// 25 MiB peak heap of `volley-soak` when a churn burst closed (heaptrack; issue #15), and what
+/// glibc kept of that peak after the burst held the soak over its memory bound.
+const DISCARD_CHUNK: usize = 4 * 1024;
+
+/// Reads and discards until the peer's EOF, a read error, [`LINGER_MAX_BYTES`] or
 /// [`LINGER_TIMEOUT`], whichever comes first. Call it after the final frames and the FIN went out,
 /// once the reader task has stopped reading.
-pub(crate) async fn linger(stream: &Stream, buf: &mut BytesMut) {
-    let _ = tokio::time::timeout(LINGER_TIMEOUT, discard(stream, buf)).await;
-    buf.clear();
+pub(crate) async fn linger(stream: &Stream) {
+    let _ = tokio::time::timeout(LINGER_TIMEOUT, discard(stream)).await;
 }
 
-async fn discard(stream: &Stream, buf: &mut BytesMut) {
+async fn discard(stream: &Stream) {
     let mut discarded = 0;
     while discarded < LINGER_MAX_BYTES {
-        buf.clear();
-        buf.reserve(16 * 1024);
-        match stream.try_read_buf(buf) {
+        // Not held across the wait below, so the writer task's future stays small.
+        let read = {
+            let mut chunk = [0u8; DISCARD_CHUNK];
+            stream.try_read(&mut chunk)
+        };
+        match read {
             Ok(0) => return,
             Ok(n) => discarded += n,
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {

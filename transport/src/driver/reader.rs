@@ -1,6 +1,7 @@
 //! The reader task: reads into its buffers (`read_buffer.rs`), decodes frames, feeds them to the protocol and
 //! hands the resulting events to calls and handlers.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
@@ -31,7 +32,7 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
     // their capacity.
     let mut scratch = Scratch {
         wakers: Vec::new(),
-        accepted: Vec::new(),
+        accepted: VecDeque::new(),
         completed: 0,
     };
     // One shutdown waiter and one timer for the connection's life, not one of each per read:
@@ -85,14 +86,15 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
             }
         }
         let now = Instant::now();
-        let mut state = shared.lock_state();
-        // Answers produced while handling this read leave together when the pass ends.
-        shared.queue.cork();
-        let was_established = state.proto.is_established();
-        let result = handle_frames(shared, &mut state, buf, now, &mut scratch);
-        shared.queue_control(&mut state);
-        let established_now = !was_established && state.proto.is_established();
-        drop(state);
+        let (result, established_now) = {
+            let mut state = shared.lock_state();
+            // Answers produced while handling this read leave together when the pass ends.
+            shared.queue.cork();
+            let was_established = state.proto.is_established();
+            let result = handle_frames(shared, &mut state, buf, now, &mut scratch);
+            shared.queue_control(&mut state);
+            (result, !was_established && state.proto.is_established())
+        };
         if established_now {
             shared.established.notify_waiters();
         }
@@ -103,13 +105,27 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
             shared.capacity.notify_one();
         }
         if let Some(dispatch) = &shared.dispatch {
-            for call in scratch.accepted.drain(..) {
-                dispatch.dispatch(shared, call);
+            // Taken one at a time, so no call is held across the wait below (it would make
+            // every connection's reader task larger).
+            while !scratch.accepted.is_empty() {
+                if shared.queue.queued_bytes() >= shared.write_queue_cap {
+                    // An inline handler answers on this task and cannot wait for room itself:
+                    // wait here, uncorked so that the writer drains what is queued. Boxed:
+                    // rare, and inline it would make every connection's reader task larger.
+                    if shared.queue.uncork(Unlocked::assert()) {
+                        shared.room_opened();
+                    }
+                    Box::pin(shared.wait_for_queue_room()).await;
+                    shared.queue.cork();
+                }
+                if let Some(call) = scratch.accepted.pop_front() {
+                    dispatch.dispatch(shared, call);
+                }
             }
         }
         // No lock is held here: the reader writes the pass's answers itself if nobody else is.
         if shared.queue.uncork(Unlocked::assert()) {
-            shared.capacity.notify_waiters();
+            shared.room_opened();
         }
         shared.close_if_drained();
         if let Err(err) = result {
@@ -122,7 +138,7 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
 /// keep their capacity from pass to pass.
 struct Scratch {
     wakers: Vec<Waker>,
-    accepted: Vec<AcceptedCall>,
+    accepted: VecDeque<AcceptedCall>,
     completed: usize,
 }
 
@@ -176,7 +192,7 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
                     // Request messages may arrive before the handler runs: give them a mailbox.
                     state.calls.open_stream(call_id);
                 }
-                accepted.push(AcceptedCall {
+                accepted.push_back(AcceptedCall {
                     call_id,
                     head,
                     message,

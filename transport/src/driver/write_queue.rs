@@ -57,6 +57,9 @@ struct Pending {
     /// A batch a caller started writing but could not finish (the socket was full): the writer
     /// task writes the rest before anything queued later.
     handoff: Option<Taken>,
+    /// Bytes of the batch a writer has taken, not yet known written: they count against the
+    /// cap until the batch comes back, so the cap bounds all the memory the queue holds.
+    in_flight: usize,
     /// Flushes are held back (see [`WriteQueue::cork`]).
     corked: bool,
     writer: Option<Waker>,
@@ -84,8 +87,15 @@ impl Pending {
         })
     }
 
+    /// [`Pending::take`], counting the taken bytes as in flight until they come back.
+    fn take_counted(&mut self) -> Option<Taken> {
+        let taken = self.take()?;
+        self.in_flight = taken.batch.len() - taken.sent;
+        Some(taken)
+    }
+
     fn queued_bytes(&self) -> usize {
-        self.filling.len() + self.handoff.as_ref().map_or(0, |taken| taken.batch.len() - taken.sent)
+        self.filling.len() + self.in_flight + self.handoff.as_ref().map_or(0, |taken| taken.batch.len() - taken.sent)
     }
 
     fn wake_writer(&mut self) {
@@ -152,6 +162,13 @@ impl QueueGuard<'_> {
     pub(crate) fn batch(&mut self) -> &mut Batch {
         &mut self.guard.filling
     }
+
+    /// Whether the bytes waiting are under the queue's cap. Handler output is appended only
+    /// then, checked under this lock as it appends, so the queue holds at most the cap plus one
+    /// message of it (PROTOCOL.md section 9, "Write queue cap").
+    pub(crate) fn has_room(&self) -> bool {
+        self.guard.queued_bytes() < self.queue.cap
+    }
 }
 
 impl Drop for QueueGuard<'_> {
@@ -168,6 +185,7 @@ impl WriteQueue {
             filling: Batch::with_buf(buf),
             spare: Some(Batch::default()),
             handoff: None,
+            in_flight: 0,
             corked: false,
             writer: None,
             closed: false,
@@ -194,6 +212,11 @@ impl WriteQueue {
     fn publish(&self, pending: &Pending) -> bool {
         let now = pending.queued_bytes();
         let before = self.stats.write_queue_bytes.swap(now as u64, Relaxed) as usize;
+        // Every publish runs under the queue's lock, so a load and a store keep the peak exact
+        // (no read-modify-write on the path of every enqueue).
+        if now as u64 > self.stats.write_queue_peak.load(Relaxed) {
+            self.stats.write_queue_peak.store(now as u64, Relaxed);
+        }
         before >= self.cap && now < self.cap
     }
 
@@ -231,7 +254,7 @@ impl WriteQueue {
             pending.wake_writer();
             return done;
         }
-        let Some(taken) = pending.take() else { return done };
+        let Some(taken) = pending.take_counted() else { return done };
         let room = self.publish(&pending);
         DirectWrite::Write { taken, room }
     }
@@ -240,6 +263,7 @@ impl WriteQueue {
     /// partly written for the writer task to finish before anything queued later.
     fn end_direct(&self, mut taken: Taken, done: bool) -> bool {
         let mut pending = lock(&self.inner);
+        pending.in_flight = 0;
         if done {
             recycle(&mut taken.batch);
             pending.spare = Some(taken.batch);
@@ -290,7 +314,7 @@ impl WriteQueue {
     /// caller is writing.
     pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Option<(Taken, bool)>> {
         let mut pending = lock(&self.inner);
-        if let Some(taken) = pending.take() {
+        if let Some(taken) = pending.take_counted() {
             let room = self.publish(&pending);
             return Poll::Ready(Some((taken, room)));
         }
@@ -303,14 +327,18 @@ impl WriteQueue {
         Poll::Pending
     }
 
-    /// Returns a batch [`WriteQueue::poll_take`] gave out, written, for reuse.
-    pub(crate) fn give_back(&self, mut batch: Batch) {
+    /// Returns a batch [`WriteQueue::poll_take`] gave out, written, for reuse. Returns whether
+    /// room opened under the cap (its bytes no longer count).
+    #[must_use = "callers waiting for room must be woken when it opens"]
+    pub(crate) fn give_back(&self, mut batch: Batch) -> bool {
         recycle(&mut batch);
         let mut pending = lock(&self.inner);
         pending.spare = Some(batch);
+        pending.in_flight = 0;
+        self.publish(&pending)
     }
 
-    /// Bytes waiting to be written (not counting a batch being written now). Lock-free.
+    /// Bytes waiting to be written, a batch being written now included. Lock-free.
     pub(crate) fn queued_bytes(&self) -> usize {
         self.stats.write_queue_bytes.load(Relaxed) as usize
     }
@@ -394,7 +422,7 @@ mod loom_tests {
                 return;
             };
             lock(&written).extend_from_slice(&taken.batch.buf[taken.sent..]);
-            queue.give_back(taken.batch);
+            let _ = queue.give_back(taken.batch);
         }
     }
 
@@ -471,5 +499,46 @@ mod loom_tests {
                 assert_eq!(seen, b"ab", "each byte once, in the order queued");
             });
         }
+    }
+
+    /// Two producers append a 2-byte frame each only while the queue is under its 2-byte cap,
+    /// as handlers do, while the writer takes and gives back batches: the queue never counts
+    /// more than the cap plus one frame, a batch being written included, and once everything
+    /// is written it counts nothing, so room always comes back.
+    #[test]
+    fn loom_queued_bytes_stay_under_the_cap_plus_one_frame_and_come_back_to_zero() {
+        model(|| {
+            let stats = std::sync::Arc::new(Stats::default());
+            let queue = Arc::new(WriteQueue::new(BytesMut::new(), None, stats.clone(), 2));
+            let written = Arc::new(crate::sync::Mutex::new(Vec::new()));
+            let producers: Vec<_> = [b'a', b'b']
+                .into_iter()
+                .map(|byte| {
+                    let queue = queue.clone();
+                    loom::thread::spawn(move || {
+                        let mut guard = queue.lock();
+                        if !guard.has_room() {
+                            return false;
+                        }
+                        guard.batch().buf.extend_from_slice(&[byte, byte]);
+                        guard.batch().frames += 1;
+                        drop(guard);
+                        let _ = queue.begin_direct(Flush::Wake, false);
+                        true
+                    })
+                })
+                .collect();
+            let task = {
+                let (queue, written) = (queue.clone(), written.clone());
+                loom::thread::spawn(move || writer(queue, written))
+            };
+            let appended: usize = producers.into_iter().map(|p| usize::from(p.join().unwrap())).sum();
+            queue.close();
+            task.join().unwrap();
+            assert!(appended >= 1, "the first producer always finds room");
+            assert_eq!(lock(&written).len(), 2 * appended, "every appended frame is written once");
+            assert!(stats.write_queue_peak.load(Relaxed) <= 4, "cap + one frame");
+            assert_eq!(queue.queued_bytes(), 0, "nothing counts once all is written");
+        });
     }
 }

@@ -4,6 +4,9 @@
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
 
 use super::Shared;
 use super::write_queue::MAX_IOVECS;
@@ -12,8 +15,16 @@ use crate::stats::Stats;
 use crate::status::Status;
 use crate::wire::FrameBatch as Batch;
 
+/// How long a connection ended by its write stall timeout waits for the socket to take the rest
+/// of the frame in progress and the GoAway (1 s, restarted by every byte it takes): the peer
+/// read nothing for the whole stall timeout, so this is only for one that has just come back.
+/// Past it the socket is reset. The connection's slot is already free by then.
+pub(crate) const STALLED_GOAWAY_TIMEOUT: Duration = super::linger::LINGER_TIMEOUT;
+
 pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
     let mut write_failed = false;
+    // Set when a write stalled: whether the GoAway and FIN went out.
+    let mut stall_ended = None;
     // On a multi-thread runtime, tasks about to queue frames (handlers finishing, callers woken
     // by the same read) run on other workers at the same moment: yielding once lets them join
     // this write, with no timer. On a current-thread runtime they have already run by the time
@@ -29,68 +40,176 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
         };
         if room {
             // Callers may be waiting for room; the queue is empty now.
-            shared.capacity.notify_waiters();
+            shared.room_opened();
         }
-        let result = write_batch(&shared, &stream, &taken.batch, taken.sent).await;
-        Stats::add(&shared.stats.frames_out, taken.batch.frames as u64);
-        Stats::add(&shared.stats.bytes_out, (taken.batch.len() - taken.sent) as u64);
-        shared.queue.give_back(taken.batch);
-        if let Err(err) = result {
-            write_failed = true;
-            shared.terminate(Status::unavailable(format!(
-                "connection lost while writing: {err}; retry on a new connection"
-            )));
-            break;
+        let mut written = taken.sent;
+        let result = write_batch(&shared, &stream, &taken.batch, &mut written).await;
+        Stats::add(&shared.stats.bytes_out, (written - taken.sent) as u64);
+        match result {
+            Ok(()) => {
+                Stats::add(&shared.stats.frames_out, taken.batch.frames as u64);
+                if shared.queue.give_back(taken.batch) {
+                    // Its bytes counted against the cap until now.
+                    shared.room_opened();
+                }
+            }
+            Err(Failed::Stalled) => {
+                // Boxed: rare, and inline its state would make every connection's writer task
+                // larger.
+                let ended_cleanly = Box::pin(end_stalled(&shared, &stream, &taken.batch, written)).await;
+                let _ = shared.queue.give_back(taken.batch);
+                stall_ended = Some(ended_cleanly);
+                break;
+            }
+            Err(Failed::Io(err)) => {
+                // The connection ends below, which wakes every waiter.
+                let _ = shared.queue.give_back(taken.batch);
+                write_failed = true;
+                shared.terminate(Status::unavailable(format!(
+                    "connection lost while writing: {err}; retry on a new connection"
+                )));
+                break;
+            }
         }
     }
-    // Everything queued before the close went out; send FIN so the peer sees a clean end.
-    stream.shutdown_write();
+    let linger = match stall_ended {
+        Some(ended_cleanly) => ended_cleanly,
+        None => {
+            // Everything queued before the close went out; send FIN so the peer sees a clean end.
+            stream.shutdown_write();
+            !write_failed && shared.closed_status().is_some()
+        }
+    };
     // Ended (not a graceful drain, where the reader keeps reading until the peer's EOF): the
     // reader stops reading, so read on until the peer has seen our GoAway, rather than let unread
     // bytes turn the close into a reset.
-    if !write_failed && shared.closed_status().is_some() {
-        let mut scratch = shared.pool.take();
-        super::linger::linger(&stream, &mut scratch).await;
-        shared.pool.give(scratch);
+    if linger {
+        super::linger::linger(&stream).await;
     }
     for buf in shared.queue.take_buffers() {
         shared.pool.give(buf);
     }
 }
 
-/// Writes `batch` from byte `written` on; fails if the socket takes nothing for the stall timeout.
-async fn write_batch(shared: &Shared, stream: &Stream, batch: &Batch, mut written: usize) -> io::Result<()> {
+/// Why a write did not finish.
+enum Failed {
+    /// The socket took nothing for the write stall timeout.
+    Stalled,
+    Io(io::Error),
+}
+
+/// Writes `batch` from byte `written` on, advancing `written`.
+async fn write_batch(shared: &Shared, stream: &Stream, batch: &Batch, written: &mut usize) -> Result<(), Failed> {
     let stats = &shared.stats;
     let total = batch.len();
-    while written < total {
+    while *written < total {
         // The iovecs live only for the syscall: kept across the wait below, they would make
         // every connection's writer task 1 KiB larger.
         let result = {
             let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
-            let count = batch.io_slices(written, &mut iov);
+            let count = batch.io_slices(*written, &mut iov);
             stream.try_write_vectored(&iov[..count])
         };
         match result {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(0) => return Err(Failed::Io(io::ErrorKind::WriteZero.into())),
             Ok(n) => {
                 Stats::add(&stats.write_syscalls, 1);
-                written += n;
+                *written += n;
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                let stall = shared.write_stall_timeout;
-                match tokio::time::timeout(stall, stream.writable()).await {
-                    Ok(ready) => ready?,
-                    Err(_) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!("the peer took no bytes for {stall:?} (write stall timeout): it stopped reading"),
-                        ));
-                    }
+                match tokio::time::timeout(shared.write_stall_timeout, stream.writable()).await {
+                    Ok(ready) => ready.map_err(Failed::Io)?,
+                    Err(_) => return Err(Failed::Stalled),
                 }
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
+            Err(err) => return Err(Failed::Io(err)),
         }
     }
     Ok(())
+}
+
+/// Ends a connection whose socket took nothing for the write stall timeout, `written` bytes
+/// into `batch`. The connection fails at once (calls get UNAVAILABLE, the server's slot frees,
+/// frames queued behind `batch` and the rest of it are dropped); then the rest of the frame in
+/// progress and a GoAway `UNAVAILABLE` go out if the socket takes them within
+/// [`STALLED_GOAWAY_TIMEOUT`], so the peer reads every frame written before the GoAway, whole,
+/// and then FIN: returns `true`, and the caller lingers. If the socket takes them not, it is
+/// reset when it closes (the bytes it holds would otherwise wait for a peer that does not read),
+/// and this returns `false`.
+async fn end_stalled(shared: &Shared, stream: &Stream, batch: &Batch, written: usize) -> bool {
+    let mut goaway = BytesMut::new();
+    {
+        let mut state = shared.lock_state();
+        let _ = state.proto.handle_write_stall();
+        state.proto.poll_transmit(&mut goaway);
+    }
+    shared.terminate(Status::unavailable(format!(
+        "the peer took no bytes for {:?} (write stall timeout): it stopped reading; retry on a new connection",
+        shared.write_stall_timeout
+    )));
+    let end = batch.frame_end(written);
+    let tail_end = end + goaway.len();
+    let mut at = written;
+    while at < tail_end {
+        let result = {
+            let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+            let count = tail_slices(batch, at, end, &goaway, &mut iov);
+            stream.try_write_vectored(&iov[..count])
+        };
+        match result {
+            Ok(0) => break,
+            Ok(n) => {
+                Stats::add(&shared.stats.write_syscalls, 1);
+                Stats::add(&shared.stats.bytes_out, n as u64);
+                at += n;
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(STALLED_GOAWAY_TIMEOUT, stream.writable()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) | Err(_) => break,
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    if at < tail_end {
+        tracing::debug!("write stall: the socket took not the GoAway; resetting the connection");
+        stream.reset_on_close();
+        return false;
+    }
+    stream.shutdown_write();
+    true
+}
+
+/// The iovecs for the bytes of `batch` from `at` to `end` (the end of the frame in progress),
+/// then `goaway`; once `at` is past `end`, the rest of `goaway`.
+fn tail_slices<'a>(batch: &'a Batch, at: usize, end: usize, goaway: &'a [u8], iov: &mut [IoSlice<'a>]) -> usize {
+    if at >= end {
+        iov[0] = IoSlice::new(&goaway[at - end..]);
+        return 1;
+    }
+    let (mut skip, mut left, mut filled) = (at, end - at, 0);
+    for piece in batch.pieces() {
+        if left == 0 || filled + 1 == iov.len() {
+            break;
+        }
+        if skip >= piece.len() {
+            skip -= piece.len();
+            continue;
+        }
+        let piece = &piece[skip..];
+        let piece = &piece[..piece.len().min(left)];
+        skip = 0;
+        left -= piece.len();
+        iov[filled] = IoSlice::new(piece);
+        filled += 1;
+    }
+    if left == 0 {
+        // The GoAway follows only the whole frame.
+        iov[filled] = IoSlice::new(goaway);
+        filled += 1;
+    }
+    filled
 }

@@ -68,6 +68,17 @@ impl Stream {
         }
     }
 
+    /// Reads what is available into `buf`, or `WouldBlock` (which clears the readiness).
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => s.try_read(buf),
+            Self::Unix(s) => s.try_read(buf),
+            // Only the lingering close reads this way, to discard: ciphertext is as good.
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.tcp().try_read(buf),
+        }
+    }
+
     /// Writes what the socket takes now, or `WouldBlock`.
     pub(crate) fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
@@ -120,6 +131,22 @@ impl Stream {
         };
         if let Err(err) = result {
             tracing::trace!("shutdown(SHUT_WR) failed: {err}");
+        }
+    }
+
+    /// Makes the coming close a reset (TCP: `SO_LINGER` 0) instead of a FIN, discarding what the
+    /// socket still holds unsent: for a peer that stopped reading, whose bytes would otherwise
+    /// wait in the kernel for minutes. What already reached the peer stays readable there.
+    /// Unix sockets have no reset; their close is unchanged.
+    pub(crate) fn reset_on_close(&self) {
+        let tcp = match self {
+            Self::Tcp(s) => s,
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.tcp(),
+            Self::Unix(_) => return,
+        };
+        if let Err(err) = socket2::SockRef::from(tcp).set_linger(Some(std::time::Duration::ZERO)) {
+            tracing::trace!("setsockopt(SO_LINGER, 0) failed: {err}");
         }
     }
 }

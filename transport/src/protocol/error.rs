@@ -53,6 +53,9 @@ pub enum ConnectionErrorReason {
     KeepaliveTimeout,
     /// Part of a frame arrived, then nothing more of it for the partial-frame timeout.
     PartialFrameTimeout,
+    /// Our socket took none of the bytes waiting for it for the write stall timeout: the peer
+    /// stopped reading.
+    WriteStall,
     /// The peer sent a GoAway with an error code.
     PeerGoAway(String),
 }
@@ -100,6 +103,9 @@ impl fmt::Display for ConnectionErrorReason {
             Self::PartialFrameTimeout => {
                 f.write_str("partial frame timeout: the peer sent part of a frame and then nothing more of it in time")
             }
+            Self::WriteStall => f.write_str(
+                "write stall timeout: the peer read nothing of what was sent to it for too long; frames after this GoAway were not sent",
+            ),
             Self::PeerGoAway(reason) => write!(f, "the peer closed the connection: {reason}"),
         }
     }

@@ -252,50 +252,36 @@ impl ServerCall {
     ///
     /// On the wire a plain OK answer is one Response frame with `END_STREAM`; head metadata rides
     /// in that frame; trailers add a Status frame with code OK after it (docs/PROTOCOL.md 5.3).
+    ///
+    /// It queues the answer at once, even past the connection's write-queue cap: it is for code
+    /// that cannot wait, such as an inline handler on the reader task. A handler running in its
+    /// own task answers with [`ServerCall::respond_when_room`], as the built-in handlers do.
     pub fn respond<R: IntoResponse>(&mut self, result: Result<R, Status>) {
         let response = result.map(IntoResponse::into_response);
-        let parts = response.as_ref().map(|r| (Body::prepare(r.get_ref()), r.metadata(), r.trailers()));
-        self.end(|batch, call_id, max, _| match parts {
-            Ok((body, metadata, trailers)) => {
-                let head_len = if metadata.is_empty() { 0 } else { 2 + metadata.encoded_len() };
-                if head_len + body.len() > max as usize {
-                    let status = frame_too_large(head_len + body.len(), max);
-                    encode_status_frame(batch, call_id, status.code(), status.message(), status.metadata(), max);
-                    return status.code();
-                }
-                let flags = (Flags::MESSAGE)
-                    .set_if(Flags::METADATA, head_len > 0)
-                    .set_if(Flags::END_STREAM, trailers.is_empty());
-                let head = |buf: &mut bytes::BytesMut| {
-                    if head_len > 0 {
-                        metadata.encode(buf);
-                    }
-                };
-                encode_message_frame(batch, FrameKind::Response, flags, call_id, head_len, head, body);
-                if !trailers.is_empty() {
-                    encode_status_frame(batch, call_id, Code::Ok, "", trailers, max);
-                }
-                Code::Ok
-            }
-            Err(status) => {
-                encode_status_frame(batch, call_id, status.code(), status.message(), status.metadata(), max);
-                status.code()
-            }
-        });
+        let _ = self.try_end(encode_answer(&response), false);
+    }
+
+    /// [`ServerCall::respond`], once the connection's write queue is under its cap: a handler
+    /// that answers faster than the peer reads waits here, with its answer, instead of growing
+    /// the queue (docs/PROTOCOL.md section 9, "Write queue cap"). Nothing is dropped; if the
+    /// connection ends meanwhile, the answer is not sent.
+    pub async fn respond_when_room<R: IntoResponse>(&mut self, result: Result<R, Status>) {
+        let response = result.map(IntoResponse::into_response);
+        self.end_when_room(encode_answer(&response)).await;
     }
 
     /// Ends a streaming call with a status: OK when `result` is `Ok`, with the trailers set by
     /// [`StreamSender::set_trailers`]. Messages sent before it stay ahead of it on the wire.
+    /// Like [`ServerCall::respond`], it does not wait for write-queue room;
+    /// [`ServerCall::finish_when_room`] does.
     pub fn finish(&mut self, result: Result<(), Status>) {
-        let status = result.err();
-        self.end(|batch, call_id, max, trailers| {
-            let (code, message, metadata) = match &status {
-                Some(status) => (status.code(), status.message(), status.metadata()),
-                None => (Code::Ok, "", trailers.as_ref().unwrap_or(&EMPTY_METADATA)),
-            };
-            encode_status_frame(batch, call_id, code, message, metadata, max);
-            code
-        });
+        let _ = self.try_end(encode_final_status(result.err()), false);
+    }
+
+    /// [`ServerCall::finish`], once the connection's write queue is under its cap (see
+    /// [`ServerCall::respond_when_room`]).
+    pub async fn finish_when_room(&mut self, result: Result<(), Status>) {
+        self.end_when_room(encode_final_status(result.err())).await;
     }
 
     /// Runs a streaming handler, sending the response head (which resolves the client's call)
@@ -341,19 +327,31 @@ impl ServerCall {
 
     /// Writes the call's last frame with `encode` (given the batch, the call id, the peer's max
     /// frame size and the trailers a handler set; returning the call's code), unless the call
-    /// already ended.
-    fn end(&mut self, encode: impl FnOnce(&mut Batch, CallId, u32, Option<Metadata>) -> Code) {
-        if std::mem::replace(&mut self.answered, true) {
-            return;
+    /// already ended. With `within_cap`, a write queue at its cap hands `encode` back unused:
+    /// the caller waits for room and tries again.
+    fn try_end<F>(&mut self, encode: F, within_cap: bool) -> Result<(), F>
+    where
+        F: FnOnce(&mut Batch, CallId, u32, Option<Metadata>) -> Code,
+    {
+        if self.answered {
+            return Ok(());
         }
         let call_id = self.context.call_id;
         let shared = &*self.shared;
         let mut state = shared.lock_state();
+        // Taken before the call is finished, so the room check and the append are one step:
+        // producers append only under the cap, so the queue stays under cap + one answer.
+        let mut queue = shared.queue.lock();
+        if within_cap && !queue.has_room() && state.closed.is_none() && state.proto.is_call_open(call_id) {
+            return Err(encode);
+        }
+        self.answered = true;
         if state.closed.is_some() || !state.proto.finish_call(call_id) {
             // Cancelled by the client or lost with the connection.
+            drop(queue);
             drop(state);
             self.observer.finish(shared.recorder(), Code::Cancelled);
-            return;
+            return Ok(());
         }
         let mut wakers = Vec::new();
         // The handler is this call's own task, ending: forget it, do not abort it.
@@ -363,7 +361,6 @@ impl ServerCall {
         }
         let trailers = removed.trailers;
         let max = state.proto.peer_settings().max_frame_size;
-        let mut queue = shared.queue.lock();
         // The last call of a quiet connection answers at once; under load the writer task
         // batches answers (and the reader corks those of inline handlers).
         let flush = if state.proto.open_calls() == 0 {
@@ -380,6 +377,68 @@ impl ServerCall {
         wakers.into_iter().for_each(std::task::Waker::wake);
         // After a graceful GoAway the connection ends with its last call.
         shared.close_if_drained();
+        Ok(())
+    }
+
+    /// [`ServerCall::try_end`] within the write-queue cap, waiting for room as often as needed.
+    async fn end_when_room<F>(&mut self, mut encode: F)
+    where
+        F: FnOnce(&mut Batch, CallId, u32, Option<Metadata>) -> Code,
+    {
+        loop {
+            match self.try_end(encode, true) {
+                Ok(()) => return,
+                Err(unused) => encode = unused,
+            }
+            // Boxed: the wait is rare, and inline it would make every call's task larger.
+            Box::pin(self.shared.wait_for_queue_room()).await;
+        }
+    }
+}
+
+/// Encodes a unary (or client-streaming) answer: the response with OK, or the error status.
+fn encode_answer<T: prost::Message>(
+    response: &Result<crate::Response<T>, Status>,
+) -> impl FnOnce(&mut Batch, CallId, u32, Option<Metadata>) -> Code + '_ {
+    let parts = response.as_ref().map(|r| (Body::prepare(r.get_ref()), r.metadata(), r.trailers()));
+    move |batch, call_id, max, _| match parts {
+        Ok((body, metadata, trailers)) => {
+            let head_len = if metadata.is_empty() { 0 } else { 2 + metadata.encoded_len() };
+            if head_len + body.len() > max as usize {
+                let status = frame_too_large(head_len + body.len(), max);
+                encode_status_frame(batch, call_id, status.code(), status.message(), status.metadata(), max);
+                return status.code();
+            }
+            let flags = (Flags::MESSAGE)
+                .set_if(Flags::METADATA, head_len > 0)
+                .set_if(Flags::END_STREAM, trailers.is_empty());
+            let head = |buf: &mut bytes::BytesMut| {
+                if head_len > 0 {
+                    metadata.encode(buf);
+                }
+            };
+            encode_message_frame(batch, FrameKind::Response, flags, call_id, head_len, head, body);
+            if !trailers.is_empty() {
+                encode_status_frame(batch, call_id, Code::Ok, "", trailers, max);
+            }
+            Code::Ok
+        }
+        Err(status) => {
+            encode_status_frame(batch, call_id, status.code(), status.message(), status.metadata(), max);
+            status.code()
+        }
+    }
+}
+
+/// Encodes a streaming call's final status: `status`, or OK with the handler's trailers.
+fn encode_final_status(status: Option<Status>) -> impl FnOnce(&mut Batch, CallId, u32, Option<Metadata>) -> Code {
+    move |batch, call_id, max, trailers| {
+        let (code, message, metadata) = match &status {
+            Some(status) => (status.code(), status.message(), status.metadata()),
+            None => (Code::Ok, "", trailers.as_ref().unwrap_or(&EMPTY_METADATA)),
+        };
+        encode_status_frame(batch, call_id, code, message, metadata, max);
+        code
     }
 }
 

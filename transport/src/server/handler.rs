@@ -75,7 +75,7 @@ where
                 return;
             };
             let result = super::streaming::within_deadline(call.context().deadline(), f(request)).await;
-            call.respond(result);
+            call.respond_when_room(result).await;
         });
         Some(task)
     }

@@ -79,7 +79,7 @@ where
             let sender = call.response_sender::<Resp>();
             let handler = call.head_at_first_wait(f(request, sender));
             let result = within_deadline(call.context().deadline(), handler).await;
-            call.finish(result);
+            call.finish_when_room(result).await;
         });
         Some(task)
     }
@@ -98,7 +98,7 @@ where
         let task = spawn_in_span(span, async move {
             let request = Request::from_parts(call.request_stream::<Req>(), call.context().clone());
             let result = within_deadline(call.context().deadline(), f(request)).await;
-            call.respond(result);
+            call.respond_when_room(result).await;
         });
         Some(task)
     }
@@ -119,7 +119,7 @@ where
             let sender = call.response_sender::<Resp>();
             let handler = call.head_at_first_wait(f(request, sender));
             let result = within_deadline(call.context().deadline(), handler).await;
-            call.finish(result);
+            call.finish_when_room(result).await;
         });
         Some(task)
     }

@@ -1,5 +1,6 @@
 //! `StreamSender`: the sending half of a stream.
 
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::Poll;
@@ -12,7 +13,8 @@ use crate::wire::{Body, CallId, Flags, FrameBatch, FrameKind, Metadata, encode_m
 /// Sends the messages of a stream: the requests of a client-streaming or bidirectional call on
 /// the client, the responses of a server-streaming or bidirectional call on the server.
 ///
-/// [`StreamSender::send`] waits while the receiver has granted no room (flow control). Messages
+/// [`StreamSender::send`] waits while the receiver has granted no room (flow control), and while
+/// the connection's write queue is at its cap (the peer reads slower than we send). Messages
 /// sent back to back leave in few write syscalls; [`StreamSender::send_now`] writes at once. On
 /// the client, [`StreamSender::close`] (or dropping the sender) ends the request stream.
 pub struct StreamSender<T> {
@@ -80,45 +82,78 @@ impl<T: prost::Message> StreamSender<T> {
             ));
         }
         let mut body = Some(Body::prepare(message));
+        // The wait for write-queue room, set only once the queue is found at its cap: the path
+        // that finds room registers nothing.
+        let mut room = std::pin::pin!(None::<tokio::sync::futures::Notified<'_>>);
+        let shared = &*self.shared;
         std::future::poll_fn(|cx| {
-            let mut state = self.shared.lock_state();
-            if let Some(status) = &state.closed {
-                return Poll::Ready(Err(status.clone()));
-            }
-            if let Some(status) = state.calls.failure(self.call_id) {
-                return Poll::Ready(Err(status.clone()));
-            }
-            let len = body.as_ref().map_or(0, Body::len);
-            let max = state.proto.peer_settings().max_frame_size;
-            if len > max as usize {
-                return Poll::Ready(Err(frame_too_large(len, max)));
-            }
-            match state.proto.try_send_message(self.call_id, len) {
-                Ok(true) => {
-                    let head = !self.client && !self.head_sent && state.proto.take_response_head(self.call_id);
-                    self.head_sent = true;
-                    let mut queue = self.shared.queue.lock();
-                    if head {
-                        encode_response_head(queue.batch(), self.call_id, &Metadata::new());
-                    }
-                    let body = body.take().unwrap_or(Body::Empty);
-                    encode_message_frame(queue.batch(), FrameKind::Message, Flags::NONE, self.call_id, 0, |_| {}, body);
-                    drop(queue);
-                    // Releases the state, then writes (or wakes the writer).
-                    self.shared.flush(state, flush);
-                    Poll::Ready(Ok(()))
+            loop {
+                let mut state = shared.lock_state();
+                if let Some(status) = &state.closed {
+                    return Poll::Ready(Err(status.clone()));
                 }
-                Ok(false) => {
-                    state.calls.wait_for_credit(self.call_id, cx);
+                if let Some(status) = state.calls.failure(self.call_id) {
+                    return Poll::Ready(Err(status.clone()));
+                }
+                let len = body.as_ref().map_or(0, Body::len);
+                let max = state.proto.peer_settings().max_frame_size;
+                if len > max as usize {
+                    return Poll::Ready(Err(frame_too_large(len, max)));
+                }
+                // Checked as the message is appended, before any window is charged: the queue
+                // holds at most its cap plus one message (PROTOCOL.md section 9).
+                let mut queue = shared.queue.lock();
+                if !queue.has_room() {
+                    drop(queue);
                     drop(state);
                     if self.deadline.poll_expired(cx) {
                         return Poll::Ready(Err(Status::deadline_exceeded(
                             "the streaming call did not finish within its deadline",
                         )));
                     }
-                    Poll::Pending
+                    match room.as_mut().as_pin_mut() {
+                        None => {
+                            // Registered first, then checked again: room opening in between
+                            // is not missed.
+                            room.set(Some(shared.room.notified()));
+                            if let Some(notified) = room.as_mut().as_pin_mut() {
+                                notified.enable();
+                            }
+                        }
+                        Some(notified) => match notified.poll(cx) {
+                            Poll::Ready(()) => room.set(None),
+                            Poll::Pending => return Poll::Pending,
+                        },
+                    }
+                    continue;
                 }
-                Err(status) => Poll::Ready(Err(status)),
+                return match state.proto.try_send_message(self.call_id, len) {
+                    Ok(true) => {
+                        let head = !self.client && !self.head_sent && state.proto.take_response_head(self.call_id);
+                        self.head_sent = true;
+                        if head {
+                            encode_response_head(queue.batch(), self.call_id, &Metadata::new());
+                        }
+                        let body = body.take().unwrap_or(Body::Empty);
+                        encode_message_frame(queue.batch(), FrameKind::Message, Flags::NONE, self.call_id, 0, |_| {}, body);
+                        drop(queue);
+                        // Releases the state, then writes (or wakes the writer).
+                        shared.flush(state, flush);
+                        Poll::Ready(Ok(()))
+                    }
+                    Ok(false) => {
+                        drop(queue);
+                        state.calls.wait_for_credit(self.call_id, cx);
+                        drop(state);
+                        if self.deadline.poll_expired(cx) {
+                            return Poll::Ready(Err(Status::deadline_exceeded(
+                                "the streaming call did not finish within its deadline",
+                            )));
+                        }
+                        Poll::Pending
+                    }
+                    Err(status) => Poll::Ready(Err(status)),
+                };
             }
         })
         .await

@@ -5,6 +5,8 @@ use std::io::IoSlice;
 
 use bytes::{Bytes, BytesMut};
 
+use super::{HEADER_LEN, PREFACE_LEN, PREFACE_MAGIC};
+
 /// Frames ready to be written: inline bytes, with large chunks spliced in at recorded offsets.
 #[derive(Debug, Default)]
 pub(crate) struct FrameBatch {
@@ -66,6 +68,33 @@ impl FrameBatch {
         self.chunks.clear();
         self.frames = 0;
         self.len = 0;
+    }
+
+    /// The first frame boundary at or after byte `from`: where a write cut off at `from` can
+    /// stop on a whole frame. Walks the frame headers from the batch's start (a batch starts
+    /// on a frame, or on the connection's preface, which no frame header can look like: its
+    /// first four bytes read as a length far over `MAX_FRAME_SIZE`). Headers are always inline;
+    /// only payloads are chunked.
+    pub(crate) fn frame_end(&self, from: usize) -> usize {
+        let total = self.len();
+        if from == 0 {
+            return 0;
+        }
+        let mut at = if self.buf.starts_with(&PREFACE_MAGIC) { PREFACE_LEN } else { 0 };
+        let mut chunks = self.chunks.iter().peekable();
+        // Chunk bytes before `at`: the frame at `at` starts at `at - chunked` in `buf`.
+        let mut chunked = 0;
+        while at < from {
+            let inline = at - chunked;
+            let Some(header) = self.buf.get(inline..inline + HEADER_LEN) else {
+                return total;
+            };
+            at += HEADER_LEN + u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            while let Some((_, chunk)) = chunks.next_if(|(offset, _)| offset + chunked < at) {
+                chunked += chunk.len();
+            }
+        }
+        at.min(total)
     }
 
     /// The batch's bytes in write order: inline run, chunk, inline run, ..., final inline run.
@@ -184,5 +213,38 @@ mod tests {
         assert_eq!(batch.pieces().flatten().copied().collect::<Vec<u8>>(), expected);
         assert_eq!(batch.len(), expected.len());
         assert_eq!(batch.buf.len(), b"headtag".len() + b"tail".len(), "the large run was not copied");
+    }
+
+    #[test]
+    fn frame_end_finds_the_next_frame_boundary_across_the_preface_and_chunks() {
+        use crate::wire::{CallId, Flags, Frame, FrameHeader, FrameKind, Preface};
+        let mut batch = FrameBatch::default();
+        batch.buf.extend_from_slice(&Preface::CURRENT.encode());
+        Frame::Ping { payload: 7 }.encode(&mut batch.buf);
+        let first = batch.len();
+        // A Message whose 40-byte payload is chunked, then a small frame.
+        let header = FrameHeader {
+            len: 40,
+            kind: FrameKind::Message,
+            flags: Flags::NONE,
+            call_id: CallId(1),
+        };
+        header.encode(&mut batch.buf);
+        batch.push_chunk(Bytes::from(vec![9u8; 40]));
+        let second = batch.len();
+        Frame::Ping { payload: 8 }.encode(&mut batch.buf);
+        let third = batch.len();
+        assert_eq!(batch.frame_end(0), 0);
+        assert_eq!(batch.frame_end(3), PREFACE_LEN, "inside the preface");
+        assert_eq!(batch.frame_end(PREFACE_LEN), PREFACE_LEN);
+        assert_eq!(batch.frame_end(PREFACE_LEN + 1), first);
+        assert_eq!(batch.frame_end(first), first);
+        assert_eq!(batch.frame_end(first + 1), second, "inside a header");
+        assert_eq!(batch.frame_end(first + HEADER_LEN + 5), second, "inside a chunked payload");
+        assert_eq!(batch.frame_end(second + 1), third);
+        assert_eq!(batch.frame_end(third), third);
+        let mut no_preface = FrameBatch::default();
+        Frame::Ping { payload: 1 }.encode(&mut no_preface.buf);
+        assert_eq!(no_preface.frame_end(1), no_preface.len());
     }
 }

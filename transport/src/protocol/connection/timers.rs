@@ -94,4 +94,15 @@ impl Connection {
             }
         }
     }
+
+    /// The driver found that its socket took none of the bytes waiting for it for the write
+    /// stall timeout (the driver keeps that clock: this core does no IO). The connection fails
+    /// with `UNAVAILABLE`; the GoAway is queued for the driver to write after the frame in
+    /// progress, if the socket still takes bytes (PROTOCOL.md section 9, "Write stall timeout").
+    pub fn handle_write_stall(&mut self) -> Result<(), ConnectionError> {
+        self.fail(ConnectionError {
+            code: Code::Unavailable,
+            reason: Reason::WriteStall,
+        })
+    }
 }
