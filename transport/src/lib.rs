@@ -55,6 +55,8 @@ pub mod driver;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzz;
+#[cfg(not(loom))]
+pub mod interceptor;
 mod method;
 #[cfg(all(feature = "metrics", not(loom)))]
 pub mod metrics;
@@ -71,6 +73,8 @@ pub mod status;
 #[cfg(not(loom))]
 pub mod streaming;
 mod sync;
+#[cfg(all(feature = "tower", not(loom)))]
+pub mod tower;
 pub mod wire;
 
 #[cfg(not(loom))]
