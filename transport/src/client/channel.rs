@@ -232,7 +232,8 @@ impl Channel {
         options: CallOptions,
     ) -> Result<Response<Bytes>, Status> {
         if !self.inner.interceptors.is_empty() {
-            return crate::interceptor::intercept_unary(self, method, request, options).await;
+            // Boxed, so the intercepted path does not grow the plain call's future.
+            return Box::pin(crate::interceptor::intercept_unary(self, method, request, options)).await;
         }
         self.call_plain(method, request, options).await
     }
@@ -287,7 +288,13 @@ impl Channel {
         Resp: prost::Message + Default,
     {
         if !self.inner.interceptors.is_empty() {
-            return crate::interceptor::intercept_server_streaming(self, method.method_id(), request, options).await;
+            return Box::pin(crate::interceptor::intercept_server_streaming(
+                self,
+                method.method_id(),
+                request,
+                options,
+            ))
+            .await;
         }
         let client = self
             .ready_client(options.deadline_from(Instant::now(), self.default_timeout()))
@@ -307,7 +314,7 @@ impl Channel {
         Resp: prost::Message + Default,
     {
         if !self.inner.interceptors.is_empty() {
-            return crate::interceptor::intercept_client_streaming(self, method.method_id(), options).await;
+            return Box::pin(crate::interceptor::intercept_client_streaming(self, method.method_id(), options)).await;
         }
         let client = self
             .ready_client(options.deadline_from(Instant::now(), self.default_timeout()))
@@ -327,7 +334,7 @@ impl Channel {
         Resp: prost::Message + Default,
     {
         if !self.inner.interceptors.is_empty() {
-            return crate::interceptor::intercept_bidi_streaming(self, method.method_id(), options).await;
+            return Box::pin(crate::interceptor::intercept_bidi_streaming(self, method.method_id(), options)).await;
         }
         let client = self
             .ready_client(options.deadline_from(Instant::now(), self.default_timeout()))
