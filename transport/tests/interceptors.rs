@@ -287,6 +287,35 @@ async fn a_server_interceptor_can_shorten_the_deadline_the_handler_runs_under() 
     server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_interceptor_observes_a_call_the_client_cancelled_as_cancelled() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let server = common::echo_server()
+        .interceptor(Recorder {
+            name: "audit",
+            log: log.clone(),
+        })
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let channel = Channel::builder().connect(server.local_addr()).await.unwrap();
+    let slow = Echo {
+        sleep_ms: 10_000,
+        ..echo(&b""[..])
+    };
+    let call = tokio::spawn({
+        let channel = channel.clone();
+        async move { channel.unary::<Echo, Echo>(ECHO, &slow, CallOptions::new()).await }
+    });
+    common::wait_for("the handler started", || log.lock().unwrap().len() == 1).await;
+    call.abort();
+    common::wait_for("the cancel observed", || log.lock().unwrap().len() == 2).await;
+    assert_eq!(log.lock().unwrap()[1], "audit end /test.Echo/Say Cancelled");
+    server.shutdown().await;
+}
+
 /// A client interceptor counting what it sees and observes.
 #[derive(Default)]
 struct Observer {
@@ -365,6 +394,25 @@ async fn a_client_interceptor_observes_a_stream_dropped_early_as_cancelled_and_a
     let ends = observer.ends.lock().unwrap().clone();
     assert_eq!(ends[1], (id("/test.Echo/Missing"), Code::Unimplemented));
     assert!(matches!(ends[0], (m, Code::Cancelled | Code::Ok) if m == id(LIST)), "{ends:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_interceptor_observes_a_unary_call_its_caller_dropped_as_cancelled() {
+    let server = common::start_tcp().await;
+    let observer = Arc::new(Observer::default());
+    let channel = Channel::builder()
+        .interceptor(Observing(observer.clone()))
+        .connect(server.local_addr())
+        .await
+        .unwrap();
+    let slow = Echo {
+        sleep_ms: 10_000,
+        ..echo(&b""[..])
+    };
+    let call = channel.unary::<Echo, Echo>(ECHO, &slow, options());
+    assert!(tokio::time::timeout(Duration::from_millis(50), call).await.is_err());
+    assert_eq!(*observer.ends.lock().unwrap(), [(id(ECHO), Code::Cancelled)]);
     server.shutdown().await;
 }
 

@@ -104,8 +104,9 @@ impl OutboundCall {
 /// refuse the target (what [`BearerToken`](super::BearerToken) does with plaintext to a remote
 /// host). Per call, [`on_call`](ClientInterceptor::on_call) runs before anything is written
 /// and may change the head or fail the call; [`on_end`](ClientInterceptor::on_end) observes
-/// the outcome: for unary calls when the answer arrives, for streaming calls when the
-/// response stream is dropped (or the call failed to open). Interceptors run in the order
+/// the outcome: for unary calls when the answer arrives (`Cancelled` if the caller dropped the
+/// call first), for streaming calls when the response stream is dropped (or the call failed to
+/// open). Interceptors run in the order
 /// installed, `on_end` in reverse.
 ///
 /// A closure `Fn(&mut OutboundCall) -> Result<(), Status>` is an interceptor with only an
@@ -267,8 +268,10 @@ impl ClientInterceptors {
         Fut: Future<Output = Result<T, Status>>,
     {
         let state = self.start(method, options, default_timeout).await?;
-        let result = call(state.call.method, state.call.options.clone()).await;
-        state.finish(result.as_ref().map_or_else(Status::code, |_| Code::Ok));
+        let (method, options) = (state.call.method, state.call.options.clone());
+        let mut end = EndGuard(Some(state), Code::Cancelled);
+        let result = call(method, options).await;
+        end.1 = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
         result
     }
 
@@ -288,15 +291,31 @@ impl ClientInterceptors {
         Fut: Future<Output = Result<T, Status>>,
     {
         let state = self.start(method, options, default_timeout).await?;
-        match open(state.call.method, state.call.options.clone()).await {
+        let (method, options) = (state.call.method, state.call.options.clone());
+        let mut end = EndGuard(Some(state), Code::Cancelled);
+        match open(method, options).await {
             Ok(mut opened) => {
-                stream(&mut opened).on_end(Box::new(move |code| state.finish(code)));
+                if let Some(state) = end.0.take() {
+                    stream(&mut opened).on_end(Box::new(move |code| state.finish(code)));
+                }
                 Ok(opened)
             }
             Err(status) => {
-                state.finish(status.code());
+                end.1 = status.code();
                 Err(status)
             }
+        }
+    }
+}
+
+/// Runs the `on_end`s with its code when dropped: when the call ends, or with `Cancelled` when
+/// the caller drops the call's future first.
+struct EndGuard(Option<Intercepting>, Code);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        if let Some(state) = self.0.take() {
+            state.finish(self.1);
         }
     }
 }

@@ -109,8 +109,9 @@ pub trait ServerInterceptor: Send + Sync + 'static {
         std::future::ready(Ok(()))
     }
 
-    /// After the call has been answered, with its code and how long it took. Not called when
-    /// the call's task is dropped (a cancel or a lost connection) before it answered.
+    /// After the call has been answered, with its code and how long it took; with `Cancelled`
+    /// when the call's task is dropped first (the client cancelled, the connection was lost),
+    /// then from the task's drop: keep it short and non-blocking.
     fn on_end(&self, call: &InboundCall, outcome: &CallOutcome) {
         let _ = (call, outcome);
     }
@@ -171,19 +172,42 @@ impl Intercepted {
             method: self.method.clone(),
             context: call.context().clone(),
         };
-        match self.interceptor.on_call(&mut inbound).await {
-            Ok(()) => {
+        let refusal = self.interceptor.on_call(&mut inbound).await.err();
+        // From here `on_end` runs exactly once: below, or when the call's task is dropped
+        // (cancelled by the client, or its connection lost) with `Cancelled`.
+        let mut end = EndGuard {
+            interceptor: &*self.interceptor,
+            inbound: &inbound,
+            started,
+            code: Code::Cancelled,
+        };
+        match refusal {
+            None => {
                 *call.context_mut() = inbound.context.clone();
                 self.inner.serve(call).await;
             }
-            Err(status) => call.respond::<()>(Err(status)),
+            Some(status) => call.respond::<()>(Err(status)),
         }
+        // A hand-written inner handler that answers later leaves no code yet.
+        end.code = call.outcome().unwrap_or(Code::Unknown);
+    }
+}
+
+/// Runs an interceptor's `on_end` when dropped: at the end of the call, or when its task is.
+struct EndGuard<'a> {
+    interceptor: &'a dyn DynServerInterceptor,
+    inbound: &'a InboundCall,
+    started: Instant,
+    code: Code,
+}
+
+impl Drop for EndGuard<'_> {
+    fn drop(&mut self) {
         let outcome = CallOutcome {
-            // A hand-written inner handler that answers later leaves no code yet.
-            code: call.outcome().unwrap_or(Code::Unknown),
-            elapsed: started.elapsed(),
+            code: self.code,
+            elapsed: self.started.elapsed(),
         };
-        self.interceptor.on_end(&inbound, &outcome);
+        self.interceptor.on_end(self.inbound, &outcome);
     }
 }
 
