@@ -17,6 +17,10 @@ use crate::wire::Metadata;
 /// untracked peers share one bucket, so a flood of addresses cannot grow memory.
 pub const DEFAULT_MAX_TRACKED_PEERS: usize = 10_000;
 
+/// How often, at most, a full peer table is swept for idle buckets (1 s): a sweep walks the
+/// whole table, so a flood of new addresses cannot make every call pay for one.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How many calls a bucket admits: `burst` at once, refilled at one call per `interval`.
 ///
 /// ```
@@ -170,6 +174,8 @@ struct Buckets {
     peers: HashMap<PeerKey, TokenBucket>,
     /// Shared by peers beyond the tracking cap.
     overflow: Option<TokenBucket>,
+    /// When the full peer table was last swept for idle buckets.
+    last_sweep: Option<Instant>,
     methods: HashMap<String, TokenBucket>,
 }
 
@@ -241,6 +247,7 @@ impl RateLimitBuilder {
             state: Mutex::new(Buckets {
                 peers: HashMap::new(),
                 overflow: None,
+                last_sweep: None,
                 methods: self.methods,
             }),
         }
@@ -269,10 +276,21 @@ impl RateLimit {
             None => PeerKey::Unknown,
         };
         let mut state = lock(&self.state);
-        let Buckets { peers, overflow, methods } = &mut *state;
-        let peer_bucket = self
-            .per_peer
-            .map(|quota| peer_bucket(peers, overflow, self.max_peers, peer, quota, now));
+        let Buckets {
+            peers,
+            overflow,
+            last_sweep,
+            methods,
+        } = &mut *state;
+        let peer_bucket = self.per_peer.map(|quota| {
+            let table = PeerTable {
+                peers,
+                overflow,
+                last_sweep,
+                max: self.max_peers,
+            };
+            table.bucket(peer, quota, now)
+        });
         let method_bucket = methods.get_mut(call.method());
         let peer_next = peer_bucket.as_ref().map(|b| b.check(now)).transpose();
         let method_next = method_bucket.as_ref().map(|b| b.check(now)).transpose();
@@ -292,23 +310,29 @@ impl RateLimit {
     }
 }
 
-/// The bucket of `peer`, made if new; past `max` tracked peers, idle ones are dropped first,
-/// and if none is idle the peer shares the overflow bucket.
-fn peer_bucket<'a>(
+/// The peer buckets, borrowed for one lookup.
+struct PeerTable<'a> {
     peers: &'a mut HashMap<PeerKey, TokenBucket>,
     overflow: &'a mut Option<TokenBucket>,
+    last_sweep: &'a mut Option<Instant>,
     max: usize,
-    peer: PeerKey,
-    quota: Quota,
-    now: Instant,
-) -> &'a mut TokenBucket {
-    if !peers.contains_key(&peer) && peers.len() >= max {
-        peers.retain(|_, bucket| !bucket.is_full(now));
-        if peers.len() >= max {
-            return overflow.get_or_insert_with(|| TokenBucket::new(quota));
+}
+
+impl<'a> PeerTable<'a> {
+    /// The bucket of `peer`, made if new. With `max` peers tracked, idle buckets are dropped
+    /// (at most once per [`SWEEP_INTERVAL`]); if none is, the peer shares the overflow bucket.
+    fn bucket(self, peer: PeerKey, quota: Quota, now: Instant) -> &'a mut TokenBucket {
+        if !self.peers.contains_key(&peer) && self.peers.len() >= self.max {
+            if self.last_sweep.is_none_or(|at| now >= at + SWEEP_INTERVAL) {
+                *self.last_sweep = Some(now);
+                self.peers.retain(|_, bucket| !bucket.is_full(now));
+            }
+            if self.peers.len() >= self.max {
+                return self.overflow.get_or_insert_with(|| TokenBucket::new(quota));
+            }
         }
+        self.peers.entry(peer).or_insert_with(|| TokenBucket::new(quota))
     }
-    peers.entry(peer).or_insert_with(|| TokenBucket::new(quota))
 }
 
 fn describe(peer: PeerKey) -> String {
@@ -378,22 +402,24 @@ mod tests {
         let quota = Quota::per_minute(1);
         let mut peers = HashMap::new();
         let mut overflow = None;
+        let mut last_sweep = None;
         let t0 = Instant::now();
         let ip = |n: u8| PeerKey::Ip(IpAddr::from([10, 0, 0, n]));
-        for n in 0..2 {
-            assert!(peer_bucket(&mut peers, &mut overflow, 2, ip(n), quota, t0).try_acquire(t0).is_ok());
-        }
-        assert!(peer_bucket(&mut peers, &mut overflow, 2, ip(2), quota, t0).try_acquire(t0).is_ok());
-        assert!(overflow.is_some(), "a third peer over a cap of 2 uses the overflow bucket");
-        assert!(peer_bucket(&mut peers, &mut overflow, 2, ip(3), quota, t0).try_acquire(t0).is_err());
-        assert_eq!(peers.len(), 2);
+        let mut take = |n: u8, now: Instant| {
+            let table = PeerTable {
+                peers: &mut peers,
+                overflow: &mut overflow,
+                last_sweep: &mut last_sweep,
+                max: 2,
+            };
+            table.bucket(ip(n), quota, now).try_acquire(now).is_ok()
+        };
+        assert!(take(0, t0) && take(1, t0));
+        assert!(take(2, t0), "a third peer over a cap of 2 gets the overflow bucket");
+        assert!(!take(3, t0), "a fourth shares it, now empty");
         // A minute later the first two are idle and make room.
-        let later = t0 + Duration::from_secs(61);
-        assert!(
-            peer_bucket(&mut peers, &mut overflow, 2, ip(3), quota, later)
-                .try_acquire(later)
-                .is_ok()
-        );
+        assert!(take(3, t0 + Duration::from_secs(61)));
         assert_eq!(peers.len(), 1);
+        assert!(overflow.is_some());
     }
 }
