@@ -209,6 +209,8 @@ async fn server_interceptors_run_in_order_and_observe_each_outcome_in_reverse() 
         .unwrap();
     let channel = Channel::builder().connect(server.local_addr()).await.unwrap();
     let _: Echo = channel.unary(ECHO, &echo(&b"a"[..]), options()).await.unwrap();
+    // The server's on_end runs after the answer is sent: wait for it before the next call.
+    common::wait_for("the first call observed", || log.lock().unwrap().len() == 4).await;
     let failing = Echo {
         fail_with: Code::NotFound as u32,
         ..echo(&b""[..])

@@ -107,7 +107,11 @@ async fn a_service_caller_with_timeout_and_concurrency_limit_bounds_calls_in_fli
     for call in calls.collect::<Vec<_>>() {
         call.await.unwrap().unwrap();
     }
-    assert_eq!(concurrency.peak(), 2, "the limit of 2 held across the caller's clones");
+    assert!(
+        concurrency.peak() <= 2,
+        "the limit of 2 held across the caller's clones: {}",
+        concurrency.peak()
+    );
     let err = caller.unary::<Echo, Echo>(ECHO_ID, &sleeping(2_000), options()).await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded);
     server.shutdown().await;

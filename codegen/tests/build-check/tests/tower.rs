@@ -81,7 +81,7 @@ async fn a_timeout_and_concurrency_limit_stack_around_a_generated_client() {
     for check in checks {
         assert_eq!(check.await.unwrap().unwrap().status, ServingStatus::Serving as i32);
     }
-    assert_eq!(sleepy.0.peak.load(Ordering::SeqCst), 2, "at most 2 calls in flight");
+    assert!(sleepy.0.peak.load(Ordering::SeqCst) <= 2, "at most 2 calls in flight");
 
     let err = client.check(sleep_for(3_000)).await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err}");
