@@ -59,6 +59,10 @@ pub enum Error {
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A channel would send credentials (a bearer token) unencrypted to another host.
+    #[cfg(not(loom))]
+    #[error(transparent)]
+    PlaintextCredentials(#[from] crate::interceptor::PlaintextCredentialsError),
     /// Any other IO error.
     #[error("io error: {0}")]
     Io(#[from] std::io::Error),

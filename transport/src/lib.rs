@@ -58,6 +58,8 @@ pub mod driver;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzz;
+#[cfg(not(loom))]
+pub mod interceptor;
 mod method;
 #[cfg(all(feature = "metrics", not(loom)))]
 pub mod metrics;
@@ -81,6 +83,8 @@ pub mod tls;
 #[cfg(all(doctest, feature = "tls"))]
 #[doc = include_str!("../../docs/security.md")]
 pub struct SecurityGuide;
+#[cfg(all(feature = "tower", not(loom)))]
+pub mod tower;
 pub mod wire;
 
 #[cfg(not(loom))]

@@ -577,3 +577,22 @@ async fn concurrent_large_messages_survive_partial_writes_on_a_multi_thread_runt
     }
     server.shutdown().await;
 }
+
+/// A bearer token goes to another host only over TLS (or with `allow_plaintext`): a TLS channel
+/// to a non-loopback address builds, the same channel without TLS is refused.
+#[test]
+fn a_bearer_token_may_go_to_another_host_over_tls() {
+    use volley::Channel;
+    use volley::interceptor::BearerToken;
+    let ca = Ca::new("test CA");
+    let far = "192.0.2.7:7000";
+    let with_tls = Channel::builder()
+        .tls(ca.client_tls())
+        .interceptor(BearerToken::new("s3cret").unwrap())
+        .connect_lazy(far);
+    assert!(with_tls.is_ok(), "{:?}", with_tls.err());
+    let plaintext = Channel::builder()
+        .interceptor(BearerToken::new("s3cret").unwrap())
+        .connect_lazy(far);
+    assert!(matches!(plaintext, Err(Error::PlaintextCredentials(_))), "{plaintext:?}");
+}

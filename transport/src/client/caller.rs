@@ -131,4 +131,43 @@ impl Caller for Channel {
     fn ready(&self, options: &CallOptions) -> impl Future<Output = Result<Client, Status>> + Send {
         self.ready_client(options.deadline_from(Instant::now(), self.default_timeout()))
     }
+
+    // The streaming calls go through the channel, so its interceptors see them.
+
+    fn server_streaming<Req, Resp>(
+        &self,
+        method: MethodId,
+        request: &Req,
+        options: CallOptions,
+    ) -> impl Future<Output = Result<Streaming<Resp>, Status>> + Send
+    where
+        Req: prost::Message + Sync,
+        Resp: prost::Message + Default,
+    {
+        Self::server_streaming(self, method, request, options)
+    }
+
+    fn client_streaming<Req, Resp>(
+        &self,
+        method: MethodId,
+        options: CallOptions,
+    ) -> impl Future<Output = Result<ClientStreamingCall<Req, Resp>, Status>> + Send
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        Self::client_streaming(self, method, options)
+    }
+
+    fn bidi_streaming<Req, Resp>(
+        &self,
+        method: MethodId,
+        options: CallOptions,
+    ) -> impl Future<Output = Result<(StreamSender<Req>, Streaming<Resp>), Status>> + Send
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        Self::bidi_streaming(self, method, options)
+    }
 }

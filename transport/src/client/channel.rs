@@ -10,6 +10,7 @@ use bytes::Bytes;
 use super::connection::{decode_response, decode_response_parts};
 use super::{CallOptions, Client, ClientBuilder};
 use crate::error::Error;
+use crate::interceptor::{ClientInterceptor, ClientInterceptors, Target};
 use crate::method::CallTarget;
 use crate::net::{Address, ToAddress};
 use crate::response::Response;
@@ -64,6 +65,7 @@ impl Backoff {
 pub struct ChannelBuilder {
     client: ClientBuilder,
     backoff: Backoff,
+    interceptors: ClientInterceptors,
 }
 
 impl ChannelBuilder {
@@ -97,11 +99,38 @@ impl ChannelBuilder {
         self
     }
 
+    /// Runs `interceptor` around every call of the channel: it sees and may change the call
+    /// head before anything is written, may fail the call, and observes the outcome.
+    /// Interceptors run in the order installed. Its
+    /// [`on_connect`](ClientInterceptor::on_connect) runs when the channel is built and may
+    /// refuse the address (a [`BearerToken`](crate::interceptor::BearerToken) refuses to send
+    /// a token in plaintext to another host). See [`crate::interceptor`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use volley::Channel;
+    /// use volley::interceptor::BearerToken;
+    ///
+    /// let channel = Channel::builder().interceptor(BearerToken::new("s3cret")?).connect("127.0.0.1:7000").await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn interceptor(mut self, interceptor: impl ClientInterceptor) -> Self {
+        self.interceptors.push(interceptor);
+        self
+    }
+
     /// A channel that connects on its first call.
     pub fn connect_lazy(self, address: impl ToAddress) -> Result<Channel, Error> {
         let address = address.to_address()?;
+        #[cfg(feature = "tls")]
+        let secure = self.client.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        let secure = false;
+        self.interceptors.check(&Target::new(&address, secure))?;
         Ok(Channel {
             inner: Arc::new(Inner {
+                interceptors: self.interceptors,
                 address,
                 builder: self.client,
                 backoff: self.backoff,
@@ -149,6 +178,8 @@ pub struct Channel {
 
 #[derive(Debug)]
 struct Inner {
+    /// Empty unless interceptors were installed: then calls go through them.
+    interceptors: ClientInterceptors,
     address: Address,
     builder: ClientBuilder,
     backoff: Backoff,
@@ -205,8 +236,32 @@ impl Channel {
         self.call(method, request, options).await.map(Response::into_inner)
     }
 
+    /// A unary call through the interceptors, if any.
+    pub(crate) async fn call<Req: prost::Message>(
+        &self,
+        method: MethodId,
+        request: &Req,
+        options: CallOptions,
+    ) -> Result<Response<Bytes>, Status> {
+        if !self.inner.interceptors.is_empty() {
+            // Boxed, so the intercepted path does not grow the plain call's future.
+            return Box::pin(crate::interceptor::intercept_unary(self, method, request, options)).await;
+        }
+        self.call_plain(method, request, options).await
+    }
+
+    /// The channel's interceptors.
+    pub(crate) fn interceptors(&self) -> &ClientInterceptors {
+        &self.inner.interceptors
+    }
+
     /// A unary call with its transparent retries: the response undecoded, with its metadata.
-    async fn call<Req: prost::Message>(&self, method: MethodId, request: &Req, options: CallOptions) -> Result<Response<Bytes>, Status> {
+    pub(crate) async fn call_plain<Req: prost::Message>(
+        &self,
+        method: MethodId,
+        request: &Req,
+        options: CallOptions,
+    ) -> Result<Response<Bytes>, Status> {
         let deadline = options.deadline_from(Instant::now(), self.inner.builder.timeout);
         // Retries share the first attempt's deadline.
         let options = match deadline {
@@ -244,6 +299,15 @@ impl Channel {
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
+        if !self.inner.interceptors.is_empty() {
+            return Box::pin(crate::interceptor::intercept_server_streaming(
+                self,
+                method.method_id(),
+                request,
+                options,
+            ))
+            .await;
+        }
         let client = self
             .ready_client(options.deadline_from(Instant::now(), self.default_timeout()))
             .await?;
@@ -261,6 +325,9 @@ impl Channel {
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
+        if !self.inner.interceptors.is_empty() {
+            return Box::pin(crate::interceptor::intercept_client_streaming(self, method.method_id(), options)).await;
+        }
         let client = self
             .ready_client(options.deadline_from(Instant::now(), self.default_timeout()))
             .await?;
@@ -278,6 +345,9 @@ impl Channel {
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
+        if !self.inner.interceptors.is_empty() {
+            return Box::pin(crate::interceptor::intercept_bidi_streaming(self, method.method_id(), options)).await;
+        }
         let client = self
             .ready_client(options.deadline_from(Instant::now(), self.default_timeout()))
             .await?;

@@ -470,7 +470,7 @@ impl Client {
 
     /// The status a caller of this `Client` sees for a failed call: a call refused because the
     /// connection has ended says that a `Client` does not reconnect, and what does.
-    fn explain(&self, failure: Failure) -> Status {
+    pub(crate) fn explain(&self, failure: Failure) -> Status {
         let status = failure.status;
         if !(failure.not_started && status.code() == Code::Unavailable && self.is_closed()) {
             return status;

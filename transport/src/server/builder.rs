@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::admission::AdmissionConfig;
 use super::router::{Router, Routes, Service};
+use super::wrap::HandlerWraps;
 use super::{BidiStreamingHandler, ClientStreamingHandler, InlineUnaryHandler, Request, ServerStreamingHandler, UnaryHandler};
 use crate::driver::DriverConfig;
 use crate::error::Error;
@@ -32,6 +33,8 @@ pub struct ServerBuilder {
     drain_timeout: Option<Duration>,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::ServerTls>,
+    /// Interceptors and tower layers, applied to the handlers at `build`.
+    pub(crate) wraps: HandlerWraps,
 }
 
 impl ServerBuilder {
@@ -61,6 +64,30 @@ impl ServerBuilder {
     #[must_use]
     pub fn tls(mut self, tls: crate::tls::ServerTls) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Runs `interceptor` before the handler of every method: it sees and may change the call
+    /// head, may refuse the call with a [`Status`], and observes the outcome. Interceptors run
+    /// in the order they are installed (and, with [`ServerBuilder::layer`], in one order with
+    /// the tower layers), whenever they are installed relative to the methods. An inline
+    /// handler ([`ServerBuilder::unary_inline`]) behind an interceptor runs on a spawned task.
+    /// See [`crate::interceptor`].
+    ///
+    /// ```
+    /// use volley::interceptor::BearerAuth;
+    /// use volley::{Request, Server, Status};
+    ///
+    /// let server = Server::builder()
+    ///     .interceptor(BearerAuth::new(|token: &str| token == "s3cret"))
+    ///     .unary("/echo.Echo/Say", |request: Request<String>| async move { Ok::<_, Status>(request.into_inner()) })
+    ///     .build()?;
+    /// # let _ = server;
+    /// # Ok::<(), volley::Error>(())
+    /// ```
+    #[must_use]
+    pub fn interceptor(mut self, interceptor: impl crate::interceptor::ServerInterceptor) -> Self {
+        self.wraps.push(None, crate::interceptor::intercepted(interceptor));
         self
     }
 
@@ -303,7 +330,9 @@ impl ServerBuilder {
             .settings
             .validate()
             .map_err(|err| Error::Config(err.to_string()))?;
-        let router = self.routes.build()?;
+        let mut routes = self.routes;
+        routes.wrap(&self.wraps)?;
+        let router = routes.build()?;
         #[cfg(feature = "metrics")]
         let router = {
             let mut router = router;

@@ -88,6 +88,16 @@ impl CallContext {
     pub fn connection(&self) -> Option<&ConnectionInfo> {
         self.connection.as_ref()
     }
+
+    /// The caller's metadata, for interceptors to change before the handler sees it.
+    pub(crate) fn metadata_mut(&mut self) -> &mut Metadata {
+        &mut self.metadata
+    }
+
+    /// Moves the deadline, for interceptors.
+    pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
 }
 
 /// A request as a handler receives it: the decoded message and its [`CallContext`].
@@ -174,6 +184,8 @@ pub struct ServerCall {
     context: CallContext,
     message: Option<Bytes>,
     answered: bool,
+    /// The code the call ended with, once answered (for interceptors that observe outcomes).
+    outcome: Option<Code>,
     observer: CallObserver,
 }
 
@@ -200,8 +212,40 @@ impl ServerCall {
             },
             message,
             answered: false,
+            outcome: None,
             observer: CallObserver::none(),
         }
+    }
+
+    /// The code the call ended with, once it has been answered (or found cancelled).
+    pub(crate) fn outcome(&self) -> Option<Code> {
+        self.outcome
+    }
+
+    /// Whether the call's answer has been sent (or the call was found cancelled).
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn is_answered(&self) -> bool {
+        self.answered
+    }
+
+    /// The context, for interceptors to change before the handler runs.
+    pub(crate) fn context_mut(&mut self) -> &mut CallContext {
+        &mut self.context
+    }
+
+    /// Moves the call out, leaving an answered shell whose drop sends nothing: for middleware
+    /// that hands the call to a task or a service by value.
+    pub(crate) fn take(&mut self) -> Self {
+        let taken = Self {
+            shared: self.shared.clone(),
+            context: self.context.clone(),
+            message: self.message.take(),
+            answered: self.answered,
+            outcome: self.outcome,
+            observer: std::mem::replace(&mut self.observer, CallObserver::none()),
+        };
+        self.answered = true;
+        taken
     }
 
     /// Watches the call with `observer` (its span and metrics).
@@ -350,6 +394,7 @@ impl ServerCall {
             // Cancelled by the client or lost with the connection.
             drop(queue);
             drop(state);
+            self.outcome = Some(Code::Cancelled);
             self.observer.finish(shared.recorder(), Code::Cancelled);
             return Ok(());
         }
@@ -369,6 +414,7 @@ impl ServerCall {
             Flush::Wake
         };
         let code = encode(queue.batch(), call_id, max, trailers);
+        self.outcome = Some(code);
         drop(queue);
         // Releases the state, then writes.
         shared.flush(state, flush);

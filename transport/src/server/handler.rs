@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::task::AbortHandle;
@@ -20,7 +21,22 @@ pub trait Handler: Send + Sync + 'static {
     /// Runs or starts `call` on the current tokio runtime. Called on the connection's reader
     /// task, so it must not block.
     fn call(&self, call: ServerCall) -> Option<AbortHandle>;
+
+    /// Runs `call` to its end on the task that polls the returned future: how middleware
+    /// (interceptors, tower layers; see `docs/middleware.md`) runs a handler after work of its
+    /// own, on one task, so cancelling the call drops both.
+    ///
+    /// The handlers Volley provides implement it. The default, for a hand-written handler,
+    /// starts the call with [`Handler::call`] and returns at once: middleware then sees the
+    /// call's outcome only once that handler answers, and a cancel does not reach its task.
+    fn serve<'a>(&'a self, call: &'a mut ServerCall) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        let _detached = self.call(call.take());
+        Box::pin(std::future::ready(()))
+    }
 }
+
+/// A handler's future, boxed for [`Handler::serve`].
+pub(crate) type ServeFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// Spawns a handler's task, inside the call's span only when a subscriber wants it: a disabled
 /// span entered on every poll costs a few percent of a streamed message for nothing.
@@ -70,15 +86,27 @@ where
     fn call(&self, mut call: ServerCall) -> Option<AbortHandle> {
         let f = self.f.clone();
         let span = call.span().clone();
-        let task = spawn_in_span(span, async move {
-            let Some(request) = call.decode::<Req>() else {
-                return;
-            };
-            let result = super::streaming::within_deadline(call.context().deadline(), f(request)).await;
-            call.respond_when_room(result).await;
-        });
+        let task = spawn_in_span(span, async move { run_unary(&*f, &mut call).await });
         Some(task)
     }
+
+    fn serve<'a>(&'a self, call: &'a mut ServerCall) -> ServeFuture<'a> {
+        Box::pin(run_unary(&*self.f, call))
+    }
+}
+
+async fn run_unary<F, Fut, Req, Resp>(f: &F, call: &mut ServerCall)
+where
+    F: Fn(Request<Req>) -> Fut,
+    Fut: Future<Output = Result<Resp, Status>>,
+    Req: prost::Message + Default + 'static,
+    Resp: IntoResponse,
+{
+    let Some(request) = call.decode::<Req>() else {
+        return;
+    };
+    let result = super::streaming::within_deadline(call.context().deadline(), f(request)).await;
+    call.respond_when_room(result).await;
 }
 
 /// A unary method served by a synchronous function `Fn(Request<Req>) -> Result<Resp, Status>`,
@@ -119,5 +147,16 @@ where
             call.respond(result);
         }
         None
+    }
+
+    fn serve<'a>(&'a self, call: &'a mut ServerCall) -> ServeFuture<'a> {
+        // Behind middleware, on a task of its own: waits for write-queue room like a spawned
+        // handler.
+        Box::pin(async move {
+            if let Some(request) = call.decode::<Req>() {
+                let result = (self.f)(request);
+                call.respond_when_room(result).await;
+            }
+        })
     }
 }

@@ -8,6 +8,7 @@ mod handler;
 mod router;
 mod serve;
 mod streaming;
+mod wrap;
 
 pub use admission::{
     AdmissionConfig, AdmissionStats, DEFAULT_MAX_CONNECTIONS_PER_PEER, DEFAULT_MAX_HANDSHAKES_PER_PEER, PeerLimits, Refusal,
@@ -15,6 +16,7 @@ pub use admission::{
 pub use builder::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Server, ServerBuilder};
 pub use call::{CallContext, Request, ServerCall};
 pub use connection_info::ConnectionInfo;
+pub(crate) use handler::spawn_in_span;
 pub use handler::{Handler, InlineUnaryHandler, UnaryHandler};
 pub use router::{Routes, Service};
 pub use serve::ServerHandle;

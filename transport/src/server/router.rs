@@ -48,6 +48,23 @@ impl Routes {
         self.pending.push((name.into(), Arc::new(handler)));
     }
 
+    /// Puts every handler inside the server's middleware, failing if middleware names a method
+    /// that is not registered.
+    pub(crate) fn wrap(&mut self, wraps: &super::wrap::HandlerWraps) -> Result<(), Error> {
+        if wraps.is_empty() {
+            return Ok(());
+        }
+        if let Some(unknown) = wraps.named_methods().find(|name| !self.pending.iter().any(|(n, _)| n == name)) {
+            return Err(Error::Config(format!(
+                "middleware was installed for method `{unknown}`, which is not registered; register the method first or fix its name"
+            )));
+        }
+        for (name, handler) in &mut self.pending {
+            *handler = wraps.apply(name, handler.clone());
+        }
+        Ok(())
+    }
+
     /// Builds the table, failing on a duplicate method or a method-id collision.
     pub(crate) fn build(self) -> Result<Router, Error> {
         let mut routes: HashMap<MethodId, Route> = HashMap::with_capacity(self.pending.len());

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tokio::task::AbortHandle;
 
-use super::handler::spawn_in_span;
+use super::handler::{ServeFuture, spawn_in_span};
 use super::{Handler, Request, ServerCall};
 use crate::response::IntoResponse;
 use crate::status::Status;
@@ -74,15 +74,27 @@ where
     fn call(&self, mut call: ServerCall) -> Option<AbortHandle> {
         let f = self.f.clone();
         let span = call.span().clone();
-        let task = spawn_in_span(span, async move {
-            let Some(request) = call.decode::<Req>() else { return };
-            let sender = call.response_sender::<Resp>();
-            let handler = call.head_at_first_wait(f(request, sender));
-            let result = within_deadline(call.context().deadline(), handler).await;
-            call.finish_when_room(result).await;
-        });
+        let task = spawn_in_span(span, async move { run_server_streaming(&*f, &mut call).await });
         Some(task)
     }
+
+    fn serve<'a>(&'a self, call: &'a mut ServerCall) -> ServeFuture<'a> {
+        Box::pin(run_server_streaming(&*self.f, call))
+    }
+}
+
+async fn run_server_streaming<F, Fut, Req, Resp>(f: &F, call: &mut ServerCall)
+where
+    F: Fn(Request<Req>, StreamSender<Resp>) -> Fut,
+    Fut: Future<Output = Result<(), Status>>,
+    Req: prost::Message + Default + 'static,
+    Resp: prost::Message + 'static,
+{
+    let Some(request) = call.decode::<Req>() else { return };
+    let sender = call.response_sender::<Resp>();
+    let handler = call.head_at_first_wait(f(request, sender));
+    let result = within_deadline(call.context().deadline(), handler).await;
+    call.finish_when_room(result).await;
 }
 
 impl<F, Fut, Req, Resp> Handler for ClientStreamingHandler<F, Req, Resp>
@@ -95,13 +107,25 @@ where
     fn call(&self, mut call: ServerCall) -> Option<AbortHandle> {
         let f = self.f.clone();
         let span = call.span().clone();
-        let task = spawn_in_span(span, async move {
-            let request = Request::from_parts(call.request_stream::<Req>(), call.context().clone());
-            let result = within_deadline(call.context().deadline(), f(request)).await;
-            call.respond_when_room(result).await;
-        });
+        let task = spawn_in_span(span, async move { run_client_streaming(&*f, &mut call).await });
         Some(task)
     }
+
+    fn serve<'a>(&'a self, call: &'a mut ServerCall) -> ServeFuture<'a> {
+        Box::pin(run_client_streaming(&*self.f, call))
+    }
+}
+
+async fn run_client_streaming<F, Fut, Req, Resp>(f: &F, call: &mut ServerCall)
+where
+    F: Fn(Request<Streaming<Req>>) -> Fut,
+    Fut: Future<Output = Result<Resp, Status>>,
+    Req: prost::Message + Default + 'static,
+    Resp: IntoResponse,
+{
+    let request = Request::from_parts(call.request_stream::<Req>(), call.context().clone());
+    let result = within_deadline(call.context().deadline(), f(request)).await;
+    call.respond_when_room(result).await;
 }
 
 impl<F, Fut, Req, Resp> Handler for BidiStreamingHandler<F, Req, Resp>
@@ -114,13 +138,25 @@ where
     fn call(&self, mut call: ServerCall) -> Option<AbortHandle> {
         let f = self.f.clone();
         let span = call.span().clone();
-        let task = spawn_in_span(span, async move {
-            let request = Request::from_parts(call.request_stream::<Req>(), call.context().clone());
-            let sender = call.response_sender::<Resp>();
-            let handler = call.head_at_first_wait(f(request, sender));
-            let result = within_deadline(call.context().deadline(), handler).await;
-            call.finish_when_room(result).await;
-        });
+        let task = spawn_in_span(span, async move { run_bidi_streaming(&*f, &mut call).await });
         Some(task)
     }
+
+    fn serve<'a>(&'a self, call: &'a mut ServerCall) -> ServeFuture<'a> {
+        Box::pin(run_bidi_streaming(&*self.f, call))
+    }
+}
+
+async fn run_bidi_streaming<F, Fut, Req, Resp>(f: &F, call: &mut ServerCall)
+where
+    F: Fn(Request<Streaming<Req>>, StreamSender<Resp>) -> Fut,
+    Fut: Future<Output = Result<(), Status>>,
+    Req: prost::Message + Default + 'static,
+    Resp: prost::Message + 'static,
+{
+    let request = Request::from_parts(call.request_stream::<Req>(), call.context().clone());
+    let sender = call.response_sender::<Resp>();
+    let handler = call.head_at_first_wait(f(request, sender));
+    let result = within_deadline(call.context().deadline(), handler).await;
+    call.finish_when_room(result).await;
 }

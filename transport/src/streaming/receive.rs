@@ -41,8 +41,13 @@ pub struct Streaming<T> {
     metadata: Option<Metadata>,
     /// On the client, the call's span and metrics, finished when the stream is dropped.
     observer: CallObserver,
+    /// (client) What a client interceptor runs when the call ends; see [`Streaming::on_end`].
+    on_end: Option<OnEnd>,
     _message: PhantomData<fn() -> T>,
 }
+
+/// A callback given the code a client stream ended with.
+pub(crate) type OnEnd = Box<dyn FnOnce(Code) + Send + Sync>;
 
 impl<T> std::fmt::Debug for Streaming<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,8 +73,14 @@ impl<T: prost::Message + Default> Streaming<T> {
             trailers: None,
             metadata: None,
             observer: CallObserver::none(),
+            on_end: None,
             _message: PhantomData,
         }
+    }
+
+    /// Runs `on_end` with the call's code when the (client) stream is dropped.
+    pub(crate) fn on_end(&mut self, on_end: OnEnd) {
+        self.on_end = Some(on_end);
     }
 
     /// Watches the call with `observer` (the client's span and metrics).
@@ -268,6 +279,9 @@ impl<T> Drop for Streaming<T> {
             self.shared.stats.call_finished(code);
             self.observer.finish(self.shared.recorder(), code);
             self.shared.capacity.notify_one();
+            if let Some(on_end) = self.on_end.take() {
+                on_end(code);
+            }
         }
         wakers.into_iter().for_each(Waker::wake);
         // The last call of a dropped client closes its connection.
