@@ -129,10 +129,11 @@ async fn every_streaming_kind_works_over_a_unix_socket() {
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_million_small_messages_stay_within_the_window() {
+/// Streams `count` 8-byte messages from the server through a per-call window of `window`
+/// bytes; returns the messages read, the client's peak bytes buffered, and both handles.
+async fn stream_through_a_window(window: u32, count: u64) -> (u64, usize, ServerHandle, Client) {
     let mut config = ConnectionConfig::default();
-    config.settings.initial_call_window = 64 * 1024;
+    config.settings.initial_call_window = window;
     let server = stream_server(Live::default(), config.clone())
         .build()
         .unwrap()
@@ -144,18 +145,24 @@ async fn a_million_small_messages_stay_within_the_window() {
         .connect(server.local_addr())
         .await
         .unwrap();
-    let count = Echo {
-        sleep_ms: 1_000_000,
+    let request = Echo {
+        sleep_ms: count,
         ..echo("")
     };
-    let mut stream: Streaming<Echo> = client.server_streaming(id(COUNT), &count, CallOptions::default()).await.unwrap();
+    let mut stream: Streaming<Echo> = client.server_streaming(id(COUNT), &request, CallOptions::default()).await.unwrap();
     let mut n = 0u64;
     while let Some(message) = stream.message().await.unwrap() {
         assert_eq!(message.payload.len(), 8);
         n += 1;
     }
-    assert_eq!(n, 1_000_000);
     let peak = client.stats().stream_buffered_peak;
+    (n, peak as usize, server, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_small_messages_stay_within_the_window() {
+    let (n, peak, server, client) = stream_through_a_window(64 * 1024, 1_000_000).await;
+    assert_eq!(n, 1_000_000);
     // Each message is 10 bytes on the wire: at most one window plus one message buffered.
     assert!(peak <= 64 * 1024 + 10, "peak buffered {peak} bytes");
     let stats = client.stats();
@@ -174,31 +181,8 @@ async fn a_million_small_messages_stay_within_the_window() {
 /// credit after another, and never hold more than the window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_smaller_than_a_receive_batch_still_flows() {
-    let mut config = ConnectionConfig::default();
-    config.settings.initial_call_window = 250;
-    let server = stream_server(Live::default(), config.clone())
-        .build()
-        .unwrap()
-        .serve("127.0.0.1:0")
-        .await
-        .unwrap();
-    let client = Client::builder()
-        .connection_config(config)
-        .connect(server.local_addr())
-        .await
-        .unwrap();
-    let count = Echo {
-        sleep_ms: 20_000,
-        ..echo("")
-    };
-    let mut stream: Streaming<Echo> = client.server_streaming(id(COUNT), &count, CallOptions::default()).await.unwrap();
-    let mut n = 0u64;
-    while let Some(message) = stream.message().await.unwrap() {
-        assert_eq!(message.payload.len(), 8);
-        n += 1;
-    }
+    let (n, peak, _server, _client) = stream_through_a_window(250, 20_000).await;
     assert_eq!(n, 20_000);
-    let peak = client.stats().stream_buffered_peak;
     assert!(peak <= 250 + 10, "peak buffered {peak} bytes");
 }
 
