@@ -12,7 +12,7 @@ use tokio::task::AbortHandle;
 use super::DriverConfig;
 use super::calls::Calls;
 use super::identity::Identity;
-use super::write_queue::{Flush, Unlocked, WriteQueue};
+use super::write_queue::{Flush, QueueGuard, Unlocked, WriteQueue};
 use crate::net::Stream;
 use crate::protocol::{Connection, Role};
 use crate::stats::Stats;
@@ -142,6 +142,23 @@ impl Shared {
         drop(state);
         if self.queue.flush(flush, Unlocked::assert()) {
             self.room_opened();
+        }
+    }
+
+    /// Sends frames just appended under `queue` while `state` was locked, as `flush` says. A
+    /// [`Flush::Wake`] takes the writer's waker under the queue lock already held (one lock
+    /// fewer per streamed message than [`Shared::flush`]) and wakes it once both locks are
+    /// released; other flushes go through [`Shared::flush`].
+    pub(crate) fn flush_appended(&self, state: StateGuard<'_>, mut queue: QueueGuard<'_>, flush: Flush) {
+        if flush != Flush::Wake {
+            drop(queue);
+            return self.flush(state, flush);
+        }
+        let writer = queue.take_writer_waker();
+        drop(queue);
+        drop(state);
+        if let Some(writer) = writer {
+            writer.wake();
         }
     }
 

@@ -169,6 +169,16 @@ impl QueueGuard<'_> {
     pub(crate) fn has_room(&self) -> bool {
         self.guard.queued_bytes() < self.queue.cap
     }
+
+    /// What a [`Flush::Wake`] flush would wake, taken under this lock: the writer task's waker
+    /// when frames wait and the queue is not corked. The caller wakes it once its locks are
+    /// released, saving the flush's own trip through the lock.
+    pub(crate) fn take_writer_waker(&mut self) -> Option<Waker> {
+        if self.guard.corked || self.guard.filling.is_empty() {
+            return None;
+        }
+        self.guard.writer.take()
+    }
 }
 
 impl Drop for QueueGuard<'_> {
@@ -430,17 +440,39 @@ mod loom_tests {
     /// and the writer never sleeps through a wake-up.
     #[test]
     fn loom_write_queue_never_loses_a_frame_or_a_wakeup() {
-        model(|| {
+        two_producers_and_the_writer(|queue, byte| {
+            enqueue(queue, byte);
+            let _ = queue.begin_direct(Flush::Wake, false);
+        });
+    }
+
+    /// The same with the wake taken under the appending lock and done after it
+    /// (`Shared::flush_appended`, a streamed message's path).
+    #[test]
+    fn loom_a_writer_waker_taken_while_appending_is_never_lost() {
+        two_producers_and_the_writer(|queue, byte| {
+            let mut guard = queue.lock();
+            guard.batch().buf.extend_from_slice(&[byte]);
+            guard.batch().frames += 1;
+            let writer = guard.take_writer_waker();
+            drop(guard);
+            if let Some(writer) = writer {
+                writer.wake();
+            }
+        });
+    }
+
+    /// Two producers each queue one byte (`a`, `b`) with `produce` while the writer task runs;
+    /// every byte is written exactly once.
+    fn two_producers_and_the_writer(produce: fn(&WriteQueue, u8)) {
+        model(move || {
             let queue = Arc::new(WriteQueue::new(BytesMut::new(), None, std::sync::Arc::default(), usize::MAX));
             let written = Arc::new(crate::sync::Mutex::new(Vec::new()));
             let producers: Vec<_> = [b'a', b'b']
                 .into_iter()
                 .map(|byte| {
                     let queue = queue.clone();
-                    loom::thread::spawn(move || {
-                        enqueue(&queue, byte);
-                        let _ = queue.begin_direct(Flush::Wake, false);
-                    })
+                    loom::thread::spawn(move || produce(&queue, byte))
                 })
                 .collect();
             let task = {

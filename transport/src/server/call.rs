@@ -415,9 +415,8 @@ impl ServerCall {
         };
         let code = encode(queue.batch(), call_id, max, trailers);
         self.outcome = Some(code);
-        drop(queue);
-        // Releases the state, then writes.
-        shared.flush(state, flush);
+        // Releases both locks, then writes (or wakes the writer).
+        shared.flush_appended(state, queue, flush);
         shared.stats.call_finished(code);
         self.observer.finish(shared.recorder(), code);
         wakers.into_iter().for_each(std::task::Waker::wake);

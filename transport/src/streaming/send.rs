@@ -136,9 +136,8 @@ impl<T: prost::Message> StreamSender<T> {
                         }
                         let body = body.take().unwrap_or(Body::Empty);
                         encode_message_frame(queue.batch(), FrameKind::Message, Flags::NONE, self.call_id, 0, |_| {}, body);
-                        drop(queue);
-                        // Releases the state, then writes (or wakes the writer).
-                        shared.flush(state, flush);
+                        // Releases both locks, then writes (or wakes the writer).
+                        shared.flush_appended(state, queue, flush);
                         Poll::Ready(Ok(()))
                     }
                     Ok(false) => {
