@@ -9,10 +9,16 @@ use std::time::{Duration, Instant};
 #[test]
 fn volley_soak_smoke_mode_passes_and_reports_every_figure() {
     let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_volley-soak"))
-        .arg("--smoke")
-        .output()
-        .expect("run volley-soak");
+    let mut soak = Command::new(env!("CARGO_BIN_EXE_volley-soak"));
+    soak.arg("--smoke");
+    // The 16 MiB bound is the system allocator's (issue #15). With the `mimalloc` feature on (as
+    // `cargo test --workspace --all-features` turns it on) the soak measures mimalloc, which
+    // keeps about 38 MiB resident after the bursts (docs/BENCHMARKS.md, "The allocator choice"):
+    // that build checks every other figure under a bound of 64 MiB.
+    if cfg!(feature = "mimalloc") {
+        soak.args(["--rss-over-start-mib", "64"]);
+    }
+    let output = soak.output().expect("run volley-soak");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
