@@ -217,7 +217,7 @@ impl Drop for CallGuard<'_> {
             return;
         }
         let mut state = self.shared.lock_state();
-        state.calls.remove_unary(self.call_id);
+        state.calls().remove_unary(self.call_id);
         if state.proto.cancel_call(self.call_id) {
             // Wakes the writer; no write from `Drop`.
             self.shared.send_control(state);
@@ -358,9 +358,9 @@ impl Client {
                     match state.proto.open_call(end_stream) {
                         Ok(call_id) => {
                             if stream {
-                                state.calls.open_stream(call_id);
+                                state.calls().open_stream(call_id);
                             } else {
-                                state.calls.insert_unary(call_id);
+                                state.calls().insert_unary(call_id);
                             }
                             let head = CallHead {
                                 method_id: method,
@@ -448,7 +448,7 @@ impl Client {
             done: false,
             observer,
         };
-        let outcome = poll_fn(|cx| shared.lock_state().calls.poll_outcome(call_id, cx)).await;
+        let outcome = poll_fn(|cx| shared.lock_state().calls().poll_outcome(call_id, cx)).await;
         guard.done = true;
         let result = match outcome {
             Outcome::Response {

@@ -1,18 +1,20 @@
-//! The driver's one record per call: a unary call's outcome and waker (client), a streaming
-//! call's mailbox (both sides) and a running handler (server), in one slot found with one lookup.
+//! The driver's record of each call: a unary call's outcome and waker (client), a streaming
+//! call's mailbox (both sides) and a running handler (server). It is the `X` of the protocol's
+//! call table (`protocol::CallTable`), kept in the same slot as the call's protocol state, so a
+//! frame costs one lookup for the protocol and the driver together.
 //!
-//! It lives inside the connection's state lock beside the protocol's call table. The reader
-//! fills slots and collects the wakers to wake once the lock is released; calls, receivers and
-//! senders poll their slot. Memory per mailbox is bounded by the protocol's flow-control window:
-//! the peer may only send while it has window, and window comes back only as the receiver drains.
-//! The table is sized up front, so the steady state allocates nothing per call.
+//! It lives inside the connection's state lock. The reader fills records and collects the wakers
+//! to wake once the lock is released; calls, receivers and senders poll their record. Memory per
+//! mailbox is bounded by the protocol's flow-control window: the peer may only send while it has
+//! window, and window comes back only as the receiver drains. The table grows once to the
+//! connection's concurrency, so the steady state allocates nothing per call.
 
 use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
-use crate::protocol::{CallMap, call_map, shrink_after_peak};
+use crate::protocol::{CallRecord, CallTable};
 use crate::status::{Code, Status};
 use crate::wire::{CallId, Metadata};
 
@@ -81,17 +83,23 @@ enum Body {
 /// One call's record. `H` is the handle of a running handler (tokio's `AbortHandle`; `()` in
 /// the loom models).
 #[derive(Debug)]
-struct Slot<H> {
+pub(crate) struct Record<H> {
     body: Body,
     handler: Option<H>,
 }
 
-impl<H> Default for Slot<H> {
+impl<H> Default for Record<H> {
     fn default() -> Self {
         Self {
             body: Body::None,
             handler: None,
         }
+    }
+}
+
+impl<H> CallRecord for Record<H> {
+    fn is_idle(&self) -> bool {
+        matches!(self.body, Body::None) && self.handler.is_none()
     }
 }
 
@@ -106,43 +114,12 @@ pub(crate) struct Removed<H> {
     pub(crate) trailers: Option<Metadata>,
 }
 
-/// Records a connection's table has room for before its first call (0). A record is 192 bytes
-/// (a stream's mailbox inline, so opening a stream allocates nothing; a test keeps it there), and
-/// even room for 4
-/// costs about 1.5 KiB of table per connection (8 buckets): an idle connection (a burst of a thousand
-/// that only handshake) keeps none; a busy one grows it once to its real concurrency and keeps it.
-pub(crate) const INITIAL_RECORDS: usize = 0;
-
-/// Every call's record, by id.
-#[derive(Debug)]
-pub(crate) struct Calls<H> {
-    slots: CallMap<Slot<H>>,
-}
+/// Every call's record, in the protocol's call table.
+pub(crate) type Calls<H> = CallTable<Record<H>>;
 
 impl<H> Calls<H> {
-    pub(crate) fn with_capacity(capacity: usize) -> Self {
-        Self { slots: call_map(capacity) }
-    }
-
-    /// Removes a call's record; an emptied table gives its memory back after a peak.
-    fn take_slot(&mut self, call_id: CallId) -> Option<Slot<H>> {
-        let slot = self.slots.remove(&call_id);
-        shrink_after_peak(&mut self.slots);
-        slot
-    }
-
-    /// Drops a slot that records nothing any more.
-    fn retire_if_empty(&mut self, call_id: CallId) {
-        if let Some(slot) = self.slots.get(&call_id)
-            && matches!(slot.body, Body::None)
-            && slot.handler.is_none()
-        {
-            self.take_slot(call_id);
-        }
-    }
-
     fn mailbox(&mut self, call_id: CallId) -> Option<&mut Mailbox> {
-        match &mut self.slots.get_mut(&call_id)?.body {
+        match &mut self.record_mut(call_id)?.body {
             Body::Stream(mailbox) => Some(mailbox),
             _ => None,
         }
@@ -152,7 +129,7 @@ impl<H> Calls<H> {
 
     /// A unary call starts waiting for its outcome.
     pub(crate) fn insert_unary(&mut self, call_id: CallId) {
-        self.slots.entry(call_id).or_default().body = Body::Unary {
+        self.record_or_insert(call_id).body = Body::Unary {
             waker: None,
             outcome: None,
             held: None,
@@ -161,7 +138,7 @@ impl<H> Calls<H> {
 
     /// Records a unary call's outcome; returns the waker to wake once the lock is released.
     pub(crate) fn complete(&mut self, call_id: CallId, new: Outcome) -> Option<Waker> {
-        match &mut self.slots.get_mut(&call_id)?.body {
+        match &mut self.record_mut(call_id)?.body {
             Body::Unary { waker, outcome, .. } => {
                 outcome.get_or_insert(new);
                 waker.take()
@@ -172,10 +149,10 @@ impl<H> Calls<H> {
 
     /// Holds a unary response that came without `END_STREAM` until its final status.
     pub(crate) fn hold_response(&mut self, call_id: CallId, message: Bytes, metadata: Metadata) {
-        if let Some(Slot {
+        if let Some(Record {
             body: Body::Unary { held, .. },
             ..
-        }) = self.slots.get_mut(&call_id)
+        }) = self.record_mut(call_id)
         {
             *held = Some((message, metadata));
         }
@@ -185,7 +162,7 @@ impl<H> Calls<H> {
     /// metadata as its trailers; OK with nothing held is a server bug reported as INTERNAL;
     /// an error status fails the call. `refused` marks a call the server's GoAway refused.
     pub(crate) fn finish_unary(&mut self, call_id: CallId, status: Status, refused: bool) -> Option<Waker> {
-        let held = match &mut self.slots.get_mut(&call_id)?.body {
+        let held = match &mut self.record_mut(call_id)?.body {
             Body::Unary { held, .. } => held.take(),
             _ => return None,
         };
@@ -204,15 +181,15 @@ impl<H> Calls<H> {
 
     /// Takes the outcome if it is there (removing the slot), or registers the waker.
     pub(crate) fn poll_outcome(&mut self, call_id: CallId, cx: &mut Context<'_>) -> Poll<Outcome> {
-        let Some(Slot {
+        let Some(Record {
             body: Body::Unary { waker, outcome, .. },
             ..
-        }) = self.slots.get_mut(&call_id)
+        }) = self.record_mut(call_id)
         else {
             return Poll::Ready(Outcome::Failed(Status::internal("call slot vanished; this is a Volley bug")));
         };
         if let Some(outcome) = outcome.take() {
-            self.take_slot(call_id);
+            self.take_record(call_id);
             return Poll::Ready(outcome);
         }
         if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -223,8 +200,8 @@ impl<H> Calls<H> {
 
     /// Removes a unary call's slot; returns whether it was still waiting (no outcome yet).
     pub(crate) fn remove_unary(&mut self, call_id: CallId) -> bool {
-        match self.take_slot(call_id) {
-            Some(Slot {
+        match self.take_record(call_id) {
+            Some(Record {
                 body: Body::Unary { outcome, .. },
                 ..
             }) => outcome.is_none(),
@@ -236,15 +213,16 @@ impl<H> Calls<H> {
 
     /// Opens a call's mailbox (if it is not there yet).
     pub(crate) fn open_stream(&mut self, call_id: CallId) {
-        let slot = self.slots.entry(call_id).or_default();
-        if !matches!(slot.body, Body::Stream(_)) {
-            slot.body = Body::Stream(Mailbox::default());
+        let record = self.record_or_insert(call_id);
+        if !matches!(record.body, Body::Stream(_)) {
+            record.body = Body::Stream(Mailbox::default());
         }
     }
 
     /// Whether the call has a mailbox.
-    pub(crate) fn is_stream(&self, call_id: CallId) -> bool {
-        self.slots.get(&call_id).is_some_and(|slot| matches!(slot.body, Body::Stream(_)))
+    pub(crate) fn is_stream(&mut self, call_id: CallId) -> bool {
+        self.record_mut(call_id)
+            .is_some_and(|record| matches!(record.body, Body::Stream(_)))
     }
 
     /// Queues a received message; returns the mailbox's buffered bytes, or `None` if there is
@@ -315,8 +293,8 @@ impl<H> Calls<H> {
     /// Credit arrived for `call_id` (or the connection): wake the senders waiting for it.
     pub(crate) fn credit(&mut self, call_id: CallId, wakers: &mut Vec<Waker>) {
         if call_id == CallId::CONNECTION {
-            for slot in self.slots.values_mut() {
-                if let Body::Stream(mailbox) = &mut slot.body {
+            for record in self.records_mut() {
+                if let Body::Stream(mailbox) = &mut record.body {
                     wakers.extend(mailbox.send_waker.take());
                 }
             }
@@ -369,19 +347,19 @@ impl<H> Calls<H> {
     /// Removes the call's mailbox (its handler, if any, stays recorded); returns the bytes still
     /// buffered in it, to credit back.
     pub(crate) fn remove_stream(&mut self, call_id: CallId, wakers: &mut Vec<Waker>) -> usize {
-        let Some(slot) = self.slots.get_mut(&call_id) else { return 0 };
-        let buffered = match std::mem::take(&mut slot.body) {
+        let Some(record) = self.record_mut(call_id) else { return 0 };
+        let buffered = match std::mem::take(&mut record.body) {
             Body::Stream(mailbox) => {
                 wakers.extend(mailbox.recv_waker);
                 wakers.extend(mailbox.send_waker);
                 mailbox.buffered
             }
             other => {
-                slot.body = other;
+                record.body = other;
                 0
             }
         };
-        self.retire_if_empty(call_id);
+        self.release_record(call_id);
         buffered
     }
 
@@ -389,19 +367,19 @@ impl<H> Calls<H> {
 
     /// Records a call's running handler.
     pub(crate) fn set_handler(&mut self, call_id: CallId, handler: H) {
-        self.slots.entry(call_id).or_default().handler = Some(handler);
+        self.record_or_insert(call_id).handler = Some(handler);
     }
 
     /// Removes the whole record of a call that ended (answered or cancelled), in one lookup.
-    pub(crate) fn remove(&mut self, call_id: CallId, wakers: &mut Vec<Waker>) -> Removed<H> {
-        let Some(slot) = self.take_slot(call_id) else {
+    pub(crate) fn take_call(&mut self, call_id: CallId, wakers: &mut Vec<Waker>) -> Removed<H> {
+        let Some(record) = self.take_record(call_id) else {
             return Removed {
                 handler: None,
                 buffered: 0,
                 trailers: None,
             };
         };
-        let (buffered, trailers) = match slot.body {
+        let (buffered, trailers) = match record.body {
             Body::Stream(mailbox) => {
                 wakers.extend(mailbox.recv_waker);
                 wakers.extend(mailbox.send_waker);
@@ -410,7 +388,7 @@ impl<H> Calls<H> {
             Body::Unary { .. } | Body::None => (0, None),
         };
         Removed {
-            handler: slot.handler,
+            handler: record.handler,
             buffered,
             trailers,
         }
@@ -419,8 +397,8 @@ impl<H> Calls<H> {
     /// Fails every call, for a connection that ended: waiting unary calls and streams get
     /// `status`; every handler is returned, to drop.
     pub(crate) fn fail_all(&mut self, status: &Status, wakers: &mut Vec<Waker>, handlers: &mut Vec<H>) {
-        for slot in self.slots.values_mut() {
-            match &mut slot.body {
+        for record in self.records_mut() {
+            match &mut record.body {
                 Body::Unary { waker, outcome, .. } => {
                     if outcome.is_none() {
                         *outcome = Some(Outcome::Failed(status.clone()));
@@ -435,14 +413,9 @@ impl<H> Calls<H> {
                 }
                 Body::None => {}
             }
-            handlers.extend(slot.handler.take());
+            handlers.extend(record.handler.take());
         }
-        self.slots.retain(|_, slot| !matches!(slot.body, Body::None));
-    }
-
-    #[cfg(loom)]
-    pub(crate) fn len(&self) -> usize {
-        self.slots.len()
+        self.release_idle_records();
     }
 }
 
@@ -458,7 +431,7 @@ mod loom_tests {
     #[test]
     fn loom_inflight_completion_races_with_poll() {
         loom::model(|| {
-            let table = Arc::new(Mutex::new(Calls::<()>::with_capacity(4)));
+            let table = Arc::new(Mutex::new(Calls::<()>::new()));
             lock(&table).insert_unary(CallId(1));
             let reader = {
                 let table = table.clone();
@@ -479,7 +452,7 @@ mod loom_tests {
             let outcome = loom::future::block_on(poll_fn(|cx| lock(&table).poll_outcome(CallId(1), cx)));
             assert!(matches!(outcome, Outcome::Response { message, .. } if message == "ok"));
             reader.join().unwrap();
-            assert_eq!(lock(&table).len(), 0);
+            assert_eq!(lock(&table).occupied(), 0);
         });
     }
 
@@ -488,7 +461,7 @@ mod loom_tests {
     #[test]
     fn loom_inflight_cancel_races_with_completion() {
         loom::model(|| {
-            let table = Arc::new(Mutex::new(Calls::<()>::with_capacity(4)));
+            let table = Arc::new(Mutex::new(Calls::<()>::new()));
             lock(&table).insert_unary(CallId(1));
             let reader = {
                 let table = table.clone();
@@ -498,7 +471,97 @@ mod loom_tests {
             let woke = reader.join().unwrap();
             assert!(!woke, "no waker was registered");
             let _ = was_waiting;
-            assert_eq!(lock(&table).len(), 0);
+            assert_eq!(lock(&table).occupied(), 0);
+        });
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_table_tests {
+    use std::future::poll_fn;
+
+    use super::*;
+    use crate::protocol::CallState;
+    use crate::sync::{Arc, Mutex, lock};
+
+    fn open_call() -> CallState {
+        CallState {
+            local_open: false,
+            remote_open: true,
+            head_received: false,
+            head_sent: false,
+            send_window: 0,
+            recv_window: 0,
+            unacked: 0,
+        }
+    }
+
+    /// One slot holds the protocol's state and the caller's record: the reader closes the call
+    /// in the protocol and completes the record while the caller polls it. The caller always gets
+    /// the outcome, and the slot is freed exactly when both sides are done, whatever the order.
+    #[test]
+    fn loom_one_slot_is_freed_when_protocol_and_caller_are_both_done() {
+        loom::model(|| {
+            let table = Arc::new(Mutex::new(Calls::<()>::new()));
+            {
+                let mut table = lock(&table);
+                table.open(CallId(1), open_call());
+                table.insert_unary(CallId(1));
+            }
+            let reader = {
+                let table = table.clone();
+                loom::thread::spawn(move || {
+                    let waker = {
+                        let mut table = lock(&table);
+                        table.close(CallId(1));
+                        table.complete(CallId(1), Outcome::Failed(Status::unavailable("x")))
+                    };
+                    if let Some(waker) = waker {
+                        waker.wake();
+                    }
+                })
+            };
+            let outcome = loom::future::block_on(poll_fn(|cx| lock(&table).poll_outcome(CallId(1), cx)));
+            assert!(matches!(outcome, Outcome::Failed(_)));
+            reader.join().unwrap();
+            let table = lock(&table);
+            assert_eq!(table.occupied(), 0, "the slot outlived both sides");
+            assert_eq!(table.open_calls(), 0);
+        });
+    }
+
+    /// A caller cancelling (closing the call and dropping its record) races with the reader's
+    /// answer for the same call: the table ends empty and counts no open call either way.
+    #[test]
+    fn loom_a_cancel_racing_the_answer_leaves_no_slot() {
+        loom::model(|| {
+            let table = Arc::new(Mutex::new(Calls::<()>::new()));
+            {
+                let mut table = lock(&table);
+                table.open(CallId(7), open_call());
+                table.insert_unary(CallId(7));
+            }
+            let reader = {
+                let table = table.clone();
+                loom::thread::spawn(move || {
+                    let mut table = lock(&table);
+                    let was_open = table.close(CallId(7)).is_some();
+                    let waker = table.complete(CallId(7), Outcome::Failed(Status::cancelled("x")));
+                    (was_open, waker.is_some())
+                })
+            };
+            let cancelled = {
+                let mut table = lock(&table);
+                let was_open = table.close(CallId(7)).is_some();
+                table.remove_unary(CallId(7));
+                was_open
+            };
+            let (answered, woke) = reader.join().unwrap();
+            assert!(cancelled ^ answered, "exactly one side closed the call");
+            assert!(!woke, "no waker was registered");
+            let table = lock(&table);
+            assert_eq!(table.occupied(), 0);
+            assert_eq!(table.open_calls(), 0);
         });
     }
 }
@@ -531,7 +594,7 @@ mod loom_stream_tests {
                 recv_window: 100,
                 unacked: 0,
             };
-            let mut streams = Calls::<()>::with_capacity(4);
+            let mut streams = Calls::<()>::new();
             streams.open_stream(CallId(1));
             let state = Arc::new(Mutex::new((ConnectionWindows::new(&settings, &settings), call, streams)));
             let reader = {
@@ -567,11 +630,12 @@ mod loom_stream_tests {
 mod tests {
     use super::*;
 
-    /// The size the docs quote for a record (a stream's mailbox inline, trailers included).
+    /// A record stays small enough to keep a stream's mailbox inline (opening a stream
+    /// allocates nothing): at most the 192 bytes ARCHITECTURE.md quotes.
     #[test]
     fn a_record_is_at_most_the_size_the_docs_quote() {
-        let size = std::mem::size_of::<Slot<tokio::task::AbortHandle>>();
+        let size = std::mem::size_of::<Record<tokio::task::AbortHandle>>();
         println!("one call record: {size} bytes");
-        assert!(size <= 192, "{size} bytes: update the size INITIAL_RECORDS' docs quote");
+        assert!(size <= 192, "{size} bytes: update the size ARCHITECTURE.md quotes");
     }
 }

@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use super::DriverConfig;
-use super::calls::Calls;
+use super::calls::{Calls, Record};
 use super::identity::Identity;
 use super::write_queue::{Flush, QueueGuard, Unlocked, WriteQueue};
 use crate::net::Stream;
@@ -40,12 +40,18 @@ pub(crate) trait Dispatch: Send + Sync + 'static {
 /// The mutable state of a connection, behind one lock.
 #[derive(Debug)]
 pub(crate) struct State {
-    /// The protocol state machine.
-    pub(crate) proto: Connection,
-    /// The driver's record of each call: outcome, mailbox, handler.
-    pub(crate) calls: Calls<AbortHandle>,
+    /// The protocol state machine; its call table keeps the driver's record of each call
+    /// (outcome, mailbox, handler) beside the call's protocol state.
+    pub(crate) proto: Connection<Record<AbortHandle>>,
     /// Why the connection ended, once it has.
     pub(crate) closed: Option<Status>,
+}
+
+impl State {
+    /// The driver's records of the calls, in the protocol's call table.
+    pub(crate) fn calls(&mut self) -> &mut Calls<AbortHandle> {
+        self.proto.calls()
+    }
 }
 
 /// The connection state, locked. Writing to the socket needs it released: [`Shared::flush`]
@@ -181,7 +187,7 @@ impl Shared {
             state.closed = Some(status.clone());
             self.stats.closed.store(true, Ordering::Release);
             let mut handlers = Vec::new();
-            state.calls.fail_all(&status, &mut wakers, &mut handlers);
+            state.calls().fail_all(&status, &mut wakers, &mut handlers);
             for handler in handlers {
                 handler.abort();
                 self.stats.call_finished(Code::Cancelled);
@@ -204,7 +210,7 @@ impl Shared {
     pub(crate) fn register_handler(&self, call_id: CallId, handle: AbortHandle) {
         let mut state = self.lock_state();
         if state.closed.is_none() && state.proto.is_call_open(call_id) {
-            state.calls.set_handler(call_id, handle);
+            state.calls().set_handler(call_id, handle);
         } else {
             // Cancelled (or the connection ended) before the handler was registered.
             handle.abort();
@@ -313,8 +319,7 @@ pub(crate) fn spawn_connection_at(
     let metrics = config.metrics.as_ref().map(|metrics| metrics.connection_opened(role, &stats));
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
-            proto: Connection::new(role, config.connection.clone(), now),
-            calls: Calls::with_capacity(super::calls::INITIAL_RECORDS),
+            proto: Connection::with_records(role, config.connection.clone(), now),
             closed: None,
         }),
         // The write buffers start empty and grow to what the connection writes: a connection that

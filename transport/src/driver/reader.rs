@@ -190,7 +190,7 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
             } => {
                 if !end_stream {
                     // Request messages may arrive before the handler runs: give them a mailbox.
-                    state.calls.open_stream(call_id);
+                    state.calls().open_stream(call_id);
                 }
                 accepted.push_back(AcceptedCall {
                     call_id,
@@ -204,13 +204,13 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
                 metadata,
                 message,
                 end_stream,
-            } if state.calls.is_stream(call_id) => {
-                state.calls.head(call_id, metadata, wakers);
+            } if state.calls().is_stream(call_id) => {
+                state.calls().head(call_id, metadata, wakers);
                 if let Some(message) = message {
-                    let _ = state.calls.push(call_id, message, false, wakers);
+                    let _ = state.calls().push(call_id, message, false, wakers);
                 }
                 if end_stream {
-                    state.calls.finish(call_id, Status::new(Code::Ok, ""), wakers);
+                    state.calls().finish(call_id, Status::new(Code::Ok, ""), wakers);
                     *completed += 1;
                 }
             }
@@ -225,7 +225,7 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
                     metadata,
                     trailers: Metadata::new(),
                 };
-                wakers.extend(state.calls.complete(call_id, outcome));
+                wakers.extend(state.calls().complete(call_id, outcome));
                 *completed += 1;
             }
             Event::Response {
@@ -233,38 +233,38 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
                 metadata,
                 message,
                 end_stream: false,
-            } => state.calls.hold_response(call_id, message.unwrap_or_default(), metadata),
+            } => state.calls().hold_response(call_id, message.unwrap_or_default(), metadata),
             Event::Message {
                 call_id,
                 message,
                 end_stream,
             } => {
                 let len = message.len();
-                match state.calls.push(call_id, message, end_stream, wakers) {
+                match state.calls().push(call_id, message, end_stream, wakers) {
                     Some(buffered) => shared.stats.stream_buffered(buffered),
                     // Nobody reads this call's messages: credit them back at once.
                     None => state.proto.release_received(call_id, len),
                 }
             }
-            Event::EndOfStream { call_id } => state.calls.end(call_id, wakers),
+            Event::EndOfStream { call_id } => state.calls().end(call_id, wakers),
             Event::Finished { call_id, status } => {
                 *completed += 1;
-                if state.calls.is_stream(call_id) {
-                    state.calls.finish(call_id, status, wakers);
+                if state.calls().is_stream(call_id) {
+                    state.calls().finish(call_id, status, wakers);
                 } else {
                     let refused = state.proto.is_refused_by_goaway(call_id);
-                    wakers.extend(state.calls.finish_unary(call_id, status, refused));
+                    wakers.extend(state.calls().finish_unary(call_id, status, refused));
                 }
             }
             Event::Cancelled { call_id } => {
-                let removed = state.calls.remove(call_id, wakers);
+                let removed = state.calls().take_call(call_id, wakers);
                 state.proto.release_received(call_id, removed.buffered);
                 if let Some(handler) = removed.handler {
                     handler.abort();
                     shared.stats.call_finished(Code::Cancelled);
                 }
             }
-            Event::Credit { call_id } => state.calls.credit(call_id, wakers),
+            Event::Credit { call_id } => state.calls().credit(call_id, wakers),
             Event::GoAway { .. } | Event::PongReceived => {}
         }
     }

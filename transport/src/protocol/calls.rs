@@ -1,11 +1,41 @@
-//! The table of calls open on one connection, with the direction each side may still send in.
+//! The one table of a connection's calls: for each call, in one slot, the protocol's state (which
+//! directions are open, the windows) and the record a driver keeps beside it (a unary call's
+//! outcome and waker, a stream's mailbox, a running handler).
+//!
+//! Slots live in a ring indexed by the low bits of the call id, and a slot is found by comparing
+//! its full id (the high bits act as the slot's generation). Clients number calls 1, 2, 3, ...
+//! (PROTOCOL.md 6.1) and calls end roughly in order, so with the ring at least twice the number of
+//! slots in use, a new call finds its slot free and no lookup hashes anything. A call whose slot is
+//! still held by a long-lived older call (a stream open for a million calls), or a peer that
+//! spaces its ids to collide, goes to a small overflow map with a seeded hash; the ring doubles
+//! at half occupancy and rehomes what it can.
+//!
+//! A slot is freed when both parts are done: the protocol has closed the call and the record is
+//! idle ([`CallRecord::is_idle`]). So the driver's record outlives the protocol's state when it
+//! must (an outcome not yet taken by its caller, a handler still running), and neither side keeps
+//! a second table consistent by hand.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 
 use crate::wire::CallId;
 
-/// Hashes call ids for the per-connection tables: a seeded splitmix64 finaliser, a few
+/// What a driver keeps per call beside the protocol's state, in the same slot of the call table
+/// (the sans-IO core never looks inside it).
+pub trait CallRecord: Default {
+    /// Whether the record holds nothing any more: its slot may be freed once the protocol has
+    /// closed the call too.
+    fn is_idle(&self) -> bool;
+}
+
+/// A connection without driver records (the sans-IO core on its own, as in the protocol tests).
+impl CallRecord for () {
+    fn is_idle(&self) -> bool {
+        true
+    }
+}
+
+/// Hashes call ids for the call table's overflow map: a seeded splitmix64 finaliser, a few
 /// nanoseconds where SipHash costs tens, measured at about 7 % of a pipelined call's CPU time
 /// (perf, `cargo bench --bench roundtrip`). The seed is random per table, so a peer choosing its
 /// call ids cannot aim them at one bucket.
@@ -54,27 +84,6 @@ impl Hasher for CallIdHash {
     }
 }
 
-/// A map keyed by call id with [`CallIdHasher`].
-pub(crate) type CallMap<V> = HashMap<CallId, V, CallIdHasher>;
-
-/// An empty [`CallMap`] with room for `capacity` calls.
-pub(crate) fn call_map<V>(capacity: usize) -> CallMap<V> {
-    HashMap::with_capacity_and_hasher(capacity, CallIdHasher::new())
-}
-
-/// Capacity past which an emptied call table gives its memory back (256 calls): a table grows
-/// to a connection's peak concurrency, and a peak of thousands of open calls would otherwise stay
-/// with the connection for its life. A table at or under it keeps its memory, so a connection
-/// whose calls come and go in the steady state never allocates for them.
-pub(crate) const SHRINK_ABOVE: usize = 256;
-
-/// Gives an emptied table's memory back after a peak (see [`SHRINK_ABOVE`]).
-pub(crate) fn shrink_after_peak<V>(map: &mut CallMap<V>) {
-    if map.is_empty() && map.capacity() > SHRINK_ABOVE {
-        map.shrink_to(0);
-    }
-}
-
 /// Protocol state of one open call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CallState {
@@ -94,41 +103,241 @@ pub(crate) struct CallState {
     pub(crate) unacked: u64,
 }
 
-/// Open calls by id. Sized once for the concurrency limit, so opening and closing calls in the
-/// steady state never allocates.
+/// Capacity past which an emptied call table gives its memory back (256 slots): a table grows
+/// to a connection's peak concurrency, and a peak of thousands of open calls would otherwise stay
+/// with the connection for its life. A table at or under it keeps its memory, so a connection
+/// whose calls come and go in the steady state never allocates for them.
+pub(crate) const SHRINK_ABOVE: usize = 256;
+
+/// Slots a table's ring starts with, at its first call (none before: an idle connection, one of
+/// a burst of a thousand that only handshake, allocates no table).
+const FIRST_RING: usize = 8;
+
+/// Marks a vacant slot: id 0 names the connection, never a call.
+const VACANT: CallId = CallId::CONNECTION;
+
+/// One call's slot.
 #[derive(Debug)]
-pub(crate) struct CallTable {
-    calls: CallMap<CallState>,
+struct Slot<X> {
+    id: CallId,
+    /// The protocol's state, while the call is open.
+    proto: Option<CallState>,
+    /// The driver's record.
+    record: X,
 }
 
-impl CallTable {
-    pub(crate) fn with_capacity(capacity: usize) -> Self {
-        Self { calls: call_map(capacity) }
+impl<X: CallRecord> Slot<X> {
+    fn vacant() -> Self {
+        Self {
+            id: VACANT,
+            proto: None,
+            record: X::default(),
+        }
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.calls.len()
+    fn is_done(&self) -> bool {
+        self.proto.is_none() && self.record.is_idle()
+    }
+}
+
+/// Where a call's slot is.
+#[derive(Clone, Copy, Debug)]
+enum Place {
+    Ring(usize),
+    Overflow,
+}
+
+/// Every call of a connection, open in the protocol or still recorded by the driver (see the
+/// module docs). Grows once to a connection's concurrency, so opening and closing calls in the
+/// steady state never allocates.
+#[derive(Debug)]
+pub(crate) struct CallTable<X> {
+    /// A power of two long (or empty); slot `id & (len - 1)`.
+    ring: Vec<Slot<X>>,
+    /// Calls whose ring slot was taken when they started.
+    overflow: HashMap<CallId, Slot<X>, CallIdHasher>,
+    /// Slots in use, ring and overflow.
+    occupied: usize,
+    /// Calls open in the protocol.
+    open: usize,
+}
+
+impl<X: CallRecord> Default for CallTable<X> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<X: CallRecord> CallTable<X> {
+    /// An empty table; it allocates at its first call.
+    pub(crate) fn new() -> Self {
+        Self {
+            ring: Vec::new(),
+            overflow: HashMap::with_hasher(CallIdHasher::new()),
+            occupied: 0,
+            open: 0,
+        }
     }
 
-    pub(crate) fn insert(&mut self, id: CallId, state: CallState) {
-        self.calls.insert(id, state);
+    fn ring_index(&self, id: CallId) -> usize {
+        // Truncation is the point: the low bits pick the slot, the full id is compared.
+        (id.0 as usize) & (self.ring.len() - 1)
     }
 
-    pub(crate) fn get_mut(&mut self, id: CallId) -> Option<&mut CallState> {
-        self.calls.get_mut(&id)
+    fn locate(&self, id: CallId) -> Option<Place> {
+        if !self.ring.is_empty() {
+            let index = self.ring_index(id);
+            if self.ring[index].id == id {
+                return Some(Place::Ring(index));
+            }
+        }
+        if !self.overflow.is_empty() && self.overflow.contains_key(&id) {
+            return Some(Place::Overflow);
+        }
+        None
     }
 
-    pub(crate) fn remove(&mut self, id: CallId) -> Option<CallState> {
-        let state = self.calls.remove(&id);
-        shrink_after_peak(&mut self.calls);
+    fn slot(&mut self, id: CallId, place: Place) -> &mut Slot<X> {
+        match place {
+            Place::Ring(index) => &mut self.ring[index],
+            Place::Overflow => self.overflow.get_mut(&id).expect("located in the overflow map"),
+        }
+    }
+
+    fn find(&mut self, id: CallId) -> Option<&mut Slot<X>> {
+        let place = self.locate(id)?;
+        Some(self.slot(id, place))
+    }
+
+    /// The call's slot, taken if it has none.
+    fn find_or_take(&mut self, id: CallId) -> &mut Slot<X> {
+        if let Some(place) = self.locate(id) {
+            return self.slot(id, place);
+        }
+        debug_assert_ne!(id, VACANT, "call id 0 names the connection");
+        if (self.occupied + 1) * 2 > self.ring.len() {
+            self.grow();
+        }
+        self.occupied += 1;
+        let index = self.ring_index(id);
+        if self.ring[index].id == VACANT {
+            let slot = &mut self.ring[index];
+            slot.id = id;
+            return slot;
+        }
+        let mut slot = Slot::vacant();
+        slot.id = id;
+        self.overflow.entry(id).or_insert(slot)
+    }
+
+    /// Doubles the ring and rehomes every slot; overflow slots move in where their place is free.
+    fn grow(&mut self) {
+        let len = (self.ring.len() * 2).max(FIRST_RING);
+        let old = std::mem::replace(&mut self.ring, (0..len).map(|_| Slot::vacant()).collect());
+        for slot in old.into_iter().filter(|slot| slot.id != VACANT) {
+            // Distinct low bits stay distinct with one more bit: no two old slots meet.
+            let index = self.ring_index(slot.id);
+            self.ring[index] = slot;
+        }
+        if !self.overflow.is_empty() {
+            let overflow = std::mem::replace(&mut self.overflow, HashMap::with_hasher(CallIdHasher::new()));
+            for (id, slot) in overflow {
+                let index = self.ring_index(id);
+                if self.ring[index].id == VACANT {
+                    self.ring[index] = slot;
+                } else {
+                    self.overflow.insert(id, slot);
+                }
+            }
+        }
+    }
+
+    /// Frees the call's slot if both the protocol and the record are done with it.
+    fn free_if_done(&mut self, id: CallId) {
+        let Some(place) = self.locate(id) else { return };
+        if !self.slot(id, place).is_done() {
+            return;
+        }
+        match place {
+            Place::Ring(index) => self.ring[index] = Slot::vacant(),
+            Place::Overflow => {
+                self.overflow.remove(&id);
+            }
+        }
+        self.occupied -= 1;
+        self.shrink_after_peak();
+    }
+
+    /// Gives an emptied table's memory back after a peak (see [`SHRINK_ABOVE`]).
+    fn shrink_after_peak(&mut self) {
+        if self.occupied == 0 && self.ring.len() > SHRINK_ABOVE {
+            self.ring = Vec::new();
+        }
+        if self.overflow.is_empty() && self.overflow.capacity() > SHRINK_ABOVE {
+            self.overflow.shrink_to(0);
+        }
+    }
+
+    fn slots_mut(&mut self) -> impl Iterator<Item = &mut Slot<X>> + '_ {
+        self.ring
+            .iter_mut()
+            .filter(|slot| slot.id != VACANT)
+            .chain(self.overflow.values_mut())
+    }
+
+    fn slots(&self) -> impl Iterator<Item = &Slot<X>> + '_ {
+        self.ring.iter().filter(|slot| slot.id != VACANT).chain(self.overflow.values())
+    }
+
+    /// Frees every slot both sides are done with.
+    fn free_all_done(&mut self) {
+        let mut freed = 0;
+        for slot in self.ring.iter_mut().filter(|slot| slot.id != VACANT && slot.is_done()) {
+            *slot = Slot::vacant();
+            freed += 1;
+        }
+        let before = self.overflow.len();
+        self.overflow.retain(|_, slot| !slot.is_done());
+        self.occupied -= freed + (before - self.overflow.len());
+        self.shrink_after_peak();
+    }
+
+    // --- the protocol's side ---
+
+    /// Calls open in the protocol.
+    pub(crate) fn open_calls(&self) -> usize {
+        self.open
+    }
+
+    /// Opens a call in the protocol.
+    pub(crate) fn open(&mut self, id: CallId, state: CallState) {
+        let slot = self.find_or_take(id);
+        if slot.proto.replace(state).is_none() {
+            self.open += 1;
+        }
+    }
+
+    /// The protocol's state of an open call.
+    pub(crate) fn state_mut(&mut self, id: CallId) -> Option<&mut CallState> {
+        self.find(id)?.proto.as_mut()
+    }
+
+    /// Closes a call in the protocol, returning its state if it was open; the slot goes once the
+    /// driver's record is idle too.
+    pub(crate) fn close(&mut self, id: CallId) -> Option<CallState> {
+        let state = self.find(id)?.proto.take();
+        if state.is_some() {
+            self.open -= 1;
+        }
+        self.free_if_done(id);
         state
     }
 
-    /// Removes the call once neither side may send on it; returns whether it is gone.
+    /// Closes the call once neither side may send on it; returns whether it is closed.
     pub(crate) fn retire_if_done(&mut self, id: CallId) -> bool {
-        match self.calls.get(&id) {
+        match self.state_mut(id) {
             Some(state) if !state.local_open && !state.remote_open => {
-                self.remove(id);
+                self.close(id);
                 true
             }
             Some(_) => false,
@@ -136,36 +345,89 @@ impl CallTable {
         }
     }
 
-    /// Removes and returns every call id above `last`, for a GoAway.
+    /// Closes and returns every open call id above `last`, for a GoAway.
     pub(crate) fn drain_above(&mut self, last: CallId, out: &mut Vec<CallId>) {
-        out.extend(self.calls.keys().copied().filter(|id| *id > last));
-        for id in out.iter() {
-            self.calls.remove(id);
+        let from = out.len();
+        out.extend(
+            self.slots()
+                .filter(|slot| slot.proto.is_some() && slot.id > last)
+                .map(|slot| slot.id),
+        );
+        for &id in &out[from..] {
+            self.close(id);
         }
-        shrink_after_peak(&mut self.calls);
     }
 
+    /// The protocol's state of every open call.
     pub(crate) fn states_mut(&mut self) -> impl Iterator<Item = &mut CallState> + '_ {
-        self.calls.values_mut()
+        self.slots_mut().filter_map(|slot| slot.proto.as_mut())
     }
 
+    /// Ids of the calls open in the protocol.
     pub(crate) fn ids(&self) -> impl Iterator<Item = CallId> + '_ {
-        self.calls.keys().copied()
+        self.slots().filter(|slot| slot.proto.is_some()).map(|slot| slot.id)
     }
 
+    /// Closes every call in the protocol (the connection failed); records stay until the driver
+    /// is done with them.
     pub(crate) fn clear(&mut self) {
-        self.calls.clear();
-        shrink_after_peak(&mut self.calls);
+        for slot in self.slots_mut() {
+            slot.proto = None;
+        }
+        self.open = 0;
+        self.free_all_done();
     }
 
-    /// Calls the table has room for without growing.
+    // --- the driver's side ---
+
+    /// The driver's record of a call, if it has a slot.
+    pub(crate) fn record_mut(&mut self, id: CallId) -> Option<&mut X> {
+        Some(&mut self.find(id)?.record)
+    }
+
+    /// The driver's record of a call, taking a slot for it if it has none.
+    pub(crate) fn record_or_insert(&mut self, id: CallId) -> &mut X {
+        &mut self.find_or_take(id).record
+    }
+
+    /// Takes the driver's record out of a call's slot (leaving an idle one), freeing the slot if
+    /// the protocol has closed the call.
+    pub(crate) fn take_record(&mut self, id: CallId) -> Option<X> {
+        let record = std::mem::take(&mut self.find(id)?.record);
+        self.free_if_done(id);
+        Some(record)
+    }
+
+    /// Frees the call's slot if the record is idle and the protocol has closed the call.
+    pub(crate) fn release_record(&mut self, id: CallId) {
+        self.free_if_done(id);
+    }
+
+    /// Every record, for what concerns all calls (connection credit, a connection's end); call
+    /// [`CallTable::release_idle_records`] after emptying them.
+    pub(crate) fn records_mut(&mut self) -> impl Iterator<Item = &mut X> + '_ {
+        self.slots_mut().map(|slot| &mut slot.record)
+    }
+
+    /// Frees every slot whose record is idle and whose call the protocol has closed.
+    pub(crate) fn release_idle_records(&mut self) {
+        self.free_all_done();
+    }
+
+    /// Slots in use (open calls and records the driver still keeps).
+    #[cfg(any(test, loom))]
+    pub(crate) fn occupied(&self) -> usize {
+        self.occupied
+    }
+
+    /// Slots the table has room for without growing.
     #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
-        self.calls.capacity()
+        self.ring.len()
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -181,25 +443,129 @@ mod tests {
         }
     }
 
+    /// A record that is busy while it holds a value.
+    #[derive(Debug, Default)]
+    struct Busy(Option<u32>);
+
+    impl CallRecord for Busy {
+        fn is_idle(&self) -> bool {
+            self.0.is_none()
+        }
+    }
+
     #[test]
     fn an_emptied_table_gives_back_its_memory_after_a_peak() {
-        let mut table = CallTable::with_capacity(4);
+        let mut table = CallTable::<()>::new();
         for id in 1..=4_000u64 {
-            table.insert(CallId(id), open());
+            table.open(CallId(id), open());
         }
         assert!(table.capacity() >= 4_000);
         for id in 1..=4_000u64 {
-            table.remove(CallId(id));
+            table.close(CallId(id));
         }
+        assert_eq!(table.occupied(), 0);
         assert!(table.capacity() <= SHRINK_ABOVE, "capacity {} after the peak", table.capacity());
     }
 
     #[test]
     fn a_small_table_keeps_its_memory_when_it_empties() {
-        let mut table = CallTable::with_capacity(16);
+        let mut table = CallTable::<()>::new();
+        table.open(CallId(1), open());
         let capacity = table.capacity();
-        table.insert(CallId(1), open());
-        table.remove(CallId(1));
+        table.close(CallId(1));
+        table.open(CallId(2), open());
+        table.close(CallId(2));
         assert_eq!(table.capacity(), capacity, "no reallocation in the steady state");
+    }
+
+    /// Sequential calls that end in order live in the ring: no overflow, no growth past twice
+    /// the calls in flight.
+    #[test]
+    fn calls_in_flight_in_order_stay_in_the_ring() {
+        let mut table = CallTable::<()>::new();
+        for id in 1..=128u64 {
+            table.open(CallId(id), open());
+        }
+        for id in 129..=100_000u64 {
+            table.close(CallId(id - 128));
+            table.open(CallId(id), open());
+        }
+        assert!(table.overflow.is_empty());
+        assert_eq!(table.capacity(), 256);
+        assert_eq!(table.open_calls(), 128);
+    }
+
+    /// A long-lived call holds its ring slot; later calls that land on it go to the overflow
+    /// map, and every call stays reachable by id.
+    #[test]
+    fn a_call_whose_slot_is_taken_lives_in_the_overflow_map() {
+        let mut table = CallTable::<()>::new();
+        table.open(CallId(1), open());
+        let ring = table.capacity() as u64;
+        table.open(CallId(1 + ring), open());
+        assert_eq!(table.overflow.len(), 1);
+        assert!(table.state_mut(CallId(1)).is_some());
+        assert!(table.state_mut(CallId(1 + ring)).is_some());
+        table.close(CallId(1 + ring));
+        assert!(table.state_mut(CallId(1 + ring)).is_none());
+        assert!(table.state_mut(CallId(1)).is_some());
+        assert_eq!(table.occupied(), 1);
+    }
+
+    /// A peer spacing its ids to collide cannot lose a call: every id is found after growth.
+    #[test]
+    fn colliding_ids_are_all_found_after_growth() {
+        let mut table = CallTable::<()>::new();
+        let ids: Vec<CallId> = (1..=1_000u64).map(|n| CallId(n << 20)).collect();
+        for &id in &ids {
+            table.open(id, open());
+        }
+        assert_eq!(table.open_calls(), ids.len());
+        for &id in &ids {
+            assert!(table.state_mut(id).is_some(), "{id:?} lost");
+        }
+        let mut drained = Vec::new();
+        table.drain_above(CallId(500 << 20), &mut drained);
+        assert_eq!(drained.len(), 500);
+        assert_eq!(table.open_calls(), 500);
+    }
+
+    /// The slot stays while the record is busy after the protocol closed the call, and goes when
+    /// the record is taken; and the other way round.
+    #[test]
+    fn a_slot_is_freed_only_when_both_sides_are_done() {
+        let mut table = CallTable::<Busy>::new();
+        table.open(CallId(1), open());
+        table.record_or_insert(CallId(1)).0 = Some(7);
+        table.close(CallId(1));
+        assert_eq!(table.occupied(), 1, "the record keeps the slot");
+        assert_eq!(table.open_calls(), 0, "but the call is closed in the protocol");
+        assert_eq!(table.take_record(CallId(1)).and_then(|r| r.0), Some(7));
+        assert_eq!(table.occupied(), 0);
+
+        table.open(CallId(2), open());
+        table.record_or_insert(CallId(2)).0 = Some(8);
+        table.take_record(CallId(2));
+        assert_eq!(table.occupied(), 1, "the open call keeps the slot");
+        table.close(CallId(2));
+        assert_eq!(table.occupied(), 0);
+    }
+
+    #[test]
+    fn clearing_keeps_busy_records_and_frees_the_rest() {
+        let mut table = CallTable::<Busy>::new();
+        for id in 1..=10u64 {
+            table.open(CallId(id), open());
+        }
+        table.record_or_insert(CallId(3)).0 = Some(3);
+        table.clear();
+        assert_eq!(table.open_calls(), 0);
+        assert_eq!(table.occupied(), 1);
+        assert_eq!(table.record_mut(CallId(3)).and_then(|r| r.0), Some(3));
+        for record in table.records_mut() {
+            record.0 = None;
+        }
+        table.release_idle_records();
+        assert_eq!(table.occupied(), 0);
     }
 }

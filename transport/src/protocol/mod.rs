@@ -13,9 +13,10 @@ mod event;
 mod flow;
 
 pub use budget::RateBudget;
+pub use calls::CallRecord;
 #[cfg(loom)]
 pub(crate) use calls::CallState;
-pub(crate) use calls::{CallMap, call_map, shrink_after_peak};
+pub(crate) use calls::CallTable;
 pub use config::{
     ConnectionConfig, DEFAULT_CANCEL_BUDGET, DEFAULT_ERROR_BUDGET, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_PING_STRIKES, DEFAULT_PARTIAL_FRAME_TIMEOUT,

@@ -400,7 +400,7 @@ impl ServerCall {
         }
         let mut wakers = Vec::new();
         // The handler is this call's own task, ending: forget it, do not abort it.
-        let removed = state.calls.remove(call_id, &mut wakers);
+        let removed = state.calls().take_call(call_id, &mut wakers);
         if removed.buffered > 0 {
             state.proto.release_received(call_id, removed.buffered);
         }

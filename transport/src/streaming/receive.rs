@@ -109,7 +109,7 @@ impl<T: prost::Message + Default> Streaming<T> {
     pub(crate) async fn wait_for_head(&mut self) -> Result<(), Status> {
         std::future::poll_fn(|cx| {
             let mut state = self.shared.lock_state();
-            let Poll::Ready(metadata) = state.calls.poll_head(self.call_id, cx) else {
+            let Poll::Ready(metadata) = state.calls().poll_head(self.call_id, cx) else {
                 drop(state);
                 if self.deadline.poll_expired(cx) {
                     return Poll::Ready(Err(self.expire()));
@@ -118,7 +118,7 @@ impl<T: prost::Message + Default> Streaming<T> {
             };
             let failure = match metadata {
                 Some(_) => None,
-                None => state.calls.failure(self.call_id).cloned(),
+                None => state.calls().failure(self.call_id).cloned(),
             };
             drop(state);
             self.metadata = metadata;
@@ -176,9 +176,9 @@ impl<T: prost::Message + Default> Streaming<T> {
         }
         let mut state = self.shared.lock_state();
         if self.cancel_on_drop && self.metadata.is_none() {
-            self.metadata = state.calls.take_head_metadata(self.call_id);
+            self.metadata = state.calls().take_head_metadata(self.call_id);
         }
-        let received = match state.calls.poll_recv(self.call_id, cx, &mut self.batch, BATCH - 1) {
+        let received = match state.calls().poll_recv(self.call_id, cx, &mut self.batch, BATCH - 1) {
             Poll::Ready(received) => received,
             Poll::Pending => {
                 drop(state);
@@ -222,7 +222,7 @@ impl<T: prost::Message + Default> Streaming<T> {
         let status = Status::deadline_exceeded("the streaming call did not finish within its deadline");
         let mut wakers = Vec::new();
         let mut state = self.shared.lock_state();
-        state.calls.finish(self.call_id, status.clone(), &mut wakers);
+        state.calls().finish(self.call_id, status.clone(), &mut wakers);
         if self.cancel_on_drop && state.proto.cancel_call(self.call_id) {
             self.shared.queue_control(&mut state);
         }
@@ -265,7 +265,7 @@ impl<T> Drop for Streaming<T> {
         let mut wakers = Vec::new();
         let mut state = self.shared.lock_state();
         let batched: usize = self.batch.iter().map(Bytes::len).sum::<usize>() + self.handed_out;
-        let buffered = state.calls.remove_stream(self.call_id, &mut wakers) + batched;
+        let buffered = state.calls().remove_stream(self.call_id, &mut wakers) + batched;
         state.proto.release_received(self.call_id, buffered);
         let cancelled = self.cancel_on_drop && state.proto.cancel_call(self.call_id);
         // Wakes the writer; no write from `Drop`.

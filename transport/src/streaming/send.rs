@@ -92,7 +92,7 @@ impl<T: prost::Message> StreamSender<T> {
                 if let Some(status) = &state.closed {
                     return Poll::Ready(Err(status.clone()));
                 }
-                if let Some(status) = state.calls.failure(self.call_id) {
+                if let Some(status) = state.calls().failure(self.call_id) {
                     return Poll::Ready(Err(status.clone()));
                 }
                 let len = body.as_ref().map_or(0, Body::len);
@@ -142,7 +142,7 @@ impl<T: prost::Message> StreamSender<T> {
                     }
                     Ok(false) => {
                         drop(queue);
-                        state.calls.wait_for_credit(self.call_id, cx);
+                        state.calls().wait_for_credit(self.call_id, cx);
                         drop(state);
                         if self.deadline.poll_expired(cx) {
                             return Poll::Ready(Err(Status::deadline_exceeded(
@@ -179,7 +179,7 @@ impl<T: prost::Message> StreamSender<T> {
     /// (an error's trailers are on its `Status`). Replaces any set before.
     pub fn set_trailers(&mut self, trailers: Metadata) {
         if !self.client {
-            self.shared.lock_state().calls.set_trailers(self.call_id, trailers);
+            self.shared.lock_state().calls().set_trailers(self.call_id, trailers);
         }
     }
 

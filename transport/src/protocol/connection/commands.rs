@@ -3,10 +3,11 @@
 use bytes::Bytes;
 
 use super::{CallState, Connection, Phase, Role};
+use crate::protocol::CallRecord;
 use crate::status::Status;
 use crate::wire::{CallId, Code, Frame, GoAway};
 
-impl Connection {
+impl<X: CallRecord> Connection<X> {
     /// (client) Opens a call and returns its id; the driver then writes the Request frame.
     /// Fails with UNAVAILABLE once the connection is closing and RESOURCE_EXHAUSTED at the peer's
     /// concurrency limit (callers normally wait for a slot before calling this).
@@ -15,14 +16,14 @@ impl Connection {
         if self.phase == Phase::Closed || self.goaway_received.is_some() {
             return Err(Status::unavailable("the connection is closing; retry on a new connection"));
         }
-        if self.calls.len() >= self.peer_settings.max_concurrent_calls as usize {
+        if self.calls.open_calls() >= self.peer_settings.max_concurrent_calls as usize {
             return Err(Status::resource_exhausted(
                 "the server's max concurrent calls are in use; retry when a call finishes",
             ));
         }
         let call_id = CallId(self.next_call_id);
         self.next_call_id += 1;
-        self.calls.insert(call_id, {
+        self.calls.open(call_id, {
             let (send_window, recv_window) = self.windows.call_windows(&self.peer_settings);
             CallState {
                 local_open: !end_stream,
@@ -40,7 +41,7 @@ impl Connection {
     /// (client) Abandons a call that has not finished: a Cancel frame is queued. Returns whether
     /// the call was still open.
     pub fn cancel_call(&mut self, call_id: CallId) -> bool {
-        if self.calls.remove(call_id).is_none() || self.phase == Phase::Closed {
+        if self.calls.close(call_id).is_none() || self.phase == Phase::Closed {
             return false;
         }
         self.control.call_frames.push_back(Frame::Cancel { call_id });
@@ -50,7 +51,7 @@ impl Connection {
     /// Records that we half-close `call_id` (the driver writes the frame with END_STREAM).
     /// Returns whether the call was open for sending.
     pub fn close_local(&mut self, call_id: CallId) -> bool {
-        let open = match self.calls.get_mut(call_id) {
+        let open = match self.calls.state_mut(call_id) {
             Some(state) if state.local_open => {
                 state.local_open = false;
                 true
@@ -59,7 +60,7 @@ impl Connection {
         };
         if self.role == Role::Server {
             // A server's final frame ends the call whatever the client still sends.
-            self.calls.remove(call_id);
+            self.calls.close(call_id);
         } else {
             self.calls.retire_if_done(call_id);
         }
@@ -70,7 +71,7 @@ impl Connection {
     /// Returns `false` when the call is no longer open (cancelled, or the connection failed), in
     /// which case nothing must be written.
     pub fn finish_call(&mut self, call_id: CallId) -> bool {
-        self.phase != Phase::Closed && self.calls.remove(call_id).is_some()
+        self.phase != Phase::Closed && self.calls.close(call_id).is_some()
     }
 
     /// (server) Whether the call's response head is still to be sent, marking it sent: the
@@ -80,7 +81,7 @@ impl Connection {
         if self.phase == Phase::Closed {
             return false;
         }
-        match self.calls.get_mut(call_id) {
+        match self.calls.state_mut(call_id) {
             Some(state) if state.local_open && !state.head_sent => {
                 state.head_sent = true;
                 true
@@ -96,7 +97,7 @@ impl Connection {
         if self.phase == Phase::Closed {
             return Err(Status::unavailable("the connection is closed"));
         }
-        match self.calls.get_mut(call_id) {
+        match self.calls.state_mut(call_id) {
             Some(state) if state.local_open => {
                 let sent = self.windows.try_send(state, len);
                 if sent {
@@ -116,7 +117,7 @@ impl Connection {
         if self.phase == Phase::Closed {
             return;
         }
-        let call = self.calls.get_mut(call_id);
+        let call = self.calls.state_mut(call_id);
         self.windows.release(call_id, call, len, &mut self.control.call_frames);
     }
 

@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 pub use self::read::ReadProgress;
 use super::budget::Bucket;
-use super::calls::{CallState, CallTable};
+use super::calls::{CallRecord, CallState, CallTable};
 use super::flow::ConnectionWindows;
 use super::{
     ConnectionConfig, ConnectionError, ConnectionErrorReason as Reason, Event, FREE_CREDITS_PER_MESSAGE, MAX_FLOW_VIOLATIONS,
@@ -25,11 +25,6 @@ use super::{
 };
 use crate::status::Status;
 use crate::wire::{CallId, Code, Frame, GoAway, PREFACE_LEN, Preface, Settings, StatusFrame, WireError};
-
-/// Calls the per-connection tables have room for before their first call (0): an idle
-/// connection (a burst of a thousand that only handshake) allocates no table; a busy one grows
-/// it once to its concurrency and keeps it.
-pub(crate) const INITIAL_CALL_CAPACITY: usize = 0;
 
 /// Which end of the connection this is. Clients open calls; servers answer them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,13 +74,18 @@ struct PartialFrame {
 ///
 /// Call frames carrying messages are encoded by the driver straight into its write buffer, after
 /// the state machine has approved the command; control frames come from `poll_transmit`.
+///
+/// Each call has one slot in the connection's call table, holding the protocol's state and a
+/// record `X` of the driver's own ([`CallRecord`]: a unary call's outcome, a stream's mailbox, a
+/// handler), so a frame costs one lookup however many layers care about its call. A connection
+/// on its own ([`Connection::new`]) keeps no records.
 #[derive(Debug)]
-pub struct Connection {
+pub struct Connection<X = ()> {
     role: Role,
     config: ConnectionConfig,
     phase: Phase,
     peer_settings: Settings,
-    calls: CallTable,
+    calls: CallTable<X>,
     /// (client) The id the next call gets.
     next_call_id: u64,
     /// (server) The highest call id the peer opened.
@@ -121,14 +121,22 @@ impl Connection {
     /// A connection that has sent nothing yet; its preface and settings are the first thing
     /// [`Connection::poll_transmit`] writes.
     pub fn new(role: Role, config: ConnectionConfig, now: Instant) -> Self {
-        // Tables start empty and grow to the connection's real concurrency once, then keep their
-        // memory (up to a peak, `calls::SHRINK_ABOVE`): idle connections stay cheap and the steady
-        // state still allocates nothing.
+        Self::with_records(role, config, now)
+    }
+}
+
+impl<X: CallRecord> Connection<X> {
+    /// A connection like [`Connection::new`] whose call table keeps a driver record `X` beside
+    /// each call's protocol state (see [`CallRecord`]).
+    pub fn with_records(role: Role, config: ConnectionConfig, now: Instant) -> Self {
+        // The table starts empty and grows to the connection's real concurrency once, then keeps
+        // its memory (up to a peak, `calls::SHRINK_ABOVE`): idle connections stay cheap and the
+        // steady state still allocates nothing.
         Self {
             role,
             phase: Phase::AwaitingPreface,
             peer_settings: Settings::default(),
-            calls: CallTable::with_capacity(INITIAL_CALL_CAPACITY),
+            calls: CallTable::new(),
             next_call_id: 1,
             highest_peer_call: CallId::CONNECTION,
             goaway_sent: None,
@@ -185,7 +193,7 @@ impl Connection {
 
     /// Calls currently open.
     pub fn open_calls(&self) -> usize {
-        self.calls.len()
+        self.calls.open_calls()
     }
 
     /// Ids of the calls currently open, in no particular order.
@@ -195,7 +203,12 @@ impl Connection {
 
     /// Whether `call_id` is open (neither finished nor cancelled).
     pub fn is_call_open(&mut self, call_id: CallId) -> bool {
-        self.calls.get_mut(call_id).is_some()
+        self.calls.state_mut(call_id).is_some()
+    }
+
+    /// The call table, for the driver's records (see [`CallRecord`]).
+    pub(crate) fn calls(&mut self) -> &mut CallTable<X> {
+        &mut self.calls
     }
 
     /// Whether a GoAway was sent or received, so no new calls start here.
@@ -363,7 +376,7 @@ impl Connection {
 
     /// Checks that the peer may still send on `call_id`; `Ok(false)` means drop the frame.
     fn accept_inbound(&mut self, call_id: CallId, end_stream: bool, now: Instant) -> Result<bool, ConnectionError> {
-        let Some(state) = self.calls.get_mut(call_id) else {
+        let Some(state) = self.calls.state_mut(call_id) else {
             self.check_known(call_id)?;
             return Ok(false);
         };
@@ -385,7 +398,7 @@ impl Connection {
     /// Ends a call the peer broke, keeping the connection: the server answers with a Status and
     /// drops the handler; the client fails the call and cancels it. Charged to the error budget.
     fn reset_call(&mut self, call_id: CallId, code: Code, message: &'static str, now: Instant) -> Result<(), ConnectionError> {
-        self.calls.remove(call_id);
+        self.calls.close(call_id);
         match self.role {
             Role::Server => {
                 self.events.push_back(Event::Cancelled { call_id });
@@ -409,7 +422,7 @@ impl Connection {
         if !self.accept_inbound(call_id, end_stream, now)? {
             return Ok(());
         }
-        let within_window = match self.calls.get_mut(call_id) {
+        let within_window = match self.calls.state_mut(call_id) {
             Some(state) => self.windows.on_receive(state, message.len()),
             None => return Ok(()),
         };
@@ -438,7 +451,7 @@ impl Connection {
         }
         let result = if call_id == CallId::CONNECTION {
             self.windows.credit_connection(increment)
-        } else if let Some(state) = self.calls.get_mut(call_id) {
+        } else if let Some(state) = self.calls.state_mut(call_id) {
             super::flow::credit_call(state, increment)
         } else {
             return self.check_known(call_id);

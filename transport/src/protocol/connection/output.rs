@@ -3,11 +3,12 @@
 use bytes::BytesMut;
 
 use super::Connection;
+use crate::protocol::CallRecord;
 use crate::protocol::Event;
 use crate::wire::Code;
 use crate::wire::{Frame, Preface};
 
-impl Connection {
+impl<X: CallRecord> Connection<X> {
     /// Writes every pending control frame into `dst`; returns the number of frames written.
     pub fn poll_transmit(&mut self, dst: &mut BytesMut) -> usize {
         let mut frames = 0;

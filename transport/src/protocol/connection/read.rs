@@ -6,6 +6,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use super::{Connection, PartialFrame, Phase};
+use crate::protocol::CallRecord;
 use crate::protocol::ConnectionError;
 use crate::wire::{PREFACE_LEN, WireError, decode_frame, is_tls_record_start};
 
@@ -19,7 +20,7 @@ pub struct ReadProgress {
     pub more: bool,
 }
 
-impl Connection {
+impl<X: CallRecord> Connection<X> {
     /// Takes bytes read from the peer, from the front of `buf`: the 8-byte preface first, then
     /// up to `max_frames` complete frames, each handled in order. What it handles is removed
     /// from `buf`; a partial frame stays for the next read (with room reserved for it, bounded by

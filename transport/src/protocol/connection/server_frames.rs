@@ -6,11 +6,12 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::Connection;
+use crate::protocol::CallRecord;
 use crate::protocol::calls::CallState;
 use crate::protocol::{ConnectionError, ConnectionErrorReason as Reason, Event, METADATA_ABUSE_FACTOR};
 use crate::wire::{CallHead, CallId, Code, Frame};
 
-impl Connection {
+impl<X: CallRecord> Connection<X> {
     pub(super) fn on_server_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ConnectionError> {
         match frame {
             Frame::Request {
@@ -23,7 +24,7 @@ impl Connection {
                 if !self.cancels.try_spend(now) {
                     return Err(ConnectionError::calm(Reason::TooManyCancels));
                 }
-                if self.calls.remove(call_id).is_some() {
+                if self.calls.close(call_id).is_some() {
                     self.events.push_back(Event::Cancelled { call_id });
                     Ok(())
                 } else {
@@ -59,7 +60,7 @@ impl Connection {
                 Code::Unavailable,
                 "the server is shutting down and did not start this call; retry on a new connection",
             ))
-        } else if self.calls.len() >= self.config.settings.max_concurrent_calls as usize {
+        } else if self.calls.open_calls() >= self.config.settings.max_concurrent_calls as usize {
             Some((
                 Code::ResourceExhausted,
                 "too many concurrent calls on this connection; retry later or open another connection",
@@ -85,7 +86,7 @@ impl Connection {
             recv_window,
             unacked: 0,
         };
-        self.calls.insert(call_id, state);
+        self.calls.open(call_id, state);
         self.events.push_back(Event::Request {
             call_id,
             head,

@@ -3,10 +3,11 @@
 use std::time::Instant;
 
 use super::{Connection, Phase, Role};
+use crate::protocol::CallRecord;
 use crate::protocol::{ConnectionError, ConnectionErrorReason as Reason};
 use crate::wire::Code;
 
-impl Connection {
+impl<X: CallRecord> Connection<X> {
     /// The next instant [`Connection::handle_timeout`] must be called at, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.phase == Phase::Closed {
@@ -67,7 +68,7 @@ impl Connection {
             }
         }
         if self.idle_deadline().is_some_and(|at| now >= at) {
-            if self.calls.len() == 0 {
+            if self.calls.open_calls() == 0 {
                 // A graceful close: the driver ends the connection once the GoAway is out.
                 self.go_away("idle timeout: no calls on this connection for a while; reconnect when needed");
             } else {
