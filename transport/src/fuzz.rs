@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use crate::protocol::{Connection, ConnectionConfig, Role};
-use crate::wire::{CallId, Frame, PREFACE_LEN, decode_frame};
+use crate::protocol::{Answer, Connection, ConnectionConfig, Role};
+use crate::wire::{Body, CallId, Frame, PREFACE_LEN, decode_frame};
 
 /// Max frame size the fuzz entry points decode with (64 KiB): small enough that inputs reach
 /// the length check, large enough for every control frame.
@@ -50,7 +50,7 @@ pub fn roundtrip(data: &[u8]) {
 /// and shapes production writes through [`Frame::encode`] instead (control frames, responses
 /// with head metadata). The roundtrip target checks both give the same bytes' meaning.
 pub fn encode_as_production(frame: &Frame) -> Option<BytesMut> {
-    use crate::wire::{Body, Flags, FrameBatch, FrameKind, encode_message_frame, encode_status_frame};
+    use crate::wire::{Flags, FrameBatch, FrameKind, encode_message_frame, encode_status_frame};
     let mut batch = FrameBatch::default();
     let body = |message: Option<&bytes::Bytes>| message.map_or(Body::<()>::Empty, |m| Body::Encoded(m.clone()));
     match frame {
@@ -139,6 +139,9 @@ pub fn connection(data: &[u8]) {
         inbox.extend_from_slice(&hello);
     }
     let mut out = BytesMut::new();
+    // Call frames, written by the same methods the driver uses (`send_request`, `send_message`,
+    // `send_answer`, `send_end_of_stream`).
+    let mut calls_out = crate::wire::FrameBatch::default();
     let mut opened: Vec<CallId> = Vec::new();
     while let Some((&op, rest)) = ops.split_first() {
         ops = rest;
@@ -157,19 +160,46 @@ pub fn connection(data: &[u8]) {
             }
             2 => match role {
                 Role::Client => {
-                    if let Ok(id) = conn.open_call(op & 8 != 0) {
+                    let head = crate::wire::CallHead {
+                        method_id: crate::wire::MethodId(u32::from(op)),
+                        priority: 0,
+                        timeout: None,
+                        sent_at_ns: 0,
+                        metadata: Default::default(),
+                    };
+                    let mut body = (op & 16 != 0).then(|| Body::<()>::Encoded(bytes::Bytes::from_static(b"request")));
+                    if let Ok(id) = conn.send_request(&mut calls_out, &head, &mut body, op & 8 != 0) {
                         opened.push(id);
                     }
                 }
                 Role::Server => {
                     let ids: Vec<_> = conn.open_call_ids().collect();
-                    if let Some(id) = ids.first() {
-                        conn.finish_call(*id);
+                    if let Some(&id) = ids.first() {
+                        let empty = crate::wire::Metadata::new();
+                        let answer = if op & 8 != 0 {
+                            Answer::Response {
+                                metadata: &empty,
+                                body: Body::<()>::Encoded(bytes::Bytes::from_static(b"response")),
+                                trailers: &empty,
+                            }
+                        } else {
+                            Answer::Status {
+                                code: crate::wire::Code::Internal,
+                                message: "fuzz",
+                                metadata: &empty,
+                            }
+                        };
+                        conn.send_answer(&mut calls_out, id, answer);
                     }
                 }
             },
             3 => {
-                if let Some(id) = opened.pop() {
+                if op & 8 != 0 {
+                    // A half-closed call stays open, waiting for its answer.
+                    if let Some(&id) = opened.last() {
+                        conn.send_end_of_stream(&mut calls_out, id);
+                    }
+                } else if let Some(id) = opened.pop() {
                     conn.cancel_call(id);
                 }
             }
@@ -181,7 +211,8 @@ pub fn connection(data: &[u8]) {
                 let first = conn.open_call_ids().min();
                 if let Some(id) = first {
                     if op % 8 == 6 {
-                        let _ = conn.try_send_message(id, len);
+                        let mut body = Some(Body::<()>::Encoded(bytes::Bytes::from(vec![0u8; len])));
+                        let _ = conn.send_message(&mut calls_out, id, &mut body);
                     } else {
                         conn.release_received(id, len);
                     }
@@ -207,4 +238,16 @@ pub fn connection(data: &[u8]) {
             }
         }
     }
+    let mut call_frames = BytesMut::with_capacity(calls_out.len());
+    for piece in calls_out.pieces() {
+        call_frames.extend_from_slice(piece);
+    }
+    let mut decoded = 0;
+    while !call_frames.is_empty() {
+        match decode_frame(&mut call_frames, u32::MAX) {
+            Ok(Some(_)) => decoded += 1,
+            other => panic!("the connection encoded an invalid call frame: {other:?}"),
+        }
+    }
+    assert_eq!(decoded, calls_out.frames, "every call frame counted once");
 }

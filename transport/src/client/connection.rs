@@ -8,16 +8,17 @@ use bytes::Bytes;
 
 use super::CallOptions;
 use super::connect::connect;
-use crate::driver::{DriverConfig, Flush, Outcome, Shared, frame_too_large};
+use crate::driver::{DriverConfig, Flush, Outcome, Shared};
 use crate::error::Error;
 use crate::method::CallTarget;
 use crate::net::{Address, AppliedSocketOptions, SocketConfig, ToAddress};
 use crate::observe::CallObserver;
 use crate::protocol::ConnectionConfig;
+use crate::protocol::frame_too_large;
 use crate::response::Response;
 use crate::stats::StatsSnapshot;
 use crate::status::{Code, Status};
-use crate::wire::{Body, CallHead, CallId, Flags, FrameKind, MethodId, encode_message_frame};
+use crate::wire::{Body, CallHead, CallId, MethodId};
 
 /// **One connection** to a Volley server, for as long as that connection lives. Cloning is cheap
 /// and shares the connection; calls from any number of tasks are multiplexed over it.
@@ -355,20 +356,23 @@ impl Client {
                     return Err(frame_too_large(head_len + body_len, max));
                 }
                 if shared.queue.queued_bytes() < shared.write_queue_cap {
-                    match state.proto.open_call(end_stream) {
+                    let head = CallHead {
+                        method_id: method,
+                        priority: options.priority,
+                        timeout: deadline.map(|at| at.saturating_duration_since(Instant::now())),
+                        sent_at_ns: crate::clock::wall_clock().unix_ns(started),
+                        metadata: options.metadata.clone(),
+                    };
+                    let mut queue = shared.queue.lock();
+                    let sent = state.proto.send_request(queue.batch(), &head, &mut body, end_stream);
+                    drop(queue);
+                    match sent {
                         Ok(call_id) => {
                             if stream {
                                 state.calls().open_stream(call_id);
                             } else {
                                 state.calls().insert_unary(call_id);
                             }
-                            let head = CallHead {
-                                method_id: method,
-                                priority: options.priority,
-                                timeout: deadline.map(|at| at.saturating_duration_since(Instant::now())),
-                                sent_at_ns: crate::clock::wall_clock().unix_ns(started),
-                                metadata: options.metadata.clone(),
-                            };
                             // Alone on the connection, write now; with company, let the writer
                             // batch this call with the others.
                             let flush = match (options.flush, state.proto.open_calls()) {
@@ -376,26 +380,6 @@ impl Client {
                                 (true, 1) => Flush::Direct,
                                 (true, _) => Flush::Wake,
                             };
-                            let mut queue = shared.queue.lock();
-                            let flags = Flags::NONE
-                                .set_if(Flags::MESSAGE, body.is_some())
-                                .set_if(Flags::END_STREAM, end_stream);
-                            let encode_head = |buf: &mut bytes::BytesMut| head.encode(buf);
-                            match body.take() {
-                                Some(body) => {
-                                    encode_message_frame(queue.batch(), FrameKind::Request, flags, call_id, head_len, encode_head, body)
-                                }
-                                None => encode_message_frame::<()>(
-                                    queue.batch(),
-                                    FrameKind::Request,
-                                    flags,
-                                    call_id,
-                                    head_len,
-                                    encode_head,
-                                    Body::Empty,
-                                ),
-                            }
-                            drop(queue);
                             // Releases the state, then writes: the reader never waits on our
                             // syscall.
                             shared.flush(state, flush);

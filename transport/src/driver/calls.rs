@@ -189,7 +189,7 @@ impl<H> Calls<H> {
             return Poll::Ready(Outcome::Failed(Status::internal("call slot vanished; this is a Volley bug")));
         };
         if let Some(outcome) = outcome.take() {
-            self.take_record(call_id);
+            self.end_unary(call_id);
             return Poll::Ready(outcome);
         }
         if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -200,13 +200,24 @@ impl<H> Calls<H> {
 
     /// Removes a unary call's slot; returns whether it was still waiting (no outcome yet).
     pub(crate) fn remove_unary(&mut self, call_id: CallId) -> bool {
-        match self.take_record(call_id) {
+        let waiting = matches!(
+            self.record_mut(call_id),
             Some(Record {
-                body: Body::Unary { outcome, .. },
+                body: Body::Unary { outcome: None, .. },
                 ..
-            }) => outcome.is_none(),
-            _ => false,
+            })
+        );
+        self.end_unary(call_id);
+        waiting
+    }
+
+    /// Empties a unary call's record in place (no copy of the record out of the table) and frees
+    /// its slot if the protocol is done with the call.
+    fn end_unary(&mut self, call_id: CallId) {
+        if let Some(record) = self.record_mut(call_id) {
+            record.body = Body::None;
         }
+        self.release_record(call_id);
     }
 
     // --- streams ---
@@ -372,23 +383,27 @@ impl<H> Calls<H> {
 
     /// Removes the whole record of a call that ended (answered or cancelled), in one lookup.
     pub(crate) fn take_call(&mut self, call_id: CallId, wakers: &mut Vec<Waker>) -> Removed<H> {
-        let Some(record) = self.take_record(call_id) else {
+        // Emptied in place: a record is ~190 bytes, and a server ends every call here.
+        let Some(record) = self.record_mut(call_id) else {
             return Removed {
                 handler: None,
                 buffered: 0,
                 trailers: None,
             };
         };
-        let (buffered, trailers) = match record.body {
+        let handler = record.handler.take();
+        let (buffered, trailers) = match &mut record.body {
             Body::Stream(mailbox) => {
-                wakers.extend(mailbox.recv_waker);
-                wakers.extend(mailbox.send_waker);
-                (mailbox.buffered, mailbox.metadata)
+                wakers.extend(mailbox.recv_waker.take());
+                wakers.extend(mailbox.send_waker.take());
+                (mailbox.buffered, mailbox.metadata.take())
             }
             Body::Unary { .. } | Body::None => (0, None),
         };
+        record.body = Body::None;
+        self.release_record(call_id);
         Removed {
-            handler: record.handler,
+            handler,
             buffered,
             trailers,
         }

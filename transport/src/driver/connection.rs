@@ -37,12 +37,16 @@ pub(crate) trait Dispatch: Send + Sync + 'static {
     fn dispatch(&self, shared: &Arc<Shared>, call: AcceptedCall);
 }
 
+/// The protocol state machine as the driver runs it: its call table keeps the driver's
+/// [`Record`] of each call.
+pub(crate) type Protocol = Connection<Record<AbortHandle>>;
+
 /// The mutable state of a connection, behind one lock.
 #[derive(Debug)]
 pub(crate) struct State {
     /// The protocol state machine; its call table keeps the driver's record of each call
     /// (outcome, mailbox, handler) beside the call's protocol state.
-    pub(crate) proto: Connection<Record<AbortHandle>>,
+    pub(crate) proto: Protocol,
     /// Why the connection ended, once it has.
     pub(crate) closed: Option<Status>,
 }

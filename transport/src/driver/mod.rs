@@ -11,8 +11,6 @@ mod config;
 #[cfg(not(loom))]
 mod connection;
 #[cfg(not(loom))]
-mod encode;
-#[cfg(not(loom))]
 mod identity;
 #[cfg(not(loom))]
 mod linger;
@@ -28,9 +26,7 @@ mod writer;
 pub(crate) use calls::{Outcome, Received};
 pub use config::{DEFAULT_WRITE_QUEUE_CAP, DEFAULT_WRITE_STALL_TIMEOUT, DriverConfig};
 #[cfg(not(loom))]
-pub(crate) use connection::{AcceptedCall, Dispatch, Shared, spawn_connection, spawn_connection_at};
-#[cfg(not(loom))]
-pub(crate) use encode::frame_too_large;
+pub(crate) use connection::{AcceptedCall, Dispatch, Protocol, Shared, spawn_connection, spawn_connection_at};
 #[cfg(not(loom))]
 pub(crate) use identity::Identity;
 #[cfg(not(loom))]

@@ -24,7 +24,8 @@ use crate::wire::CallId;
 /// (the sans-IO core never looks inside it).
 pub trait CallRecord: Default {
     /// Whether the record holds nothing any more: its slot may be freed once the protocol has
-    /// closed the call too.
+    /// closed the call too. An idle record must be as good as a new one: a freed slot is reused
+    /// for a later call as it is, without writing a fresh record into it.
     fn is_idle(&self) -> bool;
 }
 
@@ -259,7 +260,9 @@ impl<X: CallRecord> CallTable<X> {
             return;
         }
         match place {
-            Place::Ring(index) => self.ring[index] = Slot::vacant(),
+            // The slot's parts are already empty (no state, an idle record): only its id says
+            // it is in use.
+            Place::Ring(index) => self.ring[index].id = VACANT,
             Place::Overflow => {
                 self.overflow.remove(&id);
             }
@@ -293,7 +296,7 @@ impl<X: CallRecord> CallTable<X> {
     fn free_all_done(&mut self) {
         let mut freed = 0;
         for slot in self.ring.iter_mut().filter(|slot| slot.id != VACANT && slot.is_done()) {
-            *slot = Slot::vacant();
+            slot.id = VACANT;
             freed += 1;
         }
         let before = self.overflow.len();
@@ -388,14 +391,6 @@ impl<X: CallRecord> CallTable<X> {
     /// The driver's record of a call, taking a slot for it if it has none.
     pub(crate) fn record_or_insert(&mut self, id: CallId) -> &mut X {
         &mut self.find_or_take(id).record
-    }
-
-    /// Takes the driver's record out of a call's slot (leaving an idle one), freeing the slot if
-    /// the protocol has closed the call.
-    pub(crate) fn take_record(&mut self, id: CallId) -> Option<X> {
-        let record = std::mem::take(&mut self.find(id)?.record);
-        self.free_if_done(id);
-        Some(record)
     }
 
     /// Frees the call's slot if the record is idle and the protocol has closed the call.
@@ -540,12 +535,14 @@ mod tests {
         table.close(CallId(1));
         assert_eq!(table.occupied(), 1, "the record keeps the slot");
         assert_eq!(table.open_calls(), 0, "but the call is closed in the protocol");
-        assert_eq!(table.take_record(CallId(1)).and_then(|r| r.0), Some(7));
+        assert_eq!(table.record_mut(CallId(1)).and_then(|r| r.0.take()), Some(7));
+        table.release_record(CallId(1));
         assert_eq!(table.occupied(), 0);
 
         table.open(CallId(2), open());
         table.record_or_insert(CallId(2)).0 = Some(8);
-        table.take_record(CallId(2));
+        table.record_mut(CallId(2)).map(|r| r.0.take());
+        table.release_record(CallId(2));
         assert_eq!(table.occupied(), 1, "the open call keeps the slot");
         table.close(CallId(2));
         assert_eq!(table.occupied(), 0);

@@ -7,12 +7,13 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::ConnectionInfo;
-use crate::driver::{Flush, Shared, frame_too_large};
+use crate::driver::{Flush, Protocol, Shared};
 use crate::observe::CallObserver;
+use crate::protocol::Answer;
 use crate::response::IntoResponse;
 use crate::status::{Code, Status};
 use crate::streaming::{Deadline, StreamSender, Streaming, send_response_head};
-use crate::wire::{Body, CallId, Flags, FrameBatch as Batch, FrameKind, Metadata, MethodId, encode_message_frame, encode_status_frame};
+use crate::wire::{Body, CallId, FrameBatch as Batch, Metadata, MethodId};
 
 /// Metadata with no entries, to lend where a call has none.
 static EMPTY_METADATA: Metadata = Metadata::new();
@@ -369,13 +370,13 @@ impl ServerCall {
         )
     }
 
-    /// Writes the call's last frame with `encode` (given the batch, the call id, the peer's max
-    /// frame size and the trailers a handler set; returning the call's code), unless the call
-    /// already ended. With `within_cap`, a write queue at its cap hands `encode` back unused:
-    /// the caller waits for room and tries again.
+    /// Ends the call with the answer `encode` hands the protocol (given the protocol, the batch,
+    /// the call id and the trailers a handler set; returning the call's code, `None` if the call
+    /// was no longer open), unless the call already ended. With `within_cap`, a write queue at
+    /// its cap hands `encode` back unused: the caller waits for room and tries again.
     fn try_end<F>(&mut self, encode: F, within_cap: bool) -> Result<(), F>
     where
-        F: FnOnce(&mut Batch, CallId, u32, Option<Metadata>) -> Code,
+        F: FnOnce(&mut Protocol, &mut Batch, CallId, Option<Metadata>) -> Option<Code>,
     {
         if self.answered {
             return Ok(());
@@ -386,11 +387,12 @@ impl ServerCall {
         // Taken before the call is finished, so the room check and the append are one step:
         // producers append only under the cap, so the queue stays under cap + one answer.
         let mut queue = shared.queue.lock();
-        if within_cap && !queue.has_room() && state.closed.is_none() && state.proto.is_call_open(call_id) {
+        let open = state.closed.is_none() && state.proto.is_call_open(call_id);
+        if within_cap && !queue.has_room() && open {
             return Err(encode);
         }
         self.answered = true;
-        if state.closed.is_some() || !state.proto.finish_call(call_id) {
+        if !open {
             // Cancelled by the client or lost with the connection.
             drop(queue);
             drop(state);
@@ -399,13 +401,14 @@ impl ServerCall {
             return Ok(());
         }
         let mut wakers = Vec::new();
-        // The handler is this call's own task, ending: forget it, do not abort it.
+        // The handler is this call's own task, ending: forget it, do not abort it. Emptied
+        // before the answer so its trailers go with it; the slot goes when the protocol ends
+        // the call, in the answer.
         let removed = state.calls().take_call(call_id, &mut wakers);
+        let code = encode(&mut state.proto, queue.batch(), call_id, removed.trailers).unwrap_or(Code::Cancelled);
         if removed.buffered > 0 {
             state.proto.release_received(call_id, removed.buffered);
         }
-        let trailers = removed.trailers;
-        let max = state.proto.peer_settings().max_frame_size;
         // The last call of a quiet connection answers at once; under load the writer task
         // batches answers (and the reader corks those of inline handlers).
         let flush = if state.proto.open_calls() == 0 {
@@ -413,7 +416,6 @@ impl ServerCall {
         } else {
             Flush::Wake
         };
-        let code = encode(queue.batch(), call_id, max, trailers);
         self.outcome = Some(code);
         // Releases both locks, then writes (or wakes the writer).
         shared.flush_appended(state, queue, flush);
@@ -428,7 +430,7 @@ impl ServerCall {
     /// [`ServerCall::try_end`] within the write-queue cap, waiting for room as often as needed.
     async fn end_when_room<F>(&mut self, mut encode: F)
     where
-        F: FnOnce(&mut Batch, CallId, u32, Option<Metadata>) -> Code,
+        F: FnOnce(&mut Protocol, &mut Batch, CallId, Option<Metadata>) -> Option<Code>,
     {
         loop {
             match self.try_end(encode, true) {
@@ -441,49 +443,32 @@ impl ServerCall {
     }
 }
 
-/// Encodes a unary (or client-streaming) answer: the response with OK, or the error status.
+/// A unary (or client-streaming) answer: the response with OK, or the error status.
 fn encode_answer<T: prost::Message>(
     response: &Result<crate::Response<T>, Status>,
-) -> impl FnOnce(&mut Batch, CallId, u32, Option<Metadata>) -> Code + '_ {
+) -> impl FnOnce(&mut Protocol, &mut Batch, CallId, Option<Metadata>) -> Option<Code> + '_ {
     let parts = response.as_ref().map(|r| (Body::prepare(r.get_ref()), r.metadata(), r.trailers()));
-    move |batch, call_id, max, _| match parts {
-        Ok((body, metadata, trailers)) => {
-            let head_len = if metadata.is_empty() { 0 } else { 2 + metadata.encoded_len() };
-            if head_len + body.len() > max as usize {
-                let status = frame_too_large(head_len + body.len(), max);
-                encode_status_frame(batch, call_id, status.code(), status.message(), status.metadata(), max);
-                return status.code();
-            }
-            let flags = (Flags::MESSAGE)
-                .set_if(Flags::METADATA, head_len > 0)
-                .set_if(Flags::END_STREAM, trailers.is_empty());
-            let head = |buf: &mut bytes::BytesMut| {
-                if head_len > 0 {
-                    metadata.encode(buf);
-                }
-            };
-            encode_message_frame(batch, FrameKind::Response, flags, call_id, head_len, head, body);
-            if !trailers.is_empty() {
-                encode_status_frame(batch, call_id, Code::Ok, "", trailers, max);
-            }
-            Code::Ok
-        }
-        Err(status) => {
-            encode_status_frame(batch, call_id, status.code(), status.message(), status.metadata(), max);
-            status.code()
-        }
+    move |proto, batch, call_id, _| {
+        let answer = match parts {
+            Ok((body, metadata, trailers)) => Answer::Response { metadata, body, trailers },
+            Err(status) => Answer::Status {
+                code: status.code(),
+                message: status.message(),
+                metadata: status.metadata(),
+            },
+        };
+        proto.send_answer(batch, call_id, answer)
     }
 }
 
-/// Encodes a streaming call's final status: `status`, or OK with the handler's trailers.
-fn encode_final_status(status: Option<Status>) -> impl FnOnce(&mut Batch, CallId, u32, Option<Metadata>) -> Code {
-    move |batch, call_id, max, trailers| {
+/// A streaming call's final status: `status`, or OK with the handler's trailers.
+fn encode_final_status(status: Option<Status>) -> impl FnOnce(&mut Protocol, &mut Batch, CallId, Option<Metadata>) -> Option<Code> {
+    move |proto, batch, call_id, trailers| {
         let (code, message, metadata) = match &status {
             Some(status) => (status.code(), status.message(), status.metadata()),
             None => (Code::Ok, "", trailers.as_ref().unwrap_or(&EMPTY_METADATA)),
         };
-        encode_status_frame(batch, call_id, code, message, metadata, max);
-        code
+        proto.send_answer::<()>(batch, call_id, Answer::Status { code, message, metadata })
     }
 }
 

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use super::Deadline;
-use crate::driver::{Flush, Shared, frame_too_large};
+use crate::driver::{Flush, Shared};
+use crate::protocol::frame_too_large;
 use crate::status::Status;
-use crate::wire::{Body, CallId, Flags, FrameBatch, FrameKind, Metadata, encode_message_frame};
+use crate::wire::{Body, CallId, Metadata};
 
 /// Sends the messages of a stream: the requests of a client-streaming or bidirectional call on
 /// the client, the responses of a server-streaming or bidirectional call on the server.
@@ -23,9 +24,6 @@ pub struct StreamSender<T> {
     /// (client) Half-close when dropped.
     client: bool,
     closed: bool,
-    /// (server) This sender's first message carried the response head (or followed it), so the
-    /// head needs no more checks.
-    head_sent: bool,
     deadline: Deadline,
     _message: PhantomData<fn(T)>,
 }
@@ -46,7 +44,6 @@ impl<T: prost::Message> StreamSender<T> {
             call_id,
             client,
             closed: false,
-            head_sent: false,
             deadline,
             _message: PhantomData,
         }
@@ -127,15 +124,8 @@ impl<T: prost::Message> StreamSender<T> {
                     }
                     continue;
                 }
-                return match state.proto.try_send_message(self.call_id, len) {
+                return match state.proto.send_message(queue.batch(), self.call_id, &mut body) {
                     Ok(true) => {
-                        let head = !self.client && !self.head_sent && state.proto.take_response_head(self.call_id);
-                        self.head_sent = true;
-                        if head {
-                            encode_response_head(queue.batch(), self.call_id, &Metadata::new());
-                        }
-                        let body = body.take().unwrap_or(Body::Empty);
-                        encode_message_frame(queue.batch(), FrameKind::Message, Flags::NONE, self.call_id, 0, |_| {}, body);
                         // Releases both locks, then writes (or wakes the writer).
                         shared.flush_appended(state, queue, flush);
                         Poll::Ready(Ok(()))
@@ -197,18 +187,11 @@ impl<T> StreamSender<T> {
             return;
         }
         let mut state = self.shared.lock_state();
-        if state.closed.is_none() && state.proto.close_local(self.call_id) {
-            let mut queue = self.shared.queue.lock();
-            encode_message_frame::<()>(
-                queue.batch(),
-                FrameKind::EndOfStream,
-                Flags::NONE,
-                self.call_id,
-                0,
-                |_| {},
-                Body::Empty,
-            );
-            drop(queue);
+        if state.closed.is_some() {
+            return;
+        }
+        let sent = state.proto.send_end_of_stream(self.shared.queue.lock().batch(), self.call_id);
+        if sent {
             self.shared.flush(state, flush);
         }
     }
@@ -218,24 +201,11 @@ impl<T> StreamSender<T> {
 /// whether it wrote it.
 pub(crate) fn send_response_head(shared: &Shared, call_id: CallId, metadata: &Metadata, flush: Flush) -> bool {
     let mut state = shared.lock_state();
-    if state.closed.is_some() || !state.proto.take_response_head(call_id) {
+    if state.closed.is_some() || !state.proto.send_response_head(shared.queue.lock().batch(), call_id, metadata) {
         return false;
     }
-    encode_response_head(shared.queue.lock().batch(), call_id, metadata);
     shared.flush(state, flush);
     true
-}
-
-/// A Response frame without a message: the head of a streamed response.
-fn encode_response_head(batch: &mut FrameBatch, call_id: CallId, metadata: &Metadata) {
-    let head_len = if metadata.is_empty() { 0 } else { 2 + metadata.encoded_len() };
-    let flags = Flags::NONE.set_if(Flags::METADATA, head_len > 0);
-    let head = |buf: &mut bytes::BytesMut| {
-        if head_len > 0 {
-            metadata.encode(buf);
-        }
-    };
-    encode_message_frame::<()>(batch, FrameKind::Response, flags, call_id, head_len, head, Body::Empty);
 }
 
 impl<T> Drop for StreamSender<T> {

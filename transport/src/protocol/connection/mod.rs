@@ -7,6 +7,7 @@ mod client_frames;
 mod commands;
 mod output;
 mod read;
+mod send;
 mod server_frames;
 mod timers;
 
@@ -16,6 +17,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 pub use self::read::ReadProgress;
+pub(crate) use self::send::{Answer, frame_too_large};
 use super::budget::Bucket;
 use super::calls::{CallRecord, CallState, CallTable};
 use super::flow::ConnectionWindows;
