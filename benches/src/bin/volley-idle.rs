@@ -11,6 +11,21 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read once at its start: a background thread purges freed pages after
+/// 1 s (`dirty_decay_ms`) and returns them to the kernel at once (`muzzy_decay_ms:0`, so
+/// `MADV_DONTNEED`, which lowers RSS, rather than a lazy `MADV_FREE`). With jemalloc's defaults
+/// purging runs only when the program allocates, so memory freed by a burst stays resident while
+/// the process idles after it (docs/BENCHMARKS.md, "The allocator choice").
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[allow(unsafe_code, non_upper_case_globals)]
+// SAFETY: jemalloc reads this NUL-terminated string, once, as its `malloc_conf`; nothing writes it.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8; 60] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;

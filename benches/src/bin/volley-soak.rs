@@ -26,6 +26,21 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read once at its start: a background thread purges freed pages after
+/// 1 s (`dirty_decay_ms`) and returns them to the kernel at once (`muzzy_decay_ms:0`, so
+/// `MADV_DONTNEED`, which lowers RSS, rather than a lazy `MADV_FREE`). With jemalloc's defaults
+/// purging runs only when the program allocates, so memory freed by a burst stays resident while
+/// the process idles after it (docs/BENCHMARKS.md, "The allocator choice").
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[allow(unsafe_code, non_upper_case_globals)]
+// SAFETY: jemalloc reads this NUL-terminated string, once, as its `malloc_conf`; nothing writes it.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8; 60] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -152,7 +167,7 @@ struct Heap {
 }
 
 /// glibc's `mallinfo2`, summed over every arena; `None` with another allocator.
-#[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
+#[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc"), not(feature = "jemalloc")))]
 #[allow(unsafe_code)]
 fn heap() -> Option<Heap> {
     /// `struct mallinfo2` of glibc 2.33 and later: ten `size_t`s.
@@ -190,8 +205,27 @@ fn heap() -> Option<Heap> {
     })
 }
 
-#[cfg(not(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc"))))]
+#[cfg(not(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc"), not(feature = "jemalloc"))))]
 fn heap() -> Option<Heap> {
+    None
+}
+
+/// Asks glibc to give every arena's free pages back (`malloc_trim(0)`), after the verdict has
+/// been read: the RSS it frees is what the allocator kept, not what the program holds. A
+/// diagnostic only; `None` with another allocator.
+#[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc"), not(feature = "jemalloc")))]
+#[allow(unsafe_code)]
+fn trim_heap() -> Option<()> {
+    unsafe extern "C" {
+        fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    }
+    // SAFETY: malloc_trim only takes the arenas' locks and returns free pages to the kernel.
+    unsafe { malloc_trim(0) };
+    Some(())
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc"), not(feature = "jemalloc"))))]
+fn trim_heap() -> Option<()> {
     None
 }
 
@@ -339,8 +373,14 @@ async fn rapid_reset(address: volley::net::Address, pause: Duration, counters: A
     }
 }
 
-/// The global allocator this build uses (feature `mimalloc`).
-const ALLOCATOR: &str = if cfg!(feature = "mimalloc") { "mimalloc" } else { "system" };
+/// The global allocator this build uses (features `mimalloc`, `jemalloc`).
+const ALLOCATOR: &str = if cfg!(feature = "mimalloc") {
+    "mimalloc"
+} else if cfg!(feature = "jemalloc") {
+    "jemalloc (background purge after 1 s)"
+} else {
+    "system"
+};
 
 /// Connections opened per churn burst that also make one call (one in ten).
 const CHURN_CALL_EVERY: usize = 10;
@@ -523,6 +563,14 @@ async fn main() -> std::process::ExitCode {
         );
     }
     let settled_ok = settled_over_start_kib <= over_start_kib;
+    if trim_heap().is_some() {
+        let trimmed = sample();
+        println!(
+            "diagnostic, after the verdict was read: rss {:.1} MiB after glibc's malloc_trim(0), {:.1} MiB over the start (the rest of the settled rss was free memory glibc kept)",
+            trimmed.rss_kib as f64 / 1024.0,
+            trimmed.rss_kib.saturating_sub(start.rss_kib) as f64 / 1024.0,
+        );
+    }
 
     let failures = counters.failures.load(Ordering::Relaxed);
     let not_kicked = counters.attack_not_kicked.load(Ordering::Relaxed);

@@ -354,3 +354,70 @@ fn the_file_starts_with_the_documented_header() {
         ]
     );
 }
+
+#[tokio::test]
+async fn records_are_written_over_zeroed_space_and_a_crash_leaves_no_torn_tail() {
+    let (dir, path) = temp_journal();
+    let (journal, _, _) = open(&path, FsyncPolicy::EveryRecord);
+    for i in 1..=20 {
+        journal.append(&payload(i)).expect("append");
+    }
+    journal.wait_durable(20).await.expect("durable");
+    // While the journal is open the file reaches past its records, zeroed ahead of them: this
+    // is what a crash (or a failed journal, which never closes) leaves behind.
+    let records_end = HEADER_LEN + (1..=20).map(|i| RECORD_HEADER_LEN + payload(i).len()).sum::<usize>();
+    let crashed = fs::read(&path).expect("read");
+    assert!(crashed.len() > records_end, "{} bytes, records end at {records_end}", crashed.len());
+    assert!(crashed[records_end..].iter().all(|&byte| byte == 0), "only zeros after the records");
+    let copy = dir.path().join("crashed.journal");
+    fs::write(&copy, &crashed).expect("write the copy");
+
+    let (reopened, records, truncated) = open(&copy, FsyncPolicy::EveryRecord);
+    assert_eq!(records, payloads(1..=20));
+    assert_eq!(truncated, 0, "zeroed space is not a torn record");
+    assert_eq!(reopened.append(&payload(21)).expect("append"), 21);
+    reopened.close().expect("close");
+    let (_, records, _) = open(&copy, FsyncPolicy::EveryRecord);
+    assert_eq!(records, payloads(1..=21));
+
+    // A clean close cuts the zeroed space off: the file is its records and nothing else.
+    journal.close().expect("close");
+    assert_eq!(fs::metadata(&path).expect("metadata").len(), records_end as u64);
+}
+
+#[tokio::test]
+async fn records_beyond_one_zeroed_chunk_replay_whole() {
+    let (_dir, path) = temp_journal();
+    let (journal, _, _) = open(&path, FsyncPolicy::Never);
+    // 1,500 records of 1 KiB: more than the 1 MiB zeroed at a time, so records cross from one
+    // chunk into the next.
+    let big = |i: u64| {
+        let mut bytes = payload(i);
+        bytes.resize(1024, b'.');
+        bytes
+    };
+    for i in 1..=1_500 {
+        journal.append(&big(i)).expect("append");
+    }
+    journal.wait_durable(1_500).await.expect("durable");
+    drop(journal);
+    let (_journal, records, truncated) = open(&path, FsyncPolicy::Never);
+    assert_eq!(records, (1..=1_500).map(big).collect::<Vec<_>>());
+    assert_eq!(truncated, 0);
+}
+
+#[test]
+fn a_torn_record_in_zeroed_space_is_still_cut_and_counted() {
+    let (_dir, path) = temp_journal();
+    journal_with(&path, 3);
+    let good_end = fs::metadata(&path).expect("metadata").len() as usize;
+    // A crash in the middle of writing record 4 over the zeroed space: part of its framing,
+    // then zeros.
+    let mut bytes = fs::read(&path).expect("read");
+    bytes.extend_from_slice(&[40, 0, 0, 0, 1, 2]);
+    bytes.resize(good_end + 4096, 0);
+    fs::write(&path, &bytes).expect("write");
+    let (_journal, records, truncated) = open(&path, FsyncPolicy::Never);
+    assert_eq!(records, payloads(1..=3));
+    assert_eq!(truncated, 4096, "a tail that is not all zeros is torn");
+}

@@ -51,6 +51,14 @@ impl Default for AdmissionConfig {
 }
 
 impl AdmissionConfig {
+    /// Whether [`decide`] reads the connections of `peer` below the server's cap: only when the
+    /// peer has a per-address limit. Describing a connection takes its lock, so a server below
+    /// its cap accepting from an unlimited address (loopback by default) looks at none.
+    pub(crate) fn limits_peer(&self, peer: Option<IpAddr>) -> bool {
+        let limits = self.limits(peer);
+        limits.connections.is_some() || limits.handshakes.is_some()
+    }
+
     fn limits(&self, peer: Option<IpAddr>) -> PeerLimits {
         match peer {
             Some(ip) if ip.is_loopback() => self.loopback,
@@ -89,7 +97,8 @@ pub(crate) enum Decision {
 
 /// Decides on a connection from `peer`, with `total` connections live. `live` describes every
 /// live connection when `total` is at `max_connections`, and otherwise at least those of `peer`
-/// (describing one takes its lock, so the common case looks at one peer's only).
+/// when [`AdmissionConfig::limits_peer`] says it has a limit (describing one takes its lock, so
+/// the common case looks at one peer's only, or at none).
 pub(crate) fn decide(
     config: &AdmissionConfig,
     max_connections: usize,
@@ -176,6 +185,13 @@ mod tests {
     fn loopback_has_no_per_peer_limit_by_default() {
         let config = AdmissionConfig::default();
         let loopback = Some(IpAddr::from([127, 0, 0, 1]));
+        assert!(
+            !config.limits_peer(loopback),
+            "no loopback connection needs describing below the cap"
+        );
+        assert!(config.limits_peer(ip(1)));
+        assert!(!config.limits_peer(None), "Unix sockets have no address and no per-address limit");
+        assert_eq!(decide(&config, 10_000, loopback, 1_000, &[]), Decision::Admit);
         let live: Vec<_> = (0..1_000).map(|id| idle(id, loopback)).collect();
         assert_eq!(decide(&config, 10_000, loopback, live.len(), &live), Decision::Admit);
     }

@@ -114,11 +114,19 @@ impl Registry {
     fn admit(&self, connections: &mut HashMap<u64, Registered>, peer: Option<IpAddr>) -> bool {
         let total = connections.len();
         let full = total >= self.server.max_connections;
-        let live: Vec<LiveConnection> = connections
-            .iter()
-            .filter(|(_, registered)| full || (peer.is_some() && registered.peer == peer))
-            .map(|(id, registered)| registered.describe(*id))
-            .collect();
+        // Below the cap, only a peer with a per-address limit needs its connections described
+        // (each takes that connection's lock): a burst from loopback would otherwise lock every
+        // live connection and build a list of them at every accept.
+        let same_peer = !full && self.server.admission.limits_peer(peer);
+        let live: Vec<LiveConnection> = if full || same_peer {
+            connections
+                .iter()
+                .filter(|(_, registered)| full || registered.peer == peer)
+                .map(|(id, registered)| registered.describe(*id))
+                .collect()
+        } else {
+            Vec::new()
+        };
         match decide(&self.server.admission, self.server.max_connections, peer, total, &live) {
             Decision::Admit => {}
             Decision::AdmitEvicting(id) => {

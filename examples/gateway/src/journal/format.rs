@@ -64,8 +64,8 @@ pub(crate) fn record_header(payload: &[u8]) -> [u8; RECORD_HEADER_LEN] {
 pub(crate) enum Torn {
     /// The framing or the payload is cut off by the end of the file.
     Incomplete,
-    /// The length is zero (a zero-filled tail, which some filesystems leave after a crash) or over
-    /// [`MAX_RECORD_LEN`].
+    /// The length is zero (the zeroed space ahead of the records, or a zero-filled tail some
+    /// filesystems leave after a crash) or over [`MAX_RECORD_LEN`].
     BadLength(u32),
     /// The payload does not match its CRC-32.
     BadChecksum,

@@ -29,8 +29,10 @@
 //! ```
 //!
 //! - `len` is the payload's length, `1..=MAX_RECORD_LEN` (1 MiB). A reader checks it before
-//!   anything else. Zero is invalid, so a zero-filled tail, which some filesystems leave after a
-//!   crash, reads as torn.
+//!   anything else. Zero is invalid, so zeros after the last record end the records: the writer
+//!   zeroes space ahead of the records (see *Durability*), and some filesystems leave a
+//!   zero-filled tail after a crash. A tail of zeros only is cut off on open without counting as
+//!   torn.
 //! - `crc` is the CRC-32 of the payload alone: the IEEE polynomial, reflected, initial value and
 //!   final XOR `0xffffffff` (CRC-32/ISO-HDLC, as zlib's `crc32` and the `crc32fast` crate compute).
 //! - Record `n` (from 1) has sequence number `n`: sequences are positions, never stored.
@@ -54,7 +56,13 @@
 //! Under [`FsyncPolicy::EveryRecord`] and [`FsyncPolicy::Group`] a record is durable once an
 //! `fdatasync` that covers it returned; under [`FsyncPolicy::Never`] once it is written to the
 //! page cache (it survives a crash of the gateway but not of the machine). [`Journal::close`]
-//! fsyncs whatever the policy. The file holds an exclusive advisory lock (flock) while open, so
+//! fsyncs whatever the policy.
+//!
+//! Records are written in place over space the writer zeroed (and synced) ahead of them, 1 MiB
+//! at a time, rather than appended: an `fdatasync` after an append must also commit the file's
+//! new size (on ext4 a jbd2 journal commit, a second device request from another kernel thread),
+//! while one after a write over written blocks flushes the data alone. A clean close cuts the
+//! zeroed space off again. The file holds an exclusive advisory lock (flock) while open, so
 //! a second gateway on the same journal is refused.
 
 mod error;
@@ -62,6 +70,7 @@ mod format;
 #[cfg(test)]
 pub(crate) mod held;
 mod options;
+mod preallocated;
 mod replay;
 mod sink;
 mod writer;
@@ -76,6 +85,7 @@ pub use self::format::{HEADER_LEN, MAGIC, MAX_RECORD_LEN, RECORD_HEADER_LEN, VER
 pub use self::options::{
     DEFAULT_GROUP_COMMIT_INTERVAL, DEFAULT_MAX_PENDING_BYTES, FsyncObserver, FsyncPolicy, JournalOptions, ParseFsyncPolicyError,
 };
+use self::preallocated::PreallocatedFile;
 pub use self::replay::{Replay, ReplayIter};
 use self::sink::{Sink, Storage};
 use self::writer::Shared;
@@ -124,7 +134,13 @@ impl Journal {
     /// This does blocking file IO: call it at startup, or from `spawn_blocking`.
     pub fn open(options: JournalOptions, on_durable: Box<dyn FnMut(u64) + Send>) -> Result<(Self, Replay), JournalError> {
         let (file, replay) = replay::open(&options.path)?;
-        let journal = Self::start(Box::new(file), options, replay.records(), on_durable)?;
+        // The replay cut the file to its intact records: the next one goes at its end.
+        let end = file
+            .metadata()
+            .map_err(|cause| JournalError::io(&options.path, "reading the metadata", cause))?
+            .len();
+        let storage = PreallocatedFile::new(file, end);
+        let journal = Self::start(Box::new(storage), options, replay.records(), on_durable)?;
         Ok((journal, replay))
     }
 

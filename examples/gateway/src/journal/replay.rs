@@ -2,7 +2,8 @@
 //! truncation of a torn tail.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use memmap2::Mmap;
@@ -62,7 +63,8 @@ impl Replay {
         self.records
     }
 
-    /// How many bytes of torn tail were cut off the file on open (0 if none).
+    /// How many bytes of torn tail were cut off the file on open (0 if none; a tail of zeros
+    /// only, the space the writer zeroes ahead of its records, is cut off but not counted).
     pub fn truncated_bytes(&self) -> u64 {
         self.truncated_bytes
     }
@@ -108,10 +110,13 @@ pub(crate) fn open(path: &Path) -> Result<(File, Replay), JournalError> {
     };
     let io_error = |operation| move |cause| JournalError::io(path, operation, cause);
 
+    // Not `append`: records are written at their offset, over space zeroed ahead
+    // (`preallocated.rs`), which O_APPEND would ignore.
     let file = OpenOptions::new()
         .read(true)
-        .append(true)
+        .write(true)
         .create(true)
+        .truncate(false)
         .open(path)
         .map_err(open_error)?;
     let metadata = file.metadata().map_err(io_error("reading the metadata"))?;
@@ -168,11 +173,25 @@ pub(crate) fn open(path: &Path) -> Result<(File, Replay), JournalError> {
         ));
     };
 
+    // Zeros after the last record are the space the writer zeroed ahead (`preallocated.rs`), left
+    // by a crash or a failed journal: not torn, cut off quietly.
+    let zeroed_ahead = map[scan.end..].iter().all(|&byte| byte == 0);
     // Unmap before truncating: touching a mapped page past the end of the file raises SIGBUS.
-    let truncated_bytes = (map.len() - scan.end) as u64;
+    let truncated_bytes = if zeroed_ahead { 0 } else { (map.len() - scan.end) as u64 };
     drop(map);
     file.set_len(scan.end as u64).map_err(io_error("truncating the torn tail"))?;
     file.sync_all().map_err(io_error("syncing the truncation"))?;
+    if zeroed_ahead {
+        let map = map_file(&file).map_err(io_error("memory-mapping the file"))?;
+        return Ok((
+            file,
+            Replay {
+                map: Some(map),
+                records: scan.records,
+                truncated_bytes: 0,
+            },
+        ));
+    }
     tracing::warn!(
         path = %path.display(),
         records = scan.records,
@@ -196,8 +215,9 @@ pub(crate) fn open(path: &Path) -> Result<(File, Replay), JournalError> {
 fn map_file(file: &File) -> io::Result<Mmap> {
     // SAFETY: memmap2 requires that the mapped file is not modified (truncated or overwritten)
     // while mapped. This process owns the file and holds its exclusive advisory lock (`lock`), so
-    // no other gateway writes it; this process only appends past the mapped length, and the
-    // only truncation (`open`) happens while no map exists.
+    // no other gateway writes it; this process only writes past the mapped length (records and
+    // the space zeroed ahead of them), truncates below it only in `open` while no map exists,
+    // and otherwise only cuts off zeroed space past the last record (`PreallocatedFile::close`).
     let map = unsafe { Mmap::map(file) }?;
     #[cfg(unix)]
     let _ = map.advise(memmap2::Advice::Sequential);
@@ -220,10 +240,11 @@ fn lock(file: &File, path: &Path) -> Result<(), JournalError> {
 
 /// Writes the header of a new journal over an empty file (or a partial header a crash left) and
 /// makes it and the directory entry durable.
-fn initialise(mut file: &File, path: &Path) -> Result<(), JournalError> {
+fn initialise(file: &File, path: &Path) -> Result<(), JournalError> {
     let io_error = |operation| move |cause| JournalError::io(path, operation, cause);
     file.set_len(0).map_err(io_error("clearing a partial header"))?;
-    file.write_all(&FILE_HEADER).map_err(io_error("writing the header"))?;
+    // At offset 0 whatever the file's cursor (reading a partial header moved it).
+    file.write_all_at(&FILE_HEADER, 0).map_err(io_error("writing the header"))?;
     file.sync_all().map_err(io_error("syncing the header"))?;
     sync_directory(path).map_err(io_error("syncing the directory"))
 }

@@ -27,6 +27,11 @@ pub(crate) trait Storage: Send + 'static {
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()>;
     /// Makes everything written so far durable (`fdatasync`).
     fn sync_data(&mut self) -> io::Result<()>;
+    /// The journal is closing and everything written is durable: release what only a writer
+    /// needs (the zeroed space ahead of the records).
+    fn close(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Storage for File {
@@ -110,7 +115,9 @@ impl Sink {
         if self.unsynced {
             self.sync(shared)?;
         }
-        Ok(())
+        self.storage
+            .close()
+            .map_err(|error| format!("closing {} failed: {error}", self.path.display()))
     }
 
     fn write_and_sync(&mut self, shared: &Shared, batch: &[u8]) -> Result<(), String> {
