@@ -78,6 +78,8 @@ pub mod streaming;
 mod sync;
 #[cfg(all(feature = "tls", not(loom)))]
 pub mod tls;
+#[cfg(all(feature = "quic", not(loom)))]
+pub mod quic;
 
 /// The examples of `docs/security.md`, compiled as doctests so the guide cannot drift.
 #[cfg(all(doctest, feature = "tls"))]

@@ -10,9 +10,13 @@ mod stream;
 mod stream;
 #[cfg(all(feature = "tls", not(loom)))]
 pub(crate) mod tls;
+#[cfg(all(feature = "quic", not(loom)))]
+pub(crate) mod quic;
 
 pub use address::{Address, AddressParseError, ToAddress};
 pub use socket::{AppliedSocketOptions, KeepaliveConfig, SocketConfig};
 pub use stream::Stream;
 #[cfg(all(feature = "tls", not(loom)))]
 pub use tls::TlsStream;
+#[cfg(all(feature = "quic", not(loom)))]
+pub use quic::QuicStream;

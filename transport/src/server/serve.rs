@@ -50,9 +50,9 @@ struct Registered {
 enum Slot {
     /// Served by its drivers (its Volley handshake may still be running).
     Live(Arc<Shared>),
-    /// Its TLS handshake runs in this task; it counts as handshaking for admission.
+    /// Its TLS (or QUIC) handshake runs in this task; it counts as handshaking for admission.
     #[cfg(feature = "tls")]
-    Tls(tokio::task::AbortHandle),
+    Handshake(tokio::task::AbortHandle),
 }
 
 impl Registered {
@@ -60,7 +60,7 @@ impl Registered {
         match &self.slot {
             Slot::Live(shared) => Some(shared),
             #[cfg(feature = "tls")]
-            Slot::Tls(_) => None,
+            Slot::Handshake(_) => None,
         }
     }
 
@@ -180,30 +180,33 @@ impl Registry {
         let task = tokio::spawn(async move {
             let timeout = registry.server.config.connection.handshake_timeout;
             let result = crate::tls::accept(tcp, &tls, accepted_at + timeout, timeout).await;
-            registry.finish_tls(id, peer, result, accepted_at);
+            let stream = result.map(|stream| Stream::Tls(Box::new(stream))).map_err(|err| format!("TLS handshake failed: {err}"));
+            registry.finish_handshake(id, peer, stream, accepted_at);
         });
         connections.insert(
             id,
             Registered {
-                slot: Slot::Tls(task.abort_handle()),
+                slot: Slot::Handshake(task.abort_handle()),
                 peer,
             },
         );
     }
 
+    /// Registers the outcome of connection `id`'s TLS or QUIC handshake: its drivers start, or
+    /// its slot frees and the failure is counted.
     #[cfg(feature = "tls")]
-    fn finish_tls(
+    fn finish_handshake(
         self: &Arc<Self>,
         id: u64,
         peer: Option<IpAddr>,
-        result: Result<crate::net::TlsStream, crate::tls::TlsError>,
+        result: Result<Stream, String>,
         accepted_at: std::time::Instant,
     ) {
         let mut connections = lock(&self.connections);
         let stream = match result {
             Ok(stream) => stream,
             Err(err) => {
-                tracing::info!(?peer, "TLS handshake failed: {err}");
+                tracing::info!(?peer, "{err}");
                 self.tls_failures.fetch_add(1, Ordering::Relaxed);
                 connections.remove(&id);
                 if connections.is_empty() {
@@ -217,7 +220,6 @@ impl Registry {
             return;
         }
         let dispatch: Arc<dyn Dispatch> = self.server.router.clone();
-        let stream = Stream::Tls(Box::new(stream));
         let shared = crate::driver::spawn_connection_at(stream, Role::Server, &self.server.config, Some(dispatch), accepted_at);
         connections.insert(
             id,
@@ -230,13 +232,42 @@ impl Registry {
         self.watch(id, shared);
     }
 
+    /// Serves a QUIC connection attempt: admission first (refused ones get a QUIC refusal
+    /// before any handshake work), then the QUIC handshake and the wait for the client's stream
+    /// in a task of its own, within the handshake timeout counted from now.
+    #[cfg(feature = "quic")]
+    fn adopt_quic(self: &Arc<Self>, incoming: quinn::Incoming) {
+        let accepted_at = std::time::Instant::now();
+        let peer = Some(incoming.remote_address().ip().to_canonical());
+        let mut connections = lock(&self.connections);
+        if !self.admit(&mut connections, peer) {
+            incoming.refuse();
+            return;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let registry = self.clone();
+        let task = tokio::spawn(async move {
+            let timeout = registry.server.config.connection.handshake_timeout;
+            let result = crate::quic::accept(incoming, accepted_at + timeout).await;
+            let stream = result.map(|stream| Stream::Quic(Box::new(stream)));
+            registry.finish_handshake(id, peer, stream, accepted_at);
+        });
+        connections.insert(
+            id,
+            Registered {
+                slot: Slot::Handshake(task.abort_handle()),
+                peer,
+            },
+        );
+    }
+
     /// Stops every TLS handshake still running (shutdown): those connections have no calls.
     fn abort_handshakes(&self) {
         #[cfg(feature = "tls")]
         {
             let mut connections = lock(&self.connections);
             connections.retain(|_, registered| match &registered.slot {
-                Slot::Tls(task) => {
+                Slot::Handshake(task) => {
                     task.abort();
                     false
                 }
@@ -302,6 +333,16 @@ impl Server {
                 let listener = socket.listen(1024).map_err(bind_error)?;
                 Ok(self.serve_tcp_listener(listener))
             }
+            #[cfg(feature = "quic")]
+            Address::Quic(addr) => {
+                let Some(tls) = &self.tls else {
+                    return Err(Error::Config(format!(
+                        "QUIC always runs TLS 1.3: give the server a certificate with `ServerBuilder::tls` to serve {address}"
+                    )));
+                };
+                let endpoint = crate::quic::bind_server(*addr, tls, &self.config)?;
+                Ok(self.serve_quic_endpoint(endpoint))
+            }
             Address::Unix(path) => {
                 let listener = UnixListener::bind(path).map_err(bind_error)?;
                 let mut handle = self.serve_unix_listener(listener);
@@ -351,6 +392,24 @@ impl Server {
         let local_addr = listener.local_addr().map(Address::Tcp).unwrap_or(Address::Unix(PathBuf::new()));
         let registry = self.registry();
         let accept = tokio::spawn(accept_loop(registry.clone(), listener));
+        ServerHandle {
+            registry,
+            local_addr,
+            accept,
+            unix_path: None,
+        }
+    }
+
+    /// Serves QUIC connections arriving at `endpoint` (feature `quic`); [`Server::serve`] with a
+    /// `quic://` address binds one with the server's TLS and limits.
+    #[cfg(feature = "quic")]
+    fn serve_quic_endpoint(self, endpoint: quinn::Endpoint) -> ServerHandle {
+        let local_addr = endpoint
+            .local_addr()
+            .map(Address::Quic)
+            .unwrap_or(Address::Unix(PathBuf::new()));
+        let registry = self.registry();
+        let accept = tokio::spawn(quic_accept_loop(registry.clone(), endpoint));
         ServerHandle {
             registry,
             local_addr,
@@ -438,6 +497,24 @@ async fn accept_loop<L: Listener>(registry: Arc<Registry>, listener: L) {
             }
         }
     }
+}
+
+/// Takes QUIC connection attempts until the server stops accepting; then new attempts are
+/// refused by QUIC itself (the endpoint keeps serving the connections it has).
+#[cfg(feature = "quic")]
+async fn quic_accept_loop(registry: Arc<Registry>, endpoint: quinn::Endpoint) {
+    loop {
+        let incoming = tokio::select! {
+            biased;
+            () = registry.stop_accepting.notified() => break,
+            incoming = endpoint.accept() => incoming,
+        };
+        match incoming {
+            Some(incoming) => registry.adopt_quic(incoming),
+            None => break,
+        }
+    }
+    endpoint.set_server_config(None);
 }
 
 impl ServerHandle {
