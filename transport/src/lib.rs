@@ -67,6 +67,8 @@ pub mod net;
 #[cfg(not(loom))]
 mod observe;
 pub mod protocol;
+#[cfg(all(feature = "quic", not(loom)))]
+pub mod quic;
 #[cfg(not(loom))]
 mod response;
 #[cfg(not(loom))]
@@ -78,8 +80,6 @@ pub mod streaming;
 mod sync;
 #[cfg(all(feature = "tls", not(loom)))]
 pub mod tls;
-#[cfg(all(feature = "quic", not(loom)))]
-pub mod quic;
 
 /// The examples of `docs/security.md`, compiled as doctests so the guide cannot drift.
 #[cfg(all(doctest, feature = "tls"))]

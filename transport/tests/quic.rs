@@ -91,7 +91,13 @@ fn numbering_server(seen: Seen) -> volley::server::ServerBuilder {
 }
 
 async fn serve_quic(builder: volley::server::ServerBuilder, ca: &Ca) -> (ServerHandle, SocketAddr) {
-    let server = builder.tls(ca.server_tls()).build().unwrap().serve("quic://127.0.0.1:0").await.unwrap();
+    let server = builder
+        .tls(ca.server_tls())
+        .build()
+        .unwrap()
+        .serve("quic://127.0.0.1:0")
+        .await
+        .unwrap();
     let Address::Quic(addr) = server.local_addr().clone() else {
         panic!("a quic:// server reports a QUIC address, got {}", server.local_addr())
     };
@@ -99,11 +105,7 @@ async fn serve_quic(builder: volley::server::ServerBuilder, ca: &Ca) -> (ServerH
 }
 
 async fn quic_client(addr: SocketAddr, ca: &Ca) -> Client {
-    Client::builder()
-        .tls(ca.client_tls())
-        .connect(Address::Quic(addr))
-        .await
-        .unwrap()
+    Client::builder().tls(ca.client_tls()).connect(Address::Quic(addr)).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,9 +363,15 @@ async fn a_rapid_reset_flood_on_the_quic_stream_is_closed_with_a_clear_reason() 
 #[tokio::test]
 async fn quic_needs_tls_on_both_sides_and_says_so() {
     let server = numbering_server(Seen::default()).build().unwrap().serve("quic://127.0.0.1:0").await;
-    assert!(matches!(&server, Err(Error::Config(reason)) if reason.contains("ServerBuilder::tls")), "{server:?}");
+    assert!(
+        matches!(&server, Err(Error::Config(reason)) if reason.contains("ServerBuilder::tls")),
+        "{server:?}"
+    );
     let client = Client::connect("quic://127.0.0.1:9").await;
-    assert!(matches!(&client, Err(Error::Config(reason)) if reason.contains("ClientBuilder::tls")), "{client:?}");
+    assert!(
+        matches!(&client, Err(Error::Config(reason)) if reason.contains("ClientBuilder::tls")),
+        "{client:?}"
+    );
 }
 
 #[tokio::test]
@@ -371,10 +379,7 @@ async fn a_client_that_does_not_trust_the_server_fails_to_connect_and_the_server
     let ca = Ca::new("quic CA");
     let (server, addr) = serve_quic(numbering_server(Seen::default()), &ca).await;
     let stranger = Ca::new("another CA");
-    let result = Client::builder()
-        .tls(stranger.client_tls())
-        .connect(Address::Quic(addr))
-        .await;
+    let result = Client::builder().tls(stranger.client_tls()).connect(Address::Quic(addr)).await;
     assert!(matches!(&result, Err(Error::Connect { .. })), "{result:?}");
     common::wait_for("the failure is counted", || server.tls_handshake_failures() == 1).await;
     let client = quic_client(addr, &ca).await;

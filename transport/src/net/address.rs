@@ -27,7 +27,9 @@ pub enum Address {
 
 /// An address string that is neither `host:port` nor `unix:/path`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not an address: use `ip:port` (e.g. 127.0.0.1:7000, [::1]:7000), `unix:/path/to.sock` or (feature `quic`) `quic://ip:port`")]
+#[error(
+    "`{0}` is not an address: use `ip:port` (e.g. 127.0.0.1:7000, [::1]:7000), `unix:/path/to.sock` or (feature `quic`) `quic://ip:port`"
+)]
 pub struct AddressParseError(String);
 
 impl std::str::FromStr for Address {

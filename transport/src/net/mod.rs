@@ -2,6 +2,8 @@
 //! connects to.
 
 mod address;
+#[cfg(all(feature = "quic", not(loom)))]
+pub(crate) mod quic;
 mod socket;
 #[cfg(not(loom))]
 mod stream;
@@ -10,13 +12,11 @@ mod stream;
 mod stream;
 #[cfg(all(feature = "tls", not(loom)))]
 pub(crate) mod tls;
-#[cfg(all(feature = "quic", not(loom)))]
-pub(crate) mod quic;
 
 pub use address::{Address, AddressParseError, ToAddress};
+#[cfg(all(feature = "quic", not(loom)))]
+pub use quic::QuicStream;
 pub use socket::{AppliedSocketOptions, KeepaliveConfig, SocketConfig};
 pub use stream::Stream;
 #[cfg(all(feature = "tls", not(loom)))]
 pub use tls::TlsStream;
-#[cfg(all(feature = "quic", not(loom)))]
-pub use quic::QuicStream;

@@ -33,11 +33,10 @@ fn transport_config(config: &DriverConfig, server: bool) -> TransportConfig {
     let bidi = if server { MAX_CLIENT_BIDI_STREAMS } else { 0 };
     transport.max_concurrent_bidi_streams(VarInt::from_u32(bidi));
     transport.max_concurrent_uni_streams(VarInt::from_u32(0));
-    // The stream carries every call, so its window is Volley's connection window (plus one frame
-    // of headers and control frames in flight): QUIC never throttles below what Volley's own
-    // flow control allows, and a peer can make quinn buffer no more than that.
-    let window = u64::from(settings.initial_connection_window) + u64::from(settings.max_frame_size);
-    let window = VarInt::from_u64(window).unwrap_or(VarInt::MAX);
+    // The stream carries every call, so its window is Volley's connection window: a peer can
+    // make quinn buffer no more than Volley's own flow control lets it send, and the reader,
+    // which drains the stream continuously, never waits on QUIC credit on a short path.
+    let window = VarInt::from_u32(settings.initial_connection_window);
     transport.stream_receive_window(window);
     transport.receive_window(window);
     transport.send_window(config.write_queue_cap().max(settings.initial_connection_window as usize) as u64);

@@ -40,12 +40,7 @@ pub(crate) async fn accept(incoming: quinn::Incoming, deadline: Instant) -> Resu
 
 /// Connects to the server at `addr` from an endpoint of this connection's own (bound to
 /// loopback when `addr` is loopback, to the unspecified address otherwise) and opens the stream.
-pub(crate) async fn connect(
-    addr: SocketAddr,
-    tls: &ClientTls,
-    config: &DriverConfig,
-    deadline: Instant,
-) -> Result<QuicStream, Error> {
+pub(crate) async fn connect(addr: SocketAddr, tls: &ClientTls, config: &DriverConfig, deadline: Instant) -> Result<QuicStream, Error> {
     let address = Address::Quic(addr);
     let failed = |source: io::Error| Error::Connect {
         address: address.clone(),
@@ -68,19 +63,14 @@ pub(crate) async fn connect(
         Err(_) => return Err(failed(io::ErrorKind::TimedOut.into())),
     };
     // Opening is local: the server learns of the stream with Volley's preface, sent at once.
-    let (send, recv) = connection
-        .open_bi()
-        .await
-        .map_err(|err| failed(connection_error(err)))?;
+    let (send, recv) = connection.open_bi().await.map_err(|err| failed(connection_error(err)))?;
     Ok(QuicStream::new(connection, send, recv, Some(endpoint)))
 }
 
 fn connection_error(err: quinn::ConnectionError) -> io::Error {
     let kind = match err {
         quinn::ConnectionError::TimedOut => io::ErrorKind::TimedOut,
-        quinn::ConnectionError::ConnectionClosed(_) | quinn::ConnectionError::ApplicationClosed(_) => {
-            io::ErrorKind::ConnectionRefused
-        }
+        quinn::ConnectionError::ConnectionClosed(_) | quinn::ConnectionError::ApplicationClosed(_) => io::ErrorKind::ConnectionRefused,
         _ => io::ErrorKind::Other,
     };
     io::Error::new(kind, format!("QUIC: {err}"))

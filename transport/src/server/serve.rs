@@ -180,7 +180,9 @@ impl Registry {
         let task = tokio::spawn(async move {
             let timeout = registry.server.config.connection.handshake_timeout;
             let result = crate::tls::accept(tcp, &tls, accepted_at + timeout, timeout).await;
-            let stream = result.map(|stream| Stream::Tls(Box::new(stream))).map_err(|err| format!("TLS handshake failed: {err}"));
+            let stream = result
+                .map(|stream| Stream::Tls(Box::new(stream)))
+                .map_err(|err| format!("TLS handshake failed: {err}"));
             registry.finish_handshake(id, peer, stream, accepted_at);
         });
         connections.insert(
@@ -195,13 +197,7 @@ impl Registry {
     /// Registers the outcome of connection `id`'s TLS or QUIC handshake: its drivers start, or
     /// its slot frees and the failure is counted.
     #[cfg(feature = "tls")]
-    fn finish_handshake(
-        self: &Arc<Self>,
-        id: u64,
-        peer: Option<IpAddr>,
-        result: Result<Stream, String>,
-        accepted_at: std::time::Instant,
-    ) {
+    fn finish_handshake(self: &Arc<Self>, id: u64, peer: Option<IpAddr>, result: Result<Stream, String>, accepted_at: std::time::Instant) {
         let mut connections = lock(&self.connections);
         let stream = match result {
             Ok(stream) => stream,
@@ -404,10 +400,7 @@ impl Server {
     /// `quic://` address binds one with the server's TLS and limits.
     #[cfg(feature = "quic")]
     fn serve_quic_endpoint(self, endpoint: quinn::Endpoint) -> ServerHandle {
-        let local_addr = endpoint
-            .local_addr()
-            .map(Address::Quic)
-            .unwrap_or(Address::Unix(PathBuf::new()));
+        let local_addr = endpoint.local_addr().map(Address::Quic).unwrap_or(Address::Unix(PathBuf::new()));
         let registry = self.registry();
         let accept = tokio::spawn(quic_accept_loop(registry.clone(), endpoint));
         ServerHandle {
@@ -499,8 +492,8 @@ async fn accept_loop<L: Listener>(registry: Arc<Registry>, listener: L) {
     }
 }
 
-/// Takes QUIC connection attempts until the server stops accepting; then new attempts are
-/// refused by QUIC itself (the endpoint keeps serving the connections it has).
+/// Takes QUIC connection attempts until the server stops accepting; then the endpoint drops its
+/// server configuration, so quinn answers no new attempt (it keeps serving the connections it has).
 #[cfg(feature = "quic")]
 async fn quic_accept_loop(registry: Arc<Registry>, endpoint: quinn::Endpoint) {
     loop {

@@ -160,7 +160,9 @@ async fn run(front: Arc<UdpSocket>, target: SocketAddr, shared: Arc<Shared>) {
     let mut tasks = tokio::task::JoinSet::new();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
-        let Ok((n, client)) = front.recv_from(&mut buf).await else { continue };
+        let Ok((n, client)) = front.recv_from(&mut buf).await else {
+            continue;
+        };
         let upstream = match upstreams.get(&client) {
             Some(upstream) => upstream.clone(),
             None if upstreams.len() >= MAX_PEERS => continue,

@@ -32,19 +32,19 @@
 
 mod ab;
 mod framed;
+#[cfg(feature = "quic")]
+mod lossy_tcp;
 mod oneway;
 mod pacer;
 mod peers;
 mod plots;
 mod progress;
+#[cfg(feature = "quic")]
+mod quic;
 mod report;
 mod scenarios;
 mod systems;
 mod tarpc_echo;
-#[cfg(feature = "quic")]
-mod lossy_tcp;
-#[cfg(feature = "quic")]
-mod quic;
 #[cfg(feature = "tls")]
 mod tls;
 #[cfg(feature = "quic")]

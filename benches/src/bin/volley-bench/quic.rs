@@ -195,7 +195,12 @@ fn scenarios_named(names: &[String], allow_stream: bool) -> Result<Vec<scenarios
             _ => false,
         };
         if !fits {
-            return Err(format!("{} is not a one-connection unary{} scenario", scenario.name, if allow_stream { " or stream" } else { "" }).into());
+            return Err(format!(
+                "{} is not a one-connection unary{} scenario",
+                scenario.name,
+                if allow_stream { " or stream" } else { "" }
+            )
+            .into());
         }
     }
     Ok(selected)
@@ -218,7 +223,10 @@ pub(crate) fn run(
     writeln!(out, "{repeats} repeat(s) of {duration:?} each, runs interleaved; medians\n")?;
 
     // Clean loopback: every system, every scenario.
-    let mut runs: Vec<Vec<Vec<Figures>>> = selected.iter().map(|_| QuicSystem::ALL.iter().map(|_| Vec::new()).collect()).collect();
+    let mut runs: Vec<Vec<Vec<Figures>>> = selected
+        .iter()
+        .map(|_| QuicSystem::ALL.iter().map(|_| Vec::new()).collect())
+        .collect();
     for repeat in 0..repeats {
         for (s, scenario) in selected.iter().enumerate() {
             for (y, system) in QuicSystem::ALL.iter().enumerate() {
@@ -250,7 +258,11 @@ pub(crate) fn run(
             }
         }
     }
-    writeln!(out, "{:<14} {:<12} {:>12} {:>10} {:>10}", "scenario", "system", "rate/s", "p50 us", "p99 us")?;
+    writeln!(
+        out,
+        "{:<14} {:<12} {:>12} {:>10} {:>10}",
+        "scenario", "system", "rate/s", "p50 us", "p99 us"
+    )?;
     let med = |s: usize, y: usize, f: fn(&Figures) -> f64| median(runs[s][y].iter().map(f).collect());
     for (s, scenario) in selected.iter().enumerate() {
         for (y, system) in QuicSystem::ALL.iter().enumerate() {
@@ -311,7 +323,12 @@ fn loss_comparison(
             UdpFaultProxy::start(*quic_addr, 0x9d1).await,
         )
     });
-    let cases: [(&str, f64); 4] = [("volley+tls", 0.0), ("volley+quic", 0.0), ("volley+tls", loss), ("volley+quic", loss)];
+    let cases: [(&str, f64); 4] = [
+        ("volley+tls", 0.0),
+        ("volley+quic", 0.0),
+        ("volley+tls", loss),
+        ("volley+quic", loss),
+    ];
     let mut runs: Vec<Vec<Vec<Figures>>> = selected.iter().map(|_| cases.iter().map(|_| Vec::new()).collect()).collect();
     for repeat in 0..repeats {
         for (s, scenario) in selected.iter().enumerate() {
@@ -393,10 +410,7 @@ fn resumption_comparison(
         async move {
             let started = Instant::now();
             let client = connect_volley(&address, Some(tls)).await;
-            let _: Payload = client
-                .unary(ECHO_ID, &request, CallOptions::default())
-                .await
-                .expect("first call");
+            let _: Payload = client.unary(ECHO_ID, &request, CallOptions::default()).await.expect("first call");
             let took = started.elapsed();
             drop(client);
             took.as_secs_f64() * 1e6
