@@ -22,6 +22,9 @@ use crate::stats::{AdmissionCounters, AdmissionStats, StatsSnapshot};
 use crate::status::Status;
 use crate::sync::{Mutex, lock};
 
+#[cfg(feature = "quic")]
+mod quic;
+
 /// Live connections of a server, and the totals of those that ended.
 #[derive(Debug)]
 struct Registry {
@@ -228,35 +231,6 @@ impl Registry {
         self.watch(id, shared);
     }
 
-    /// Serves a QUIC connection attempt: admission first (refused ones get a QUIC refusal
-    /// before any handshake work), then the QUIC handshake and the wait for the client's stream
-    /// in a task of its own, within the handshake timeout counted from now.
-    #[cfg(feature = "quic")]
-    fn adopt_quic(self: &Arc<Self>, incoming: quinn::Incoming) {
-        let accepted_at = std::time::Instant::now();
-        let peer = Some(incoming.remote_address().ip().to_canonical());
-        let mut connections = lock(&self.connections);
-        if !self.admit(&mut connections, peer) {
-            incoming.refuse();
-            return;
-        }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let registry = self.clone();
-        let task = tokio::spawn(async move {
-            let timeout = registry.server.config.connection.handshake_timeout;
-            let result = crate::quic::accept(incoming, accepted_at + timeout).await;
-            let stream = result.map(|stream| Stream::Quic(Box::new(stream)));
-            registry.finish_handshake(id, peer, stream, accepted_at);
-        });
-        connections.insert(
-            id,
-            Registered {
-                slot: Slot::Handshake(task.abort_handle()),
-                peer,
-            },
-        );
-    }
-
     /// Stops every TLS handshake still running (shutdown): those connections have no calls.
     fn abort_handshakes(&self) {
         #[cfg(feature = "tls")]
@@ -396,21 +370,6 @@ impl Server {
         }
     }
 
-    /// Serves QUIC connections arriving at `endpoint` (feature `quic`); [`Server::serve`] with a
-    /// `quic://` address binds one with the server's TLS and limits.
-    #[cfg(feature = "quic")]
-    fn serve_quic_endpoint(self, endpoint: quinn::Endpoint) -> ServerHandle {
-        let local_addr = endpoint.local_addr().map(Address::Quic).unwrap_or(Address::Unix(PathBuf::new()));
-        let registry = self.registry();
-        let accept = tokio::spawn(quic_accept_loop(registry.clone(), endpoint));
-        ServerHandle {
-            registry,
-            local_addr,
-            accept,
-            unix_path: None,
-        }
-    }
-
     /// Serves connections accepted from a Unix listener the caller bound.
     pub fn serve_unix_listener(self, listener: UnixListener) -> ServerHandle {
         let local_addr = listener
@@ -492,24 +451,6 @@ async fn accept_loop<L: Listener>(registry: Arc<Registry>, listener: L) {
     }
 }
 
-/// Takes QUIC connection attempts until the server stops accepting; then the endpoint drops its
-/// server configuration, so quinn answers no new attempt (it keeps serving the connections it has).
-#[cfg(feature = "quic")]
-async fn quic_accept_loop(registry: Arc<Registry>, endpoint: quinn::Endpoint) {
-    loop {
-        let incoming = tokio::select! {
-            biased;
-            () = registry.stop_accepting.notified() => break,
-            incoming = endpoint.accept() => incoming,
-        };
-        match incoming {
-            Some(incoming) => registry.adopt_quic(incoming),
-            None => break,
-        }
-    }
-    endpoint.set_server_config(None);
-}
-
 impl ServerHandle {
     /// The bound address (with the real port when the server was bound to port 0).
     pub fn local_addr(&self) -> &Address {
@@ -528,7 +469,8 @@ impl ServerHandle {
     }
 
     /// TLS handshakes that failed (feature `tls`): wrong or missing client certificates, wrong
-    /// ALPN, plaintext or garbage sent to the TLS port, handshakes past the timeout. Each is
+    /// ALPN, plaintext or garbage sent to the TLS port, handshakes past the timeout; with feature
+    /// `quic`, QUIC handshakes that failed or opened no stream in time too. Each is
     /// also logged (`tracing`, level info) with the peer's address and the reason.
     #[cfg(feature = "tls")]
     pub fn tls_handshake_failures(&self) -> u64 {
