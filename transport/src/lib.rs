@@ -67,6 +67,8 @@ pub mod net;
 #[cfg(not(loom))]
 mod observe;
 pub mod protocol;
+#[cfg(all(feature = "quic", not(loom)))]
+pub mod quic;
 #[cfg(not(loom))]
 mod response;
 #[cfg(not(loom))]

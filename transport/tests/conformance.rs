@@ -1,9 +1,15 @@
-//! Conformance cases modelled on gRPC's interop test cases, over loopback TCP: every call kind
-//! with the payload sizes, statuses, metadata and cancellations those cases use.
+//! Conformance cases modelled on gRPC's interop test cases: every call kind with the payload
+//! sizes, statuses, metadata and cancellations those cases use, deadlines and graceful shutdown.
+//! Each case runs over loopback TCP (`tcp::*`) and, with feature `quic`, over loopback QUIC
+//! (`quic::*`): the same case bodies, parametrised by [`Transport`].
 
 use std::time::Duration;
 
 mod common;
+#[cfg(feature = "quic")]
+#[path = "support/pki.rs"]
+#[allow(dead_code)]
+mod pki;
 
 use bytes::Bytes;
 use common::wait_for;
@@ -79,7 +85,36 @@ fn requested_status(status: &Option<EchoStatus>, metadata: &Metadata) -> Option<
     ))
 }
 
-async fn test_service() -> ServerHandle {
+/// The transport a case runs over.
+#[derive(Clone, Copy, Debug)]
+enum Transport {
+    Tcp,
+    #[cfg(feature = "quic")]
+    Quic,
+}
+
+/// What a QUIC client needs to trust the test server; nothing without feature `quic`.
+#[cfg(feature = "quic")]
+type ClientTls = volley::tls::ClientTls;
+#[cfg(not(feature = "quic"))]
+type ClientTls = std::convert::Infallible;
+
+async fn test_service(transport: Transport) -> (ServerHandle, Option<ClientTls>) {
+    #[allow(unused_mut)]
+    let mut builder = test_methods();
+    let (address, client_tls) = match transport {
+        Transport::Tcp => ("127.0.0.1:0", None),
+        #[cfg(feature = "quic")]
+        Transport::Quic => {
+            let ca = pki::Ca::new("conformance CA");
+            builder = builder.tls(ca.server_tls());
+            ("quic://127.0.0.1:0", Some(ca.client_tls()))
+        }
+    };
+    (builder.build().unwrap().serve(address).await.unwrap(), client_tls)
+}
+
+fn test_methods() -> volley::server::ServerBuilder {
     Server::builder()
         .unary(EMPTY, |_request: Request<()>| async { Ok::<_, Status>(()) })
         .unary(UNARY, |request: Request<SimpleRequest>| async move {
@@ -128,28 +163,77 @@ async fn test_service() -> ServerHandle {
                 Ok(())
             },
         )
-        .build()
-        .unwrap()
-        .serve("127.0.0.1:0")
-        .await
-        .unwrap()
 }
 
-async fn connect() -> (ServerHandle, Client) {
-    let server = test_service().await;
-    let client = Client::connect(server.local_addr()).await.unwrap();
+async fn connect(transport: Transport) -> (ServerHandle, Client) {
+    let (server, client_tls) = test_service(transport).await;
+    #[allow(unused_mut)]
+    let mut builder = Client::builder();
+    #[cfg(feature = "quic")]
+    if let Some(tls) = client_tls {
+        builder = builder.tls(tls);
+    }
+    #[cfg(not(feature = "quic"))]
+    let _ = client_tls;
+    let client = builder.connect(server.local_addr()).await.unwrap();
     (server, client)
 }
 
-#[tokio::test]
-async fn empty_unary() {
-    let (_server, client) = connect().await;
+/// Runs each named case (an `async fn(Transport)` below) as a test per transport.
+macro_rules! over_every_transport {
+    ($($case:ident),* $(,)?) => {
+        mod tcp {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Transport::Tcp).await;
+                }
+            )*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_thousand_concurrent_large_unary_calls_on_one_connection() {
+                super::a_thousand_concurrent_large_unary_calls_on_one_connection(super::Transport::Tcp).await;
+            }
+        }
+        #[cfg(feature = "quic")]
+        mod quic {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Transport::Quic).await;
+                }
+            )*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_thousand_concurrent_large_unary_calls_on_one_connection() {
+                super::a_thousand_concurrent_large_unary_calls_on_one_connection(super::Transport::Quic).await;
+            }
+        }
+    };
+}
+
+over_every_transport!(
+    empty_unary,
+    large_unary,
+    client_streaming,
+    server_streaming,
+    ping_pong,
+    empty_stream,
+    cancel_after_begin,
+    cancel_after_first_response,
+    timeout_on_sleeping_server,
+    status_code_and_message,
+    special_status_message,
+    unimplemented_method,
+    custom_metadata_reaches_the_server_and_is_echoed_in_the_trailer,
+    graceful_shutdown_finishes_the_call_in_flight_and_refuses_new_ones,
+);
+
+async fn empty_unary(transport: Transport) {
+    let (_server, client) = connect(transport).await;
     let () = client.unary(method(EMPTY), &(), CallOptions::default()).await.unwrap();
 }
 
-#[tokio::test]
-async fn large_unary() {
-    let (_server, client) = connect().await;
+async fn large_unary(transport: Transport) {
+    let (_server, client) = connect(transport).await;
     let request = SimpleRequest {
         response_size: 314_159,
         payload: zeros(271_828),
@@ -159,9 +243,8 @@ async fn large_unary() {
     assert_eq!(response.payload.len(), 314_159);
 }
 
-#[tokio::test]
-async fn client_streaming() {
-    let (_server, client) = connect().await;
+async fn client_streaming(transport: Transport) {
+    let (_server, client) = connect(transport).await;
     let mut call = client
         .client_streaming::<SimpleResponse, StreamingInputCallResponse>(method(CLIENT_STREAMING), CallOptions::default())
         .await
@@ -172,9 +255,8 @@ async fn client_streaming() {
     assert_eq!(call.finish().await.unwrap().aggregated_payload_size, 74_922);
 }
 
-#[tokio::test]
-async fn server_streaming() {
-    let (_server, client) = connect().await;
+async fn server_streaming(transport: Transport) {
+    let (_server, client) = connect(transport).await;
     let request = StreamingOutputCallRequest {
         response_sizes: vec![31_415, 9, 2_653, 58_979],
         ..StreamingOutputCallRequest::default()
@@ -190,9 +272,8 @@ async fn server_streaming() {
     assert_eq!(sizes, [31_415, 9, 2_653, 58_979]);
 }
 
-#[tokio::test]
-async fn ping_pong() {
-    let (_server, client) = connect().await;
+async fn ping_pong(transport: Transport) {
+    let (_server, client) = connect(transport).await;
     let (mut sender, mut replies) = client
         .bidi_streaming::<StreamingOutputCallRequest, SimpleResponse>(method(FULL_DUPLEX), CallOptions::default())
         .await
@@ -210,9 +291,8 @@ async fn ping_pong() {
     assert!(replies.message().await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn empty_stream() {
-    let (_server, client) = connect().await;
+async fn empty_stream(transport: Transport) {
+    let (_server, client) = connect(transport).await;
     let (mut sender, mut replies) = client
         .bidi_streaming::<StreamingOutputCallRequest, SimpleResponse>(method(FULL_DUPLEX), CallOptions::default())
         .await
@@ -221,9 +301,8 @@ async fn empty_stream() {
     assert!(replies.message().await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn cancel_after_begin() {
-    let (server, client) = connect().await;
+async fn cancel_after_begin(transport: Transport) {
+    let (server, client) = connect(transport).await;
     let call = client
         .client_streaming::<SimpleResponse, StreamingInputCallResponse>(method(CLIENT_STREAMING), CallOptions::default())
         .await
@@ -232,9 +311,8 @@ async fn cancel_after_begin() {
     wait_for("condition", || server.stats().calls_by_code[Code::Cancelled as usize] == 1).await;
 }
 
-#[tokio::test]
-async fn cancel_after_first_response() {
-    let (server, client) = connect().await;
+async fn cancel_after_first_response(transport: Transport) {
+    let (server, client) = connect(transport).await;
     let (mut sender, mut replies) = client
         .bidi_streaming::<StreamingOutputCallRequest, SimpleResponse>(method(FULL_DUPLEX), CallOptions::default())
         .await
@@ -264,9 +342,8 @@ fn sender_failed(sender: &mut StreamSender<StreamingOutputCallRequest>) -> bool 
     )
 }
 
-#[tokio::test]
-async fn timeout_on_sleeping_server() {
-    let (_server, client) = connect().await;
+async fn timeout_on_sleeping_server(transport: Transport) {
+    let (_server, client) = connect(transport).await;
     let request = SimpleRequest {
         sleep_ms: 2_000,
         ..SimpleRequest::default()
@@ -286,9 +363,8 @@ async fn timeout_on_sleeping_server() {
     assert_eq!(replies.message().await.unwrap_err().code(), Code::DeadlineExceeded);
 }
 
-#[tokio::test]
-async fn status_code_and_message() {
-    let (_server, client) = connect().await;
+async fn status_code_and_message(transport: Transport) {
+    let (_server, client) = connect(transport).await;
     let status = Some(EchoStatus {
         code: 2,
         message: "test status message".into(),
@@ -317,9 +393,8 @@ async fn status_code_and_message() {
     assert_eq!((err.code(), err.message()), (Code::Unknown, "test status message"));
 }
 
-#[tokio::test]
-async fn special_status_message() {
-    let (_server, client) = connect().await;
+async fn special_status_message(transport: Transport) {
+    let (_server, client) = connect(transport).await;
     let text = "\t\ntest with whitespace\r\nand Unicode BMP ☺ and non-BMP 😈\t\n";
     let request = SimpleRequest {
         response_status: Some(EchoStatus {
@@ -335,9 +410,8 @@ async fn special_status_message() {
     assert_eq!(err.message(), text, "byte-exact");
 }
 
-#[tokio::test]
-async fn unimplemented_method() {
-    let (_server, client) = connect().await;
+async fn unimplemented_method(transport: Transport) {
+    let (_server, client) = connect(transport).await;
     let err = client
         .unary::<_, ()>(method("/grpc.testing.TestService/UnimplementedCall"), &(), CallOptions::default())
         .await
@@ -346,9 +420,8 @@ async fn unimplemented_method() {
     let () = client.unary(method(EMPTY), &(), CallOptions::default()).await.unwrap();
 }
 
-#[tokio::test]
-async fn custom_metadata_reaches_the_server_and_is_echoed_in_the_trailer() {
-    let (_server, client) = connect().await;
+async fn custom_metadata_reaches_the_server_and_is_echoed_in_the_trailer(transport: Transport) {
+    let (_server, client) = connect(transport).await;
     let mut metadata = Metadata::new();
     metadata.insert("x-echo-trailer", [0xab, 0xab, 0xab]).unwrap();
     let request = SimpleRequest {
@@ -366,9 +439,8 @@ async fn custom_metadata_reaches_the_server_and_is_echoed_in_the_trailer() {
     assert_eq!(err.metadata().get("x-echo-trailer"), Some(&[0xab, 0xab, 0xab][..]));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_concurrent_large_unary_calls_on_one_connection() {
-    let (_server, client) = connect().await;
+async fn a_thousand_concurrent_large_unary_calls_on_one_connection(transport: Transport) {
+    let (_server, client) = connect(transport).await;
     let request = SimpleRequest {
         response_size: 314_159,
         payload: zeros(271_828),
@@ -387,6 +459,33 @@ async fn a_thousand_concurrent_large_unary_calls_on_one_connection() {
     while let Some(result) = calls.join_next().await {
         assert_eq!(result.unwrap().unwrap().payload.len(), 314_159);
     }
+}
+
+async fn graceful_shutdown_finishes_the_call_in_flight_and_refuses_new_ones(transport: Transport) {
+    let (server, client) = connect(transport).await;
+    let request = SimpleRequest {
+        sleep_ms: 300,
+        response_size: 1_000,
+        ..SimpleRequest::default()
+    };
+    let in_flight = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .unary::<_, SimpleResponse>(method(UNARY), &request, CallOptions::default())
+                .await
+        })
+    };
+    wait_for("the call to reach the server", || server.stats().calls_started == 1).await;
+    let shutdown = tokio::spawn(server.shutdown());
+    let response = in_flight.await.unwrap().expect("the call in flight finishes during the drain");
+    assert_eq!(response.payload.len(), 1_000);
+    tokio::time::timeout(Duration::from_secs(10), shutdown)
+        .await
+        .expect("shutdown returns once the connection drained")
+        .unwrap();
+    let err = client.unary::<_, ()>(method(EMPTY), &(), CallOptions::default()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "after the GoAway: {err:?}");
 }
 
 use std::future::Future;

@@ -53,6 +53,19 @@ pub(crate) async fn connect(
             let stream: Stream = stream.into();
             (spawn_connection(stream, Role::Client, config, None), applied)
         }
+        #[cfg(feature = "quic")]
+        Address::Quic(addr) => {
+            let Some(tls) = tls else {
+                return Err(Error::Config(format!(
+                    "QUIC always runs TLS 1.3: give the client the server's CA with `ClientBuilder::tls` to connect to {address}"
+                )));
+            };
+            let stream = crate::quic::connect(*addr, tls, config, deadline).await?;
+            (
+                spawn_connection(Stream::Quic(Box::new(stream)), Role::Client, config, None),
+                AppliedSocketOptions::default(),
+            )
+        }
         Address::Unix(path) => {
             #[cfg(feature = "tls")]
             if tls.is_some() {

@@ -47,6 +47,8 @@ impl<'a> Target<'a> {
         match self.address {
             Address::Tcp(addr) => addr.ip().to_canonical().is_loopback(),
             Address::Unix(_) => true,
+            #[cfg(feature = "quic")]
+            Address::Quic(addr) => addr.ip().to_canonical().is_loopback(),
         }
     }
 }

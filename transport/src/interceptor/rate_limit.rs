@@ -271,6 +271,8 @@ impl RateLimit {
         let peer = match call.connection() {
             Some(connection) => match connection.peer_addr() {
                 Some(crate::net::Address::Tcp(addr)) => PeerKey::Ip(addr.ip().to_canonical()),
+                #[cfg(feature = "quic")]
+                Some(crate::net::Address::Quic(addr)) => PeerKey::Ip(addr.ip().to_canonical()),
                 _ => PeerKey::Connection(connection.id()),
             },
             None => PeerKey::Unknown,

@@ -20,11 +20,16 @@ pub enum Address {
     Tcp(SocketAddr),
     /// A Unix domain socket path.
     Unix(PathBuf),
+    /// A QUIC endpoint's UDP address (feature `quic`), written `quic://ip:port`.
+    #[cfg(feature = "quic")]
+    Quic(SocketAddr),
 }
 
 /// An address string that is neither `host:port` nor `unix:/path`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not an address: use `ip:port` (e.g. 127.0.0.1:7000, [::1]:7000) or `unix:/path/to.sock`")]
+#[error(
+    "`{0}` is not an address: use `ip:port` (e.g. 127.0.0.1:7000, [::1]:7000), `unix:/path/to.sock` or (feature `quic`) `quic://ip:port`"
+)]
 pub struct AddressParseError(String);
 
 impl std::str::FromStr for Address {
@@ -33,6 +38,10 @@ impl std::str::FromStr for Address {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(path) = s.strip_prefix("unix:") {
             return Ok(Self::Unix(PathBuf::from(path)));
+        }
+        #[cfg(feature = "quic")]
+        if let Some(addr) = s.strip_prefix("quic://") {
+            return addr.parse().map(Self::Quic).map_err(|_| AddressParseError(s.to_owned()));
         }
         s.parse().map(Self::Tcp).map_err(|_| AddressParseError(s.to_owned()))
     }
@@ -55,6 +64,8 @@ impl fmt::Display for Address {
         match self {
             Self::Tcp(addr) => write!(f, "{addr}"),
             Self::Unix(path) => write!(f, "unix:{}", path.display()),
+            #[cfg(feature = "quic")]
+            Self::Quic(addr) => write!(f, "quic://{addr}"),
         }
     }
 }

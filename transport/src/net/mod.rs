@@ -2,6 +2,8 @@
 //! connects to.
 
 mod address;
+#[cfg(all(feature = "quic", not(loom)))]
+pub(crate) mod quic;
 mod socket;
 #[cfg(not(loom))]
 mod stream;
@@ -12,6 +14,8 @@ mod stream;
 pub(crate) mod tls;
 
 pub use address::{Address, AddressParseError, ToAddress};
+#[cfg(all(feature = "quic", not(loom)))]
+pub use quic::QuicStream;
 pub use socket::{AppliedSocketOptions, KeepaliveConfig, SocketConfig};
 pub use stream::Stream;
 #[cfg(all(feature = "tls", not(loom)))]

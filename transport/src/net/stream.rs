@@ -13,7 +13,8 @@ use tokio::net::{TcpStream, UnixStream};
 
 use super::Address;
 
-/// A connected TCP or Unix stream, or (feature `tls`) a TCP connection after its TLS handshake.
+/// A connected TCP or Unix stream, or (feature `tls`) a TCP connection after its TLS handshake,
+/// or (feature `quic`) a QUIC connection's one bidirectional stream.
 #[derive(Debug)]
 pub enum Stream {
     /// A TCP connection.
@@ -23,6 +24,9 @@ pub enum Stream {
     /// A TLS connection over TCP (see `net/tls.rs` for how it shares the socket).
     #[cfg(feature = "tls")]
     Tls(Box<super::tls::TlsStream>),
+    /// One bidirectional stream of a QUIC connection (see `net/quic.rs`).
+    #[cfg(feature = "quic")]
+    Quic(Box<super::quic::QuicStream>),
 }
 
 impl From<TcpStream> for Stream {
@@ -45,6 +49,8 @@ impl Stream {
             Self::Tcp(s) => s.peer_addr().ok().map(Address::Tcp),
             #[cfg(feature = "tls")]
             Self::Tls(s) => s.tcp().peer_addr().ok().map(Address::Tcp),
+            #[cfg(feature = "quic")]
+            Self::Quic(s) => Some(Address::Quic(s.remote_address())),
             Self::Unix(s) => s
                 .peer_addr()
                 .ok()
@@ -65,6 +71,8 @@ impl Stream {
             Self::Unix(s) => read_draining(buf, |f| s.try_io(Interest::READABLE, f), |buf| s.try_read_buf(buf)),
             #[cfg(feature = "tls")]
             Self::Tls(s) => s.try_read_buf(buf),
+            #[cfg(feature = "quic")]
+            Self::Quic(s) => s.try_read_buf(buf),
         }
     }
 
@@ -76,6 +84,8 @@ impl Stream {
             // Only the lingering close reads this way, to discard: ciphertext is as good.
             #[cfg(feature = "tls")]
             Self::Tls(s) => s.tcp().try_read(buf),
+            #[cfg(feature = "quic")]
+            Self::Quic(s) => s.try_read(buf),
         }
     }
 
@@ -86,6 +96,8 @@ impl Stream {
             Self::Unix(s) => s.try_write_vectored(bufs),
             #[cfg(feature = "tls")]
             Self::Tls(s) => s.try_write_vectored(bufs),
+            #[cfg(feature = "quic")]
+            Self::Quic(s) => s.try_write_vectored(bufs),
         }
     }
 
@@ -95,6 +107,8 @@ impl Stream {
             Self::Unix(s) => s.poll_read_ready(cx),
             #[cfg(feature = "tls")]
             Self::Tls(s) => s.poll_read_ready(cx),
+            #[cfg(feature = "quic")]
+            Self::Quic(s) => s.poll_read_ready(cx),
         }
     }
 
@@ -104,6 +118,8 @@ impl Stream {
             Self::Unix(s) => s.poll_write_ready(cx),
             #[cfg(feature = "tls")]
             Self::Tls(s) => s.tcp().poll_write_ready(cx),
+            #[cfg(feature = "quic")]
+            Self::Quic(s) => s.poll_write_ready(cx),
         }
     }
 
@@ -128,6 +144,11 @@ impl Stream {
                 s.close_notify();
                 socket2::SockRef::from(s.tcp()).shutdown(Shutdown::Write)
             }
+            #[cfg(feature = "quic")]
+            Self::Quic(s) => {
+                s.finish();
+                Ok(())
+            }
         };
         if let Err(err) = result {
             tracing::trace!("shutdown(SHUT_WR) failed: {err}");
@@ -143,6 +164,11 @@ impl Stream {
             Self::Tcp(s) => s,
             #[cfg(feature = "tls")]
             Self::Tls(s) => s.tcp(),
+            #[cfg(feature = "quic")]
+            Self::Quic(s) => {
+                s.reset_on_close();
+                return;
+            }
             Self::Unix(_) => return,
         };
         if let Err(err) = socket2::SockRef::from(tcp).set_linger(Some(std::time::Duration::ZERO)) {

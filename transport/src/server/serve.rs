@@ -22,6 +22,9 @@ use crate::stats::{AdmissionCounters, AdmissionStats, StatsSnapshot};
 use crate::status::Status;
 use crate::sync::{Mutex, lock};
 
+#[cfg(feature = "quic")]
+mod quic;
+
 /// Live connections of a server, and the totals of those that ended.
 #[derive(Debug)]
 struct Registry {
@@ -50,9 +53,9 @@ struct Registered {
 enum Slot {
     /// Served by its drivers (its Volley handshake may still be running).
     Live(Arc<Shared>),
-    /// Its TLS handshake runs in this task; it counts as handshaking for admission.
+    /// Its TLS (or QUIC) handshake runs in this task; it counts as handshaking for admission.
     #[cfg(feature = "tls")]
-    Tls(tokio::task::AbortHandle),
+    Handshake(tokio::task::AbortHandle),
 }
 
 impl Registered {
@@ -60,7 +63,7 @@ impl Registered {
         match &self.slot {
             Slot::Live(shared) => Some(shared),
             #[cfg(feature = "tls")]
-            Slot::Tls(_) => None,
+            Slot::Handshake(_) => None,
         }
     }
 
@@ -188,30 +191,29 @@ impl Registry {
         let task = tokio::spawn(async move {
             let timeout = registry.server.config.connection.handshake_timeout;
             let result = crate::tls::accept(tcp, &tls, accepted_at + timeout, timeout).await;
-            registry.finish_tls(id, peer, result, accepted_at);
+            let stream = result
+                .map(|stream| Stream::Tls(Box::new(stream)))
+                .map_err(|err| format!("TLS handshake failed: {err}"));
+            registry.finish_handshake(id, peer, stream, accepted_at);
         });
         connections.insert(
             id,
             Registered {
-                slot: Slot::Tls(task.abort_handle()),
+                slot: Slot::Handshake(task.abort_handle()),
                 peer,
             },
         );
     }
 
+    /// Registers the outcome of connection `id`'s TLS or QUIC handshake: its drivers start, or
+    /// its slot frees and the failure is counted.
     #[cfg(feature = "tls")]
-    fn finish_tls(
-        self: &Arc<Self>,
-        id: u64,
-        peer: Option<IpAddr>,
-        result: Result<crate::net::TlsStream, crate::tls::TlsError>,
-        accepted_at: std::time::Instant,
-    ) {
+    fn finish_handshake(self: &Arc<Self>, id: u64, peer: Option<IpAddr>, result: Result<Stream, String>, accepted_at: std::time::Instant) {
         let mut connections = lock(&self.connections);
         let stream = match result {
             Ok(stream) => stream,
             Err(err) => {
-                tracing::info!(?peer, "TLS handshake failed: {err}");
+                tracing::info!(?peer, "{err}");
                 self.tls_failures.fetch_add(1, Ordering::Relaxed);
                 connections.remove(&id);
                 if connections.is_empty() {
@@ -225,7 +227,6 @@ impl Registry {
             return;
         }
         let dispatch: Arc<dyn Dispatch> = self.server.router.clone();
-        let stream = Stream::Tls(Box::new(stream));
         let shared = crate::driver::spawn_connection_at(stream, Role::Server, &self.server.config, Some(dispatch), accepted_at);
         connections.insert(
             id,
@@ -244,7 +245,7 @@ impl Registry {
         {
             let mut connections = lock(&self.connections);
             connections.retain(|_, registered| match &registered.slot {
-                Slot::Tls(task) => {
+                Slot::Handshake(task) => {
                     task.abort();
                     false
                 }
@@ -309,6 +310,16 @@ impl Server {
                 socket.bind(*addr).map_err(bind_error)?;
                 let listener = socket.listen(1024).map_err(bind_error)?;
                 Ok(self.serve_tcp_listener(listener))
+            }
+            #[cfg(feature = "quic")]
+            Address::Quic(addr) => {
+                let Some(tls) = &self.tls else {
+                    return Err(Error::Config(format!(
+                        "QUIC always runs TLS 1.3: give the server a certificate with `ServerBuilder::tls` to serve {address}"
+                    )));
+                };
+                let endpoint = crate::quic::bind_server(*addr, tls, &self.config)?;
+                Ok(self.serve_quic_endpoint(endpoint))
             }
             Address::Unix(path) => {
                 let listener = UnixListener::bind(path).map_err(bind_error)?;
@@ -466,7 +477,8 @@ impl ServerHandle {
     }
 
     /// TLS handshakes that failed (feature `tls`): wrong or missing client certificates, wrong
-    /// ALPN, plaintext or garbage sent to the TLS port, handshakes past the timeout. Each is
+    /// ALPN, plaintext or garbage sent to the TLS port, handshakes past the timeout; with feature
+    /// `quic`, QUIC handshakes that failed or opened no stream in time too. Each is
     /// also logged (`tracing`, level info) with the peer's address and the reason.
     #[cfg(feature = "tls")]
     pub fn tls_handshake_failures(&self) -> u64 {

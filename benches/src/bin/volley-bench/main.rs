@@ -8,6 +8,7 @@
 //! cargo run -p volley-benches --release --bin volley-bench -- --plots target/volley-bench
 //! cargo run -p volley-benches --release --bin volley-bench -- ab --variants default,nodelay=off
 //! cargo run -p volley-benches --release --features tls --bin volley-bench -- tls
+//! cargo run -p volley-benches --release --features quic --bin volley-bench -- quic
 //! ```
 //!
 //! Systems: `raw` (a plain tokio socket echo), `framed` (the framed floor: Volley's 16-byte
@@ -31,17 +32,24 @@
 
 mod ab;
 mod framed;
+#[cfg(feature = "quic")]
+mod lossy_tcp;
 mod oneway;
 mod pacer;
 mod peers;
 mod plots;
 mod progress;
+#[cfg(feature = "quic")]
+mod quic;
 mod report;
 mod scenarios;
 mod systems;
 mod tarpc_echo;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "quic")]
+#[path = "../../../../transport/tests/support/udp_proxy.rs"]
+mod udp_proxy;
 
 use std::fs::File;
 use std::io::Write;
@@ -117,6 +125,10 @@ enum Command {
     /// runs interleaved; prints medians, ratios and the goals of issue 17.
     #[cfg(feature = "tls")]
     Tls(tls::TlsArgs),
+    /// QUIC (feature `quic`): Volley over QUIC against Volley over TCP (plaintext and TLS)
+    /// and tonic, runs interleaved; p99 under packet loss; fresh vs resumed connections.
+    #[cfg(feature = "quic")]
+    Quic(quic::QuicArgs),
 }
 
 pub(crate) fn allowed_cpus() -> String {
@@ -177,6 +189,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     #[cfg(feature = "tls")]
     if let Some(Command::Tls(tls_args)) = &args.command {
         return tls::run(tls_args, warmup, duration, repeats, &runtime, json.as_mut());
+    }
+    #[cfg(feature = "quic")]
+    if let Some(Command::Quic(quic_args)) = &args.command {
+        return quic::run(quic_args, warmup, duration, repeats, &runtime, json.as_mut());
     }
 
     let selected: Vec<Scenario> = if args.scenarios.is_empty() {

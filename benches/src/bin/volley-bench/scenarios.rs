@@ -615,7 +615,7 @@ async fn sink_worker(conn: Conn, data: Bytes, window: Window) -> (u64, Histogram
 }
 
 /// Streams one call at a time; records each whole stream's time, counts messages.
-async fn stream_worker(conn: Conn, size: usize, window: Window) -> (u64, Histogram<u64>) {
+pub(crate) async fn stream_worker(conn: Conn, size: usize, window: Window) -> (u64, Histogram<u64>) {
     let mut hist = histogram();
     let mut messages = 0;
     loop {

@@ -279,7 +279,7 @@ async fn volley_server(socket: SocketConfig, address: &Address) -> VolleyServer 
 }
 
 /// The message count in a feed request (first four bytes, little-endian) and the message to send.
-fn feed_parts(data: Bytes) -> (u32, Payload) {
+pub(crate) fn feed_parts(data: Bytes) -> (u32, Payload) {
     let count = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
     (count, Payload { data })
 }
@@ -311,7 +311,7 @@ impl pb::echo_server::Echo for TonicEcho {
 }
 
 /// Starts tonic's echo server (default settings) on a loopback port in the current runtime.
-async fn tonic_server() -> SocketAddr {
+pub(crate) async fn tonic_server() -> SocketAddr {
     let incoming = tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().expect("address"))
         .expect("bind")
         .with_nodelay(Some(true));

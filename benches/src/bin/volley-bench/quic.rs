@@ -1,0 +1,439 @@
+//! `volley-bench quic` (feature `quic`): Volley over QUIC against Volley over TCP (plaintext and
+//! TLS) and tonic (plaintext HTTP/2), same run, same placement, runs interleaved; then p99 under
+//! packet loss, QUIC through the UDP fault proxy against TLS over TCP through a TCP proxy that
+//! models Linux's loss recovery (see `lossy_tcp.rs`); then the first call on a fresh connection
+//! against one on a resumed TLS session.
+//!
+//! ```sh
+//! cargo build -p volley-benches --release --features quic --bin volley-bench
+//! taskset -c 0 target/release/volley-bench quic --repeats 5
+//! ```
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use volley::net::Address;
+use volley::tls::{ClientTls, ServerTls};
+use volley::{CallOptions, Client, Request, Server, Status};
+use volley_benches::{ECHO, ECHO_ID, FEED, Payload, ServerThread, payload};
+
+use crate::lossy_tcp::LossyTcpProxy;
+use crate::report::Figures;
+use crate::scenarios::{self, Kind, Window};
+use crate::systems::{Conn, Runtime, pb};
+use crate::tls::{Pki, pki};
+use crate::udp_proxy::{UdpFaultProxy, UdpFaults};
+
+/// Options of the QUIC comparison.
+#[derive(Debug, clap::Args)]
+pub(crate) struct QuicArgs {
+    /// Comma-separated scenarios of the clean-path comparison.
+    #[arg(long, value_delimiter = ',', default_value = "unary_64B_1,unary_64B_128,unary_1MiB_1,stream_64B")]
+    scenarios: Vec<String>,
+    /// Packet loss (share of packets, each way) of the loss comparison; 0 skips it.
+    #[arg(long, default_value_t = 0.01)]
+    loss: f64,
+    /// Comma-separated unary scenarios of the loss comparison.
+    #[arg(long, value_delimiter = ',', default_value = "unary_64B_1,unary_64B_128")]
+    loss_scenarios: Vec<String>,
+    /// Fresh and resumed connections timed (each); 0 skips the resumption comparison.
+    #[arg(long, default_value_t = 40)]
+    connects: usize,
+}
+
+/// The systems of the clean-path comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum QuicSystem {
+    Volley,
+    VolleyTls,
+    VolleyQuic,
+    Tonic,
+}
+
+impl QuicSystem {
+    const ALL: [Self; 4] = [Self::Volley, Self::VolleyTls, Self::VolleyQuic, Self::Tonic];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Volley => "volley",
+            Self::VolleyTls => "volley+tls",
+            Self::VolleyQuic => "volley+quic",
+            Self::Tonic => "tonic",
+        }
+    }
+}
+
+/// The servers, each on its own thread and current-thread runtime.
+struct QuicServers {
+    volley: Address,
+    volley_tls: Address,
+    volley_quic: Address,
+    tonic: SocketAddr,
+    pki: Pki,
+    _threads: Vec<ServerThread>,
+}
+
+/// Volley's echo and feed methods with `tls` if set, served on `address`.
+async fn volley_server(tls: Option<ServerTls>, address: &'static str) -> Address {
+    let builder = Server::builder()
+        .unary_inline(ECHO, |request: Request<Payload>| Ok::<_, Status>(request.into_inner()))
+        .server_streaming(
+            FEED,
+            |request: Request<Payload>, mut sender: volley::StreamSender<Payload>| async move {
+                let (count, message) = crate::systems::feed_parts(request.into_inner().data);
+                for _ in 0..count {
+                    sender.send(&message).await?;
+                }
+                Ok(())
+            },
+        );
+    let builder = match tls {
+        Some(tls) => builder.tls(tls),
+        None => builder,
+    };
+    let handle = builder.build().expect("valid server").serve(address).await.expect("bind");
+    let address = handle.local_addr().clone();
+    // The server lives as long as its thread's runtime.
+    std::mem::forget(handle);
+    address
+}
+
+fn start() -> QuicServers {
+    let pki = pki();
+    let build = || Runtime::CurrentThread.build();
+    let server_tls = || {
+        ServerTls::builder_from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes())
+            .expect("PEM")
+            .build()
+            .expect("server TLS")
+    };
+    let (volley, plain_thread) = ServerThread::spawn_on(build, || volley_server(None, "127.0.0.1:0"));
+    let tls = server_tls();
+    let (volley_tls, tls_thread) = ServerThread::spawn_on(build, move || volley_server(Some(tls), "127.0.0.1:0"));
+    let tls = server_tls();
+    let (volley_quic, quic_thread) = ServerThread::spawn_on(build, move || volley_server(Some(tls), "quic://127.0.0.1:0"));
+    let (tonic, tonic_thread) = ServerThread::spawn_on(build, crate::systems::tonic_server);
+    QuicServers {
+        volley,
+        volley_tls,
+        volley_quic,
+        tonic,
+        pki,
+        _threads: vec![plain_thread, tls_thread, quic_thread, tonic_thread],
+    }
+}
+
+fn client_tls(pki: &Pki) -> ClientTls {
+    ClientTls::builder()
+        .ca_pem(pki.ca_pem.as_bytes())
+        .expect("CA PEM")
+        .server_name("localhost")
+        .build()
+        .expect("client TLS")
+}
+
+async fn connect_volley(address: &Address, tls: Option<ClientTls>) -> Client {
+    let builder = Client::builder();
+    let builder = match tls {
+        Some(tls) => builder.tls(tls),
+        None => builder,
+    };
+    builder.connect(address).await.expect("connect volley")
+}
+
+async fn connect(servers: &QuicServers, system: QuicSystem) -> Conn {
+    match system {
+        QuicSystem::Volley => Conn::Volley(connect_volley(&servers.volley, None).await),
+        QuicSystem::VolleyTls => Conn::Volley(connect_volley(&servers.volley_tls, Some(client_tls(&servers.pki))).await),
+        QuicSystem::VolleyQuic => Conn::Volley(connect_volley(&servers.volley_quic, Some(client_tls(&servers.pki))).await),
+        QuicSystem::Tonic => {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", servers.tonic))
+                .expect("endpoint")
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .expect("connect tonic");
+            Conn::Tonic(pb::echo_client::EchoClient::new(channel))
+        }
+    }
+}
+
+/// Runs `scenario` (unary or stream) on `conn` and returns its figures.
+async fn measure(conn: Conn, scenario: &scenarios::Scenario, warmup: Duration, duration: Duration) -> Figures {
+    let window = Window::starting_now(warmup, duration);
+    let tasks: Vec<_> = match scenario.kind {
+        Kind::Unary { size, in_flight, .. } => {
+            let data = Bytes::from(vec![0x5a; size]);
+            (0..in_flight)
+                .map(|_| tokio::spawn(scenarios::unary_worker(conn.clone(), data.clone(), window)))
+                .collect()
+        }
+        Kind::Stream { size } => vec![tokio::spawn(scenarios::stream_worker(conn.clone(), size, window))],
+        _ => unreachable!("checked: unary and stream scenarios only"),
+    };
+    let sample = scenarios::collect(tasks, duration).await;
+    Figures::of(&sample, scenario)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+fn scenarios_named(names: &[String], allow_stream: bool) -> Result<Vec<scenarios::Scenario>, Box<dyn std::error::Error>> {
+    let selected = names.iter().map(|name| scenarios::find(name)).collect::<Result<Vec<_>, _>>()?;
+    for scenario in &selected {
+        let fits = match scenario.kind {
+            Kind::Unary { conns: 1, .. } => true,
+            Kind::Stream { .. } => allow_stream,
+            _ => false,
+        };
+        if !fits {
+            return Err(format!(
+                "{} is not a one-connection unary{} scenario",
+                scenario.name,
+                if allow_stream { " or stream" } else { "" }
+            )
+            .into());
+        }
+    }
+    Ok(selected)
+}
+
+/// Runs the three comparisons and prints their tables and the goals of issue 22.
+pub(crate) fn run(
+    args: &QuicArgs,
+    warmup: Duration,
+    duration: Duration,
+    repeats: usize,
+    runtime: &tokio::runtime::Runtime,
+    mut json: Option<&mut std::fs::File>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let selected = scenarios_named(&args.scenarios, true)?;
+    let lossy = scenarios_named(&args.loss_scenarios, false)?;
+    let servers = start();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "\nplacement: {}", Runtime::CurrentThread.placement())?;
+    writeln!(out, "{repeats} repeat(s) of {duration:?} each, runs interleaved; medians\n")?;
+
+    // Clean loopback: every system, every scenario.
+    let mut runs: Vec<Vec<Vec<Figures>>> = selected
+        .iter()
+        .map(|_| QuicSystem::ALL.iter().map(|_| Vec::new()).collect())
+        .collect();
+    for repeat in 0..repeats {
+        for (s, scenario) in selected.iter().enumerate() {
+            for (y, system) in QuicSystem::ALL.iter().enumerate() {
+                let figures = runtime.block_on(async {
+                    let conn = connect(&servers, *system).await;
+                    measure(conn, scenario, warmup, duration).await
+                });
+                eprintln!(
+                    "repeat {} {} {}: {:.0}/s p50 {:.1} us p99 {:.1} us",
+                    repeat + 1,
+                    scenario.name,
+                    system.name(),
+                    figures.rate,
+                    figures.p50,
+                    figures.p99
+                );
+                if let Some(file) = json.as_mut() {
+                    writeln!(
+                        file,
+                        "{{\"quic\":true,\"scenario\":\"{}\",\"system\":\"{}\",\"repeat\":{repeat},\"rate\":{:.1},\"p50_us\":{:.2},\"p99_us\":{:.2}}}",
+                        scenario.name,
+                        system.name(),
+                        figures.rate,
+                        figures.p50,
+                        figures.p99
+                    )?;
+                }
+                runs[s][y].push(figures);
+            }
+        }
+    }
+    writeln!(
+        out,
+        "{:<14} {:<12} {:>12} {:>10} {:>10}",
+        "scenario", "system", "rate/s", "p50 us", "p99 us"
+    )?;
+    let med = |s: usize, y: usize, f: fn(&Figures) -> f64| median(runs[s][y].iter().map(f).collect());
+    for (s, scenario) in selected.iter().enumerate() {
+        for (y, system) in QuicSystem::ALL.iter().enumerate() {
+            writeln!(
+                out,
+                "{:<14} {:<12} {:>12.0} {:>10.1} {:>10.1}",
+                scenario.name,
+                system.name(),
+                med(s, y, |f| f.rate),
+                med(s, y, |f| f.p50),
+                med(s, y, |f| f.p99),
+            )?;
+        }
+    }
+    writeln!(out)?;
+    let (plain, tls, quic, tonic) = (0, 1, 2, 3);
+    for (s, scenario) in selected.iter().enumerate() {
+        let p50_vs_tcp = med(s, quic, |f| f.p50) / med(s, plain, |f| f.p50);
+        let p50_vs_tls = med(s, quic, |f| f.p50) / med(s, tls, |f| f.p50);
+        let rate_vs_tcp = med(s, quic, |f| f.rate) / med(s, plain, |f| f.rate);
+        let rate_vs_tonic = med(s, quic, |f| f.rate) / med(s, tonic, |f| f.rate);
+        writeln!(
+            out,
+            "{:<14} quic p50 = {p50_vs_tcp:.2}x tcp, {p50_vs_tls:.2}x tcp+tls; quic rate = {rate_vs_tcp:.2}x tcp, {rate_vs_tonic:.2}x tonic; goal p50 <= 1.5x tcp: {}",
+            scenario.name,
+            if p50_vs_tcp <= 1.5 { "met" } else { "MISSED" }
+        )?;
+    }
+
+    if args.loss > 0.0 {
+        loss_comparison(&mut out, &servers, &lossy, args.loss, warmup, duration, repeats, runtime)?;
+    }
+    if args.connects > 0 {
+        resumption_comparison(&mut out, &servers, args.connects, runtime)?;
+    }
+    Ok(())
+}
+
+/// p99 under `loss`: volley+tls through the TCP loss model, volley+quic through the UDP proxy,
+/// each also through its proxy with no loss (the proxy's own cost).
+#[allow(clippy::too_many_arguments)]
+fn loss_comparison(
+    out: &mut impl Write,
+    servers: &QuicServers,
+    selected: &[scenarios::Scenario],
+    loss: f64,
+    warmup: Duration,
+    duration: Duration,
+    repeats: usize,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (Address::Tcp(tls_addr), Address::Quic(quic_addr)) = (&servers.volley_tls, &servers.volley_quic) else {
+        unreachable!("the servers were bound to TCP and QUIC addresses")
+    };
+    let (tcp_proxy, udp_proxy) = runtime.block_on(async {
+        (
+            LossyTcpProxy::start(*tls_addr, 0x7c9).await,
+            UdpFaultProxy::start(*quic_addr, 0x9d1).await,
+        )
+    });
+    let cases: [(&str, f64); 4] = [
+        ("volley+tls", 0.0),
+        ("volley+quic", 0.0),
+        ("volley+tls", loss),
+        ("volley+quic", loss),
+    ];
+    let mut runs: Vec<Vec<Vec<Figures>>> = selected.iter().map(|_| cases.iter().map(|_| Vec::new()).collect()).collect();
+    for repeat in 0..repeats {
+        for (s, scenario) in selected.iter().enumerate() {
+            for (c, (system, p)) in cases.iter().enumerate() {
+                tcp_proxy.set_loss(*p);
+                udp_proxy.set_both(UdpFaults {
+                    drop: *p,
+                    ..UdpFaults::default()
+                });
+                let figures = runtime.block_on(async {
+                    let address = match *system {
+                        "volley+tls" => Address::Tcp(tcp_proxy.local_addr()),
+                        _ => Address::Quic(udp_proxy.local_addr()),
+                    };
+                    let conn = Conn::Volley(connect_volley(&address, Some(client_tls(&servers.pki))).await);
+                    measure(conn, scenario, warmup, duration).await
+                });
+                eprintln!(
+                    "repeat {} {} {system} loss {:.1} %: {:.0}/s p50 {:.1} us p99 {:.1} us",
+                    repeat + 1,
+                    scenario.name,
+                    p * 100.0,
+                    figures.rate,
+                    figures.p50,
+                    figures.p99
+                );
+                runs[s][c].push(figures);
+            }
+        }
+    }
+    writeln!(
+        out,
+        "\nloss: {:.1} % of packets each way (QUIC: datagrams dropped by the UDP proxy; TCP: the loss model of lossy_tcp.rs)",
+        loss * 100.0
+    )?;
+    writeln!(
+        out,
+        "{:<14} {:<12} {:>7} {:>10} {:>10} {:>10} {:>11}",
+        "scenario", "system", "loss %", "rate/s", "p50 us", "p99 us", "p99.9 us"
+    )?;
+    let med = |s: usize, c: usize, f: fn(&Figures) -> f64| median(runs[s][c].iter().map(f).collect());
+    for (s, scenario) in selected.iter().enumerate() {
+        for (c, (system, p)) in cases.iter().enumerate() {
+            writeln!(
+                out,
+                "{:<14} {:<12} {:>7.1} {:>10.0} {:>10.1} {:>10.1} {:>11.1}",
+                scenario.name,
+                system,
+                p * 100.0,
+                med(s, c, |f| f.rate),
+                med(s, c, |f| f.p50),
+                med(s, c, |f| f.p99),
+                med(s, c, |f| f.p999),
+            )?;
+        }
+        let ratio = med(s, 3, |f| f.p99) / med(s, 2, |f| f.p99);
+        writeln!(
+            out,
+            "{:<14} under loss: quic p99 = {ratio:.2}x tcp+tls p99; goal better p99 than TCP: {}",
+            scenario.name,
+            if ratio < 1.0 { "met" } else { "MISSED" }
+        )?;
+    }
+    Ok(())
+}
+
+/// Time from `connect` to the first call's answer, on `connects` fresh connections: each with a
+/// new `ClientTls` (an empty session cache: a full handshake) and each with one shared, warmed
+/// `ClientTls` (TLS 1.3 resumption), interleaved; over TCP+TLS and over QUIC. 0-RTT is off.
+fn resumption_comparison(
+    out: &mut impl Write,
+    servers: &QuicServers,
+    connects: usize,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let request = payload(64);
+    let first_call = |address: Address, tls: ClientTls| {
+        let request = request.clone();
+        async move {
+            let started = Instant::now();
+            let client = connect_volley(&address, Some(tls)).await;
+            let _: Payload = client.unary(ECHO_ID, &request, CallOptions::default()).await.expect("first call");
+            let took = started.elapsed();
+            drop(client);
+            took.as_secs_f64() * 1e6
+        }
+    };
+    writeln!(
+        out,
+        "\nconnect + first 64 B call, {connects} connections each, medians (full handshake vs resumed session; 0-RTT off)"
+    )?;
+    writeln!(out, "{:<12} {:>16} {:>16} {:>8}", "system", "fresh us", "resumed us", "ratio")?;
+    for (name, address) in [("volley+tls", &servers.volley_tls), ("volley+quic", &servers.volley_quic)] {
+        let shared = client_tls(&servers.pki);
+        // Warm the shared session cache.
+        runtime.block_on(first_call(address.clone(), shared.clone()));
+        let (mut fresh, mut resumed) = (Vec::new(), Vec::new());
+        for _ in 0..connects {
+            fresh.push(runtime.block_on(first_call(address.clone(), client_tls(&servers.pki))));
+            resumed.push(runtime.block_on(first_call(address.clone(), shared.clone())));
+        }
+        let (fresh, resumed) = (median(fresh), median(resumed));
+        writeln!(out, "{name:<12} {fresh:>16.1} {resumed:>16.1} {:>8.2}", resumed / fresh)?;
+    }
+    // Connections closing after their first call finish in the background.
+    runtime.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
+    Ok(())
+}
