@@ -16,3 +16,4 @@ pub mod load;
 pub mod metrics;
 pub mod proto;
 pub mod service;
+pub mod shard;

@@ -7,10 +7,13 @@
 //!   runs the gateway until SIGTERM or Ctrl-C, then shuts down gracefully.
 //! - `volley-gateway load --target 127.0.0.1:7070 [--accounts ..] [--seconds ..] [--rate ..]`:
 //!   runs the load generator against a running gateway.
+//! - `volley-gateway demo --shards 3`: the same with the symbols sharded over three gateway
+//!   processes (`serve --shards 3 --shard K`), each with its own journal, loaded through the shard
+//!   map (docs/scale-out.md). `load --shards 3 --target A,B,C` loads running shards.
 //! - `volley-gateway config --print [--config gateway.toml] [flags]`: prints the effective
 //!   configuration (symbols, reference prices, ticks, limits…) as TOML.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -19,6 +22,7 @@ use gateway::app::RunningGateway;
 use gateway::config::Config;
 use gateway::journal::FsyncPolicy;
 use gateway::load::{EntryMode, LoadOptions, LoadReport};
+use gateway::shard::{ShardId, ShardPlan};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -72,6 +76,13 @@ struct GatewayArgs {
     /// Prometheus endpoint address, or `off`.
     #[arg(long)]
     metrics: Option<String>,
+    /// Shard the symbols over this many instances (docs/scale-out.md): `demo` starts them as
+    /// processes; `serve` and `config` need `--shard` too.
+    #[arg(long)]
+    shards: Option<u32>,
+    /// Run as this shard (from 0) of `--shards`: only its symbols, its share of account limits.
+    #[arg(long, requires = "shards")]
+    shard: Option<u32>,
 }
 
 impl GatewayArgs {
@@ -92,8 +103,20 @@ impl GatewayArgs {
         if let Some(metrics) = &self.metrics {
             config.metrics = (metrics != "off").then(|| metrics.clone());
         }
+        if let (Some(shards), Some(shard)) = (self.shards, self.shard) {
+            let plan = ShardPlan::new(&config.symbols, shards).map_err(|err| err.to_string())?;
+            config = plan.shard_config(&config, ShardId(shard)).map_err(|err| err.to_string())?;
+        }
         config.validate().map_err(|err| err.to_string())?;
         Ok(config)
+    }
+
+    /// `serve` and `config` run one instance: with `--shards`, `--shard` must say which.
+    fn one_instance(&self) -> Result<(), String> {
+        if self.shards.is_some() && self.shard.is_none() {
+            return Err("--shards needs --shard K to say which shard this instance is (from 0)".into());
+        }
+        Ok(())
     }
 }
 
@@ -155,9 +178,12 @@ struct DemoArgs {
 
 #[derive(Debug, Args)]
 struct LoadArgs {
-    /// The gateway's order-entry address.
+    /// The gateway's order-entry address; with `--shards N`, N addresses in shard order, comma-separated.
     #[arg(long, default_value = gateway::config::DEFAULT_LISTEN)]
     target: String,
+    /// The gateway is sharded over this many instances: each shard's symbols go to its address.
+    #[arg(long)]
+    shards: Option<u32>,
     /// A config file naming the symbols to trade (the defaults otherwise).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -233,8 +259,11 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
         config.limits.burst = 100_000;
         config.limits.runaway_messages = 0;
     }
-    let running = start(&config).await?;
     let options = args.load.options(&config);
+    if let Some(shards) = args.gateway.shards {
+        return demo_sharded(&args, &config, shards, options, &scratch).await;
+    }
+    let running = start(&config).await?;
     println!(
         "load: {} accounts × {} in flight ({:?}), {} for {:.1?}, symbols {}",
         options.accounts,
@@ -306,6 +335,29 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
     }
 }
 
+/// `demo --shards N`: N shard processes of this program, loaded through the shard map.
+async fn demo_sharded(args: &DemoArgs, config: &Config, shards: u32, options: LoadOptions, scratch: &Path) -> Result<(), String> {
+    if args.gateway.shard.is_some() {
+        return Err("demo --shards starts every shard itself: leave out --shard".into());
+    }
+    std::fs::create_dir_all(scratch).map_err(|err| format!("cannot create {}: {err}", scratch.display()))?;
+    let program = std::env::current_exe().map_err(|err| format!("cannot find this program to start the shards: {err}"))?;
+    let report = gateway::shard::run_demo(&program, config, shards, options, scratch).await;
+    // The scratch directory holds the shards' config file, and their journals unless --journal.
+    let _ = std::fs::remove_dir_all(scratch);
+    if args.gateway.journal.is_none() {
+        println!("the shards' temporary journals are removed (keep them with --journal PATH)");
+    } else {
+        println!("the shards' journals are at {}.shard-K", config.journal.display());
+    }
+    let report = report.map_err(|err| err.to_string())?;
+    if report.is_consistent() {
+        Ok(())
+    } else {
+        Err("the load's checks failed (see above)".into())
+    }
+}
+
 /// Issue #19's bound on a lone order's (one account, one in flight) order-to-ack p50, checked: at most twice the unary p50
 /// without fsyncs, and the fsync p50 plus twice the unary p50 with them (all from one run).
 fn latency_bound(order_p50: Duration, unary_p50: Duration, fsync_p50: Option<Duration>) -> String {
@@ -328,6 +380,7 @@ fn print_config(args: &ConfigArgs) -> Result<(), String> {
     if !args.print {
         return Err("say what to do with the configuration: `volley-gateway config --print`".into());
     }
+    args.gateway.one_instance()?;
     let config = args.gateway.config()?;
     print!("{}", config.to_toml().map_err(|err| err.to_string())?);
     Ok(())
@@ -356,6 +409,7 @@ async fn start(config: &Config) -> Result<RunningGateway, String> {
 
 /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.
 async fn serve(args: ServeArgs) -> Result<(), String> {
+    args.gateway.one_instance()?;
     let config = args.gateway.config()?;
     let running = start(&config).await?;
     wait_for_signal().await?;
@@ -380,6 +434,24 @@ async fn load(args: LoadArgs) -> Result<(), String> {
         Some(path) => Config::from_file(path).map_err(|err| err.to_string())?,
         None => Config::default(),
     };
+    if let Some(shards) = args.shards {
+        let plan = ShardPlan::new(&config.symbols, shards).map_err(|err| err.to_string())?;
+        let targets = args
+            .target
+            .split(',')
+            .map(|target| target.trim().parse())
+            .collect::<Result<Vec<_>, volley::net::AddressParseError>>()
+            .map_err(|err| err.to_string())?;
+        let report = gateway::shard::run_sharded(&plan, &targets, args.load.options(&config))
+            .await
+            .map_err(|err| err.to_string())?;
+        println!("{}", report.summary());
+        return if report.is_consistent() {
+            Ok(())
+        } else {
+            Err("the load's checks failed (see above)".into())
+        };
+    }
     let target = args.target.parse().map_err(|err: volley::net::AddressParseError| err.to_string())?;
     let report = gateway::load::run(target, args.load.options(&config))
         .await
