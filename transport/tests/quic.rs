@@ -360,6 +360,47 @@ async fn a_rapid_reset_flood_on_the_quic_stream_is_closed_with_a_clear_reason() 
     common::wait_for("the connection is gone", || server.connections() == 0).await;
 }
 
+/// Under mutual TLS over QUIC a handler sees the client's verified certificate, as over TCP.
+#[tokio::test]
+async fn under_mutual_tls_a_handler_sees_the_client_identity() {
+    const WHO: &str = "/test.Quic/Who";
+    let ca = Ca::new("test CA");
+    let leaf = ca.leaf("server", &["localhost"]);
+    let tls = volley::tls::ServerTls::builder(leaf.chain(), leaf.key())
+        .client_ca_certificates(vec![ca.cert.clone()])
+        .build()
+        .unwrap();
+    let builder = Server::builder().tls(tls).unary(WHO, |request: Request<Numbered>| async move {
+        let connection = request.context().connection().expect("a connection");
+        let who = connection
+            .peer_identity()
+            .map_or_else(|| "anonymous".to_owned(), |peer| peer.dns_names().join(","));
+        Ok::<_, Status>(Numbered {
+            id: 0,
+            payload: Bytes::from(who),
+        })
+    });
+    let server = builder.build().unwrap().serve("quic://127.0.0.1:0").await.unwrap();
+    let me = ca.leaf("teller", &["teller.bank.internal"]);
+    let client_tls = volley::tls::ClientTls::builder()
+        .ca_certificates(vec![ca.cert.clone()])
+        .server_name("localhost")
+        .client_certificate(me.chain(), me.key())
+        .build()
+        .unwrap();
+    let client = Client::builder()
+        .tls(client_tls)
+        .connect(server.local_addr().clone())
+        .await
+        .unwrap();
+    let who: Numbered = client
+        .unary(MethodId::from_name(WHO), &numbered(0, 0), CallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(who.payload, "teller.bank.internal");
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn quic_needs_tls_on_both_sides_and_says_so() {
     let server = numbering_server(Seen::default()).build().unwrap().serve("quic://127.0.0.1:0").await;

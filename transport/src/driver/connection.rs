@@ -316,6 +316,10 @@ pub(crate) fn spawn_connection_at(
         tls.attach_stats(&stats);
         identity.set_tls_peer(tls.peer_identity().cloned());
     }
+    #[cfg(feature = "quic")]
+    if let Stream::Quic(quic) = &stream {
+        identity.set_tls_peer(quic.peer_identity());
+    }
     let identity = Arc::new(identity);
     let stream = Arc::new(stream);
     let now = started;

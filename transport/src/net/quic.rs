@@ -102,6 +102,19 @@ impl QuicStream {
         }
     }
 
+    /// The peer's verified certificate identity, as for TLS over TCP: a client's under mutual
+    /// TLS (on the server), the server's (on a client); `None` when the peer presented none.
+    pub(crate) fn peer_identity(&self) -> Option<std::sync::Arc<crate::tls::PeerIdentity>> {
+        // quinn's rustls session hands the verified chain over as `Vec<CertificateDer>`.
+        let chain = self
+            .connection
+            .peer_identity()?
+            .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+            .ok()?;
+        let leaf = chain.first()?;
+        Some(std::sync::Arc::new(crate::tls::PeerIdentity::from_certificate(leaf)))
+    }
+
     /// The peer's UDP address.
     pub(crate) fn remote_address(&self) -> SocketAddr {
         self.connection.remote_address()
