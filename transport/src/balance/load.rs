@@ -1,0 +1,172 @@
+//! The load signal p2c compares: calls in flight from this channel, a peak-sensitive moving
+//! average of latency that decays while the endpoint is idle, and the in-flight count the server
+//! reports in its response heads ([`LOAD_METADATA_KEY`]).
+
+use std::time::{Duration, Instant};
+
+use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// The response-head metadata key a server may set to its calls in flight, as decimal ASCII
+/// (`volley-load: 12`). Reserved under the `volley-` prefix; see `docs/PROTOCOL.md`.
+pub const LOAD_METADATA_KEY: &str = "volley-load";
+
+/// How fast the latency average forgets (1 s): an observation `DEFAULT_DECAY` old weighs 1/e.
+pub const DEFAULT_DECAY: Duration = Duration::from_secs(1);
+
+/// Latency assumed for an endpoint with no observation yet (1 ms): high enough that a fresh
+/// endpoint does not take every call before it has answered one, low enough that it gets some.
+pub const DEFAULT_RTT: Duration = Duration::from_millis(1);
+
+/// How long a server's load report counts (1 s): an older one says nothing about now.
+const LOAD_REPORT_LIFETIME_NS: u64 = 1_000_000_000;
+
+/// One endpoint's load. Lock-free: calls on many threads update it with relaxed atomics; a lost
+/// race costs one observation, never consistency.
+#[derive(Debug)]
+pub(crate) struct Load {
+    /// Calls from this channel in flight on the endpoint.
+    in_flight: AtomicU32,
+    /// The latency average in ns, as `f64` bits.
+    rtt_ns: AtomicU64,
+    /// When `rtt_ns` was last updated, in ns since the channel's epoch.
+    stamp_ns: AtomicU64,
+    /// The server's last reported calls in flight.
+    reported: AtomicU32,
+    /// When it was reported, in ns since the epoch (0: never).
+    reported_ns: AtomicU64,
+}
+
+impl Load {
+    pub(crate) fn new() -> Self {
+        Self {
+            in_flight: AtomicU32::new(0),
+            rtt_ns: AtomicU64::new((DEFAULT_RTT.as_nanos() as f64).to_bits()),
+            stamp_ns: AtomicU64::new(0),
+            reported: AtomicU32::new(0),
+            reported_ns: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn start(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn finish(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The latency average at `now_ns` (ns since the epoch), decayed toward zero for the time
+    /// since it was last updated, so an endpoint that was slow once is tried again later.
+    pub(crate) fn rtt_ns(&self, now_ns: u64, decay: Duration) -> f64 {
+        let rtt = f64::from_bits(self.rtt_ns.load(Ordering::Relaxed));
+        let stamp = self.stamp_ns.load(Ordering::Relaxed);
+        let elapsed = now_ns.saturating_sub(stamp) as f64;
+        rtt * (-elapsed / decay.as_nanos() as f64).exp()
+    }
+
+    /// Folds in a call that took `rtt`: a higher sample replaces the average at once (peak
+    /// sensitive), a lower one is averaged in with a weight that grows with the time since the
+    /// last update.
+    pub(crate) fn observe(&self, now_ns: u64, rtt: Duration, decay: Duration) {
+        let sample = rtt.as_nanos() as f64;
+        let current = self.rtt_ns(now_ns, decay);
+        let next = if sample > current {
+            sample
+        } else {
+            let stamp = self.stamp_ns.load(Ordering::Relaxed);
+            let weight = (-(now_ns.saturating_sub(stamp) as f64) / decay.as_nanos() as f64).exp();
+            // `current` is already decayed; blend it with the sample by recency.
+            let previous = f64::from_bits(self.rtt_ns.load(Ordering::Relaxed));
+            previous * weight + sample * (1.0 - weight)
+        };
+        self.rtt_ns.store(next.to_bits(), Ordering::Relaxed);
+        self.stamp_ns.store(now_ns, Ordering::Relaxed);
+    }
+
+    /// Records the server's reported calls in flight.
+    pub(crate) fn handle_report(&self, now_ns: u64, in_flight: u32) {
+        self.reported.store(in_flight, Ordering::Relaxed);
+        self.reported_ns.store(now_ns.max(1), Ordering::Relaxed);
+    }
+
+    /// What p2c compares: latency times the queue a new call would join, the larger of our own
+    /// calls in flight and what the server last reported (ours are among the server's).
+    pub(crate) fn cost(&self, now_ns: u64, decay: Duration) -> f64 {
+        let ours = self.in_flight();
+        let reported_ns = self.reported_ns.load(Ordering::Relaxed);
+        let queue = if reported_ns != 0 && now_ns.saturating_sub(reported_ns) < LOAD_REPORT_LIFETIME_NS {
+            ours.max(self.reported.load(Ordering::Relaxed))
+        } else {
+            ours
+        };
+        self.rtt_ns(now_ns, decay) * f64::from(queue + 1)
+    }
+}
+
+/// Reads a server's load report from response-head metadata, if well formed.
+pub(crate) fn parse_report(value: &[u8]) -> Option<u32> {
+    if value.is_empty() || value.len() > 10 {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+/// Monotonic ns since `epoch`.
+pub(crate) fn since(epoch: Instant, now: Instant) -> u64 {
+    now.saturating_duration_since(epoch).as_nanos() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DECAY: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_slow_sample_counts_at_once_and_fades_while_idle() {
+        let load = Load::new();
+        load.observe(1_000, Duration::from_millis(2), DECAY);
+        assert!((load.rtt_ns(1_000, DECAY) - 2e6).abs() < 1.0);
+        let later = load.rtt_ns(1_000 + 1_000_000_000, DECAY);
+        assert!((later - 2e6 / std::f64::consts::E).abs() < 10.0, "{later}");
+    }
+
+    #[test]
+    fn a_fast_sample_pulls_the_average_down_by_recency() {
+        let load = Load::new();
+        load.observe(1, Duration::from_millis(2), DECAY);
+        load.observe(1 + 500_000_000, Duration::from_micros(100), DECAY);
+        let rtt = load.rtt_ns(1 + 500_000_000, DECAY);
+        assert!(rtt < 2e6 && rtt > 1e5, "{rtt}");
+    }
+
+    #[test]
+    fn cost_grows_with_calls_in_flight_and_a_fresh_server_report() {
+        let load = Load::new();
+        load.observe(1, Duration::from_micros(100), DECAY);
+        let idle = load.cost(1, DECAY);
+        load.start();
+        load.start();
+        assert!((load.cost(1, DECAY) - 3.0 * idle).abs() < 1e-6);
+        load.handle_report(1, 9);
+        assert!((load.cost(1, DECAY) - 10.0 * idle).abs() < 1e-6);
+        let stale = 2 + LOAD_REPORT_LIFETIME_NS;
+        assert!(load.cost(stale, DECAY) < 3.0 * idle, "a stale report is ignored");
+        load.finish();
+        load.finish();
+        assert_eq!(load.in_flight(), 0);
+    }
+
+    #[test]
+    fn load_reports_are_parsed_strictly() {
+        assert_eq!(parse_report(b"12"), Some(12));
+        assert_eq!(parse_report(b""), None);
+        assert_eq!(parse_report(b"-1"), None);
+        assert_eq!(parse_report(b"99999999999"), None);
+        assert_eq!(parse_report(b"1x"), None);
+    }
+}
