@@ -101,7 +101,7 @@ impl BalancedChannelBuilder {
     /// How fast the latency average forgets ([`super::DEFAULT_DECAY`]).
     #[must_use]
     pub fn decay(mut self, decay: Duration) -> Self {
-        self.decay = decay.max(Duration::from_millis(1));
+        self.decay = decay.max(Duration::from_micros(1));
         self
     }
 
@@ -188,7 +188,7 @@ impl BalancedChannelBuilder {
 }
 
 /// A channel over many endpoints: each call goes to the less loaded of two endpoints drawn at
-/// random (calls in flight times a decaying average of latency, raised by the server's own load
+/// random (calls in flight times a moving average of latency, raised by the server's own load
 /// report), connections open lazily, endpoints that fail back off and are ejected, then probed
 /// and readmitted, a GoAway drains an endpoint without failing calls. Generated clients take it
 /// like a [`crate::Channel`] (it implements [`crate::Caller`]). Cheap to clone.

@@ -96,8 +96,8 @@ impl HedgePolicy {
 }
 
 /// Recent call latencies in log-linear buckets (within 12.5 %), recorded with relaxed atomics.
-/// [`LatencyWindow::age`] halves every count, so old latencies fade; it also refreshes the
-/// cached quantile the call path reads.
+/// [`LatencyWindow::refresh`] recomputes the cached quantile the call path reads;
+/// [`LatencyWindow::age`] halves every count, so old latencies fade.
 #[derive(Debug)]
 pub(crate) struct LatencyWindow {
     buckets: Box<[AtomicU64]>,
@@ -144,15 +144,16 @@ impl LatencyWindow {
         None
     }
 
-    /// Refreshes the cached quantile, then halves every count.
-    pub(crate) fn age(&self, quantile: Option<f64>) {
-        if let Some(q) = quantile {
-            let ns = self.quantile(q).map_or(0, |d| d.as_nanos() as u64);
-            // Too few samples now keeps the last known delay rather than turning hedging off.
-            if ns != 0 {
-                self.cached_ns.store(ns, Ordering::Relaxed);
-            }
+    /// Recomputes the cached quantile. Too few samples keeps the last known delay rather than
+    /// turning hedging off.
+    pub(crate) fn refresh(&self, quantile: f64) {
+        if let Some(latency) = self.quantile(quantile) {
+            self.cached_ns.store((latency.as_nanos() as u64).max(1), Ordering::Relaxed);
         }
+    }
+
+    /// Halves every count.
+    pub(crate) fn age(&self) {
         for bucket in self.buckets.iter() {
             let count = bucket.load(Ordering::Relaxed);
             bucket.store(count / 2, Ordering::Relaxed);
@@ -208,9 +209,10 @@ mod tests {
         assert!(p95 >= Duration::from_micros(100) && p95 < Duration::from_micros(125), "{p95:?}");
         let p99 = window.quantile(0.99).unwrap();
         assert!(p99 >= Duration::from_millis(50), "{p99:?}");
-        window.age(Some(0.95));
+        window.refresh(0.95);
         assert_eq!(window.cached(), Some(p95));
-        window.age(Some(0.95));
+        window.age();
+        window.refresh(0.95);
         assert_eq!(window.cached(), Some(p95), "too few samples keeps the last delay");
     }
 

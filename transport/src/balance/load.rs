@@ -1,5 +1,5 @@
-//! The load signal p2c compares: calls in flight from this channel, a peak-sensitive moving
-//! average of latency that decays while the endpoint is idle, and the in-flight count the server
+//! The load signal p2c compares: calls in flight from this channel, a moving average of latency
+//! that decays toward zero while the endpoint gets no call, and the in-flight count the server
 //! reports in its response heads ([`LOAD_METADATA_KEY`]).
 
 use std::time::{Duration, Instant};
@@ -13,9 +13,15 @@ pub const LOAD_METADATA_KEY: &str = "volley-load";
 /// How fast the latency average forgets (1 s): an observation `DEFAULT_DECAY` old weighs 1/e.
 pub const DEFAULT_DECAY: Duration = Duration::from_secs(1);
 
-/// Latency assumed for an endpoint with no observation yet (1 ms): high enough that a fresh
-/// endpoint does not take every call before it has answered one, low enough that it gets some.
-pub const DEFAULT_RTT: Duration = Duration::from_millis(1);
+/// The weight of a new latency in the average (0.2): about five calls to follow a change, and
+/// one slow call moves it by a fifth of the difference, not all of it, so the noise of a
+/// shared machine does not send every call elsewhere.
+const SAMPLE_WEIGHT: f64 = 0.2;
+
+/// A sample counts at most this many times the current average (2): one call delayed by a
+/// preempted thread moves an endpoint's average by a fifth, not tenfold, while a replica that
+/// really is slower raises it by 20 % a call and is avoided within about a dozen calls.
+const MAX_SAMPLE_RATIO: f64 = 2.0;
 
 /// How long a server's load report counts (1 s): an older one says nothing about now.
 const LOAD_REPORT_LIFETIME_NS: u64 = 1_000_000_000;
@@ -40,7 +46,7 @@ impl Load {
     pub(crate) fn new() -> Self {
         Self {
             in_flight: AtomicU32::new(0),
-            rtt_ns: AtomicU64::new((DEFAULT_RTT.as_nanos() as f64).to_bits()),
+            rtt_ns: AtomicU64::new(0f64.to_bits()),
             stamp_ns: AtomicU64::new(0),
             reported: AtomicU32::new(0),
             reported_ns: AtomicU64::new(0),
@@ -60,31 +66,32 @@ impl Load {
     }
 
     /// The latency average at `now_ns` (ns since the epoch), decayed toward zero for the time
-    /// since it was last updated, so an endpoint that was slow once is tried again later.
+    /// since it was last updated, so an endpoint p2c stopped picking for being slow is tried
+    /// again later. Zero before the first call answered: a new endpoint wins its comparisons
+    /// until it has a latency of its own.
     pub(crate) fn rtt_ns(&self, now_ns: u64, decay: Duration) -> f64 {
         let rtt = f64::from_bits(self.rtt_ns.load(Ordering::Relaxed));
         let stamp = self.stamp_ns.load(Ordering::Relaxed);
+        if stamp == 0 {
+            return rtt;
+        }
         let elapsed = now_ns.saturating_sub(stamp) as f64;
         rtt * (-elapsed / decay.as_nanos() as f64).exp()
     }
 
-    /// Folds in a call that took `rtt`: a higher sample replaces the average at once (peak
-    /// sensitive), a lower one is averaged in with a weight that grows with the time since the
-    /// last update.
+    /// Folds in a call that took `rtt`: the first sets the average, later ones move it by
+    /// [`SAMPLE_WEIGHT`] of the difference, a sample counting at most [`MAX_SAMPLE_RATIO`]
+    /// times the average.
     pub(crate) fn observe(&self, now_ns: u64, rtt: Duration, decay: Duration) {
         let sample = rtt.as_nanos() as f64;
-        let current = self.rtt_ns(now_ns, decay);
-        let next = if sample > current {
+        let next = if self.stamp_ns.load(Ordering::Relaxed) == 0 {
             sample
         } else {
-            let stamp = self.stamp_ns.load(Ordering::Relaxed);
-            let weight = (-(now_ns.saturating_sub(stamp) as f64) / decay.as_nanos() as f64).exp();
-            // `current` is already decayed; blend it with the sample by recency.
-            let previous = f64::from_bits(self.rtt_ns.load(Ordering::Relaxed));
-            previous * weight + sample * (1.0 - weight)
+            let current = self.rtt_ns(now_ns, decay);
+            current + SAMPLE_WEIGHT * (sample.min(MAX_SAMPLE_RATIO * current) - current)
         };
         self.rtt_ns.store(next.to_bits(), Ordering::Relaxed);
-        self.stamp_ns.store(now_ns, Ordering::Relaxed);
+        self.stamp_ns.store(now_ns.max(1), Ordering::Relaxed);
     }
 
     /// Records the server's reported calls in flight.
@@ -127,7 +134,7 @@ mod tests {
     const DECAY: Duration = Duration::from_secs(1);
 
     #[test]
-    fn a_slow_sample_counts_at_once_and_fades_while_idle() {
+    fn the_first_sample_replaces_the_default_and_the_average_fades_while_idle() {
         let load = Load::new();
         load.observe(1_000, Duration::from_millis(2), DECAY);
         assert!((load.rtt_ns(1_000, DECAY) - 2e6).abs() < 1.0);
@@ -136,12 +143,13 @@ mod tests {
     }
 
     #[test]
-    fn a_fast_sample_pulls_the_average_down_by_recency() {
+    fn later_samples_move_the_average_by_a_fifth_and_outliers_count_twice_at_most() {
         let load = Load::new();
-        load.observe(1, Duration::from_millis(2), DECAY);
-        load.observe(1 + 500_000_000, Duration::from_micros(100), DECAY);
-        let rtt = load.rtt_ns(1 + 500_000_000, DECAY);
-        assert!(rtt < 2e6 && rtt > 1e5, "{rtt}");
+        load.observe(1, Duration::from_micros(100), DECAY);
+        load.observe(1, Duration::from_micros(150), DECAY);
+        assert!((load.rtt_ns(1, DECAY) - 110_000.0).abs() < 1.0);
+        load.observe(1, Duration::from_millis(50), DECAY);
+        assert!((load.rtt_ns(1, DECAY) - 132_000.0).abs() < 1.0, "counted as 220 µs");
     }
 
     #[test]

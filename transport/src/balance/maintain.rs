@@ -1,6 +1,6 @@
 //! The balanced channel's background task: every tick it takes drained connections out of the
-//! rotation, starts half-open probes of endpoints whose backoff or ejection is over, ages the
-//! latency window hedging reads, and re-resolves on the interval or soon after a connection was
+//! rotation, starts half-open probes of endpoints whose backoff or ejection is over, refreshes
+//! (and every second ages) the latency window hedging reads, and re-resolves on the interval or soon after a connection was
 //! lost. It holds the channel weakly and ends when the last clone of the channel is dropped.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,8 +91,11 @@ pub(crate) async fn run(channel: Weak<Inner>) {
         if lost {
             inner.maintenance.resolve_soon();
         }
+        if let Some(quantile) = inner.hedge.and_then(|h| h.quantile()) {
+            inner.latencies.refresh(quantile);
+        }
         if now >= next_age {
-            inner.latencies.age(inner.hedge.and_then(|h| h.quantile()));
+            inner.latencies.age();
             next_age = now + AGE_EVERY;
         }
         let maintenance = &inner.maintenance;

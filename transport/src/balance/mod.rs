@@ -4,7 +4,7 @@
 //! A [`BalancedChannel`] keeps an [`Endpoint set`](BalancedChannel::endpoints) from a
 //! [`Resolver`] (a fixed list, [`DnsResolver`], or your own) and sends each call to the less
 //! loaded of two endpoints drawn at random (power of two choices) on a load signal of calls in
-//! flight times a decaying, peak-sensitive latency average, raised by the server's own report
+//! flight times a decaying latency average, raised by the server's own report
 //! ([`LOAD_METADATA_KEY`]). Endpoints connect lazily, back off and are ejected after repeated
 //! failures ([`EjectionPolicy`]), then readmitted by a half-open probe; a GoAway drains an
 //! endpoint without failing calls. Calls are sent again only when safe: never started (free),
@@ -48,7 +48,7 @@ pub use budget::{DEFAULT_MIN_RETRIES_PER_SECOND, DEFAULT_RETRY_RATIO, RetryBudge
 pub use channel::{BalancedChannel, BalancedChannelBuilder, MAX_RETRIES};
 pub use hedge::{DEFAULT_HEDGE_PERCENTILE, DEFAULT_MIN_HEDGE_DELAY, HedgePolicy};
 pub use lifecycle::{DEFAULT_BASE_EJECTION, DEFAULT_EJECT_AFTER, DEFAULT_MAX_EJECTION, EjectionPolicy, Phase};
-pub use load::{DEFAULT_DECAY, DEFAULT_RTT, LOAD_METADATA_KEY};
+pub use load::{DEFAULT_DECAY, LOAD_METADATA_KEY};
 pub use maintain::DEFAULT_RESOLVE_INTERVAL;
 pub use resolver::{DnsResolver, Resolution, ResolveError, Resolver, StaticResolver};
 pub use stats::EndpointSnapshot;
