@@ -259,6 +259,8 @@ impl Failed {
 
 /// What one call needs to send its attempts.
 struct CallPlan<'a, Req> {
+    /// When the call started: the first attempt's start too (one clock read fewer).
+    start: Instant,
     endpoints: &'a [Arc<Endpoint>],
     method: MethodId,
     request: &'a Req,
@@ -342,6 +344,7 @@ impl BalancedChannel {
         let endpoints = inner.set.current();
         inner.budget.deposit(self.second(start));
         let plan = CallPlan {
+            start,
             endpoints: &endpoints,
             method,
             request,
@@ -353,7 +356,9 @@ impl BalancedChannel {
         let (mut unstarted, mut retries) = (0, 0);
         loop {
             let result = match inner.hedge.filter(|_| idempotent) {
-                Some(policy) => self.hedged(&plan, &tried, kind, policy).await,
+                // Boxed: two attempts in flight make a future twice the size, which the
+                // plain path should not carry (nor move) on every call.
+                Some(policy) => Box::pin(self.hedged(&plan, &tried, kind, policy)).await,
                 None => self.single(&plan, &tried, kind).await,
             };
             let failure = match result {
@@ -419,7 +424,7 @@ impl BalancedChannel {
         let now = Instant::now();
         let mut exclude = tried.to_vec();
         exclude.push(index);
-        let other = pick(plan.endpoints, &exclude, since(self.inner.epoch, now), self.inner.decay);
+        let other = pick(plan.endpoints, &exclude, || since(self.inner.epoch, now), self.inner.decay);
         let Some(other) = other.filter(|_| self.inner.budget.try_withdraw(self.second(now))) else {
             return first.await;
         };
@@ -441,8 +446,7 @@ impl BalancedChannel {
     /// call (all backing off or ejected), waits for the first one whose probe is due before the
     /// deadline.
     async fn choose(&self, endpoints: &[Arc<Endpoint>], tried: &[usize], deadline: Option<Instant>) -> Result<usize, Failed> {
-        let now = Instant::now();
-        let now_ns = since(self.inner.epoch, now);
+        let now_ns = || since(self.inner.epoch, Instant::now());
         if let Some(index) = pick(endpoints, tried, now_ns, self.inner.decay).or_else(|| pick(endpoints, &[], now_ns, self.inner.decay)) {
             return Ok(index);
         }
@@ -477,7 +481,11 @@ impl BalancedChannel {
                 not_started: true,
                 endpoint: Some(index),
             })?;
-        let mut in_flight = InFlight::start(endpoint, inner, kind);
+        let began = match kind {
+            Attempt::First => plan.start,
+            Attempt::Retry | Attempt::Hedge => Instant::now(),
+        };
+        let mut in_flight = InFlight::start(endpoint, inner, kind, began);
         let result = client.unary_attempt(plan.method, plan.request, plan.options).await;
         let now_ns = in_flight.finish(result.is_ok());
         match result {
@@ -529,13 +537,13 @@ struct InFlight<'a> {
 }
 
 impl<'a> InFlight<'a> {
-    fn start(endpoint: &'a Endpoint, inner: &'a Inner, kind: Attempt) -> Self {
+    fn start(endpoint: &'a Endpoint, inner: &'a Inner, kind: Attempt, began: Instant) -> Self {
         endpoint.load.start();
         endpoint.counters.started(kind);
         Self {
             endpoint,
             inner,
-            began: Instant::now(),
+            began,
             done: false,
         }
     }
@@ -553,7 +561,8 @@ impl<'a> InFlight<'a> {
         self.endpoint.load.finish();
         self.endpoint.load.observe(now_ns, elapsed, self.inner.decay);
         self.endpoint.counters.finished(ok, elapsed);
-        if ok {
+        // Only a percentile hedging delay reads the window.
+        if ok && self.inner.hedge.is_some_and(|h| h.quantile().is_some()) {
             self.inner.latencies.record(elapsed);
         }
         now_ns

@@ -75,8 +75,9 @@ impl Load {
         if stamp == 0 {
             return rtt;
         }
-        let elapsed = now_ns.saturating_sub(stamp) as f64;
-        rtt * (-elapsed / decay.as_nanos() as f64).exp()
+        let x = now_ns.saturating_sub(stamp) as f64 / decay.as_nanos() as f64;
+        // Between busy calls x is tiny, and 1 - x is e^-x within x²/2.
+        if x < 1e-4 { rtt * (1.0 - x) } else { rtt * (-x).exp() }
     }
 
     /// Folds in a call that took `rtt`: the first sets the average, later ones move it by

@@ -14,8 +14,9 @@ use super::endpoint::Endpoint;
 /// Draws before a pick falls back to scanning for a pickable endpoint (4).
 const DRAWS: usize = 4;
 
-/// Picks an endpoint for a call: `exclude` lists the indices this call already tried.
-pub(crate) fn pick(endpoints: &[Arc<Endpoint>], exclude: &[usize], now_ns: u64, decay: Duration) -> Option<usize> {
+/// Picks an endpoint for a call: `exclude` lists the indices this call already tried. `now_ns`
+/// reads the clock (ns since the channel's epoch), only when two endpoints are compared.
+pub(crate) fn pick(endpoints: &[Arc<Endpoint>], exclude: &[usize], now_ns: impl Fn() -> u64, decay: Duration) -> Option<usize> {
     let usable = |i: usize| endpoints[i].is_pickable() && !exclude.contains(&i);
     let n = endpoints.len();
     let (a, b) = match n {
@@ -35,6 +36,7 @@ pub(crate) fn pick(endpoints: &[Arc<Endpoint>], exclude: &[usize], now_ns: u64, 
     if a == b {
         return Some(a);
     }
+    let now_ns = now_ns();
     let (cost_a, cost_b) = (endpoints[a].load.cost(now_ns, decay), endpoints[b].load.cost(now_ns, decay));
     Some(if cost_b < cost_a { b } else { a })
 }
@@ -103,7 +105,7 @@ mod tests {
         let set = endpoints(4);
         let mut counts = [0usize; 4];
         for _ in 0..40_000 {
-            counts[pick(&set, &[], 0, DECAY).unwrap()] += 1;
+            counts[pick(&set, &[], || 0, DECAY).unwrap()] += 1;
         }
         for count in counts {
             assert!((9_000..11_000).contains(&count), "{counts:?}");
@@ -116,7 +118,7 @@ mod tests {
         for _ in 0..5 {
             set[1].load.start();
         }
-        let picked_loaded = (0..3_000).filter(|_| pick(&set, &[], 0, DECAY) == Some(1)).count();
+        let picked_loaded = (0..3_000).filter(|_| pick(&set, &[], || 0, DECAY) == Some(1)).count();
         assert_eq!(picked_loaded, 0);
     }
 
@@ -125,9 +127,9 @@ mod tests {
         let set = endpoints(3);
         set[0].remove();
         for _ in 0..1_000 {
-            assert_eq!(pick(&set, &[2], 0, DECAY), Some(1));
+            assert_eq!(pick(&set, &[2], || 0, DECAY), Some(1));
         }
-        assert_eq!(pick(&set, &[1, 2], 0, DECAY), None);
-        assert_eq!(pick(&[], &[], 0, DECAY), None);
+        assert_eq!(pick(&set, &[1, 2], || 0, DECAY), None);
+        assert_eq!(pick(&[], &[], || 0, DECAY), None);
     }
 }
