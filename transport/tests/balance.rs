@@ -52,7 +52,7 @@ impl Replica {
                         Behaviour::Echo => {}
                         Behaviour::Unavailable => return Err(Status::unavailable("this replica fails everything")),
                         Behaviour::Stall { every, stall } => {
-                            if n % every == 0 {
+                            if n.is_multiple_of(every) {
                                 tokio::time::sleep(stall).await;
                             }
                         }
@@ -148,7 +148,10 @@ async fn load(channel: &BalancedChannel, tasks: usize, calls: usize, options: Ca
 /// `tasks` callers call until `stop` is set (or 10 s pass, whichever comes first).
 async fn load_until(channel: &BalancedChannel, tasks: usize, options: CallOptions, stop: Arc<AtomicBool>) -> Run {
     let limit = Instant::now() + Duration::from_secs(10);
-    run(channel, tasks, options, move || !stop.load(Ordering::SeqCst) && Instant::now() < limit).await
+    run(channel, tasks, options, move || {
+        !stop.load(Ordering::SeqCst) && Instant::now() < limit
+    })
+    .await
 }
 
 async fn run(channel: &BalancedChannel, tasks: usize, options: CallOptions, more: impl Fn() -> bool + Send + Sync + 'static) -> Run {
@@ -272,9 +275,17 @@ async fn a_killed_replica_costs_idempotent_callers_no_errors() {
     // A call that is not idempotent fails only if it may have started on the killed replica:
     // at most one per caller (each had at most one call in flight), always UNAVAILABLE.
     assert!(plain_run.errors.len() <= 4, "{:?}", plain_run.errors);
-    assert!(plain_run.errors.iter().all(|s| s.code() == Code::Unavailable), "{:?}", plain_run.errors);
+    assert!(
+        plain_run.errors.iter().all(|s| s.code() == Code::Unavailable),
+        "{:?}",
+        plain_run.errors
+    );
     let dead = channel.endpoints().into_iter().find(|e| e.address == replicas[3].address).unwrap();
-    assert!(matches!(dead.phase, Phase::Backoff { .. } | Phase::Ejected { .. }), "{:?}", dead.phase);
+    assert!(
+        matches!(dead.phase, Phase::Backoff { .. } | Phase::Ejected { .. }),
+        "{:?}",
+        dead.phase
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,12 +315,20 @@ async fn a_draining_replica_fails_no_call_takes_none_and_is_readmitted_after_res
         if replicas[3].calls() > drained + 20 {
             break;
         }
-        assert!(restarted.elapsed() < Duration::from_secs(3), "the restarted replica was not readmitted within 3 s");
+        assert!(
+            restarted.elapsed() < Duration::from_secs(3),
+            "the restarted replica was not readmitted within 3 s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.store(true, Ordering::SeqCst);
     let run = running.await.unwrap();
-    assert!(run.errors.is_empty(), "{} calls failed, the first with {:?}", run.errors.len(), run.errors.first());
+    assert!(
+        run.errors.is_empty(),
+        "{} calls failed, the first with {:?}",
+        run.errors.len(),
+        run.errors.first()
+    );
     let endpoint = channel.endpoints().into_iter().find(|e| e.address == replicas[3].address).unwrap();
     assert_eq!(endpoint.phase, Phase::Ready);
 }
@@ -424,7 +443,10 @@ async fn hedging_after_the_p95_cuts_p99_to_under_a_third_for_under_ten_percent_e
     assert!(extra > 0.0, "hedges were sent");
     assert!(extra <= 0.10, "{:.1} % extra calls", extra * 100.0);
     let (with, without) = (hedged.p99(), plain.p99());
-    assert!(without >= Duration::from_millis(50), "the stalls show in p99 without hedging: {without:?}");
+    assert!(
+        without >= Duration::from_millis(50),
+        "the stalls show in p99 without hedging: {without:?}"
+    );
     assert!(
         with.as_secs_f64() <= 0.3 * without.as_secs_f64(),
         "p99 {with:?} with hedging, {without:?} without"

@@ -96,7 +96,10 @@ impl RetryBudget {
             .iter()
             .filter(|slot| (oldest..=second).contains(&slot.second.load(Ordering::Relaxed)))
             .fold((0, 0), |(calls, retries), slot| {
-                (calls + slot.calls.load(Ordering::Relaxed), retries + slot.retries.load(Ordering::Relaxed))
+                (
+                    calls + slot.calls.load(Ordering::Relaxed),
+                    retries + slot.retries.load(Ordering::Relaxed),
+                )
             })
     }
 

@@ -55,8 +55,6 @@ pub struct BalancedChannelBuilder {
     hedge: Option<HedgePolicy>,
     idempotent: Vec<MethodId>,
     resolve_interval: Duration,
-    #[cfg(feature = "metrics")]
-    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl Default for BalancedChannelBuilder {
@@ -69,8 +67,6 @@ impl Default for BalancedChannelBuilder {
             hedge: None,
             idempotent: Vec::new(),
             resolve_interval: DEFAULT_RESOLVE_INTERVAL,
-            #[cfg(feature = "metrics")]
-            metrics: None,
         }
     }
 }
@@ -137,15 +133,6 @@ impl BalancedChannelBuilder {
     #[must_use]
     pub fn resolve_interval(mut self, interval: Duration) -> Self {
         self.resolve_interval = interval.max(Duration::from_millis(10));
-        self
-    }
-
-    /// Records per-endpoint calls, errors, latency, retries, hedges and ejections into
-    /// `metrics` (feature `metrics`), under `volley_balancer_*` in its Prometheus exposition.
-    #[cfg(feature = "metrics")]
-    #[must_use]
-    pub fn metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
-        self.metrics = Some(metrics);
         self
     }
 
@@ -315,7 +302,7 @@ impl BalancedChannel {
                 .ready_client(&self.inner.client, deadline, &self.inner.ejection, random_unit())
                 .await
             {
-                Ok(client) => return Ok(client),
+                Ok((client, _)) => return Ok(client),
                 Err(ConnectFailed(status)) if tried.len() >= endpoints.len() => return Err(status),
                 Err(ConnectFailed(_)) => tried.push(index),
             }
@@ -395,7 +382,12 @@ impl BalancedChannel {
     }
 
     /// One attempt on the endpoint p2c picks.
-    async fn single<Req: prost::Message + Sync>(&self, plan: &CallPlan<'_, Req>, tried: &[usize], kind: Attempt) -> Result<Response<Bytes>, Failed> {
+    async fn single<Req: prost::Message + Sync>(
+        &self,
+        plan: &CallPlan<'_, Req>,
+        tried: &[usize],
+        kind: Attempt,
+    ) -> Result<Response<Bytes>, Failed> {
         let index = self.choose(plan.endpoints, tried, plan.deadline).await?;
         self.attempt(plan, index, kind).await
     }
@@ -470,10 +462,15 @@ impl BalancedChannel {
 
     /// One attempt on endpoint `index`: connects if needed, counts the call in flight for the
     /// duration, then feeds the outcome to the endpoint's load and lifecycle.
-    async fn attempt<Req: prost::Message + Sync>(&self, plan: &CallPlan<'_, Req>, index: usize, kind: Attempt) -> Result<Response<Bytes>, Failed> {
+    async fn attempt<Req: prost::Message + Sync>(
+        &self,
+        plan: &CallPlan<'_, Req>,
+        index: usize,
+        kind: Attempt,
+    ) -> Result<Response<Bytes>, Failed> {
         let inner = &*self.inner;
         let endpoint = &plan.endpoints[index];
-        let client = endpoint
+        let (client, connected) = endpoint
             .ready_client(&inner.client, plan.deadline, &inner.ejection, random_unit())
             .await
             .map_err(|ConnectFailed(status)| Failed {
@@ -481,9 +478,11 @@ impl BalancedChannel {
                 not_started: true,
                 endpoint: Some(index),
             })?;
+        // The call's start serves a first attempt that found its connection open; after a
+        // connect, the latency starts now, so the connect does not count as the endpoint's.
         let began = match kind {
-            Attempt::First => plan.start,
-            Attempt::Retry | Attempt::Hedge => Instant::now(),
+            Attempt::First if !connected => plan.start,
+            _ => Instant::now(),
         };
         let mut in_flight = InFlight::start(endpoint, inner, kind, began);
         let result = client.unary_attempt(plan.method, plan.request, plan.options).await;

@@ -92,18 +92,19 @@ impl Endpoint {
         None
     }
 
-    /// A connection for a call that must start by `deadline`, opening one if needed.
+    /// A connection for a call that must start by `deadline`, opening one if needed; `true`
+    /// with it if this call waited for a connect.
     pub(crate) async fn ready_client(
         &self,
         builder: &ClientBuilder,
         deadline: Option<Instant>,
         policy: &EjectionPolicy,
         unit: f64,
-    ) -> Result<Client, ConnectFailed> {
+    ) -> Result<(Client, bool), ConnectFailed> {
         if let Some(client) = self.healthy_client() {
-            return Ok(client);
+            return Ok((client, false));
         }
-        self.connect(builder, deadline, policy, unit).await
+        Ok((self.connect(builder, deadline, policy, unit).await?, true))
     }
 
     /// Opens a connection (one at a time); on failure the endpoint backs off or is ejected.
@@ -123,7 +124,10 @@ impl Endpoint {
         }
         if !self.is_pickable() && self.phase().probe_at().is_some_and(|at| at > Instant::now()) {
             // Another caller's connect just failed.
-            return Err(ConnectFailed(Status::unavailable(format!("endpoint {} is backing off", self.address))));
+            return Err(ConnectFailed(Status::unavailable(format!(
+                "endpoint {} is backing off",
+                self.address
+            ))));
         }
         let connect = builder.clone().connect(&self.address);
         let result = match deadline {
@@ -142,7 +146,10 @@ impl Endpoint {
             Err(err) => {
                 self.handle_failure(policy, unit);
                 tracing::debug!(address = %self.address, "endpoint connect failed: {err}");
-                Err(ConnectFailed(Status::unavailable(format!("could not connect to {}: {err}", self.address))))
+                Err(ConnectFailed(Status::unavailable(format!(
+                    "could not connect to {}: {err}",
+                    self.address
+                ))))
             }
         }
     }
@@ -158,7 +165,7 @@ impl Endpoint {
 
     /// Whether a probe should try to connect now; marks the probe as running if so.
     pub(crate) fn try_begin_probe(&self, now: Instant) -> bool {
-        if self.is_removed() || !self.phase().probe_at().is_some_and(|at| at <= now) {
+        if self.is_removed() || self.phase().probe_at().is_none_or(|at| at > now) {
             return false;
         }
         !self.probing.swap(true, Ordering::AcqRel)

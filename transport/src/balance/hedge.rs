@@ -219,7 +219,10 @@ mod tests {
     #[test]
     fn a_fixed_policy_ignores_the_window_and_a_percentile_waits_for_it() {
         let window = LatencyWindow::new();
-        assert_eq!(HedgePolicy::after(Duration::from_millis(3)).delay(&window), Some(Duration::from_millis(3)));
+        assert_eq!(
+            HedgePolicy::after(Duration::from_millis(3)).delay(&window),
+            Some(Duration::from_millis(3))
+        );
         assert_eq!(HedgePolicy::percentile(0.95).delay(&window), None);
     }
 }

@@ -192,11 +192,26 @@ mod tests {
         let mut life = Lifecycle::default();
         assert!(life.phase().is_pickable());
         life.handle_failure(now, &policy(), 0.5);
-        assert_eq!(life.phase(), Phase::Backoff { until: now + Duration::from_millis(10) });
+        assert_eq!(
+            life.phase(),
+            Phase::Backoff {
+                until: now + Duration::from_millis(10)
+            }
+        );
         life.handle_failure(now, &policy(), 0.5);
-        assert_eq!(life.phase(), Phase::Backoff { until: now + Duration::from_millis(20) });
+        assert_eq!(
+            life.phase(),
+            Phase::Backoff {
+                until: now + Duration::from_millis(20)
+            }
+        );
         life.handle_failure(now, &policy(), 0.5);
-        assert_eq!(life.phase(), Phase::Ejected { until: now + Duration::from_millis(100) });
+        assert_eq!(
+            life.phase(),
+            Phase::Ejected {
+                until: now + Duration::from_millis(100)
+            }
+        );
         assert_eq!(life.ejections_total(), 1);
         life.handle_connected();
         assert_eq!(life.phase(), Phase::Ready);
@@ -210,10 +225,20 @@ mod tests {
             life.handle_failure(now, &policy(), 0.5);
         }
         life.handle_failure(now, &policy(), 0.5);
-        assert_eq!(life.phase(), Phase::Ejected { until: now + Duration::from_millis(200) });
+        assert_eq!(
+            life.phase(),
+            Phase::Ejected {
+                until: now + Duration::from_millis(200)
+            }
+        );
         life.handle_failure(now, &policy(), 0.5);
         life.handle_failure(now, &policy(), 0.5);
-        assert_eq!(life.phase(), Phase::Ejected { until: now + Duration::from_millis(300) });
+        assert_eq!(
+            life.phase(),
+            Phase::Ejected {
+                until: now + Duration::from_millis(300)
+            }
+        );
         assert_eq!(life.ejections_total(), 4);
     }
 

@@ -23,6 +23,9 @@ const SAMPLE_WEIGHT: f64 = 0.2;
 /// really is slower raises it by 20 % a call and is avoided within about a dozen calls.
 const MAX_SAMPLE_RATIO: f64 = 2.0;
 
+/// The cost of each call waiting on an endpoint that has not answered any yet (1 ms).
+const UNANSWERED_CALL_COST_NS: f64 = 1e6;
+
 /// How long a server's load report counts (1 s): an older one says nothing about now.
 const LOAD_REPORT_LIFETIME_NS: u64 = 1_000_000_000;
 
@@ -111,6 +114,11 @@ impl Load {
         } else {
             ours
         };
+        if self.stamp_ns.load(Ordering::Relaxed) == 0 {
+            // No answer yet: free while idle (a new endpoint gets the next call), then dear
+            // for every call waiting on it, so calls do not pile onto one that never answers.
+            return f64::from(queue) * UNANSWERED_CALL_COST_NS;
+        }
         self.rtt_ns(now_ns, decay) * f64::from(queue + 1)
     }
 }
@@ -168,6 +176,15 @@ mod tests {
         load.finish();
         load.finish();
         assert_eq!(load.in_flight(), 0);
+    }
+
+    #[test]
+    fn an_endpoint_that_never_answered_is_free_while_idle_then_dear_per_waiting_call() {
+        let load = Load::new();
+        assert_eq!(load.cost(1, DECAY), 0.0);
+        load.start();
+        load.start();
+        assert_eq!(load.cost(1, DECAY), 2e6);
     }
 
     #[test]

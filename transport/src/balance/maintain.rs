@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-
 use super::channel::Inner;
 use super::endpoint::probe;
 use super::picker::random_unit;
@@ -120,5 +119,7 @@ pub(crate) async fn run(channel: Weak<Inner>) {
 }
 
 fn interval_of(channel: &Weak<Inner>) -> Duration {
-    channel.upgrade().map_or(DEFAULT_RESOLVE_INTERVAL, |inner| inner.maintenance.interval)
+    channel
+        .upgrade()
+        .map_or(DEFAULT_RESOLVE_INTERVAL, |inner| inner.maintenance.interval)
 }

@@ -29,7 +29,10 @@ pub(crate) fn pick(endpoints: &[Arc<Endpoint>], exclude: &[usize], now_ns: impl 
         (true, false) => (a, second_choice(n, a, &usable).unwrap_or(a)),
         (false, true) => (b, second_choice(n, b, &usable).unwrap_or(b)),
         (false, false) => {
-            let first = (0..DRAWS).map(|_| random_below(n)).find(|&i| usable(i)).or_else(|| scan(n, 0, &usable))?;
+            let first = (0..DRAWS)
+                .map(|_| random_below(n))
+                .find(|&i| usable(i))
+                .or_else(|| scan(n, 0, &usable))?;
             (first, second_choice(n, first, &usable).unwrap_or(first))
         }
     };
@@ -115,10 +118,13 @@ mod tests {
     #[test]
     fn a_loaded_endpoint_loses_every_comparison() {
         let set = endpoints(3);
+        for endpoint in &set {
+            endpoint.load.observe(1, Duration::from_micros(100), DECAY);
+        }
         for _ in 0..5 {
             set[1].load.start();
         }
-        let picked_loaded = (0..3_000).filter(|_| pick(&set, &[], || 0, DECAY) == Some(1)).count();
+        let picked_loaded = (0..3_000).filter(|_| pick(&set, &[], || 1, DECAY) == Some(1)).count();
         assert_eq!(picked_loaded, 0);
     }
 

@@ -111,7 +111,10 @@ pub(crate) fn run(
         return Err(format!("{} is not a one-connection unary scenario", bad.name).into());
     }
     let (server, _thread) = ServerThread::spawn_on(|| Runtime::CurrentThread.build(), volley_server);
-    let mut runs: Vec<Vec<Vec<Figures>>> = selected.iter().map(|_| Channels::ALL.iter().map(|_| Vec::new()).collect()).collect();
+    let mut runs: Vec<Vec<Vec<Figures>>> = selected
+        .iter()
+        .map(|_| Channels::ALL.iter().map(|_| Vec::new()).collect())
+        .collect();
     for repeat in 0..repeats {
         for (s, scenario) in selected.iter().enumerate() {
             for (y, system) in Channels::ALL.iter().enumerate() {
@@ -143,7 +146,11 @@ pub(crate) fn run(
     let mut out = std::io::stdout().lock();
     writeln!(out, "\nplacement: {}", Runtime::CurrentThread.placement())?;
     writeln!(out, "{repeats} repeat(s) of {duration:?} each, runs interleaved; medians\n")?;
-    writeln!(out, "{:<14} {:<12} {:>12} {:>10} {:>10}", "scenario", "system", "calls/s", "p50 us", "p99 us")?;
+    writeln!(
+        out,
+        "{:<14} {:<12} {:>12} {:>10} {:>10}",
+        "scenario", "system", "calls/s", "p50 us", "p99 us"
+    )?;
     let med = |s: usize, y: usize, f: fn(&Figures) -> f64| median(runs[s][y].iter().map(f).collect());
     for (s, scenario) in selected.iter().enumerate() {
         for (y, system) in Channels::ALL.iter().enumerate() {
