@@ -81,12 +81,16 @@ impl RetryBudget {
 
     /// Takes one extra attempt in `second` if the budget allows.
     pub fn try_withdraw(&self, second: u64) -> bool {
+        // Count first, then check the total with ours in it, and take it back if over: two
+        // callers racing may both be refused, but never both granted past the allowance.
+        let slot = self.slot(second);
+        slot.retries.fetch_add(1, Ordering::Relaxed);
         let (calls, retries) = self.totals(second);
-        if retries >= self.allowance(calls) {
-            return false;
+        if retries <= self.allowance(calls) {
+            return true;
         }
-        self.slot(second).retries.fetch_add(1, Ordering::Relaxed);
-        true
+        slot.retries.fetch_sub(1, Ordering::Relaxed);
+        false
     }
 
     /// Calls and retries counted in the window ending at `second`.

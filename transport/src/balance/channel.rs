@@ -485,6 +485,9 @@ impl BalancedChannel {
             _ => Instant::now(),
         };
         let mut in_flight = InFlight::start(endpoint, inner, kind, began);
+        // The first call on a fresh connection pays its warm-up (the server's first task, cold
+        // buffers); it must not set the endpoint's average.
+        in_flight.observe = !connected;
         let result = client.unary_attempt(plan.method, plan.request, plan.options).await;
         let now_ns = in_flight.finish(result.is_ok());
         match result {
@@ -533,6 +536,8 @@ struct InFlight<'a> {
     inner: &'a Inner,
     began: Instant,
     done: bool,
+    /// Whether the latency feeds the endpoint's average.
+    observe: bool,
 }
 
 impl<'a> InFlight<'a> {
@@ -544,6 +549,7 @@ impl<'a> InFlight<'a> {
             inner,
             began,
             done: false,
+            observe: true,
         }
     }
 
@@ -558,7 +564,9 @@ impl<'a> InFlight<'a> {
         let elapsed = now.saturating_duration_since(self.began);
         let now_ns = since(self.inner.epoch, now);
         self.endpoint.load.finish();
-        self.endpoint.load.observe(now_ns, elapsed, self.inner.decay);
+        if self.observe {
+            self.endpoint.load.observe(now_ns, elapsed, self.inner.decay);
+        }
         self.endpoint.counters.finished(ok, elapsed);
         // Only a percentile hedging delay reads the window.
         if ok && self.inner.hedge.is_some_and(|h| h.quantile().is_some()) {
