@@ -106,6 +106,8 @@ fn unary(service: &Service, method: &Method) -> TokenStream {
     } = method;
     let methods_mod = &service.methods_mod;
     let deprecated = deprecated(method.deprecated);
+    // An rpc the .proto marks idempotent says so in every call's options.
+    let idempotent = method.idempotent.then(|| quote!(.idempotent(true)));
     let plain_docs = method_docs(method, format!(" Calls `{full_name}` with default call options."), &[]);
     let with_docs = method_docs(
         method,
@@ -127,7 +129,7 @@ fn unary(service: &Service, method: &Method) -> TokenStream {
                 &self.inner,
                 super::#methods_mod::#ident::ID,
                 &request,
-                volley::codegen::CallOptions::new().timeout_if_unset(self.timeout),
+                volley::codegen::CallOptions::new()#idempotent.timeout_if_unset(self.timeout),
             )
             .await
         }
@@ -143,7 +145,7 @@ fn unary(service: &Service, method: &Method) -> TokenStream {
                 &self.inner,
                 super::#methods_mod::#ident::ID,
                 &request,
-                options.timeout_if_unset(self.timeout),
+                options #idempotent .timeout_if_unset(self.timeout),
             )
             .await
         }

@@ -146,6 +146,9 @@ pub(crate) struct Method {
     pub(crate) docs: Vec<String>,
     /// `option deprecated = true;` on the rpc.
     pub(crate) deprecated: bool,
+    /// `option idempotency_level = IDEMPOTENT;` (or `NO_SIDE_EFFECTS`) on the rpc: calls say
+    /// so in their `CallOptions`, so a balanced channel may retry and hedge them.
+    pub(crate) idempotent: bool,
 }
 
 impl Service {
@@ -210,6 +213,10 @@ impl Method {
             output: rust_type(&method.output_proto_type, &method.output_type, context, &what)?,
             docs: doc_lines(&method.comments),
             deprecated: method.options.deprecated(),
+            idempotent: !matches!(
+                method.options.idempotency_level(),
+                prost_types::method_options::IdempotencyLevel::IdempotencyUnknown
+            ),
             full_name,
         })
     }

@@ -63,6 +63,10 @@ pub enum Error {
     #[cfg(not(loom))]
     #[error(transparent)]
     PlaintextCredentials(#[from] crate::interceptor::PlaintextCredentialsError),
+    /// A balanced channel's resolver gave no address to start with.
+    #[cfg(not(loom))]
+    #[error(transparent)]
+    Resolve(#[from] crate::balance::ResolveError),
     /// Any other IO error.
     #[error("io error: {0}")]
     Io(#[from] std::io::Error),

@@ -46,6 +46,8 @@
 
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+#[cfg(not(loom))]
+pub mod balance;
 pub mod buf;
 #[cfg(not(loom))]
 pub mod client;

@@ -151,6 +151,17 @@ fn deprecated_rpcs_and_services_are_marked() {
 }
 
 #[test]
+fn rpcs_marked_idempotent_in_the_proto_say_so_in_their_call_options() {
+    let files = compile_hazards(volley_codegen::configure());
+    let code = text(&files, "hazards.options.rs");
+    // `find` and `touch`, each with and without options; never `create` or the Auth rpcs.
+    assert_eq!(code.matches(".idempotent(true)").count(), 4, "{code}");
+    let create = &code[code.find("pub async fn create(").expect("create")..];
+    let create = &create[..create.find("pub async fn create_with(").expect("create_with")];
+    assert!(!create.contains("idempotent"), "{create}");
+}
+
+#[test]
 fn a_4_mb_proto_with_1000_methods_generates_quickly() {
     let mut proto = String::from(
         "syntax = \"proto3\";\npackage big;\nmessage Req { string a = 1; }\n\

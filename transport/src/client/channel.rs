@@ -201,6 +201,23 @@ impl Channel {
         ChannelBuilder::default()
     }
 
+    /// A [`BalancedChannel`](crate::balance::BalancedChannel) over a fixed list of addresses,
+    /// with default options (see [`BalancedChannel::builder`](crate::balance::BalancedChannel::builder)
+    /// for the others): calls go to the less loaded of two endpoints drawn at random;
+    /// connections open on first use. Must be called inside a tokio runtime.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use volley::Channel;
+    ///
+    /// let channel = Channel::balance_list(["127.0.0.1:7001", "127.0.0.2:7001"])?;
+    /// assert_eq!(channel.endpoints().len(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn balance_list<A: ToAddress>(addresses: impl IntoIterator<Item = A>) -> Result<crate::balance::BalancedChannel, Error> {
+        crate::balance::BalancedChannel::builder().build(addresses)
+    }
+
     /// A unary call over the current connection, opening one first if needed. See
     /// [`Client::unary`].
     pub async fn unary<Req, Resp>(&self, method: impl CallTarget<Req, Resp>, request: &Req, options: CallOptions) -> Result<Resp, Status>

@@ -10,6 +10,5 @@ mod streaming;
 pub use caller::Caller;
 pub use channel::{Backoff, Channel, ChannelBuilder, MAX_TRANSPARENT_RETRIES};
 pub use connection::{Client, ClientBuilder};
-#[cfg(feature = "tower")]
 pub(crate) use connection::{decode_response, decode_response_parts};
 pub use options::CallOptions;

@@ -22,6 +22,7 @@ pub struct CallOptions {
     pub(crate) metadata: Metadata,
     pub(crate) priority: u8,
     pub(crate) flush: bool,
+    pub(crate) idempotent: bool,
 }
 
 impl Default for CallOptions {
@@ -32,6 +33,7 @@ impl Default for CallOptions {
             metadata: Metadata::new(),
             priority: 0,
             flush: true,
+            idempotent: false,
         }
     }
 }
@@ -86,6 +88,28 @@ impl CallOptions {
     pub fn flush(mut self, flush: bool) -> Self {
         self.flush = flush;
         self
+    }
+
+    /// Declares the call idempotent: sending it twice does no more than sending it once. A
+    /// [`crate::balance::BalancedChannel`] may then retry it on another endpoint after it failed
+    /// with UNAVAILABLE (within its retry budget) and hedge it. Generated clients set it for
+    /// methods whose `.proto` says `option idempotency_level = IDEMPOTENT` (or `NO_SIDE_EFFECTS`).
+    ///
+    /// ```
+    /// use volley::CallOptions;
+    ///
+    /// assert!(CallOptions::new().idempotent(true).is_idempotent());
+    /// assert!(!CallOptions::new().is_idempotent());
+    /// ```
+    #[must_use]
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.idempotent = idempotent;
+        self
+    }
+
+    /// Whether the call was declared idempotent.
+    pub fn is_idempotent(&self) -> bool {
+        self.idempotent
     }
 
     /// `timeout` as the call's timeout unless it sets a deadline of its own: how a client's

@@ -31,6 +31,7 @@
 //! unpinned (their affinity is widened to every online CPU). The output prints both placements.
 
 mod ab;
+mod balance;
 mod framed;
 #[cfg(feature = "quic")]
 mod lossy_tcp;
@@ -121,6 +122,9 @@ enum Command {
     /// A/B of socket options: one scenario, raw and Volley, under several SocketConfig
     /// variants, repeats interleaved; prints each variant's delta against the first.
     Ab(ab::AbArgs),
+    /// A balanced channel over one endpoint against a plain Channel, runs interleaved: 64 B
+    /// at 1 and 128 in flight; prints medians, ratios and the goal of issue 18 (<= 5 % cost).
+    Balance(balance::BalanceArgs),
     /// TLS (feature `tls`): Volley with TLS against Volley in plaintext and tonic with TLS,
     /// runs interleaved; prints medians, ratios and the goals of issue 17.
     #[cfg(feature = "tls")]
@@ -185,6 +189,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             placement,
         };
         return ab::run(ab_args, &settings, &runtime, json.as_mut());
+    }
+    if let Some(Command::Balance(balance_args)) = &args.command {
+        return balance::run(balance_args, warmup, duration, repeats, &runtime, json.as_mut());
     }
     #[cfg(feature = "tls")]
     if let Some(Command::Tls(tls_args)) = &args.command {

@@ -331,6 +331,10 @@ pub(crate) enum Conn {
     Tarpc(tarpc_echo::EchoClient),
     Tonic(pb::echo_client::EchoClient<tonic::transport::Channel>),
     Volley(Client),
+    /// A reconnecting `Channel` (`volley-bench balance`).
+    VolleyChannel(volley::Channel),
+    /// A `BalancedChannel` (`volley-bench balance`).
+    VolleyBalanced(volley::balance::BalancedChannel),
 }
 
 /// Connects a raw client.
@@ -437,6 +441,20 @@ impl Conn {
                     .expect("volley call");
                 debug_assert_eq!(response.data.len(), data.len());
             }
+            Self::VolleyChannel(channel) => {
+                let response: Payload = channel
+                    .unary(ECHO_ID, &Payload { data: data.clone() }, CallOptions::default())
+                    .await
+                    .expect("volley channel call");
+                debug_assert_eq!(response.data.len(), data.len());
+            }
+            Self::VolleyBalanced(channel) => {
+                let response: Payload = channel
+                    .unary(ECHO_ID, &Payload { data: data.clone() }, CallOptions::default())
+                    .await
+                    .expect("volley balanced call");
+                debug_assert_eq!(response.data.len(), data.len());
+            }
         }
     }
 
@@ -453,7 +471,9 @@ impl Conn {
                     .await
                     .expect("volley sink");
             }
-            Self::Framed(_) => unreachable!("no one-way scenario for the framed floor"),
+            Self::Framed(_) | Self::VolleyChannel(_) | Self::VolleyBalanced(_) => {
+                unreachable!("no one-way scenario for the framed floor or the channels")
+            }
         }
     }
 
@@ -482,7 +502,9 @@ impl Conn {
                     received += 1;
                 }
             }
-            Self::Framed(_) | Self::Tarpc(_) => unreachable!("no streaming scenario for the framed floor or tarpc"),
+            Self::Framed(_) | Self::Tarpc(_) | Self::VolleyChannel(_) | Self::VolleyBalanced(_) => {
+                unreachable!("no streaming scenario for the framed floor, tarpc or the channels")
+            }
         }
         received
     }

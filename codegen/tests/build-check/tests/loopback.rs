@@ -531,6 +531,26 @@ async fn generated_clients_run_over_a_channel_too_and_read_response_metadata() {
 }
 
 #[tokio::test]
+async fn generated_clients_run_over_a_balanced_channel_unchanged() {
+    let (first, _a) = serve_all().await;
+    let (second, _b) = serve_all().await;
+    let channel = Channel::balance_list([first.local_addr().clone(), second.local_addr().clone()]).unwrap();
+    let auth = hazards::options::auth_client::AuthClient::new(channel.clone());
+    let login = hazards::options::Login {
+        user: "u".into(),
+        password: "p".into(),
+    };
+    for _ in 0..20 {
+        assert_eq!(auth.sign_in(login.clone()).await.unwrap().password, "");
+    }
+    let calls: Vec<u64> = channel.endpoints().iter().map(|e| e.calls).collect();
+    assert_eq!(calls.iter().sum::<u64>(), 20);
+    assert!(calls.iter().all(|&c| c > 0), "both replicas took calls: {calls:?}");
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_generated_client_from_connect_makes_its_next_call_after_the_server_closed_it_for_idleness() {
     let handle = Server::builder()
         .add_service(hazards::keywords::keywords_server::KeywordsServer::new(Echo))
