@@ -36,8 +36,8 @@ pub enum RouteError {
         shard: ShardId,
         /// Where it was expected.
         address: Address,
-        /// Why the connection failed.
-        source: volley::Error,
+        /// Why the connection failed (boxed: the error stays small on the path that succeeds).
+        source: Box<volley::Error>,
     },
     /// The shard answered with an error status (it is down, draining or its journal failed):
     /// only its symbols are affected. Retry once it is back; a kill switch may be sent again.
@@ -119,7 +119,7 @@ impl ShardRouter {
                 .map_err(|source| RouteError::Connect {
                     shard,
                     address: address.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             shards.push(Routed {
                 address,
