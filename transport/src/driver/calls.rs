@@ -276,8 +276,7 @@ impl<H> Calls<H> {
 
     /// (server) Keeps `trailers` for the call's final OK status.
     pub(crate) fn set_trailers(&mut self, call_id: CallId, trailers: Metadata) {
-        self.open_stream(call_id);
-        if let Some(mailbox) = self.mailbox(call_id) {
+        if let Some(mailbox) = self.live_mailbox(call_id) {
             mailbox.metadata = Some(trailers);
         }
     }
@@ -349,10 +348,18 @@ impl<H> Calls<H> {
 
     /// Registers a sender waiting for credit.
     pub(crate) fn wait_for_credit(&mut self, call_id: CallId, cx: &mut Context<'_>) {
-        self.open_stream(call_id);
-        if let Some(mailbox) = self.mailbox(call_id) {
+        if let Some(mailbox) = self.live_mailbox(call_id) {
             mailbox.send_waker = Some(cx.waker().clone());
         }
+    }
+
+    /// The call's mailbox, opened if it has none, while the call still has a slot (open in the
+    /// protocol or recorded): a handler acting on a call that has already ended (cancelled
+    /// before its abort took effect) must not take a slot nothing would free.
+    fn live_mailbox(&mut self, call_id: CallId) -> Option<&mut Mailbox> {
+        self.record_mut(call_id)?;
+        self.open_stream(call_id);
+        self.mailbox(call_id)
     }
 
     /// Removes the call's mailbox (its handler, if any, stays recorded); returns the bytes still
@@ -440,6 +447,17 @@ mod loom_models;
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    /// Trailers or a credit wait for a call that has ended take no slot: nothing would free it.
+    #[test]
+    fn a_call_that_has_ended_gets_no_new_record() {
+        let mut calls = Calls::<()>::new();
+        calls.set_trailers(CallId(9), Metadata::new());
+        assert_eq!(calls.occupied(), 0);
+        let waker = std::task::Waker::noop();
+        calls.wait_for_credit(CallId(9), &mut Context::from_waker(waker));
+        assert_eq!(calls.occupied(), 0);
+    }
 
     /// A record stays small enough to keep a stream's mailbox inline (opening a stream
     /// allocates nothing): at most the 192 bytes ARCHITECTURE.md quotes.
