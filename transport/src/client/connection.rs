@@ -2,6 +2,7 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -346,6 +347,14 @@ impl Client {
             if registered {
                 notified.as_mut().enable();
             }
+            // A unary caller's waker goes into its record with the call, read in the same poll
+            // that opens it (this never suspends): its first wait then needs no second pass
+            // under the lock to register it.
+            let waker = if stream {
+                None
+            } else {
+                Some(poll_fn(|cx| Poll::Ready(cx.waker().clone())).await)
+            };
             {
                 let mut state = shared.lock_state();
                 if let Some(status) = &state.closed {
@@ -371,7 +380,7 @@ impl Client {
                             if stream {
                                 state.calls().open_stream(call_id);
                             } else {
-                                state.calls().insert_unary(call_id);
+                                state.calls().insert_unary(call_id, waker);
                             }
                             // Alone on the connection, write now; with company, let the writer
                             // batch this call with the others.
@@ -432,7 +441,16 @@ impl Client {
             done: false,
             observer,
         };
-        let outcome = poll_fn(|cx| shared.lock_state().calls().poll_outcome(call_id, cx)).await;
+        // The record already holds this task's waker (`open_call_as` put it there in this same
+        // poll), so the first wait returns at once without taking the lock; later polls look.
+        let mut registered = true;
+        let outcome = poll_fn(|cx| {
+            if std::mem::take(&mut registered) {
+                return Poll::Pending;
+            }
+            shared.lock_state().calls().poll_outcome(call_id, cx)
+        })
+        .await;
         guard.done = true;
         let result = match outcome {
             Outcome::Response {

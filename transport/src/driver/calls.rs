@@ -128,9 +128,9 @@ impl<H> Calls<H> {
     // --- unary calls (client) ---
 
     /// A unary call starts waiting for its outcome.
-    pub(crate) fn insert_unary(&mut self, call_id: CallId) {
+    pub(crate) fn insert_unary(&mut self, call_id: CallId, waker: Option<Waker>) {
         self.record_or_insert(call_id).body = Body::Unary {
-            waker: None,
+            waker,
             outcome: None,
             held: None,
         };

@@ -253,18 +253,26 @@ impl Shared {
     /// Closes the connection once its last call has ended, however it ended: on a server after
     /// a GoAway, on a client after every `Client` handle was dropped.
     pub(crate) fn close_if_drained(&self) {
-        let released = match self.role {
-            Role::Server => false,
-            Role::Client if self.released.load(Ordering::Acquire) => true,
-            Role::Client => return,
-        };
-        let state = self.lock_state();
-        let drained = state.proto.open_calls() == 0 && (released || state.proto.is_draining());
-        drop(state);
-        if !drained {
+        if self.role == Role::Client && !self.released.load(Ordering::Acquire) {
             return;
         }
-        if released {
+        let drained = self.is_drained(&self.lock_state());
+        if drained {
+            self.close_drained();
+        }
+    }
+
+    /// Whether the connection has nothing left to do ([`Shared::close_if_drained`]'s rule), read
+    /// under a state lock the caller already holds: an answer that ends a call checks it in the
+    /// same pass, and calls [`Shared::close_drained`] once the lock is released.
+    pub(crate) fn is_drained(&self, state: &State) -> bool {
+        let released = self.role == Role::Client && self.released.load(Ordering::Acquire);
+        state.proto.open_calls() == 0 && (released || state.proto.is_draining())
+    }
+
+    /// Closes a drained connection (with no lock held).
+    pub(crate) fn close_drained(&self) {
+        if self.role == Role::Client {
             self.terminate(Status::cancelled("the client was dropped: every handle to this connection is gone"));
         } else {
             self.queue.close();

@@ -417,13 +417,17 @@ impl ServerCall {
             Flush::Wake
         };
         self.outcome = Some(code);
+        // After a graceful GoAway the connection ends with its last call: read here, under the
+        // lock this answer holds, rather than in a second pass.
+        let drained = shared.is_drained(&state);
         // Releases both locks, then writes (or wakes the writer).
         shared.flush_appended(state, queue, flush);
         shared.stats.call_finished(code);
         self.observer.finish(shared.recorder(), code);
         wakers.into_iter().for_each(std::task::Waker::wake);
-        // After a graceful GoAway the connection ends with its last call.
-        shared.close_if_drained();
+        if drained {
+            shared.close_drained();
+        }
         Ok(())
     }
 

@@ -32,7 +32,7 @@ fn call_state(streaming: bool, recv_window: i64) -> CallState {
 fn loom_inflight_completion_races_with_poll() {
     loom::model(|| {
         let table = Arc::new(Mutex::new(Calls::<()>::new()));
-        lock(&table).insert_unary(CallId(1));
+        lock(&table).insert_unary(CallId(1), None);
         let reader = {
             let table = table.clone();
             loom::thread::spawn(move || {
@@ -62,7 +62,7 @@ fn loom_inflight_completion_races_with_poll() {
 fn loom_inflight_cancel_races_with_completion() {
     loom::model(|| {
         let table = Arc::new(Mutex::new(Calls::<()>::new()));
-        lock(&table).insert_unary(CallId(1));
+        lock(&table).insert_unary(CallId(1), None);
         let reader = {
             let table = table.clone();
             loom::thread::spawn(move || lock(&table).complete(CallId(1), Outcome::Failed(Status::cancelled("x"))).is_some())
@@ -85,7 +85,7 @@ fn loom_one_slot_is_freed_when_protocol_and_caller_are_both_done() {
         {
             let mut table = lock(&table);
             table.open(CallId(1), call_state(false, 0));
-            table.insert_unary(CallId(1));
+            table.insert_unary(CallId(1), None);
         }
         let reader = {
             let table = table.clone();
@@ -118,7 +118,7 @@ fn loom_a_cancel_racing_the_answer_leaves_no_slot() {
         {
             let mut table = lock(&table);
             table.open(CallId(7), call_state(false, 0));
-            table.insert_unary(CallId(7));
+            table.insert_unary(CallId(7), None);
         }
         let reader = {
             let table = table.clone();
