@@ -2,9 +2,14 @@
 //! start instant its metrics are recorded with.
 //!
 //! The span is `volley.call` at debug level, with fields `side`, `method` (the name on the
-//! server, the id on the client), `call_id` and `status` (recorded when the call ends). When
-//! debug is disabled it is `Span::none()`: creating, recording and entering it cost a level
-//! check. Without the `metrics` feature the metrics half does not exist.
+//! server, the id on the client), `call_id` and `status` (recorded when the call ends). When no
+//! `tracing` subscriber enables debug it is `Span::none()`: creating, recording and entering it
+//! cost a level check. That check comes before `tracing`'s own macro on purpose: with `tracing`'s
+//! `log` feature on (any crate in the build may turn it on) and no subscriber set, the macro
+//! builds a disabled span that still formats its fields for the `log` crate on creation, on every
+//! record and on drop, 14 % of a pipelined call's instructions (`volley-cost` under callgrind,
+//! docs/BENCHMARKS.md); call spans are therefore never mirrored to `log`. Without the `metrics`
+//! feature the metrics half does not exist.
 
 use std::time::Instant;
 
@@ -44,6 +49,14 @@ impl<'a> Recorder<'a> {
     }
 }
 
+/// Whether a `tracing` subscriber may want debug spans: the cheap test (a static level and one
+/// relaxed load) that keeps the per-call span away from `tracing`'s `log` mirroring when nobody
+/// listens (see the module's documentation).
+#[inline]
+fn debug_enabled() -> bool {
+    tracing::level_enabled!(tracing::Level::DEBUG)
+}
+
 /// The span and metrics of one call, finished exactly once.
 #[derive(Debug)]
 pub(crate) struct CallObserver {
@@ -77,7 +90,11 @@ impl CallObserver {
     /// A client call to `method`; [`CallObserver::client_opened`] once it has a call id.
     #[inline]
     pub(crate) fn client(method: MethodId) -> Self {
-        let span = tracing::debug_span!("volley.call", side = "client", method = %method, call_id = Empty, status = Empty);
+        let span = if debug_enabled() {
+            tracing::debug_span!("volley.call", side = "client", method = %method, call_id = Empty, status = Empty)
+        } else {
+            Span::none()
+        };
         Self {
             span,
             open: false,
@@ -118,7 +135,11 @@ impl CallObserver {
         sent_at_ns: u64,
         received_at: Instant,
     ) -> Self {
-        let span = tracing::debug_span!("volley.call", side = "server", method = %method, call_id = call_id.0, status = Empty);
+        let span = if debug_enabled() {
+            tracing::debug_span!("volley.call", side = "server", method = %method, call_id = call_id.0, status = Empty)
+        } else {
+            Span::none()
+        };
         #[cfg(feature = "metrics")]
         let timing = recorder.metrics().map(|metrics| {
             metrics.server_call_started(slot, sent_at_ns, received_at);

@@ -1,6 +1,6 @@
 //! Stream framing: finding frames in a byte buffer, and writing frames in place.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::{CallId, Flags, Frame, FrameHeader, FrameKind, HEADER_LEN, WireError};
@@ -29,9 +29,11 @@ pub fn decode_frame(src: &mut BytesMut, max_frame_size: u32) -> Result<Option<Fr
         make_room_for(src, frame_len);
         return Ok(None);
     }
-    let mut bytes = src.split_to(frame_len);
-    let _header = bytes.split_to(HEADER_LEN);
-    Frame::decode_payload(header, bytes.freeze()).map(Some)
+    // One split per frame (one reference-count increment): the header is stepped over, not split
+    // off and dropped.
+    src.advance(HEADER_LEN);
+    let payload = src.split_to(header.len as usize).freeze();
+    Frame::decode_payload(header, payload).map(Some)
 }
 
 /// Grows `src` towards a frame of `frame_len` bytes once less than half a [`RESERVE_STEP`] of

@@ -36,11 +36,20 @@ pub struct FrameHeader {
 impl FrameHeader {
     /// Writes the header's 16 bytes.
     pub fn encode(&self, dst: &mut impl BufMut) {
-        dst.put_u32_le(self.len);
-        dst.put_u8(self.kind as u8);
-        dst.put_u8(self.flags.0);
-        dst.put_u16_le(0);
-        dst.put_u64_le(self.call_id.0);
+        dst.put_slice(&self.to_bytes());
+    }
+
+    /// The header's 16 bytes, assembled in registers: one bounds check and one copy into the
+    /// destination instead of one per field.
+    #[inline]
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut bytes = [0u8; HEADER_LEN];
+        bytes[..4].copy_from_slice(&self.len.to_le_bytes());
+        bytes[4] = self.kind as u8;
+        bytes[5] = self.flags.0;
+        // Bytes 6 and 7 are reserved, zero.
+        bytes[8..].copy_from_slice(&self.call_id.0.to_le_bytes());
+        bytes
     }
 
     /// Parses a header and checks everything that does not need the payload: the kind, the

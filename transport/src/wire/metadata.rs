@@ -122,6 +122,10 @@ impl Metadata {
         if len > src.len() {
             return Err(WireError::BadMetadata);
         }
+        if len == 0 {
+            // The common empty block shares nothing: no reference to `src`'s buffer to count.
+            return Ok(Self::new());
+        }
         let raw = src.split_to(len);
         let mut rest = &raw[..];
         while !rest.is_empty() {

@@ -1,0 +1,80 @@
+//! A fixed amount of work for counting instructions per call under callgrind: a noisy shared
+//! VM cannot time a few percent, but `valgrind --tool=callgrind` counts the instructions a
+//! change saves exactly (user space only; syscalls and batching are counted by `volley-bench`).
+//!
+//! ```sh
+//! cargo build --release -p volley-benches --bin volley-cost
+//! for n in 20000 40000; do
+//!   valgrind --tool=callgrind --callgrind-out-file=cg.$n target/release/volley-cost unary $n 128
+//! done
+//! # instructions per call = (Ir at 40000 - Ir at 20000) / 20000, setup cancelled out
+//! ```
+//!
+//! Modes: `unary CALLS IN_FLIGHT` (64-byte echo, inline handler) and `stream MESSAGES` (one
+//! server-streaming call of that many 64-byte messages). Client and server each run on a
+//! current-thread runtime of their own thread, over loopback TCP.
+
+use std::time::Duration;
+
+use volley::net::Address;
+use volley::{CallOptions, Client};
+use volley_benches::{ECHO_ID, FEED_ID, HandlerKind, ServerThread, echo_server, feed_server, payload, stream_request};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = args.first().map_or("unary", String::as_str);
+    let count: u64 = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(20_000);
+    let in_flight: u64 = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(128).max(1);
+    let address: Address = "127.0.0.1:0".parse().expect("address");
+    let stream = mode == "stream";
+    // The handle keeps the server serving until the end of `main`.
+    let (server_handle, _thread) = ServerThread::spawn_on(
+        || tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"),
+        move || async move {
+            if stream {
+                feed_server(&address).await
+            } else {
+                echo_server(&address, HandlerKind::Inline).await
+            }
+        },
+    );
+    let server = server_handle.local_addr().clone();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let done = runtime.block_on(async move {
+        let client = Client::connect(server).await.expect("connect");
+        match stream {
+            true => {
+                let request = stream_request(u32::try_from(count).unwrap_or(u32::MAX), 64);
+                let mut stream = client
+                    .server_streaming::<_, volley_benches::Payload>(FEED_ID, &request, CallOptions::default())
+                    .await
+                    .expect("stream");
+                let mut received = 0u64;
+                while stream.message().await.expect("message").is_some() {
+                    received += 1;
+                }
+                received
+            }
+            false => {
+                let per_task = count / in_flight;
+                let tasks = (0..in_flight).map(|_| {
+                    let client = client.clone();
+                    tokio::spawn(async move {
+                        let request = payload(64);
+                        for _ in 0..per_task {
+                            let _: volley_benches::Payload = client.unary(ECHO_ID, &request, CallOptions::default()).await.expect("call");
+                        }
+                        per_task
+                    })
+                });
+                let mut done = 0;
+                for task in tasks.collect::<Vec<_>>() {
+                    done += task.await.expect("task");
+                }
+                done
+            }
+        }
+    });
+    println!("{mode}: {done} done");
+    std::thread::sleep(Duration::from_millis(10));
+}
