@@ -60,7 +60,9 @@ fn debug_enabled() -> bool {
 /// The span and metrics of one call, finished exactly once.
 #[derive(Debug)]
 pub(crate) struct CallObserver {
-    span: Span,
+    /// `None` when no subscriber wanted it: nothing to record into or drop (a disabled `Span`
+    /// still runs `tracing`'s `log` check when dropped).
+    span: Option<Span>,
     /// Started and not yet finished: only such calls are counted as finished.
     open: bool,
     /// Set when a `Metrics` is attached to the connection and counted the start.
@@ -80,7 +82,7 @@ impl CallObserver {
     /// Watches nothing (the server half of a stream, whose call the `ServerCall` watches).
     pub(crate) fn none() -> Self {
         Self {
-            span: Span::none(),
+            span: None,
             open: false,
             #[cfg(feature = "metrics")]
             timing: None,
@@ -90,11 +92,9 @@ impl CallObserver {
     /// A client call to `method`; [`CallObserver::client_opened`] once it has a call id.
     #[inline]
     pub(crate) fn client(method: MethodId) -> Self {
-        let span = if debug_enabled() {
-            tracing::debug_span!("volley.call", side = "client", method = %method, call_id = Empty, status = Empty)
-        } else {
-            Span::none()
-        };
+        let span = debug_enabled()
+            .then(|| tracing::debug_span!("volley.call", side = "client", method = %method, call_id = Empty, status = Empty))
+            .filter(|span| !span.is_disabled());
         Self {
             span,
             open: false,
@@ -106,10 +106,10 @@ impl CallObserver {
     /// The client call that started at `started` was opened on `shared` as `call_id`.
     #[inline]
     pub(crate) fn client_opened(&mut self, recorder: Recorder<'_>, method: MethodId, call_id: CallId, started: Instant) {
-        // Recording into a disabled span still walks its fields: skip it (1.4 % of a pipelined
-        // call in the profile in docs/BENCHMARKS.md, counted with the status below).
-        if !self.span.is_disabled() {
-            self.span.record("call_id", call_id.0);
+        // Only an enabled span is kept: recording into a disabled one would still walk its
+        // fields (1.4 % of a pipelined call in the profile in docs/BENCHMARKS.md).
+        if let Some(span) = &self.span {
+            span.record("call_id", call_id.0);
         }
         self.open = true;
         #[cfg(feature = "metrics")]
@@ -135,11 +135,9 @@ impl CallObserver {
         sent_at_ns: u64,
         received_at: Instant,
     ) -> Self {
-        let span = if debug_enabled() {
-            tracing::debug_span!("volley.call", side = "server", method = %method, call_id = call_id.0, status = Empty)
-        } else {
-            Span::none()
-        };
+        let span = debug_enabled()
+            .then(|| tracing::debug_span!("volley.call", side = "server", method = %method, call_id = call_id.0, status = Empty))
+            .filter(|span| !span.is_disabled());
         #[cfg(feature = "metrics")]
         let timing = recorder.metrics().map(|metrics| {
             metrics.server_call_started(slot, sent_at_ns, received_at);
@@ -161,15 +159,16 @@ impl CallObserver {
 
     /// The call's span, to enter while its handler runs.
     pub(crate) fn span(&self) -> &Span {
-        &self.span
+        static NONE: std::sync::LazyLock<Span> = std::sync::LazyLock::new(Span::none);
+        self.span.as_ref().unwrap_or(&NONE)
     }
 
     /// The call ended with `code`: records the status on the span and, once per started call,
     /// the metrics.
     #[inline]
     pub(crate) fn finish(&mut self, recorder: Recorder<'_>, code: Code) {
-        if !self.span.is_disabled() {
-            self.span.record("status", code.as_str());
+        if let Some(span) = &self.span {
+            span.record("status", code.as_str());
         }
         if !std::mem::take(&mut self.open) {
             return;
