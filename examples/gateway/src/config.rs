@@ -35,6 +35,10 @@ pub struct Config {
     pub journal: PathBuf,
     /// When journal records are forced to disk.
     pub fsync: FsyncPolicy,
+    /// Keep the CPU of the thread waiting for an fsync busy with an idle-priority spinner
+    /// thread, so it does not halt: a shorter order-to-ack for the CPU time of the fsync's wait
+    /// (`JournalOptions::with_spin_while_syncing`).
+    pub fsync_spin: bool,
     /// How long a graceful shutdown waits for calls in flight.
     #[serde(with = "millis")]
     pub drain_timeout: Duration,
@@ -60,6 +64,7 @@ impl Default for Config {
             metrics: Some(volley::metrics::DEFAULT_METRICS_ADDR.to_owned()),
             journal: PathBuf::from("gateway.journal"),
             fsync: FsyncPolicy::default(),
+            fsync_spin: false,
             drain_timeout: Duration::from_secs(5),
             max_connections: 1024,
             keepalive_interval: Some(DEFAULT_KEEPALIVE_INTERVAL),

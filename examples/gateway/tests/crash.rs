@@ -46,24 +46,16 @@ impl Drop for Gateway {
 /// Starts `volley-gateway serve` on a free loopback port with `journal`, and waits until it
 /// says where it listens.
 fn spawn_gateway(journal: &Path) -> (Gateway, Address) {
-    spawn_gateway_with(journal, "group")
+    spawn_gateway_with(journal, &["--fsync", "group"])
 }
 
-/// [`spawn_gateway`] with the fsync policy `fsync`.
-fn spawn_gateway_with(journal: &Path, fsync: &str) -> (Gateway, Address) {
+/// [`spawn_gateway`] with the journal flags `flags` (the fsync policy, the fsync spinner).
+fn spawn_gateway_with(journal: &Path, flags: &[&str]) -> (Gateway, Address) {
     let mut child = Gateway(
         Command::new(env!("CARGO_BIN_EXE_volley-gateway"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics",
-                "off",
-                "--fsync",
-                fsync,
-                "--journal",
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0", "--metrics", "off", "--journal"])
             .arg(journal)
+            .args(flags)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -140,9 +132,20 @@ async fn check_acknowledged_orders_survived(address: Address, acknowledged: &[(S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_order_survives_a_sigkill_and_none_runs_twice() {
+    acknowledged_orders_survive_a_sigkill(&["--fsync", "group"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_fsync_spinner_every_acknowledged_order_survives_a_sigkill() {
+    acknowledged_orders_survive_a_sigkill(&["--fsync", "every", "--fsync-spin"]).await;
+}
+
+/// Loads a gateway started with `flags`, SIGKILLs it, restarts it on the same journal and
+/// checks every acknowledged order is there once.
+async fn acknowledged_orders_survive_a_sigkill(flags: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("gateway.journal");
-    let (mut child, address) = spawn_gateway(&journal);
+    let (mut child, address) = spawn_gateway_with(&journal, flags);
 
     let load = tokio::spawn(gateway::load::run(address.clone(), load_options(3.0)));
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -157,7 +160,7 @@ async fn every_acknowledged_order_survives_a_sigkill_and_none_runs_twice() {
             .is_some_and(|s| s.code() == volley::Code::Unavailable || s.code() == volley::Code::Cancelled)
     );
 
-    let (mut child, address) = spawn_gateway(&journal);
+    let (mut child, address) = spawn_gateway_with(&journal, flags);
     check_acknowledged_orders_survived(address, &report.acknowledged_orders).await;
     child.kill().unwrap();
     child.wait().unwrap();
@@ -275,7 +278,7 @@ async fn no_duplicate_or_too_late_answer_is_contradicted_after_a_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("gateway.journal");
     // One fsync per record: the widest windows between a record and its durability.
-    let (mut child, address) = spawn_gateway_with(&journal, "every");
+    let (mut child, address) = spawn_gateway_with(&journal, &["--fsync", "every"]);
     let until = Instant::now() + Duration::from_secs(5);
     let racers: Vec<_> = (0..8)
         .map(|i| tokio::spawn(race_duplicates_and_cancels(address.clone(), format!("race-{i}"), until)))

@@ -421,3 +421,23 @@ fn a_torn_record_in_zeroed_space_is_still_cut_and_counted() {
     assert_eq!(records, payloads(1..=3));
     assert_eq!(truncated, 4096, "a tail that is not all zeros is torn");
 }
+
+#[tokio::test]
+async fn with_the_spinner_every_record_is_durable_and_replays() {
+    for policy in [FsyncPolicy::EveryRecord, FsyncPolicy::Group(Duration::from_micros(50))] {
+        let (_dir, path) = temp_journal();
+        let options = JournalOptions::new(&path).with_policy(policy).with_spin_while_syncing(true);
+        let (journal, replay) = Journal::open(options, no_hook()).expect("journal opens");
+        drop(replay);
+        for i in 1..=50 {
+            let sequence = journal.append(&payload(i)).expect("append");
+            journal.wait_durable(sequence).await.expect("durable");
+        }
+        let stats = journal.stats();
+        assert_eq!((stats.records_written, stats.durable_sequence), (50, 50), "{policy}");
+        assert!(stats.fsyncs >= 1, "{policy}: {stats:?}");
+        journal.close().expect("close");
+        let (_journal, records, truncated) = open(&path, policy);
+        assert_eq!((records, truncated), (payloads(1..=50), 0), "{policy}");
+    }
+}

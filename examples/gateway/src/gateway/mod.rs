@@ -175,6 +175,7 @@ impl Gateway {
         let fsync_metrics = metrics.clone();
         let options = JournalOptions::new(config.journal.clone())
             .with_policy(config.fsync)
+            .with_spin_while_syncing(config.fsync_spin)
             .with_fsync_observer(move |elapsed| fsync_metrics.fsync(elapsed));
         let (journal, replay) = open_journal(options, on_durable)?;
 

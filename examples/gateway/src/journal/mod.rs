@@ -69,6 +69,7 @@ mod error;
 mod format;
 #[cfg(test)]
 pub(crate) mod held;
+mod idle_spinner;
 mod options;
 mod preallocated;
 mod replay;
@@ -82,6 +83,7 @@ use std::time::Duration;
 
 pub use self::error::JournalError;
 pub use self::format::{HEADER_LEN, MAGIC, MAX_RECORD_LEN, RECORD_HEADER_LEN, VERSION};
+use self::idle_spinner::IdleSpinner;
 pub use self::options::{
     DEFAULT_GROUP_COMMIT_INTERVAL, DEFAULT_MAX_PENDING_BYTES, FsyncObserver, FsyncPolicy, JournalOptions, ParseFsyncPolicyError,
 };
@@ -159,6 +161,11 @@ impl Journal {
             on_durable,
             replayed,
         );
+        let spinner = (options.spin_while_syncing && options.policy != FsyncPolicy::Never)
+            .then(IdleSpinner::start)
+            .transpose()
+            .map_err(|cause| JournalError::io(&options.path, "starting the spinner thread", cause))?;
+        let sink = sink.with_spinner(spinner);
         let shared = Arc::new(Shared::new(sink, replayed, options.max_pending_bytes));
         let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()

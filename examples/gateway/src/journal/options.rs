@@ -147,6 +147,10 @@ pub struct JournalOptions {
     /// Called on the writer thread with the duration of each `fdatasync`, to feed a latency
     /// histogram. Keep it cheap: it delays the records waiting for the next batch.
     pub fsync_observer: Option<FsyncObserver>,
+    /// Keep the syncing thread's CPU busy during each `fdatasync` with a `SCHED_IDLE` spinner
+    /// thread, so the CPU does not halt while the disk works (see
+    /// [`with_spin_while_syncing`](Self::with_spin_while_syncing)). Off by default.
+    pub spin_while_syncing: bool,
 }
 
 impl JournalOptions {
@@ -157,6 +161,7 @@ impl JournalOptions {
             policy: FsyncPolicy::default(),
             max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
             fsync_observer: None,
+            spin_while_syncing: false,
         }
     }
 
@@ -171,6 +176,26 @@ impl JournalOptions {
     #[must_use]
     pub fn with_max_pending_bytes(mut self, max_pending_bytes: usize) -> Self {
         self.max_pending_bytes = max_pending_bytes;
+        self
+    }
+
+    /// Spins on the syncing thread's CPU while an `fdatasync` is in flight, at `SCHED_IDLE`
+    /// priority (it runs only when that CPU has nothing else to run), and for 2 ms after the
+    /// last sync began before it parks. On a virtual machine a CPU that halts during the fsync
+    /// runs the order's next microseconds cold: this trades the idle time of the fsync for a
+    /// shorter order-to-ack (docs/BENCHMARKS.md). No effect under [`FsyncPolicy::Never`].
+    ///
+    /// ```
+    /// use gateway::journal::{FsyncPolicy, JournalOptions};
+    ///
+    /// let options = JournalOptions::new("gateway.journal")
+    ///     .with_policy(FsyncPolicy::EveryRecord)
+    ///     .with_spin_while_syncing(true);
+    /// assert!(options.spin_while_syncing);
+    /// ```
+    #[must_use]
+    pub fn with_spin_while_syncing(mut self, spin: bool) -> Self {
+        self.spin_while_syncing = spin;
         self
     }
 
@@ -189,6 +214,7 @@ impl fmt::Debug for JournalOptions {
             .field("policy", &self.policy)
             .field("max_pending_bytes", &self.max_pending_bytes)
             .field("fsync_observer", &self.fsync_observer.as_ref().map(|_| "Fn(Duration)"))
+            .field("spin_while_syncing", &self.spin_while_syncing)
             .finish()
     }
 }

@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::format::RECORD_HEADER_LEN;
+use super::idle_spinner::IdleSpinner;
 use super::writer::Shared;
 use super::{FsyncObserver, FsyncPolicy};
 
@@ -59,6 +60,8 @@ pub(crate) struct Sink {
     pub(crate) last_batch_at: Option<Instant>,
     /// The buffer swapped in for the pending one when a batch is taken, to reuse its memory.
     pub(crate) spare: Vec<u8>,
+    /// Keeps the syncing thread's CPU busy during each fsync, if asked for.
+    pub(crate) spinner: Option<IdleSpinner>,
 }
 
 impl Sink {
@@ -81,7 +84,14 @@ impl Sink {
             unsynced: false,
             last_batch_at: None,
             spare: Vec::new(),
+            spinner: None,
         }
+    }
+
+    /// Keeps the syncing thread's CPU busy during each fsync with `spinner`.
+    pub(crate) fn with_spinner(mut self, spinner: Option<IdleSpinner>) -> Self {
+        self.spinner = spinner;
+        self
     }
 
     /// Whether the next batch may be taken at `now`; under group commit not before an interval
@@ -159,6 +169,9 @@ impl Sink {
     }
 
     fn sync(&mut self, shared: &Shared) -> Result<(), String> {
+        if let Some(spinner) = &self.spinner {
+            spinner.before_sync();
+        }
         let started = Instant::now();
         let result = self.storage.sync_data();
         let elapsed = started.elapsed();

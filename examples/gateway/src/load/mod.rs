@@ -30,7 +30,7 @@ use volley::{Client, Status};
 use crate::engine::SymbolSpec;
 use crate::proto::order_entry_client::OrderEntryClient;
 use crate::proto::{ExecType, SubscribeReports};
-pub use baseline::{BASELINE_CALLS, unary_baseline};
+pub use baseline::{BASELINE_CALLS, unary_after_fsync, unary_baseline};
 use lane::{AccountBook, Lane, Mix};
 use reports::ReportCollector;
 
