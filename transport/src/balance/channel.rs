@@ -55,6 +55,8 @@ pub struct BalancedChannelBuilder {
     hedge: Option<HedgePolicy>,
     idempotent: Vec<MethodId>,
     resolve_interval: Duration,
+    /// The `channel` label of the per-endpoint series (feature `metrics`).
+    name: Option<String>,
 }
 
 impl Default for BalancedChannelBuilder {
@@ -67,6 +69,7 @@ impl Default for BalancedChannelBuilder {
             hedge: None,
             idempotent: Vec::new(),
             resolve_interval: DEFAULT_RESOLVE_INTERVAL,
+            name: None,
         }
     }
 }
@@ -136,6 +139,42 @@ impl BalancedChannelBuilder {
         self
     }
 
+    /// Records the channel's connections and calls in `metrics` (as
+    /// [`ClientBuilder::metrics`] does) and exposes its endpoints there: per endpoint (labels
+    /// `channel` and `endpoint`) attempts, errors, latency, calls in flight, retries, hedges and
+    /// ejections, read on each scrape (docs/scale-out.md, "Per-endpoint metrics"). A channel
+    /// whose [`BalancedChannelBuilder::client`] carries a `Metrics` is exposed there too; set
+    /// this after `client`. Feature `metrics`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), volley::Error> {
+    /// use volley::balance::BalancedChannel;
+    /// use volley::metrics::Metrics;
+    ///
+    /// let metrics = Metrics::new();
+    /// let _channel = BalancedChannel::builder().metrics(metrics.clone()).name("orders").build(["127.0.0.1:7001"])?;
+    /// let mut text = String::new();
+    /// metrics.encode(&mut text).expect("writing to a String does not fail");
+    /// assert!(text.contains(r#"volley_endpoint_calls_total{channel="orders",endpoint="127.0.0.1:7001"} 0"#));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[must_use]
+    pub fn metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.client = self.client.metrics(metrics);
+        self
+    }
+
+    /// The `channel` label of this channel's per-endpoint series (default `balanced-N`, N
+    /// counting the channels registered with the same `Metrics`); a name already in use there
+    /// gets a `-N` suffix, so every series stays distinct.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
     /// A channel over a fixed list of addresses; connections open on first use. Must be called
     /// inside a tokio runtime (the channel runs a small task that probes and re-resolves).
     pub fn build<A: ToAddress>(self, addresses: impl IntoIterator<Item = A>) -> Result<BalancedChannel, Error> {
@@ -169,6 +208,13 @@ impl BalancedChannelBuilder {
             epoch: Instant::now(),
             maintenance: Maintenance::new(resolver, resolving, self.resolve_interval),
         });
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &inner.client.config.metrics {
+            let source: Arc<dyn crate::metrics::EndpointSource> = inner.clone();
+            metrics.register_balanced_channel(self.name.as_deref(), Arc::downgrade(&source));
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = self.name;
         runtime.spawn(maintain::run(Arc::downgrade(&inner)));
         Ok(BalancedChannel { inner })
     }
@@ -521,11 +567,29 @@ impl BalancedChannel {
 
 impl Inner {
     pub(crate) fn snapshot(&self) -> Vec<EndpointSnapshot> {
+        let now_ns = since(self.epoch, Instant::now());
         self.set
             .current()
             .iter()
-            .map(|e| EndpointSnapshot::read(e.address.clone(), e.phase(), e.load.in_flight(), e.ejections(), &e.counters))
+            .map(|e| {
+                let average = Duration::from_nanos(e.load.rtt_ns(now_ns, self.decay) as u64);
+                EndpointSnapshot::read(
+                    e.address.clone(),
+                    e.phase(),
+                    e.load.in_flight(),
+                    e.ejections(),
+                    average,
+                    &e.counters,
+                )
+            })
             .collect()
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl crate::metrics::EndpointSource for Inner {
+    fn endpoints(&self) -> Vec<EndpointSnapshot> {
+        self.snapshot()
     }
 }
 
