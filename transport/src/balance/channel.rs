@@ -19,7 +19,7 @@ use super::budget::{DEFAULT_MIN_RETRIES_PER_SECOND, DEFAULT_RETRY_RATIO, RetryBu
 use super::endpoint::{ConnectFailed, Endpoint};
 use super::hedge::{HedgePolicy, LatencyWindow};
 use super::lifecycle::EjectionPolicy;
-use super::load::{DEFAULT_DECAY, LOAD_METADATA_KEY, parse_report, since};
+use super::load::{DEFAULT_DECAY, LOAD_METADATA_KEY, LOAD_REQUEST, parse_report, since};
 use super::maintain::{self, DEFAULT_RESOLVE_INTERVAL, Maintenance};
 use super::picker::{pick, random_unit};
 use super::resolver::{Resolver, StaticResolver};
@@ -369,12 +369,21 @@ impl BalancedChannel {
         let inner = &*self.inner;
         let start = Instant::now();
         let deadline = options.deadline_from(start, inner.timeout);
-        let options = match deadline {
+        let mut options = match deadline {
             Some(at) => options.deadline(at),
             None => options,
         };
         let idempotent = options.is_idempotent() || inner.idempotent.contains(&method);
         let endpoints = inner.set.current();
+        if endpoints.len() > 1 {
+            // Asks the server for its load report (PROTOCOL.md section 14); over one endpoint
+            // there is nothing to compare it with.
+            if options.metadata.is_empty() {
+                options.metadata = LOAD_REQUEST;
+            } else if options.metadata.get(LOAD_METADATA_KEY).is_none() {
+                let _ = options.metadata.insert(LOAD_METADATA_KEY, "");
+            }
+        }
         inner.budget.deposit(self.second(start));
         let plan = CallPlan {
             start,

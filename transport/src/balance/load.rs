@@ -5,10 +5,15 @@
 use std::time::{Duration, Instant};
 
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::wire::Metadata;
 
 /// The response-head metadata key a server may set to its calls in flight, as decimal ASCII
 /// (`volley-load: 12`). Reserved under the `volley-` prefix; see `docs/PROTOCOL.md`.
 pub const LOAD_METADATA_KEY: &str = "volley-load";
+
+/// The request-head metadata that asks a server for its load report: the key with an empty
+/// value, encoded once (no allocation per call).
+pub(crate) const LOAD_REQUEST: Metadata = Metadata::from_static(b"\x0bvolley-load\x00\x00");
 
 /// How fast the latency average forgets (1 s): an observation `DEFAULT_DECAY` old weighs 1/e.
 pub const DEFAULT_DECAY: Duration = Duration::from_secs(1);
@@ -185,6 +190,12 @@ mod tests {
         load.start();
         load.start();
         assert_eq!(load.cost(1, DECAY), 2e6);
+    }
+
+    #[test]
+    fn the_load_request_is_the_key_with_an_empty_value() {
+        assert_eq!(LOAD_REQUEST.get(LOAD_METADATA_KEY), Some(&b""[..]));
+        assert_eq!(LOAD_REQUEST.iter().count(), 1);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod load_report;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod replica;
