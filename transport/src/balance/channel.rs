@@ -340,19 +340,35 @@ impl BalancedChannel {
     /// (streaming calls use it).
     pub async fn ready_client(&self, deadline: Option<Instant>) -> Result<Client, Status> {
         let endpoints = self.inner.set.current();
+        Ok(self.ready_endpoint(&endpoints, deadline).await?.1)
+    }
+
+    /// The endpoint p2c picks among `endpoints` and its connection, trying others while
+    /// connects fail.
+    async fn ready_endpoint(&self, endpoints: &[Arc<Endpoint>], deadline: Option<Instant>) -> Result<(usize, Client), Status> {
         let mut tried = Vec::new();
         loop {
-            let index = self.choose(&endpoints, &tried, deadline).await.map_err(|f| f.status)?;
+            let index = self.choose(endpoints, &tried, deadline).await.map_err(|f| f.status)?;
             let endpoint = &endpoints[index];
             match endpoint
                 .ready_client(&self.inner.client, deadline, &self.inner.ejection, random_unit())
                 .await
             {
-                Ok((client, _)) => return Ok(client),
+                Ok((client, _)) => return Ok((index, client)),
                 Err(ConnectFailed(status)) if tried.len() >= endpoints.len() => return Err(status),
                 Err(ConnectFailed(_)) => tried.push(index),
             }
         }
+    }
+
+    /// A connection for one streaming call, picked like a unary call's endpoint (its open
+    /// streams count in the endpoint's load) and counted in the endpoint's attempts; a connect
+    /// that fails moves on to another endpoint. The stream itself is not retried.
+    pub(crate) async fn stream_client(&self, deadline: Option<Instant>) -> Result<Client, Status> {
+        let endpoints = self.inner.set.current();
+        let (index, client) = self.ready_endpoint(&endpoints, deadline).await?;
+        endpoints[index].counters.started(Attempt::First);
+        Ok(client)
     }
 
     pub(crate) fn default_timeout(&self) -> Option<Duration> {
@@ -582,14 +598,8 @@ impl Inner {
             .iter()
             .map(|e| {
                 let average = Duration::from_nanos(e.load.rtt_ns(now_ns, self.decay) as u64);
-                EndpointSnapshot::read(
-                    e.address.clone(),
-                    e.phase(),
-                    e.load.in_flight(),
-                    e.ejections(),
-                    average,
-                    &e.counters,
-                )
+                let in_flight = e.load.in_flight().max(e.open_calls());
+                EndpointSnapshot::read(e.address.clone(), e.phase(), in_flight, e.ejections(), average, &e.counters)
             })
             .collect()
     }

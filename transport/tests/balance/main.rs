@@ -8,6 +8,7 @@ mod load_report;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod replica;
+mod streams;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
