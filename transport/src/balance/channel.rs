@@ -196,7 +196,11 @@ impl BalancedChannelBuilder {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::Config("a balanced channel must be built inside a tokio runtime".into()))?;
         let inner = Arc::new(Inner {
-            set: super::set::EndpointSet::new(&addresses),
+            set: if resolving {
+                super::set::EndpointSet::new(&addresses)
+            } else {
+                super::set::EndpointSet::fixed(&addresses)
+            },
             timeout: self.client.timeout,
             client: self.client,
             ejection: self.ejection,
@@ -459,8 +463,18 @@ impl BalancedChannel {
         tried: &[usize],
         kind: Attempt,
     ) -> Result<Response<Bytes>, Failed> {
-        let index = self.choose(plan.endpoints, tried, plan.deadline).await?;
+        let index = match self.try_choose(plan.endpoints, tried) {
+            Some(index) => index,
+            None => self.choose(plan.endpoints, tried, plan.deadline).await?,
+        };
         self.attempt(plan, index, kind).await
+    }
+
+    /// [`BalancedChannel::choose`] when an endpoint may take the call now: no future to build
+    /// (and move) on the common path.
+    fn try_choose(&self, endpoints: &[Arc<Endpoint>], tried: &[usize]) -> Option<usize> {
+        let now_ns = || since(self.inner.epoch, Instant::now());
+        pick(endpoints, tried, now_ns, self.inner.decay).or_else(|| pick(endpoints, &[], now_ns, self.inner.decay))
     }
 
     /// An attempt, and a second copy on another endpoint if the first has not answered after
@@ -509,8 +523,7 @@ impl BalancedChannel {
     /// call (all backing off or ejected), waits for the first one whose probe is due before the
     /// deadline.
     async fn choose(&self, endpoints: &[Arc<Endpoint>], tried: &[usize], deadline: Option<Instant>) -> Result<usize, Failed> {
-        let now_ns = || since(self.inner.epoch, Instant::now());
-        if let Some(index) = pick(endpoints, tried, now_ns, self.inner.decay).or_else(|| pick(endpoints, &[], now_ns, self.inner.decay)) {
+        if let Some(index) = self.try_choose(endpoints, tried) {
             return Ok(index);
         }
         let due = endpoints
@@ -541,14 +554,18 @@ impl BalancedChannel {
     ) -> Result<Response<Bytes>, Failed> {
         let inner = &*self.inner;
         let endpoint = &plan.endpoints[index];
-        let (client, connected) = endpoint
-            .ready_client(&inner.client, plan.deadline, &inner.ejection, random_unit())
-            .await
-            .map_err(|ConnectFailed(status)| Failed {
-                status,
-                not_started: true,
-                endpoint: Some(index),
-            })?;
+        // The open connection without building the connect's future (the common path).
+        let (client, connected) = match endpoint.healthy_client() {
+            Some(client) => (client, false),
+            None => endpoint
+                .ready_client(&inner.client, plan.deadline, &inner.ejection, random_unit())
+                .await
+                .map_err(|ConnectFailed(status)| Failed {
+                    status,
+                    not_started: true,
+                    endpoint: Some(index),
+                })?,
+        };
         // The call's start serves a first attempt that found its connection open; after a
         // connect, the latency starts now, so the connect does not count as the endpoint's.
         let began = match kind {
@@ -557,14 +574,15 @@ impl BalancedChannel {
         };
         let mut in_flight = InFlight::start(endpoint, inner, kind, began);
         // The first call on a fresh connection pays its warm-up (the server's first task, cold
-        // buffers); it must not set the endpoint's average.
-        in_flight.observe = !connected;
+        // buffers); it must not set the endpoint's average. Over one endpoint nothing compares
+        // averages: the update is skipped (a clock conversion, float math and two stores).
+        in_flight.observe = !connected && plan.endpoints.len() > 1;
         let result = client.unary_attempt(plan.method, plan.request, plan.options).await;
-        let now_ns = in_flight.finish(result.is_ok());
+        let now = in_flight.finish(result.is_ok());
         match result {
             Ok(response) => {
                 if let Some(report) = response.metadata().get(LOAD_METADATA_KEY).and_then(parse_report) {
-                    endpoint.load.handle_report(now_ns, report);
+                    endpoint.load.handle_report(since(inner.epoch, now), report);
                 }
                 Ok(response)
             }
@@ -636,26 +654,25 @@ impl<'a> InFlight<'a> {
         }
     }
 
-    /// Ends the attempt; returns the time in ns since the channel's epoch.
-    fn finish(&mut self, ok: bool) -> u64 {
+    /// Ends the attempt; returns when.
+    fn finish(&mut self, ok: bool) -> Instant {
         self.done = true;
         self.end(ok)
     }
 
-    fn end(&self, ok: bool) -> u64 {
+    fn end(&self, ok: bool) -> Instant {
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(self.began);
-        let now_ns = since(self.inner.epoch, now);
         self.endpoint.load.finish();
         if self.observe {
-            self.endpoint.load.observe(now_ns, elapsed, self.inner.decay);
+            self.endpoint.load.observe(since(self.inner.epoch, now), elapsed, self.inner.decay);
         }
         self.endpoint.counters.finished(ok, elapsed);
         // Only a percentile hedging delay reads the window.
         if ok && self.inner.hedge.is_some_and(|h| h.quantile().is_some()) {
             self.inner.latencies.record(elapsed);
         }
-        now_ns
+        now
     }
 }
 

@@ -84,12 +84,7 @@ async fn volley_server(calls: Arc<AtomicU64>, slow: Option<Duration>) -> Address
             }
         }),
     };
-    let handle = builder
-        .build()
-        .expect("valid server")
-        .serve("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let handle = builder.build().expect("valid server").serve("127.0.0.1:0").await.expect("bind");
     let address = handle.local_addr().clone();
     // The server lives as long as its thread's runtime.
     std::mem::forget(handle);
@@ -258,7 +253,11 @@ pub(crate) fn run(
             let tower = 2;
             let p50 = med(s, tower, |f| f.p50) / med(s, balanced, |f| f.p50);
             let rate = med(s, tower, |f| f.rate) / med(s, balanced, |f| f.rate);
-            writeln!(out, "{:<14} tower-p2c: p50 {p50:.3}x balanced, rate {rate:.3}x balanced", scenario.name)?;
+            writeln!(
+                out,
+                "{:<14} tower-p2c: p50 {p50:.3}x balanced, rate {rate:.3}x balanced",
+                scenario.name
+            )?;
         }
         if args.endpoints > 1 {
             continue;
@@ -322,7 +321,13 @@ mod tower_p2c {
                 break;
             }
             let call = UnaryRequest::new(ECHO_ID, &request, CallOptions::default());
-            let response = balancer.ready().await.expect("balancer ready").call(call).await.expect("tower p2c call");
+            let response = balancer
+                .ready()
+                .await
+                .expect("balancer ready")
+                .call(call)
+                .await
+                .expect("tower p2c call");
             let reply = <Payload as prost::Message>::decode(response.into_inner()).expect("decode");
             debug_assert_eq!(reply.data.len(), request.data.len());
             if started >= window.measure_from {
