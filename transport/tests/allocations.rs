@@ -68,7 +68,8 @@ fn start_server(inline: bool) -> (std::net::SocketAddr, mpsc::Sender<()>, mpsc::
 
 /// Runs warm-up then measured calls; returns (client allocations per call, server allocations
 /// per call). The server's count includes its 1 ms idle sleeps, which allocate nothing.
-fn measure(inline: bool) -> (f64, f64) {
+/// Allocations per call on the client and the server, and whether answers carry a load report.
+fn measure(inline: bool, options: CallOptions) -> (f64, f64, bool) {
     let (addr, phase, server_counts) = start_server(inline);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
@@ -77,10 +78,16 @@ fn measure(inline: bool) -> (f64, f64) {
             data: Bytes::from(vec![1u8; 64]),
         };
         let method = MethodId::from_name(METHOD);
-        let options = CallOptions::default();
         for _ in 0..WARM_UP {
             let _: Payload = client.unary(method, &request, options.clone()).await.unwrap();
         }
+        let reported = client
+            .unary_response::<Payload, Payload>(method, &request, options.clone())
+            .await
+            .unwrap()
+            .metadata()
+            .get(volley::balance::LOAD_METADATA_KEY)
+            .is_some();
         phase.send(()).unwrap();
         let _warm_up_server = server_counts.recv().unwrap();
         let before = allocations();
@@ -91,13 +98,17 @@ fn measure(inline: bool) -> (f64, f64) {
         let client_allocations = allocations() - before;
         phase.send(()).unwrap();
         let server_allocations = server_counts.recv().unwrap();
-        (client_allocations as f64 / CALLS as f64, server_allocations as f64 / CALLS as f64)
+        (
+            client_allocations as f64 / CALLS as f64,
+            server_allocations as f64 / CALLS as f64,
+            reported,
+        )
     })
 }
 
 #[test]
 fn a_steady_state_unary_call_allocates_nothing_on_either_side_with_an_inline_handler() {
-    let (client, server) = measure(true);
+    let (client, server, _) = measure(true, CallOptions::default());
     eprintln!("inline handler: {client} allocations per call on the client, {server} on the server");
     assert_eq!(client, 0.0, "client-side transport allocations per call");
     assert_eq!(server, 0.0, "server-side transport allocations per call");
@@ -105,11 +116,22 @@ fn a_steady_state_unary_call_allocates_nothing_on_either_side_with_an_inline_han
 
 #[test]
 fn an_async_handler_costs_exactly_its_task_allocation_on_the_server() {
-    let (client, server) = measure(false);
+    let (client, server, _) = measure(false, CallOptions::default());
     eprintln!("async handler: {client} allocations per call on the client, {server} on the server");
     assert_eq!(client, 0.0, "client-side transport allocations per call");
     assert!(
         server <= 1.0,
         "one spawned task per call, nothing else: got {server} allocations per call"
     );
+}
+
+#[test]
+fn a_call_that_asks_for_the_servers_load_report_allocates_nothing_on_either_side() {
+    let mut asking = volley::Metadata::new();
+    asking.insert(volley::balance::LOAD_METADATA_KEY, "").unwrap();
+    let (client, server, reported) = measure(true, CallOptions::default().metadata(asking));
+    assert!(reported, "the server answers with its load");
+    eprintln!("load report asked: {client} allocations per call on the client, {server} on the server");
+    assert_eq!(client, 0.0, "client-side transport allocations per call");
+    assert_eq!(server, 0.0, "server-side allocations per call, the pre-encoded report included");
 }

@@ -31,8 +31,9 @@ impl Caller for BalancedChannel {
         Self::unary_response(self, method, request, options)
     }
 
-    /// The connection of the endpoint p2c picks; streaming calls run on it.
+    /// The connection of the endpoint p2c picks for one streaming call (server, client or
+    /// bidirectional): each stream picks its own, and open streams count in the endpoints' load.
     fn ready(&self, options: &CallOptions) -> impl Future<Output = Result<Client, Status>> + Send {
-        self.ready_client(options.deadline_from(Instant::now(), self.default_timeout()))
+        self.stream_client(options.deadline_from(Instant::now(), self.default_timeout()))
     }
 }

@@ -19,7 +19,7 @@ use super::budget::{DEFAULT_MIN_RETRIES_PER_SECOND, DEFAULT_RETRY_RATIO, RetryBu
 use super::endpoint::{ConnectFailed, Endpoint};
 use super::hedge::{HedgePolicy, LatencyWindow};
 use super::lifecycle::EjectionPolicy;
-use super::load::{DEFAULT_DECAY, LOAD_METADATA_KEY, parse_report, since};
+use super::load::{DEFAULT_DECAY, LOAD_METADATA_KEY, LOAD_REQUEST, parse_report, since};
 use super::maintain::{self, DEFAULT_RESOLVE_INTERVAL, Maintenance};
 use super::picker::{pick, random_unit};
 use super::resolver::{Resolver, StaticResolver};
@@ -55,6 +55,8 @@ pub struct BalancedChannelBuilder {
     hedge: Option<HedgePolicy>,
     idempotent: Vec<MethodId>,
     resolve_interval: Duration,
+    /// The `channel` label of the per-endpoint series (feature `metrics`).
+    name: Option<String>,
 }
 
 impl Default for BalancedChannelBuilder {
@@ -67,6 +69,7 @@ impl Default for BalancedChannelBuilder {
             hedge: None,
             idempotent: Vec::new(),
             resolve_interval: DEFAULT_RESOLVE_INTERVAL,
+            name: None,
         }
     }
 }
@@ -136,6 +139,42 @@ impl BalancedChannelBuilder {
         self
     }
 
+    /// Records the channel's connections and calls in `metrics` (as
+    /// [`ClientBuilder::metrics`] does) and exposes its endpoints there: per endpoint (labels
+    /// `channel` and `endpoint`) attempts, errors, latency, calls in flight, retries, hedges and
+    /// ejections, read on each scrape (docs/scale-out.md, "Per-endpoint metrics"). A channel
+    /// whose [`BalancedChannelBuilder::client`] carries a `Metrics` is exposed there too; set
+    /// this after `client`. Feature `metrics`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), volley::Error> {
+    /// use volley::balance::BalancedChannel;
+    /// use volley::metrics::Metrics;
+    ///
+    /// let metrics = Metrics::new();
+    /// let _channel = BalancedChannel::builder().metrics(metrics.clone()).name("orders").build(["127.0.0.1:7001"])?;
+    /// let mut text = String::new();
+    /// metrics.encode(&mut text).expect("writing to a String does not fail");
+    /// assert!(text.contains(r#"volley_endpoint_calls_total{channel="orders",endpoint="127.0.0.1:7001"} 0"#));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[must_use]
+    pub fn metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.client = self.client.metrics(metrics);
+        self
+    }
+
+    /// The `channel` label of this channel's per-endpoint series (default `balanced-N`, N
+    /// counting the channels registered with the same `Metrics`); a name already in use there
+    /// gets a `-N` suffix, so every series stays distinct.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
     /// A channel over a fixed list of addresses; connections open on first use. Must be called
     /// inside a tokio runtime (the channel runs a small task that probes and re-resolves).
     pub fn build<A: ToAddress>(self, addresses: impl IntoIterator<Item = A>) -> Result<BalancedChannel, Error> {
@@ -157,7 +196,11 @@ impl BalancedChannelBuilder {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::Config("a balanced channel must be built inside a tokio runtime".into()))?;
         let inner = Arc::new(Inner {
-            set: super::set::EndpointSet::new(&addresses),
+            set: if resolving {
+                super::set::EndpointSet::new(&addresses)
+            } else {
+                super::set::EndpointSet::fixed(&addresses)
+            },
             timeout: self.client.timeout,
             client: self.client,
             ejection: self.ejection,
@@ -169,6 +212,13 @@ impl BalancedChannelBuilder {
             epoch: Instant::now(),
             maintenance: Maintenance::new(resolver, resolving, self.resolve_interval),
         });
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &inner.client.config.metrics {
+            let source: Arc<dyn crate::metrics::EndpointSource> = inner.clone();
+            metrics.register_balanced_channel(self.name.as_deref(), Arc::downgrade(&source));
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = self.name;
         runtime.spawn(maintain::run(Arc::downgrade(&inner)));
         Ok(BalancedChannel { inner })
     }
@@ -294,19 +344,35 @@ impl BalancedChannel {
     /// (streaming calls use it).
     pub async fn ready_client(&self, deadline: Option<Instant>) -> Result<Client, Status> {
         let endpoints = self.inner.set.current();
+        Ok(self.ready_endpoint(&endpoints, deadline).await?.1)
+    }
+
+    /// The endpoint p2c picks among `endpoints` and its connection, trying others while
+    /// connects fail.
+    async fn ready_endpoint(&self, endpoints: &[Arc<Endpoint>], deadline: Option<Instant>) -> Result<(usize, Client), Status> {
         let mut tried = Vec::new();
         loop {
-            let index = self.choose(&endpoints, &tried, deadline).await.map_err(|f| f.status)?;
+            let index = self.choose(endpoints, &tried, deadline).await.map_err(|f| f.status)?;
             let endpoint = &endpoints[index];
             match endpoint
                 .ready_client(&self.inner.client, deadline, &self.inner.ejection, random_unit())
                 .await
             {
-                Ok((client, _)) => return Ok(client),
+                Ok((client, _)) => return Ok((index, client)),
                 Err(ConnectFailed(status)) if tried.len() >= endpoints.len() => return Err(status),
                 Err(ConnectFailed(_)) => tried.push(index),
             }
         }
+    }
+
+    /// A connection for one streaming call, picked like a unary call's endpoint (its open
+    /// streams count in the endpoint's load) and counted in the endpoint's attempts; a connect
+    /// that fails moves on to another endpoint. The stream itself is not retried.
+    pub(crate) async fn stream_client(&self, deadline: Option<Instant>) -> Result<Client, Status> {
+        let endpoints = self.inner.set.current();
+        let (index, client) = self.ready_endpoint(&endpoints, deadline).await?;
+        endpoints[index].counters.started(Attempt::First);
+        Ok(client)
     }
 
     pub(crate) fn default_timeout(&self) -> Option<Duration> {
@@ -323,12 +389,21 @@ impl BalancedChannel {
         let inner = &*self.inner;
         let start = Instant::now();
         let deadline = options.deadline_from(start, inner.timeout);
-        let options = match deadline {
+        let mut options = match deadline {
             Some(at) => options.deadline(at),
             None => options,
         };
         let idempotent = options.is_idempotent() || inner.idempotent.contains(&method);
         let endpoints = inner.set.current();
+        if endpoints.len() > 1 {
+            // Asks the server for its load report (PROTOCOL.md section 14); over one endpoint
+            // there is nothing to compare it with.
+            if options.metadata.is_empty() {
+                options.metadata = LOAD_REQUEST;
+            } else if options.metadata.get(LOAD_METADATA_KEY).is_none() {
+                let _ = options.metadata.insert(LOAD_METADATA_KEY, "");
+            }
+        }
         inner.budget.deposit(self.second(start));
         let plan = CallPlan {
             start,
@@ -388,8 +463,18 @@ impl BalancedChannel {
         tried: &[usize],
         kind: Attempt,
     ) -> Result<Response<Bytes>, Failed> {
-        let index = self.choose(plan.endpoints, tried, plan.deadline).await?;
+        let index = match self.try_choose(plan.endpoints, tried) {
+            Some(index) => index,
+            None => self.choose(plan.endpoints, tried, plan.deadline).await?,
+        };
         self.attempt(plan, index, kind).await
+    }
+
+    /// [`BalancedChannel::choose`] when an endpoint may take the call now: no future to build
+    /// (and move) on the common path.
+    fn try_choose(&self, endpoints: &[Arc<Endpoint>], tried: &[usize]) -> Option<usize> {
+        let now_ns = || since(self.inner.epoch, Instant::now());
+        pick(endpoints, tried, now_ns, self.inner.decay).or_else(|| pick(endpoints, &[], now_ns, self.inner.decay))
     }
 
     /// An attempt, and a second copy on another endpoint if the first has not answered after
@@ -438,8 +523,7 @@ impl BalancedChannel {
     /// call (all backing off or ejected), waits for the first one whose probe is due before the
     /// deadline.
     async fn choose(&self, endpoints: &[Arc<Endpoint>], tried: &[usize], deadline: Option<Instant>) -> Result<usize, Failed> {
-        let now_ns = || since(self.inner.epoch, Instant::now());
-        if let Some(index) = pick(endpoints, tried, now_ns, self.inner.decay).or_else(|| pick(endpoints, &[], now_ns, self.inner.decay)) {
+        if let Some(index) = self.try_choose(endpoints, tried) {
             return Ok(index);
         }
         let due = endpoints
@@ -470,14 +554,18 @@ impl BalancedChannel {
     ) -> Result<Response<Bytes>, Failed> {
         let inner = &*self.inner;
         let endpoint = &plan.endpoints[index];
-        let (client, connected) = endpoint
-            .ready_client(&inner.client, plan.deadline, &inner.ejection, random_unit())
-            .await
-            .map_err(|ConnectFailed(status)| Failed {
-                status,
-                not_started: true,
-                endpoint: Some(index),
-            })?;
+        // The open connection without building the connect's future (the common path).
+        let (client, connected) = match endpoint.healthy_client() {
+            Some(client) => (client, false),
+            None => endpoint
+                .ready_client(&inner.client, plan.deadline, &inner.ejection, random_unit())
+                .await
+                .map_err(|ConnectFailed(status)| Failed {
+                    status,
+                    not_started: true,
+                    endpoint: Some(index),
+                })?,
+        };
         // The call's start serves a first attempt that found its connection open; after a
         // connect, the latency starts now, so the connect does not count as the endpoint's.
         let began = match kind {
@@ -486,14 +574,15 @@ impl BalancedChannel {
         };
         let mut in_flight = InFlight::start(endpoint, inner, kind, began);
         // The first call on a fresh connection pays its warm-up (the server's first task, cold
-        // buffers); it must not set the endpoint's average.
-        in_flight.observe = !connected;
+        // buffers); it must not set the endpoint's average. Over one endpoint nothing compares
+        // averages: the update is skipped (a clock conversion, float math and two stores).
+        in_flight.observe = !connected && plan.endpoints.len() > 1;
         let result = client.unary_attempt(plan.method, plan.request, plan.options).await;
-        let now_ns = in_flight.finish(result.is_ok());
+        let now = in_flight.finish(result.is_ok());
         match result {
             Ok(response) => {
                 if let Some(report) = response.metadata().get(LOAD_METADATA_KEY).and_then(parse_report) {
-                    endpoint.load.handle_report(now_ns, report);
+                    endpoint.load.handle_report(since(inner.epoch, now), report);
                 }
                 Ok(response)
             }
@@ -521,11 +610,23 @@ impl BalancedChannel {
 
 impl Inner {
     pub(crate) fn snapshot(&self) -> Vec<EndpointSnapshot> {
+        let now_ns = since(self.epoch, Instant::now());
         self.set
             .current()
             .iter()
-            .map(|e| EndpointSnapshot::read(e.address.clone(), e.phase(), e.load.in_flight(), e.ejections(), &e.counters))
+            .map(|e| {
+                let average = Duration::from_nanos(e.load.rtt_ns(now_ns, self.decay) as u64);
+                let in_flight = e.load.in_flight().max(e.open_calls());
+                EndpointSnapshot::read(e.address.clone(), e.phase(), in_flight, e.ejections(), average, &e.counters)
+            })
             .collect()
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl crate::metrics::EndpointSource for Inner {
+    fn endpoints(&self) -> Vec<EndpointSnapshot> {
+        self.snapshot()
     }
 }
 
@@ -553,26 +654,25 @@ impl<'a> InFlight<'a> {
         }
     }
 
-    /// Ends the attempt; returns the time in ns since the channel's epoch.
-    fn finish(&mut self, ok: bool) -> u64 {
+    /// Ends the attempt; returns when.
+    fn finish(&mut self, ok: bool) -> Instant {
         self.done = true;
         self.end(ok)
     }
 
-    fn end(&self, ok: bool) -> u64 {
+    fn end(&self, ok: bool) -> Instant {
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(self.began);
-        let now_ns = since(self.inner.epoch, now);
         self.endpoint.load.finish();
         if self.observe {
-            self.endpoint.load.observe(now_ns, elapsed, self.inner.decay);
+            self.endpoint.load.observe(since(self.inner.epoch, now), elapsed, self.inner.decay);
         }
         self.endpoint.counters.finished(ok, elapsed);
         // Only a percentile hedging delay reads the window.
         if ok && self.inner.hedge.is_some_and(|h| h.quantile().is_some()) {
             self.inner.latencies.record(elapsed);
         }
-        now_ns
+        now
     }
 }
 

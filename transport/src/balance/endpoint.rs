@@ -66,6 +66,24 @@ impl Endpoint {
         lock(&self.lifecycle).ejections_total()
     }
 
+    /// Calls open now on the endpoint's connection: unary calls and streams, all this channel's
+    /// (the connection is its own). Takes the connection's state lock: only picks that compare
+    /// two endpoints read it, and scrapes.
+    pub(crate) fn open_calls(&self) -> u32 {
+        let slot = lock(&self.client);
+        let Some(client) = slot.as_ref() else {
+            return 0;
+        };
+        let open = client.shared().lock_state().proto.open_calls();
+        u32::try_from(open).unwrap_or(u32::MAX)
+    }
+
+    /// What p2c compares ([`Load::cost`]), with the calls open on the connection (streams
+    /// included) counted in the queue.
+    pub(crate) fn cost(&self, now_ns: u64, decay: Duration) -> f64 {
+        self.load.cost(now_ns, decay, self.open_calls())
+    }
+
     /// The resolver no longer lists it: no new calls; its connection closes when the calls on it end.
     pub(crate) fn remove(&self) {
         self.pickable.store(REMOVED, Ordering::Relaxed);

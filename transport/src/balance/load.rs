@@ -5,10 +5,15 @@
 use std::time::{Duration, Instant};
 
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::wire::Metadata;
 
 /// The response-head metadata key a server may set to its calls in flight, as decimal ASCII
 /// (`volley-load: 12`). Reserved under the `volley-` prefix; see `docs/PROTOCOL.md`.
 pub const LOAD_METADATA_KEY: &str = "volley-load";
+
+/// The request-head metadata that asks a server for its load report: the key with an empty
+/// value, encoded once (no allocation per call).
+pub(crate) const LOAD_REQUEST: Metadata = Metadata::from_static(b"\x0bvolley-load\x00\x00");
 
 /// How fast the latency average forgets (1 s): an observation `DEFAULT_DECAY` old weighs 1/e.
 pub const DEFAULT_DECAY: Duration = Duration::from_secs(1);
@@ -104,10 +109,11 @@ impl Load {
         self.reported_ns.store(now_ns.max(1), Ordering::Relaxed);
     }
 
-    /// What p2c compares: latency times the queue a new call would join, the larger of our own
-    /// calls in flight and what the server last reported (ours are among the server's).
-    pub(crate) fn cost(&self, now_ns: u64, decay: Duration) -> f64 {
-        let ours = self.in_flight();
+    /// What p2c compares: latency times the queue a new call would join, the largest of our own
+    /// unary calls in flight, `open` (our calls open on the connection, streams included) and
+    /// what the server last reported (ours are among the server's).
+    pub(crate) fn cost(&self, now_ns: u64, decay: Duration, open: u32) -> f64 {
+        let ours = self.in_flight().max(open);
         let reported_ns = self.reported_ns.load(Ordering::Relaxed);
         let queue = if reported_ns != 0 && now_ns.saturating_sub(reported_ns) < LOAD_REPORT_LIFETIME_NS {
             ours.max(self.reported.load(Ordering::Relaxed))
@@ -165,14 +171,18 @@ mod tests {
     fn cost_grows_with_calls_in_flight_and_a_fresh_server_report() {
         let load = Load::new();
         load.observe(1, Duration::from_micros(100), DECAY);
-        let idle = load.cost(1, DECAY);
+        let idle = load.cost(1, DECAY, 0);
         load.start();
         load.start();
-        assert!((load.cost(1, DECAY) - 3.0 * idle).abs() < 1e-6);
+        assert!((load.cost(1, DECAY, 0) - 3.0 * idle).abs() < 1e-6);
         load.handle_report(1, 9);
-        assert!((load.cost(1, DECAY) - 10.0 * idle).abs() < 1e-6);
+        assert!((load.cost(1, DECAY, 0) - 10.0 * idle).abs() < 1e-6);
         let stale = 2 + LOAD_REPORT_LIFETIME_NS;
-        assert!(load.cost(stale, DECAY) < 3.0 * idle, "a stale report is ignored");
+        assert!(load.cost(stale, DECAY, 0) < 3.0 * idle, "a stale report is ignored");
+        assert!(
+            (load.cost(stale, DECAY, 4) - 5.0 * load.cost(stale, DECAY, 0) / 3.0).abs() < 1e-3,
+            "open streams count"
+        );
         load.finish();
         load.finish();
         assert_eq!(load.in_flight(), 0);
@@ -181,10 +191,16 @@ mod tests {
     #[test]
     fn an_endpoint_that_never_answered_is_free_while_idle_then_dear_per_waiting_call() {
         let load = Load::new();
-        assert_eq!(load.cost(1, DECAY), 0.0);
+        assert_eq!(load.cost(1, DECAY, 0), 0.0);
         load.start();
         load.start();
-        assert_eq!(load.cost(1, DECAY), 2e6);
+        assert_eq!(load.cost(1, DECAY, 0), 2e6);
+    }
+
+    #[test]
+    fn the_load_request_is_the_key_with_an_empty_value() {
+        assert_eq!(LOAD_REQUEST.get(LOAD_METADATA_KEY), Some(&b""[..]));
+        assert_eq!(LOAD_REQUEST.iter().count(), 1);
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub(crate) fn pick(endpoints: &[Arc<Endpoint>], exclude: &[usize], now_ns: impl 
         return Some(a);
     }
     let now_ns = now_ns();
-    let (cost_a, cost_b) = (endpoints[a].load.cost(now_ns, decay), endpoints[b].load.cost(now_ns, decay));
+    let (cost_a, cost_b) = (endpoints[a].cost(now_ns, decay), endpoints[b].cost(now_ns, decay));
     Some(if cost_b < cost_a { b } else { a })
 }
 

@@ -65,6 +65,9 @@ pub struct EndpointSnapshot {
     pub errors: u64,
     /// Total time of the finished attempts.
     pub latency: Duration,
+    /// The latency average the balancer compares now (decayed while the endpoint is idle;
+    /// zero before its first answer).
+    pub latency_average: Duration,
     /// Retries sent to it.
     pub retries: u64,
     /// Hedged copies sent to it.
@@ -74,7 +77,14 @@ pub struct EndpointSnapshot {
 }
 
 impl EndpointSnapshot {
-    pub(crate) fn read(address: Address, phase: Phase, in_flight: u32, ejections: u64, counters: &EndpointCounters) -> Self {
+    pub(crate) fn read(
+        address: Address,
+        phase: Phase,
+        in_flight: u32,
+        ejections: u64,
+        latency_average: Duration,
+        counters: &EndpointCounters,
+    ) -> Self {
         Self {
             address,
             phase,
@@ -82,6 +92,7 @@ impl EndpointSnapshot {
             calls: counters.calls.load(Ordering::Relaxed),
             errors: counters.errors.load(Ordering::Relaxed),
             latency: Duration::from_nanos(counters.latency_ns.load(Ordering::Relaxed)),
+            latency_average,
             retries: counters.retries.load(Ordering::Relaxed),
             hedges: counters.hedges.load(Ordering::Relaxed),
             ejections,

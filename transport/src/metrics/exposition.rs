@@ -11,7 +11,12 @@
 //! `volley_connections_opened_total`, `volley_connections_closed_total`,
 //! `volley_sent_bytes_total`, `volley_received_bytes_total`, `volley_frames_sent_total`,
 //! `volley_frames_received_total`, `volley_write_syscalls_total`,
-//! `volley_frames_per_write_syscall` and `volley_write_queue_bytes`.
+//! `volley_frames_per_write_syscall` and `volley_write_queue_bytes`; per endpoint of a balanced
+//! channel (`channel` and `endpoint` labels; `balancers.rs`), `volley_endpoint_calls_total`,
+//! `volley_endpoint_errors_total`, `volley_endpoint_retries_total`,
+//! `volley_endpoint_hedges_total`, `volley_endpoint_ejections_total`,
+//! `volley_endpoint_latency_seconds_total`, `volley_endpoint_latency_average_seconds`,
+//! `volley_endpoint_calls_in_flight` and `volley_endpoint_up`.
 
 use std::fmt;
 
@@ -128,7 +133,8 @@ fn encode_snapshot(snapshot: &MetricsSnapshot, encoder: &mut DescriptorEncoder) 
     let totals = [&snapshot.client_connections, &snapshot.server_connections];
     connections(encoder, totals)?;
     frames_per_write(encoder, totals)?;
-    admission(encoder, &snapshot.admission)
+    admission(encoder, &snapshot.admission)?;
+    super::balancers::encode(encoder, &snapshot.balanced_channels)
 }
 
 /// A method's series on one side are shown once it is registered there (`other` never is) or

@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+mod balancers;
 #[doc(hidden)]
 pub mod bench;
 mod connections;
@@ -43,6 +44,8 @@ mod snapshot;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use balancers::BalancedChannelSnapshot;
+pub(crate) use balancers::EndpointSource;
 pub(crate) use connections::ConnectionMetrics;
 pub use connections::ConnectionTotals;
 pub use exposition::CONTENT_TYPE;
@@ -74,6 +77,8 @@ struct Inner {
     connections: Connections,
     /// What servers' admission refused and evicted.
     admission: AdmissionCounters,
+    /// Balanced channels whose endpoints are exposed.
+    balanced: balancers::BalancedChannels,
 }
 
 impl Metrics {
@@ -125,7 +130,14 @@ impl Metrics {
             client_connections,
             server_connections,
             admission: self.inner.admission.snapshot(),
+            balanced_channels: self.inner.balanced.snapshot(),
         }
+    }
+
+    /// Exposes a balanced channel's endpoints (when the channel is built, not per call);
+    /// returns the name its series carry.
+    pub(crate) fn register_balanced_channel(&self, name: Option<&str>, source: std::sync::Weak<dyn EndpointSource>) -> String {
+        self.inner.balanced.register(name, source)
     }
 
     /// A server refused a connection at accept (not per call).

@@ -17,6 +17,8 @@ pub struct MetricsSnapshot {
     pub server_connections: ConnectionTotals,
     /// Connections servers refused at accept, by reason, and idle ones they closed to make room.
     pub admission: AdmissionStats,
+    /// Balanced channels built with this `Metrics`, with their endpoints' counters.
+    pub balanced_channels: Vec<super::BalancedChannelSnapshot>,
 }
 
 impl MetricsSnapshot {

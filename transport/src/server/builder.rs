@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::admission::AdmissionConfig;
+use super::load::LoadReports;
 use super::router::{Router, Routes, Service};
 use super::wrap::HandlerWraps;
 use super::{BidiStreamingHandler, ClientStreamingHandler, InlineUnaryHandler, Request, ServerStreamingHandler, UnaryHandler};
@@ -33,6 +34,8 @@ pub struct ServerBuilder {
     drain_timeout: Option<Duration>,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::ServerTls>,
+    /// When the server reports its load in response heads.
+    load_reports: LoadReports,
     /// Interceptors and tower layers, applied to the handlers at `build`.
     pub(crate) wraps: HandlerWraps,
 }
@@ -294,6 +297,15 @@ impl ServerBuilder {
         self
     }
 
+    /// When the server puts its calls in flight (over every connection) in the `volley-load`
+    /// response-head metadata that balancing clients read (docs/PROTOCOL.md section 14):
+    /// [`LoadReports::OnRequest`] by default, for the requests that carry the key.
+    #[must_use]
+    pub fn load_reports(mut self, reports: LoadReports) -> Self {
+        self.load_reports = reports;
+        self
+    }
+
     /// See [`DEFAULT_DRAIN_TIMEOUT`].
     #[must_use]
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
@@ -332,15 +344,12 @@ impl ServerBuilder {
             .map_err(|err| Error::Config(err.to_string()))?;
         let mut routes = self.routes;
         routes.wrap(&self.wraps)?;
-        let router = routes.build()?;
+        let mut router = routes.build()?;
+        router.set_load_reports(self.load_reports);
         #[cfg(feature = "metrics")]
-        let router = {
-            let mut router = router;
-            if let Some(metrics) = &self.config.metrics {
-                router.register_metrics(metrics);
-            }
-            router
-        };
+        if let Some(metrics) = &self.config.metrics {
+            router.register_metrics(metrics);
+        }
         Ok(Server {
             router: Arc::new(router),
             config: self.config,

@@ -302,7 +302,7 @@ impl ServerCall {
     /// that cannot wait, such as an inline handler on the reader task. A handler running in its
     /// own task answers with [`ServerCall::respond_when_room`], as the built-in handlers do.
     pub fn respond<R: IntoResponse>(&mut self, result: Result<R, Status>) {
-        let response = result.map(IntoResponse::into_response);
+        let response = result.map(|r| self.observer.add_load_report(r.into_response()));
         let _ = self.try_end(encode_answer(&response), false);
     }
 
@@ -311,7 +311,7 @@ impl ServerCall {
     /// the queue (docs/PROTOCOL.md section 9, "Write queue cap"). Nothing is dropped; if the
     /// connection ends meanwhile, the answer is not sent.
     pub async fn respond_when_room<R: IntoResponse>(&mut self, result: Result<R, Status>) {
-        let response = result.map(IntoResponse::into_response);
+        let response = result.map(|r| self.observer.add_load_report(r.into_response()));
         self.end_when_room(encode_answer(&response)).await;
     }
 

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use super::load::{LoadReports, ServerLoad};
 use super::{Handler, ServerCall};
 use crate::driver::{AcceptedCall, Dispatch, Shared};
 use crate::error::Error;
@@ -49,6 +50,8 @@ type RouteMap = HashMap<MethodId, Route, BuildHasherDefault<MethodIdHasher>>;
 /// Methods by id.
 pub(crate) struct Router {
     routes: RouteMap,
+    /// The server's calls in flight, for its load reports (`None`: reports are off).
+    load: Option<Arc<ServerLoad>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -117,11 +120,16 @@ impl Routes {
                 },
             );
         }
-        Ok(Router { routes })
+        Ok(Router { routes, load: None })
     }
 }
 
 impl Router {
+    /// Sets when the server reports its load ([`LoadReports`]).
+    pub(crate) fn set_load_reports(&mut self, reports: LoadReports) {
+        self.load = ServerLoad::new(reports);
+    }
+
     /// Gives every route its own metrics slot.
     #[cfg(feature = "metrics")]
     pub(crate) fn register_metrics(&mut self, metrics: &crate::metrics::Metrics) {
@@ -173,7 +181,10 @@ impl Dispatch for Router {
             observer.finish(shared.recorder(), Code::Unimplemented);
             return;
         };
-        let observer = CallObserver::server(shared.recorder(), &route.name, route.slot, call_id, head.sent_at_ns, received_at);
+        let mut observer = CallObserver::server(shared.recorder(), &route.name, route.slot, call_id, head.sent_at_ns, received_at);
+        if let Some(load) = &self.load {
+            observer.count_load(load.start(&head.metadata));
+        }
         let deadline = head.timeout.map(|timeout| received_at + timeout);
         let call = ServerCall::new(
             shared.clone(),

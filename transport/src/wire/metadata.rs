@@ -77,6 +77,19 @@ impl Metadata {
         Ok(())
     }
 
+    /// Metadata over a static block of entries that [`Metadata`] encoded itself (without the
+    /// length prefix; see [`Metadata::as_raw`]): no allocation, no copy.
+    pub(crate) const fn from_static(raw: &'static [u8]) -> Self {
+        Self {
+            raw: Bytes::from_static(raw),
+        }
+    }
+
+    /// The encoded entries, without the block's length prefix.
+    pub(crate) fn as_raw(&self) -> &[u8] {
+        &self.raw
+    }
+
     /// The first value for `key`.
     pub fn get(&self, key: &str) -> Option<&[u8]> {
         self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)

@@ -1,0 +1,179 @@
+//! The server's own load report: its calls in flight, across every connection, in the
+//! `volley-load` response-head metadata (docs/PROTOCOL.md section 14), for the clients that ask
+//! (a request carrying the key) or for every answer ([`LoadReports`]).
+//!
+//! Cheap on the default path: a call counts itself with one relaxed atomic add and subtract on
+//! a counter the server's connections share, and a report for up to
+//! [`PREENCODED_REPORTS`] calls in flight is a pre-encoded static metadata block: no
+//! allocation, no formatting. A request that does not ask costs a check of its (usually empty)
+//! metadata.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crate::balance::LOAD_METADATA_KEY;
+use crate::response::Response;
+use crate::wire::Metadata;
+
+/// When a server puts its load in response heads.
+///
+/// ```
+/// use volley::Server;
+/// use volley::server::LoadReports;
+///
+/// let builder = Server::builder().load_reports(LoadReports::Always);
+/// # let _ = builder;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoadReports {
+    /// Never; calls are not counted either.
+    Never,
+    /// On the OK answer of a unary or client-streaming call whose request metadata carries the
+    /// key `volley-load` (any value): what a [`crate::balance::BalancedChannel`] over two or
+    /// more endpoints sends. The default: plain clients pay nothing.
+    #[default]
+    OnRequest,
+    /// On every OK answer of a unary or client-streaming call (about 17 bytes more each).
+    Always,
+}
+
+/// Reports up to this many calls in flight come from a table encoded once (1,024 entries,
+/// 19 KiB); a busier server formats its report, allocating per answer.
+pub const PREENCODED_REPORTS: u32 = 1024;
+
+/// A server's calls in flight, over every connection.
+#[derive(Debug)]
+pub(crate) struct ServerLoad {
+    in_flight: AtomicU32,
+    reports: LoadReports,
+}
+
+impl ServerLoad {
+    /// `None` when reports are off: nothing is counted.
+    pub(crate) fn new(reports: LoadReports) -> Option<Arc<Self>> {
+        (reports != LoadReports::Never).then(|| {
+            Arc::new(Self {
+                in_flight: AtomicU32::new(0),
+                reports,
+            })
+        })
+    }
+
+    /// Counts a call in flight until the guard drops; `request` is the call's metadata.
+    pub(crate) fn start(self: &Arc<Self>, request: &Metadata) -> LoadGuard {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let report = match self.reports {
+            LoadReports::Always => true,
+            LoadReports::OnRequest => !request.is_empty() && request.get(LOAD_METADATA_KEY).is_some(),
+            LoadReports::Never => false,
+        };
+        LoadGuard {
+            load: self.clone(),
+            report,
+        }
+    }
+}
+
+/// One call counted in the server's load.
+#[derive(Debug)]
+pub(crate) struct LoadGuard {
+    load: Arc<ServerLoad>,
+    /// Whether the call's answer carries a report.
+    report: bool,
+}
+
+impl LoadGuard {
+    /// `response` with the server's report added when this call carries one: the calls in
+    /// flight besides this one. A handler's own `volley-load` entry is kept as it is.
+    pub(crate) fn add_report<T>(&self, mut response: Response<T>) -> Response<T> {
+        if !self.report {
+            return response;
+        }
+        let others = self.load.in_flight.load(Ordering::Relaxed).saturating_sub(1);
+        let metadata = response.metadata_mut();
+        if metadata.is_empty() {
+            *metadata = report(others);
+        } else if metadata.get(LOAD_METADATA_KEY).is_none() {
+            // A handler's metadata of its own: one copy of it (the rare path).
+            let _ = metadata.insert(LOAD_METADATA_KEY, others.to_string());
+        }
+        response
+    }
+}
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        self.load.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The metadata block `volley-load: n`.
+fn report(n: u32) -> Metadata {
+    if n < PREENCODED_REPORTS {
+        let (bytes, offsets) = table();
+        let at = n as usize;
+        return Metadata::from_static(&bytes[offsets[at] as usize..offsets[at + 1] as usize]);
+    }
+    let mut metadata = Metadata::new();
+    let _ = metadata.insert(LOAD_METADATA_KEY, n.to_string());
+    metadata
+}
+
+/// Every report below [`PREENCODED_REPORTS`], encoded back to back once per process, with the
+/// offset where each starts (and one past the last).
+fn table() -> &'static (&'static [u8], Box<[u32]>) {
+    static TABLE: OnceLock<(&'static [u8], Box<[u32]>)> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut bytes = Vec::new();
+        let mut offsets = Vec::with_capacity(PREENCODED_REPORTS as usize + 1);
+        for n in 0..PREENCODED_REPORTS {
+            offsets.push(bytes.len() as u32);
+            let mut one = Metadata::new();
+            // The key is valid and the value short: insert cannot fail.
+            let _ = one.insert(LOAD_METADATA_KEY, n.to_string());
+            bytes.extend_from_slice(one.as_raw());
+        }
+        offsets.push(bytes.len() as u32);
+        // Leaked once: the blocks are shared by every answer for the life of the process.
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        (bytes, offsets.into_boxed_slice())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preencoded_reports_read_back_as_their_count() {
+        for n in [0, 1, 9, 10, 99, 1023, 1024, 70_000] {
+            let metadata = report(n);
+            assert_eq!(metadata.get_str(LOAD_METADATA_KEY), Some(n.to_string().as_str()));
+            assert_eq!(metadata.iter().count(), 1);
+        }
+    }
+
+    #[test]
+    fn a_report_counts_the_other_calls_and_only_where_asked() {
+        let load = ServerLoad::new(LoadReports::OnRequest).expect("counting");
+        let mut asked = Metadata::new();
+        asked.insert(LOAD_METADATA_KEY, "").unwrap();
+        let quiet = load.start(&Metadata::new());
+        let first = load.start(&asked);
+        let second = load.start(&asked);
+        let answer = first.add_report(Response::new(()));
+        assert_eq!(answer.metadata().get_str(LOAD_METADATA_KEY), Some("2"));
+        assert!(quiet.add_report(Response::new(())).metadata().is_empty(), "not asked");
+        drop(quiet);
+        drop(first);
+        let mut own = Metadata::new();
+        own.insert("x-shard", "3").unwrap();
+        let answer = second.add_report(Response::new(()).with_metadata(own));
+        assert_eq!(answer.metadata().get_str(LOAD_METADATA_KEY), Some("0"));
+        assert_eq!(answer.metadata().get_str("x-shard"), Some("3"));
+        drop(second);
+        assert_eq!(load.in_flight.load(Ordering::Relaxed), 0);
+        assert!(ServerLoad::new(LoadReports::Never).is_none());
+    }
+}
