@@ -13,6 +13,8 @@ mod connection;
 #[cfg(not(loom))]
 mod identity;
 #[cfg(not(loom))]
+mod interleave;
+#[cfg(not(loom))]
 mod linger;
 #[cfg(not(loom))]
 mod read_buffer;

@@ -6,6 +6,7 @@
 
 mod budget;
 mod calls;
+mod chunks;
 mod config;
 mod connection;
 mod error;
@@ -14,6 +15,7 @@ mod flow;
 
 pub use budget::RateBudget;
 pub use calls::CallRecord;
+pub use chunks::Reassembly;
 #[cfg(loom)]
 pub(crate) use calls::CallState;
 pub(crate) use calls::CallTable;
