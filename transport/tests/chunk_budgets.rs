@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use volley::protocol::{Connection, ConnectionConfig, ConnectionError, ConnectionErrorReason, Event, Role};
-use volley::wire::{
-    CallHead, CallId, Chunk, Frame, MAX_CHUNKS_PER_FRAME, MIN_CHUNK_PAYLOAD, WireError, decode_frame,
-};
+use volley::wire::{CallHead, CallId, Chunk, Frame, MAX_CHUNKS_PER_FRAME, MIN_CHUNK_PAYLOAD, WireError, decode_frame};
 use volley::{Code, MethodId};
 
 /// A server connection fed by hand, and the bytes it sent back.
@@ -133,9 +131,7 @@ fn a_frame_cut_into_too_many_chunks_closes_the_connection_with_a_goaway_naming_t
     let err = server.error.clone().expect("the connection failed");
     assert_eq!(
         err.reason,
-        ConnectionErrorReason::Wire(WireError::TooManyChunks {
-            max: MAX_CHUNKS_PER_FRAME
-        })
+        ConnectionErrorReason::Wire(WireError::TooManyChunks { max: MAX_CHUNKS_PER_FRAME })
     );
     assert_eq!(err.code, Code::Internal);
     assert!(server.goaway_reason().contains("more than 4096 chunks"));
@@ -186,7 +182,8 @@ fn a_chunked_message_over_the_receive_window_resets_the_call_as_a_whole_one_woul
     assert!(server.error.is_none(), "the connection survives");
     let sent = server.sent();
     assert!(
-        sent.iter().any(|f| matches!(f, Frame::Status { call_id: CallId(1), status } if status.code == Code::ResourceExhausted)),
+        sent.iter()
+            .any(|f| matches!(f, Frame::Status { call_id: CallId(1), status } if status.code == Code::ResourceExhausted)),
         "{sent:?}"
     );
     assert!(!server.conn.is_call_open(CallId(1)));

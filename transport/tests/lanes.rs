@@ -149,7 +149,11 @@ async fn bulk_then_small(server: &ServerHandle, peer: &mut Peer, answered: Optio
     peer.call(3, "small", 255).await;
     let Some(answered) = answered else { return };
     let small = tokio::time::timeout(Duration::from_secs(10), answered.recv()).await;
-    assert_eq!(small.unwrap().unwrap(), "small", "the server read the small call while writing the 16 MiB");
+    assert_eq!(
+        small.unwrap().unwrap(),
+        "small",
+        "the server read the small call while writing the 16 MiB"
+    );
     // The answer is queued as the handler returns; let it reach the queue.
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
@@ -186,7 +190,11 @@ async fn a_peer_that_did_not_announce_chunks_gets_the_16_mib_answer_whole_and_fi
     let mut peer = Peer::connect(&server, Settings::default()).await;
     bulk_then_small(&server, &mut peer, None).await;
     let first = peer.next_frame().await;
-    assert_eq!(response_payload(&first, 1).map(|p| p.len()), Some(BULK), "whole, in the order queued");
+    assert_eq!(
+        response_payload(&first, 1).map(|p| p.len()),
+        Some(BULK),
+        "whole, in the order queued"
+    );
     let second = peer.next_frame().await;
     assert_eq!(response_payload(&second, 3).as_deref(), Some(&b"small"[..]));
     server.shutdown().await;
@@ -221,5 +229,49 @@ async fn two_volley_peers_exchange_16_mib_messages_in_chunks_intact_beside_small
         "the 16 MiB requests went out in chunks: {} bytes",
         stats.bytes_out
     );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_server_dispatches_the_calls_of_one_read_highest_priority_first() {
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let server = {
+        let order = order.clone();
+        Server::builder()
+            .unary_inline(common::ECHO, move |request: Request<Echo>| {
+                let message = request.into_inner();
+                order.lock().unwrap().push(message.payload.clone());
+                Ok::<_, Status>(message)
+            })
+            .build()
+            .unwrap()
+            .serve("127.0.0.1:0")
+            .await
+            .unwrap()
+    };
+    let mut peer = Peer::connect(&server, Settings::default()).await;
+    // Three Requests in one write, so they arrive in one read: priorities 0, 255, 100.
+    let mut burst = BytesMut::new();
+    for (call, payload, priority) in [(1u64, "p0", 0u8), (3, "p255", 255), (5, "p100", 100)] {
+        let mut message = BytesMut::new();
+        prost::Message::encode(&echo(payload.to_owned()), &mut message).unwrap();
+        Frame::Request {
+            call_id: CallId(call),
+            head: CallHead {
+                method_id: ECHO_ID,
+                priority,
+                ..CallHead::default()
+            },
+            message: Some(message.freeze()),
+            end_stream: true,
+        }
+        .encode(&mut burst);
+    }
+    peer.stream.write_all(&burst).await.unwrap();
+    for _ in 0..3 {
+        assert!(matches!(peer.next_frame().await, Frame::Response { .. }));
+    }
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order, ["p255", "p100", "p0"]);
     server.shutdown().await;
 }

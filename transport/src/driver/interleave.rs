@@ -182,11 +182,17 @@ mod tests {
         }]);
         assert!(fits_between(&credit_for_the_chunked_call, &later, false, DEFAULT_CHUNK_SIZE));
         let same_call = batch_of(&[message(5, 64), Frame::Cancel { call_id: CallId(1) }]);
-        assert!(!fits_between(&same_call, &later, false, DEFAULT_CHUNK_SIZE), "a call's frames keep their order");
+        assert!(
+            !fits_between(&same_call, &later, false, DEFAULT_CHUNK_SIZE),
+            "a call's frames keep their order"
+        );
         let later_in_batch = batch_of(&[message(3, 64)]);
         assert!(!fits_between(&later_in_batch, &later, false, DEFAULT_CHUNK_SIZE));
         let another_bulk = batch_of(&[message(7, 100_000)]);
-        assert!(!fits_between(&another_bulk, &later, false, DEFAULT_CHUNK_SIZE), "one chunked frame at a time");
+        assert!(
+            !fits_between(&another_bulk, &later, false, DEFAULT_CHUNK_SIZE),
+            "one chunked frame at a time"
+        );
         let goaway = batch_of(&[Frame::GoAway(crate::wire::GoAway {
             last_call_id: CallId(0),
             code: crate::wire::Code::Ok,

@@ -17,6 +17,8 @@ mod interleave;
 #[cfg(not(loom))]
 mod linger;
 #[cfg(not(loom))]
+mod priority;
+#[cfg(not(loom))]
 mod read_buffer;
 #[cfg(not(loom))]
 mod reader;

@@ -102,10 +102,7 @@ impl Pending {
     }
 
     fn queued_bytes(&self) -> usize {
-        self.filling.len()
-            + self.in_flight
-            + self.between_chunks
-            + self.handoff.as_ref().map_or(0, |taken| taken.batch.len() - taken.sent)
+        self.filling.len() + self.in_flight + self.between_chunks + self.handoff.as_ref().map_or(0, |taken| taken.batch.len() - taken.sent)
     }
 
     fn wake_writer(&mut self) {

@@ -11,8 +11,8 @@
 use bytes::BytesMut;
 
 use crate::wire::{
-    CallId, Chunk, Decoded, Frame, FrameHeader, FrameKind, HEADER_LEN, MAX_CHUNKS_PER_FRAME, MIN_CHUNK_PAYLOAD,
-    WireError, decode_frame, decode_unit,
+    CallId, Chunk, Decoded, Frame, FrameHeader, FrameKind, HEADER_LEN, MAX_CHUNKS_PER_FRAME, MIN_CHUNK_PAYLOAD, WireError, decode_frame,
+    decode_unit,
 };
 
 /// The chunked frame being received, if any.
@@ -84,9 +84,7 @@ impl Reassembly {
     /// exception (it is about the other direction of the call).
     fn check_whole_frame(&self, frame: &Frame) -> Result<(), WireError> {
         match &self.partial {
-            Some(partial) if frame.call_id() == partial.call_id && frame.kind() != FrameKind::Credit => {
-                Err(WireError::ChunkOutOfOrder)
-            }
+            Some(partial) if frame.call_id() == partial.call_id && frame.kind() != FrameKind::Credit => Err(WireError::ChunkOutOfOrder),
             _ => Ok(()),
         }
     }
@@ -103,9 +101,7 @@ impl Reassembly {
         };
         partial.chunks += 1;
         if partial.chunks > MAX_CHUNKS_PER_FRAME {
-            return Err(WireError::TooManyChunks {
-                max: MAX_CHUNKS_PER_FRAME,
-            });
+            return Err(WireError::TooManyChunks { max: MAX_CHUNKS_PER_FRAME });
         }
         let total = partial.bytes.len() + chunk.piece.len();
         if total > partial.expected || (total == partial.expected) == chunk.more {
@@ -254,9 +250,7 @@ mod tests {
         let mut reassembly = Reassembly::default();
         assert_eq!(
             reassembly.decode_frame(&mut wire, 64 << 20),
-            Err(WireError::TooManyChunks {
-                max: MAX_CHUNKS_PER_FRAME
-            })
+            Err(WireError::TooManyChunks { max: MAX_CHUNKS_PER_FRAME })
         );
     }
 

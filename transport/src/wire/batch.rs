@@ -342,7 +342,12 @@ mod tests {
         assert!(!batch.has_frame_over(50_000));
         let all: Vec<u8> = batch.pieces().flatten().copied().collect();
         let mut iov = [IoSlice::new(&[]); 8];
-        for (from, to) in [(0, 3), (5, ping_end + 20), (ping_end + 20, all.len()), (message_end - 1, message_end + 4)] {
+        for (from, to) in [
+            (0, 3),
+            (5, ping_end + 20),
+            (ping_end + 20, all.len()),
+            (message_end - 1, message_end + 4),
+        ] {
             let n = batch.io_slices_range(from, to, &mut iov);
             let got: Vec<u8> = iov[..n].iter().flat_map(|s| s.iter().copied()).collect();
             assert_eq!(got, &all[from..to], "range {from}..{to}");

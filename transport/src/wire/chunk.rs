@@ -92,6 +92,30 @@ mod tests {
         assert_eq!(chunk_size_for(10, 1), MIN_CHUNK_PAYLOAD);
     }
 
+    /// The example of docs/PROTOCOL.md section 5.12, byte for byte.
+    #[test]
+    fn the_protocol_doc_chunk_example_is_what_the_encoder_writes() {
+        let message = crate::wire::Frame::Message {
+            call_id: CallId(1),
+            message: Bytes::from(vec![0xab; 1010]),
+            end_stream: false,
+        };
+        let mut whole = Vec::new();
+        message.encode(&mut whole);
+        assert_eq!(whole.len(), 1026);
+        let first = Chunk::encode_header(CallId(1), 1024, true);
+        assert_eq!(first, [0x00, 0x04, 0, 0, 0x0c, 0x08, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&whole[..16], &[0xf2, 0x03, 0, 0, 0x04, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+        let last = Chunk {
+            call_id: CallId(1),
+            more: false,
+            piece: Bytes::copy_from_slice(&whole[1024..]),
+        };
+        let mut out = Vec::new();
+        last.encode(&mut out);
+        assert_eq!(out, [0x02, 0, 0, 0, 0x0c, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xab, 0xab]);
+    }
+
     #[test]
     fn only_call_frames_over_a_chunk_are_chunked() {
         assert!(is_chunked(FrameKind::Message, 70_000, DEFAULT_CHUNK_SIZE));
