@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use crate::protocol::{Answer, Connection, ConnectionConfig, Role};
-use crate::wire::{Body, CallId, Frame, PREFACE_LEN, decode_frame};
+use crate::protocol::{Answer, Connection, ConnectionConfig, Reassembly, Role};
+use crate::wire::{Body, CallId, Decoded, Frame, HEADER_LEN, PREFACE_LEN, decode_frame, decode_unit};
 
 /// Max frame size the fuzz entry points decode with (64 KiB): small enough that inputs reach
 /// the length check, large enough for every control frame.
@@ -20,11 +20,34 @@ pub fn frame_decode(data: &[u8]) {
         assert!(frame.payload_len() <= FUZZ_MAX_FRAME as usize);
     }
     assert!(buf.capacity() <= data.len().max(16) + 64 * 1024 + FUZZ_MAX_FRAME as usize);
+    // The chunk-aware path a receiver that announced RECEIVE_CHUNKS takes: what it holds for a
+    // chunked frame stays within one frame.
+    let mut buf = BytesMut::from(data);
+    let mut reassembly = Reassembly::default();
+    let one_frame = HEADER_LEN + FUZZ_MAX_FRAME as usize;
+    while let Ok(Some(frame)) = reassembly.decode_frame(&mut buf, FUZZ_MAX_FRAME) {
+        assert!(frame.payload_len() <= FUZZ_MAX_FRAME as usize);
+        assert!(reassembly.held() <= one_frame);
+    }
+    assert!(reassembly.held() <= one_frame);
 }
 
 /// Every frame that decodes re-encodes to bytes that decode to the same frame, and
-/// `encoded_len` matches what is written.
+/// `encoded_len` matches what is written; so does every Chunk frame.
 pub fn roundtrip(data: &[u8]) {
+    let mut units = BytesMut::from(data);
+    while let Ok(Some(unit)) = decode_unit(&mut units, FUZZ_MAX_FRAME) {
+        if let Decoded::Chunk(chunk) = unit {
+            let mut again = BytesMut::new();
+            chunk.encode(&mut again);
+            assert_eq!(again.len(), HEADER_LEN + chunk.piece.len());
+            assert_eq!(decode_unit(&mut again, u32::MAX), Ok(Some(Decoded::Chunk(chunk))));
+        }
+    }
+    roundtrip_frames(data);
+}
+
+fn roundtrip_frames(data: &[u8]) {
     let mut buf = BytesMut::from(data);
     while let Ok(Some(frame)) = decode_frame(&mut buf, FUZZ_MAX_FRAME) {
         let mut again = BytesMut::new();

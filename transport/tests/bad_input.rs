@@ -309,9 +309,10 @@ async fn a_client_fails_cleanly_on_a_response_for_an_unknown_call() {
         out.extend_from_slice(&Preface::CURRENT.encode());
         Frame::Settings(Settings::default()).encode(&mut out);
         stream.write_all(&out).await.unwrap();
-        // Wait for the client's preface and settings (60 bytes) and then its request.
+        // Wait for the client's preface and settings (66 bytes) and then its request.
         let mut seen = Vec::new();
-        while seen.len() <= PREFACE_LEN + 16 + Settings::ENCODED_LEN {
+        let handshake = PREFACE_LEN + 16 + volley::protocol::ConnectionConfig::default().settings.encoded_len();
+        while seen.len() <= handshake {
             let mut chunk = [0u8; 1024];
             match stream.read(&mut chunk).await {
                 Ok(0) | Err(_) => return,

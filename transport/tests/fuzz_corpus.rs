@@ -160,10 +160,60 @@ fn write_seed_corpus() {
     client.extend(feed(&encode(&[frames[2].clone(), frames[3].clone(), frames[6].clone()])));
     client.extend([3, 1, 10, 5, 1, 255, 5]);
     std::fs::write(dir.join("seed-client-session"), &client).unwrap();
+    // Chunk frames: a Message cut into three chunks with a Ping between the first two; as a
+    // stream for the decoders and inside a server session.
+    let chunked = chunked_message();
+    for target in ["frame_decode", "roundtrip"] {
+        std::fs::write(corpus_dir(target).join("seed-chunked-message"), &chunked).unwrap();
+    }
+    let mut server = vec![0u8];
+    server.extend(feed(&handshake));
+    server.extend(feed(&encode(&[Frame::Request {
+        call_id: CallId(1),
+        head: CallHead::default(),
+        message: None,
+        end_stream: false,
+    }])));
+    server.extend(feed(&chunked));
+    server.extend([7, 30, 5]);
+    std::fs::write(dir.join("seed-server-chunked-message"), &server).unwrap();
     let mut hostile = vec![4u8];
     hostile.extend(feed(&encode(&frames)));
     hostile.extend(feed(&encode(&frames)));
     std::fs::write(dir.join("seed-every-kind-to-a-server"), &hostile).unwrap();
     hostile[0] = 5;
     std::fs::write(dir.join("seed-every-kind-to-a-client"), &hostile).unwrap();
+}
+
+/// A 3,000-byte Message on call 1 as three Chunk frames (1,024, 1,024 and the rest), with a
+/// Ping between the first two.
+fn chunked_message() -> Vec<u8> {
+    use volley::wire::Chunk;
+    let whole = encode(&[Frame::Message {
+        call_id: CallId(1),
+        message: Bytes::from(vec![0x5a; 3000]),
+        end_stream: false,
+    }]);
+    let pieces: Vec<&[u8]> = whole.chunks(1024).collect();
+    let mut out = BytesMut::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        Chunk {
+            call_id: CallId(1),
+            more: i + 1 < pieces.len(),
+            piece: Bytes::copy_from_slice(piece),
+        }
+        .encode(&mut out);
+        if i == 0 {
+            Frame::Ping { payload: 9 }.encode(&mut out);
+        }
+    }
+    out.to_vec()
+}
+
+#[test]
+fn the_chunk_seed_decodes_to_the_message_and_the_ping_between_its_chunks() {
+    let mut wire = BytesMut::from(&chunked_message()[..]);
+    let mut reassembly = volley::protocol::Reassembly::default();
+    let frames: Vec<Frame> = std::iter::from_fn(|| reassembly.decode_frame(&mut wire, 1 << 20).unwrap()).collect();
+    assert!(matches!(&frames[..], [Frame::Ping { payload: 9 }, Frame::Message { message, .. }] if message.len() == 3000));
 }

@@ -96,9 +96,10 @@ fn frame() -> impl Strategy<Value = Frame> {
             1u32..=i32::MAX as u32,
             1u32..=i32::MAX as u32,
             any::<u32>(),
-            0u32..=65_535
+            0u32..=65_535,
+            0u32..=1
         )
-            .prop_map(|(f, c, w, cw, p, m)| {
+            .prop_map(|(f, c, w, cw, p, m, chunks)| {
                 Frame::Settings(Settings {
                     max_frame_size: f,
                     max_concurrent_calls: c,
@@ -106,6 +107,7 @@ fn frame() -> impl Strategy<Value = Frame> {
                     initial_connection_window: cw,
                     min_ping_interval_ms: p,
                     max_metadata_size: m,
+                    receive_chunks: chunks,
                 })
             }),
         (any::<u64>(), code(), text()).prop_map(|(id, code, reason)| Frame::GoAway(GoAway {
@@ -117,6 +119,47 @@ fn frame() -> impl Strategy<Value = Frame> {
 }
 
 proptest! {
+    /// Any call frame, cut into chunks of any size from `MIN_CHUNK_PAYLOAD` up, with other calls'
+    /// frames between the chunks, comes out of the reassembly as the same frames, the chunked
+    /// one where its last chunk was.
+    #[test]
+    fn any_call_frame_cut_into_chunks_reassembles_to_itself(
+        frame in frame().prop_filter("a call frame", |f| f.call_id() != CallId(0) && !matches!(f, Frame::Credit { .. })),
+        size in 1024usize..5000,
+        padding in prop::collection::vec(any::<u8>(), 0..6000),
+        between in any::<u64>(),
+    ) {
+        use volley::protocol::Reassembly;
+        use volley::wire::Chunk;
+        // Grow the frame past one chunk when it carries a message.
+        let frame = match frame {
+            Frame::Message { call_id, mut message, end_stream } => {
+                message = [&message[..], &padding[..]].concat().into();
+                Frame::Message { call_id, message, end_stream }
+            }
+            other => other,
+        };
+        let other = Frame::Ping { payload: between };
+        let mut whole = BytesMut::new();
+        frame.encode(&mut whole);
+        let pieces: Vec<&[u8]> = whole.chunks(size).collect();
+        let mut wire = BytesMut::new();
+        for (i, piece) in pieces.iter().enumerate() {
+            Chunk { call_id: frame.call_id(), more: i + 1 < pieces.len(), piece: Bytes::copy_from_slice(piece) }.encode(&mut wire);
+            if i == 0 {
+                other.encode(&mut wire);
+            }
+        }
+        let mut reassembly = Reassembly::default();
+        let mut got = Vec::new();
+        while let Some(f) = reassembly.decode_frame(&mut wire, u32::MAX).unwrap() {
+            got.push(f);
+        }
+        let expected = if pieces.len() == 1 { vec![frame, other] } else { vec![other, frame] };
+        prop_assert_eq!(got, expected);
+        prop_assert!(!reassembly.in_progress());
+    }
+
     #[test]
     fn decode_of_encode_is_identity(frames in prop::collection::vec(frame(), 1..8)) {
         let mut buf = BytesMut::new();

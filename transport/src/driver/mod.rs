@@ -13,7 +13,11 @@ mod connection;
 #[cfg(not(loom))]
 mod identity;
 #[cfg(not(loom))]
+mod interleave;
+#[cfg(not(loom))]
 mod linger;
+#[cfg(not(loom))]
+mod priority;
 #[cfg(not(loom))]
 mod read_buffer;
 #[cfg(not(loom))]

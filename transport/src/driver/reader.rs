@@ -105,6 +105,7 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
             shared.capacity.notify_one();
         }
         if let Some(dispatch) = &shared.dispatch {
+            super::priority::order_by_priority(&mut scratch.accepted);
             // Taken one at a time, so no call is held across the wait below (it would make
             // every connection's reader task larger).
             while !scratch.accepted.is_empty() {

@@ -26,7 +26,7 @@ use crate::net::Stream;
 use crate::stats::Stats;
 use crate::sync::atomic::Ordering::Relaxed;
 use crate::sync::{Mutex, MutexGuard, lock};
-use crate::wire::FrameBatch as Batch;
+use crate::wire::{DEFAULT_CHUNK_SIZE, FrameBatch as Batch};
 
 /// iovecs per `writev` call (64): enough for many chunked messages, far below IOV_MAX (1024).
 pub(crate) const MAX_IOVECS: usize = 64;
@@ -60,6 +60,13 @@ struct Pending {
     /// Bytes of the batch a writer has taken, not yet known written: they count against the
     /// cap until the batch comes back, so the cap bounds all the memory the queue holds.
     in_flight: usize,
+    /// Frames the writer took out to send between two chunks of a large frame
+    /// ([`WriteQueue::take_between_chunks`]): their bytes, counted against the cap until they
+    /// come back.
+    between_chunks: usize,
+    /// The batch swapped in for `filling` when frames go out between chunks; allocated the first
+    /// time a connection interleaves, then reused.
+    between_spare: Option<Batch>,
     /// Flushes are held back (see [`WriteQueue::cork`]).
     corked: bool,
     writer: Option<Waker>,
@@ -95,7 +102,7 @@ impl Pending {
     }
 
     fn queued_bytes(&self) -> usize {
-        self.filling.len() + self.in_flight + self.handoff.as_ref().map_or(0, |taken| taken.batch.len() - taken.sent)
+        self.filling.len() + self.in_flight + self.between_chunks + self.handoff.as_ref().map_or(0, |taken| taken.batch.len() - taken.sent)
     }
 
     fn wake_writer(&mut self) {
@@ -196,6 +203,8 @@ impl WriteQueue {
             spare: Some(Batch::default()),
             handoff: None,
             in_flight: 0,
+            between_chunks: 0,
+            between_spare: None,
             corked: false,
             writer: None,
             closed: false,
@@ -258,7 +267,11 @@ impl WriteQueue {
         if pending.corked || pending.filling.is_empty() {
             return done;
         }
-        if flush == Flush::Wake || !can_write || pending.writing() || pending.closed {
+        // A frame long enough to be chunked goes to the writer task, which cuts it so that
+        // frames queued later can go out between its chunks (`driver/interleave.rs`); a
+        // caller writing it whole would hold them back behind all of it.
+        let chunkable = pending.filling.has_frame_over(DEFAULT_CHUNK_SIZE);
+        if flush == Flush::Wake || !can_write || pending.writing() || pending.closed || chunkable {
             // A caller that finds a write in progress never writes itself: its frames join the
             // writer's next batch.
             pending.wake_writer();
@@ -348,6 +361,44 @@ impl WriteQueue {
         self.publish(&pending)
     }
 
+    /// Takes the frames queued since the writer took its batch, when `fits` accepts them, for
+    /// the writer to send between two chunks of a large frame: `Some` with the frames and
+    /// whether room opened under the cap. Nothing while corked (a read's answers leave
+    /// together). The frames come back with [`WriteQueue::give_back_between_chunks`].
+    pub(crate) fn take_between_chunks(&self, fits: impl FnOnce(&Batch) -> bool) -> Option<(Batch, bool)> {
+        let mut pending = lock(&self.inner);
+        if pending.corked || pending.filling.is_empty() || pending.between_chunks != 0 || !fits(&pending.filling) {
+            return None;
+        }
+        let fresh = pending.between_spare.take().unwrap_or_default();
+        let batch = std::mem::replace(&mut pending.filling, fresh);
+        pending.between_chunks = batch.len();
+        let room = self.publish(&pending);
+        Some((batch, room))
+    }
+
+    /// Sets the bytes of the taken batch that count against the cap: the writer, once it starts
+    /// cutting a frame into chunks, counts that frame out (it is the "one message" the cap
+    /// allows past it), so callers waiting for room do not wait for all of it to be written.
+    /// Returns whether room opened under the cap.
+    #[must_use = "callers waiting for room must be woken when it opens"]
+    pub(crate) fn set_in_flight(&self, bytes: usize) -> bool {
+        let mut pending = lock(&self.inner);
+        pending.in_flight = bytes;
+        self.publish(&pending)
+    }
+
+    /// Returns frames [`WriteQueue::take_between_chunks`] gave out, written. Returns whether room
+    /// opened under the cap.
+    #[must_use = "callers waiting for room must be woken when it opens"]
+    pub(crate) fn give_back_between_chunks(&self, mut batch: Batch) -> bool {
+        recycle(&mut batch);
+        let mut pending = lock(&self.inner);
+        pending.between_spare = Some(batch);
+        pending.between_chunks = 0;
+        self.publish(&pending)
+    }
+
     /// Bytes waiting to be written, a batch being written now included. Lock-free.
     pub(crate) fn queued_bytes(&self) -> usize {
         self.stats.write_queue_bytes.load(Relaxed) as usize
@@ -365,7 +416,8 @@ impl WriteQueue {
         let mut pending = lock(&self.inner);
         let filling = std::mem::take(&mut pending.filling.buf);
         let spare = pending.spare.take().map(|batch| batch.buf);
-        std::iter::once(filling).chain(spare)
+        let between = pending.between_spare.take().map(|batch| batch.buf);
+        std::iter::once(filling).chain(spare).chain(between)
     }
 }
 

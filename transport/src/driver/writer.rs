@@ -13,7 +13,7 @@ use super::write_queue::MAX_IOVECS;
 use crate::net::Stream;
 use crate::stats::Stats;
 use crate::status::Status;
-use crate::wire::FrameBatch as Batch;
+use crate::wire::{DEFAULT_CHUNK_SIZE, FrameBatch as Batch};
 
 /// How long a connection ended by its write stall timeout waits for the socket to take the rest
 /// of the frame in progress and the GoAway (1 s, restarted by every byte it takes): the peer
@@ -23,6 +23,8 @@ pub(crate) const STALLED_GOAWAY_TIMEOUT: Duration = super::linger::LINGER_TIMEOU
 
 pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
     let mut write_failed = false;
+    // Scratch for chunked writes (`interleave.rs`): allocated on the first one only.
+    let mut later_calls = Vec::new();
     // Set when a write stalled: whether the GoAway and FIN went out.
     let mut stall_ended = None;
     // On a multi-thread runtime, tasks about to queue frames (handlers finishing, callers woken
@@ -43,7 +45,22 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
             shared.room_opened();
         }
         let mut written = taken.sent;
-        let result = write_batch(&shared, &stream, &taken.batch, &mut written).await;
+        let chunked = taken.batch.has_frame_over(DEFAULT_CHUNK_SIZE) && peer_takes_chunks(&shared);
+        let result = if chunked {
+            // Boxed: only batches with a frame over a chunk take this path, and inline its state
+            // would make every connection's writer task larger.
+            Box::pin(super::interleave::write_chunked(
+                &shared,
+                &stream,
+                &taken.batch,
+                &mut written,
+                DEFAULT_CHUNK_SIZE,
+                &mut later_calls,
+            ))
+            .await
+        } else {
+            write_batch(&shared, &stream, &taken.batch, &mut written).await
+        };
         Stats::add(&shared.stats.bytes_out, (written - taken.sent) as u64);
         match result {
             Ok(()) => {
@@ -52,6 +69,18 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
                     // Its bytes counted against the cap until now.
                     shared.room_opened();
                 }
+            }
+            Err(Failed::Stalled) if chunked => {
+                // Stalled inside a chunked frame: the rest of it cannot go out as one whole
+                // frame before a GoAway, so the connection is reset (docs/PROTOCOL.md 5.12).
+                let _ = shared.queue.give_back(taken.batch);
+                stream.reset_on_close();
+                write_failed = true;
+                shared.terminate(Status::unavailable(format!(
+                    "the peer took no bytes for {:?} (write stall timeout) in the middle of a chunked frame; retry on a new connection",
+                    shared.write_stall_timeout
+                )));
+                break;
             }
             Err(Failed::Stalled) => {
                 // Boxed: rare, and inline its state would make every connection's writer task
@@ -92,22 +121,40 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
 }
 
 /// Why a write did not finish.
-enum Failed {
+pub(super) enum Failed {
     /// The socket took nothing for the write stall timeout.
     Stalled,
     Io(io::Error),
 }
 
+/// Whether the peer announced that it reassembles Chunk frames (read under the state lock, only
+/// for a batch holding a frame over a chunk).
+fn peer_takes_chunks(shared: &Shared) -> bool {
+    shared.lock_state().proto.peer_settings().accepts_chunks()
+}
+
 /// Writes `batch` from byte `written` on, advancing `written`.
 async fn write_batch(shared: &Shared, stream: &Stream, batch: &Batch, written: &mut usize) -> Result<(), Failed> {
+    write_all(shared, stream, batch.len(), written, |at, iov| batch.io_slices(at, iov)).await
+}
+
+/// Writes bytes `*written..total` of what `fill` describes (`fill(at, iov)` fills `iov` with the
+/// bytes from `at` on and returns how many it filled), advancing `written`; waits for the socket
+/// when it is full, up to the write stall timeout.
+pub(super) async fn write_all<'a>(
+    shared: &Shared,
+    stream: &Stream,
+    total: usize,
+    written: &mut usize,
+    fill: impl Fn(usize, &mut [IoSlice<'a>]) -> usize,
+) -> Result<(), Failed> {
     let stats = &shared.stats;
-    let total = batch.len();
     while *written < total {
         // The iovecs live only for the syscall: kept across the wait below, they would make
         // every connection's writer task 1 KiB larger.
         let result = {
             let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
-            let count = batch.io_slices(*written, &mut iov);
+            let count = fill(*written, &mut iov);
             stream.try_write_vectored(&iov[..count])
         };
         match result {

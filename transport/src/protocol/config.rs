@@ -107,7 +107,11 @@ pub struct ConnectionConfig {
 impl Default for ConnectionConfig {
     fn default() -> Self {
         Self {
-            settings: Settings::default(),
+            // Announce chunk reassembly (docs/PROTOCOL.md section 5.12); the rest as the defaults.
+            settings: Settings {
+                receive_chunks: 1,
+                ..Settings::default()
+            },
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             partial_frame_timeout: DEFAULT_PARTIAL_FRAME_TIMEOUT,
             keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,

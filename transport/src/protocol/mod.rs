@@ -6,6 +6,7 @@
 
 mod budget;
 mod calls;
+mod chunks;
 mod config;
 mod connection;
 mod error;
@@ -17,6 +18,7 @@ pub use calls::CallRecord;
 #[cfg(loom)]
 pub(crate) use calls::CallState;
 pub(crate) use calls::CallTable;
+pub use chunks::Reassembly;
 pub use config::{
     ConnectionConfig, DEFAULT_CANCEL_BUDGET, DEFAULT_ERROR_BUDGET, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_PING_STRIKES, DEFAULT_PARTIAL_FRAME_TIMEOUT,

@@ -97,6 +97,47 @@ impl FrameBatch {
         at.min(total)
     }
 
+    /// Whether any frame in the batch is longer than `limit` bytes (header included). Only a
+    /// frame with a payload spliced in by reference can be that long in practice, so a batch
+    /// without one answers at once.
+    pub(crate) fn has_frame_over(&self, limit: usize) -> bool {
+        !self.chunks.is_empty() && self.frames_from(0).any(|span| span.end - span.start > limit)
+    }
+
+    /// The frames that start at or after byte `from`, in order, with where each starts and ends.
+    /// Walks the headers from the batch's start, as [`FrameBatch::frame_end`] does.
+    pub(crate) fn frames_from(&self, from: usize) -> FrameSpans<'_> {
+        let at = if self.buf.starts_with(&PREFACE_MAGIC) { PREFACE_LEN } else { 0 };
+        FrameSpans {
+            batch: self,
+            at,
+            chunked: 0,
+            next_chunk: 0,
+            from,
+        }
+    }
+
+    /// Fills `iov` with the batch's bytes from `from` up to, not including, `to`; returns how
+    /// many it filled.
+    pub(crate) fn io_slices_range<'a>(&'a self, from: usize, to: usize, iov: &mut [IoSlice<'a>]) -> usize {
+        let (mut pos, mut filled) = (0, 0);
+        for piece in self.pieces() {
+            if filled == iov.len() || pos >= to {
+                break;
+            }
+            let (start, end) = (pos, pos + piece.len());
+            pos = end;
+            if end <= from {
+                continue;
+            }
+            let lo = from.saturating_sub(start);
+            let hi = piece.len() - end.saturating_sub(to);
+            iov[filled] = IoSlice::new(&piece[lo..hi]);
+            filled += 1;
+        }
+        filled
+    }
+
     /// The batch's bytes in write order: inline run, chunk, inline run, ..., final inline run.
     pub(crate) fn pieces(&self) -> Pieces<'_> {
         Pieces {
@@ -125,6 +166,61 @@ impl FrameBatch {
             filled += 1;
         }
         filled
+    }
+}
+
+/// Where one frame lies in a batch ([`FrameBatch::frames_from`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FrameSpan {
+    /// Offset of its header's first byte.
+    pub(crate) start: usize,
+    /// Offset just past its payload.
+    pub(crate) end: usize,
+    /// Its kind byte, as written (the batch holds only frames this side encoded).
+    pub(crate) kind: u8,
+    /// Its call id.
+    pub(crate) call_id: u64,
+}
+
+/// Iterator over a batch's frames ([`FrameBatch::frames_from`]).
+#[derive(Debug)]
+pub(crate) struct FrameSpans<'a> {
+    batch: &'a FrameBatch,
+    at: usize,
+    /// Spliced bytes before `at`.
+    chunked: usize,
+    next_chunk: usize,
+    from: usize,
+}
+
+impl Iterator for FrameSpans<'_> {
+    type Item = FrameSpan;
+
+    fn next(&mut self) -> Option<FrameSpan> {
+        loop {
+            let inline = self.at - self.chunked;
+            let header = self.batch.buf.get(inline..inline + HEADER_LEN)?;
+            let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            let mut call = [0u8; 8];
+            call.copy_from_slice(&header[8..16]);
+            let span = FrameSpan {
+                start: self.at,
+                end: self.at + HEADER_LEN + len,
+                kind: header[4],
+                call_id: u64::from_le_bytes(call),
+            };
+            self.at = span.end;
+            while let Some((offset, chunk)) = self.batch.chunks.get(self.next_chunk) {
+                if offset + self.chunked >= self.at {
+                    break;
+                }
+                self.chunked += chunk.len();
+                self.next_chunk += 1;
+            }
+            if span.start >= self.from {
+                return Some(span);
+            }
+        }
     }
 }
 
@@ -213,6 +309,49 @@ mod tests {
         assert_eq!(batch.pieces().flatten().copied().collect::<Vec<u8>>(), expected);
         assert_eq!(batch.len(), expected.len());
         assert_eq!(batch.buf.len(), b"headtag".len() + b"tail".len(), "the large run was not copied");
+    }
+
+    #[test]
+    fn frames_from_walks_headers_across_spliced_payloads_and_ranges_cut_the_bytes() {
+        use crate::wire::{CallId, Flags, Frame, FrameHeader, FrameKind, Preface};
+        let mut batch = FrameBatch::default();
+        batch.buf.extend_from_slice(&Preface::CURRENT.encode());
+        Frame::Ping { payload: 7 }.encode(&mut batch.buf);
+        FrameHeader {
+            len: 40_000,
+            kind: FrameKind::Message,
+            flags: Flags::NONE,
+            call_id: CallId(3),
+        }
+        .encode(&mut batch.buf);
+        batch.push_chunk(Bytes::from(vec![9u8; 40_000]));
+        Frame::Cancel { call_id: CallId(5) }.encode(&mut batch.buf);
+        let spans: Vec<FrameSpan> = batch.frames_from(0).collect();
+        let ping_end = PREFACE_LEN + HEADER_LEN + 8;
+        let message_end = ping_end + HEADER_LEN + 40_000;
+        assert_eq!(
+            spans.iter().map(|s| (s.start, s.end, s.kind, s.call_id)).collect::<Vec<_>>(),
+            [
+                (PREFACE_LEN, ping_end, FrameKind::Ping as u8, 0),
+                (ping_end, message_end, FrameKind::Message as u8, 3),
+                (message_end, message_end + HEADER_LEN, FrameKind::Cancel as u8, 5),
+            ]
+        );
+        assert_eq!(batch.frames_from(ping_end + 1).count(), 1, "frames starting at or after");
+        assert!(batch.has_frame_over(30_000));
+        assert!(!batch.has_frame_over(50_000));
+        let all: Vec<u8> = batch.pieces().flatten().copied().collect();
+        let mut iov = [IoSlice::new(&[]); 8];
+        for (from, to) in [
+            (0, 3),
+            (5, ping_end + 20),
+            (ping_end + 20, all.len()),
+            (message_end - 1, message_end + 4),
+        ] {
+            let n = batch.io_slices_range(from, to, &mut iov);
+            let got: Vec<u8> = iov[..n].iter().flat_map(|s| s.iter().copied()).collect();
+            assert_eq!(got, &all[from..to], "range {from}..{to}");
+        }
     }
 
     #[test]

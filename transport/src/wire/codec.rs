@@ -3,7 +3,7 @@
 use bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::{CallId, Flags, Frame, FrameHeader, FrameKind, HEADER_LEN, WireError};
+use super::{CallId, Chunk, Flags, Frame, FrameHeader, FrameKind, HEADER_LEN, WireError};
 
 /// The least buffer the decoder asks for at a time while a large frame arrives. Each step asks
 /// for at most as much again as the buffer already holds (and at least this), so memory grows
@@ -20,6 +20,27 @@ const RESERVE_STEP: usize = 64 * 1024;
 /// is an error, never an allocation. The frame's payload is split off `src` and frozen, so
 /// messages reach prost as zero-copy `Bytes`.
 pub fn decode_frame(src: &mut BytesMut, max_frame_size: u32) -> Result<Option<Frame>, WireError> {
+    match decode_unit(src, max_frame_size)? {
+        None => Ok(None),
+        Some(Decoded::Frame(frame)) => Ok(Some(frame)),
+        Some(Decoded::Chunk(_)) => Err(WireError::ChunkNotAnnounced),
+    }
+}
+
+/// What [`decode_unit`] took off the stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// A whole frame.
+    Frame(Frame),
+    /// A Chunk frame, for a receiver that announced `RECEIVE_CHUNKS` to put back together
+    /// (docs/PROTOCOL.md section 5.12).
+    Chunk(Chunk),
+}
+
+/// [`decode_frame`] for a receiver that takes Chunk frames: a Chunk comes back as its piece,
+/// with the same header checks (kind, reserved bytes, length against `max_frame_size`, a call id
+/// other than 0) before anything is reserved.
+pub fn decode_unit(src: &mut BytesMut, max_frame_size: u32) -> Result<Option<Decoded>, WireError> {
     let Some(raw_header) = src.first_chunk::<HEADER_LEN>() else {
         return Ok(None);
     };
@@ -33,7 +54,14 @@ pub fn decode_frame(src: &mut BytesMut, max_frame_size: u32) -> Result<Option<Fr
     // off and dropped.
     src.advance(HEADER_LEN);
     let payload = src.split_to(header.len as usize).freeze();
-    Frame::decode_payload(header, payload).map(Some)
+    if header.kind == FrameKind::Chunk {
+        return Ok(Some(Decoded::Chunk(Chunk {
+            call_id: header.call_id,
+            more: header.flags.contains(Flags::MORE),
+            piece: payload,
+        })));
+    }
+    Frame::decode_payload(header, payload).map(|frame| Some(Decoded::Frame(frame)))
 }
 
 /// Grows `src` towards a frame of `frame_len` bytes once less than half a [`RESERVE_STEP`] of

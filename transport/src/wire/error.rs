@@ -50,6 +50,22 @@ pub enum WireError {
     ZeroCredit,
     /// A settings frame's length is not a multiple of 6, or a setting's value is out of range.
     BadSettings,
+    /// A Chunk frame came to a receiver that did not announce `RECEIVE_CHUNKS`.
+    ChunkNotAnnounced,
+    /// A Chunk frame does not continue the chunked frame in progress (another call's chunk,
+    /// a second chunked frame started, a chunk inside a chunk), or a whole frame of that call
+    /// came between its chunks.
+    ChunkOutOfOrder,
+    /// A chunk other than a frame's last carries fewer bytes than `MIN_CHUNK_PAYLOAD`, or a
+    /// first chunk has no room for the inner frame's header.
+    ChunkTooSmall,
+    /// A frame was cut into more chunks than `MAX_CHUNKS_PER_FRAME`.
+    TooManyChunks {
+        /// The receiver's limit.
+        max: u32,
+    },
+    /// The chunks' bytes do not add up to the inner frame's declared length.
+    ChunkLength,
 }
 
 impl fmt::Display for WireError {
@@ -88,6 +104,13 @@ impl fmt::Display for WireError {
             Self::BadUtf8 => f.write_str("status message or goaway reason is not UTF-8"),
             Self::ZeroCredit => f.write_str("credit frame grants zero bytes"),
             Self::BadSettings => f.write_str("malformed settings frame"),
+            Self::ChunkNotAnnounced => f.write_str("chunk frame sent to a receiver that did not announce receive_chunks"),
+            Self::ChunkOutOfOrder => {
+                f.write_str("chunk frame out of order: one chunked frame at a time, its chunks and its call's frames in order")
+            }
+            Self::ChunkTooSmall => f.write_str("chunk frame too small: every chunk but the last carries at least 1024 bytes"),
+            Self::TooManyChunks { max } => write!(f, "a frame was cut into more than {max} chunks"),
+            Self::ChunkLength => f.write_str("chunk lengths do not add up to the chunked frame's length"),
         }
     }
 }

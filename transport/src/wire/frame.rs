@@ -277,7 +277,7 @@ impl Frame {
             }
             Self::Credit { .. } => 4,
             Self::Ping { .. } | Self::Pong { .. } => 8,
-            Self::Settings(_) => Settings::ENCODED_LEN,
+            Self::Settings(settings) => settings.encoded_len(),
             Self::GoAway(goaway) => 12 + goaway.reason.len(),
         }
     }
@@ -407,6 +407,9 @@ impl Frame {
                 payload.clear();
                 Self::Settings(settings)
             }
+            // Chunk frames never become a `Frame`: a receiver that announced `RECEIVE_CHUNKS`
+            // takes them off the stream first (`wire::decode_unit`, `protocol::Reassembly`).
+            FrameKind::Chunk => return Err(WireError::ChunkNotAnnounced),
             FrameKind::GoAway => {
                 let last_call_id = CallId(take_u64(&mut payload, kind)?);
                 let code = Code::from_u8(take_u8(&mut payload, kind)?);

@@ -28,6 +28,9 @@ pub enum FrameKind {
     Pong = 0x0A,
     /// The sender will take no calls above `last_call_id` and is closing.
     GoAway = 0x0B,
+    /// A piece of a larger call frame (docs/PROTOCOL.md section 5.12); only to a peer that
+    /// announced `RECEIVE_CHUNKS`.
+    Chunk = 0x0C,
 }
 
 impl FrameKind {
@@ -45,6 +48,7 @@ impl FrameKind {
             0x09 => Self::Ping,
             0x0A => Self::Pong,
             0x0B => Self::GoAway,
+            0x0C => Self::Chunk,
             other => return Err(WireError::UnknownKind(other)),
         })
     }
@@ -70,6 +74,8 @@ impl Flags {
     pub const METADATA: Self = Self(0x02);
     /// A message follows the head (Request, Response).
     pub const MESSAGE: Self = Self(0x04);
+    /// On a Chunk frame: more chunks of the same frame follow.
+    pub const MORE: Self = Self(0x08);
 
     /// Whether every bit of `other` is set.
     pub fn contains(self, other: Self) -> bool {

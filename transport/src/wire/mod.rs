@@ -15,6 +15,7 @@
 //! ```
 
 mod batch;
+mod chunk;
 mod code;
 mod codec;
 mod encode;
@@ -29,8 +30,9 @@ mod settings;
 mod splice;
 
 pub(crate) use batch::FrameBatch;
+pub use chunk::{Chunk, DEFAULT_CHUNK_SIZE, MAX_CHUNKS_PER_FRAME, MIN_CHUNK_PAYLOAD, chunk_size_for, is_chunked};
 pub use code::Code;
-pub use codec::{FrameCodec, FrameCodecError, FrameMark, decode_frame};
+pub use codec::{Decoded, FrameCodec, FrameCodecError, FrameMark, decode_frame, decode_unit};
 pub(crate) use encode::{Body, encode_message_frame, encode_status_frame};
 pub use error::WireError;
 pub use frame::{CALL_HEAD_FIXED_LEN, CallHead, Frame, GoAway, StatusFrame};

@@ -20,6 +20,9 @@ pub enum SettingId {
     MinPingIntervalMs = 0x05,
     /// Largest metadata block the sender accepts.
     MaxMetadataSize = 0x06,
+    /// 1: the sender reassembles Chunk frames (docs/PROTOCOL.md section 5.12); 0 or absent: it
+    /// gets whole frames only.
+    ReceiveChunks = 0x07,
 }
 
 /// Bytes one setting takes on the wire: a `u16` id and a `u32` value.
@@ -41,6 +44,10 @@ pub struct Settings {
     pub min_ping_interval_ms: u32,
     /// Largest metadata block the sender accepts, in bytes.
     pub max_metadata_size: u32,
+    /// 1 when the sender reassembles Chunk frames, 0 (the default, and what a peer that does not
+    /// know the setting implies) when it takes whole frames only. Sent only when not 0, so a
+    /// side that does not chunk announces exactly what an older build does.
+    pub receive_chunks: u32,
 }
 
 /// Largest flow-control window (2^31 - 1), so window arithmetic never overflows.
@@ -55,13 +62,25 @@ impl Default for Settings {
             initial_connection_window: 16 * 1024 * 1024,
             min_ping_interval_ms: 1_000,
             max_metadata_size: super::DEFAULT_MAX_METADATA_SIZE as u32,
+            receive_chunks: 0,
         }
     }
 }
 
 impl Settings {
-    /// Payload length of an encoded settings frame.
+    /// Payload length of a settings frame with the six settings always sent (`RECEIVE_CHUNKS`
+    /// adds one entry when it is not 0: [`Settings::encoded_len`]).
     pub const ENCODED_LEN: usize = 6 * SETTING_LEN;
+
+    /// Payload length of this settings frame.
+    pub fn encoded_len(&self) -> usize {
+        Self::ENCODED_LEN + if self.receive_chunks == 0 { 0 } else { SETTING_LEN }
+    }
+
+    /// Whether the sender of these settings reassembles Chunk frames.
+    pub fn accepts_chunks(&self) -> bool {
+        self.receive_chunks != 0
+    }
 
     fn pairs(&self) -> [(SettingId, u32); 6] {
         [
@@ -79,6 +98,10 @@ impl Settings {
         for (id, value) in self.pairs() {
             dst.put_u16_le(id as u16);
             dst.put_u32_le(value);
+        }
+        if self.receive_chunks != 0 {
+            dst.put_u16_le(SettingId::ReceiveChunks as u16);
+            dst.put_u32_le(self.receive_chunks);
         }
     }
 
@@ -98,6 +121,7 @@ impl Settings {
                 0x04 => settings.initial_connection_window = value,
                 0x05 => settings.min_ping_interval_ms = value,
                 0x06 => settings.max_metadata_size = value,
+                0x07 => settings.receive_chunks = value,
                 _ => {}
             }
         }
@@ -113,7 +137,8 @@ impl Settings {
             .all(|w| (1..=MAX_WINDOW).contains(w));
         // At least 2: the length prefix of an empty block counts against the limit.
         let metadata_ok = (2..=super::MAX_METADATA_SIZE).contains(&(self.max_metadata_size as usize));
-        if frame_ok && windows_ok && metadata_ok && self.max_concurrent_calls > 0 {
+        let chunks_ok = self.receive_chunks <= 1;
+        if frame_ok && windows_ok && metadata_ok && chunks_ok && self.max_concurrent_calls > 0 {
             Ok(())
         } else {
             Err(WireError::BadSettings)
@@ -146,5 +171,24 @@ mod tests {
         assert_eq!(Settings::decode(&tiny_frames), Err(WireError::BadSettings));
         let zero_window = [0x03, 0x00, 0, 0, 0, 0];
         assert_eq!(Settings::decode(&zero_window), Err(WireError::BadSettings));
+        let chunks_two = [0x07, 0x00, 2, 0, 0, 0];
+        assert_eq!(Settings::decode(&chunks_two), Err(WireError::BadSettings));
+    }
+
+    #[test]
+    fn receive_chunks_is_sent_only_when_announced_and_absent_reads_as_whole_frames_only() {
+        let mut old = Vec::new();
+        Settings::default().encode(&mut old);
+        assert_eq!(old.len(), Settings::ENCODED_LEN, "the default is what an older build sends");
+        assert!(!Settings::decode(&old).unwrap().accepts_chunks());
+        let chunking = Settings {
+            receive_chunks: 1,
+            ..Settings::default()
+        };
+        let mut new = Vec::new();
+        chunking.encode(&mut new);
+        assert_eq!(new.len(), chunking.encoded_len());
+        assert_eq!(&new[Settings::ENCODED_LEN..], &[0x07, 0x00, 1, 0, 0, 0]);
+        assert_eq!(Settings::decode(&new), Ok(chunking));
     }
 }

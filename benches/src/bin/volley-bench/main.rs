@@ -33,6 +33,7 @@
 mod ab;
 mod balance;
 mod framed;
+mod lanes;
 #[cfg(feature = "quic")]
 mod lossy_tcp;
 mod oneway;
@@ -125,6 +126,10 @@ enum Command {
     /// A balanced channel over one endpoint against a plain Channel, runs interleaved: 64 B
     /// at 1 and 128 in flight; prints medians, ratios and the goal of issue 18 (<= 5 % cost).
     Balance(balance::BalanceArgs),
+    /// Priority lanes (issue 20): 64 B calls every 100 µs alone and beside back-to-back 16 MiB
+    /// answers on the same connection, at priority high and normal, with and without chunking;
+    /// prints p50/p99 and the goal (high p99 with bulk <= 2x idle).
+    Lanes(lanes::LanesArgs),
     /// TLS (feature `tls`): Volley with TLS against Volley in plaintext and tonic with TLS,
     /// runs interleaved; prints medians, ratios and the goals of issue 17.
     #[cfg(feature = "tls")]
@@ -192,6 +197,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(Command::Balance(balance_args)) = &args.command {
         return balance::run(balance_args, warmup, duration, repeats, &runtime, json.as_mut());
+    }
+    if let Some(Command::Lanes(lanes_args)) = &args.command {
+        return lanes::run(lanes_args, warmup, duration, repeats, &runtime, json.as_mut());
     }
     #[cfg(feature = "tls")]
     if let Some(Command::Tls(tls_args)) = &args.command {

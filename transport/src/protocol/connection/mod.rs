@@ -117,6 +117,8 @@ pub struct Connection<X = ()> {
     windows: ConnectionWindows,
     flow_violations: u32,
     scratch: Vec<CallId>,
+    /// The chunked frame being received (docs/PROTOCOL.md section 5.12).
+    chunks: crate::protocol::Reassembly,
 }
 
 impl Connection {
@@ -164,6 +166,7 @@ impl<X: CallRecord> Connection<X> {
             small_frames: Bucket::new(config.small_frame_budget),
             earned_credits: 0,
             scratch: Vec::new(),
+            chunks: crate::protocol::Reassembly::default(),
             config,
         }
     }

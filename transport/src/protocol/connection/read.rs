@@ -63,8 +63,14 @@ impl<X: CallRecord> Connection<X> {
             self.handle_preface(&raw)?;
         }
         let max_frame_size = self.config.settings.max_frame_size;
+        let chunks = self.config.settings.accepts_chunks();
         while progress.frames < max_frames {
-            match decode_frame(buf, max_frame_size) {
+            let decoded = if chunks {
+                self.chunks.decode_frame(buf, max_frame_size)
+            } else {
+                decode_frame(buf, max_frame_size)
+            };
+            match decoded {
                 Ok(Some(frame)) => {
                     progress.frames += 1;
                     self.handle_frame(frame, now)?;
@@ -73,7 +79,7 @@ impl<X: CallRecord> Connection<X> {
                     }
                 }
                 Ok(None) => {
-                    self.note_partial_frame(!buf.is_empty(), now);
+                    self.note_partial_frame(!buf.is_empty() || self.chunks.in_progress(), now);
                     return Ok(progress);
                 }
                 Err(err) => return Err(self.handle_wire_error(err)),

@@ -1,0 +1,277 @@
+//! Chunked frames and the writer's lanes (docs/PROTOCOL.md section 5.12): a 64-byte call is not
+//! held back by a 16 MiB message on the same connection, and a peer that did not announce
+//! `RECEIVE_CHUNKS` still gets whole frames. Loopback TCP only; ordering is asserted from the
+//! frames the peer reads, never from timings.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use common::{ECHO_ID, Echo, echo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use volley::protocol::Reassembly;
+use volley::wire::{CallHead, CallId, Decoded, Frame, PREFACE_LEN, Preface, Settings, decode_unit};
+use volley::{CallOptions, Client, Request, Server, ServerHandle, Status};
+
+const BULK: usize = 16 * 1024 * 1024;
+
+/// A server whose echo answers a request whose payload is `bulk` with 16 MiB of `7`s, and
+/// reports each other call it answered on `answered`.
+async fn bulk_server(answered: tokio::sync::mpsc::UnboundedSender<Bytes>) -> ServerHandle {
+    Server::builder()
+        .unary(common::ECHO, move |request: Request<Echo>| {
+            let answered = answered.clone();
+            async move {
+                let message = request.into_inner();
+                if message.payload == "bulk" {
+                    return Ok::<_, Status>(echo(vec![7u8; BULK]));
+                }
+                let _ = answered.send(message.payload.clone());
+                Ok(message)
+            }
+        })
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap()
+}
+
+/// A raw client: sends its preface and `settings`, then reads what the server sends, taking
+/// each frame as it comes whole (put back together from chunks when it announced
+/// `RECEIVE_CHUNKS`) and counting the chunks.
+struct Peer {
+    stream: TcpStream,
+    inbox: BytesMut,
+    reassembly: Reassembly,
+    chunks: bool,
+    chunks_seen: usize,
+}
+
+impl Peer {
+    async fn connect(server: &ServerHandle, settings: Settings) -> Self {
+        let volley::net::Address::Tcp(addr) = server.local_addr().clone() else {
+            unreachable!()
+        };
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut hello = BytesMut::new();
+        hello.extend_from_slice(&Preface::CURRENT.encode());
+        Frame::Settings(settings).encode(&mut hello);
+        stream.write_all(&hello).await.unwrap();
+        let mut preface = [0u8; PREFACE_LEN];
+        stream.read_exact(&mut preface).await.unwrap();
+        let mut peer = Self {
+            stream,
+            inbox: BytesMut::new(),
+            reassembly: Reassembly::default(),
+            chunks: settings.accepts_chunks(),
+            chunks_seen: 0,
+        };
+        assert!(matches!(peer.next_frame().await, Frame::Settings(_)));
+        peer
+    }
+
+    async fn call(&mut self, call: u64, payload: &str, priority: u8) {
+        let mut message = BytesMut::new();
+        prost::Message::encode(&echo(payload.to_owned()), &mut message).unwrap();
+        let mut out = BytesMut::new();
+        Frame::Request {
+            call_id: CallId(call),
+            head: CallHead {
+                method_id: ECHO_ID,
+                priority,
+                ..CallHead::default()
+            },
+            message: Some(message.freeze()),
+            end_stream: true,
+        }
+        .encode(&mut out);
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    /// The next whole frame from the server (within 10 s).
+    async fn next_frame(&mut self) -> Frame {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.chunks {
+                if let Some(frame) = self.next_unit() {
+                    return frame;
+                }
+            } else if let Some(frame) = volley::wire::decode_frame(&mut self.inbox, u32::MAX).unwrap() {
+                return frame;
+            }
+            let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.inbox)).await;
+            assert!(matches!(read, Ok(Ok(n)) if n > 0), "the server stopped sending: {read:?}");
+        }
+    }
+
+    /// Takes chunks and frames off the inbox through the reassembly, counting chunks.
+    fn next_unit(&mut self) -> Option<Frame> {
+        loop {
+            let mut peek = self.inbox.clone();
+            let unit = decode_unit(&mut peek, u32::MAX).unwrap()?;
+            let mut one = self.inbox.split_to(self.inbox.len() - peek.len());
+            if matches!(unit, Decoded::Chunk(_)) {
+                self.chunks_seen += 1;
+            }
+            if let Some(frame) = self.reassembly.decode_frame(&mut one, u32::MAX).unwrap() {
+                return Some(frame);
+            }
+        }
+    }
+}
+
+fn response_payload(frame: &Frame, call: u64) -> Option<Bytes> {
+    match frame {
+        Frame::Response {
+            call_id,
+            message: Some(message),
+            end_stream: true,
+            ..
+        } if *call_id == CallId(call) => Some(<Echo as prost::Message>::decode(message.clone()).unwrap().payload),
+        _ => None,
+    }
+}
+
+/// Asks for 16 MiB (call 1), waits until the server is writing it into a socket the peer does
+/// not read, then makes a 64-byte call at priority 255 (call 3) and, with `answered`, waits
+/// until its handler has answered.
+async fn bulk_then_small(server: &ServerHandle, peer: &mut Peer, answered: Option<&mut tokio::sync::mpsc::UnboundedReceiver<Bytes>>) {
+    let writes_before = server.stats().write_syscalls;
+    peer.call(1, "bulk", 0).await;
+    // Syscalls are counted as they happen (bytes only once a batch is done).
+    common::wait_for("the server started writing the 16 MiB answer", || {
+        server.stats().write_syscalls > writes_before
+    })
+    .await;
+    peer.call(3, "small", 255).await;
+    let Some(answered) = answered else { return };
+    let small = tokio::time::timeout(Duration::from_secs(10), answered.recv()).await;
+    assert_eq!(
+        small.unwrap().unwrap(),
+        "small",
+        "the server read the small call while writing the 16 MiB"
+    );
+    // The answer is queued as the handler returns; let it reach the queue.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+#[tokio::test]
+async fn a_64_byte_high_priority_call_completes_while_a_16_mib_answer_is_in_flight() {
+    let (tx, mut answered) = tokio::sync::mpsc::unbounded_channel();
+    let server = bulk_server(tx).await;
+    let announced = Settings {
+        receive_chunks: 1,
+        ..Settings::default()
+    };
+    let mut peer = Peer::connect(&server, announced).await;
+    bulk_then_small(&server, &mut peer, Some(&mut answered)).await;
+    let first = peer.next_frame().await;
+    assert_eq!(response_payload(&first, 3).as_deref(), Some(&b"small"[..]), "{first:?}");
+    assert!(peer.reassembly.in_progress(), "the 16 MiB answer is still arriving in chunks");
+    assert!(peer.chunks_seen >= 1);
+    let second = peer.next_frame().await;
+    let bulk = response_payload(&second, 1).expect("the 16 MiB answer");
+    assert_eq!(bulk.len(), BULK);
+    assert!(bulk.iter().all(|b| *b == 7), "the chunks were put back in order");
+    let expected_chunks = (BULK + 64).div_ceil(volley::wire::DEFAULT_CHUNK_SIZE);
+    assert!(peer.chunks_seen >= expected_chunks, "{} chunks for 16 MiB", peer.chunks_seen);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_did_not_announce_chunks_gets_the_16_mib_answer_whole_and_first() {
+    let (tx, _answered) = tokio::sync::mpsc::unbounded_channel();
+    let server = bulk_server(tx).await;
+    // An older build's settings: no RECEIVE_CHUNKS entry at all. (The server does not even read
+    // the small call until the 16 MiB answer, over its write queue cap, has gone out.)
+    let mut peer = Peer::connect(&server, Settings::default()).await;
+    bulk_then_small(&server, &mut peer, None).await;
+    let first = peer.next_frame().await;
+    assert_eq!(
+        response_payload(&first, 1).map(|p| p.len()),
+        Some(BULK),
+        "whole, in the order queued"
+    );
+    let second = peer.next_frame().await;
+    assert_eq!(response_payload(&second, 3).as_deref(), Some(&b"small"[..]));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_volley_peers_exchange_16_mib_messages_in_chunks_intact_beside_small_calls() {
+    let server = common::start_tcp().await;
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let payload: Bytes = (0..BULK).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
+    let small_calls = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            for i in 0..20 {
+                let reply: Echo = client
+                    .unary(ECHO_ID, &echo(format!("small {i}")), CallOptions::new().priority(200))
+                    .await
+                    .unwrap();
+                assert_eq!(reply.payload, format!("small {i}"));
+            }
+        })
+    };
+    for _ in 0..2 {
+        let reply: Echo = client.unary(ECHO_ID, &echo(payload.clone()), CallOptions::new()).await.unwrap();
+        assert_eq!(reply.payload, payload);
+    }
+    small_calls.await.unwrap();
+    let stats = client.stats();
+    // Chunk headers are counted in the bytes sent: 16 bytes per chunk beyond the frames.
+    assert!(
+        stats.bytes_out > 2 * BULK as u64 + 2 * 256 * 16,
+        "the 16 MiB requests went out in chunks: {} bytes",
+        stats.bytes_out
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_server_dispatches_the_calls_of_one_read_highest_priority_first() {
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let server = {
+        let order = order.clone();
+        Server::builder()
+            .unary_inline(common::ECHO, move |request: Request<Echo>| {
+                let message = request.into_inner();
+                order.lock().unwrap().push(message.payload.clone());
+                Ok::<_, Status>(message)
+            })
+            .build()
+            .unwrap()
+            .serve("127.0.0.1:0")
+            .await
+            .unwrap()
+    };
+    let mut peer = Peer::connect(&server, Settings::default()).await;
+    // Three Requests in one write, so they arrive in one read: priorities 0, 255, 100.
+    let mut burst = BytesMut::new();
+    for (call, payload, priority) in [(1u64, "p0", 0u8), (3, "p255", 255), (5, "p100", 100)] {
+        let mut message = BytesMut::new();
+        prost::Message::encode(&echo(payload.to_owned()), &mut message).unwrap();
+        Frame::Request {
+            call_id: CallId(call),
+            head: CallHead {
+                method_id: ECHO_ID,
+                priority,
+                ..CallHead::default()
+            },
+            message: Some(message.freeze()),
+            end_stream: true,
+        }
+        .encode(&mut burst);
+    }
+    peer.stream.write_all(&burst).await.unwrap();
+    for _ in 0..3 {
+        assert!(matches!(peer.next_frame().await, Frame::Response { .. }));
+    }
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order, ["p255", "p100", "p0"]);
+    server.shutdown().await;
+}
