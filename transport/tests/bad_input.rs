@@ -309,7 +309,7 @@ async fn a_client_fails_cleanly_on_a_response_for_an_unknown_call() {
         out.extend_from_slice(&Preface::CURRENT.encode());
         Frame::Settings(Settings::default()).encode(&mut out);
         stream.write_all(&out).await.unwrap();
-        // Wait for the client's preface and settings (66 bytes) and then its request.
+        // Wait for the client's preface and settings and then its request.
         let mut seen = Vec::new();
         let handshake = PREFACE_LEN + 16 + volley::protocol::ConnectionConfig::default().settings.encoded_len();
         while seen.len() <= handshake {

@@ -202,8 +202,20 @@ async fn a_peer_that_did_not_announce_chunks_gets_the_16_mib_answer_whole_and_fi
 
 #[tokio::test]
 async fn two_volley_peers_exchange_16_mib_messages_in_chunks_intact_beside_small_calls() {
-    let server = common::start_tcp().await;
-    let client = Client::connect(server.local_addr()).await.unwrap();
+    // Chunking is opt-in: both sides announce it.
+    let chunking = volley::protocol::ConnectionConfig::default().receive_chunks(true);
+    let server = common::echo_server()
+        .connection_config(chunking.clone())
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = Client::builder()
+        .connection_config(chunking)
+        .connect(server.local_addr())
+        .await
+        .unwrap();
     let payload: Bytes = (0..BULK).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
     let small_calls = {
         let client = client.clone();
