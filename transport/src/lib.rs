@@ -49,6 +49,7 @@
 #[cfg(not(loom))]
 pub mod balance;
 pub mod buf;
+pub mod busy_poll;
 #[cfg(not(loom))]
 pub mod client;
 #[cfg(not(loom))]

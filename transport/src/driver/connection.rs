@@ -360,6 +360,9 @@ pub(crate) fn spawn_connection_at(
         shared.queue_control(&mut state);
     }
     tokio::spawn(super::writer::run(shared.clone(), stream.clone()));
-    tokio::spawn(super::reader::run(shared.clone(), stream));
+    match config.busy_poll {
+        Some(busy_poll) => super::poller::spawn(shared.clone(), stream, busy_poll),
+        None => drop(tokio::spawn(super::reader::run(shared.clone(), stream))),
+    }
     shared
 }

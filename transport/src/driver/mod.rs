@@ -17,6 +17,8 @@ mod linger;
 #[cfg(not(loom))]
 mod read_buffer;
 #[cfg(not(loom))]
+mod poller;
+#[cfg(not(loom))]
 mod reader;
 mod write_queue;
 #[cfg(not(loom))]
