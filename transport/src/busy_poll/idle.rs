@@ -63,7 +63,8 @@ impl Idler {
     }
 
     /// The strategy has reached parking: the thread sleeps between polls.
-    pub(crate) fn is_parking(&self) -> bool {
+    #[cfg(test)]
+    fn is_parking(&self) -> bool {
         match self.strategy {
             IdleStrategy::SpinThenPark { spins, yields, .. } => self.empty >= spins.saturating_add(yields),
             _ => false,

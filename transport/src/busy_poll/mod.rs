@@ -27,7 +27,7 @@ mod config;
 pub(crate) mod idle;
 mod placement;
 mod socket;
-mod spin;
+pub(crate) mod spin;
 
 pub use config::{BusyPoll, DEFAULT_MAX_PARK, DEFAULT_MIN_PARK, DEFAULT_SPINS, DEFAULT_YIELDS, IdleStrategy, KernelBusyPoll, POLLER_THREAD_NAME};
 pub use placement::{PlacementError, allowed_cpus, pin_current_thread};

@@ -29,6 +29,12 @@ use super::idle::Idler;
 /// assert_eq!(answer, 42);
 /// ```
 pub fn spin_on<F: Future>(future: F, idle: IdleStrategy) -> F::Output {
+    spin_on_with(future, idle, || false)
+}
+
+/// [`spin_on`] that calls `io` while `future` waits: it may make progress for the future (poll
+/// a connection's socket) and says whether it did.
+pub(crate) fn spin_on_with<F: Future>(future: F, idle: IdleStrategy, mut io: impl FnMut() -> bool) -> F::Output {
     let flag = Arc::new(SpinWaker {
         woken: AtomicBool::new(true),
         thread: std::thread::current(),
@@ -42,6 +48,8 @@ pub fn spin_on<F: Future>(future: F, idle: IdleStrategy) -> F::Output {
             if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
                 return output;
             }
+            idler.reset();
+        } else if io() {
             idler.reset();
         } else {
             idler.idle();

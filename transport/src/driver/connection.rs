@@ -89,6 +89,8 @@ pub(crate) struct Shared {
     released: AtomicBool,
     pub(crate) dispatch: Option<Arc<dyn Dispatch>>,
     pub(crate) pool: crate::buf::BufferPool,
+    /// (busy-poll mode) The connection's poller, which a spinning caller polls too.
+    pub(crate) poller: std::sync::OnceLock<std::sync::Weak<super::poller::Poller>>,
     /// Registered with a `Metrics`; dropped with this state, it moves the final counters to the
     /// ended connections' totals.
     #[cfg(feature = "metrics")]
@@ -321,7 +323,7 @@ pub(crate) fn spawn_connection_at(
         identity.set_tls_peer(quic.peer_identity());
     }
     let identity = Arc::new(identity);
-    let stream = Arc::new(stream);
+    let stream = Arc::new(if config.busy_poll.is_some() { stream.into_polled() } else { stream });
     let now = started;
     #[cfg(feature = "metrics")]
     let metrics = config.metrics.as_ref().map(|metrics| metrics.connection_opened(role, &stats));
@@ -351,6 +353,7 @@ pub(crate) fn spawn_connection_at(
         released: AtomicBool::new(false),
         dispatch,
         pool: config.pool.clone(),
+        poller: std::sync::OnceLock::new(),
         #[cfg(feature = "metrics")]
         metrics,
     });

@@ -32,4 +32,6 @@ pub(crate) use connection::{AcceptedCall, Dispatch, Protocol, Shared, spawn_conn
 #[cfg(not(loom))]
 pub(crate) use identity::Identity;
 #[cfg(not(loom))]
+pub(crate) use poller::Polled;
+#[cfg(not(loom))]
 pub(crate) use write_queue::Flush;

@@ -4,6 +4,8 @@
 mod address;
 #[cfg(all(feature = "quic", not(loom)))]
 pub(crate) mod quic;
+#[cfg(not(loom))]
+mod polled;
 mod socket;
 #[cfg(not(loom))]
 mod stream;
@@ -17,6 +19,8 @@ pub use address::{Address, AddressParseError, ToAddress};
 #[cfg(all(feature = "quic", not(loom)))]
 pub use quic::QuicStream;
 pub use socket::{AppliedSocketOptions, KeepaliveConfig, SocketConfig};
+#[cfg(not(loom))]
+pub use polled::PolledStream;
 pub use stream::Stream;
 #[cfg(all(feature = "tls", not(loom)))]
 pub use tls::TlsStream;

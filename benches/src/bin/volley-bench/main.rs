@@ -7,6 +7,7 @@
 //! benches/peers/setup.sh && cargo run -p volley-benches --release --bin volley-bench -- --peers go,python
 //! cargo run -p volley-benches --release --bin volley-bench -- --plots target/volley-bench
 //! cargo run -p volley-benches --release --bin volley-bench -- ab --variants default,nodelay=off
+//! cargo run -p volley-benches --release --bin volley-bench -- busy-poll
 //! cargo run -p volley-benches --release --features tls --bin volley-bench -- tls
 //! cargo run -p volley-benches --release --features quic --bin volley-bench -- quic
 //! ```
@@ -32,6 +33,7 @@
 
 mod ab;
 mod balance;
+mod busy_poll;
 mod framed;
 #[cfg(feature = "quic")]
 mod lossy_tcp;
@@ -125,6 +127,10 @@ enum Command {
     /// A balanced channel over one endpoint against a plain Channel, runs interleaved: 64 B
     /// at 1 and 128 in flight; prints medians, ratios and the goal of issue 18 (<= 5 % cost).
     Balance(balance::BalanceArgs),
+    /// Busy-poll mode: 64 B ping-pong with client and server pinned to different CPUs: raw
+    /// blocking sockets, raw spinning sockets (the floor), Volley default and busy-poll; prints
+    /// medians, ratios and the goals of issue 20.
+    BusyPoll(busy_poll::BusyPollArgs),
     /// TLS (feature `tls`): Volley with TLS against Volley in plaintext and tonic with TLS,
     /// runs interleaved; prints medians, ratios and the goals of issue 17.
     #[cfg(feature = "tls")]
@@ -192,6 +198,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(Command::Balance(balance_args)) = &args.command {
         return balance::run(balance_args, warmup, duration, repeats, &runtime, json.as_mut());
+    }
+    if let Some(Command::BusyPoll(busy_poll_args)) = &args.command {
+        return busy_poll::run(busy_poll_args, warmup, duration, repeats, json.as_mut());
     }
     #[cfg(feature = "tls")]
     if let Some(Command::Tls(tls_args)) = &args.command {
