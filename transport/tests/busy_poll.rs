@@ -67,7 +67,13 @@ fn thread_name_server() -> volley::server::ServerBuilder {
 #[tokio::test]
 async fn an_inline_handler_runs_on_the_server_poller_thread() {
     let _serial = serial();
-    let server = thread_name_server().busy_poll(parking()).build().unwrap().serve("127.0.0.1:0").await.unwrap();
+    let server = thread_name_server()
+        .busy_poll(parking())
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
     let client = Client::connect(server.local_addr()).await.unwrap();
     let reply: Echo = client.unary(ECHO_ID, &echo(""), CallOptions::default()).await.unwrap();
     assert_eq!(reply.payload, POLLER_THREAD_NAME);
@@ -111,7 +117,13 @@ async fn a_channel_with_busy_poll_reads_through_a_poller() {
 #[tokio::test]
 async fn the_server_pollers_end_on_server_shutdown() {
     let _serial = serial();
-    let server = echo_server().busy_poll(parking()).build().unwrap().serve("127.0.0.1:0").await.unwrap();
+    let server = echo_server()
+        .busy_poll(parking())
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
     let first = Client::connect(server.local_addr()).await.unwrap();
     let second = Client::connect(server.local_addr()).await.unwrap();
     for client in [&first, &second] {
@@ -130,7 +142,13 @@ fn the_pollers_end_when_their_runtime_shuts_down() {
     let _serial = serial();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (server, client) = runtime.block_on(async {
-        let server = echo_server().busy_poll(parking()).build().unwrap().serve("127.0.0.1:0").await.unwrap();
+        let server = echo_server()
+            .busy_poll(parking())
+            .build()
+            .unwrap()
+            .serve("127.0.0.1:0")
+            .await
+            .unwrap();
         let client = Client::builder().busy_poll(parking()).connect(server.local_addr()).await.unwrap();
         let reply: Echo = client.unary(ECHO_ID, &echo("x"), CallOptions::default()).await.unwrap();
         assert_eq!(reply.payload, "x");
@@ -141,7 +159,10 @@ fn the_pollers_end_when_their_runtime_shuts_down() {
     drop(runtime);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !pollers().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "pollers still running after their runtime shut down");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pollers still running after their runtime shut down"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     drop((server, client));
@@ -157,7 +178,9 @@ async fn a_spin_then_park_poller_burns_no_cpu_while_idle_and_a_spinning_one_does
             let client = Client::builder().busy_poll(BusyPoll::new(strategy)).connect(address).await.unwrap();
             let reply: Echo = client.unary(ECHO_ID, &echo("x"), CallOptions::default()).await.unwrap();
             assert_eq!(reply.payload, "x");
-            let [tid] = pollers()[..] else { panic!("one poller expected: {:?}", pollers()) };
+            let [tid] = pollers()[..] else {
+                panic!("one poller expected: {:?}", pollers())
+            };
             // Past the spins and yields, into parking (for a parking strategy).
             tokio::time::sleep(Duration::from_millis(100)).await;
             let before = cpu_ticks(tid);
@@ -182,9 +205,55 @@ async fn a_spin_then_park_poller_burns_no_cpu_while_idle_and_a_spinning_one_does
 }
 
 #[test]
+fn client_spin_on_reads_the_connection_on_the_callers_thread() {
+    let _serial = serial();
+    // A runtime that keeps running while the caller spins: the writer tasks live there.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sleepy = BusyPoll::new(IdleStrategy::SpinThenPark {
+        spins: 0,
+        yields: 0,
+        min_park: Duration::from_millis(200),
+        max_park: Duration::from_millis(200),
+    });
+    let (server, client) = runtime.block_on(async {
+        let server = echo_server()
+            .busy_poll(parking())
+            .build()
+            .unwrap()
+            .serve("127.0.0.1:0")
+            .await
+            .unwrap();
+        // Its poller sleeps 200 ms between polls: calls answered faster are read by the caller.
+        let client = Client::builder().busy_poll(sleepy).connect(server.local_addr()).await.unwrap();
+        (server, client)
+    });
+    let _runtime = runtime.enter();
+    let started = std::time::Instant::now();
+    for i in 0..50u32 {
+        let message = echo(i.to_string());
+        let reply: Echo = client
+            .spin_on(client.unary(ECHO_ID, &message, CallOptions::default()), IdleStrategy::Spin)
+            .unwrap();
+        assert_eq!(reply.payload, i.to_string());
+    }
+    // Waiting for the poller would take at least 50 x 200 ms / 2 on average.
+    assert!(started.elapsed() < Duration::from_secs(2), "50 calls took {:?}", started.elapsed());
+    drop(client);
+    runtime.block_on(server.shutdown());
+}
+
+#[test]
 fn spin_on_runs_a_call_on_the_calling_thread_against_a_polling_inline_server() {
     let _serial = serial();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let (server, client) = runtime.block_on(async {
         let server = Server::builder()
             .unary_inline(common::ECHO, |request: Request<Echo>| Ok::<_, Status>(request.into_inner()))

@@ -29,7 +29,9 @@ mod placement;
 mod socket;
 pub(crate) mod spin;
 
-pub use config::{BusyPoll, DEFAULT_MAX_PARK, DEFAULT_MIN_PARK, DEFAULT_SPINS, DEFAULT_YIELDS, IdleStrategy, KernelBusyPoll, POLLER_THREAD_NAME};
+pub use config::{
+    BusyPoll, DEFAULT_MAX_PARK, DEFAULT_MIN_PARK, DEFAULT_SPINS, DEFAULT_YIELDS, IdleStrategy, KernelBusyPoll, POLLER_THREAD_NAME,
+};
 pub use placement::{PlacementError, allowed_cpus, pin_current_thread};
 pub use socket::{AppliedKernelBusyPoll, apply_kernel_busy_poll};
 pub use spin::spin_on;

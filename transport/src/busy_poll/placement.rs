@@ -58,7 +58,10 @@ mod tests {
 
     #[test]
     fn pinning_to_a_cpu_outside_the_allowed_set_is_a_typed_error() {
-        let err = std::thread::spawn(|| pin_current_thread(CpuSet::MAX_CPU + 1)).join().unwrap().unwrap_err();
+        let err = std::thread::spawn(|| pin_current_thread(CpuSet::MAX_CPU + 1))
+            .join()
+            .unwrap()
+            .unwrap_err();
         assert!(matches!(err, PlacementError::NotAllowed { .. }), "{err}");
     }
 

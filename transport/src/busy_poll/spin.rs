@@ -19,7 +19,8 @@ use super::idle::Idler;
 /// call's outcome and wakes the call's waker, which here only sets a flag (and unparks the
 /// thread if `idle` parked it), so no thread is woken through the kernel when the caller spins.
 /// Futures that need tokio (timers, spawning) need a runtime context: enter one first
-/// (`Handle::enter`). A spinning caller spends its core while it waits; use it on a thread
+/// (`Handle::enter`); `spin_on` does not drive that runtime, so it must keep running on other
+/// threads (a connection's writer task lives there). A spinning caller spends its core while it waits; use it on a thread
 /// pinned to a core of its own, or with [`IdleStrategy::SpinThenYield`] beside the poller.
 ///
 /// ```

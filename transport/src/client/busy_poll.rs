@@ -43,7 +43,10 @@ impl Client {
     /// out of the way while callers spin). Without the busy-poll mode this is plain `spin_on`.
     ///
     /// It blocks the calling thread: call it from a thread of your own (with the runtime entered,
-    /// `Handle::enter`, for calls with deadlines), not from inside an async task.
+    /// `Handle::enter`, for calls with deadlines), not from inside an async task. It does not
+    /// drive the runtime, and the connection's writer task (control frames, batches written
+    /// under load) runs there: the runtime must keep running meanwhile (a multi-thread runtime,
+    /// or a current-thread one that another thread drives with `block_on`).
     ///
     /// ```no_run
     /// # fn demo(client: volley::Client, handle: tokio::runtime::Handle) -> Result<(), volley::Status> {

@@ -15,9 +15,9 @@ mod identity;
 #[cfg(not(loom))]
 mod linger;
 #[cfg(not(loom))]
-mod read_buffer;
-#[cfg(not(loom))]
 mod poller;
+#[cfg(not(loom))]
+mod read_buffer;
 #[cfg(not(loom))]
 mod reader;
 mod write_queue;

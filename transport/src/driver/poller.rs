@@ -101,7 +101,9 @@ pub(super) fn spawn(shared: Arc<Shared>, stream: Arc<Stream>, config: BusyPoll) 
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poller.run(config)));
         if run.is_err() {
             // An inline handler panicked on this thread: the connection cannot go on.
-            poller.shared.terminate(Status::internal("a handler panicked on the connection's poller thread"));
+            poller
+                .shared
+                .terminate(Status::internal("a handler panicked on the connection's poller thread"));
         }
         watch.abort();
     });
@@ -238,7 +240,9 @@ impl Poller {
                 return Ok(false);
             }
             Err(err) => {
-                return Err(Status::unavailable(format!("connection lost while reading: {err}; retry on a new connection")));
+                return Err(Status::unavailable(format!(
+                    "connection lost while reading: {err}; retry on a new connection"
+                )));
             }
         }
         let result = handle_pass(shared, buf, scratch);

@@ -2,10 +2,10 @@
 //! connects to.
 
 mod address;
-#[cfg(all(feature = "quic", not(loom)))]
-pub(crate) mod quic;
 #[cfg(not(loom))]
 mod polled;
+#[cfg(all(feature = "quic", not(loom)))]
+pub(crate) mod quic;
 mod socket;
 #[cfg(not(loom))]
 mod stream;
@@ -16,11 +16,11 @@ mod stream;
 pub(crate) mod tls;
 
 pub use address::{Address, AddressParseError, ToAddress};
+#[cfg(not(loom))]
+pub use polled::PolledStream;
 #[cfg(all(feature = "quic", not(loom)))]
 pub use quic::QuicStream;
 pub use socket::{AppliedSocketOptions, KeepaliveConfig, SocketConfig};
-#[cfg(not(loom))]
-pub use polled::PolledStream;
 pub use stream::Stream;
 #[cfg(all(feature = "tls", not(loom)))]
 pub use tls::TlsStream;
