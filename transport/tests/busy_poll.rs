@@ -6,6 +6,9 @@
 //!
 //! Poller threads are found by name in `/proc/self/task`, so the tests that count them take
 //! [`SERIAL`] and run one at a time.
+// Held across awaits on purpose: each test has a runtime of its own, and the lock only keeps the
+// tests from running side by side.
+#![allow(clippy::await_holding_lock)]
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;

@@ -16,7 +16,7 @@ impl ClientBuilder {
     /// [`crate::busy_poll`] and `docs/latency.md`.
     ///
     /// ```no_run
-    /// # async fn demo() -> Result<(), volley::Error> {
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     /// use volley::busy_poll::{BusyPoll, IdleStrategy};
     /// use volley::{CallOptions, Client};
     ///
