@@ -49,6 +49,7 @@
 #[cfg(not(loom))]
 pub mod balance;
 pub mod buf;
+pub mod busy_poll;
 #[cfg(not(loom))]
 pub mod client;
 #[cfg(not(loom))]
@@ -87,6 +88,10 @@ pub mod tls;
 #[cfg(all(doctest, feature = "tls"))]
 #[doc = include_str!("../../docs/security.md")]
 pub struct SecurityGuide;
+/// The example of `docs/latency.md`, compiled as a doctest so the guide cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/latency.md")]
+pub struct LatencyGuide;
 #[cfg(all(feature = "tower", not(loom)))]
 pub mod tower;
 pub mod wire;

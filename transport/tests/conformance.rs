@@ -1,8 +1,11 @@
 //! Conformance cases modelled on gRPC's interop test cases: every call kind with the payload
 //! sizes, statuses, metadata and cancellations those cases use, deadlines and graceful shutdown.
-//! Each case runs over loopback TCP (`tcp::*`) and, with feature `quic`, over loopback QUIC
-//! (`quic::*`): the same case bodies, parametrised by [`Transport`].
+//! Each case runs over loopback TCP (`tcp::*`), in the busy-poll receive mode over loopback TCP
+//! and a Unix socket (`busy_poll_tcp::*`, `busy_poll_unix::*`: client and server both poll) and,
+//! with feature `quic`, over loopback QUIC (`quic::*`): the same case bodies, parametrised by
+//! [`Transport`].
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 mod common;
@@ -13,6 +16,8 @@ mod pki;
 
 use bytes::Bytes;
 use common::wait_for;
+use volley::busy_poll::{BusyPoll, IdleStrategy};
+use volley::net::Address;
 use volley::{CallOptions, Client, Code, Metadata, MethodId, Request, Server, ServerHandle, Status, StreamSender, Streaming};
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -89,6 +94,10 @@ fn requested_status(status: &Option<EchoStatus>, metadata: &Metadata) -> Option<
 #[derive(Clone, Copy, Debug)]
 enum Transport {
     Tcp,
+    /// TCP, client and server connections read by busy-polling threads.
+    BusyPollTcp,
+    /// A Unix socket, client and server connections read by busy-polling threads.
+    BusyPollUnix,
     #[cfg(feature = "quic")]
     Quic,
 }
@@ -99,16 +108,38 @@ type ClientTls = volley::tls::ClientTls;
 #[cfg(not(feature = "quic"))]
 type ClientTls = std::convert::Infallible;
 
+/// The busy-poll mode the `busy_poll_*` cases run in: parking soon, so that the many
+/// connections of a parallel test run do not each spin a core.
+fn test_busy_poll() -> BusyPoll {
+    BusyPoll::new(IdleStrategy::SpinThenPark {
+        spins: 200,
+        yields: 20,
+        min_park: Duration::from_micros(20),
+        max_park: Duration::from_micros(500),
+    })
+}
+
 async fn test_service(transport: Transport) -> (ServerHandle, Option<ClientTls>) {
+    static UNIX_SOCKETS: AtomicUsize = AtomicUsize::new(0);
     #[allow(unused_mut)]
     let mut builder = test_methods();
+    let tcp = || Address::Tcp(([127, 0, 0, 1], 0).into());
     let (address, client_tls) = match transport {
-        Transport::Tcp => ("127.0.0.1:0", None),
+        Transport::Tcp => (tcp(), None),
+        Transport::BusyPollTcp => {
+            builder = builder.busy_poll(test_busy_poll());
+            (tcp(), None)
+        }
+        Transport::BusyPollUnix => {
+            builder = builder.busy_poll(test_busy_poll());
+            let name = format!("conformance-{}", UNIX_SOCKETS.fetch_add(1, Ordering::Relaxed));
+            (Address::Unix(common::unix_path(&name)), None)
+        }
         #[cfg(feature = "quic")]
         Transport::Quic => {
             let ca = pki::Ca::new("conformance CA");
             builder = builder.tls(ca.server_tls());
-            ("quic://127.0.0.1:0", Some(ca.client_tls()))
+            (Address::Quic(([127, 0, 0, 1], 0).into()), Some(ca.client_tls()))
         }
     };
     (builder.build().unwrap().serve(address).await.unwrap(), client_tls)
@@ -167,8 +198,10 @@ fn test_methods() -> volley::server::ServerBuilder {
 
 async fn connect(transport: Transport) -> (ServerHandle, Client) {
     let (server, client_tls) = test_service(transport).await;
-    #[allow(unused_mut)]
     let mut builder = Client::builder();
+    if matches!(transport, Transport::BusyPollTcp | Transport::BusyPollUnix) {
+        builder = builder.busy_poll(test_busy_poll());
+    }
     #[cfg(feature = "quic")]
     if let Some(tls) = client_tls {
         builder = builder.tls(tls);
@@ -192,6 +225,30 @@ macro_rules! over_every_transport {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_thousand_concurrent_large_unary_calls_on_one_connection() {
                 super::a_thousand_concurrent_large_unary_calls_on_one_connection(super::Transport::Tcp).await;
+            }
+        }
+        mod busy_poll_tcp {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Transport::BusyPollTcp).await;
+                }
+            )*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_thousand_concurrent_large_unary_calls_on_one_connection() {
+                super::a_thousand_concurrent_large_unary_calls_on_one_connection(super::Transport::BusyPollTcp).await;
+            }
+        }
+        mod busy_poll_unix {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Transport::BusyPollUnix).await;
+                }
+            )*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_thousand_concurrent_large_unary_calls_on_one_connection() {
+                super::a_thousand_concurrent_large_unary_calls_on_one_connection(super::Transport::BusyPollUnix).await;
             }
         }
         #[cfg(feature = "quic")]

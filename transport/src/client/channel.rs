@@ -92,6 +92,15 @@ impl ChannelBuilder {
         self
     }
 
+    /// Reads each connection the channel opens with a busy-polling thread instead of the reader
+    /// task; see [`ClientBuilder::busy_poll`] and [`crate::busy_poll`]. A reconnection gets a
+    /// poller of its own; the old one ends with the old connection.
+    #[must_use]
+    pub fn busy_poll(mut self, busy_poll: crate::busy_poll::BusyPoll) -> Self {
+        self.client.config.busy_poll = Some(busy_poll);
+        self
+    }
+
     /// The reconnection schedule.
     #[must_use]
     pub fn backoff(mut self, backoff: Backoff) -> Self {

@@ -1,5 +1,6 @@
 //! The client side: [`Client`] over one connection, [`Channel`] that reconnects.
 
+mod busy_poll;
 mod caller;
 mod channel;
 mod connect;

@@ -29,6 +29,9 @@ pub struct DriverConfig {
     pub write_stall_timeout: Duration,
     /// Where read and write buffers come from.
     pub pool: BufferPool,
+    /// The busy-poll receive mode (a poller thread instead of the reader task); `None`, the
+    /// default, keeps the reader task. See [`crate::busy_poll`].
+    pub busy_poll: Option<crate::busy_poll::BusyPoll>,
     /// Where the connection's counters and calls are recorded (feature `metrics`); set it with
     /// `ServerBuilder::metrics` or `ClientBuilder::metrics`.
     #[cfg(all(feature = "metrics", not(loom)))]

@@ -89,6 +89,8 @@ pub(crate) struct Shared {
     released: AtomicBool,
     pub(crate) dispatch: Option<Arc<dyn Dispatch>>,
     pub(crate) pool: crate::buf::BufferPool,
+    /// (busy-poll mode) The connection's poller, which a spinning caller polls too.
+    pub(crate) poller: std::sync::OnceLock<std::sync::Weak<super::poller::Poller>>,
     /// Registered with a `Metrics`; dropped with this state, it moves the final counters to the
     /// ended connections' totals.
     #[cfg(feature = "metrics")]
@@ -329,7 +331,7 @@ pub(crate) fn spawn_connection_at(
         identity.set_tls_peer(quic.peer_identity());
     }
     let identity = Arc::new(identity);
-    let stream = Arc::new(stream);
+    let stream = Arc::new(if config.busy_poll.is_some() { stream.into_polled() } else { stream });
     let now = started;
     #[cfg(feature = "metrics")]
     let metrics = config.metrics.as_ref().map(|metrics| metrics.connection_opened(role, &stats));
@@ -359,6 +361,7 @@ pub(crate) fn spawn_connection_at(
         released: AtomicBool::new(false),
         dispatch,
         pool: config.pool.clone(),
+        poller: std::sync::OnceLock::new(),
         #[cfg(feature = "metrics")]
         metrics,
     });
@@ -368,6 +371,9 @@ pub(crate) fn spawn_connection_at(
         shared.queue_control(&mut state);
     }
     tokio::spawn(super::writer::run(shared.clone(), stream.clone()));
-    tokio::spawn(super::reader::run(shared.clone(), stream));
+    match config.busy_poll {
+        Some(busy_poll) => super::poller::spawn(shared.clone(), stream, busy_poll),
+        None => drop(tokio::spawn(super::reader::run(shared.clone(), stream))),
+    }
     shared
 }

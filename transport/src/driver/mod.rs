@@ -17,6 +17,8 @@ mod interleave;
 #[cfg(not(loom))]
 mod linger;
 #[cfg(not(loom))]
+mod poller;
+#[cfg(not(loom))]
 mod priority;
 #[cfg(not(loom))]
 mod read_buffer;
@@ -33,5 +35,7 @@ pub use config::{DEFAULT_WRITE_QUEUE_CAP, DEFAULT_WRITE_STALL_TIMEOUT, DriverCon
 pub(crate) use connection::{AcceptedCall, Dispatch, Protocol, Shared, spawn_connection, spawn_connection_at};
 #[cfg(not(loom))]
 pub(crate) use identity::Identity;
+#[cfg(not(loom))]
+pub(crate) use poller::Polled;
 #[cfg(not(loom))]
 pub(crate) use write_queue::Flush;

@@ -1,5 +1,6 @@
 //! The reader task: reads into its buffers (`read_buffer.rs`), decodes frames, feeds them to the protocol and
-//! hands the resulting events to calls and handlers.
+//! hands the resulting events to calls and handlers. The per-read work (`handle_pass`,
+//! `dispatch_accepted`, `end_pass`) is shared with the busy-poll thread (`poller.rs`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -28,13 +29,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
 
 /// Runs until the connection ends; returns the status calls still open fail with.
 async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuffers) -> Status {
-    // Empty until the first pass needs them (an idle connection holds none), then they keep
-    // their capacity.
-    let mut scratch = Scratch {
-        wakers: Vec::new(),
-        accepted: VecDeque::new(),
-        completed: 0,
-    };
+    let mut scratch = Scratch::new();
     // One shutdown waiter and one timer for the connection's life, not one of each per read:
     // a later deadline only moves the timer (no timer-wheel lock), and nothing is registered
     // and dropped again on every pass.
@@ -85,62 +80,99 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
                 return Status::unavailable(format!("connection lost while reading: {err}; retry on a new connection"));
             }
         }
-        let now = Instant::now();
-        let (result, established_now) = {
-            let mut state = shared.lock_state();
-            // Answers produced while handling this read leave together when the pass ends.
+        let result = handle_pass(shared, buf, &mut scratch);
+        while !dispatch_accepted(shared, &mut scratch) {
+            // An inline handler answers on this task and cannot wait for room itself: wait
+            // here, uncorked so that the writer drains what is queued. Boxed: rare, and inline
+            // it would make every connection's reader task larger.
+            Box::pin(shared.wait_for_queue_room()).await;
             shared.queue.cork();
-            let was_established = state.proto.is_established();
-            let result = handle_frames(shared, &mut state, buf, now, &mut scratch);
-            shared.queue_control(&mut state);
-            (result, !was_established && state.proto.is_established())
-        };
-        if established_now {
-            shared.established.notify_waiters();
         }
-        for waker in scratch.wakers.drain(..) {
-            waker.wake();
-        }
-        for _ in 0..std::mem::take(&mut scratch.completed) {
-            shared.capacity.notify_one();
-        }
-        if let Some(dispatch) = &shared.dispatch {
-            super::priority::order_by_priority(&mut scratch.accepted);
-            // Taken one at a time, so no call is held across the wait below (it would make
-            // every connection's reader task larger).
-            while !scratch.accepted.is_empty() {
-                if shared.queue.queued_bytes() >= shared.write_queue_cap {
-                    // An inline handler answers on this task and cannot wait for room itself:
-                    // wait here, uncorked so that the writer drains what is queued. Boxed:
-                    // rare, and inline it would make every connection's reader task larger.
-                    if shared.queue.uncork(Unlocked::assert()) {
-                        shared.room_opened();
-                    }
-                    Box::pin(shared.wait_for_queue_room()).await;
-                    shared.queue.cork();
-                }
-                if let Some(call) = scratch.accepted.pop_front() {
-                    dispatch.dispatch(shared, call);
-                }
-            }
-        }
-        // No lock is held here: the reader writes the pass's answers itself if nobody else is.
-        if shared.queue.uncork(Unlocked::assert()) {
-            shared.room_opened();
-        }
-        shared.close_if_drained();
-        if let Err(err) = result {
-            return connection_status(&err);
+        if let Err(status) = end_pass(shared, result) {
+            return status;
         }
     }
 }
 
+/// The work of one read pass once bytes have arrived in `buf`, up to the dispatch of accepted
+/// calls: with the write queue corked, the protocol handles every complete frame; then, with
+/// no lock held, waiting calls are woken. Shared by the reader task and the busy-poll thread
+/// (`poller.rs`), which then call [`dispatch_accepted`] and [`end_pass`].
+pub(super) fn handle_pass(shared: &Arc<Shared>, buf: &mut BytesMut, scratch: &mut Scratch) -> Result<(), ConnectionError> {
+    let now = Instant::now();
+    let (result, established_now) = {
+        let mut state = shared.lock_state();
+        // Answers produced while handling this read leave together when the pass ends.
+        shared.queue.cork();
+        let was_established = state.proto.is_established();
+        let result = handle_frames(shared, &mut state, buf, now, scratch);
+        shared.queue_control(&mut state);
+        (result, !was_established && state.proto.is_established())
+    };
+    if established_now {
+        shared.established.notify_waiters();
+    }
+    for waker in scratch.wakers.drain(..) {
+        waker.wake();
+    }
+    for _ in 0..std::mem::take(&mut scratch.completed) {
+        shared.capacity.notify_one();
+    }
+    result
+}
+
+/// Dispatches the pass's accepted calls (a server's), one at a time so that no call is held
+/// across a wait for room. Returns `false` when the write queue is at its cap with calls still
+/// to dispatch: the queue is then uncorked, and the caller waits for room, corks it again and
+/// calls this again.
+pub(super) fn dispatch_accepted(shared: &Arc<Shared>, scratch: &mut Scratch) -> bool {
+    if let Some(dispatch) = &shared.dispatch {
+        // Highest priority first (a no-op when all are equal; idempotent on a second try).
+        super::priority::order_by_priority(&mut scratch.accepted);
+        while !scratch.accepted.is_empty() {
+            if shared.queue.queued_bytes() >= shared.write_queue_cap {
+                if shared.queue.uncork(Unlocked::assert()) {
+                    shared.room_opened();
+                }
+                return false;
+            }
+            if let Some(call) = scratch.accepted.pop_front() {
+                dispatch.dispatch(shared, call);
+            }
+        }
+    }
+    true
+}
+
+/// Ends a read pass: writes the pass's answers if nobody else is writing (no lock is held
+/// here), closes a drained connection, and turns a protocol error into the status the
+/// connection ends with.
+pub(super) fn end_pass(shared: &Shared, result: Result<(), ConnectionError>) -> Result<(), Status> {
+    if shared.queue.uncork(Unlocked::assert()) {
+        shared.room_opened();
+    }
+    shared.close_if_drained();
+    result.map_err(|err| connection_status(&err))
+}
+
 /// What one pass over the read buffer leaves to do once the state lock is released. Its vectors
 /// keep their capacity from pass to pass.
-struct Scratch {
+pub(super) struct Scratch {
     wakers: Vec<Waker>,
     accepted: VecDeque<AcceptedCall>,
     completed: usize,
+}
+
+impl Scratch {
+    /// Empty until the first pass needs them (an idle connection holds none), then they keep
+    /// their capacity.
+    pub(super) fn new() -> Self {
+        Self {
+            wakers: Vec::new(),
+            accepted: VecDeque::new(),
+            completed: 0,
+        }
+    }
 }
 
 /// Frames the protocol handles before their events are handed over (64), so a large read does
@@ -271,7 +303,7 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
     }
 }
 
-fn connection_status(err: &ConnectionError) -> Status {
+pub(super) fn connection_status(err: &ConnectionError) -> Status {
     let code = if err.code == Code::Ok { Code::Unavailable } else { err.code };
     let code = if matches!(code, Code::Internal | Code::ResourceExhausted | Code::FailedPrecondition) {
         code
@@ -281,7 +313,7 @@ fn connection_status(err: &ConnectionError) -> Status {
     Status::new(code, err.to_string())
 }
 
-fn eof_status(shared: &Shared, clean: bool) -> Status {
+pub(super) fn eof_status(shared: &Shared, clean: bool) -> Status {
     if let Some(status) = shared.closed_status() {
         return status;
     }
@@ -293,6 +325,6 @@ fn eof_status(shared: &Shared, clean: bool) -> Status {
     }
 }
 
-fn closed_status(shared: &Shared, fallback: &str) -> Status {
+pub(super) fn closed_status(shared: &Shared, fallback: &str) -> Status {
     shared.closed_status().unwrap_or_else(|| Status::unavailable(fallback))
 }

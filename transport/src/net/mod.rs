@@ -2,6 +2,8 @@
 //! connects to.
 
 mod address;
+#[cfg(not(loom))]
+mod polled;
 #[cfg(all(feature = "quic", not(loom)))]
 pub(crate) mod quic;
 mod socket;
@@ -14,6 +16,8 @@ mod stream;
 pub(crate) mod tls;
 
 pub use address::{Address, AddressParseError, ToAddress};
+#[cfg(not(loom))]
+pub use polled::PolledStream;
 #[cfg(all(feature = "quic", not(loom)))]
 pub use quic::QuicStream;
 pub use socket::{AppliedSocketOptions, KeepaliveConfig, SocketConfig};

@@ -27,6 +27,9 @@ pub enum Stream {
     /// One bidirectional stream of a QUIC connection (see `net/quic.rs`).
     #[cfg(feature = "quic")]
     Quic(Box<super::quic::QuicStream>),
+    /// A TCP or Unix socket read by a busy-poll thread, registered with the reactor for write
+    /// readiness only (see `net/polled.rs` and [`crate::busy_poll`]).
+    Polled(Box<super::polled::PolledStream>),
 }
 
 impl From<TcpStream> for Stream {
@@ -42,6 +45,22 @@ impl From<UnixStream> for Stream {
 }
 
 impl Stream {
+    /// The stream for the busy-poll mode: a plain TCP or Unix socket moves to write-only
+    /// registration ([`Stream::Polled`]); TLS and QUIC streams, and a socket tokio could not
+    /// move, stay as they are (their connection keeps its reader task).
+    pub(crate) fn into_polled(self) -> Self {
+        if !matches!(self, Self::Tcp(_) | Self::Unix(_)) {
+            return self;
+        }
+        match super::polled::PolledStream::from_stream(self) {
+            Ok(polled) => Self::Polled(Box::new(polled)),
+            Err((err, stream)) => {
+                tracing::warn!("socket not moved to the busy-poll mode ({err}); its connection uses the reader task");
+                stream
+            }
+        }
+    }
+
     /// The peer's address: its socket address over TCP, its path over a Unix socket if it
     /// bound one (clients usually do not).
     pub(crate) fn peer_address(&self) -> Option<Address> {
@@ -55,6 +74,7 @@ impl Stream {
                 .peer_addr()
                 .ok()
                 .and_then(|addr| addr.as_pathname().map(|path| Address::Unix(path.to_path_buf()))),
+            Self::Polled(s) => s.peer_address(),
         }
     }
 
@@ -73,6 +93,7 @@ impl Stream {
             Self::Tls(s) => s.try_read_buf(buf),
             #[cfg(feature = "quic")]
             Self::Quic(s) => s.try_read_buf(buf),
+            Self::Polled(s) => s.try_read_buf(buf),
         }
     }
 
@@ -86,6 +107,7 @@ impl Stream {
             Self::Tls(s) => s.tcp().try_read(buf),
             #[cfg(feature = "quic")]
             Self::Quic(s) => s.try_read(buf),
+            Self::Polled(s) => s.try_read(buf),
         }
     }
 
@@ -98,6 +120,7 @@ impl Stream {
             Self::Tls(s) => s.try_write_vectored(bufs),
             #[cfg(feature = "quic")]
             Self::Quic(s) => s.try_write_vectored(bufs),
+            Self::Polled(s) => s.try_write_vectored(bufs),
         }
     }
 
@@ -109,6 +132,7 @@ impl Stream {
             Self::Tls(s) => s.poll_read_ready(cx),
             #[cfg(feature = "quic")]
             Self::Quic(s) => s.poll_read_ready(cx),
+            Self::Polled(s) => s.poll_read_ready(cx),
         }
     }
 
@@ -120,6 +144,7 @@ impl Stream {
             Self::Tls(s) => s.tcp().poll_write_ready(cx),
             #[cfg(feature = "quic")]
             Self::Quic(s) => s.poll_write_ready(cx),
+            Self::Polled(s) => s.poll_write_ready(cx),
         }
     }
 
@@ -149,6 +174,7 @@ impl Stream {
                 s.finish();
                 Ok(())
             }
+            Self::Polled(s) => s.socket().shutdown(Shutdown::Write),
         };
         if let Err(err) = result {
             tracing::trace!("shutdown(SHUT_WR) failed: {err}");
@@ -169,7 +195,13 @@ impl Stream {
                 s.reset_on_close();
                 return;
             }
-            Self::Unix(_) => return,
+            Self::Polled(s) if s.is_tcp() => {
+                if let Err(err) = s.socket().set_linger(Some(std::time::Duration::ZERO)) {
+                    tracing::trace!("setsockopt(SO_LINGER, 0) failed: {err}");
+                }
+                return;
+            }
+            Self::Unix(_) | Self::Polled(_) => return,
         };
         if let Err(err) = socket2::SockRef::from(tcp).set_linger(Some(std::time::Duration::ZERO)) {
             tracing::trace!("setsockopt(SO_LINGER, 0) failed: {err}");

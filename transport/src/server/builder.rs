@@ -265,6 +265,33 @@ impl ServerBuilder {
         self
     }
 
+    /// Reads every accepted connection with a dedicated busy-polling thread instead of a tokio
+    /// reader task (default: off). Inline handlers ([`ServerBuilder::unary_inline`]) then run
+    /// on that thread and their answers are written from it: no wake-up between the bytes
+    /// arriving and the answer leaving. Other handlers are still spawned on the runtime. Each
+    /// connection costs a thread, and with [`IdleStrategy::Spin`](crate::busy_poll::IdleStrategy::Spin)
+    /// a core for as long as it is open: see [`crate::busy_poll`] and `docs/latency.md`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), volley::Error> {
+    /// use volley::busy_poll::{BusyPoll, IdleStrategy};
+    /// use volley::{Request, Server, Status};
+    ///
+    /// let handle = Server::builder()
+    ///     .unary_inline("/echo.Echo/Say", |request: Request<String>| Ok::<_, Status>(request.into_inner()))
+    ///     .busy_poll(BusyPoll::new(IdleStrategy::Spin).pin_to_cpu(1))
+    ///     .build()?
+    ///     .serve("127.0.0.1:7000")
+    ///     .await?;
+    /// # handle.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn busy_poll(mut self, busy_poll: crate::busy_poll::BusyPoll) -> Self {
+        self.config.busy_poll = Some(busy_poll);
+        self
+    }
+
     /// See [`DEFAULT_MAX_CONNECTIONS`].
     #[must_use]
     pub fn max_connections(mut self, connections: usize) -> Self {

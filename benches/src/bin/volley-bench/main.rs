@@ -7,6 +7,7 @@
 //! benches/peers/setup.sh && cargo run -p volley-benches --release --bin volley-bench -- --peers go,python
 //! cargo run -p volley-benches --release --bin volley-bench -- --plots target/volley-bench
 //! cargo run -p volley-benches --release --bin volley-bench -- ab --variants default,nodelay=off
+//! cargo run -p volley-benches --release --bin volley-bench -- busy-poll
 //! cargo run -p volley-benches --release --features tls --bin volley-bench -- tls
 //! cargo run -p volley-benches --release --features quic --bin volley-bench -- quic
 //! ```
@@ -32,6 +33,7 @@
 
 mod ab;
 mod balance;
+mod busy_poll;
 mod framed;
 mod lanes;
 #[cfg(feature = "quic")]
@@ -130,6 +132,10 @@ enum Command {
     /// answers on the same connection, at priority high and normal, with and without chunking;
     /// prints p50/p99 and the goal (high p99 with bulk <= 2x idle).
     Lanes(lanes::LanesArgs),
+    /// Busy-poll mode: 64 B ping-pong with client and server pinned to different CPUs: raw
+    /// blocking sockets, raw spinning sockets (the floor), Volley default and busy-poll; prints
+    /// medians, ratios and the goals of issue 20.
+    BusyPoll(busy_poll::BusyPollArgs),
     /// TLS (feature `tls`): Volley with TLS against Volley in plaintext and tonic with TLS,
     /// runs interleaved; prints medians, ratios and the goals of issue 17.
     #[cfg(feature = "tls")]
@@ -200,6 +206,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(Command::Lanes(lanes_args)) = &args.command {
         return lanes::run(lanes_args, warmup, duration, repeats, &runtime, json.as_mut());
+    }
+    if let Some(Command::BusyPoll(busy_poll_args)) = &args.command {
+        return busy_poll::run(busy_poll_args, warmup, duration, repeats, json.as_mut());
     }
     #[cfg(feature = "tls")]
     if let Some(Command::Tls(tls_args)) = &args.command {
