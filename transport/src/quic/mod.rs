@@ -32,7 +32,10 @@ mod config;
 mod endpoint;
 mod handshake_error;
 
-pub use config::{DEFAULT_QUIC_IDLE_TIMEOUT, LOOPBACK_INITIAL_WINDOW, LOOPBACK_MAX_UDP_PAYLOAD, LOOPBACK_MIN_UDP_PAYLOAD, MAX_CLIENT_BIDI_STREAMS, UDP_SOCKET_BUFFER};
+pub use config::{
+    DEFAULT_QUIC_IDLE_TIMEOUT, LOOPBACK_INITIAL_WINDOW, LOOPBACK_MAX_UDP_PAYLOAD, LOOPBACK_MIN_UDP_PAYLOAD, MAX_CLIENT_BIDI_STREAMS,
+    UDP_SOCKET_BUFFER,
+};
 pub(crate) use config::{client_config, endpoint_config, server_config};
 pub(crate) use endpoint::{ServerEndpoint, accept, bind_server, connect};
 pub(crate) use handshake_error::tls_error;

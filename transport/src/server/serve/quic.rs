@@ -46,7 +46,11 @@ impl Server {
     /// Serves QUIC connections arriving at `endpoint` (feature `quic`); [`Server::serve`] with a
     /// `quic://` address binds one with the server's TLS and limits.
     pub(super) fn serve_quic_endpoint(self, endpoint: ServerEndpoint) -> ServerHandle {
-        let local_addr = endpoint.endpoint.local_addr().map(Address::Quic).unwrap_or(Address::Unix(PathBuf::new()));
+        let local_addr = endpoint
+            .endpoint
+            .local_addr()
+            .map(Address::Quic)
+            .unwrap_or(Address::Unix(PathBuf::new()));
         let registry = self.registry();
         let accept = tokio::spawn(quic_accept_loop(registry.clone(), endpoint));
         ServerHandle {
