@@ -22,6 +22,7 @@ use pki::Ca;
 use udp_proxy::{UdpFaultProxy, UdpFaults, Way};
 use volley::net::Address;
 use volley::server::{AdmissionConfig, PeerLimits};
+use volley::tls::{ClientTls, ServerTls, TlsError};
 use volley::wire::{CallHead, CallId, Frame, GoAway, PREFACE_LEN, Preface, Settings, decode_frame};
 use volley::{CallOptions, Client, Error, MethodId, Request, Server, ServerHandle, Status, StreamSender, Streaming};
 
@@ -415,19 +416,165 @@ async fn quic_needs_tls_on_both_sides_and_says_so() {
     );
 }
 
-#[tokio::test]
-async fn a_client_that_does_not_trust_the_server_fails_to_connect_and_the_server_keeps_serving() {
-    let ca = Ca::new("quic CA");
-    let (server, addr) = serve_quic(numbering_server(Seen::default()), &ca).await;
-    let stranger = Ca::new("another CA");
-    let result = Client::builder().tls(stranger.client_tls()).connect(Address::Quic(addr)).await;
-    assert!(matches!(&result, Err(Error::Connect { .. })), "{result:?}");
-    common::wait_for("the failure is counted", || server.tls_handshake_failures() == 1).await;
-    let client = quic_client(addr, &ca).await;
+/// The `TlsError` inside a connect error; panics on any other error.
+fn tls_error(result: Result<Client, Error>) -> TlsError {
+    match result {
+        Err(Error::Tls { source, .. }) => source,
+        Err(other) => panic!("expected a TLS error, got {other}"),
+        Ok(_) => panic!("expected a TLS error, the client connected"),
+    }
+}
+
+async fn connect_quic(server: &ServerHandle, tls: ClientTls) -> Result<Client, Error> {
+    Client::builder().tls(tls).connect(server.local_addr().clone()).await
+}
+
+/// The server still serves a client with `tls` after a failed handshake.
+async fn still_serves(server: &ServerHandle, tls: ClientTls) {
+    let client = connect_quic(server, tls).await.unwrap();
     let _: Numbered = client
         .unary(MethodId::from_name(UNARY), &numbered(1, 10), CallOptions::default())
         .await
         .unwrap();
+}
+
+async fn serve_quic_with(tls: ServerTls) -> ServerHandle {
+    numbering_server(Seen::default())
+        .tls(tls)
+        .build()
+        .unwrap()
+        .serve("quic://127.0.0.1:0")
+        .await
+        .unwrap()
+}
+
+fn mutual_server_tls(ca: &Ca) -> ServerTls {
+    let leaf = ca.leaf("server", &["localhost"]);
+    ServerTls::builder(leaf.chain(), leaf.key())
+        .client_ca_certificates(vec![ca.cert.clone()])
+        .build()
+        .unwrap()
+}
+
+fn client_with_cert(trusts: &Ca, issued_by: &Ca) -> ClientTls {
+    let me = issued_by.leaf("client", &["client.test"]);
+    ClientTls::builder()
+        .ca_certificates(vec![trusts.cert.clone()])
+        .server_name("localhost")
+        .client_certificate(me.chain(), me.key())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_quic_client_that_does_not_trust_the_servers_ca_fails_with_untrusted_and_the_server_keeps_serving() {
+    let ca = Ca::new("quic CA");
+    let server = serve_quic_with(ca.server_tls()).await;
+    let stranger = Ca::new("another CA");
+    let err = tls_error(connect_quic(&server, stranger.client_tls()).await);
+    assert!(matches!(err, TlsError::Untrusted(_)), "{err}");
+    assert!(err.to_string().contains("give this side the CA"), "{err}");
+    common::wait_for("the failure is counted", || server.tls_handshake_failures() == 1).await;
+    still_serves(&server, ca.client_tls()).await;
+}
+
+#[tokio::test]
+async fn an_expired_quic_server_certificate_fails_with_expired() {
+    let ca = Ca::new("quic CA");
+    let leaf = ca.leaf_with("server", &["localhost"], true);
+    let server = serve_quic_with(ServerTls::builder(leaf.chain(), leaf.key()).build().unwrap()).await;
+    let err = tls_error(connect_quic(&server, ca.client_tls()).await);
+    assert!(matches!(err, TlsError::Expired(_)), "{err}");
+}
+
+#[tokio::test]
+async fn a_quic_server_certificate_for_another_name_fails_with_wrong_name() {
+    let ca = Ca::new("quic CA");
+    let server = serve_quic_with(ca.server_tls()).await;
+    let tls = ClientTls::builder()
+        .ca_certificates(vec![ca.cert.clone()])
+        .server_name("payments.internal")
+        .build()
+        .unwrap();
+    let err = tls_error(connect_quic(&server, tls).await);
+    assert!(matches!(err, TlsError::WrongName(_)), "{err}");
+    still_serves(&server, ca.client_tls()).await;
+}
+
+#[tokio::test]
+async fn under_mutual_tls_a_quic_client_without_a_certificate_fails_with_client_certificate_required() {
+    let ca = Ca::new("quic CA");
+    let server = serve_quic_with(mutual_server_tls(&ca)).await;
+    let err = tls_error(connect_quic(&server, ca.client_tls()).await);
+    assert!(matches!(err, TlsError::ClientCertificateRequired), "{err}");
+    common::wait_for("the failure is counted", || server.tls_handshake_failures() == 1).await;
+    still_serves(&server, client_with_cert(&ca, &ca)).await;
+}
+
+#[tokio::test]
+async fn under_mutual_tls_a_quic_client_certificate_from_another_ca_is_rejected() {
+    let ca = Ca::new("quic CA");
+    let server = serve_quic_with(mutual_server_tls(&ca)).await;
+    let stranger = Ca::new("stranger CA");
+    let err = tls_error(connect_quic(&server, client_with_cert(&ca, &stranger)).await);
+    assert!(matches!(err, TlsError::Rejected(_)), "{err}");
+    still_serves(&server, client_with_cert(&ca, &ca)).await;
+}
+
+#[tokio::test]
+#[allow(deprecated)] // ring's provider, as volley uses it (see tls/config.rs)
+async fn a_quic_client_offering_another_alpn_fails_with_an_alpn_error() {
+    let ca = Ca::new("quic CA");
+    let server = serve_quic_with(ca.server_tls()).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert.clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h3".to_vec()];
+    let tls = ClientTls::from_rustls(Arc::new(config), Some("localhost".try_into().unwrap()));
+    let err = tls_error(connect_quic(&server, tls).await);
+    assert!(matches!(err, TlsError::Alpn(_)), "{err}");
+    still_serves(&server, ca.client_tls()).await;
+}
+
+#[tokio::test]
+async fn a_quic_handshake_nobody_answers_fails_with_a_tls_timeout() {
+    let ca = Ca::new("quic CA");
+    // A bound UDP port that reads nothing: the client's Initials go unanswered.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let started = std::time::Instant::now();
+    let err = tls_error(
+        Client::builder()
+            .tls(ca.client_tls())
+            .connect(Address::Quic(silent.local_addr().unwrap()))
+            .await,
+    );
+    assert!(matches!(err, TlsError::Timeout(_)), "{err}");
+    assert!(started.elapsed() >= Duration::from_secs(4), "at the handshake timeout, not before");
+}
+
+#[tokio::test]
+async fn a_quic_connection_refused_at_admission_is_a_connect_error_not_a_tls_one() {
+    let ca = Ca::new("quic CA");
+    let limits = PeerLimits {
+        connections: Some(0),
+        handshakes: None,
+    };
+    let builder = numbering_server(Seen::default()).admission(AdmissionConfig {
+        remote: limits,
+        loopback: limits,
+    });
+    let (server, addr) = serve_quic(builder, &ca).await;
+    let result = Client::builder().tls(ca.client_tls()).connect(Address::Quic(addr)).await;
+    assert!(
+        matches!(&result, Err(Error::Connect { source, .. }) if source.kind() == std::io::ErrorKind::ConnectionRefused),
+        "{:?}",
+        result.err()
+    );
+    assert_eq!(server.tls_handshake_failures(), 0);
 }
 
 #[test]

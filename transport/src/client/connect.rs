@@ -28,6 +28,8 @@ pub(crate) async fn connect(
     };
     #[cfg(feature = "tls")]
     let mut tls_failure = None;
+    #[cfg(feature = "quic")]
+    let mut quic_connection = None;
     let (shared, applied) = match address {
         Address::Tcp(addr) => {
             let stream = tokio::time::timeout_at(deadline.into(), TcpStream::connect(addr))
@@ -61,6 +63,7 @@ pub(crate) async fn connect(
                 )));
             };
             let stream = crate::quic::connect(*addr, tls, config, deadline).await?;
+            quic_connection = Some(stream.connection().clone());
             (
                 spawn_connection(Stream::Quic(Box::new(stream)), Role::Client, config, None),
                 AppliedSocketOptions::default(),
@@ -92,6 +95,18 @@ pub(crate) async fn connect(
             return Error::Tls {
                 address: address.clone(),
                 source: crate::tls::TlsError::from_rustls(err),
+            };
+        }
+        // Over QUIC too (mutual TLS: the server's alert closes the connection after our side
+        // of the handshake is done).
+        #[cfg(feature = "quic")]
+        if let Some(source) = quic_connection
+            .and_then(|connection| connection.close_reason())
+            .and_then(|err| crate::quic::tls_error(&err, config.connection.handshake_timeout))
+        {
+            return Error::Tls {
+                address: address.clone(),
+                source,
             };
         }
         Error::Handshake {

@@ -115,6 +115,11 @@ impl QuicStream {
         Some(std::sync::Arc::new(crate::tls::PeerIdentity::from_certificate(leaf)))
     }
 
+    /// The QUIC connection (a client reads why it closed when its Volley handshake fails).
+    pub(crate) fn connection(&self) -> &quinn::Connection {
+        &self.connection
+    }
+
     /// The peer's UDP address.
     pub(crate) fn remote_address(&self) -> SocketAddr {
         self.connection.remote_address()

@@ -3,30 +3,75 @@
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::{CLOSE_REFUSED, client_config, server_config};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{CLOSE_REFUSED, UDP_SOCKET_BUFFER, client_config, endpoint_config, server_config, tls_error};
 use crate::driver::DriverConfig;
 use crate::error::Error;
 use crate::net::{Address, QuicStream};
-use crate::tls::{ClientTls, ServerTls};
+use crate::tls::{ClientTls, ServerTls, TlsError};
+
+/// A server's QUIC endpoint and the configuration it gives clients on loopback addresses.
+#[derive(Debug)]
+pub(crate) struct ServerEndpoint {
+    /// The endpoint, with the configuration for clients elsewhere as its default.
+    pub(crate) endpoint: quinn::Endpoint,
+    /// For clients on a loopback address (larger datagrams, a larger first window).
+    loopback: Arc<quinn::ServerConfig>,
+}
 
 /// Binds a server endpoint on the UDP address `addr`.
-pub(crate) fn bind_server(addr: SocketAddr, tls: &ServerTls, config: &DriverConfig) -> Result<quinn::Endpoint, Error> {
-    let server = server_config(tls, config)?;
-    quinn::Endpoint::server(server, addr).map_err(|source| Error::Bind {
-        address: Address::Quic(addr),
-        source,
-    })
+pub(crate) fn bind_server(addr: SocketAddr, tls: &ServerTls, config: &DriverConfig) -> Result<ServerEndpoint, Error> {
+    let remote = server_config(tls, config, false)?;
+    let loopback = Arc::new(server_config(tls, config, true)?);
+    let endpoint = udp_socket(addr)
+        .and_then(|socket| quinn::Endpoint::new(endpoint_config(), Some(remote), socket, Arc::new(quinn::TokioRuntime)))
+        .map_err(|source| Error::Bind {
+            address: Address::Quic(addr),
+            source,
+        })?;
+    Ok(ServerEndpoint { endpoint, loopback })
+}
+
+/// A UDP socket bound to `addr` with [`UDP_SOCKET_BUFFER`]-sized kernel buffers (as far as the
+/// kernel allows; a refusal leaves its defaults). IPv6 sockets take IPv4 too where they can.
+fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        let _ = socket.set_only_v6(false);
+    }
+    let _ = socket.set_recv_buffer_size(UDP_SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(UDP_SOCKET_BUFFER);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// Completes the QUIC handshake of `incoming` and waits for the client's stream, both before
-/// `deadline`. The reason of a failure is for the server's log.
-pub(crate) async fn accept(incoming: quinn::Incoming, deadline: Instant) -> Result<QuicStream, String> {
-    let connection = match tokio::time::timeout_at(deadline.into(), incoming).await {
+/// `deadline` (`timeout` after the attempt arrived). The reason of a failure is for the
+/// server's log, as a [`TlsError`] where it is one.
+pub(crate) async fn accept(
+    endpoint: &ServerEndpoint,
+    incoming: quinn::Incoming,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<QuicStream, String> {
+    let failed = |err: quinn::ConnectionError| match tls_error(&err, timeout) {
+        Some(tls) => format!("QUIC handshake failed: {tls}"),
+        None => format!("QUIC handshake failed: {err}"),
+    };
+    let connecting = if incoming.remote_address().ip().to_canonical().is_loopback() {
+        incoming.accept_with(endpoint.loopback.clone())
+    } else {
+        incoming.accept()
+    };
+    let connecting = connecting.map_err(failed)?;
+    let connection = match tokio::time::timeout_at(deadline.into(), connecting).await {
         Ok(Ok(connection)) => connection,
-        Ok(Err(err)) => return Err(format!("QUIC handshake failed: {err}")),
-        Err(_) => return Err("QUIC handshake timed out".to_owned()),
+        Ok(Err(err)) => return Err(failed(err)),
+        Err(_) => return Err(format!("QUIC handshake failed: {}", TlsError::Timeout(timeout))),
     };
     match tokio::time::timeout_at(deadline.into(), connection.accept_bi()).await {
         Ok(Ok((send, recv))) => Ok(QuicStream::new(connection, send, recv, None)),
@@ -40,11 +85,22 @@ pub(crate) async fn accept(incoming: quinn::Incoming, deadline: Instant) -> Resu
 
 /// Connects to the server at `addr` from an endpoint of this connection's own (bound to
 /// loopback when `addr` is loopback, to the unspecified address otherwise) and opens the stream.
+///
+/// A handshake that fails on TLS (an alert either way) or runs out of time is an
+/// [`Error::Tls`], as over TCP; a refusal or a lost path an [`Error::Connect`].
 pub(crate) async fn connect(addr: SocketAddr, tls: &ClientTls, config: &DriverConfig, deadline: Instant) -> Result<QuicStream, Error> {
     let address = Address::Quic(addr);
+    let timeout = config.connection.handshake_timeout;
     let failed = |source: io::Error| Error::Connect {
         address: address.clone(),
         source,
+    };
+    let lost = |err: quinn::ConnectionError| match tls_error(&err, timeout) {
+        Some(source) => Error::Tls {
+            address: address.clone(),
+            source,
+        },
+        None => failed(connection_error(err)),
     };
     let local: SocketAddr = match (addr.is_ipv4(), addr.ip().is_loopback()) {
         (true, true) => (Ipv4Addr::LOCALHOST, 0).into(),
@@ -52,18 +108,21 @@ pub(crate) async fn connect(addr: SocketAddr, tls: &ClientTls, config: &DriverCo
         (false, true) => (Ipv6Addr::LOCALHOST, 0).into(),
         (false, false) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
-    let endpoint = quinn::Endpoint::client(local).map_err(failed)?;
+    let endpoint = udp_socket(local)
+        .and_then(|socket| quinn::Endpoint::new(endpoint_config(), None, socket, Arc::new(quinn::TokioRuntime)))
+        .map_err(failed)?;
     let server_name = tls.server_name(addr.ip());
+    let loopback = addr.ip().to_canonical().is_loopback();
     let connecting = endpoint
-        .connect_with(client_config(tls, config)?, addr, &server_name.to_str())
+        .connect_with(client_config(tls, config, loopback)?, addr, &server_name.to_str())
         .map_err(|err| failed(io::Error::new(io::ErrorKind::InvalidInput, format!("QUIC: {err}"))))?;
     let connection = match tokio::time::timeout_at(deadline.into(), connecting).await {
         Ok(Ok(connection)) => connection,
-        Ok(Err(err)) => return Err(failed(connection_error(err))),
-        Err(_) => return Err(failed(io::ErrorKind::TimedOut.into())),
+        Ok(Err(err)) => return Err(lost(err)),
+        Err(_) => return Err(lost(quinn::ConnectionError::TimedOut)),
     };
     // Opening is local: the server learns of the stream with Volley's preface, sent at once.
-    let (send, recv) = connection.open_bi().await.map_err(|err| failed(connection_error(err)))?;
+    let (send, recv) = connection.open_bi().await.map_err(lost)?;
     Ok(QuicStream::new(connection, send, recv, Some(endpoint)))
 }
 

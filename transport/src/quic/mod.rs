@@ -30,10 +30,15 @@
 
 mod config;
 mod endpoint;
+mod handshake_error;
 
-pub use config::{DEFAULT_QUIC_IDLE_TIMEOUT, MAX_CLIENT_BIDI_STREAMS};
-pub(crate) use config::{client_config, server_config};
-pub(crate) use endpoint::{accept, bind_server, connect};
+pub use config::{
+    DEFAULT_QUIC_IDLE_TIMEOUT, LOOPBACK_INITIAL_WINDOW, LOOPBACK_MAX_UDP_PAYLOAD, LOOPBACK_MIN_UDP_PAYLOAD, MAX_CLIENT_BIDI_STREAMS,
+    UDP_SOCKET_BUFFER,
+};
+pub(crate) use config::{client_config, endpoint_config, server_config};
+pub(crate) use endpoint::{ServerEndpoint, accept, bind_server, connect};
+pub(crate) use handshake_error::tls_error;
 
 /// QUIC application close code of a connection that ended normally: its stream finished and
 /// what it carried was acknowledged, or a Volley GoAway said why it ended (docs/PROTOCOL.md,
