@@ -68,8 +68,6 @@ pub(crate) struct CallObserver {
     /// Set when a `Metrics` is attached to the connection and counted the start.
     #[cfg(feature = "metrics")]
     timing: Option<Timing>,
-    /// (server) The call counted in its server's load, until it finishes.
-    load: Option<crate::server::LoadGuard>,
 }
 
 #[cfg(feature = "metrics")]
@@ -88,7 +86,6 @@ impl CallObserver {
             open: false,
             #[cfg(feature = "metrics")]
             timing: None,
-            load: None,
         }
     }
 
@@ -103,7 +100,6 @@ impl CallObserver {
             open: false,
             #[cfg(feature = "metrics")]
             timing: None,
-            load: None,
         }
     }
 
@@ -158,21 +154,6 @@ impl CallObserver {
             open: true,
             #[cfg(feature = "metrics")]
             timing,
-            load: None,
-        }
-    }
-
-    /// (server) Counts the call in its server's load until it finishes.
-    pub(crate) fn count_load(&mut self, guard: crate::server::LoadGuard) {
-        self.load = Some(guard);
-    }
-
-    /// (server) `response` with the server's load report, if the call carries one.
-    #[inline]
-    pub(crate) fn add_load_report<T>(&self, response: crate::Response<T>) -> crate::Response<T> {
-        match &self.load {
-            Some(guard) => guard.add_report(response),
-            None => response,
         }
     }
 
@@ -189,8 +170,6 @@ impl CallObserver {
         if let Some(span) = &self.span {
             span.record("status", code.as_str());
         }
-        // The call leaves its server's load (a relaxed subtract).
-        self.load = None;
         if !std::mem::take(&mut self.open) {
             return;
         }

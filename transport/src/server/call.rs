@@ -10,7 +10,7 @@ use super::ConnectionInfo;
 use crate::driver::{Flush, Protocol, Shared};
 use crate::observe::CallObserver;
 use crate::protocol::Answer;
-use crate::response::IntoResponse;
+use crate::response::{IntoResponse, Response};
 use crate::status::{Code, Status};
 use crate::streaming::{Deadline, StreamSender, Streaming, send_response_head};
 use crate::wire::{Body, CallId, FrameBatch as Batch, Metadata, MethodId};
@@ -188,6 +188,9 @@ pub struct ServerCall {
     /// The code the call ended with, once answered (for interceptors that observe outcomes).
     outcome: Option<Code>,
     observer: CallObserver,
+    /// The call counted in its server's load (`volley-load`, docs/PROTOCOL.md section 14) until
+    /// it is answered or dropped.
+    load: Option<super::LoadGuard>,
 }
 
 impl ServerCall {
@@ -215,6 +218,7 @@ impl ServerCall {
             answered: false,
             outcome: None,
             observer: CallObserver::none(),
+            load: None,
         }
     }
 
@@ -244,6 +248,7 @@ impl ServerCall {
             answered: self.answered,
             outcome: self.outcome,
             observer: std::mem::replace(&mut self.observer, CallObserver::none()),
+            load: self.load.take(),
         };
         self.answered = true;
         taken
@@ -253,6 +258,21 @@ impl ServerCall {
     pub(crate) fn observed(mut self, observer: CallObserver) -> Self {
         self.observer = observer;
         self
+    }
+
+    /// Counts the call in its server's load until it is answered (or dropped).
+    pub(crate) fn counted_in_load(mut self, load: super::LoadGuard) -> Self {
+        self.load = Some(load);
+        self
+    }
+
+    /// `response` with the server's load report, if this call carries one.
+    #[inline]
+    fn with_load_report<T>(&self, response: Response<T>) -> Response<T> {
+        match &self.load {
+            Some(load) => load.add_report(response),
+            None => response,
+        }
     }
 
     /// The call's `tracing` span (`volley.call` at debug level, with the method, the call id
@@ -302,7 +322,7 @@ impl ServerCall {
     /// that cannot wait, such as an inline handler on the reader task. A handler running in its
     /// own task answers with [`ServerCall::respond_when_room`], as the built-in handlers do.
     pub fn respond<R: IntoResponse>(&mut self, result: Result<R, Status>) {
-        let response = result.map(|r| self.observer.add_load_report(r.into_response()));
+        let response = result.map(|r| self.with_load_report(r.into_response()));
         let _ = self.try_end(encode_answer(&response), false);
     }
 
@@ -311,7 +331,7 @@ impl ServerCall {
     /// the queue (docs/PROTOCOL.md section 9, "Write queue cap"). Nothing is dropped; if the
     /// connection ends meanwhile, the answer is not sent.
     pub async fn respond_when_room<R: IntoResponse>(&mut self, result: Result<R, Status>) {
-        let response = result.map(|r| self.observer.add_load_report(r.into_response()));
+        let response = result.map(|r| self.with_load_report(r.into_response()));
         self.end_when_room(encode_answer(&response)).await;
     }
 
@@ -398,6 +418,8 @@ impl ServerCall {
             drop(state);
             self.outcome = Some(Code::Cancelled);
             self.observer.finish(shared.recorder(), Code::Cancelled);
+            // The call leaves its server's load (a relaxed subtract).
+            self.load = None;
             return Ok(());
         }
         let mut wakers = Vec::new();
@@ -424,6 +446,7 @@ impl ServerCall {
         shared.flush_appended(state, queue, flush);
         shared.stats.call_finished(code);
         self.observer.finish(shared.recorder(), code);
+        self.load = None;
         wakers.into_iter().for_each(std::task::Waker::wake);
         if drained {
             shared.close_drained();

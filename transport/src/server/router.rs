@@ -181,10 +181,8 @@ impl Dispatch for Router {
             observer.finish(shared.recorder(), Code::Unimplemented);
             return;
         };
-        let mut observer = CallObserver::server(shared.recorder(), &route.name, route.slot, call_id, head.sent_at_ns, received_at);
-        if let Some(load) = &self.load {
-            observer.count_load(load.start(&head.metadata));
-        }
+        let observer = CallObserver::server(shared.recorder(), &route.name, route.slot, call_id, head.sent_at_ns, received_at);
+        let load = self.load.as_ref().map(|load| load.start(&head.metadata));
         let deadline = head.timeout.map(|timeout| received_at + timeout);
         let call = ServerCall::new(
             shared.clone(),
@@ -196,6 +194,10 @@ impl Dispatch for Router {
             message,
         )
         .observed(observer);
+        let call = match load {
+            Some(load) => call.counted_in_load(load),
+            None => call,
+        };
         if let Some(handle) = route.handler.call(call) {
             shared.register_handler(call_id, handle);
         }
