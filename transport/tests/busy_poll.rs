@@ -25,6 +25,11 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Serves `builder` on a loopback port.
+async fn serve(builder: volley::server::ServerBuilder) -> volley::server::ServerHandle {
+    builder.build().unwrap().serve("127.0.0.1:0").await.unwrap()
+}
+
 /// Parks after a short spin, so idle test connections cost no core.
 fn parking() -> BusyPoll {
     BusyPoll::new(IdleStrategy::SpinThenPark {
@@ -70,18 +75,12 @@ fn thread_name_server() -> volley::server::ServerBuilder {
 #[tokio::test]
 async fn an_inline_handler_runs_on_the_server_poller_thread() {
     let _serial = serial();
-    let server = thread_name_server()
-        .busy_poll(parking())
-        .build()
-        .unwrap()
-        .serve("127.0.0.1:0")
-        .await
-        .unwrap();
+    let server = serve(thread_name_server().busy_poll(parking())).await;
     let client = Client::connect(server.local_addr()).await.unwrap();
     let reply: Echo = client.unary(ECHO_ID, &echo(""), CallOptions::default()).await.unwrap();
     assert_eq!(reply.payload, POLLER_THREAD_NAME);
     // Without the mode it runs on the reader task, on a runtime thread.
-    let plain = thread_name_server().build().unwrap().serve("127.0.0.1:0").await.unwrap();
+    let plain = serve(thread_name_server()).await;
     let client = Client::connect(plain.local_addr()).await.unwrap();
     let reply: Echo = client.unary(ECHO_ID, &echo(""), CallOptions::default()).await.unwrap();
     assert_ne!(reply.payload, POLLER_THREAD_NAME);
@@ -93,7 +92,7 @@ async fn an_inline_handler_runs_on_the_server_poller_thread() {
 #[tokio::test]
 async fn the_client_poller_ends_when_the_client_is_dropped() {
     let _serial = serial();
-    let server = echo_server().build().unwrap().serve("127.0.0.1:0").await.unwrap();
+    let server = serve(echo_server()).await;
     wait_for_pollers("no poller before the client", 0).await;
     let client = Client::builder().busy_poll(parking()).connect(server.local_addr()).await.unwrap();
     assert_eq!(pollers().len(), 1, "one poller for the client's connection");
@@ -107,7 +106,7 @@ async fn the_client_poller_ends_when_the_client_is_dropped() {
 #[tokio::test]
 async fn a_channel_with_busy_poll_reads_through_a_poller() {
     let _serial = serial();
-    let server = echo_server().build().unwrap().serve("127.0.0.1:0").await.unwrap();
+    let server = serve(echo_server()).await;
     let channel = Channel::builder().busy_poll(parking()).connect(server.local_addr()).await.unwrap();
     let reply: Echo = channel.unary(ECHO_ID, &echo("channel"), CallOptions::default()).await.unwrap();
     assert_eq!(reply.payload, "channel");
@@ -120,13 +119,7 @@ async fn a_channel_with_busy_poll_reads_through_a_poller() {
 #[tokio::test]
 async fn the_server_pollers_end_on_server_shutdown() {
     let _serial = serial();
-    let server = echo_server()
-        .busy_poll(parking())
-        .build()
-        .unwrap()
-        .serve("127.0.0.1:0")
-        .await
-        .unwrap();
+    let server = serve(echo_server().busy_poll(parking())).await;
     let first = Client::connect(server.local_addr()).await.unwrap();
     let second = Client::connect(server.local_addr()).await.unwrap();
     for client in [&first, &second] {
@@ -145,13 +138,7 @@ fn the_pollers_end_when_their_runtime_shuts_down() {
     let _serial = serial();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (server, client) = runtime.block_on(async {
-        let server = echo_server()
-            .busy_poll(parking())
-            .build()
-            .unwrap()
-            .serve("127.0.0.1:0")
-            .await
-            .unwrap();
+        let server = serve(echo_server().busy_poll(parking())).await;
         let client = Client::builder().busy_poll(parking()).connect(server.local_addr()).await.unwrap();
         let reply: Echo = client.unary(ECHO_ID, &echo("x"), CallOptions::default()).await.unwrap();
         assert_eq!(reply.payload, "x");
@@ -174,7 +161,7 @@ fn the_pollers_end_when_their_runtime_shuts_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spin_then_park_poller_burns_no_cpu_while_idle_and_a_spinning_one_does() {
     let _serial = serial();
-    let server = echo_server().build().unwrap().serve("127.0.0.1:0").await.unwrap();
+    let server = serve(echo_server()).await;
     let idle_cost = |strategy: IdleStrategy, over: Duration| {
         let address = server.local_addr().clone();
         async move {
@@ -223,13 +210,7 @@ fn client_spin_on_reads_the_connection_on_the_callers_thread() {
         max_park: Duration::from_millis(200),
     });
     let (server, client) = runtime.block_on(async {
-        let server = echo_server()
-            .busy_poll(parking())
-            .build()
-            .unwrap()
-            .serve("127.0.0.1:0")
-            .await
-            .unwrap();
+        let server = serve(echo_server().busy_poll(parking())).await;
         // Its poller sleeps 200 ms between polls: calls answered faster are read by the caller.
         let client = Client::builder().busy_poll(sleepy).connect(server.local_addr()).await.unwrap();
         (server, client)
@@ -258,14 +239,12 @@ fn spin_on_runs_a_call_on_the_calling_thread_against_a_polling_inline_server() {
         .build()
         .unwrap();
     let (server, client) = runtime.block_on(async {
-        let server = Server::builder()
-            .unary_inline(common::ECHO, |request: Request<Echo>| Ok::<_, Status>(request.into_inner()))
-            .busy_poll(parking())
-            .build()
-            .unwrap()
-            .serve("127.0.0.1:0")
-            .await
-            .unwrap();
+        let server = serve(
+            Server::builder()
+                .unary_inline(common::ECHO, |request: Request<Echo>| Ok::<_, Status>(request.into_inner()))
+                .busy_poll(parking()),
+        )
+        .await;
         let client = Client::builder().busy_poll(parking()).connect(server.local_addr()).await.unwrap();
         (server, client)
     });
