@@ -1,6 +1,6 @@
 //! Stream framing: finding frames in a byte buffer, and writing frames in place.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::{CallId, Chunk, Flags, Frame, FrameHeader, FrameKind, HEADER_LEN, WireError};
@@ -20,10 +20,10 @@ const RESERVE_STEP: usize = 64 * 1024;
 /// is an error, never an allocation. The frame's payload is split off `src` and frozen, so
 /// messages reach prost as zero-copy `Bytes`.
 pub fn decode_frame(src: &mut BytesMut, max_frame_size: u32) -> Result<Option<Frame>, WireError> {
-    match decode_unit(src, max_frame_size)? {
+    // A Chunk frame's kind is refused by `decode_payload` (`ChunkNotAnnounced`).
+    match split_frame(src, max_frame_size)? {
         None => Ok(None),
-        Some(Decoded::Frame(frame)) => Ok(Some(frame)),
-        Some(Decoded::Chunk(_)) => Err(WireError::ChunkNotAnnounced),
+        Some((header, payload)) => Frame::decode_payload(header, payload).map(Some),
     }
 }
 
@@ -41,6 +41,24 @@ pub enum Decoded {
 /// with the same header checks (kind, reserved bytes, length against `max_frame_size`, a call id
 /// other than 0) before anything is reserved.
 pub fn decode_unit(src: &mut BytesMut, max_frame_size: u32) -> Result<Option<Decoded>, WireError> {
+    let Some((header, payload)) = split_frame(src, max_frame_size)? else {
+        return Ok(None);
+    };
+    if header.kind == FrameKind::Chunk {
+        return Ok(Some(Decoded::Chunk(Chunk {
+            call_id: header.call_id,
+            more: header.flags.contains(Flags::MORE),
+            piece: payload,
+        })));
+    }
+    Frame::decode_payload(header, payload).map(|frame| Some(Decoded::Frame(frame)))
+}
+
+/// Takes one whole frame off `src`, checked header and payload, or `None` (with room made for
+/// the rest) while it is incomplete. Shared by [`decode_frame`] and [`decode_unit`], each of
+/// which builds its own result from the parts: a frame is moved once, not through a wrapper.
+#[inline(always)]
+fn split_frame(src: &mut BytesMut, max_frame_size: u32) -> Result<Option<(FrameHeader, Bytes)>, WireError> {
     let Some(raw_header) = src.first_chunk::<HEADER_LEN>() else {
         return Ok(None);
     };
@@ -53,15 +71,7 @@ pub fn decode_unit(src: &mut BytesMut, max_frame_size: u32) -> Result<Option<Dec
     // One split per frame (one reference-count increment): the header is stepped over, not split
     // off and dropped.
     src.advance(HEADER_LEN);
-    let payload = src.split_to(header.len as usize).freeze();
-    if header.kind == FrameKind::Chunk {
-        return Ok(Some(Decoded::Chunk(Chunk {
-            call_id: header.call_id,
-            more: header.flags.contains(Flags::MORE),
-            piece: payload,
-        })));
-    }
-    Frame::decode_payload(header, payload).map(|frame| Some(Decoded::Frame(frame)))
+    Ok(Some((header, src.split_to(header.len as usize).freeze())))
 }
 
 /// Grows `src` towards a frame of `frame_len` bytes once less than half a [`RESERVE_STEP`] of

@@ -46,7 +46,7 @@ impl<X: CallRecord> Connection<X> {
     /// # }
     /// ```
     pub fn handle_read(&mut self, buf: &mut BytesMut, now: Instant, max_frames: usize) -> Result<ReadProgress, ConnectionError> {
-        let mut progress = ReadProgress::default();
+        let progress = ReadProgress::default();
         if self.phase == Phase::Closed {
             return Ok(progress);
         }
@@ -62,10 +62,28 @@ impl<X: CallRecord> Connection<X> {
             let _ = buf.split_to(PREFACE_LEN);
             self.handle_preface(&raw)?;
         }
+        // Two copies of the frame loop, so that a connection without chunks runs one without
+        // the reassembly's branches.
+        if self.config.settings.accepts_chunks() {
+            self.read_frames::<true>(buf, now, max_frames, progress)
+        } else {
+            self.read_frames::<false>(buf, now, max_frames, progress)
+        }
+    }
+
+    /// [`Connection::handle_read`]'s frame loop. With `CHUNKS` (the connection announced
+    /// `RECEIVE_CHUNKS`), Chunk frames are put back together first (docs/PROTOCOL.md section
+    /// 5.12).
+    fn read_frames<const CHUNKS: bool>(
+        &mut self,
+        buf: &mut BytesMut,
+        now: Instant,
+        max_frames: usize,
+        mut progress: ReadProgress,
+    ) -> Result<ReadProgress, ConnectionError> {
         let max_frame_size = self.config.settings.max_frame_size;
-        let chunks = self.config.settings.accepts_chunks();
         while progress.frames < max_frames {
-            let decoded = if chunks {
+            let decoded = if CHUNKS {
                 self.chunks.decode_frame(buf, max_frame_size)
             } else {
                 decode_frame(buf, max_frame_size)
@@ -79,7 +97,7 @@ impl<X: CallRecord> Connection<X> {
                     }
                 }
                 Ok(None) => {
-                    self.note_partial_frame(!buf.is_empty() || self.chunks.in_progress(), now);
+                    self.note_partial_frame(!buf.is_empty() || (CHUNKS && self.chunks.in_progress()), now);
                     return Ok(progress);
                 }
                 Err(err) => return Err(self.handle_wire_error(err)),
