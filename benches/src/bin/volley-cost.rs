@@ -10,14 +10,17 @@
 //! # instructions per call = (Ir at 40000 - Ir at 20000) / 20000, setup cancelled out
 //! ```
 //!
-//! Modes: `unary CALLS IN_FLIGHT` (64-byte echo, inline handler) and `stream MESSAGES` (one
-//! server-streaming call of that many 64-byte messages). Client and server each run on a
-//! current-thread runtime of their own thread, over loopback TCP.
+//! Modes: `unary CALLS IN_FLIGHT` (64-byte echo, inline handler, over a `Client`), `channel
+//! CALLS IN_FLIGHT` and `balanced CALLS IN_FLIGHT` (the same over a `Channel`, and over a
+//! `BalancedChannel` with that one endpoint: what the balancer adds per call), and `stream
+//! MESSAGES` (one server-streaming call of that many 64-byte messages). Client and server each
+//! run on a current-thread runtime of their own thread, over loopback TCP.
 
 use std::time::Duration;
 
+use volley::balance::BalancedChannel;
 use volley::net::Address;
-use volley::{CallOptions, Client};
+use volley::{CallOptions, Caller, Channel, Client};
 use volley_benches::{ECHO_ID, FEED_ID, HandlerKind, ServerThread, echo_server, feed_server, payload, stream_request};
 
 fn main() {
@@ -41,9 +44,9 @@ fn main() {
     let server = server_handle.local_addr().clone();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let done = runtime.block_on(async move {
-        let client = Client::connect(server).await.expect("connect");
-        match stream {
-            true => {
+        match mode {
+            "stream" => {
+                let client = Client::connect(server).await.expect("connect");
                 let request = stream_request(u32::try_from(count).unwrap_or(u32::MAX), 64);
                 let mut stream = client
                     .server_streaming::<_, volley_benches::Payload>(FEED_ID, &request, CallOptions::default())
@@ -55,26 +58,34 @@ fn main() {
                 }
                 received
             }
-            false => {
-                let per_task = count / in_flight;
-                let tasks = (0..in_flight).map(|_| {
-                    let client = client.clone();
-                    tokio::spawn(async move {
-                        let request = payload(64);
-                        for _ in 0..per_task {
-                            let _: volley_benches::Payload = client.unary(ECHO_ID, &request, CallOptions::default()).await.expect("call");
-                        }
-                        per_task
-                    })
-                });
-                let mut done = 0;
-                for task in tasks.collect::<Vec<_>>() {
-                    done += task.await.expect("task");
-                }
-                done
+            "channel" => unary_calls(Channel::builder().connect(&server).await.expect("connect"), count, in_flight).await,
+            "balanced" => {
+                let channel = BalancedChannel::builder().build([server]).expect("balanced channel");
+                unary_calls(channel, count, in_flight).await
             }
+            _ => unary_calls(Client::connect(server).await.expect("connect"), count, in_flight).await,
         }
     });
     println!("{mode}: {done} done");
     std::thread::sleep(Duration::from_millis(10));
+}
+
+/// `count` 64-byte echo calls, `in_flight` at a time, each task calling one after another.
+async fn unary_calls<C: Caller>(caller: C, count: u64, in_flight: u64) -> u64 {
+    let per_task = count / in_flight;
+    let tasks = (0..in_flight).map(|_| {
+        let caller = caller.clone();
+        tokio::spawn(async move {
+            let request = payload(64);
+            for _ in 0..per_task {
+                let _: volley_benches::Payload = caller.unary(ECHO_ID, &request, CallOptions::default()).await.expect("call");
+            }
+            per_task
+        })
+    });
+    let mut done = 0;
+    for task in tasks.collect::<Vec<_>>() {
+        done += task.await.expect("task");
+    }
+    done
 }

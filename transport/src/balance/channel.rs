@@ -2,6 +2,7 @@
 //! for sending a call again: on another endpoint when it was never started, within the retry
 //! budget when it is idempotent, and as a hedged second copy after a delay.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -210,6 +211,7 @@ impl BalancedChannelBuilder {
             latencies: LatencyWindow::new(),
             idempotent: self.idempotent.into(),
             epoch: Instant::now(),
+            budget_second: AtomicU64::new(0),
             maintenance: Maintenance::new(resolver, resolving, self.resolve_interval),
         });
         #[cfg(feature = "metrics")]
@@ -261,6 +263,10 @@ pub(crate) struct Inner {
     pub(crate) latencies: LatencyWindow,
     idempotent: Box<[MethodId]>,
     epoch: Instant,
+    /// Seconds since `epoch` as of the maintenance task's last tick (50 ms): the second a call
+    /// is counted in for the retry budget, read without a clock read of its own. A withdrawal,
+    /// rare, reads the clock.
+    budget_second: AtomicU64,
     pub(crate) maintenance: Maintenance,
 }
 
@@ -404,7 +410,7 @@ impl BalancedChannel {
                 let _ = options.metadata.insert(LOAD_METADATA_KEY, "");
             }
         }
-        inner.budget.deposit(self.second(start));
+        inner.budget.deposit(inner.budget_second.load(Ordering::Relaxed));
         let plan = CallPlan {
             start,
             endpoints: &endpoints,
@@ -472,7 +478,12 @@ impl BalancedChannel {
 
     /// [`BalancedChannel::choose`] when an endpoint may take the call now: no future to build
     /// (and move) on the common path.
+    #[inline]
     fn try_choose(&self, endpoints: &[Arc<Endpoint>], tried: &[usize]) -> Option<usize> {
+        if let [only] = endpoints {
+            // One endpoint: nothing to draw or compare, whatever this call tried before.
+            return only.is_pickable().then_some(0);
+        }
         let now_ns = || since(self.inner.epoch, Instant::now());
         pick(endpoints, tried, now_ns, self.inner.decay).or_else(|| pick(endpoints, &[], now_ns, self.inner.decay))
     }
@@ -577,9 +588,11 @@ impl BalancedChannel {
         // buffers); it must not set the endpoint's average. Over one endpoint nothing compares
         // averages: the update is skipped (a clock conversion, float math and two stores).
         in_flight.observe = !connected && plan.endpoints.len() > 1;
-        let result = client.unary_attempt(plan.method, plan.request, plan.options).await;
+        let result = client.unary_attempt(plan.method, plan.request, plan.options, began).await;
         let now = in_flight.finish(result.is_ok());
         match result {
+            // Over one endpoint a report has nothing to be compared with (and none was asked).
+            Ok(response) if plan.endpoints.len() < 2 => Ok(response),
             Ok(response) => {
                 if let Some(report) = response.metadata().get(LOAD_METADATA_KEY).and_then(parse_report) {
                     endpoint.load.handle_report(since(inner.epoch, now), report);
@@ -609,6 +622,12 @@ impl BalancedChannel {
 }
 
 impl Inner {
+    /// Moves the retry budget's clock to `now` (the maintenance task's tick).
+    pub(crate) fn tick_budget_clock(&self, now: Instant) {
+        self.budget_second
+            .store(now.saturating_duration_since(self.epoch).as_secs(), Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> Vec<EndpointSnapshot> {
         let now_ns = since(self.epoch, Instant::now());
         self.set

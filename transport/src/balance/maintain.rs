@@ -80,6 +80,7 @@ pub(crate) async fn run(channel: Weak<Inner>) {
             return;
         };
         let now = Instant::now();
+        inner.tick_budget_clock(now);
         let mut lost = false;
         for endpoint in inner.set.current().iter() {
             lost |= endpoint.check_connection();

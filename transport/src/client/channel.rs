@@ -288,7 +288,8 @@ impl Channel {
         request: &Req,
         options: CallOptions,
     ) -> Result<Response<Bytes>, Status> {
-        let deadline = options.deadline_from(Instant::now(), self.inner.builder.timeout);
+        let start = Instant::now();
+        let deadline = options.deadline_from(start, self.inner.builder.timeout);
         // Retries share the first attempt's deadline.
         let options = match deadline {
             Some(at) => options.deadline(at),
@@ -297,7 +298,7 @@ impl Channel {
         let mut retries = 0;
         loop {
             let client = self.ready_client(deadline).await?;
-            match client.unary_attempt(method, request, &options).await {
+            match client.unary_attempt(method, request, &options, start).await {
                 Err(failure) if failure.not_started && failure.status.code() == Code::Unavailable && retries < MAX_TRANSPARENT_RETRIES => {
                     tracing::debug!(address = %self.inner.address, "retrying a call the server did not start: {}", failure.status);
                     retries += 1;

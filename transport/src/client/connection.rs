@@ -268,7 +268,7 @@ impl Client {
         Resp: prost::Message + Default,
     {
         let response = self
-            .unary_attempt(method, request, &options)
+            .unary_attempt(method, request, &options, Instant::now())
             .await
             .map_err(|failure| self.explain(failure))?;
         decode_response_parts(response)
@@ -276,20 +276,22 @@ impl Client {
 
     /// Like [`Client::unary`], returning the response's encoded bytes undecoded.
     pub async fn unary_bytes<Req: prost::Message>(&self, method: MethodId, request: &Req, options: CallOptions) -> Result<Bytes, Status> {
-        self.unary_attempt(method, request, &options)
+        self.unary_attempt(method, request, &options, Instant::now())
             .await
             .map(Response::into_inner)
             .map_err(|failure| self.explain(failure))
     }
 
     /// One unary call; a failure says whether the server certainly never started the call.
+    /// `start` is when the call began (the caller's clock read, so that a call reads the clock
+    /// once): a timeout without a deadline counts from it.
     pub(crate) async fn unary_attempt<Req: prost::Message>(
         &self,
         method: MethodId,
         request: &Req,
         options: &CallOptions,
+        start: Instant,
     ) -> Result<Response<Bytes>, Failure> {
-        let start = Instant::now();
         let deadline = options.deadline_from(start, self.info.timeout);
         let call = self.start_and_wait(method, request, options, start, deadline);
         match deadline {

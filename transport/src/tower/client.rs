@@ -138,7 +138,7 @@ impl Service<UnaryRequest> for Client {
         Box::pin(async move {
             let UnaryRequest { method, message, options } = request;
             client
-                .unary_attempt(method, &Encoded(message), &options)
+                .unary_attempt(method, &Encoded(message), &options, std::time::Instant::now())
                 .await
                 .map_err(|failure| client.explain(failure))
         })
