@@ -418,7 +418,8 @@ async fn a_deferred_record_nobody_hands_off_becomes_durable_for_its_waiter() {
 fn group_commit_syncs_a_lone_record_at_once_even_within_the_interval() {
     let interval = Duration::from_secs(60);
     let (disk, seen) = (Disk::default(), Arc::default());
-    let journal = Journal::start(Box::new(disk.clone()), options(FsyncPolicy::Group(interval)), 0, thread_hook(&seen)).expect("writer starts");
+    let journal =
+        Journal::start(Box::new(disk.clone()), options(FsyncPolicy::Group(interval)), 0, thread_hook(&seen)).expect("writer starts");
     until_the_writer_sleeps(&journal);
     for payload in [&b"first"[..], b"second", b"third"] {
         let appended = journal
@@ -468,7 +469,11 @@ async fn group_commit_batches_the_records_that_arrive_during_a_sync_an_interval_
         "the followers' batch was taken no sooner than the interval after the leader's"
     );
     let stats = journal.stats();
-    assert_eq!((stats.records_written, stats.fsyncs), (4, 2), "the three followers shared one fsync");
+    assert_eq!(
+        (stats.records_written, stats.fsyncs),
+        (4, 2),
+        "the three followers shared one fsync"
+    );
     assert_eq!(seen.sequences(), [1, 4]);
 
     // After a batch of several (load), a lone record within the interval is not synced at once:
@@ -479,10 +484,7 @@ async fn group_commit_batches_the_records_that_arrive_during_a_sync_an_interval_
         .expect("append");
     assert!(!journal.sync_or_hand_off(lone), "within the interval after a batch of several");
     journal.wait_durable(5).await.expect("durable");
-    assert!(
-        followers_taken.elapsed() >= interval / 2,
-        "it waited for the rest of the interval"
-    );
+    assert!(followers_taken.elapsed() >= interval / 2, "it waited for the rest of the interval");
     assert_eq!(seen.sequences(), [1, 4, 5]);
 }
 
