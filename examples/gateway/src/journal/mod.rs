@@ -243,7 +243,8 @@ impl Journal {
     }
 
     /// Makes a deferred record durable on this thread when it is the only record pending and the
-    /// writer is idle (and, under group commit, its last batch is an interval old); otherwise
+    /// writer is idle (under group commit also: the last batch was a lone record too, or is an
+    /// interval old); otherwise
     /// hands it off to the writer thread like [`hand_off`](Self::hand_off), which batches the
     /// records that pile up under load. Returns whether the record is durable now.
     ///

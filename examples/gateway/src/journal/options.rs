@@ -10,7 +10,7 @@ use std::time::Duration;
 /// so under load commits follow each other as fast as the disk allows and each carries every
 /// record that arrived during the one before, while a disk much faster than that is not asked
 /// for more than 5,000 fsyncs a second. A lone record never waits for it (see
-/// [`FsyncPolicy::Group`]).
+/// [`FsyncPolicy::Group`]): the interval is a minimum gap between batches under load only.
 pub const DEFAULT_GROUP_COMMIT_INTERVAL: Duration = Duration::from_micros(200);
 
 /// The default bound on bytes appended but not yet written, 64 MiB: about a hundred thousand
@@ -36,10 +36,12 @@ pub const DEFAULT_MAX_PENDING_BYTES: usize = 64 << 20;
 pub enum FsyncPolicy {
     /// One write and one `fdatasync` per record: the honest and slow baseline.
     EveryRecord,
-    /// Group commit: at most one write and one `fdatasync` per interval, each for every record
-    /// pending. A record that finds the writer idle and the last commit over an interval ago is
-    /// written at once, so a lone order pays one fsync and no wait; under load, records that
-    /// arrive during one commit (or within the interval after its start) share the next.
+    /// Group commit as leader/follower: a record that finds no sync in flight and no other
+    /// record pending is written and synced at once (the leader), so a lone order pays one
+    /// fsync and no wait, as under [`EveryRecord`](Self::EveryRecord); records that arrive while
+    /// a sync runs (the followers) share the next write and `fdatasync`. Under load (the last
+    /// batch carried several records) batches start at least the interval apart, each carrying
+    /// every record pending.
     Group(Duration),
     /// Write to the page cache and never `fdatasync` (except on [close](super::Journal::close)):
     /// a record counts as durable once written, and a power loss may lose it.

@@ -58,6 +58,9 @@ pub(crate) struct Sink {
     pub(crate) unsynced: bool,
     /// When the last batch was taken: group commit takes the next one an interval later.
     pub(crate) last_batch_at: Option<Instant>,
+    /// How many records the last batch carried: after a lone record's batch, the next lone
+    /// record is synced at once, within the group interval (see `Shared::sync_or_hand_off`).
+    pub(crate) last_batch_records: u64,
     /// The buffer swapped in for the pending one when a batch is taken, to reuse its memory.
     pub(crate) spare: Vec<u8>,
     /// Keeps the syncing thread's CPU busy during each fsync, if asked for.
@@ -83,6 +86,7 @@ impl Sink {
             written,
             unsynced: false,
             last_batch_at: None,
+            last_batch_records: 0,
             spare: Vec::new(),
             spinner: None,
         }

@@ -414,30 +414,78 @@ async fn a_deferred_record_nobody_hands_off_becomes_durable_for_its_waiter() {
     assert_eq!(seen.sequences(), [1]);
 }
 
-#[tokio::test]
-async fn group_commit_on_the_calling_thread_keeps_the_interval_between_batches() {
-    let interval = Duration::from_millis(30);
-    let (disk, seen) = (Disk::default(), Seen::default());
-    let journal = start(&disk, options(FsyncPolicy::Group(interval)), &seen);
+#[test]
+fn group_commit_syncs_a_lone_record_at_once_even_within_the_interval() {
+    let interval = Duration::from_secs(60);
+    let (disk, seen) = (Disk::default(), Arc::default());
+    let journal =
+        Journal::start(Box::new(disk.clone()), options(FsyncPolicy::Group(interval)), 0, thread_hook(&seen)).expect("writer starts");
     until_the_writer_sleeps(&journal);
-    let first_taken = std::time::Instant::now();
-    let first = journal
-        .append_deferred_with(|_, buf| buf.extend_from_slice(b"first"))
-        .expect("append");
+    for payload in [&b"first"[..], b"second", b"third"] {
+        let appended = journal
+            .append_deferred_with(|_, buf| buf.extend_from_slice(payload))
+            .expect("append");
+        assert!(
+            journal.sync_or_hand_off(appended),
+            "a record that finds no sync in flight and nothing else pending is synced at once"
+        );
+    }
+    assert_eq!(journal.stats().fsyncs, 3);
+    let here = std::thread::current().id();
+    assert_eq!(*seen.lock().expect("seen lock"), [(1, here), (2, here), (3, here)]);
+    let state = disk.state();
+    assert_eq!(state.synced, state.bytes.len());
+}
+
+#[tokio::test]
+async fn group_commit_batches_the_records_that_arrive_during_a_sync_an_interval_after_it() {
+    let interval = Duration::from_millis(200);
+    let (disk, seen) = (Disk::default(), Seen::default());
+    let journal = Arc::new(start(&disk, options(FsyncPolicy::Group(interval)), &seen));
+    until_the_writer_sleeps(&journal);
+    disk.update(|state| state.held = true);
+    let leader_began = std::time::Instant::now();
+    let leader = {
+        let journal = Arc::clone(&journal);
+        std::thread::spawn(move || {
+            let appended = journal
+                .append_deferred_with(|_, buf| buf.extend_from_slice(b"leader"))
+                .expect("append");
+            journal.sync_or_hand_off(appended)
+        })
+    };
+    disk.wait_for_writes(1); // The leader is writing on its own thread.
+    for n in 2..=4u32 {
+        let appended = journal
+            .append_deferred_with(|_, buf| buf.extend_from_slice(&n.to_le_bytes()))
+            .expect("append");
+        assert!(!journal.sync_or_hand_off(appended), "a follower waits for the sync in flight");
+    }
+    disk.update(|state| state.held = false);
+    assert!(leader.join().expect("leader thread"), "the leader's record is durable on return");
+    journal.wait_durable(4).await.expect("durable");
     assert!(
-        journal.sync_or_hand_off(first),
-        "a record that finds the disk idle is written at once"
+        leader_began.elapsed() >= interval,
+        "the followers' batch was taken no sooner than the interval after the leader's"
     );
-    let second = journal
-        .append_deferred_with(|_, buf| buf.extend_from_slice(b"second"))
+    let stats = journal.stats();
+    assert_eq!(
+        (stats.records_written, stats.fsyncs),
+        (4, 2),
+        "the three followers shared one fsync"
+    );
+    assert_eq!(seen.sequences(), [1, 4]);
+
+    // After a batch of several (load), a lone record within the interval is not synced at once:
+    // the writer thread takes it once the interval has passed.
+    let followers_taken = std::time::Instant::now();
+    let lone = journal
+        .append_deferred_with(|_, buf| buf.extend_from_slice(b"after the followers"))
         .expect("append");
-    assert!(
-        !journal.sync_or_hand_off(second),
-        "within the interval the writer thread takes it later"
-    );
-    journal.wait_durable(2).await.expect("durable");
-    assert!(first_taken.elapsed() >= interval, "the second batch waited for the interval");
-    assert_eq!((journal.stats().fsyncs, seen.sequences()), (2, vec![1, 2]));
+    assert!(!journal.sync_or_hand_off(lone), "within the interval after a batch of several");
+    journal.wait_durable(5).await.expect("durable");
+    assert!(followers_taken.elapsed() >= interval / 2, "it waited for the rest of the interval");
+    assert_eq!(seen.sequences(), [1, 4, 5]);
 }
 
 #[tokio::test]

@@ -222,9 +222,18 @@ impl Shared {
     }
 
     /// Makes the journal durable through `sequence` on this thread if it is the only record
-    /// pending and the sink is idle (and, under group commit, the last batch is an interval
-    /// old); otherwise hands off to the writer thread. Returns whether `sequence` is durable now.
-    /// Blocks for a write and, under `every`/`group`, an fsync, with no lock held.
+    /// pending and the sink is idle; otherwise hands off to the writer thread. Returns whether
+    /// `sequence` is durable now. Blocks for a write and, under `every`/`group`, an fsync, with
+    /// no lock held.
+    ///
+    /// Under group commit this is the leader of leader/follower commit: a record that finds no
+    /// sync in flight and nothing else pending is synced at once, however recently the last
+    /// batch was taken, when that batch was a lone record too (no load: nothing would share
+    /// its fsync by waiting). Records that arrive while it syncs are the followers: they pile
+    /// up and the writer thread takes them as the next batch, no sooner than the interval after
+    /// this one (`Sink::not_before`). After a batch of several records (load) a lone record also
+    /// keeps to the interval: syncing it at once on a runtime worker took about 5 % off the
+    /// records per fsync under 8 accounts × 4 unary calls (docs/BENCHMARKS.md).
     ///
     /// Only a lone record is synced here: when others are pending, load is building up and the
     /// writer thread batches them (a caller's thread, often a runtime worker, that synced other
@@ -239,7 +248,10 @@ impl Shared {
             return self.durable.borrow().sequence >= sequence;
         }
         let lone = state.pending_records == 1 && state.next_sequence == sequence + 1;
-        let Some(sink) = state.sink.take_if(|sink| lone && sink.is_ready(Instant::now())) else {
+        let Some(sink) = state
+            .sink
+            .take_if(|sink| lone && (sink.last_batch_records <= 1 || sink.is_ready(Instant::now())))
+        else {
             let wake = Self::writer_to_wake(&mut state);
             drop(state);
             if wake {
@@ -258,6 +270,7 @@ impl Shared {
     /// notes when it was taken (group commit takes the next one an interval later).
     fn take_batch(state: &mut State, sink: &mut Sink) -> Vec<u8> {
         sink.last_batch_at = Some(Instant::now());
+        sink.last_batch_records = state.pending_records;
         state.pending_records = 0;
         std::mem::replace(&mut state.buf, std::mem::take(&mut sink.spare))
     }
