@@ -589,7 +589,14 @@ impl BalancedChannel {
         // averages: the update is skipped (a clock conversion, float math and two stores).
         in_flight.observe = !connected && plan.endpoints.len() > 1;
         let result = client.unary_attempt(plan.method, plan.request, plan.options, began).await;
-        let now = in_flight.finish(result.is_ok());
+        // An answer's end is when the connection read it (no clock read of our own); a failure,
+        // rare, reads the clock.
+        let now = match &result {
+            Ok(answered) => answered.received_at,
+            Err(_) => Instant::now(),
+        };
+        in_flight.finish(result.is_ok(), now);
+        let result = result.map(|answered| answered.response);
         match result {
             // Over one endpoint a report has nothing to be compared with (and none was asked).
             Ok(response) if plan.endpoints.len() < 2 => Ok(response),
@@ -673,14 +680,13 @@ impl<'a> InFlight<'a> {
         }
     }
 
-    /// Ends the attempt; returns when.
-    fn finish(&mut self, ok: bool) -> Instant {
+    /// Ends the attempt, answered (or failed) at `now`.
+    fn finish(&mut self, ok: bool, now: Instant) {
         self.done = true;
-        self.end(ok)
+        self.end(ok, now);
     }
 
-    fn end(&self, ok: bool) -> Instant {
-        let now = Instant::now();
+    fn end(&self, ok: bool, now: Instant) {
         let elapsed = now.saturating_duration_since(self.began);
         self.endpoint.load.finish();
         if self.observe {
@@ -691,14 +697,13 @@ impl<'a> InFlight<'a> {
         if ok && self.inner.hedge.is_some_and(|h| h.quantile().is_some()) {
             self.inner.latencies.record(elapsed);
         }
-        now
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.end(false);
+            self.end(false, Instant::now());
         }
     }
 }

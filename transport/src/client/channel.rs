@@ -303,7 +303,7 @@ impl Channel {
                     tracing::debug!(address = %self.inner.address, "retrying a call the server did not start: {}", failure.status);
                     retries += 1;
                 }
-                result => return result.map_err(|failure| failure.status),
+                result => return result.map(|answered| answered.response).map_err(|failure| failure.status),
             }
         }
     }

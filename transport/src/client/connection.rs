@@ -267,18 +267,18 @@ impl Client {
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        let response = self
+        let answered = self
             .unary_attempt(method, request, &options, Instant::now())
             .await
             .map_err(|failure| self.explain(failure))?;
-        decode_response_parts(response)
+        decode_response_parts(answered.response)
     }
 
     /// Like [`Client::unary`], returning the response's encoded bytes undecoded.
     pub async fn unary_bytes<Req: prost::Message>(&self, method: MethodId, request: &Req, options: CallOptions) -> Result<Bytes, Status> {
         self.unary_attempt(method, request, &options, Instant::now())
             .await
-            .map(Response::into_inner)
+            .map(|answered| answered.response.into_inner())
             .map_err(|failure| self.explain(failure))
     }
 
@@ -291,7 +291,7 @@ impl Client {
         request: &Req,
         options: &CallOptions,
         start: Instant,
-    ) -> Result<Response<Bytes>, Failure> {
+    ) -> Result<Answered, Failure> {
         let deadline = options.deadline_from(start, self.info.timeout);
         let call = self.start_and_wait(method, request, options, start, deadline);
         match deadline {
@@ -421,7 +421,7 @@ impl Client {
         options: &CallOptions,
         start: Instant,
         deadline: Option<Instant>,
-    ) -> Result<Response<Bytes>, Failure> {
+    ) -> Result<Answered, Failure> {
         let shared = &*self.shared;
         let mut observer = CallObserver::client(method);
         let call_id = match self
@@ -459,7 +459,11 @@ impl Client {
                 message,
                 metadata,
                 trailers,
-            } => Ok(Response::new(message).with_metadata(metadata).with_trailers(trailers)),
+                received_at,
+            } => Ok(Answered {
+                response: Response::new(message).with_metadata(metadata).with_trailers(trailers),
+                received_at,
+            }),
             Outcome::Failed(status) => Err(Failure {
                 status,
                 not_started: false,
@@ -523,6 +527,15 @@ impl Client {
     pub fn close(&self) {
         self.shared.terminate(Status::unavailable("the client closed the connection"));
     }
+}
+
+/// A unary call's answer, and when the connection read it.
+#[derive(Debug)]
+pub(crate) struct Answered {
+    pub(crate) response: Response<Bytes>,
+    /// When the reader's pass read the answer (one clock read for every answer of that read):
+    /// a caller timing its call takes its end from here instead of reading the clock again.
+    pub(crate) received_at: Instant,
 }
 
 /// How a unary call failed.

@@ -257,6 +257,7 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
                     message: message.unwrap_or_default(),
                     metadata,
                     trailers: Metadata::new(),
+                    received_at: now,
                 };
                 wakers.extend(state.calls().complete(call_id, outcome));
                 *completed += 1;
@@ -286,7 +287,7 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
                     state.calls().finish(call_id, status, wakers);
                 } else {
                     let refused = state.proto.is_refused_by_goaway(call_id);
-                    wakers.extend(state.calls().finish_unary(call_id, status, refused));
+                    wakers.extend(state.calls().finish_unary(call_id, status, refused, now));
                 }
             }
             Event::Cancelled { call_id } => {

@@ -140,6 +140,7 @@ impl Service<UnaryRequest> for Client {
             client
                 .unary_attempt(method, &Encoded(message), &options, std::time::Instant::now())
                 .await
+                .map(|answered| answered.response)
                 .map_err(|failure| client.explain(failure))
         })
     }

@@ -42,6 +42,7 @@ fn loom_inflight_completion_races_with_poll() {
                         message: Bytes::from_static(b"ok"),
                         metadata: Metadata::new(),
                         trailers: Metadata::new(),
+                        received_at: std::time::Instant::now(),
                     },
                 );
                 if let Some(waker) = waker {
