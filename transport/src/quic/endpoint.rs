@@ -1,5 +1,6 @@
 //! Opening QUIC connections: a server's endpoint and its handshakes, a client's endpoint and
-//! connect, each ending with the one bidirectional stream that carries Volley's frames.
+//! connect, each ending with the stream mapping ALPN agreed on: the one stream that carries
+//! Volley's frames, or the per-call mapping's control stream.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -8,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{CLOSE_REFUSED, UDP_SOCKET_BUFFER, client_config, endpoint_config, server_config, tls_error};
+use super::{
+    ALPN_VOLLEY_QUIC, CLOSE_REFUSED, MAX_CLIENT_BIDI_STREAMS, MuxStream, UDP_SOCKET_BUFFER, client_config, endpoint_config, server_config,
+    tls_error,
+};
 use crate::driver::DriverConfig;
 use crate::error::Error;
 use crate::net::{Address, QuicStream};
@@ -55,6 +59,7 @@ fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
 pub(crate) async fn accept(
     endpoint: &ServerEndpoint,
     incoming: quinn::Incoming,
+    config: &DriverConfig,
     deadline: Instant,
     timeout: Duration,
 ) -> Result<QuicStream, String> {
@@ -73,8 +78,24 @@ pub(crate) async fn accept(
         Ok(Err(err)) => return Err(failed(err)),
         Err(_) => return Err(format!("QUIC handshake failed: {}", TlsError::Timeout(timeout))),
     };
+    let per_call = agreed_per_call(&connection);
+    if !per_call {
+        // A one-stream peer opens one stream; take back the per-call mapping's stream credit.
+        connection.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(MAX_CLIENT_BIDI_STREAMS));
+    }
     match tokio::time::timeout_at(deadline.into(), connection.accept_bi()).await {
-        Ok(Ok((send, recv))) => Ok(QuicStream::new(connection, send, recv, None)),
+        Ok(Ok((send, recv))) if per_call => {
+            let mux = MuxStream::new(
+                connection.clone(),
+                false,
+                send,
+                recv,
+                config.connection.settings.max_frame_size,
+                config.quic.partial_frame_budget_bytes(),
+            );
+            Ok(QuicStream::per_call(connection, mux, None, false))
+        }
+        Ok(Ok((send, recv))) => Ok(QuicStream::one_stream(connection, send, recv, None)),
         Ok(Err(err)) => Err(format!("the QUIC connection ended before its stream opened: {err}")),
         Err(_) => {
             connection.close(CLOSE_REFUSED, b"no stream within the handshake timeout");
@@ -123,7 +144,27 @@ pub(crate) async fn connect(addr: SocketAddr, tls: &ClientTls, config: &DriverCo
     };
     // Opening is local: the server learns of the stream with Volley's preface, sent at once.
     let (send, recv) = connection.open_bi().await.map_err(lost)?;
-    Ok(QuicStream::new(connection, send, recv, Some(endpoint)))
+    if agreed_per_call(&connection) {
+        let mux = MuxStream::new(
+            connection.clone(),
+            true,
+            send,
+            recv,
+            config.connection.settings.max_frame_size,
+            config.quic.partial_frame_budget_bytes(),
+        );
+        return Ok(QuicStream::per_call(connection, mux, Some(endpoint), false));
+    }
+    Ok(QuicStream::one_stream(connection, send, recv, Some(endpoint)))
+}
+
+/// Whether the handshake agreed on the per-call mapping (ALPN `volley-quic/2`).
+fn agreed_per_call(connection: &quinn::Connection) -> bool {
+    connection
+        .handshake_data()
+        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|data| data.protocol)
+        .is_some_and(|alpn| alpn == ALPN_VOLLEY_QUIC)
 }
 
 fn connection_error(err: quinn::ConnectionError) -> io::Error {

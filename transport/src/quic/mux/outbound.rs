@@ -1,0 +1,356 @@
+//! The writing half of the per-call mapping: the driver's byte stream (preface, then whole
+//! frames) is cut at frame boundaries, and each frame goes to its call's QUIC stream (opened by
+//! the call's first frame on a client) or, for call id 0, to the control stream.
+//!
+//! At most one frame header (16 bytes) is held here; payload bytes go straight to quinn, so
+//! a frame quinn takes only part of resumes on the next write, on the same stream.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use super::wakeups::Wakeups;
+use crate::quic::CLOSE_ABANDONED;
+use crate::wire::{Flags, FrameHeader, FrameKind, HEADER_LEN, PREFACE_LEN};
+
+type Opening = Pin<Box<dyn Future<Output = Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError>> + Send>>;
+
+/// The sending halves of a connection's streams and the frame being written.
+pub(super) struct Outbound {
+    connection: quinn::Connection,
+    client: bool,
+    control: quinn::SendStream,
+    /// Open sending halves by call id.
+    calls: HashMap<u64, quinn::SendStream>,
+    /// Client: the highest call id a stream was opened for (a frame for a lower id without a
+    /// stream belongs to a call that ended, and is dropped).
+    highest_opened: u64,
+    preface_left: usize,
+    header: [u8; HEADER_LEN],
+    header_len: usize,
+    frame: Option<Frame>,
+    /// Client: the stream being opened for the current frame's call, when quinn had no stream
+    /// credit at once.
+    opening: Option<Opening>,
+    wakeups: Arc<Wakeups>,
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound")
+            .field("calls", &self.calls.len())
+            .field("frame", &self.frame)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    target: Target,
+    header_sent: usize,
+    payload_left: usize,
+    /// The call is over for this side once the frame is out: finish its stream.
+    ends_call: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Control,
+    Call(u64),
+    /// A client call's stream is being opened.
+    Opening(u64),
+    /// The call's stream is finished: the peer would ignore the frame (section 6.4), so it is
+    /// dropped.
+    Discard,
+}
+
+/// What one step did.
+enum Step {
+    /// Consumed this many input bytes (maybe 0, with internal progress).
+    Took(usize),
+    /// quinn takes nothing now.
+    Blocked,
+}
+
+impl Outbound {
+    pub(super) fn new(connection: quinn::Connection, client: bool, control: quinn::SendStream, wakeups: Arc<Wakeups>) -> Self {
+        Self {
+            connection,
+            client,
+            control,
+            calls: HashMap::new(),
+            highest_opened: 0,
+            preface_left: PREFACE_LEN,
+            header: [0; HEADER_LEN],
+            header_len: 0,
+            frame: None,
+            opening: None,
+            wakeups,
+        }
+    }
+
+    /// Server: the sending half of the stream `call` arrived on.
+    pub(super) fn register(&mut self, call: u64, send: quinn::SendStream) {
+        self.calls.insert(call, send);
+    }
+
+    /// The call is over for this side (its final frame was read): finish its stream, now or
+    /// after the frame being written to it.
+    pub(super) fn end_call(&mut self, call: u64) {
+        if let Some(frame) = &mut self.frame
+            && frame.target == Target::Call(call)
+        {
+            frame.ends_call = true;
+            return;
+        }
+        if let Some(mut send) = self.calls.remove(&call) {
+            let _ = send.finish();
+        }
+    }
+
+    /// Takes what quinn accepts now of `bufs`; `WouldBlock` when it takes nothing.
+    pub(super) fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>], cx: &mut Context<'_>) -> io::Result<usize> {
+        let mut written = 0;
+        let mut blocked = false;
+        'bufs: for buf in bufs {
+            let mut at = 0;
+            while at < buf.len() {
+                match self.step(&buf[at..], cx)? {
+                    Step::Took(n) => at += n,
+                    Step::Blocked => {
+                        blocked = true;
+                        written += at;
+                        break 'bufs;
+                    }
+                }
+            }
+            written += at;
+        }
+        // A frame whose last byte was taken may still need its stream finished.
+        if !blocked {
+            let _ = self.step(&[], cx)?;
+        }
+        if written == 0 && bufs.iter().any(|buf| !buf.is_empty()) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(written)
+    }
+
+    /// `Ready` when a write could make progress; registers `cx` with what blocks it otherwise.
+    pub(super) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Internal progress first: a stream being opened, a header held back, a frame's end.
+        match self.step(&[], cx) {
+            Ok(Step::Blocked) => return Poll::Pending,
+            // The next write reports the error.
+            Err(_) => return Poll::Ready(Ok(())),
+            Ok(Step::Took(_)) => {}
+        }
+        let target = match self.frame {
+            _ if self.preface_left > 0 => Target::Control,
+            Some(frame) if frame.payload_left > 0 => frame.target,
+            _ => return Poll::Ready(Ok(())),
+        };
+        let send = match target {
+            Target::Control => &mut self.control,
+            Target::Call(call) => match self.calls.get_mut(&call) {
+                Some(send) => send,
+                None => return Poll::Ready(Ok(())),
+            },
+            Target::Opening(_) | Target::Discard => return Poll::Ready(Ok(())),
+        };
+        // An empty write is blocked exactly when a real one would be, and registers `cx` then.
+        match pin!(send.write(&[])).poll(cx) {
+            Poll::Ready(_) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// One step on `input` (may be empty): the preface, a header byte run, a header flush, a
+    /// payload write or a frame's end.
+    fn step(&mut self, input: &[u8], cx: &mut Context<'_>) -> io::Result<Step> {
+        loop {
+            if self.preface_left > 0 {
+                if input.is_empty() {
+                    return Ok(Step::Took(0));
+                }
+                let n = input.len().min(self.preface_left);
+                return match write(&mut self.control, &input[..n], cx)? {
+                    0 => Ok(Step::Blocked),
+                    n => {
+                        self.preface_left -= n;
+                        Ok(Step::Took(n))
+                    }
+                };
+            }
+            let Some(mut frame) = self.frame else {
+                if input.is_empty() {
+                    return Ok(Step::Took(0));
+                }
+                let n = input.len().min(HEADER_LEN - self.header_len);
+                self.header[self.header_len..self.header_len + n].copy_from_slice(&input[..n]);
+                self.header_len += n;
+                if self.header_len == HEADER_LEN {
+                    self.frame = Some(self.start_frame()?);
+                }
+                return Ok(Step::Took(n));
+            };
+            if let Target::Opening(call) = frame.target {
+                match self.poll_open(cx) {
+                    Poll::Pending => return Ok(Step::Blocked),
+                    Poll::Ready(Ok((send, recv))) => {
+                        self.calls.insert(call, send);
+                        self.highest_opened = call;
+                        self.wakeups.opened(call, recv);
+                        frame.target = Target::Call(call);
+                    }
+                    Poll::Ready(Err(err)) => return Err(connection_error(err)),
+                }
+                self.frame = Some(frame);
+            }
+            if frame.header_sent < HEADER_LEN {
+                let header = self.header;
+                match self.write_to(frame.target, &header[frame.header_sent..], cx)? {
+                    0 => return Ok(Step::Blocked),
+                    n => frame.header_sent += n,
+                }
+                self.frame = Some(frame);
+                continue;
+            }
+            if frame.payload_left > 0 {
+                if input.is_empty() {
+                    return Ok(Step::Took(0));
+                }
+                let n = input.len().min(frame.payload_left);
+                return match self.write_to(frame.target, &input[..n], cx)? {
+                    0 => Ok(Step::Blocked),
+                    n => {
+                        frame.payload_left -= n;
+                        self.frame = Some(frame);
+                        Ok(Step::Took(n))
+                    }
+                };
+            }
+            // The frame is out.
+            self.frame = None;
+            self.header_len = 0;
+            if frame.ends_call
+                && let Target::Call(call) = frame.target
+            {
+                self.end_call(call);
+            }
+        }
+    }
+
+    /// Where the frame whose header is in `self.header` goes.
+    fn start_frame(&mut self) -> io::Result<Frame> {
+        // Our own driver's bytes: the header was checked when it was encoded.
+        let header = FrameHeader::decode(&self.header, u32::MAX).map_err(|err| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("QUIC stream mapping: a frame we wrote is invalid: {err}"),
+            )
+        })?;
+        let call = header.call_id.0;
+        let ends_call = if self.client {
+            header.kind == FrameKind::Cancel
+        } else {
+            header.kind == FrameKind::Status || (header.kind == FrameKind::Response && header.flags.contains(Flags::END_STREAM))
+        };
+        let target = if call == 0 {
+            Target::Control
+        } else if self.calls.contains_key(&call) {
+            Target::Call(call)
+        } else if self.client && call > self.highest_opened {
+            Target::Opening(call)
+        } else {
+            Target::Discard
+        };
+        Ok(Frame {
+            target,
+            header_sent: 0,
+            payload_left: header.len as usize,
+            ends_call,
+        })
+    }
+
+    fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError>> {
+        if self.opening.is_none() {
+            // Opening is local and immediate while quinn has stream credit.
+            if let Poll::Ready(result) = pin!(self.connection.open_bi()).poll(cx) {
+                return Poll::Ready(result);
+            }
+            let connection = self.connection.clone();
+            self.opening = Some(Box::pin(async move { connection.open_bi().await }));
+        }
+        let opening = self.opening.as_mut().expect("set above");
+        let result = std::task::ready!(opening.as_mut().poll(cx));
+        self.opening = None;
+        Poll::Ready(result)
+    }
+
+    /// Writes to the target's stream; `Ok(0)` when quinn takes nothing now. A call stream the
+    /// peer stopped takes everything (dropped: the peer no longer reads that call).
+    fn write_to(&mut self, target: Target, bytes: &[u8], cx: &mut Context<'_>) -> io::Result<usize> {
+        match target {
+            Target::Control => write(&mut self.control, bytes, cx),
+            Target::Call(call) => {
+                let Some(send) = self.calls.get_mut(&call) else {
+                    return Ok(bytes.len());
+                };
+                let result = pin!(send.write(bytes)).poll(cx);
+                match result {
+                    Poll::Ready(Ok(n)) => Ok(n),
+                    Poll::Pending => Ok(0),
+                    Poll::Ready(Err(quinn::WriteError::ConnectionLost(err))) => Err(connection_error(err)),
+                    Poll::Ready(Err(_)) => {
+                        self.calls.remove(&call);
+                        Ok(bytes.len())
+                    }
+                }
+            }
+            Target::Opening(_) | Target::Discard => Ok(bytes.len()),
+        }
+    }
+
+    /// Finishes every stream: nothing more will be written.
+    pub(super) fn finish(&mut self) {
+        let _ = self.control.finish();
+        for send in self.calls.values_mut() {
+            let _ = send.finish();
+        }
+    }
+
+    /// Resets every stream, discarding what they still hold.
+    pub(super) fn reset(&mut self) {
+        let _ = self.control.reset(CLOSE_ABANDONED);
+        for (_, mut send) in self.calls.drain() {
+            let _ = send.reset(CLOSE_ABANDONED);
+        }
+    }
+
+    /// The control stream's sending half and every call's, for the lingering close.
+    pub(super) fn into_streams(self) -> Vec<quinn::SendStream> {
+        let mut streams: Vec<_> = self.calls.into_values().collect();
+        streams.push(self.control);
+        streams
+    }
+}
+
+fn write(send: &mut quinn::SendStream, bytes: &[u8], cx: &mut Context<'_>) -> io::Result<usize> {
+    match pin!(send.write(bytes)).poll(cx) {
+        Poll::Ready(Ok(n)) => Ok(n),
+        Poll::Pending => Ok(0),
+        Poll::Ready(Err(err)) => Err(io::Error::new(io::ErrorKind::BrokenPipe, format!("QUIC: {err}"))),
+    }
+}
+
+fn connection_error(err: quinn::ConnectionError) -> io::Error {
+    let kind = match err {
+        quinn::ConnectionError::TimedOut => io::ErrorKind::TimedOut,
+        _ => io::ErrorKind::BrokenPipe,
+    };
+    io::Error::new(kind, format!("QUIC: {err}"))
+}
