@@ -307,3 +307,85 @@ async fn a_stream_that_does_not_start_with_a_request_closes_the_connection_with_
     assert_eq!(code, CLOSE_MAPPING);
     assert!(reason.contains("not a Request"), "{reason}");
 }
+
+/// A raw per-call QUIC server endpoint on loopback with a `localhost` certificate from `ca`.
+fn raw_server(ca: &Ca) -> quinn::Endpoint {
+    let leaf = ca.leaf("server", &["localhost"]);
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(leaf.chain(), leaf.key())
+        .unwrap();
+    tls.alpn_protocols = vec![ALPN_VOLLEY_QUIC.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap();
+    quinn::Endpoint::server(quinn::ServerConfig::with_crypto(Arc::new(crypto)), "127.0.0.1:0".parse().unwrap()).unwrap()
+}
+
+/// Reads one whole frame from `recv`.
+async fn read_frame(recv: &mut quinn::RecvStream) -> Frame {
+    let mut header = [0u8; 16];
+    recv.read_exact(&mut header).await.unwrap();
+    let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
+    let mut bytes = BytesMut::from(&header[..]);
+    bytes.resize(16 + len, 0);
+    recv.read_exact(&mut bytes[16..]).await.unwrap();
+    decode_frame(&mut bytes, u32::MAX).unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn a_call_whose_answer_is_stuck_on_its_stream_does_not_delay_another_calls_answer() {
+    let ca = Ca::new("quic CA");
+    let endpoint = raw_server(&ca);
+    let addr = endpoint.local_addr().unwrap();
+    let client = tokio::spawn({
+        let tls = ca.client_tls();
+        async move { Client::builder().tls(tls).connect(Address::Quic(addr)).await.unwrap() }
+    });
+    let connection = endpoint.accept().await.unwrap().await.unwrap();
+    // The control stream: the client's preface and Settings, then ours.
+    let (mut control, mut control_rx) = connection.accept_bi().await.unwrap();
+    let mut preface = [0u8; PREFACE_LEN];
+    control_rx.read_exact(&mut preface).await.unwrap();
+    assert!(matches!(read_frame(&mut control_rx).await, Frame::Settings(_)));
+    let mut out = BytesMut::from(&Preface::CURRENT.encode()[..]);
+    out.extend_from_slice(&encode([Frame::Settings(Settings::default())]));
+    control.write_all(&out).await.unwrap();
+    let client = client.await.unwrap();
+    let call = |payload: &'static [u8]| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .unary::<Bytes, Bytes>(MethodId::from_name(ECHO), &Bytes::from_static(payload), CallOptions::default())
+                .await
+        })
+    };
+    let first = call(b"first");
+    let (mut first_tx, mut first_rx) = connection.accept_bi().await.unwrap();
+    assert!(matches!(read_frame(&mut first_rx).await, Frame::Request { call_id: CallId(1), .. }));
+    let second = call(b"second");
+    let (mut second_tx, mut second_rx) = connection.accept_bi().await.unwrap();
+    assert!(matches!(read_frame(&mut second_rx).await, Frame::Request { call_id: CallId(2), .. }));
+    let response = |id: u64, payload: &[u8]| {
+        let mut message = BytesMut::new();
+        prost::Message::encode(&Bytes::copy_from_slice(payload), &mut message).unwrap();
+        encode([Frame::Response {
+            call_id: CallId(id),
+            metadata: Default::default(),
+            message: Some(message.freeze()),
+            end_stream: true,
+        }])
+    };
+    // The first call's answer stops half-way, as behind a lost packet; the second's is whole.
+    let first_answer = response(1, b"first");
+    first_tx.write_all(&first_answer[..20]).await.unwrap();
+    second_tx.write_all(&response(2, b"second")).await.unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(2), second).await;
+    assert_eq!(second.expect("the second call is answered").unwrap().unwrap(), "second");
+    assert!(!first.is_finished(), "the first call still waits for the rest of its answer");
+    first_tx.write_all(&first_answer[20..]).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(2), first).await;
+    assert_eq!(first.expect("the first call is answered").unwrap().unwrap(), "first");
+}
