@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use volley::net::Address;
+use volley::quic::{QuicMapping, QuicOptions};
 use volley::tls::{ClientTls, ServerTls};
 use volley::{CallOptions, Client, Request, Server, Status};
 use volley_benches::{ECHO, ECHO_ID, FEED, Payload, ServerThread, payload};
@@ -49,17 +50,20 @@ enum QuicSystem {
     Volley,
     VolleyTls,
     VolleyQuic,
+    /// QUIC with the one-stream mapping (`volley/1`), to the same server.
+    VolleyQuicOne,
     Tonic,
 }
 
 impl QuicSystem {
-    const ALL: [Self; 4] = [Self::Volley, Self::VolleyTls, Self::VolleyQuic, Self::Tonic];
+    const ALL: [Self; 5] = [Self::Volley, Self::VolleyTls, Self::VolleyQuic, Self::VolleyQuicOne, Self::Tonic];
 
     fn name(self) -> &'static str {
         match self {
             Self::Volley => "volley",
             Self::VolleyTls => "volley+tls",
             Self::VolleyQuic => "volley+quic",
+            Self::VolleyQuicOne => "volley+quic1",
             Self::Tonic => "tonic",
         }
     }
@@ -125,6 +129,11 @@ fn start() -> QuicServers {
     }
 }
 
+/// QUIC options offering only the one-stream mapping (`volley/1`).
+fn one_stream() -> QuicOptions {
+    QuicOptions::new().mapping(QuicMapping::OneStream)
+}
+
 fn client_tls(pki: &Pki) -> ClientTls {
     ClientTls::builder()
         .ca_pem(pki.ca_pem.as_bytes())
@@ -135,7 +144,12 @@ fn client_tls(pki: &Pki) -> ClientTls {
 }
 
 async fn connect_volley(address: &Address, tls: Option<ClientTls>) -> Client {
-    let builder = Client::builder();
+    connect_volley_with(address, tls, QuicOptions::new()).await
+}
+
+/// Connects with `quic` as the QUIC options (the stream mapping offered).
+async fn connect_volley_with(address: &Address, tls: Option<ClientTls>, quic: QuicOptions) -> Client {
+    let builder = Client::builder().quic(quic);
     let builder = match tls {
         Some(tls) => builder.tls(tls),
         None => builder,
@@ -148,6 +162,7 @@ async fn connect(servers: &QuicServers, system: QuicSystem) -> Conn {
         QuicSystem::Volley => Conn::Volley(connect_volley(&servers.volley, None).await),
         QuicSystem::VolleyTls => Conn::Volley(connect_volley(&servers.volley_tls, Some(client_tls(&servers.pki))).await),
         QuicSystem::VolleyQuic => Conn::Volley(connect_volley(&servers.volley_quic, Some(client_tls(&servers.pki))).await),
+        QuicSystem::VolleyQuicOne => Conn::Volley(connect_volley_with(&servers.volley_quic, Some(client_tls(&servers.pki)), one_stream()).await),
         QuicSystem::Tonic => {
             let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", servers.tonic))
                 .expect("endpoint")
@@ -278,15 +293,17 @@ pub(crate) fn run(
         }
     }
     writeln!(out)?;
-    let (plain, tls, quic, tonic) = (0, 1, 2, 3);
+    let (plain, tls, quic, quic1, tonic) = (0, 1, 2, 3, 4);
     for (s, scenario) in selected.iter().enumerate() {
         let p50_vs_tcp = med(s, quic, |f| f.p50) / med(s, plain, |f| f.p50);
         let p50_vs_tls = med(s, quic, |f| f.p50) / med(s, tls, |f| f.p50);
         let rate_vs_tcp = med(s, quic, |f| f.rate) / med(s, plain, |f| f.rate);
         let rate_vs_tonic = med(s, quic, |f| f.rate) / med(s, tonic, |f| f.rate);
+        let p50_vs_one = med(s, quic, |f| f.p50) / med(s, quic1, |f| f.p50);
+        let rate_vs_one = med(s, quic, |f| f.rate) / med(s, quic1, |f| f.rate);
         writeln!(
             out,
-            "{:<14} quic p50 = {p50_vs_tcp:.2}x tcp, {p50_vs_tls:.2}x tcp+tls; quic rate = {rate_vs_tcp:.2}x tcp, {rate_vs_tonic:.2}x tonic; goal p50 <= 1.5x tcp: {}",
+            "{:<14} quic p50 = {p50_vs_tcp:.2}x tcp, {p50_vs_tls:.2}x tcp+tls, {p50_vs_one:.2}x quic1; quic rate = {rate_vs_tcp:.2}x tcp, {rate_vs_one:.2}x quic1, {rate_vs_tonic:.2}x tonic; goal p50 <= 1.5x tcp: {}",
             scenario.name,
             if p50_vs_tcp <= 1.5 { "met" } else { "MISSED" }
         )?;
@@ -323,11 +340,13 @@ fn loss_comparison(
             UdpFaultProxy::start(*quic_addr, 0x9d1).await,
         )
     });
-    let cases: [(&str, f64); 4] = [
+    let cases: [(&str, f64); 6] = [
         ("volley+tls", 0.0),
         ("volley+quic", 0.0),
+        ("volley+quic1", 0.0),
         ("volley+tls", loss),
         ("volley+quic", loss),
+        ("volley+quic1", loss),
     ];
     let mut runs: Vec<Vec<Vec<Figures>>> = selected.iter().map(|_| cases.iter().map(|_| Vec::new()).collect()).collect();
     for repeat in 0..repeats {
@@ -339,11 +358,12 @@ fn loss_comparison(
                     ..UdpFaults::default()
                 });
                 let figures = runtime.block_on(async {
-                    let address = match *system {
-                        "volley+tls" => Address::Tcp(tcp_proxy.local_addr()),
-                        _ => Address::Quic(udp_proxy.local_addr()),
+                    let (address, quic) = match *system {
+                        "volley+tls" => (Address::Tcp(tcp_proxy.local_addr()), QuicOptions::new()),
+                        "volley+quic1" => (Address::Quic(udp_proxy.local_addr()), one_stream()),
+                        _ => (Address::Quic(udp_proxy.local_addr()), QuicOptions::new()),
                     };
-                    let conn = Conn::Volley(connect_volley(&address, Some(client_tls(&servers.pki))).await);
+                    let conn = Conn::Volley(connect_volley_with(&address, Some(client_tls(&servers.pki)), quic).await);
                     measure(conn, scenario, warmup, duration).await
                 });
                 eprintln!(
@@ -384,10 +404,12 @@ fn loss_comparison(
                 med(s, c, |f| f.p999),
             )?;
         }
-        let ratio = med(s, 3, |f| f.p99) / med(s, 2, |f| f.p99);
+        let ratio = med(s, 4, |f| f.p99) / med(s, 3, |f| f.p99);
+        let one_ratio = med(s, 5, |f| f.p99) / med(s, 3, |f| f.p99);
+        let mapping_ratio = med(s, 4, |f| f.p99) / med(s, 5, |f| f.p99);
         writeln!(
             out,
-            "{:<14} under loss: quic p99 = {ratio:.2}x tcp+tls p99; goal better p99 than TCP: {}",
+            "{:<14} under loss: quic p99 = {ratio:.2}x tcp+tls p99 (quic1 {one_ratio:.2}x), per-call / one-stream p99 = {mapping_ratio:.2}x; goal better p99 than TCP: {}",
             scenario.name,
             if ratio < 1.0 { "met" } else { "MISSED" }
         )?;
