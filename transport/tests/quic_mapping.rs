@@ -367,7 +367,10 @@ async fn a_call_whose_answer_is_stuck_on_its_stream_does_not_delay_another_calls
     assert!(matches!(read_frame(&mut first_rx).await, Frame::Request { call_id: CallId(1), .. }));
     let second = call(b"second");
     let (mut second_tx, mut second_rx) = connection.accept_bi().await.unwrap();
-    assert!(matches!(read_frame(&mut second_rx).await, Frame::Request { call_id: CallId(2), .. }));
+    assert!(matches!(
+        read_frame(&mut second_rx).await,
+        Frame::Request { call_id: CallId(2), .. }
+    ));
     let response = |id: u64, payload: &[u8]| {
         let mut message = BytesMut::new();
         prost::Message::encode(&Bytes::copy_from_slice(payload), &mut message).unwrap();
@@ -388,4 +391,38 @@ async fn a_call_whose_answer_is_stuck_on_its_stream_does_not_delay_another_calls
     first_tx.write_all(&first_answer[20..]).await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(2), first).await;
     assert_eq!(first.expect("the first call is answered").unwrap().unwrap(), "first");
+}
+
+#[tokio::test]
+async fn a_rapid_reset_flood_over_per_call_streams_is_closed_with_a_clear_reason() {
+    let ca = Ca::new("quic CA");
+    let (server, addr) = serve(Server::builder(), &ca).await;
+    let (_endpoint, connection) = raw_connection(addr, &ca, &[ALPN_VOLLEY_QUIC]).await;
+    let (_control, mut control_rx) = open_control(&connection).await;
+    let flood = async {
+        for id in 1..=3_000u64 {
+            let Ok((mut send, _recv)) = connection.open_bi().await else {
+                return;
+            };
+            if send
+                .write_all(&encode([echo_request(id, b"x"), Frame::Cancel { call_id: CallId(id) }]))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    };
+    // The server may close before the flood is over; that is the point.
+    let _ = tokio::time::timeout(Duration::from_secs(10), flood).await;
+    let mut preface = [0u8; PREFACE_LEN];
+    control_rx.read_exact(&mut preface).await.unwrap();
+    let frames = frames_until_fin(&mut control_rx).await;
+    let goaway = frames.iter().find_map(|frame| match frame {
+        Frame::GoAway(goaway) => Some(goaway),
+        _ => None,
+    });
+    let goaway = goaway.unwrap_or_else(|| panic!("expected a GoAway on the control stream, got {frames:?}"));
+    assert!(goaway.reason_str().contains("cancel"), "{goaway:?}");
+    common::wait_for("the connection is gone", || server.connections() == 0).await;
 }

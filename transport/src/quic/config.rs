@@ -21,9 +21,8 @@ pub const MAX_CLIENT_BIDI_STREAMS: u32 = 1;
 
 /// Bidirectional streams a client may open at once under the per-call mapping: the control
 /// stream, plus twice the server's `max_concurrent_calls`, so that the stream of a call that
-/// just ended (closed once both sides' FINs are acknowledged and the peer's `MAX_STREAMS` came
-/// back) never holds up the next call's Request. Capped at 2^20: each stream the peer may open is
-/// state quinn keeps.
+/// just ended (closed once both sides' FINs are in, and the peer's `MAX_STREAMS` came back) never
+/// holds up the next call's Request; at most [`MAX_PER_CALL_BIDI_STREAMS`].
 pub fn per_call_bidi_streams(max_concurrent_calls: u32) -> u32 {
     max_concurrent_calls
         .saturating_mul(2)
@@ -31,8 +30,11 @@ pub fn per_call_bidi_streams(max_concurrent_calls: u32) -> u32 {
         .min(MAX_PER_CALL_BIDI_STREAMS)
 }
 
-/// Upper bound of [`per_call_bidi_streams`] (2^20 streams at once).
-pub const MAX_PER_CALL_BIDI_STREAMS: u32 = 1 << 20;
+/// Upper bound of [`per_call_bidi_streams`] (1,025: 1,024 calls and the control stream). quinn
+/// sets up its state for every stream it grants when the connection starts, so the default
+/// 4,096 concurrent calls would cost each connection 8,193 stream entries up front; a client
+/// past 1,024 calls in flight on one connection waits for stream credit.
+pub const MAX_PER_CALL_BIDI_STREAMS: u32 = 1_025;
 
 /// QUIC idle timeout when Volley's own idle timeout is off (clients, or servers with
 /// `idle_timeout(None)`): 330 s, past the server's default idle GoAway (300 s) so that Volley's
@@ -128,6 +130,8 @@ fn transport_config(config: &DriverConfig, server: bool, loopback: bool) -> Tran
 pub(crate) fn server_config(tls: &ServerTls, config: &DriverConfig, loopback: bool) -> Result<quinn::ServerConfig, Error> {
     let mut rustls = (*tls.rustls_config()).clone();
     rustls.alpn_protocols = config.quic.alpn();
+    // QUIC allows 0 or u32::MAX (RFC 9001 section 4.6.1).
+    rustls.max_early_data_size = if config.quic.accepts_early_data() { u32::MAX } else { 0 };
     let crypto = QuicServerConfig::try_from(Arc::new(rustls))
         .map_err(|err| Error::Config(format!("QUIC needs a TLS 1.3 AES-128-GCM suite in the server's TLS: {err}")))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -141,11 +145,12 @@ fn client_rustls(tls: &ClientTls, config: &DriverConfig) -> Arc<rustls::ClientCo
     let base = tls.rustls_config();
     let offered = config.quic.alpn();
     if base.alpn_protocols.iter().any(|alpn| alpn.as_slice() != crate::tls::ALPN_VOLLEY) {
-        // A ClientTls from a rustls config with ALPN ids of its own: offered as they are.
+        // A ClientTls from a rustls config with ALPN ids of its own: used as it is.
         return base;
     }
     let mut rustls = (*base).clone();
     rustls.alpn_protocols = offered;
+    rustls.enable_early_data = !config.quic.early_data_methods().is_empty();
     Arc::new(rustls)
 }
 

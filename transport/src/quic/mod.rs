@@ -41,10 +41,10 @@ pub use config::{
     MAX_PER_CALL_BIDI_STREAMS, UDP_SOCKET_BUFFER, per_call_bidi_streams,
 };
 pub(crate) use config::{client_config, endpoint_config, server_config};
-pub(crate) use endpoint::{ServerEndpoint, accept, bind_server, connect};
+pub(crate) use endpoint::{ServerEndpoint, accept, agreed_per_call, bind_server, connect};
 pub(crate) use handshake_error::tls_error;
-pub use mux::MappingError;
 pub(crate) use mux::MuxStream;
+pub use mux::{EARLY_DATA_CAP, MappingError};
 pub(crate) use one_stream::{CLOSE_LINGER, OneStream};
 pub use options::{ALPN_VOLLEY_QUIC, DEFAULT_PARTIAL_FRAME_BUDGET, QuicMapping, QuicOptions};
 

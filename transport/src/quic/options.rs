@@ -1,5 +1,8 @@
 //! How a connection uses QUIC: the stream mapping it offers, the per-call mapping's memory
-//! budget, and (clients) whether replay-safe calls may go in 0-RTT data.
+//! budget, and 0-RTT: which replay-safe methods a client sends in early data, whether a server
+//! accepts it.
+
+use crate::wire::MethodId;
 
 /// The ALPN id of the per-call stream mapping (`volley-quic/2`): one QUIC stream per call and a
 /// control stream (docs/PROTOCOL.md, "QUIC"). Clients offer it before
@@ -38,7 +41,10 @@ pub enum QuicMapping {
 pub struct QuicOptions {
     mapping: QuicMapping,
     partial_frame_budget: usize,
-    early_data: bool,
+    /// Client: methods whose calls may go in 0-RTT data (replay-safe, marked by the user).
+    early_data_methods: Vec<MethodId>,
+    /// Server: accept 0-RTT data.
+    accept_early_data: bool,
 }
 
 impl Default for QuicOptions {
@@ -46,13 +52,14 @@ impl Default for QuicOptions {
         Self {
             mapping: QuicMapping::PerCall,
             partial_frame_budget: DEFAULT_PARTIAL_FRAME_BUDGET,
-            early_data: false,
+            early_data_methods: Vec::new(),
+            accept_early_data: false,
         }
     }
 }
 
 impl QuicOptions {
-    /// The defaults: the per-call mapping, [`DEFAULT_PARTIAL_FRAME_BUDGET`], no 0-RTT.
+    /// The defaults: the per-call mapping, [`DEFAULT_PARTIAL_FRAME_BUDGET`], no 0-RTT either way.
     pub fn new() -> Self {
         Self::default()
     }
@@ -81,19 +88,50 @@ impl QuicOptions {
         self.partial_frame_budget
     }
 
-    /// Whether 0-RTT is enabled (see [`QuicOptions::early_data`]).
-    pub fn is_early_data(&self) -> bool {
-        self.early_data
+    /// Client: marks `method` idempotent for 0-RTT. On a resumed TLS session (the same
+    /// `ClientTls` used again) a client with at least one such method connects in 0-RTT: its
+    /// preface and Settings, and Requests of these methods, go in early data before the
+    /// handshake is confirmed; a Request of any other method waits for the confirmation, and
+    /// everything written after it too. Early data can be replayed by an attacker who recorded
+    /// it, so mark only methods whose repetition is harmless (as for
+    /// [`BalancedChannelBuilder::idempotent`](crate::balance::BalancedChannelBuilder::idempotent) retries).
+    /// [`CallOptions::idempotent`](crate::CallOptions::idempotent) is not consulted: the choice
+    /// is made per method, on the wire. A server that refuses the early data (or does not accept
+    /// any, the default) makes the client send the same bytes again once the handshake is done.
+    ///
+    /// ```
+    /// use volley::MethodId;
+    /// use volley::quic::QuicOptions;
+    ///
+    /// let options = QuicOptions::new().early_data_for(MethodId::from_name("/kv.Store/Get"));
+    /// assert_eq!(options.early_data_methods(), &[MethodId::from_name("/kv.Store/Get")]);
+    /// ```
+    #[must_use]
+    pub fn early_data_for(mut self, method: MethodId) -> Self {
+        if !self.early_data_methods.contains(&method) {
+            self.early_data_methods.push(method);
+        }
+        self
     }
 
-    /// Client: on a resumed session, send calls marked idempotent
-    /// ([`CallOptions::idempotent`](crate::CallOptions::idempotent)) in 0-RTT data, before the
-    /// handshake is confirmed; other calls wait for it. Off by default: 0-RTT data can be
-    /// replayed by an attacker.
+    /// The methods whose calls may go in 0-RTT data (client).
+    pub fn early_data_methods(&self) -> &[MethodId] {
+        &self.early_data_methods
+    }
+
+    /// Server: accept 0-RTT data from clients resuming a session (rustls
+    /// `max_early_data_size` = `u32::MAX`, as QUIC requires), and serve the calls in it at once
+    /// (0.5-RTT). Off by default. Servers that require client certificates never serve early
+    /// data before the handshake is done: the client's certificate is not checked yet.
     #[must_use]
-    pub fn early_data(mut self, early_data: bool) -> Self {
-        self.early_data = early_data;
+    pub fn accept_early_data(mut self, accept: bool) -> Self {
+        self.accept_early_data = accept;
         self
+    }
+
+    /// Whether the server accepts 0-RTT data.
+    pub fn accepts_early_data(&self) -> bool {
+        self.accept_early_data
     }
 
     /// The ALPN ids to offer, most preferred first.

@@ -94,7 +94,8 @@ async fn volley_server(tls: Option<ServerTls>, address: &'static str) -> Address
             },
         );
     let builder = match tls {
-        Some(tls) => builder.tls(tls),
+        // Over QUIC the server accepts 0-RTT data (for the resumption comparison's 0-RTT column).
+        Some(tls) => builder.tls(tls).quic(QuicOptions::new().accept_early_data(true)),
         None => builder,
     };
     let handle = builder.build().expect("valid server").serve(address).await.expect("bind");
@@ -162,7 +163,9 @@ async fn connect(servers: &QuicServers, system: QuicSystem) -> Conn {
         QuicSystem::Volley => Conn::Volley(connect_volley(&servers.volley, None).await),
         QuicSystem::VolleyTls => Conn::Volley(connect_volley(&servers.volley_tls, Some(client_tls(&servers.pki))).await),
         QuicSystem::VolleyQuic => Conn::Volley(connect_volley(&servers.volley_quic, Some(client_tls(&servers.pki))).await),
-        QuicSystem::VolleyQuicOne => Conn::Volley(connect_volley_with(&servers.volley_quic, Some(client_tls(&servers.pki)), one_stream()).await),
+        QuicSystem::VolleyQuicOne => {
+            Conn::Volley(connect_volley_with(&servers.volley_quic, Some(client_tls(&servers.pki)), one_stream()).await)
+        }
         QuicSystem::Tonic => {
             let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", servers.tonic))
                 .expect("endpoint")
@@ -418,8 +421,10 @@ fn loss_comparison(
 }
 
 /// Time from `connect` to the first call's answer, on `connects` fresh connections: each with a
-/// new `ClientTls` (an empty session cache: a full handshake) and each with one shared, warmed
-/// `ClientTls` (TLS 1.3 resumption), interleaved; over TCP+TLS and over QUIC. 0-RTT is off.
+/// new `ClientTls` (an empty session cache: a full handshake), each with one shared, warmed
+/// `ClientTls` (TLS 1.3 resumption), and (QUIC only) each with a shared, warmed `ClientTls` and
+/// the echo method marked for 0-RTT (the call goes in early data), interleaved; over TCP+TLS and
+/// over QUIC.
 fn resumption_comparison(
     out: &mut impl Write,
     servers: &QuicServers,
@@ -427,11 +432,11 @@ fn resumption_comparison(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let request = payload(64);
-    let first_call = |address: Address, tls: ClientTls| {
+    let first_call = |address: Address, tls: ClientTls, quic: QuicOptions| {
         let request = request.clone();
         async move {
             let started = Instant::now();
-            let client = connect_volley(&address, Some(tls)).await;
+            let client = connect_volley_with(&address, Some(tls), quic).await;
             let _: Payload = client.unary(ECHO_ID, &request, CallOptions::default()).await.expect("first call");
             let took = started.elapsed();
             drop(client);
@@ -440,20 +445,35 @@ fn resumption_comparison(
     };
     writeln!(
         out,
-        "\nconnect + first 64 B call, {connects} connections each, medians (full handshake vs resumed session; 0-RTT off)"
+        "\nconnect + first 64 B call, {connects} connections each, medians (full handshake vs resumed session vs 0-RTT)"
     )?;
-    writeln!(out, "{:<12} {:>16} {:>16} {:>8}", "system", "fresh us", "resumed us", "ratio")?;
+    writeln!(
+        out,
+        "{:<12} {:>12} {:>12} {:>12} {:>9} {:>9}",
+        "system", "fresh us", "resumed us", "0-RTT us", "res/fresh", "0rtt/fresh"
+    )?;
+    let early = QuicOptions::new().early_data_for(ECHO_ID);
     for (name, address) in [("volley+tls", &servers.volley_tls), ("volley+quic", &servers.volley_quic)] {
-        let shared = client_tls(&servers.pki);
-        // Warm the shared session cache.
-        runtime.block_on(first_call(address.clone(), shared.clone()));
-        let (mut fresh, mut resumed) = (Vec::new(), Vec::new());
+        let quic = name == "volley+quic";
+        let (shared, shared_early) = (client_tls(&servers.pki), client_tls(&servers.pki));
+        // Warm the shared session caches.
+        runtime.block_on(first_call(address.clone(), shared.clone(), QuicOptions::new()));
+        runtime.block_on(first_call(address.clone(), shared_early.clone(), early.clone()));
+        let (mut fresh, mut resumed, mut zero_rtt) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..connects {
-            fresh.push(runtime.block_on(first_call(address.clone(), client_tls(&servers.pki))));
-            resumed.push(runtime.block_on(first_call(address.clone(), shared.clone())));
+            fresh.push(runtime.block_on(first_call(address.clone(), client_tls(&servers.pki), QuicOptions::new())));
+            resumed.push(runtime.block_on(first_call(address.clone(), shared.clone(), QuicOptions::new())));
+            if quic {
+                zero_rtt.push(runtime.block_on(first_call(address.clone(), shared_early.clone(), early.clone())));
+            }
         }
-        let (fresh, resumed) = (median(fresh), median(resumed));
-        writeln!(out, "{name:<12} {fresh:>16.1} {resumed:>16.1} {:>8.2}", resumed / fresh)?;
+        let (fresh, resumed, zero_rtt) = (median(fresh), median(resumed), median(zero_rtt));
+        writeln!(
+            out,
+            "{name:<12} {fresh:>12.1} {resumed:>12.1} {zero_rtt:>12.1} {:>9.2} {:>9.2}",
+            resumed / fresh,
+            zero_rtt / fresh
+        )?;
     }
     // Connections closing after their first call finish in the background.
     runtime.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });

@@ -18,7 +18,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::{Bytes, BytesMut};
 
 use super::error::MappingError;
-use super::wakeups::{ACCEPT_KEY, Wakeups};
+use super::wakeups::{ACCEPT_KEY, EARLY_KEY, Wakeups};
 use crate::wire::{Flags, FrameHeader, FrameKind, HEADER_LEN, PREFACE_LEN};
 
 /// Bytes asked of quinn per read at most (64 KiB).
@@ -39,6 +39,8 @@ pub(super) enum Action {
     EndCall(u64),
     /// Server: a stream closed before naming a call; finish its sending half.
     Finish(quinn::SendStream),
+    /// Client in 0-RTT: the server accepted (`true`) or refused the early data.
+    EarlyDone(bool),
 }
 
 /// The receiving halves of a connection's streams and the frames ready for the driver.
@@ -55,6 +57,9 @@ pub(super) struct Inbound {
     /// Server: the pending `accept_bi`.
     accepting: Option<Accepting>,
     accept_woken: bool,
+    /// Client in 0-RTT: quinn's verdict on the early data, once the handshake is done.
+    early: Option<Pin<Box<quinn::ZeroRttAccepted>>>,
+    early_waker: Waker,
     /// Server: accept order of the next call stream, and of the stream whose Request goes next.
     next_index: u64,
     next_open: u64,
@@ -144,6 +149,7 @@ impl Inbound {
         max_frame_size: u32,
         budget: usize,
         wakeups: Arc<Wakeups>,
+        early: Option<quinn::ZeroRttAccepted>,
     ) -> Self {
         let control_key = control.id().index();
         let mut source = Source::new(control, wakeups.waker_for(control_key));
@@ -157,11 +163,13 @@ impl Inbound {
             max_frame_size,
             budget,
             held: 0,
-            wakeups,
             control_key,
             sources,
             accepting: None,
             accept_woken: !client,
+            early: early.map(Box::pin),
+            early_waker: wakeups.waker_for(EARLY_KEY),
+            wakeups,
             next_index: 0,
             next_open: 0,
             skipped: BTreeSet::new(),
@@ -178,6 +186,11 @@ impl Inbound {
             woken: Vec::new(),
             opened: Vec::new(),
         }
+    }
+
+    /// Whether the control stream was opened in 0-RTT data.
+    pub(super) fn control_is_early(&self) -> bool {
+        self.sources.get(&self.control_key).is_some_and(|source| source.recv.is_0rtt())
     }
 
     /// Registers the driver reader's waker, woken when a stream has news.
@@ -233,11 +246,18 @@ impl Inbound {
         let (mut woken, mut opened) = (std::mem::take(&mut self.woken), std::mem::take(&mut self.opened));
         self.wakeups.take(&mut woken, &mut opened);
         for key in woken.drain(..) {
-            if key == ACCEPT_KEY {
-                self.accept_woken = true;
-            } else {
-                self.queue(key);
+            match key {
+                ACCEPT_KEY => self.accept_woken = true,
+                // Polled below on every pass while pending.
+                EARLY_KEY => {}
+                key => self.queue(key),
             }
+        }
+        if let Some(early) = &mut self.early
+            && let Poll::Ready(accepted) = early.as_mut().poll(&mut Context::from_waker(&self.early_waker))
+        {
+            self.early = None;
+            self.actions.push(Action::EarlyDone(accepted));
         }
         for (call, recv) in opened.drain(..) {
             let key = recv.id().index();
@@ -342,7 +362,8 @@ impl Inbound {
                 return Ok(());
             }
             let mut cx = Context::from_waker(&source.waker);
-            match pin!(source.recv.read_chunk(READ_CHUNK, true)).poll(&mut cx) {
+            let read = pin!(source.recv.read_chunk(READ_CHUNK, true)).poll(&mut cx);
+            match read {
                 Poll::Pending => return Ok(()),
                 Poll::Ready(Ok(Some(chunk))) => {
                     source.buf.extend_from_slice(&chunk.bytes);
@@ -361,6 +382,13 @@ impl Inbound {
                         _ => io::ErrorKind::ConnectionReset,
                     };
                     self.failed = Some((kind, format!("QUIC: {err}")));
+                    return Ok(());
+                }
+                // Opened in 0-RTT data the server refused: its replacement comes with the resend.
+                Poll::Ready(Err(quinn::ReadError::ZeroRttRejected)) => {
+                    let held = source.buf.len();
+                    self.held -= held;
+                    self.sources.remove(&key);
                     return Ok(());
                 }
                 Poll::Ready(Err(_)) if key == self.control_key => return Err(MappingError::ControlStreamReset),
@@ -481,6 +509,23 @@ impl Inbound {
             self.unblock();
         }
         Ok(Handed::One)
+    }
+
+    /// Client: the server refused the 0-RTT data, so no stream opened early exists for it; reads
+    /// start again on the control stream `control` opened for the resend.
+    pub(super) fn restart(&mut self, control: quinn::RecvStream) {
+        self.sources.clear();
+        self.held = 0;
+        self.todo.clear();
+        self.blocked.clear();
+        self.chunk_owner = None;
+        self.handshake_done = false;
+        self.control_key = control.id().index();
+        let mut source = Source::new(control, self.wakeups.waker_for(self.control_key));
+        source.preface_left = PREFACE_LEN;
+        source.opened = true;
+        self.sources.insert(self.control_key, source);
+        self.todo.push_back(self.control_key);
     }
 
     /// Stream `key` ended and everything whole on it was handed over.

@@ -24,11 +24,26 @@ use bytes::BytesMut;
 
 pub use error::MappingError;
 use inbound::{Action, Inbound};
-use outbound::Outbound;
+pub use outbound::EARLY_DATA_CAP;
+use outbound::{Early, Outbound};
 use wakeups::Wakeups;
 
 use crate::quic::{CLOSE_ABANDONED, CLOSE_DONE, CLOSE_MAPPING};
 use crate::sync::{Mutex, lock};
+use crate::wire::MethodId;
+
+/// A client connection sending in 0-RTT: quinn's verdict to come, and the methods whose
+/// Requests may go before it.
+pub(crate) struct EarlyData {
+    pub(crate) accepted: quinn::ZeroRttAccepted,
+    pub(crate) methods: Vec<MethodId>,
+}
+
+impl std::fmt::Debug for EarlyData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EarlyData").field("methods", &self.methods).finish_non_exhaustive()
+    }
+}
 
 /// A QUIC connection under the per-call mapping, as one byte stream.
 pub(crate) struct MuxStream {
@@ -36,6 +51,7 @@ pub(crate) struct MuxStream {
     rx: Mutex<Inbound>,
     /// `None` only once dropped (handed to the closing task).
     tx: Mutex<Option<Outbound>>,
+    client: bool,
     abandon: std::sync::atomic::AtomicBool,
 }
 
@@ -56,8 +72,13 @@ impl MuxStream {
         recv: quinn::RecvStream,
         max_frame_size: u32,
         budget: usize,
+        early: Option<EarlyData>,
     ) -> Self {
         let wakeups = Arc::new(Wakeups::default());
+        let (accepted, early) = match early {
+            Some(early) => (Some(early.accepted), Some(Early::new(early.methods))),
+            None => (None, None),
+        };
         Self {
             rx: Mutex::new(Inbound::new(
                 connection.clone(),
@@ -66,11 +87,18 @@ impl MuxStream {
                 max_frame_size,
                 budget,
                 wakeups.clone(),
+                accepted,
             )),
-            tx: Mutex::new(Some(Outbound::new(connection.clone(), client, send, wakeups))),
+            tx: Mutex::new(Some(Outbound::new(connection.clone(), client, send, wakeups, early))),
             connection,
+            client,
             abandon: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Server: whether the client's control stream was opened in 0-RTT data.
+    pub(crate) fn control_is_early(&self) -> bool {
+        lock(&self.rx).control_is_early()
     }
 
     pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -106,12 +134,24 @@ impl MuxStream {
     fn settle(&self, rx: &mut Inbound) {
         if !rx.actions.is_empty() {
             let mut tx = lock(&self.tx);
-            for action in rx.actions.drain(..) {
+            for action in std::mem::take(&mut rx.actions) {
                 match (action, tx.as_mut()) {
                     (Action::Register(call, send), Some(tx)) => tx.register(call, send),
+                    (Action::EndCall(call), Some(tx)) if self.client => tx.end_call_later(call),
                     (Action::EndCall(call), Some(tx)) => tx.end_call(call),
                     (Action::Finish(mut send), _) => {
                         let _ = send.finish();
+                    }
+                    (Action::EarlyDone(accepted), Some(tx)) => {
+                        if !crate::quic::agreed_per_call(&self.connection) {
+                            // A session resumed from a server that chose `volley/1` then.
+                            self.connection.close(
+                                CLOSE_MAPPING,
+                                b"0-RTT data went on the per-call mapping and the server chose volley/1",
+                            );
+                        } else if let Some(control) = tx.early_done(accepted) {
+                            rx.restart(control);
+                        }
                     }
                     (_, None) => {}
                 }

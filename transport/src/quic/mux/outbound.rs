@@ -10,11 +10,18 @@ use std::future::Future;
 use std::io;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::wakeups::Wakeups;
 use crate::quic::CLOSE_ABANDONED;
-use crate::wire::{Flags, FrameHeader, FrameKind, HEADER_LEN, PREFACE_LEN};
+use crate::wire::{Flags, FrameHeader, FrameKind, HEADER_LEN, MethodId, PREFACE_LEN};
+
+/// Bytes a client writes in 0-RTT data at most (64 KiB): all of them are kept until the
+/// handshake is confirmed, to be sent again if the server refused them; past this, writes wait
+/// for the confirmation.
+pub const EARLY_DATA_CAP: usize = 64 * 1024;
 
 type Opening = Pin<Box<dyn Future<Output = Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError>> + Send>>;
 
@@ -36,6 +43,33 @@ pub(super) struct Outbound {
     /// credit at once.
     opening: Option<Opening>,
     wakeups: Arc<Wakeups>,
+    /// Client in 0-RTT: what may go early, and what went.
+    early: Option<Early>,
+    /// Bytes to send again after the server refused the 0-RTT data, before any new byte.
+    resend: Bytes,
+    /// The writer's waker while a write waits for the handshake's confirmation.
+    writer: Option<Waker>,
+    /// Client: calls whose stream is to be finished with the next write, so that the FIN rides
+    /// in that write's packet instead of a packet of its own.
+    fins: Vec<u64>,
+}
+
+/// A client connection in 0-RTT, until the handshake is confirmed.
+#[derive(Debug)]
+pub(super) struct Early {
+    /// Methods whose Requests may go in early data.
+    methods: Vec<MethodId>,
+    /// Every byte taken while early, in order.
+    sent: BytesMut,
+}
+
+impl Early {
+    pub(super) fn new(methods: Vec<MethodId>) -> Self {
+        Self {
+            methods,
+            sent: BytesMut::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Outbound {
@@ -54,6 +88,17 @@ struct Frame {
     payload_left: usize,
     /// The call is over for this side once the frame is out: finish its stream.
     ends_call: bool,
+    gate: Gate,
+}
+
+/// Whether a frame written in 0-RTT may go before the handshake is confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    Open,
+    /// A Request: its method id (the payload's first 4 bytes) decides.
+    Check,
+    /// Waits for the confirmation.
+    Hold,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +121,13 @@ enum Step {
 }
 
 impl Outbound {
-    pub(super) fn new(connection: quinn::Connection, client: bool, control: quinn::SendStream, wakeups: Arc<Wakeups>) -> Self {
+    pub(super) fn new(
+        connection: quinn::Connection,
+        client: bool,
+        control: quinn::SendStream,
+        wakeups: Arc<Wakeups>,
+        early: Option<Early>,
+    ) -> Self {
         Self {
             connection,
             client,
@@ -89,7 +140,71 @@ impl Outbound {
             frame: None,
             opening: None,
             wakeups,
+            early,
+            resend: Bytes::new(),
+            writer: None,
+            fins: Vec::new(),
         }
+    }
+
+    /// Client: the call's final frame was read; its stream is finished with the next write
+    /// (or when the connection closes).
+    pub(super) fn end_call_later(&mut self, call: u64) {
+        self.fins.push(call);
+    }
+
+    fn flush_fins(&mut self) {
+        for call in std::mem::take(&mut self.fins) {
+            self.end_call(call);
+        }
+    }
+
+    /// The 0-RTT data was accepted (`true`) or refused: in the second case every stream opened
+    /// early is gone, so the control stream is opened again and every byte written early is
+    /// written again; returns the new control stream's receiving half for the reader.
+    pub(super) fn early_done(&mut self, accepted: bool) -> Option<quinn::RecvStream> {
+        let early = self.early.take()?;
+        let mut reopened = None;
+        if !accepted {
+            self.wakeups.discard_opened();
+            let mut cx = Context::from_waker(Waker::noop());
+            // Stream credit is the handshake's fresh grant.
+            match pin!(self.connection.open_bi()).poll(&mut cx) {
+                Poll::Ready(Ok((send, recv))) => {
+                    self.control = send;
+                    reopened = Some(recv);
+                }
+                _ => {
+                    tracing::debug!("QUIC 0-RTT refused and no stream to send again on");
+                    self.connection.close(CLOSE_ABANDONED, b"0-RTT refused");
+                    return None;
+                }
+            }
+            self.calls.clear();
+            self.highest_opened = 0;
+            self.preface_left = PREFACE_LEN;
+            self.header_len = 0;
+            self.frame = None;
+            self.opening = None;
+            self.resend = early.sent.freeze();
+            let _ = self.drain_resend(&mut cx);
+        }
+        if let Some(writer) = self.writer.take() {
+            writer.wake();
+        }
+        reopened
+    }
+
+    /// Writes what is left to send again; `true` once nothing is.
+    fn drain_resend(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
+        while !self.resend.is_empty() {
+            let resend = self.resend.clone();
+            match self.step(&resend, cx)? {
+                Step::Took(0) | Step::Blocked => return Ok(false),
+                Step::Took(n) => self.resend.advance(n),
+            }
+        }
+        Ok(true)
     }
 
     /// Server: the sending half of the stream `call` arrived on.
@@ -113,13 +228,22 @@ impl Outbound {
 
     /// Takes what quinn accepts now of `bufs`; `WouldBlock` when it takes nothing.
     pub(super) fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>], cx: &mut Context<'_>) -> io::Result<usize> {
+        if !self.resend.is_empty() && !self.drain_resend(cx)? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.flush_fins();
         let mut written = 0;
         let mut blocked = false;
         'bufs: for buf in bufs {
             let mut at = 0;
             while at < buf.len() {
                 match self.step(&buf[at..], cx)? {
-                    Step::Took(n) => at += n,
+                    Step::Took(n) => {
+                        if let Some(early) = &mut self.early {
+                            early.sent.extend_from_slice(&buf[at..at + n]);
+                        }
+                        at += n;
+                    }
                     Step::Blocked => {
                         blocked = true;
                         written += at;
@@ -141,9 +265,25 @@ impl Outbound {
 
     /// `Ready` when a write could make progress; registers `cx` with what blocks it otherwise.
     pub(super) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.drain_resend(cx) {
+            Ok(false) => {
+                self.writer = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            Err(_) => return Poll::Ready(Ok(())),
+            Ok(true) => {}
+        }
+        if self.early.as_ref().is_some_and(|early| early.sent.len() >= EARLY_DATA_CAP) {
+            // Released by `early_done`.
+            self.writer = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
         // Internal progress first: a stream being opened, a header held back, a frame's end.
         match self.step(&[], cx) {
-            Ok(Step::Blocked) => return Poll::Pending,
+            Ok(Step::Blocked) => {
+                self.writer = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
             // The next write reports the error.
             Err(_) => return Poll::Ready(Ok(())),
             Ok(Step::Took(_)) => {}
@@ -171,6 +311,9 @@ impl Outbound {
     /// One step on `input` (may be empty): the preface, a header byte run, a header flush, a
     /// payload write or a frame's end.
     fn step(&mut self, input: &[u8], cx: &mut Context<'_>) -> io::Result<Step> {
+        if self.early.as_ref().is_some_and(|early| early.sent.len() >= EARLY_DATA_CAP) && !input.is_empty() {
+            return Ok(Step::Blocked);
+        }
         loop {
             if self.preface_left > 0 {
                 if input.is_empty() {
@@ -197,6 +340,22 @@ impl Outbound {
                 }
                 return Ok(Step::Took(n));
             };
+            match frame.gate {
+                _ if self.early.is_none() => frame.gate = Gate::Open,
+                Gate::Open => {}
+                Gate::Hold => return Ok(Step::Blocked),
+                Gate::Check if input.is_empty() => return Ok(Step::Took(0)),
+                Gate::Check => {
+                    let allowed = input.get(..4).is_some_and(|id| {
+                        let id = MethodId(u32::from_le_bytes([id[0], id[1], id[2], id[3]]));
+                        self.early.as_ref().is_some_and(|early| early.methods.contains(&id))
+                    });
+                    frame.gate = if allowed { Gate::Open } else { Gate::Hold };
+                    self.frame = Some(frame);
+                    continue;
+                }
+            }
+            self.frame = Some(frame);
             if let Target::Opening(call) = frame.target {
                 match self.poll_open(cx) {
                     Poll::Pending => return Ok(Step::Blocked),
@@ -268,11 +427,19 @@ impl Outbound {
         } else {
             Target::Discard
         };
+        let gate = match (self.early.is_some(), header.kind, target) {
+            (false, _, _) => Gate::Open,
+            (true, FrameKind::Request, _) => Gate::Check,
+            // A chunked Request is not sent early.
+            (true, FrameKind::Chunk, Target::Opening(_)) => Gate::Hold,
+            (true, _, _) => Gate::Open,
+        };
         Ok(Frame {
             target,
             header_sent: 0,
             payload_left: header.len as usize,
             ends_call,
+            gate,
         })
     }
 
@@ -317,6 +484,7 @@ impl Outbound {
 
     /// Finishes every stream: nothing more will be written.
     pub(super) fn finish(&mut self) {
+        self.flush_fins();
         let _ = self.control.finish();
         for send in self.calls.values_mut() {
             let _ = send.finish();

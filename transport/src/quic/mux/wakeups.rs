@@ -11,6 +11,9 @@ use crate::sync::{Mutex, lock};
 /// which stay below 2^62).
 pub(super) const ACCEPT_KEY: u64 = u64::MAX;
 
+/// Key of a client's pending 0-RTT outcome in [`Wakeups`].
+pub(super) const EARLY_KEY: u64 = u64::MAX - 1;
+
 /// Shared by the reader, the writer (which hands over the streams it opens) and quinn's wakers.
 #[derive(Debug, Default)]
 pub(super) struct Wakeups {
@@ -55,6 +58,11 @@ impl Wakeups {
         if let Some(reader) = reader {
             reader.wake();
         }
+    }
+
+    /// Forgets the streams opened and not yet taken (0-RTT refused: they are gone).
+    pub(super) fn discard_opened(&self) {
+        lock(&self.state).opened.clear();
     }
 
     /// Takes the woken keys and the opened streams.
