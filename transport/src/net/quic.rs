@@ -24,7 +24,7 @@ pub struct QuicStream {
 
 enum Io {
     One(OneStream),
-    PerCall(MuxStream),
+    PerCall(Box<MuxStream>),
 }
 
 impl std::fmt::Debug for QuicStream {
@@ -55,7 +55,7 @@ impl QuicStream {
     /// The per-call mapping with `send`/`recv` as its control stream.
     pub(crate) fn per_call(connection: quinn::Connection, mux: MuxStream, endpoint: Option<quinn::Endpoint>, early: bool) -> Self {
         Self {
-            io: Io::PerCall(mux),
+            io: Io::PerCall(Box::new(mux)),
             connection,
             endpoint,
             early,

@@ -414,6 +414,23 @@ impl Outbound {
     /// one when it builds packets: a write per frame header and per payload made it slow).
     /// `None` when `input` does not start with a whole frame for an open stream.
     fn write_run(&mut self, input: &[u8], cx: &mut Context<'_>) -> io::Result<Option<Step>> {
+        // A whole first frame of a new call: open its stream here, so that the frame still goes
+        // in one write (quinn opens at once while it has stream credit).
+        let first = self.frame_for(header_at(input, 0))?;
+        if let Target::Opening(call) = first.target
+            && first.gate == Gate::Open
+            && input.len() >= HEADER_LEN + first.payload_left
+        {
+            match pin!(self.connection.open_bi()).poll(cx) {
+                Poll::Ready(Ok((send, recv))) => {
+                    self.calls.insert(call, send);
+                    self.highest_opened = call;
+                    self.wakeups.opened(call, recv);
+                }
+                Poll::Ready(Err(err)) => return Err(connection_error(err)),
+                Poll::Pending => return Ok(None),
+            }
+        }
         let mut end = 0;
         let mut target = None;
         let mut ends_call = false;
