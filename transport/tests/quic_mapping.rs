@@ -426,3 +426,46 @@ async fn a_rapid_reset_flood_over_per_call_streams_is_closed_with_a_clear_reason
     assert!(goaway.reason_str().contains("cancel"), "{goaway:?}");
     common::wait_for("the connection is gone", || server.connections() == 0).await;
 }
+
+/// Connection settings whose windows (Volley's, and so quinn's stream and connection windows)
+/// are 64 KiB: a 1 MiB message then goes to quinn in many partial writes.
+fn small_windows() -> volley::protocol::ConnectionConfig {
+    let mut config = volley::protocol::ConnectionConfig::default();
+    config.settings.initial_connection_window = 64 * 1024;
+    config.settings.initial_call_window = 64 * 1024;
+    config
+}
+
+#[tokio::test]
+async fn large_messages_cross_small_quic_windows_in_partial_writes_beside_small_calls() {
+    let ca = Ca::new("quic CA");
+    let (_server, addr) = serve(Server::builder().connection_config(small_windows()), &ca).await;
+    let client = Client::builder()
+        .tls(ca.client_tls())
+        .connection_config(small_windows())
+        .connect(Address::Quic(addr))
+        .await
+        .unwrap();
+    let large = Bytes::from((0..1024 * 1024).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let calls = (0..12u32).map(|i| {
+        let client = client.clone();
+        let payload = if i % 3 == 0 {
+            large.clone()
+        } else {
+            Bytes::from(vec![i as u8; 100])
+        };
+        tokio::spawn(async move {
+            let reply: Bytes = client
+                .unary(MethodId::from_name(ECHO), &payload, CallOptions::default())
+                .await
+                .unwrap();
+            assert_eq!(reply, payload, "call {i} echoed whole");
+        })
+    });
+    for call in calls.collect::<Vec<_>>() {
+        tokio::time::timeout(Duration::from_secs(20), call)
+            .await
+            .expect("answered")
+            .unwrap();
+    }
+}
