@@ -1,5 +1,6 @@
 //! QUIC (feature `quic`) over loopback: every call kind through a lossy, reordering UDP proxy
-//! with nothing delivered twice; quinn's limits as Volley sets them (one stream per connection);
+//! with nothing delivered twice; quinn's limits as Volley sets them (one stream per connection
+//! under `volley/1`; `tests/quic_mapping.rs` has the per-call mapping's);
 //! the abuse budgets over QUIC (idle and stuck handshakes, the per-address handshake budget, ping
 //! and rapid-reset floods on the stream); configuration and certificate errors. The conformance
 //! suite (`tests/conformance.rs`, `quic::*`) covers call kinds, deadlines, cancellation and
@@ -225,9 +226,10 @@ async fn raw_connection(addr: SocketAddr, ca: &Ca) -> Result<(quinn::Endpoint, q
 }
 
 #[tokio::test]
-async fn a_client_may_open_one_stream_and_a_second_waits_for_ever() {
+async fn under_the_one_stream_mapping_a_client_may_open_one_stream_and_a_second_waits_for_ever() {
     let ca = Ca::new("quic CA");
-    let (_server, addr) = serve_quic(numbering_server(Seen::default()), &ca).await;
+    let one_stream = volley::quic::QuicOptions::new().mapping(volley::quic::QuicMapping::OneStream);
+    let (_server, addr) = serve_quic(numbering_server(Seen::default()).quic(one_stream), &ca).await;
     let (_endpoint, connection) = raw_connection(addr, &ca).await.unwrap();
     let (mut first, _first_rx) = connection.open_bi().await.unwrap();
     first.write_all(&Preface::CURRENT.encode()).await.unwrap();

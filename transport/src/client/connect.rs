@@ -64,10 +64,14 @@ pub(crate) async fn connect(
             };
             let stream = crate::quic::connect(*addr, tls, config, deadline).await?;
             quic_connection = Some(stream.connection().clone());
-            (
-                spawn_connection(Stream::Quic(Box::new(stream)), Role::Client, config, None),
-                AppliedSocketOptions::default(),
-            )
+            let early = stream.is_early();
+            let shared = spawn_connection(Stream::Quic(Box::new(stream)), Role::Client, config, None);
+            if early {
+                // 0-RTT: calls go before the server's Settings (docs/PROTOCOL.md section 3 allows
+                // it), which is the point; a failed handshake fails them instead of `connect`.
+                return Ok((shared, AppliedSocketOptions::default()));
+            }
+            (shared, AppliedSocketOptions::default())
         }
         Address::Unix(path) => {
             #[cfg(feature = "tls")]

@@ -6,6 +6,8 @@ mod channel;
 mod connect;
 mod connection;
 mod options;
+#[cfg(all(feature = "quic", not(loom)))]
+mod quic;
 mod streaming;
 
 pub use caller::Caller;

@@ -36,6 +36,10 @@ pub struct DriverConfig {
     /// `ServerBuilder::metrics` or `ClientBuilder::metrics`.
     #[cfg(all(feature = "metrics", not(loom)))]
     pub metrics: Option<crate::metrics::Metrics>,
+    /// QUIC options (feature `quic`): the stream mapping and 0-RTT; set them with
+    /// `ServerBuilder::quic` or `ClientBuilder::quic`.
+    #[cfg(all(feature = "quic", not(loom)))]
+    pub quic: crate::quic::QuicOptions,
 }
 
 impl DriverConfig {

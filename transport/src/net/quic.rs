@@ -1,105 +1,78 @@
-//! One bidirectional QUIC stream in the shared-socket model of [`super::Stream`] (feature `quic`).
-//!
-//! A connection's reader, writer and callers share a [`super::Stream`] through `&self`
-//! readiness and non-blocking `try_read_buf`/`try_write_vectored`. quinn's streams are
-//! `&mut self` futures instead; this adapter keeps each half behind a small mutex held only to
-//! move bytes in memory (quinn's own state lock is taken inside; the UDP syscalls run on quinn's
-//! connection task, never under these locks).
-//!
-//! - **Reads.** [`QuicStream::poll_read_ready`] polls quinn for the next chunk with the reader's
-//!   waker and keeps it; [`QuicStream::try_read_buf`] copies kept and further chunks into the
-//!   caller's buffer, polling quinn with a no-op waker. That is sound because the reader always
-//!   waits on `readable()` again after a `WouldBlock`, which registers its real waker.
-//! - **Writes.** [`QuicStream::try_write_vectored`] hands each slice to quinn with a no-op waker
-//!   (quinn copies it into its send buffer); a flow-control block reports `WouldBlock`, and
-//!   `writable()` registers the writer's real waker with an empty write, which quinn reports
-//!   blocked exactly when a real one would be.
-//! - **Close.** quinn closes a connection abruptly (unacknowledged stream data lost) when its last
-//!   handle drops, so dropping a [`QuicStream`] hands its send half to a task that waits, up to
-//!   [`CLOSE_LINGER`], for the peer to acknowledge what was written, then closes the connection
-//!   with [`crate::quic::CLOSE_DONE`]. A reset stream closes at once with
-//!   [`crate::quic::CLOSE_ABANDONED`].
+//! A QUIC connection in the shared-socket model of [`super::Stream`] (feature `quic`): the
+//! driver reads and writes one byte stream, which is one QUIC stream under the `volley/1`
+//! mapping ([`crate::quic`]'s `one_stream`) or a control stream plus a stream per call under
+//! `volley-quic/2` (its `mux`). Which one was agreed by ALPN during the handshake.
 
-use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
-use crate::quic::{CLOSE_ABANDONED, CLOSE_DONE};
-use crate::sync::{Mutex, lock};
+use crate::quic::{CLOSE_LINGER, MuxStream, OneStream, QuicMapping};
 
-/// Bytes asked of quinn per chunk at most (64 KiB, a pooled read buffer's size).
-const READ_CHUNK: usize = 64 * 1024;
-
-/// How long a dropped stream waits for the peer to acknowledge its last bytes before the
-/// connection closes anyway (2 s): a graceful close reaches the peer on any live link, and a dead
-/// peer holds nothing for longer than this.
-pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(2);
-
-/// A QUIC connection and its one bidirectional stream, as [`super::Stream::Quic`] holds it. Volley
-/// makes one when a QUIC handshake succeeds; it has no public constructor.
+/// A QUIC connection as [`super::Stream::Quic`] holds it. Volley makes one when a QUIC handshake
+/// succeeds; it has no public constructor.
 pub struct QuicStream {
     connection: quinn::Connection,
     /// Kept so that a client's endpoint (one per connection) lives as long as the connection.
     endpoint: Option<quinn::Endpoint>,
-    rx: Mutex<Received>,
-    /// `None` only once dropped (handed to the closing task).
-    tx: Mutex<Sending>,
+    io: Io,
+    /// The connection's first bytes went in 0-RTT data (client) or arrived as such (server).
+    early: bool,
+}
+
+enum Io {
+    One(OneStream),
+    PerCall(Box<MuxStream>),
 }
 
 impl std::fmt::Debug for QuicStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QuicStream")
             .field("remote", &self.connection.remote_address())
+            .field("mapping", &self.mapping())
             .finish_non_exhaustive()
     }
 }
 
-#[derive(Debug)]
-struct Received {
-    stream: quinn::RecvStream,
-    /// A chunk taken from quinn and not yet copied out.
-    pending: Bytes,
-    /// The peer finished the stream and every byte was read.
-    finished: bool,
-    /// The stream or the connection failed: reported once the pending bytes are out.
-    failed: Option<quinn::ReadError>,
-}
-
-#[derive(Debug)]
-struct Sending {
-    stream: Option<quinn::SendStream>,
-    /// `reset_on_close` was asked: the closing task resets instead of waiting.
-    abandon: bool,
-}
-
 impl QuicStream {
-    /// Wraps an established connection and its stream. `endpoint` is the client's own endpoint
-    /// (servers share theirs and pass `None`).
-    pub(crate) fn new(
+    /// The one-stream mapping over `send`/`recv`.
+    pub(crate) fn one_stream(
         connection: quinn::Connection,
         send: quinn::SendStream,
         recv: quinn::RecvStream,
         endpoint: Option<quinn::Endpoint>,
     ) -> Self {
         Self {
+            io: Io::One(OneStream::new(connection.clone(), send, recv)),
             connection,
             endpoint,
-            rx: Mutex::new(Received {
-                stream: recv,
-                pending: Bytes::new(),
-                finished: false,
-                failed: None,
-            }),
-            tx: Mutex::new(Sending {
-                stream: Some(send),
-                abandon: false,
-            }),
+            early: false,
         }
+    }
+
+    /// The per-call mapping with `send`/`recv` as its control stream.
+    pub(crate) fn per_call(connection: quinn::Connection, mux: MuxStream, endpoint: Option<quinn::Endpoint>, early: bool) -> Self {
+        Self {
+            io: Io::PerCall(Box::new(mux)),
+            connection,
+            endpoint,
+            early,
+        }
+    }
+
+    /// The stream mapping the peers agreed on.
+    pub fn mapping(&self) -> QuicMapping {
+        match self.io {
+            Io::One(_) => QuicMapping::OneStream,
+            Io::PerCall(_) => QuicMapping::PerCall,
+        }
+    }
+
+    /// Whether the connection began with 0-RTT data.
+    pub fn is_early(&self) -> bool {
+        self.early
     }
 
     /// The peer's verified certificate identity, as for TLS over TCP: a client's under mutual
@@ -126,173 +99,67 @@ impl QuicStream {
     }
 
     pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut rx = lock(&self.rx);
-        if rx.has_news() {
-            return Poll::Ready(Ok(()));
-        }
-        match rx.poll_chunk(cx, READ_CHUNK) {
-            Poll::Ready(()) => Poll::Ready(Ok(())),
-            Poll::Pending => Poll::Pending,
+        match &self.io {
+            Io::One(s) => s.poll_read_ready(cx),
+            Io::PerCall(s) => s.poll_read_ready(cx),
         }
     }
 
     /// Copies what quinn holds into `buf`'s spare capacity; `Ok(0)` at the end of the stream,
     /// `WouldBlock` when nothing is here.
     pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        let mut rx = lock(&self.rx);
-        rx.read_with(buf.capacity() - buf.len(), |bytes| buf.extend_from_slice(bytes))
+        match &self.io {
+            Io::One(s) => s.try_read_buf(buf),
+            Io::PerCall(s) => s.try_read_buf(buf),
+        }
     }
 
     /// Like [`Self::try_read_buf`] into a slice (the lingering close reads this way, to discard).
     pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut rx = lock(&self.rx);
-        let mut at = 0;
-        rx.read_with(buf.len(), |bytes| {
-            buf[at..at + bytes.len()].copy_from_slice(bytes);
-            at += bytes.len();
-        })
+        match &self.io {
+            Io::One(s) => s.try_read(buf),
+            Io::PerCall(s) => s.try_read(buf),
+        }
     }
 
-    /// Hands `bufs` to quinn's send buffer as far as flow control allows; `WouldBlock` when it
-    /// takes nothing.
+    /// Hands `bufs` to quinn as far as flow control allows; `WouldBlock` when it takes nothing.
     pub(crate) fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let mut tx = lock(&self.tx);
-        let Some(send) = tx.stream.as_mut() else {
-            return Err(io::ErrorKind::BrokenPipe.into());
-        };
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut written = 0;
-        for buf in bufs.iter().filter(|buf| !buf.is_empty()) {
-            match pin!(send.write(buf)).poll(&mut cx) {
-                Poll::Ready(Ok(n)) => {
-                    written += n;
-                    if n < buf.len() {
-                        break;
-                    }
-                }
-                Poll::Ready(Err(err)) if written == 0 => return Err(write_error(err)),
-                Poll::Ready(Err(_)) | Poll::Pending => break,
-            }
+        match &self.io {
+            Io::One(s) => s.try_write_vectored(bufs),
+            Io::PerCall(s) => s.try_write_vectored(bufs),
         }
-        if written == 0 && bufs.iter().any(|buf| !buf.is_empty()) {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(written)
     }
 
     pub(crate) fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut tx = lock(&self.tx);
-        let Some(send) = tx.stream.as_mut() else {
-            return Poll::Ready(Ok(()));
-        };
-        // An empty write is blocked exactly when a real one would be, and registers `cx` then.
-        // An error is ready too: the next write reports it.
-        match pin!(send.write(&[])).poll(cx) {
-            Poll::Ready(_) => Poll::Ready(Ok(())),
-            Poll::Pending => Poll::Pending,
+        match &self.io {
+            Io::One(s) => s.poll_write_ready(cx),
+            Io::PerCall(s) => s.poll_write_ready(cx),
         }
     }
 
-    /// Finishes the stream: the peer reads end-of-stream after everything written so far.
+    /// Finishes the stream(s): the peer reads end-of-stream after everything written so far.
     pub(crate) fn finish(&self) {
-        if let Some(send) = lock(&self.tx).stream.as_mut() {
-            let _ = send.finish();
+        match &self.io {
+            Io::One(s) => s.finish(),
+            Io::PerCall(s) => s.finish(),
         }
     }
 
     /// Makes the coming close a reset: unsent bytes are discarded.
     pub(crate) fn reset_on_close(&self) {
-        lock(&self.tx).abandon = true;
+        match &self.io {
+            Io::One(s) => s.reset_on_close(),
+            Io::PerCall(s) => s.reset_on_close(),
+        }
     }
 }
 
 impl Drop for QuicStream {
     fn drop(&mut self) {
-        let tx = self.tx.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(mut send) = tx.stream.take() else { return };
-        let connection = self.connection.clone();
         let endpoint = self.endpoint.take();
-        if tx.abandon {
-            let _ = send.reset(CLOSE_ABANDONED);
-            connection.close(CLOSE_ABANDONED, b"abandoned");
-            return;
+        match &mut self.io {
+            Io::One(s) => s.close(endpoint),
+            Io::PerCall(s) => s.close(CLOSE_LINGER, endpoint),
         }
-        // Without a runtime (a stream dropped after its runtime), close at once.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            connection.close(CLOSE_DONE, b"done");
-            return;
-        };
-        let _ = send.finish();
-        runtime.spawn(async move {
-            // Resolves once the peer acknowledged every byte, or stopped reading, or the
-            // connection ended.
-            let _ = tokio::time::timeout(CLOSE_LINGER, send.stopped()).await;
-            connection.close(CLOSE_DONE, b"done");
-            if let Some(endpoint) = endpoint {
-                let _ = tokio::time::timeout(CLOSE_LINGER, endpoint.wait_idle()).await;
-            }
-        });
     }
-}
-
-impl Received {
-    fn has_news(&self) -> bool {
-        !self.pending.is_empty() || self.finished || self.failed.is_some()
-    }
-
-    /// Polls quinn for the next chunk (up to `max` bytes) and keeps what it yields; `Ready` when
-    /// something is news.
-    fn poll_chunk(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<()> {
-        match pin!(self.stream.read_chunk(max, true)).poll(cx) {
-            Poll::Ready(Ok(Some(chunk))) => self.pending = chunk.bytes,
-            Poll::Ready(Ok(None)) => self.finished = true,
-            Poll::Ready(Err(err)) => self.failed = Some(err),
-            Poll::Pending => return Poll::Pending,
-        }
-        Poll::Ready(())
-    }
-
-    /// Gives `copy` up to `room` bytes, kept ones first, then what quinn has now.
-    fn read_with(&mut self, room: usize, mut copy: impl FnMut(&[u8])) -> io::Result<usize> {
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut read = 0;
-        while read < room {
-            if !self.pending.is_empty() {
-                let n = self.pending.len().min(room - read);
-                copy(&self.pending.split_to(n));
-                read += n;
-                continue;
-            }
-            if self.finished {
-                return Ok(read);
-            }
-            if let Some(err) = &self.failed {
-                return if read > 0 { Ok(read) } else { Err(read_error(err)) };
-            }
-            if self.poll_chunk(&mut cx, (room - read).min(READ_CHUNK)).is_pending() {
-                break;
-            }
-        }
-        if read == 0 {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(read)
-    }
-}
-
-/// A read failure as the driver sees it: the connection is lost, with quinn's reason.
-fn read_error(err: &quinn::ReadError) -> io::Error {
-    let kind = match err {
-        quinn::ReadError::ConnectionLost(quinn::ConnectionError::TimedOut) => io::ErrorKind::TimedOut,
-        _ => io::ErrorKind::ConnectionReset,
-    };
-    io::Error::new(kind, format!("QUIC: {err}"))
-}
-
-fn write_error(err: quinn::WriteError) -> io::Error {
-    let kind = match err {
-        quinn::WriteError::ConnectionLost(quinn::ConnectionError::TimedOut) => io::ErrorKind::TimedOut,
-        _ => io::ErrorKind::BrokenPipe,
-    };
-    io::Error::new(kind, format!("QUIC: {err}"))
 }

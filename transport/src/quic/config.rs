@@ -8,14 +8,33 @@ use quinn::congestion::CubicConfig;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{EndpointConfig, IdleTimeout, MtuDiscoveryConfig, TransportConfig, VarInt};
 
+use super::QuicMapping;
 use crate::driver::DriverConfig;
 use crate::error::Error;
 use crate::tls::{ClientTls, ServerTls};
 
-/// Bidirectional streams a client may open per connection (1): the one that carries Volley's
-/// frames. A peer that opens more is refused by QUIC flow control (STREAM_LIMIT_ERROR) before
-/// Volley sees it, which also bounds rapid stream open/reset floods at the QUIC layer.
+/// Bidirectional streams a client may open per connection under the one-stream mapping (1):
+/// the one that carries Volley's frames. A peer that opens more is refused by QUIC flow control
+/// (STREAM_LIMIT_ERROR) before Volley sees it, which also bounds rapid stream open/reset floods
+/// at the QUIC layer.
 pub const MAX_CLIENT_BIDI_STREAMS: u32 = 1;
+
+/// Bidirectional streams a client may open at once under the per-call mapping: the control
+/// stream, plus twice the server's `max_concurrent_calls`, so that the stream of a call that
+/// just ended (closed once both sides' FINs are in, and the peer's `MAX_STREAMS` came back) never
+/// holds up the next call's Request; at most [`MAX_PER_CALL_BIDI_STREAMS`].
+pub fn per_call_bidi_streams(max_concurrent_calls: u32) -> u32 {
+    max_concurrent_calls
+        .saturating_mul(2)
+        .saturating_add(1)
+        .min(MAX_PER_CALL_BIDI_STREAMS)
+}
+
+/// Upper bound of [`per_call_bidi_streams`] (1,025: 1,024 calls and the control stream). quinn
+/// sets up its state for every stream it grants when the connection starts, so the default
+/// 4,096 concurrent calls would cost each connection 8,193 stream entries up front; a client
+/// past 1,024 calls in flight on one connection waits for stream credit.
+pub const MAX_PER_CALL_BIDI_STREAMS: u32 = 1_025;
 
 /// QUIC idle timeout when Volley's own idle timeout is off (clients, or servers with
 /// `idle_timeout(None)`): 330 s, past the server's default idle GoAway (300 s) so that Volley's
@@ -64,13 +83,20 @@ pub(crate) fn endpoint_config() -> EndpointConfig {
 fn transport_config(config: &DriverConfig, server: bool, loopback: bool) -> TransportConfig {
     let settings = &config.connection.settings;
     let mut transport = TransportConfig::default();
-    // Only the client opens a stream, and only one; nobody opens unidirectional streams.
-    let bidi = if server { MAX_CLIENT_BIDI_STREAMS } else { 0 };
+    // Only the client opens streams: one, or under the per-call mapping the control stream and
+    // a stream per call. Nobody opens unidirectional streams.
+    let bidi = match (server, config.quic.mapping_offered()) {
+        (false, _) => 0,
+        (true, QuicMapping::OneStream) => MAX_CLIENT_BIDI_STREAMS,
+        (true, _) => per_call_bidi_streams(settings.max_concurrent_calls),
+    };
     transport.max_concurrent_bidi_streams(VarInt::from_u32(bidi));
     transport.max_concurrent_uni_streams(VarInt::from_u32(0));
-    // The stream carries every call, so its window is Volley's connection window: a peer can
-    // make quinn buffer no more than Volley's own flow control lets it send, and the reader,
-    // which drains the stream continuously, never waits on QUIC credit on a short path.
+    // One stream carries every call, or one call's stream may carry a Request as large as the
+    // max frame size: each stream's window is Volley's connection window, and so is the
+    // connection's, so a peer can make quinn buffer no more than Volley's own flow control lets
+    // it send, and the reader, which drains streams continuously, never waits on QUIC credit on
+    // a short path.
     let window = VarInt::from_u32(settings.initial_connection_window);
     transport.stream_receive_window(window);
     transport.receive_window(window);
@@ -102,17 +128,36 @@ fn transport_config(config: &DriverConfig, server: bool, loopback: bool) -> Tran
 /// A quinn server configuration from the server's TLS configuration and Volley's limits, for
 /// clients on loopback addresses (`loopback`) or elsewhere.
 pub(crate) fn server_config(tls: &ServerTls, config: &DriverConfig, loopback: bool) -> Result<quinn::ServerConfig, Error> {
-    let crypto = QuicServerConfig::try_from(tls.rustls_config())
+    let mut rustls = (*tls.rustls_config()).clone();
+    rustls.alpn_protocols = config.quic.alpn();
+    // QUIC allows 0 or u32::MAX (RFC 9001 section 4.6.1).
+    rustls.max_early_data_size = if config.quic.accepts_early_data() { u32::MAX } else { 0 };
+    let crypto = QuicServerConfig::try_from(Arc::new(rustls))
         .map_err(|err| Error::Config(format!("QUIC needs a TLS 1.3 AES-128-GCM suite in the server's TLS: {err}")))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport_config(config, true, loopback)));
     Ok(server)
 }
 
+/// The client's rustls configuration with the ALPN ids of its mapping put first: `volley-quic/2`
+/// when it offers the per-call mapping, before what its `ClientTls` offers (`volley/1`).
+fn client_rustls(tls: &ClientTls, config: &DriverConfig) -> Arc<rustls::ClientConfig> {
+    let base = tls.rustls_config();
+    let offered = config.quic.alpn();
+    if base.alpn_protocols.iter().any(|alpn| alpn.as_slice() != crate::tls::ALPN_VOLLEY) {
+        // A ClientTls from a rustls config with ALPN ids of its own: used as it is.
+        return base;
+    }
+    let mut rustls = (*base).clone();
+    rustls.alpn_protocols = offered;
+    rustls.enable_early_data = !config.quic.early_data_methods().is_empty();
+    Arc::new(rustls)
+}
+
 /// A quinn client configuration from the client's TLS configuration and Volley's limits, for a
 /// server on a loopback address (`loopback`) or elsewhere.
 pub(crate) fn client_config(tls: &ClientTls, config: &DriverConfig, loopback: bool) -> Result<quinn::ClientConfig, Error> {
-    let crypto = QuicClientConfig::try_from(tls.rustls_config())
+    let crypto = QuicClientConfig::try_from(client_rustls(tls, config))
         .map_err(|err| Error::Config(format!("QUIC needs a TLS 1.3 AES-128-GCM suite in the client's TLS: {err}")))?;
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
     client.transport_config(Arc::new(transport_config(config, false, loopback)));

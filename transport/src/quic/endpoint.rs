@@ -1,5 +1,6 @@
 //! Opening QUIC connections: a server's endpoint and its handshakes, a client's endpoint and
-//! connect, each ending with the one bidirectional stream that carries Volley's frames.
+//! connect, each ending with the stream mapping ALPN agreed on: the one stream that carries
+//! Volley's frames, or the per-call mapping's control stream.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -8,7 +9,11 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{CLOSE_REFUSED, UDP_SOCKET_BUFFER, client_config, endpoint_config, server_config, tls_error};
+use super::mux::EarlyData;
+use super::{
+    ALPN_VOLLEY_QUIC, CLOSE_REFUSED, MAX_CLIENT_BIDI_STREAMS, MuxStream, QuicMapping, UDP_SOCKET_BUFFER, client_config, endpoint_config,
+    server_config, tls_error,
+};
 use crate::driver::DriverConfig;
 use crate::error::Error;
 use crate::net::{Address, QuicStream};
@@ -21,6 +26,9 @@ pub(crate) struct ServerEndpoint {
     pub(crate) endpoint: quinn::Endpoint,
     /// For clients on a loopback address (larger datagrams, a larger first window).
     loopback: Arc<quinn::ServerConfig>,
+    /// Calls in 0-RTT data are served at once (0.5-RTT): accepted, and no client certificate
+    /// to wait for.
+    serve_early: bool,
 }
 
 /// Binds a server endpoint on the UDP address `addr`.
@@ -33,7 +41,11 @@ pub(crate) fn bind_server(addr: SocketAddr, tls: &ServerTls, config: &DriverConf
             address: Address::Quic(addr),
             source,
         })?;
-    Ok(ServerEndpoint { endpoint, loopback })
+    Ok(ServerEndpoint {
+        endpoint,
+        loopback,
+        serve_early: config.quic.accepts_early_data() && !tls.is_mutual(),
+    })
 }
 
 /// A UDP socket bound to `addr` with [`UDP_SOCKET_BUFFER`]-sized kernel buffers (as far as the
@@ -55,6 +67,7 @@ fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
 pub(crate) async fn accept(
     endpoint: &ServerEndpoint,
     incoming: quinn::Incoming,
+    config: &DriverConfig,
     deadline: Instant,
     timeout: Duration,
 ) -> Result<QuicStream, String> {
@@ -67,14 +80,46 @@ pub(crate) async fn accept(
     } else {
         incoming.accept()
     };
-    let connecting = connecting.map_err(failed)?;
-    let connection = match tokio::time::timeout_at(deadline.into(), connecting).await {
-        Ok(Ok(connection)) => connection,
-        Ok(Err(err)) => return Err(failed(err)),
-        Err(_) => return Err(format!("QUIC handshake failed: {}", TlsError::Timeout(timeout))),
+    let mut connecting = connecting.map_err(failed)?;
+    let connection = if endpoint.serve_early {
+        // The ClientHello is in (ALPN chosen); the client's 0-RTT streams are read and answered
+        // at once, before its Finished arrives. A handshake failure then ends the connection.
+        match tokio::time::timeout_at(deadline.into(), connecting.handshake_data()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => return Err(failed(err)),
+            Err(_) => return Err(format!("QUIC handshake failed: {}", TlsError::Timeout(timeout))),
+        }
+        match connecting.into_0rtt() {
+            Ok((connection, _)) => connection,
+            Err(_) => unreachable!("a server's into_0rtt always succeeds (quinn)"),
+        }
+    } else {
+        match tokio::time::timeout_at(deadline.into(), connecting).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(err)) => return Err(failed(err)),
+            Err(_) => return Err(format!("QUIC handshake failed: {}", TlsError::Timeout(timeout))),
+        }
     };
+    let per_call = agreed_per_call(&connection);
+    if !per_call {
+        // A one-stream peer opens one stream; take back the per-call mapping's stream credit.
+        connection.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(MAX_CLIENT_BIDI_STREAMS));
+    }
     match tokio::time::timeout_at(deadline.into(), connection.accept_bi()).await {
-        Ok(Ok((send, recv))) => Ok(QuicStream::new(connection, send, recv, None)),
+        Ok(Ok((send, recv))) if per_call => {
+            let mux = MuxStream::new(
+                connection.clone(),
+                false,
+                send,
+                recv,
+                config.connection.settings.max_frame_size,
+                config.quic.partial_frame_budget_bytes(),
+                None,
+            );
+            let early = recv_is_early(&mux);
+            Ok(QuicStream::per_call(connection, mux, None, early))
+        }
+        Ok(Ok((send, recv))) => Ok(QuicStream::one_stream(connection, send, recv, None)),
         Ok(Err(err)) => Err(format!("the QUIC connection ended before its stream opened: {err}")),
         Err(_) => {
             connection.close(CLOSE_REFUSED, b"no stream within the handshake timeout");
@@ -116,6 +161,28 @@ pub(crate) async fn connect(addr: SocketAddr, tls: &ClientTls, config: &DriverCo
     let connecting = endpoint
         .connect_with(client_config(tls, config, loopback)?, addr, &server_name.to_str())
         .map_err(|err| failed(io::Error::new(io::ErrorKind::InvalidInput, format!("QUIC: {err}"))))?;
+    let connecting = match try_early(connecting, config) {
+        Ok((connection, accepted)) => {
+            // A resumed session: the control stream, the preface, Settings and the first
+            // replay-safe calls go in 0-RTT data; `connect` does not wait for the handshake.
+            let (send, recv) = connection.open_bi().await.map_err(lost)?;
+            let early = EarlyData {
+                accepted,
+                methods: config.quic.early_data_methods().to_vec(),
+            };
+            let mux = MuxStream::new(
+                connection.clone(),
+                true,
+                send,
+                recv,
+                config.connection.settings.max_frame_size,
+                config.quic.partial_frame_budget_bytes(),
+                Some(early),
+            );
+            return Ok(QuicStream::per_call(connection, mux, Some(endpoint), true));
+        }
+        Err(connecting) => connecting,
+    };
     let connection = match tokio::time::timeout_at(deadline.into(), connecting).await {
         Ok(Ok(connection)) => connection,
         Ok(Err(err)) => return Err(lost(err)),
@@ -123,7 +190,45 @@ pub(crate) async fn connect(addr: SocketAddr, tls: &ClientTls, config: &DriverCo
     };
     // Opening is local: the server learns of the stream with Volley's preface, sent at once.
     let (send, recv) = connection.open_bi().await.map_err(lost)?;
-    Ok(QuicStream::new(connection, send, recv, Some(endpoint)))
+    if agreed_per_call(&connection) {
+        let mux = MuxStream::new(
+            connection.clone(),
+            true,
+            send,
+            recv,
+            config.connection.settings.max_frame_size,
+            config.quic.partial_frame_budget_bytes(),
+            None,
+        );
+        return Ok(QuicStream::per_call(connection, mux, Some(endpoint), false));
+    }
+    Ok(QuicStream::one_stream(connection, send, recv, Some(endpoint)))
+}
+
+/// 0-RTT for a client that marked methods for it, on the per-call mapping, when quinn has a
+/// session to resume; the connecting attempt back otherwise.
+fn try_early(
+    connecting: quinn::Connecting,
+    config: &DriverConfig,
+) -> Result<(quinn::Connection, quinn::ZeroRttAccepted), quinn::Connecting> {
+    if config.quic.early_data_methods().is_empty() || config.quic.mapping_offered() != QuicMapping::PerCall {
+        return Err(connecting);
+    }
+    connecting.into_0rtt()
+}
+
+/// Server: whether the client's control stream arrived in 0-RTT data.
+fn recv_is_early(mux: &MuxStream) -> bool {
+    mux.control_is_early()
+}
+
+/// Whether the handshake agreed on the per-call mapping (ALPN `volley-quic/2`).
+pub(crate) fn agreed_per_call(connection: &quinn::Connection) -> bool {
+    connection
+        .handshake_data()
+        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|data| data.protocol)
+        .is_some_and(|alpn| alpn == ALPN_VOLLEY_QUIC)
 }
 
 fn connection_error(err: quinn::ConnectionError) -> io::Error {

@@ -4,11 +4,12 @@
 //! A server given [`ServerTls`](crate::tls::ServerTls) serves `quic://ip:port` (a UDP port); a
 //! client given [`ClientTls`](crate::tls::ClientTls) connects to it. The certificates, ALPN
 //! ([`crate::tls::ALPN_VOLLEY`]) and verification are those of the `tls` feature. Everything
-//! above the byte stream is unchanged: Volley's frames run on **one bidirectional QUIC stream
-//! per connection**, opened by the client, so the sans-IO core keeps every call rule, deadline,
-//! budget and window, and generated clients work as they are. That mapping keeps TCP's
-//! head-of-line blocking between calls (a lost packet delays every call behind it); a QUIC
-//! stream per call is the planned next step. See docs/PROTOCOL.md, "QUIC".
+//! above the byte stream is unchanged: the sans-IO core keeps every call rule, deadline, budget
+//! and window, and generated clients work as they are. Two stream mappings, agreed by ALPN:
+//! **a QUIC stream per call** plus a control stream (`volley-quic/2`, [`ALPN_VOLLEY_QUIC`], the
+//! default: a packet lost on one call's stream delays only that call), or **one bidirectional
+//! stream** carrying every frame as over TCP (`volley/1`, with a peer that offers only that, or
+//! [`QuicMapping::OneStream`]). See docs/PROTOCOL.md, "QUIC".
 //!
 //! ```no_run
 //! use volley::tls::{ClientTls, ServerTls};
@@ -31,14 +32,21 @@
 mod config;
 mod endpoint;
 mod handshake_error;
+mod mux;
+mod one_stream;
+mod options;
 
 pub use config::{
     DEFAULT_QUIC_IDLE_TIMEOUT, LOOPBACK_INITIAL_WINDOW, LOOPBACK_MAX_UDP_PAYLOAD, LOOPBACK_MIN_UDP_PAYLOAD, MAX_CLIENT_BIDI_STREAMS,
-    UDP_SOCKET_BUFFER,
+    MAX_PER_CALL_BIDI_STREAMS, UDP_SOCKET_BUFFER, per_call_bidi_streams,
 };
 pub(crate) use config::{client_config, endpoint_config, server_config};
-pub(crate) use endpoint::{ServerEndpoint, accept, bind_server, connect};
+pub(crate) use endpoint::{ServerEndpoint, accept, agreed_per_call, bind_server, connect};
 pub(crate) use handshake_error::tls_error;
+pub(crate) use mux::MuxStream;
+pub use mux::{EARLY_DATA_CAP, MappingError};
+pub(crate) use one_stream::{CLOSE_LINGER, OneStream};
+pub use options::{ALPN_VOLLEY_QUIC, DEFAULT_PARTIAL_FRAME_BUDGET, QuicMapping, QuicOptions};
 
 /// QUIC application close code of a connection that ended normally: its stream finished and
 /// what it carried was acknowledged, or a Volley GoAway said why it ended (docs/PROTOCOL.md,
@@ -48,6 +56,10 @@ pub const CLOSE_DONE: quinn::VarInt = quinn::VarInt::from_u32(0x0);
 /// QUIC application close (and stream reset) code of a connection Volley abandoned with bytes
 /// unsent: the peer stopped reading (write stall) or the connection failed.
 pub const CLOSE_ABANDONED: quinn::VarInt = quinn::VarInt::from_u32(0x1);
+
+/// QUIC application close code of a connection whose peer broke a rule of the per-call stream
+/// mapping ([`MappingError`]; the close's reason is its text).
+pub const CLOSE_MAPPING: quinn::VarInt = quinn::VarInt::from_u32(0x3);
 
 /// QUIC application close code of a connection the server refused at admission
 /// (`ServerBuilder::admission`, `max_connections`) or whose Volley stream never came.

@@ -70,6 +70,16 @@ impl ServerBuilder {
         self
     }
 
+    /// QUIC options for `quic://` addresses (feature `quic`): the stream mappings accepted (a
+    /// QUIC stream per call preferred, one stream for `volley/1` clients) and the per-call
+    /// mapping's partial-frame budget. See [`crate::quic::QuicOptions`].
+    #[cfg(all(feature = "quic", not(loom)))]
+    #[must_use]
+    pub fn quic(mut self, options: crate::quic::QuicOptions) -> Self {
+        self.config.quic = options;
+        self
+    }
+
     /// Runs `interceptor` before the handler of every method: it sees and may change the call
     /// head, may refuse the call with a [`Status`], and observes the outcome. Interceptors run
     /// in the order they are installed (and, with [`ServerBuilder::layer`], in one order with

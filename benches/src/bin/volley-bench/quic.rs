@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use volley::net::Address;
+use volley::quic::{QuicMapping, QuicOptions};
 use volley::tls::{ClientTls, ServerTls};
 use volley::{CallOptions, Client, Request, Server, Status};
 use volley_benches::{ECHO, ECHO_ID, FEED, Payload, ServerThread, payload};
@@ -49,17 +50,20 @@ enum QuicSystem {
     Volley,
     VolleyTls,
     VolleyQuic,
+    /// QUIC with the one-stream mapping (`volley/1`), to the same server.
+    VolleyQuicOne,
     Tonic,
 }
 
 impl QuicSystem {
-    const ALL: [Self; 4] = [Self::Volley, Self::VolleyTls, Self::VolleyQuic, Self::Tonic];
+    const ALL: [Self; 5] = [Self::Volley, Self::VolleyTls, Self::VolleyQuic, Self::VolleyQuicOne, Self::Tonic];
 
     fn name(self) -> &'static str {
         match self {
             Self::Volley => "volley",
             Self::VolleyTls => "volley+tls",
             Self::VolleyQuic => "volley+quic",
+            Self::VolleyQuicOne => "volley+quic1",
             Self::Tonic => "tonic",
         }
     }
@@ -90,7 +94,8 @@ async fn volley_server(tls: Option<ServerTls>, address: &'static str) -> Address
             },
         );
     let builder = match tls {
-        Some(tls) => builder.tls(tls),
+        // Over QUIC the server accepts 0-RTT data (for the resumption comparison's 0-RTT column).
+        Some(tls) => builder.tls(tls).quic(QuicOptions::new().accept_early_data(true)),
         None => builder,
     };
     let handle = builder.build().expect("valid server").serve(address).await.expect("bind");
@@ -125,6 +130,11 @@ fn start() -> QuicServers {
     }
 }
 
+/// QUIC options offering only the one-stream mapping (`volley/1`).
+fn one_stream() -> QuicOptions {
+    QuicOptions::new().mapping(QuicMapping::OneStream)
+}
+
 fn client_tls(pki: &Pki) -> ClientTls {
     ClientTls::builder()
         .ca_pem(pki.ca_pem.as_bytes())
@@ -135,7 +145,12 @@ fn client_tls(pki: &Pki) -> ClientTls {
 }
 
 async fn connect_volley(address: &Address, tls: Option<ClientTls>) -> Client {
-    let builder = Client::builder();
+    connect_volley_with(address, tls, QuicOptions::new()).await
+}
+
+/// Connects with `quic` as the QUIC options (the stream mapping offered).
+async fn connect_volley_with(address: &Address, tls: Option<ClientTls>, quic: QuicOptions) -> Client {
+    let builder = Client::builder().quic(quic);
     let builder = match tls {
         Some(tls) => builder.tls(tls),
         None => builder,
@@ -148,6 +163,9 @@ async fn connect(servers: &QuicServers, system: QuicSystem) -> Conn {
         QuicSystem::Volley => Conn::Volley(connect_volley(&servers.volley, None).await),
         QuicSystem::VolleyTls => Conn::Volley(connect_volley(&servers.volley_tls, Some(client_tls(&servers.pki))).await),
         QuicSystem::VolleyQuic => Conn::Volley(connect_volley(&servers.volley_quic, Some(client_tls(&servers.pki))).await),
+        QuicSystem::VolleyQuicOne => {
+            Conn::Volley(connect_volley_with(&servers.volley_quic, Some(client_tls(&servers.pki)), one_stream()).await)
+        }
         QuicSystem::Tonic => {
             let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", servers.tonic))
                 .expect("endpoint")
@@ -278,15 +296,17 @@ pub(crate) fn run(
         }
     }
     writeln!(out)?;
-    let (plain, tls, quic, tonic) = (0, 1, 2, 3);
+    let (plain, tls, quic, quic1, tonic) = (0, 1, 2, 3, 4);
     for (s, scenario) in selected.iter().enumerate() {
         let p50_vs_tcp = med(s, quic, |f| f.p50) / med(s, plain, |f| f.p50);
         let p50_vs_tls = med(s, quic, |f| f.p50) / med(s, tls, |f| f.p50);
         let rate_vs_tcp = med(s, quic, |f| f.rate) / med(s, plain, |f| f.rate);
         let rate_vs_tonic = med(s, quic, |f| f.rate) / med(s, tonic, |f| f.rate);
+        let p50_vs_one = med(s, quic, |f| f.p50) / med(s, quic1, |f| f.p50);
+        let rate_vs_one = med(s, quic, |f| f.rate) / med(s, quic1, |f| f.rate);
         writeln!(
             out,
-            "{:<14} quic p50 = {p50_vs_tcp:.2}x tcp, {p50_vs_tls:.2}x tcp+tls; quic rate = {rate_vs_tcp:.2}x tcp, {rate_vs_tonic:.2}x tonic; goal p50 <= 1.5x tcp: {}",
+            "{:<14} quic p50 = {p50_vs_tcp:.2}x tcp, {p50_vs_tls:.2}x tcp+tls, {p50_vs_one:.2}x quic1; quic rate = {rate_vs_tcp:.2}x tcp, {rate_vs_one:.2}x quic1, {rate_vs_tonic:.2}x tonic; goal p50 <= 1.5x tcp: {}",
             scenario.name,
             if p50_vs_tcp <= 1.5 { "met" } else { "MISSED" }
         )?;
@@ -323,11 +343,13 @@ fn loss_comparison(
             UdpFaultProxy::start(*quic_addr, 0x9d1).await,
         )
     });
-    let cases: [(&str, f64); 4] = [
+    let cases: [(&str, f64); 6] = [
         ("volley+tls", 0.0),
         ("volley+quic", 0.0),
+        ("volley+quic1", 0.0),
         ("volley+tls", loss),
         ("volley+quic", loss),
+        ("volley+quic1", loss),
     ];
     let mut runs: Vec<Vec<Vec<Figures>>> = selected.iter().map(|_| cases.iter().map(|_| Vec::new()).collect()).collect();
     for repeat in 0..repeats {
@@ -339,11 +361,12 @@ fn loss_comparison(
                     ..UdpFaults::default()
                 });
                 let figures = runtime.block_on(async {
-                    let address = match *system {
-                        "volley+tls" => Address::Tcp(tcp_proxy.local_addr()),
-                        _ => Address::Quic(udp_proxy.local_addr()),
+                    let (address, quic) = match *system {
+                        "volley+tls" => (Address::Tcp(tcp_proxy.local_addr()), QuicOptions::new()),
+                        "volley+quic1" => (Address::Quic(udp_proxy.local_addr()), one_stream()),
+                        _ => (Address::Quic(udp_proxy.local_addr()), QuicOptions::new()),
                     };
-                    let conn = Conn::Volley(connect_volley(&address, Some(client_tls(&servers.pki))).await);
+                    let conn = Conn::Volley(connect_volley_with(&address, Some(client_tls(&servers.pki)), quic).await);
                     measure(conn, scenario, warmup, duration).await
                 });
                 eprintln!(
@@ -384,10 +407,12 @@ fn loss_comparison(
                 med(s, c, |f| f.p999),
             )?;
         }
-        let ratio = med(s, 3, |f| f.p99) / med(s, 2, |f| f.p99);
+        let ratio = med(s, 4, |f| f.p99) / med(s, 3, |f| f.p99);
+        let one_ratio = med(s, 5, |f| f.p99) / med(s, 3, |f| f.p99);
+        let mapping_ratio = med(s, 4, |f| f.p99) / med(s, 5, |f| f.p99);
         writeln!(
             out,
-            "{:<14} under loss: quic p99 = {ratio:.2}x tcp+tls p99; goal better p99 than TCP: {}",
+            "{:<14} under loss: quic p99 = {ratio:.2}x tcp+tls p99 (quic1 {one_ratio:.2}x), per-call / one-stream p99 = {mapping_ratio:.2}x; goal better p99 than TCP: {}",
             scenario.name,
             if ratio < 1.0 { "met" } else { "MISSED" }
         )?;
@@ -396,8 +421,10 @@ fn loss_comparison(
 }
 
 /// Time from `connect` to the first call's answer, on `connects` fresh connections: each with a
-/// new `ClientTls` (an empty session cache: a full handshake) and each with one shared, warmed
-/// `ClientTls` (TLS 1.3 resumption), interleaved; over TCP+TLS and over QUIC. 0-RTT is off.
+/// new `ClientTls` (an empty session cache: a full handshake), each with one shared, warmed
+/// `ClientTls` (TLS 1.3 resumption), and (QUIC only) each with a shared, warmed `ClientTls` and
+/// the echo method marked for 0-RTT (the call goes in early data), interleaved; over TCP+TLS and
+/// over QUIC.
 fn resumption_comparison(
     out: &mut impl Write,
     servers: &QuicServers,
@@ -405,11 +432,11 @@ fn resumption_comparison(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let request = payload(64);
-    let first_call = |address: Address, tls: ClientTls| {
+    let first_call = |address: Address, tls: ClientTls, quic: QuicOptions| {
         let request = request.clone();
         async move {
             let started = Instant::now();
-            let client = connect_volley(&address, Some(tls)).await;
+            let client = connect_volley_with(&address, Some(tls), quic).await;
             let _: Payload = client.unary(ECHO_ID, &request, CallOptions::default()).await.expect("first call");
             let took = started.elapsed();
             drop(client);
@@ -418,20 +445,35 @@ fn resumption_comparison(
     };
     writeln!(
         out,
-        "\nconnect + first 64 B call, {connects} connections each, medians (full handshake vs resumed session; 0-RTT off)"
+        "\nconnect + first 64 B call, {connects} connections each, medians (full handshake vs resumed session vs 0-RTT)"
     )?;
-    writeln!(out, "{:<12} {:>16} {:>16} {:>8}", "system", "fresh us", "resumed us", "ratio")?;
+    writeln!(
+        out,
+        "{:<12} {:>12} {:>12} {:>12} {:>9} {:>9}",
+        "system", "fresh us", "resumed us", "0-RTT us", "res/fresh", "0rtt/fresh"
+    )?;
+    let early = QuicOptions::new().early_data_for(ECHO_ID);
     for (name, address) in [("volley+tls", &servers.volley_tls), ("volley+quic", &servers.volley_quic)] {
-        let shared = client_tls(&servers.pki);
-        // Warm the shared session cache.
-        runtime.block_on(first_call(address.clone(), shared.clone()));
-        let (mut fresh, mut resumed) = (Vec::new(), Vec::new());
+        let quic = name == "volley+quic";
+        let (shared, shared_early) = (client_tls(&servers.pki), client_tls(&servers.pki));
+        // Warm the shared session caches.
+        runtime.block_on(first_call(address.clone(), shared.clone(), QuicOptions::new()));
+        runtime.block_on(first_call(address.clone(), shared_early.clone(), early.clone()));
+        let (mut fresh, mut resumed, mut zero_rtt) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..connects {
-            fresh.push(runtime.block_on(first_call(address.clone(), client_tls(&servers.pki))));
-            resumed.push(runtime.block_on(first_call(address.clone(), shared.clone())));
+            fresh.push(runtime.block_on(first_call(address.clone(), client_tls(&servers.pki), QuicOptions::new())));
+            resumed.push(runtime.block_on(first_call(address.clone(), shared.clone(), QuicOptions::new())));
+            if quic {
+                zero_rtt.push(runtime.block_on(first_call(address.clone(), shared_early.clone(), early.clone())));
+            }
         }
-        let (fresh, resumed) = (median(fresh), median(resumed));
-        writeln!(out, "{name:<12} {fresh:>16.1} {resumed:>16.1} {:>8.2}", resumed / fresh)?;
+        let (fresh, resumed, zero_rtt) = (median(fresh), median(resumed), median(zero_rtt));
+        writeln!(
+            out,
+            "{name:<12} {fresh:>12.1} {resumed:>12.1} {zero_rtt:>12.1} {:>9.2} {:>9.2}",
+            resumed / fresh,
+            zero_rtt / fresh
+        )?;
     }
     // Connections closing after their first call finish in the background.
     runtime.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });

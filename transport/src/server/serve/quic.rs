@@ -28,7 +28,7 @@ impl Registry {
         let endpoint = endpoint.clone();
         let task = tokio::spawn(async move {
             let timeout = registry.server.config.connection.handshake_timeout;
-            let result = crate::quic::accept(&endpoint, incoming, accepted_at + timeout, timeout).await;
+            let result = crate::quic::accept(&endpoint, incoming, &registry.server.config, accepted_at + timeout, timeout).await;
             let stream = result.map(|stream| Stream::Quic(Box::new(stream)));
             registry.finish_handshake(id, peer, stream, accepted_at);
         });

@@ -1,0 +1,576 @@
+//! The reading half of the per-call mapping: whole frames from any stream, in the order streams
+//! deliver them, appended to the one byte sequence the driver reads. A frame is never
+//! interleaved with another, so the sans-IO core reads exactly what it reads from TCP.
+//!
+//! Three orders the core relies on are kept: the peer's preface and Settings (control stream)
+//! come first; a server hands over calls' Requests in stream order (call ids must increase,
+//! docs/PROTOCOL.md section 6.1); and a chunked frame's chunks are not interleaved with another
+//! chunked frame's (section 5.12). A frame that must wait for one of these stays on its stream,
+//! which is not read further meanwhile; everything else goes at once.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::future::Future;
+use std::io;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+
+use super::error::MappingError;
+use super::wakeups::{ACCEPT_KEY, EARLY_KEY, Wakeups};
+use crate::wire::{Flags, FrameHeader, FrameKind, HEADER_LEN, PREFACE_LEN};
+
+/// Bytes asked of quinn per read at most (64 KiB).
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Whole frames kept for the driver before streams are read further (256 KiB): the driver's
+/// reader drains them; past this, bytes wait in quinn under QUIC flow control.
+const READY_CAP: usize = 256 * 1024;
+
+type Accepting = Pin<Box<dyn Future<Output = Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError>> + Send>>;
+
+/// What the reader asks of the writing half (applied under its lock, after the read pass).
+#[derive(Debug)]
+pub(super) enum Action {
+    /// Server: the call that arrived on a stream, and that stream's sending half.
+    Register(u64, quinn::SendStream),
+    /// The call is over for this side: finish its stream.
+    EndCall(u64),
+    /// Server: a stream closed before naming a call; finish its sending half.
+    Finish(quinn::SendStream),
+    /// Client in 0-RTT: the server accepted (`true`) or refused the early data.
+    EarlyDone(bool),
+}
+
+/// The receiving halves of a connection's streams and the frames ready for the driver.
+pub(super) struct Inbound {
+    connection: quinn::Connection,
+    client: bool,
+    max_frame_size: u32,
+    budget: usize,
+    /// Bytes held in the streams' buffers (incomplete frames and frames waiting their turn).
+    held: usize,
+    wakeups: Arc<Wakeups>,
+    control_key: u64,
+    sources: HashMap<u64, Source>,
+    /// Server: the pending `accept_bi`.
+    accepting: Option<Accepting>,
+    accept_woken: bool,
+    /// Client in 0-RTT: quinn's verdict on the early data, once the handshake is done.
+    early: Option<Pin<Box<quinn::ZeroRttAccepted>>>,
+    early_waker: Waker,
+    /// Server: accept order of the next call stream, and of the stream whose Request goes next.
+    next_index: u64,
+    next_open: u64,
+    /// Server: streams that ended before their Request, skipped by `next_open`.
+    skipped: BTreeSet<u64>,
+    /// The stream whose chunked frame is being handed over.
+    chunk_owner: Option<u64>,
+    /// The control stream's preface and first frame (Settings) were handed over.
+    handshake_done: bool,
+    ready: VecDeque<Bytes>,
+    ready_len: usize,
+    todo: VecDeque<u64>,
+    blocked: Vec<u64>,
+    /// The control stream ended.
+    control_finished: bool,
+    failed: Option<(io::ErrorKind, String)>,
+    /// A mapping error to close the connection with (taken by the stream).
+    pub(super) mapping_error: Option<MappingError>,
+    pub(super) actions: Vec<Action>,
+    woken: Vec<u64>,
+    opened: Vec<(u64, quinn::RecvStream)>,
+}
+
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound")
+            .field("sources", &self.sources.len())
+            .field("held", &self.held)
+            .field("ready_len", &self.ready_len)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Source {
+    recv: quinn::RecvStream,
+    waker: Waker,
+    buf: BytesMut,
+    /// The call the stream carries (`None`: the control stream, or a server's stream before its
+    /// first frame).
+    call: Option<u64>,
+    /// Server: the sending half, until the first frame names the call.
+    send: Option<quinn::SendStream>,
+    /// Server: accept order.
+    index: u64,
+    /// The stream's first frame (whole, or its last chunk) was handed over.
+    opened: bool,
+    preface_left: usize,
+    queued: bool,
+    blocked: bool,
+    /// quinn reported the end of the stream (or its reset).
+    finished: bool,
+    /// A chunked frame is being handed over from this stream: whether it ends the call.
+    run_ends_call: Option<bool>,
+}
+
+impl Source {
+    fn new(recv: quinn::RecvStream, waker: Waker) -> Self {
+        Self {
+            recv,
+            waker,
+            buf: BytesMut::new(),
+            call: None,
+            send: None,
+            index: 0,
+            opened: false,
+            preface_left: 0,
+            queued: true,
+            blocked: false,
+            finished: false,
+            run_ends_call: None,
+        }
+    }
+}
+
+/// What handing over from a stream did.
+enum Handed {
+    One,
+    NeedMore,
+    Wait,
+}
+
+impl Inbound {
+    pub(super) fn new(
+        connection: quinn::Connection,
+        client: bool,
+        control: quinn::RecvStream,
+        max_frame_size: u32,
+        budget: usize,
+        wakeups: Arc<Wakeups>,
+        early: Option<quinn::ZeroRttAccepted>,
+    ) -> Self {
+        let control_key = control.id().index();
+        let mut source = Source::new(control, wakeups.waker_for(control_key));
+        source.preface_left = PREFACE_LEN;
+        source.opened = true;
+        let mut sources = HashMap::new();
+        sources.insert(control_key, source);
+        Self {
+            connection,
+            client,
+            max_frame_size,
+            budget,
+            held: 0,
+            control_key,
+            sources,
+            accepting: None,
+            accept_woken: !client,
+            early: early.map(Box::pin),
+            early_waker: wakeups.waker_for(EARLY_KEY),
+            wakeups,
+            next_index: 0,
+            next_open: 0,
+            skipped: BTreeSet::new(),
+            chunk_owner: None,
+            handshake_done: false,
+            ready: VecDeque::new(),
+            ready_len: 0,
+            todo: VecDeque::from([control_key]),
+            blocked: Vec::new(),
+            control_finished: false,
+            failed: None,
+            mapping_error: None,
+            actions: Vec::new(),
+            woken: Vec::new(),
+            opened: Vec::new(),
+        }
+    }
+
+    /// Whether the control stream was opened in 0-RTT data.
+    pub(super) fn control_is_early(&self) -> bool {
+        self.sources.get(&self.control_key).is_some_and(|source| source.recv.is_0rtt())
+    }
+
+    /// Registers the driver reader's waker, woken when a stream has news.
+    pub(super) fn set_reader(&self, waker: &Waker) {
+        self.wakeups.set_reader(waker);
+    }
+
+    /// Something for the driver: frames, the end, or an error.
+    pub(super) fn has_news(&self) -> bool {
+        !self.ready.is_empty() || self.failed.is_some() || self.at_end()
+    }
+
+    /// The peer finished its control stream and every call stream, and all was handed over.
+    fn at_end(&self) -> bool {
+        self.control_finished && self.ready.is_empty() && self.sources.is_empty()
+    }
+
+    /// Copies ready frames into `copy`, up to `room` bytes, reading streams when none are
+    /// ready; `Ok(0)` at the end, `WouldBlock` when nothing is here.
+    pub(super) fn read_with(&mut self, room: usize, mut copy: impl FnMut(&[u8])) -> io::Result<usize> {
+        if self.ready.is_empty() {
+            self.pump();
+        }
+        let mut read = 0;
+        while read < room {
+            let Some(front) = self.ready.front_mut() else { break };
+            let n = front.len().min(room - read);
+            copy(&front.split_to(n));
+            read += n;
+            self.ready_len -= n;
+            if front.is_empty() {
+                self.ready.pop_front();
+            }
+        }
+        if read > 0 {
+            return Ok(read);
+        }
+        if let Some((kind, message)) = &self.failed {
+            return Err(io::Error::new(*kind, message.clone()));
+        }
+        if self.at_end() {
+            return Ok(0);
+        }
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
+    /// Reads the streams quinn woke (and new ones) into whole frames for the driver, until
+    /// [`READY_CAP`] bytes are ready or nothing more is there.
+    pub(super) fn pump(&mut self) {
+        if self.failed.is_some() {
+            return;
+        }
+        let (mut woken, mut opened) = (std::mem::take(&mut self.woken), std::mem::take(&mut self.opened));
+        self.wakeups.take(&mut woken, &mut opened);
+        for key in woken.drain(..) {
+            match key {
+                ACCEPT_KEY => self.accept_woken = true,
+                // Polled below on every pass while pending.
+                EARLY_KEY => {}
+                key => self.queue(key),
+            }
+        }
+        if let Some(early) = &mut self.early
+            && let Poll::Ready(accepted) = early.as_mut().poll(&mut Context::from_waker(&self.early_waker))
+        {
+            self.early = None;
+            self.actions.push(Action::EarlyDone(accepted));
+        }
+        for (call, recv) in opened.drain(..) {
+            let key = recv.id().index();
+            let mut source = Source::new(recv, self.wakeups.waker_for(key));
+            source.call = Some(call);
+            source.opened = true;
+            self.sources.insert(key, source);
+            self.todo.push_back(key);
+        }
+        (self.woken, self.opened) = (woken, opened);
+        if self.accept_woken {
+            self.accept();
+        }
+        while self.ready_len < READY_CAP && self.failed.is_none() {
+            let Some(key) = self.todo.pop_front() else { break };
+            if let Some(source) = self.sources.get_mut(&key) {
+                source.queued = false;
+                if let Err(err) = self.service(key) {
+                    self.fail_mapping(err);
+                }
+            }
+        }
+    }
+
+    fn queue(&mut self, key: u64) {
+        if let Some(source) = self.sources.get_mut(&key)
+            && !source.queued
+            && !source.blocked
+        {
+            source.queued = true;
+            self.todo.push_back(key);
+        }
+    }
+
+    /// Blocked streams may go on (an order they waited for moved).
+    fn unblock(&mut self) {
+        for key in std::mem::take(&mut self.blocked) {
+            if let Some(source) = self.sources.get_mut(&key) {
+                source.blocked = false;
+                source.queued = true;
+                self.todo.push_back(key);
+            }
+        }
+    }
+
+    fn fail_mapping(&mut self, err: MappingError) {
+        self.failed = Some((io::ErrorKind::InvalidData, err.to_string()));
+        self.mapping_error = Some(err);
+    }
+
+    /// Server: takes the streams the client opened, in order.
+    fn accept(&mut self) {
+        self.accept_woken = false;
+        let waker = self.wakeups.waker_for(ACCEPT_KEY);
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            let accepting = self.accepting.get_or_insert_with(|| {
+                let connection = self.connection.clone();
+                Box::pin(async move { connection.accept_bi().await })
+            });
+            let Poll::Ready(result) = accepting.as_mut().poll(&mut cx) else {
+                return;
+            };
+            self.accepting = None;
+            let Ok((send, recv)) = result else {
+                // The connection ended: the control stream reports it.
+                return;
+            };
+            let key = recv.id().index();
+            let mut source = Source::new(recv, self.wakeups.waker_for(key));
+            source.send = Some(send);
+            source.index = self.next_index;
+            self.next_index += 1;
+            self.sources.insert(key, source);
+            self.todo.push_back(key);
+        }
+    }
+
+    /// Hands over what stream `key` has and reads it until quinn has nothing more, the stream
+    /// must wait its turn, or enough is ready.
+    fn service(&mut self, key: u64) -> Result<(), MappingError> {
+        loop {
+            match self.hand_over(key)? {
+                Handed::One => continue,
+                Handed::Wait => {
+                    if let Some(source) = self.sources.get_mut(&key) {
+                        source.blocked = true;
+                        self.blocked.push(key);
+                    }
+                    return Ok(());
+                }
+                Handed::NeedMore => {}
+            }
+            let Some(source) = self.sources.get_mut(&key) else { return Ok(()) };
+            if source.finished {
+                self.end_of_stream(key)?;
+                return Ok(());
+            }
+            if self.ready_len >= READY_CAP {
+                source.queued = true;
+                self.todo.push_front(key);
+                return Ok(());
+            }
+            let mut cx = Context::from_waker(&source.waker);
+            let read = pin!(source.recv.read_chunk(READ_CHUNK, true)).poll(&mut cx);
+            match read {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(Ok(Some(chunk))) => {
+                    source.buf.extend_from_slice(&chunk.bytes);
+                    self.held += chunk.bytes.len();
+                    if self.held > self.budget {
+                        return Err(MappingError::PartialFramesOverBudget {
+                            held: self.held,
+                            budget: self.budget,
+                        });
+                    }
+                }
+                Poll::Ready(Ok(None)) => source.finished = true,
+                Poll::Ready(Err(quinn::ReadError::ConnectionLost(err))) => {
+                    let kind = match err {
+                        quinn::ConnectionError::TimedOut => io::ErrorKind::TimedOut,
+                        _ => io::ErrorKind::ConnectionReset,
+                    };
+                    self.failed = Some((kind, format!("QUIC: {err}")));
+                    return Ok(());
+                }
+                // Opened in 0-RTT data the server refused: its replacement comes with the resend.
+                Poll::Ready(Err(quinn::ReadError::ZeroRttRejected)) => {
+                    let held = source.buf.len();
+                    self.held -= held;
+                    self.sources.remove(&key);
+                    return Ok(());
+                }
+                Poll::Ready(Err(_)) if key == self.control_key => return Err(MappingError::ControlStreamReset),
+                // A reset call stream: what it held of an unfinished frame is dropped.
+                Poll::Ready(Err(_)) => source.finished = true,
+            }
+        }
+    }
+
+    /// Hands over the preface bytes or the whole frame at the head of stream `key`'s buffer,
+    /// if its turn has come.
+    fn hand_over(&mut self, key: u64) -> Result<Handed, MappingError> {
+        let control = key == self.control_key;
+        let Some(source) = self.sources.get_mut(&key) else {
+            return Ok(Handed::NeedMore);
+        };
+        if source.preface_left > 0 {
+            let n = source.buf.len().min(source.preface_left);
+            if n == 0 {
+                return Ok(Handed::NeedMore);
+            }
+            source.preface_left -= n;
+            let bytes = source.buf.split_to(n).freeze();
+            self.held -= n;
+            self.ready_len += n;
+            self.ready.push_back(bytes);
+            return Ok(Handed::One);
+        }
+        if source.buf.len() < HEADER_LEN {
+            return Ok(Handed::NeedMore);
+        }
+        let raw: &[u8; HEADER_LEN] = source.buf[..HEADER_LEN].try_into().expect("length checked above");
+        let stream = source.recv.id().into();
+        let header = FrameHeader::decode(raw, self.max_frame_size).map_err(|error| MappingError::Frame { stream, error })?;
+        let call = header.call_id.0;
+        if control {
+            if call != 0 {
+                return Err(MappingError::CallFrameOnControlStream { kind: header.kind, call });
+            }
+        } else {
+            match source.call {
+                Some(stream_call) if stream_call != call => {
+                    return Err(MappingError::WrongCallOnStream {
+                        kind: header.kind,
+                        call,
+                        stream_call,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    if !matches!(header.kind, FrameKind::Request | FrameKind::Chunk) {
+                        return Err(MappingError::StreamWithoutRequest { stream, kind: header.kind });
+                    }
+                    if call == 0 {
+                        return Err(MappingError::WrongCallOnStream {
+                            kind: header.kind,
+                            call,
+                            stream_call: 0,
+                        });
+                    }
+                    source.call = Some(call);
+                    if let Some(send) = source.send.take() {
+                        self.actions.push(Action::Register(call, send));
+                    }
+                }
+            }
+        }
+        let len = HEADER_LEN + header.len as usize;
+        if source.buf.len() < len {
+            return Ok(Handed::NeedMore);
+        }
+        // Its turn: after the peer's Settings; a server's new call after the calls before it;
+        // a chunk after the chunked frame being handed over.
+        let waits = (!control && !self.handshake_done)
+            || (!self.client && !source.opened && source.index != self.next_open)
+            || (header.kind == FrameKind::Chunk && self.chunk_owner.is_some_and(|owner| owner != key));
+        if waits {
+            return Ok(Handed::Wait);
+        }
+        let frame = source.buf.split_to(len).freeze();
+        self.held -= len;
+        let mut ends_call = ends_call(header.kind, header.flags);
+        let mut moved = false;
+        if header.kind == FrameKind::Chunk {
+            if source.run_ends_call.is_none() {
+                // The first chunk carries the chunked frame's own header; the core checks it.
+                let inner = frame.get(HEADER_LEN + 4..HEADER_LEN + 6);
+                source.run_ends_call =
+                    Some(inner.is_some_and(|inner| FrameKind::from_u8(inner[0]).is_ok_and(|kind| ends_call_by(kind, Flags(inner[1])))));
+            }
+            if header.flags.contains(Flags::MORE) {
+                self.chunk_owner = Some(key);
+            } else {
+                ends_call = source.run_ends_call.take().unwrap_or(false);
+                self.chunk_owner = None;
+                moved = true;
+            }
+        }
+        let run_open = source.run_ends_call.is_some();
+        if !source.opened && !run_open {
+            source.opened = true;
+            self.next_open += 1;
+            while self.skipped.remove(&self.next_open) {
+                self.next_open += 1;
+            }
+            moved = true;
+        }
+        if self.client && ends_call {
+            self.actions.push(Action::EndCall(call));
+        }
+        self.ready_len += frame.len();
+        self.ready.push_back(frame);
+        if control && !self.handshake_done {
+            self.handshake_done = true;
+            moved = true;
+        }
+        if moved {
+            self.unblock();
+        }
+        Ok(Handed::One)
+    }
+
+    /// Client: the server refused the 0-RTT data, so no stream opened early exists for it; reads
+    /// start again on the control stream `control` opened for the resend.
+    pub(super) fn restart(&mut self, control: quinn::RecvStream) {
+        self.sources.clear();
+        self.held = 0;
+        self.todo.clear();
+        self.blocked.clear();
+        self.chunk_owner = None;
+        self.handshake_done = false;
+        self.control_key = control.id().index();
+        let mut source = Source::new(control, self.wakeups.waker_for(self.control_key));
+        source.preface_left = PREFACE_LEN;
+        source.opened = true;
+        self.sources.insert(self.control_key, source);
+        self.todo.push_back(self.control_key);
+    }
+
+    /// Stream `key` ended and everything whole on it was handed over.
+    fn end_of_stream(&mut self, key: u64) -> Result<(), MappingError> {
+        let Some(source) = self.sources.remove(&key) else { return Ok(()) };
+        self.held -= source.buf.len();
+        if key == self.control_key {
+            self.control_finished = true;
+            return Ok(());
+        }
+        if self.chunk_owner == Some(key) {
+            // Left half-chunked: the core's partial-frame timeout ends the connection.
+            self.chunk_owner = None;
+            self.unblock();
+        }
+        if self.client {
+            return Ok(());
+        }
+        // Server: the client finished its half, so the call is over for it; finish ours.
+        match (source.call, source.send) {
+            (_, Some(send)) => self.actions.push(Action::Finish(send)),
+            (Some(call), None) => self.actions.push(Action::EndCall(call)),
+            (None, None) => {}
+        }
+        if !source.opened {
+            if source.index == self.next_open {
+                self.next_open += 1;
+                while self.skipped.remove(&self.next_open) {
+                    self.next_open += 1;
+                }
+                self.unblock();
+            } else {
+                self.skipped.insert(source.index);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a frame the server sent ends the call for the client: a Status, or a Response with
+/// `END_STREAM`.
+fn ends_call(kind: FrameKind, flags: Flags) -> bool {
+    kind != FrameKind::Chunk && ends_call_by(kind, flags)
+}
+
+fn ends_call_by(kind: FrameKind, flags: Flags) -> bool {
+    kind == FrameKind::Status || (kind == FrameKind::Response && flags.contains(Flags::END_STREAM))
+}

@@ -1,0 +1,102 @@
+//! Which of a connection's QUIC streams have news for the reader: each stream is polled with a
+//! waker of its own, which notes the stream and wakes the reader, so a read pass polls only the
+//! streams quinn woke instead of every open stream.
+
+use std::sync::Arc;
+use std::task::{Wake, Waker};
+
+use crate::sync::{Mutex, lock};
+
+/// Key of the server's pending `accept_bi` in [`Wakeups`] (stream keys are QUIC stream ids,
+/// which stay below 2^62).
+pub(super) const ACCEPT_KEY: u64 = u64::MAX;
+
+/// Key of a client's pending 0-RTT outcome in [`Wakeups`].
+pub(super) const EARLY_KEY: u64 = u64::MAX - 1;
+
+/// Shared by the reader, the writer (which hands over the streams it opens) and quinn's wakers.
+#[derive(Debug, Default)]
+pub(super) struct Wakeups {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Streams woken since the reader last looked (duplicates allowed).
+    woken: Vec<u64>,
+    /// Streams the client's writer opened for a call, with that call's id, for the reader.
+    opened: Vec<(u64, quinn::RecvStream)>,
+    /// The reader's waker, from its last `poll_read_ready`.
+    reader: Option<Waker>,
+}
+
+impl Wakeups {
+    /// A waker that notes `key` and wakes the reader.
+    pub(super) fn waker_for(self: &Arc<Self>, key: u64) -> Waker {
+        Waker::from(Arc::new(StreamWaker {
+            key,
+            wakeups: self.clone(),
+        }))
+    }
+
+    /// Registers the reader's waker.
+    pub(super) fn set_reader(&self, waker: &Waker) {
+        let mut state = lock(&self.state);
+        match &mut state.reader {
+            Some(old) if old.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+    }
+
+    /// Hands the receiving half of a stream the writer opened for `call` to the reader.
+    pub(super) fn opened(&self, call: u64, recv: quinn::RecvStream) {
+        let reader = {
+            let mut state = lock(&self.state);
+            state.opened.push((call, recv));
+            state.reader.clone()
+        };
+        if let Some(reader) = reader {
+            reader.wake();
+        }
+    }
+
+    /// Forgets the streams opened and not yet taken (0-RTT refused: they are gone).
+    pub(super) fn discard_opened(&self) {
+        lock(&self.state).opened.clear();
+    }
+
+    /// Takes the woken keys and the opened streams.
+    pub(super) fn take(&self, woken: &mut Vec<u64>, opened: &mut Vec<(u64, quinn::RecvStream)>) {
+        let mut state = lock(&self.state);
+        woken.append(&mut state.woken);
+        opened.append(&mut state.opened);
+    }
+
+    fn wake(&self, key: u64) {
+        let reader = {
+            let mut state = lock(&self.state);
+            state.woken.push(key);
+            state.reader.clone()
+        };
+        // Woken outside the lock: the reader may run at once and take it.
+        if let Some(reader) = reader {
+            reader.wake();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct StreamWaker {
+    key: u64,
+    wakeups: Arc<Wakeups>,
+}
+
+impl Wake for StreamWaker {
+    fn wake(self: Arc<Self>) {
+        self.wakeups.wake(self.key);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakeups.wake(self.key);
+    }
+}
