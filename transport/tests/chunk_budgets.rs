@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use volley::protocol::{Connection, ConnectionConfig, ConnectionError, ConnectionErrorReason, Event, Role};
-use volley::wire::{CallHead, CallId, Chunk, Frame, MAX_CHUNKS_PER_FRAME, MIN_CHUNK_PAYLOAD, WireError, decode_frame};
+use volley::wire::{
+    CallHead, CallId, Chunk, ChunkAck, Decoded, Frame, FrameKind, MAX_CHUNKS_PER_FRAME, MIN_CHUNK_PAYLOAD, WireError, decode_unit,
+};
 use volley::{Code, MethodId};
 
 /// A server connection fed by hand, and the bytes it sent back.
@@ -71,11 +73,32 @@ impl Server {
         std::iter::from_fn(|| self.conn.poll_event()).collect()
     }
 
-    /// Every frame the server has queued to send.
+    /// Every frame the server has queued to send (ChunkAck frames aside: [`Server::chunk_acks`]).
     fn sent(&mut self) -> Vec<Frame> {
+        self.sent_units()
+            .into_iter()
+            .filter_map(|unit| match unit {
+                Decoded::Frame(frame) => Some(frame),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The counts of the ChunkAck frames the server has queued to send.
+    fn chunk_acks(&mut self) -> Vec<u32> {
+        self.sent_units()
+            .into_iter()
+            .filter_map(|unit| match unit {
+                Decoded::ChunkAck(taken) => Some(taken),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn sent_units(&mut self) -> Vec<Decoded> {
         let mut out = BytesMut::new();
         self.conn.poll_transmit(&mut out);
-        std::iter::from_fn(|| decode_frame(&mut out, u32::MAX).unwrap()).collect()
+        std::iter::from_fn(|| decode_unit(&mut out, u32::MAX).unwrap()).collect()
     }
 
     fn goaway_reason(&mut self) -> String {
@@ -242,4 +265,66 @@ fn the_rest_of_a_chunked_message_for_a_call_that_ended_meanwhile_is_dropped_quie
     // The connection goes on: a new call is served.
     server.receive_chunked(&request(3, Some(Bytes::from(vec![1u8; 100_000])), true), 65_536, None);
     assert!(matches!(&server.events()[..], [Event::Request { call_id: CallId(3), .. }]));
+}
+
+#[test]
+fn the_receiver_acknowledges_every_chunk_byte_it_took_in_one_chunk_ack_per_read() {
+    let mut server = Server::new(ConnectionConfig::default().receive_chunks(true));
+    let request = request(1, Some(Bytes::from(vec![3u8; 300_000])), true);
+    let mut whole = BytesMut::new();
+    request.encode(&mut whole);
+    server.receive_chunked(&request, 65_536, None);
+    assert!(server.error.is_none(), "{:?}", server.error);
+    assert_eq!(
+        server.chunk_acks(),
+        [whole.len() as u32],
+        "one ChunkAck for the read, every byte counted"
+    );
+    assert!(server.chunk_acks().is_empty(), "nothing acknowledged twice");
+    // Half a frame in one read, the rest in another: two acknowledgements that add up.
+    server.receive_chunked(&message(1, 200_000), 65_536, Some(2));
+    assert_eq!(server.chunk_acks(), [2 * 65_536]);
+}
+
+#[test]
+fn a_receiver_that_announced_version_1_reassembles_without_acknowledging() {
+    let mut config = ConnectionConfig::default();
+    config.settings.receive_chunks = 1;
+    let mut server = Server::new(config);
+    server.receive_chunked(&request(1, Some(Bytes::from(vec![3u8; 100_000])), true), 65_536, None);
+    assert!(server.error.is_none(), "{:?}", server.error);
+    assert!(matches!(&server.events()[..], [Event::Request { .. }]));
+    assert!(server.chunk_acks().is_empty());
+}
+
+#[test]
+fn a_flood_of_chunk_acks_spends_the_small_frame_budget_and_closes_the_connection() {
+    let mut server = Server::new(ConnectionConfig::default());
+    let mut wire = BytesMut::new();
+    for _ in 0..20_000 {
+        wire.extend_from_slice(&ChunkAck { taken: 1 }.encode());
+    }
+    server.receive(wire);
+    let err = server.error.clone().expect("the connection failed");
+    assert_eq!(err.reason, ConnectionErrorReason::TooManySmallFrames);
+    assert_eq!(err.code, Code::ResourceExhausted);
+    let _ = server.goaway_reason();
+}
+
+#[test]
+fn a_chunk_ack_on_a_call_or_of_zero_bytes_closes_the_connection() {
+    for (call, taken, expected) in [
+        (1u8, 5u32, WireError::ControlFrameOnCall(FrameKind::ChunkAck)),
+        (0, 0, WireError::ZeroCredit),
+    ] {
+        let mut server = Server::new(ConnectionConfig::default());
+        let mut frame = ChunkAck { taken: 1 }.encode();
+        frame[8] = call;
+        frame[16..].copy_from_slice(&taken.to_le_bytes());
+        server.receive(BytesMut::from(&frame[..]));
+        assert_eq!(
+            server.error.as_ref().map(|e| e.reason.clone()),
+            Some(ConnectionErrorReason::Wire(expected))
+        );
+    }
 }

@@ -107,8 +107,11 @@ pub struct ConnectionConfig {
 impl Default for ConnectionConfig {
     fn default() -> Self {
         Self {
-            // Chunk reassembly is not announced: see `ConnectionConfig::receive_chunks`.
-            settings: Settings::default(),
+            // Chunk reassembly is announced: see `ConnectionConfig::receive_chunks`.
+            settings: Settings {
+                receive_chunks: crate::wire::RECEIVE_CHUNKS_ACKED,
+                ..Settings::default()
+            },
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             partial_frame_timeout: DEFAULT_PARTIAL_FRAME_TIMEOUT,
             keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
@@ -126,21 +129,23 @@ impl ConnectionConfig {
     /// Announces (or not) that this side puts chunked frames back together
     /// (`RECEIVE_CHUNKS`, docs/PROTOCOL.md section 5.12), so that a peer cuts its frames over
     /// 64 KiB into chunks and sends the frames of other calls between them: a 64-byte call then
-    /// no longer waits behind a 16 MiB message on the same connection. Off by default: putting a
-    /// frame back together copies each of its bytes once more, which took 28-31 % off 1 MiB
-    /// one-way throughput (docs/BENCHMARKS.md, "Chunking off by default"). Turn it on, on both
-    /// sides, for connections that carry bulk messages beside latency-critical calls.
+    /// no longer waits behind a 16 MiB message on the same connection. On by default: the
+    /// reassembly copies each byte once, as a whole frame's growing buffer does, so large
+    /// messages lose nothing measurable (docs/BENCHMARKS.md, "Zero-copy reassembly"). Turn it
+    /// off to receive every frame whole (a peer then never chunks what it sends to us). On, it
+    /// announces 2: this side also acknowledges the chunk bytes it takes (ChunkAck), so a peer's
+    /// writer keeps at most a window of them on the wire.
     ///
     /// ```
     /// use volley::protocol::ConnectionConfig;
     ///
-    /// let config = ConnectionConfig::default().receive_chunks(true);
-    /// assert_eq!(config.settings.receive_chunks, 1);
-    /// assert_eq!(ConnectionConfig::default().settings.receive_chunks, 0);
+    /// assert_eq!(ConnectionConfig::default().settings.receive_chunks, 2);
+    /// let config = ConnectionConfig::default().receive_chunks(false);
+    /// assert_eq!(config.settings.receive_chunks, 0);
     /// ```
     #[must_use]
     pub fn receive_chunks(mut self, on: bool) -> Self {
-        self.settings.receive_chunks = u32::from(on);
+        self.settings.receive_chunks = if on { crate::wire::RECEIVE_CHUNKS_ACKED } else { 0 };
         self
     }
 }

@@ -3,7 +3,7 @@
 use bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::{CallId, Chunk, Flags, Frame, FrameHeader, FrameKind, HEADER_LEN, WireError};
+use super::{CallId, Chunk, ChunkAck, Flags, Frame, FrameHeader, FrameKind, HEADER_LEN, WireError};
 
 /// The least buffer the decoder asks for at a time while a large frame arrives. Each step asks
 /// for at most as much again as the buffer already holds (and at least this), so memory grows
@@ -23,7 +23,7 @@ pub fn decode_frame(src: &mut BytesMut, max_frame_size: u32) -> Result<Option<Fr
     match decode_unit(src, max_frame_size)? {
         None => Ok(None),
         Some(Decoded::Frame(frame)) => Ok(Some(frame)),
-        Some(Decoded::Chunk(_)) => Err(WireError::ChunkNotAnnounced),
+        Some(Decoded::Chunk(_) | Decoded::ChunkAck(_)) => Err(WireError::ChunkNotAnnounced),
     }
 }
 
@@ -35,6 +35,8 @@ pub enum Decoded {
     /// A Chunk frame, for a receiver that announced `RECEIVE_CHUNKS` to put back together
     /// (docs/PROTOCOL.md section 5.12).
     Chunk(Chunk),
+    /// A ChunkAck frame: chunk bytes the peer has taken (docs/PROTOCOL.md section 5.12).
+    ChunkAck(u32),
 }
 
 /// [`decode_frame`] for a receiver that takes Chunk frames: a Chunk comes back as its piece,
@@ -54,6 +56,9 @@ pub fn decode_unit(src: &mut BytesMut, max_frame_size: u32) -> Result<Option<Dec
     // off and dropped.
     src.advance(HEADER_LEN);
     let payload = src.split_to(header.len as usize).freeze();
+    if header.kind == FrameKind::ChunkAck {
+        return ChunkAck::decode_payload(&payload).map(|taken| Some(Decoded::ChunkAck(taken)));
+    }
     if header.kind == FrameKind::Chunk {
         return Ok(Some(Decoded::Chunk(Chunk {
             call_id: header.call_id,

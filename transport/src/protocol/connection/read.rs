@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use super::{Connection, PartialFrame, Phase};
 use crate::protocol::CallRecord;
 use crate::protocol::ConnectionError;
-use crate::wire::{PREFACE_LEN, WireError, decode_frame, is_tls_record_start};
+use crate::wire::{PREFACE_LEN, WireError, is_tls_record_start};
 
 /// What one [`Connection::handle_read`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -63,13 +63,15 @@ impl<X: CallRecord> Connection<X> {
             self.handle_preface(&raw)?;
         }
         let max_frame_size = self.config.settings.max_frame_size;
-        let chunks = self.config.settings.accepts_chunks();
+        let receive_chunks = self.config.settings.receive_chunks;
         while progress.frames < max_frames {
-            let decoded = if chunks {
-                self.chunks.decode_frame(buf, max_frame_size)
-            } else {
-                decode_frame(buf, max_frame_size)
-            };
+            // Chunk frames, and the ChunkAck frames a peer sends for ours (section 5.12).
+            let decoded = self.chunks.decode_announced(buf, max_frame_size, receive_chunks);
+            for _ in 0..self.chunks.take_ack_frames() {
+                if let Err(err) = self.charge_cheap_frame(now) {
+                    self.fail(err)?;
+                }
+            }
             match decoded {
                 Ok(Some(frame)) => {
                     progress.frames += 1;
@@ -87,6 +89,12 @@ impl<X: CallRecord> Connection<X> {
         }
         progress.more = !buf.is_empty();
         Ok(progress)
+    }
+
+    /// Chunk bytes the peer acknowledged (ChunkAck, docs/PROTOCOL.md section 5.12) since the
+    /// last call: the driver's writer opens its chunk window by that much.
+    pub fn take_chunk_acks(&mut self) -> u64 {
+        self.chunks.take_acked()
     }
 
     /// After a read: whether a frame is left partly received, for the partial-frame timeout.
