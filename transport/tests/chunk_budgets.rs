@@ -298,6 +298,23 @@ fn a_receiver_that_announced_version_1_reassembles_without_acknowledging() {
 }
 
 #[test]
+fn acknowledgements_of_chunk_bytes_we_sent_are_free_and_no_more_than_were_sent_count() {
+    let mut server = Server::new(ConnectionConfig::default());
+    let sent = 20_000u64 * 65_536;
+    server.conn.note_chunks_sent(sent);
+    let mut wire = BytesMut::new();
+    for _ in 0..20_000 {
+        wire.extend_from_slice(&ChunkAck { taken: 65_536 }.encode());
+    }
+    server.receive(wire);
+    assert!(server.error.is_none(), "{:?}", server.error);
+    assert_eq!(server.conn.take_chunk_acks(), sent);
+    // One more acknowledges nothing that is outstanding: it opens nothing.
+    server.receive(BytesMut::from(&ChunkAck { taken: 65_536 }.encode()[..]));
+    assert_eq!(server.conn.take_chunk_acks(), 0);
+}
+
+#[test]
 fn a_flood_of_chunk_acks_spends_the_small_frame_budget_and_closes_the_connection() {
     let mut server = Server::new(ConnectionConfig::default());
     let mut wire = BytesMut::new();

@@ -184,12 +184,15 @@ async fn take_window(
         .wait_for_room(*sent, payload(first), window, shared.write_stall_timeout)
         .await
         .map_err(|_| Failed::Stalled)?;
-    let mut last = first;
+    let (mut last, mut taken) = (first, 0);
     while last < most && (last == first || payload(last) <= room) {
         room = room.saturating_sub(payload(last));
-        *sent += payload(last) as u64;
+        taken += payload(last);
         last += 1;
     }
+    *sent += taken as u64;
+    // Before the write: the peer's acknowledgement of these bytes may come right after it.
+    shared.lock_state().proto.note_chunks_sent(taken as u64);
     Ok(last)
 }
 

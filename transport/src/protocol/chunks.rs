@@ -35,8 +35,12 @@ pub struct Reassembly {
     to_ack: u64,
     /// Chunk payload bytes the peer acknowledged (ChunkAck) since [`Reassembly::take_acked`].
     acked: u64,
-    /// ChunkAck frames received since [`Reassembly::take_ack_frames`], for the small-frame
-    /// budget.
+    /// Chunk payload bytes our writer sent and the peer has not acknowledged yet
+    /// ([`Reassembly::note_sent`]).
+    outstanding: u64,
+    /// ChunkAck frames received since [`Reassembly::take_ack_frames`] that acknowledged more
+    /// than was outstanding: charged to the small-frame budget. Acknowledgements of bytes we
+    /// sent are free (a peer acknowledging what it was sent does its job).
     ack_frames: u32,
 }
 
@@ -122,8 +126,13 @@ impl Reassembly {
                         Ok(Some(frame))
                     }
                     Some(Decoded::ChunkAck(taken)) => {
-                        self.acked = self.acked.saturating_add(u64::from(taken));
-                        self.ack_frames = self.ack_frames.saturating_add(1);
+                        let taken = u64::from(taken);
+                        if taken > self.outstanding {
+                            self.ack_frames = self.ack_frames.saturating_add(1);
+                        }
+                        let taken = taken.min(self.outstanding);
+                        self.outstanding -= taken;
+                        self.acked += taken;
                         continue;
                     }
                     // The header said otherwise; never reached.
@@ -159,12 +168,19 @@ impl Reassembly {
         (taken != 0).then_some(ChunkAck { taken })
     }
 
-    /// Chunk bytes the peer acknowledged since the last call.
+    /// Chunk bytes the peer acknowledged since the last call, no more than were sent
+    /// ([`Reassembly::note_sent`]).
     pub fn take_acked(&mut self) -> u64 {
         std::mem::take(&mut self.acked)
     }
 
-    /// ChunkAck frames received since the last call.
+    /// Our writer is sending `bytes` more chunk payload bytes, which the peer will acknowledge.
+    pub fn note_sent(&mut self, bytes: u64) {
+        self.outstanding = self.outstanding.saturating_add(bytes);
+    }
+
+    /// ChunkAck frames received since the last call that acknowledged more than was
+    /// outstanding (for the small-frame budget).
     pub fn take_ack_frames(&mut self) -> u32 {
         std::mem::take(&mut self.ack_frames)
     }

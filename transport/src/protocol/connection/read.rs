@@ -97,6 +97,12 @@ impl<X: CallRecord> Connection<X> {
         self.chunks.take_acked()
     }
 
+    /// The driver's writer is sending `bytes` more chunk payload bytes to a peer that
+    /// acknowledges them: its ChunkAck frames for them are free of the small-frame budget.
+    pub fn note_chunks_sent(&mut self, bytes: u64) {
+        self.chunks.note_sent(bytes);
+    }
+
     /// After a read: whether a frame is left partly received, for the partial-frame timeout.
     fn note_partial_frame(&mut self, partial: bool, now: Instant) {
         self.partial_frame = match (partial, self.partial_frame) {
