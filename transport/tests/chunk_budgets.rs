@@ -27,7 +27,7 @@ impl Server {
             now,
             error: None,
         };
-        let mut client = Connection::new(Role::Client, ConnectionConfig::default().receive_chunks(true), now);
+        let mut client = Connection::new(Role::Client, ConnectionConfig::default().acknowledge_chunks(true), now);
         let mut hello = BytesMut::new();
         client.poll_transmit(&mut hello);
         server.receive(hello);
@@ -134,7 +134,7 @@ fn message(call: u64, len: usize) -> Frame {
 
 #[test]
 fn a_chunked_request_is_handled_as_if_it_came_whole() {
-    let mut server = Server::new(ConnectionConfig::default().receive_chunks(true));
+    let mut server = Server::new(ConnectionConfig::default().acknowledge_chunks(true));
     let payload = Bytes::from((0..300_000).map(|i| i as u8).collect::<Vec<u8>>());
     server.receive_chunked(&request(1, Some(payload.clone()), true), 65_536, None);
     assert!(server.error.is_none(), "{:?}", server.error);
@@ -147,7 +147,7 @@ fn a_chunked_request_is_handled_as_if_it_came_whole() {
 
 #[test]
 fn a_frame_cut_into_too_many_chunks_closes_the_connection_with_a_goaway_naming_the_cap() {
-    let mut server = Server::new(ConnectionConfig::default().receive_chunks(true));
+    let mut server = Server::new(ConnectionConfig::default().acknowledge_chunks(true));
     server.receive_frame(&request(1, None, false));
     let len = (MAX_CHUNKS_PER_FRAME as usize + 1) * MIN_CHUNK_PAYLOAD;
     server.receive_chunked(&message(1, len), MIN_CHUNK_PAYLOAD, None);
@@ -162,7 +162,7 @@ fn a_frame_cut_into_too_many_chunks_closes_the_connection_with_a_goaway_naming_t
 
 #[test]
 fn tiny_chunks_are_refused_so_a_peer_cannot_buy_per_chunk_work_cheaply() {
-    let mut server = Server::new(ConnectionConfig::default().receive_chunks(true));
+    let mut server = Server::new(ConnectionConfig::default().acknowledge_chunks(true));
     server.receive_frame(&request(1, None, false));
     server.receive_chunked(&message(1, 10_000), 16, None);
     assert_eq!(
@@ -174,7 +174,7 @@ fn tiny_chunks_are_refused_so_a_peer_cannot_buy_per_chunk_work_cheaply() {
 
 #[test]
 fn a_chunked_frame_over_the_max_frame_size_is_refused_at_its_first_chunk() {
-    let mut config = ConnectionConfig::default().receive_chunks(true);
+    let mut config = ConnectionConfig::default().acknowledge_chunks(true);
     config.settings.max_frame_size = 64 * 1024;
     let mut server = Server::new(config);
     server.receive_frame(&request(1, None, false));
@@ -191,7 +191,7 @@ fn a_chunked_frame_over_the_max_frame_size_is_refused_at_its_first_chunk() {
 
 #[test]
 fn a_chunked_message_over_the_receive_window_resets_the_call_as_a_whole_one_would() {
-    let mut config = ConnectionConfig::default().receive_chunks(true);
+    let mut config = ConnectionConfig::default().acknowledge_chunks(true);
     config.settings.initial_call_window = 100_000;
     let mut server = Server::new(config);
     server.receive_frame(&request(1, None, false));
@@ -227,7 +227,7 @@ fn chunks_to_a_side_that_did_not_announce_them_close_the_connection() {
 
 #[test]
 fn a_chunked_frame_left_half_sent_ends_the_connection_at_the_partial_frame_timeout() {
-    let mut server = Server::new(ConnectionConfig::default().receive_chunks(true));
+    let mut server = Server::new(ConnectionConfig::default().acknowledge_chunks(true));
     server.receive_frame(&request(1, None, false));
     server.receive_chunked(&message(1, 200_000), 65_536, Some(2));
     assert!(server.error.is_none());
@@ -241,7 +241,7 @@ fn a_chunked_frame_left_half_sent_ends_the_connection_at_the_partial_frame_timeo
 
 #[test]
 fn the_rest_of_a_chunked_message_for_a_call_that_ended_meanwhile_is_dropped_quietly() {
-    let mut server = Server::new(ConnectionConfig::default().receive_chunks(true));
+    let mut server = Server::new(ConnectionConfig::default().acknowledge_chunks(true));
     server.receive_frame(&request(1, None, false));
     let _ = server.events();
     server.receive_chunked(&message(1, 200_000), 65_536, Some(1));
@@ -269,7 +269,7 @@ fn the_rest_of_a_chunked_message_for_a_call_that_ended_meanwhile_is_dropped_quie
 
 #[test]
 fn the_receiver_acknowledges_every_chunk_byte_it_took_in_one_chunk_ack_per_read() {
-    let mut server = Server::new(ConnectionConfig::default().receive_chunks(true));
+    let mut server = Server::new(ConnectionConfig::default().acknowledge_chunks(true));
     let request = request(1, Some(Bytes::from(vec![3u8; 300_000])), true);
     let mut whole = BytesMut::new();
     request.encode(&mut whole);

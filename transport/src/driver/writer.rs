@@ -13,7 +13,7 @@ use super::write_queue::MAX_IOVECS;
 use crate::net::Stream;
 use crate::stats::Stats;
 use crate::status::Status;
-use crate::wire::{DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_WINDOW, FrameBatch as Batch};
+use crate::wire::{DEFAULT_CHUNK_SIZE, FrameBatch as Batch};
 
 /// How long a connection ended by its write stall timeout waits for the socket to take the rest
 /// of the frame in progress and the GoAway (1 s, restarted by every byte it takes): the peer
@@ -46,8 +46,10 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
         }
         let mut written = taken.sent;
         let chunked = taken.batch.has_frame_over(DEFAULT_CHUNK_SIZE) && {
-            let peer = *shared.lock_state().proto.peer_settings();
-            chunk_writer.window = peer.acks_chunks().then_some(DEFAULT_CHUNK_WINDOW);
+            let state = shared.lock_state();
+            let (peer, window) = (state.proto.peer_settings(), state.proto.chunk_window());
+            chunk_writer.acked = peer.acks_chunks();
+            chunk_writer.window = (peer.acks_chunks() && window > 0).then_some(window);
             peer.accepts_chunks()
         };
         let result = if chunked {

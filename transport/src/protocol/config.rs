@@ -102,6 +102,10 @@ pub struct ConnectionConfig {
     pub error_budget: RateBudget,
     /// See [`DEFAULT_SMALL_FRAME_BUDGET`].
     pub small_frame_budget: RateBudget,
+    /// Chunk payload bytes this side's writer keeps sent and unacknowledged toward a peer that
+    /// acknowledges chunks (`RECEIVE_CHUNKS` = 2); 0 keeps no window. See
+    /// [`crate::wire::DEFAULT_CHUNK_WINDOW`] and [`ConnectionConfig::chunk_window`].
+    pub chunk_window: usize,
 }
 
 impl Default for ConnectionConfig {
@@ -109,7 +113,7 @@ impl Default for ConnectionConfig {
         Self {
             // Chunk reassembly is announced: see `ConnectionConfig::receive_chunks`.
             settings: Settings {
-                receive_chunks: crate::wire::RECEIVE_CHUNKS_ACKED,
+                receive_chunks: 1,
                 ..Settings::default()
             },
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
@@ -121,6 +125,7 @@ impl Default for ConnectionConfig {
             cancel_budget: DEFAULT_CANCEL_BUDGET,
             error_budget: DEFAULT_ERROR_BUDGET,
             small_frame_budget: DEFAULT_SMALL_FRAME_BUDGET,
+            chunk_window: crate::wire::DEFAULT_CHUNK_WINDOW,
         }
     }
 }
@@ -133,19 +138,57 @@ impl ConnectionConfig {
     /// reassembly copies each byte once, as a whole frame's growing buffer does, so large
     /// messages lose nothing measurable (docs/BENCHMARKS.md, "Zero-copy reassembly"). Turn it
     /// off to receive every frame whole (a peer then never chunks what it sends to us). On, it
-    /// announces 2: this side also acknowledges the chunk bytes it takes (ChunkAck), so a peer's
-    /// writer keeps at most a window of them on the wire.
+    /// announces 1 (no acknowledgements); see [`ConnectionConfig::acknowledge_chunks`] for 2.
     ///
     /// ```
     /// use volley::protocol::ConnectionConfig;
     ///
-    /// assert_eq!(ConnectionConfig::default().settings.receive_chunks, 2);
+    /// assert_eq!(ConnectionConfig::default().settings.receive_chunks, 1);
     /// let config = ConnectionConfig::default().receive_chunks(false);
     /// assert_eq!(config.settings.receive_chunks, 0);
     /// ```
     #[must_use]
     pub fn receive_chunks(mut self, on: bool) -> Self {
-        self.settings.receive_chunks = if on { crate::wire::RECEIVE_CHUNKS_ACKED } else { 0 };
+        self.settings.receive_chunks = u32::from(on);
+        self
+    }
+
+    /// Announces `RECEIVE_CHUNKS` = 2: this side reassembles chunks and acknowledges the chunk
+    /// bytes it takes (ChunkAck, docs/PROTOCOL.md section 5.12), so the peer's writer keeps at
+    /// most its chunk window of a bulk message in the socket buffers ahead of a small call.
+    /// Off by default: on one CPU the acknowledgements (one per read) and the window's waits
+    /// cost 1 MiB messages about half their throughput (docs/BENCHMARKS.md, "Zero-copy
+    /// reassembly and the chunk window"); turn it on where a small call's latency beside bulk
+    /// matters more.
+    ///
+    /// ```
+    /// use volley::protocol::ConnectionConfig;
+    ///
+    /// let config = ConnectionConfig::default().acknowledge_chunks(true);
+    /// assert_eq!(config.settings.receive_chunks, 2);
+    /// assert_eq!(config.acknowledge_chunks(false).settings.receive_chunks, 1);
+    /// ```
+    #[must_use]
+    pub fn acknowledge_chunks(mut self, on: bool) -> Self {
+        self.settings.receive_chunks = if on { crate::wire::RECEIVE_CHUNKS_ACKED } else { 1 };
+        self
+    }
+
+    /// Sets the chunk window: at most `bytes` of chunk payload sent and not yet acknowledged
+    /// toward a peer that acknowledges chunks (docs/PROTOCOL.md section 5.12); 0 keeps none.
+    /// Smaller keeps less of a bulk message ahead of a small call in the socket buffers (its
+    /// latency beside bulk); larger costs bulk throughput fewer round trips for
+    /// acknowledgements (docs/BENCHMARKS.md, "Zero-copy reassembly and the chunk window").
+    ///
+    /// ```
+    /// use volley::protocol::ConnectionConfig;
+    ///
+    /// let config = ConnectionConfig::default().chunk_window(256 * 1024);
+    /// assert_eq!(config.chunk_window, 256 * 1024);
+    /// ```
+    #[must_use]
+    pub fn chunk_window(mut self, bytes: usize) -> Self {
+        self.chunk_window = bytes;
         self
     }
 }

@@ -97,6 +97,11 @@ impl<X: CallRecord> Connection<X> {
         self.chunks.take_acked()
     }
 
+    /// The chunk window this side's writer keeps (`ConnectionConfig::chunk_window`; 0: none).
+    pub fn chunk_window(&self) -> usize {
+        self.config.chunk_window
+    }
+
     /// The driver's writer is sending `bytes` more chunk payload bytes to a peer that
     /// acknowledges them: its ChunkAck frames for them are free of the small-frame budget.
     pub fn note_chunks_sent(&mut self, bytes: u64) {
