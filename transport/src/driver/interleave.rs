@@ -65,7 +65,7 @@ pub(super) async fn write_chunked(
 /// 64 KiB chunks in one `writev`, as many bytes as a whole frame's write would give the socket
 /// (with 16, a 1 MiB message, 17 chunks with its header, took two writes). Without it a chunked
 /// frame took one system call (and one wake-up of the reader) per chunk, which cost 1 MiB
-/// messages 27-39 % of their throughput (docs/BENCHMARKS.md, "Zero-copy reassembly").
+/// messages 27-39 % of their throughput (docs/BENCHMARKS.md, "Zero-copy reassembly and the chunk window").
 const CHUNKS_PER_WRITE: usize = 32;
 
 /// What the writer task keeps between chunked frames.

@@ -11,7 +11,7 @@
 //! without another copy. So a chunk never has to fit the read buffer, the read buffer is reused
 //! at once (nothing of it is held), and every byte of a chunked frame is copied once, as a whole
 //! frame's bytes are when its buffer grows (`wire/codec.rs`). Measured against the copy-per-chunk
-//! reassembly this replaces in docs/BENCHMARKS.md, "Zero-copy reassembly".
+//! reassembly this replaces in docs/BENCHMARKS.md, "Zero-copy reassembly and the chunk window".
 //!
 //! **Memory.** One chunked frame at a time per connection, no larger than our own
 //! `MAX_FRAME_SIZE` (checked on its first chunk, before anything is reserved), in at most

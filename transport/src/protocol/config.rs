@@ -111,11 +111,8 @@ pub struct ConnectionConfig {
 impl Default for ConnectionConfig {
     fn default() -> Self {
         Self {
-            // Chunk reassembly is announced: see `ConnectionConfig::receive_chunks`.
-            settings: Settings {
-                receive_chunks: 1,
-                ..Settings::default()
-            },
+            // Chunk reassembly is not announced: see `ConnectionConfig::receive_chunks`.
+            settings: Settings::default(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             partial_frame_timeout: DEFAULT_PARTIAL_FRAME_TIMEOUT,
             keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
@@ -134,18 +131,18 @@ impl ConnectionConfig {
     /// Announces (or not) that this side puts chunked frames back together
     /// (`RECEIVE_CHUNKS`, docs/PROTOCOL.md section 5.12), so that a peer cuts its frames over
     /// 64 KiB into chunks and sends the frames of other calls between them: a 64-byte call then
-    /// no longer waits behind a 16 MiB message on the same connection. On by default: the
-    /// reassembly copies each byte once, as a whole frame's growing buffer does, so large
-    /// messages lose nothing measurable (docs/BENCHMARKS.md, "Zero-copy reassembly"). Turn it
-    /// off to receive every frame whole (a peer then never chunks what it sends to us). On, it
-    /// announces 1 (no acknowledgements); see [`ConnectionConfig::acknowledge_chunks`] for 2.
+    /// no longer waits behind a 16 MiB message on the same connection. Off by default: the
+    /// reassembly now copies each byte once, into one buffer of the frame's length, but 1 MiB
+    /// one-way throughput with chunks is still 0.71-0.75x of whole frames on one CPU
+    /// (docs/BENCHMARKS.md, "Zero-copy reassembly and the chunk window"). On, it announces 1
+    /// (no acknowledgements); see [`ConnectionConfig::acknowledge_chunks`] for 2.
     ///
     /// ```
     /// use volley::protocol::ConnectionConfig;
     ///
-    /// assert_eq!(ConnectionConfig::default().settings.receive_chunks, 1);
-    /// let config = ConnectionConfig::default().receive_chunks(false);
-    /// assert_eq!(config.settings.receive_chunks, 0);
+    /// assert_eq!(ConnectionConfig::default().settings.receive_chunks, 0);
+    /// let config = ConnectionConfig::default().receive_chunks(true);
+    /// assert_eq!(config.settings.receive_chunks, 1);
     /// ```
     #[must_use]
     pub fn receive_chunks(mut self, on: bool) -> Self {
@@ -153,7 +150,7 @@ impl ConnectionConfig {
         self
     }
 
-    /// Announces `RECEIVE_CHUNKS` = 2: this side reassembles chunks and acknowledges the chunk
+    /// Announces `RECEIVE_CHUNKS` = 2 (or 1 when `false`): this side reassembles chunks and acknowledges the chunk
     /// bytes it takes (ChunkAck, docs/PROTOCOL.md section 5.12), so the peer's writer keeps at
     /// most its chunk window of a bulk message in the socket buffers ahead of a small call.
     /// Off by default: on one CPU the acknowledgements (one per read) and the window's waits
