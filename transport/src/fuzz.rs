@@ -42,6 +42,9 @@ pub fn roundtrip(data: &[u8]) {
             chunk.encode(&mut again);
             assert_eq!(again.len(), HEADER_LEN + chunk.piece.len());
             assert_eq!(decode_unit(&mut again, u32::MAX), Ok(Some(Decoded::Chunk(chunk))));
+        } else if let Decoded::ChunkAck(taken) = unit {
+            let mut again = BytesMut::from(&crate::wire::ChunkAck { taken }.encode()[..]);
+            assert_eq!(decode_unit(&mut again, u32::MAX), Ok(Some(Decoded::ChunkAck(taken))));
         }
     }
     roundtrip_frames(data);
@@ -251,12 +254,12 @@ pub fn connection(data: &[u8]) {
         assert!(conn.open_calls() <= 8 + opened.len(), "open calls stay under the limit");
     }
     conn.poll_transmit(&mut out);
-    // What we send is always valid.
+    // What we send is always valid: whole frames, and ChunkAck frames for chunks we took.
     if out.len() >= PREFACE_LEN {
         let _ = out.split_to(PREFACE_LEN);
         while !out.is_empty() {
-            match decode_frame(&mut out, u32::MAX) {
-                Ok(Some(_)) => {}
+            match decode_unit(&mut out, u32::MAX) {
+                Ok(Some(Decoded::Frame(_) | Decoded::ChunkAck(_))) => {}
                 other => panic!("the connection wrote an invalid frame: {other:?}"),
             }
         }

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use volley::protocol::{Connection, ConnectionConfig, ConnectionError, ConnectionErrorReason, Event, Role};
-use volley::wire::{CallHead, CallId, Chunk, Frame, MAX_CHUNKS_PER_FRAME, MIN_CHUNK_PAYLOAD, WireError, decode_frame};
+use volley::wire::{
+    CallHead, CallId, Chunk, ChunkAck, Decoded, Frame, FrameKind, MAX_CHUNKS_PER_FRAME, MIN_CHUNK_PAYLOAD, WireError, decode_unit,
+};
 use volley::{Code, MethodId};
 
 /// A server connection fed by hand, and the bytes it sent back.
@@ -25,7 +27,7 @@ impl Server {
             now,
             error: None,
         };
-        let mut client = Connection::new(Role::Client, ConnectionConfig::default().receive_chunks(true), now);
+        let mut client = Connection::new(Role::Client, ConnectionConfig::default().acknowledge_chunks(true), now);
         let mut hello = BytesMut::new();
         client.poll_transmit(&mut hello);
         server.receive(hello);
@@ -71,11 +73,32 @@ impl Server {
         std::iter::from_fn(|| self.conn.poll_event()).collect()
     }
 
-    /// Every frame the server has queued to send.
+    /// Every frame the server has queued to send (ChunkAck frames aside: [`Server::chunk_acks`]).
     fn sent(&mut self) -> Vec<Frame> {
+        self.sent_units()
+            .into_iter()
+            .filter_map(|unit| match unit {
+                Decoded::Frame(frame) => Some(frame),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The counts of the ChunkAck frames the server has queued to send.
+    fn chunk_acks(&mut self) -> Vec<u32> {
+        self.sent_units()
+            .into_iter()
+            .filter_map(|unit| match unit {
+                Decoded::ChunkAck(taken) => Some(taken),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn sent_units(&mut self) -> Vec<Decoded> {
         let mut out = BytesMut::new();
         self.conn.poll_transmit(&mut out);
-        std::iter::from_fn(|| decode_frame(&mut out, u32::MAX).unwrap()).collect()
+        std::iter::from_fn(|| decode_unit(&mut out, u32::MAX).unwrap()).collect()
     }
 
     fn goaway_reason(&mut self) -> String {
@@ -111,7 +134,7 @@ fn message(call: u64, len: usize) -> Frame {
 
 #[test]
 fn a_chunked_request_is_handled_as_if_it_came_whole() {
-    let mut server = Server::new(ConnectionConfig::default().receive_chunks(true));
+    let mut server = Server::new(ConnectionConfig::default().acknowledge_chunks(true));
     let payload = Bytes::from((0..300_000).map(|i| i as u8).collect::<Vec<u8>>());
     server.receive_chunked(&request(1, Some(payload.clone()), true), 65_536, None);
     assert!(server.error.is_none(), "{:?}", server.error);
@@ -124,7 +147,7 @@ fn a_chunked_request_is_handled_as_if_it_came_whole() {
 
 #[test]
 fn a_frame_cut_into_too_many_chunks_closes_the_connection_with_a_goaway_naming_the_cap() {
-    let mut server = Server::new(ConnectionConfig::default().receive_chunks(true));
+    let mut server = Server::new(ConnectionConfig::default().acknowledge_chunks(true));
     server.receive_frame(&request(1, None, false));
     let len = (MAX_CHUNKS_PER_FRAME as usize + 1) * MIN_CHUNK_PAYLOAD;
     server.receive_chunked(&message(1, len), MIN_CHUNK_PAYLOAD, None);
@@ -139,7 +162,7 @@ fn a_frame_cut_into_too_many_chunks_closes_the_connection_with_a_goaway_naming_t
 
 #[test]
 fn tiny_chunks_are_refused_so_a_peer_cannot_buy_per_chunk_work_cheaply() {
-    let mut server = Server::new(ConnectionConfig::default().receive_chunks(true));
+    let mut server = Server::new(ConnectionConfig::default().acknowledge_chunks(true));
     server.receive_frame(&request(1, None, false));
     server.receive_chunked(&message(1, 10_000), 16, None);
     assert_eq!(
@@ -151,7 +174,7 @@ fn tiny_chunks_are_refused_so_a_peer_cannot_buy_per_chunk_work_cheaply() {
 
 #[test]
 fn a_chunked_frame_over_the_max_frame_size_is_refused_at_its_first_chunk() {
-    let mut config = ConnectionConfig::default().receive_chunks(true);
+    let mut config = ConnectionConfig::default().acknowledge_chunks(true);
     config.settings.max_frame_size = 64 * 1024;
     let mut server = Server::new(config);
     server.receive_frame(&request(1, None, false));
@@ -168,7 +191,7 @@ fn a_chunked_frame_over_the_max_frame_size_is_refused_at_its_first_chunk() {
 
 #[test]
 fn a_chunked_message_over_the_receive_window_resets_the_call_as_a_whole_one_would() {
-    let mut config = ConnectionConfig::default().receive_chunks(true);
+    let mut config = ConnectionConfig::default().acknowledge_chunks(true);
     config.settings.initial_call_window = 100_000;
     let mut server = Server::new(config);
     server.receive_frame(&request(1, None, false));
@@ -204,7 +227,7 @@ fn chunks_to_a_side_that_did_not_announce_them_close_the_connection() {
 
 #[test]
 fn a_chunked_frame_left_half_sent_ends_the_connection_at_the_partial_frame_timeout() {
-    let mut server = Server::new(ConnectionConfig::default().receive_chunks(true));
+    let mut server = Server::new(ConnectionConfig::default().acknowledge_chunks(true));
     server.receive_frame(&request(1, None, false));
     server.receive_chunked(&message(1, 200_000), 65_536, Some(2));
     assert!(server.error.is_none());
@@ -218,7 +241,7 @@ fn a_chunked_frame_left_half_sent_ends_the_connection_at_the_partial_frame_timeo
 
 #[test]
 fn the_rest_of_a_chunked_message_for_a_call_that_ended_meanwhile_is_dropped_quietly() {
-    let mut server = Server::new(ConnectionConfig::default().receive_chunks(true));
+    let mut server = Server::new(ConnectionConfig::default().acknowledge_chunks(true));
     server.receive_frame(&request(1, None, false));
     let _ = server.events();
     server.receive_chunked(&message(1, 200_000), 65_536, Some(1));
@@ -242,4 +265,83 @@ fn the_rest_of_a_chunked_message_for_a_call_that_ended_meanwhile_is_dropped_quie
     // The connection goes on: a new call is served.
     server.receive_chunked(&request(3, Some(Bytes::from(vec![1u8; 100_000])), true), 65_536, None);
     assert!(matches!(&server.events()[..], [Event::Request { call_id: CallId(3), .. }]));
+}
+
+#[test]
+fn the_receiver_acknowledges_every_chunk_byte_it_took_in_one_chunk_ack_per_read() {
+    let mut server = Server::new(ConnectionConfig::default().acknowledge_chunks(true));
+    let request = request(1, Some(Bytes::from(vec![3u8; 300_000])), true);
+    let mut whole = BytesMut::new();
+    request.encode(&mut whole);
+    server.receive_chunked(&request, 65_536, None);
+    assert!(server.error.is_none(), "{:?}", server.error);
+    assert_eq!(
+        server.chunk_acks(),
+        [whole.len() as u32],
+        "one ChunkAck for the read, every byte counted"
+    );
+    assert!(server.chunk_acks().is_empty(), "nothing acknowledged twice");
+    // Half a frame in one read, the rest in another: two acknowledgements that add up.
+    server.receive_chunked(&message(1, 200_000), 65_536, Some(2));
+    assert_eq!(server.chunk_acks(), [2 * 65_536]);
+}
+
+#[test]
+fn a_receiver_that_announced_version_1_reassembles_without_acknowledging() {
+    let mut config = ConnectionConfig::default();
+    config.settings.receive_chunks = 1;
+    let mut server = Server::new(config);
+    server.receive_chunked(&request(1, Some(Bytes::from(vec![3u8; 100_000])), true), 65_536, None);
+    assert!(server.error.is_none(), "{:?}", server.error);
+    assert!(matches!(&server.events()[..], [Event::Request { .. }]));
+    assert!(server.chunk_acks().is_empty());
+}
+
+#[test]
+fn acknowledgements_of_chunk_bytes_we_sent_are_free_and_no_more_than_were_sent_count() {
+    let mut server = Server::new(ConnectionConfig::default());
+    let sent = 20_000u64 * 65_536;
+    server.conn.note_chunks_sent(sent);
+    let mut wire = BytesMut::new();
+    for _ in 0..20_000 {
+        wire.extend_from_slice(&ChunkAck { taken: 65_536 }.encode());
+    }
+    server.receive(wire);
+    assert!(server.error.is_none(), "{:?}", server.error);
+    assert_eq!(server.conn.take_chunk_acks(), sent);
+    // One more acknowledges nothing that is outstanding: it opens nothing.
+    server.receive(BytesMut::from(&ChunkAck { taken: 65_536 }.encode()[..]));
+    assert_eq!(server.conn.take_chunk_acks(), 0);
+}
+
+#[test]
+fn a_flood_of_chunk_acks_spends_the_small_frame_budget_and_closes_the_connection() {
+    let mut server = Server::new(ConnectionConfig::default());
+    let mut wire = BytesMut::new();
+    for _ in 0..20_000 {
+        wire.extend_from_slice(&ChunkAck { taken: 1 }.encode());
+    }
+    server.receive(wire);
+    let err = server.error.clone().expect("the connection failed");
+    assert_eq!(err.reason, ConnectionErrorReason::TooManySmallFrames);
+    assert_eq!(err.code, Code::ResourceExhausted);
+    let _ = server.goaway_reason();
+}
+
+#[test]
+fn a_chunk_ack_on_a_call_or_of_zero_bytes_closes_the_connection() {
+    for (call, taken, expected) in [
+        (1u8, 5u32, WireError::ControlFrameOnCall(FrameKind::ChunkAck)),
+        (0, 0, WireError::ZeroCredit),
+    ] {
+        let mut server = Server::new(ConnectionConfig::default());
+        let mut frame = ChunkAck { taken: 1 }.encode();
+        frame[8] = call;
+        frame[16..].copy_from_slice(&taken.to_le_bytes());
+        server.receive(BytesMut::from(&frame[..]));
+        assert_eq!(
+            server.error.as_ref().map(|e| e.reason.clone()),
+            Some(ConnectionErrorReason::Wire(expected))
+        );
+    }
 }

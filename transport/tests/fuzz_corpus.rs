@@ -177,6 +177,22 @@ fn write_seed_corpus() {
     server.extend(feed(&chunked));
     server.extend([7, 30, 5]);
     std::fs::write(dir.join("seed-server-chunked-message"), &server).unwrap();
+    // ChunkAck frames (section 5.12, version 2): between chunks, and to a server that sent none.
+    let with_acks = chunked_message_with_acks();
+    for target in ["frame_decode", "roundtrip"] {
+        std::fs::write(corpus_dir(target).join("seed-chunk-acks"), &with_acks).unwrap();
+    }
+    let mut server = vec![0u8];
+    server.extend(feed(&handshake));
+    server.extend(feed(&encode(&[Frame::Request {
+        call_id: CallId(1),
+        head: CallHead::default(),
+        message: None,
+        end_stream: false,
+    }])));
+    server.extend(feed(&with_acks));
+    server.extend([5]);
+    std::fs::write(dir.join("seed-server-chunk-acks"), &server).unwrap();
     let mut hostile = vec![4u8];
     hostile.extend(feed(&encode(&frames)));
     hostile.extend(feed(&encode(&frames)));
@@ -208,6 +224,28 @@ fn chunked_message() -> Vec<u8> {
         }
     }
     out.to_vec()
+}
+
+/// [`chunked_message`] with a ChunkAck (of 65,536 bytes) before it and one after its first chunk.
+fn chunked_message_with_acks() -> Vec<u8> {
+    let ack = volley::wire::ChunkAck { taken: 65_536 }.encode();
+    let chunked = chunked_message();
+    let mut out = ack.to_vec();
+    out.extend_from_slice(&chunked[..16 + 1024]);
+    out.extend_from_slice(&ack);
+    out.extend_from_slice(&chunked[16 + 1024..]);
+    out
+}
+
+#[test]
+fn the_chunk_ack_seed_decodes_to_the_message_and_counts_the_acks() {
+    let mut wire = BytesMut::from(&chunked_message_with_acks()[..]);
+    let mut reassembly = volley::protocol::Reassembly::default();
+    let frames: Vec<Frame> = std::iter::from_fn(|| reassembly.decode_frame(&mut wire, 1 << 20).unwrap()).collect();
+    assert!(matches!(&frames[..], [Frame::Ping { payload: 9 }, Frame::Message { message, .. }] if message.len() == 3000));
+    // Nothing was sent: the acknowledgements count for nothing, and each is charged.
+    assert_eq!(reassembly.take_acked(), 0);
+    assert_eq!(reassembly.take_ack_frames(), 2);
 }
 
 #[test]

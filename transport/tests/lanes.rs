@@ -287,3 +287,35 @@ async fn a_server_dispatches_the_calls_of_one_read_highest_priority_first() {
     assert_eq!(order, ["p255", "p100", "p0"]);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn with_acknowledged_chunks_and_a_64_kib_window_16_mib_messages_cross_intact_both_ways() {
+    // Version 2 on both sides: each writer keeps at most one 64 KiB chunk unacknowledged, so a
+    // 16 MiB message needs about 256 ChunkAck round trips; a lost or miscounted acknowledgement
+    // would stall it until the write stall timeout.
+    let acked = volley::protocol::ConnectionConfig::default()
+        .acknowledge_chunks(true)
+        .chunk_window(64 * 1024);
+    let server = common::echo_server()
+        .connection_config(acked.clone())
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = Client::builder()
+        .connection_config(acked)
+        .connect(server.local_addr())
+        .await
+        .unwrap();
+    let payload: Bytes = (0..BULK).map(|i| (i % 253) as u8).collect::<Vec<u8>>().into();
+    let started = std::time::Instant::now();
+    for _ in 0..2 {
+        let reply: Echo = client.unary(ECHO_ID, &echo(payload.clone()), CallOptions::new()).await.unwrap();
+        assert_eq!(reply.payload, payload);
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "no window stall");
+    let small: Echo = client.unary(ECHO_ID, &echo("after"), CallOptions::new()).await.unwrap();
+    assert_eq!(small.payload, "after");
+    server.shutdown().await;
+}

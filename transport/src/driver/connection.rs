@@ -66,6 +66,8 @@ pub(crate) type StateGuard<'a> = MutexGuard<'a, State>;
 pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     pub(crate) queue: WriteQueue,
+    /// Chunk bytes the peer acknowledged, for the writer's chunk window (`chunk_window.rs`).
+    pub(crate) chunk_window: super::chunk_window::ChunkWindow,
     pub(crate) stats: Arc<Stats>,
     /// Signalled when a call slot frees, the write queue drains, or the connection ends.
     pub(crate) capacity: Notify,
@@ -342,6 +344,7 @@ pub(crate) fn spawn_connection_at(
         }),
         // The write buffers start empty and grow to what the connection writes: a connection that
         // only handshakes holds a few bytes of them, not a pooled 64 KiB buffer.
+        chunk_window: super::chunk_window::ChunkWindow::default(),
         queue: WriteQueue::new(
             bytes::BytesMut::new(),
             Some(stream.clone()),

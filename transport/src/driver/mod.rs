@@ -7,6 +7,8 @@
 //! buffer, feeds them to the state machine and hands outcomes to waiting calls.
 
 mod calls;
+#[cfg(not(loom))]
+mod chunk_window;
 mod config;
 #[cfg(not(loom))]
 mod connection;

@@ -100,15 +100,18 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
 /// (`poller.rs`), which then call [`dispatch_accepted`] and [`end_pass`].
 pub(super) fn handle_pass(shared: &Arc<Shared>, buf: &mut BytesMut, scratch: &mut Scratch) -> Result<(), ConnectionError> {
     let now = Instant::now();
-    let (result, established_now) = {
+    let (result, established_now, chunks_acked) = {
         let mut state = shared.lock_state();
         // Answers produced while handling this read leave together when the pass ends.
         shared.queue.cork();
         let was_established = state.proto.is_established();
         let result = handle_frames(shared, &mut state, buf, now, scratch);
+        let chunks_acked = state.proto.take_chunk_acks();
         shared.queue_control(&mut state);
-        (result, !was_established && state.proto.is_established())
+        (result, !was_established && state.proto.is_established(), chunks_acked)
     };
+    // Wakes a writer waiting for its chunk window, with no lock held.
+    shared.chunk_window.acked(chunks_acked);
     if established_now {
         shared.established.notify_waiters();
     }

@@ -23,8 +23,8 @@ pub(crate) const STALLED_GOAWAY_TIMEOUT: Duration = super::linger::LINGER_TIMEOU
 
 pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
     let mut write_failed = false;
-    // Scratch for chunked writes (`interleave.rs`): allocated on the first one only.
-    let mut later_calls = Vec::new();
+    // Scratch and window for chunked writes (`interleave.rs`): allocated on the first one only.
+    let mut chunk_writer = super::interleave::ChunkWriter::default();
     // Set when a write stalled: whether the GoAway and FIN went out.
     let mut stall_ended = None;
     // On a multi-thread runtime, tasks about to queue frames (handlers finishing, callers woken
@@ -45,7 +45,13 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
             shared.room_opened();
         }
         let mut written = taken.sent;
-        let chunked = taken.batch.has_frame_over(DEFAULT_CHUNK_SIZE) && peer_takes_chunks(&shared);
+        let chunked = taken.batch.has_frame_over(DEFAULT_CHUNK_SIZE) && {
+            let state = shared.lock_state();
+            let (peer, window) = (state.proto.peer_settings(), state.proto.chunk_window());
+            chunk_writer.acked = peer.acks_chunks();
+            chunk_writer.window = (peer.acks_chunks() && window > 0).then_some(window);
+            peer.accepts_chunks()
+        };
         let result = if chunked {
             // Boxed: only batches with a frame over a chunk take this path, and inline its state
             // would make every connection's writer task larger.
@@ -55,7 +61,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
                 &taken.batch,
                 &mut written,
                 DEFAULT_CHUNK_SIZE,
-                &mut later_calls,
+                &mut chunk_writer,
             ))
             .await
         } else {
@@ -125,12 +131,6 @@ pub(super) enum Failed {
     /// The socket took nothing for the write stall timeout.
     Stalled,
     Io(io::Error),
-}
-
-/// Whether the peer announced that it reassembles Chunk frames (read under the state lock, only
-/// for a batch holding a frame over a chunk).
-fn peer_takes_chunks(shared: &Shared) -> bool {
-    shared.lock_state().proto.peer_settings().accepts_chunks()
 }
 
 /// Writes `batch` from byte `written` on, advancing `written`.

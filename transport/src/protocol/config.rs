@@ -102,6 +102,10 @@ pub struct ConnectionConfig {
     pub error_budget: RateBudget,
     /// See [`DEFAULT_SMALL_FRAME_BUDGET`].
     pub small_frame_budget: RateBudget,
+    /// Chunk payload bytes this side's writer keeps sent and unacknowledged toward a peer that
+    /// acknowledges chunks (`RECEIVE_CHUNKS` = 2); 0 keeps no window. See
+    /// [`crate::wire::DEFAULT_CHUNK_WINDOW`] and [`ConnectionConfig::chunk_window`].
+    pub chunk_window: usize,
 }
 
 impl Default for ConnectionConfig {
@@ -118,6 +122,7 @@ impl Default for ConnectionConfig {
             cancel_budget: DEFAULT_CANCEL_BUDGET,
             error_budget: DEFAULT_ERROR_BUDGET,
             small_frame_budget: DEFAULT_SMALL_FRAME_BUDGET,
+            chunk_window: crate::wire::DEFAULT_CHUNK_WINDOW,
         }
     }
 }
@@ -126,21 +131,61 @@ impl ConnectionConfig {
     /// Announces (or not) that this side puts chunked frames back together
     /// (`RECEIVE_CHUNKS`, docs/PROTOCOL.md section 5.12), so that a peer cuts its frames over
     /// 64 KiB into chunks and sends the frames of other calls between them: a 64-byte call then
-    /// no longer waits behind a 16 MiB message on the same connection. Off by default: putting a
-    /// frame back together copies each of its bytes once more, which took 28-31 % off 1 MiB
-    /// one-way throughput (docs/BENCHMARKS.md, "Chunking off by default"). Turn it on, on both
-    /// sides, for connections that carry bulk messages beside latency-critical calls.
+    /// no longer waits behind a 16 MiB message on the same connection. Off by default: the
+    /// reassembly now copies each byte once, into one buffer of the frame's length, but 1 MiB
+    /// one-way throughput with chunks is still 0.71-0.75x of whole frames on one CPU
+    /// (docs/BENCHMARKS.md, "Zero-copy reassembly and the chunk window"). On, it announces 1
+    /// (no acknowledgements); see [`ConnectionConfig::acknowledge_chunks`] for 2.
     ///
     /// ```
     /// use volley::protocol::ConnectionConfig;
     ///
+    /// assert_eq!(ConnectionConfig::default().settings.receive_chunks, 0);
     /// let config = ConnectionConfig::default().receive_chunks(true);
     /// assert_eq!(config.settings.receive_chunks, 1);
-    /// assert_eq!(ConnectionConfig::default().settings.receive_chunks, 0);
     /// ```
     #[must_use]
     pub fn receive_chunks(mut self, on: bool) -> Self {
         self.settings.receive_chunks = u32::from(on);
+        self
+    }
+
+    /// Announces `RECEIVE_CHUNKS` = 2 (or 1 when `false`): this side reassembles chunks and acknowledges the chunk
+    /// bytes it takes (ChunkAck, docs/PROTOCOL.md section 5.12), so the peer's writer keeps at
+    /// most its chunk window of a bulk message in the socket buffers ahead of a small call.
+    /// Off by default: on one CPU the acknowledgements (one per read) and the window's waits
+    /// cost 1 MiB messages about half their throughput (docs/BENCHMARKS.md, "Zero-copy
+    /// reassembly and the chunk window"); turn it on where a small call's latency beside bulk
+    /// matters more.
+    ///
+    /// ```
+    /// use volley::protocol::ConnectionConfig;
+    ///
+    /// let config = ConnectionConfig::default().acknowledge_chunks(true);
+    /// assert_eq!(config.settings.receive_chunks, 2);
+    /// assert_eq!(config.acknowledge_chunks(false).settings.receive_chunks, 1);
+    /// ```
+    #[must_use]
+    pub fn acknowledge_chunks(mut self, on: bool) -> Self {
+        self.settings.receive_chunks = if on { crate::wire::RECEIVE_CHUNKS_ACKED } else { 1 };
+        self
+    }
+
+    /// Sets the chunk window: at most `bytes` of chunk payload sent and not yet acknowledged
+    /// toward a peer that acknowledges chunks (docs/PROTOCOL.md section 5.12); 0 keeps none.
+    /// Smaller keeps less of a bulk message ahead of a small call in the socket buffers (its
+    /// latency beside bulk); larger costs bulk throughput fewer round trips for
+    /// acknowledgements (docs/BENCHMARKS.md, "Zero-copy reassembly and the chunk window").
+    ///
+    /// ```
+    /// use volley::protocol::ConnectionConfig;
+    ///
+    /// let config = ConnectionConfig::default().chunk_window(256 * 1024);
+    /// assert_eq!(config.chunk_window, 256 * 1024);
+    /// ```
+    #[must_use]
+    pub fn chunk_window(mut self, bytes: usize) -> Self {
+        self.chunk_window = bytes;
         self
     }
 }

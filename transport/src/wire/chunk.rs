@@ -6,7 +6,7 @@
 
 use bytes::{BufMut, Bytes};
 
-use super::{CallId, Flags, FrameHeader, FrameKind, HEADER_LEN};
+use super::{CallId, Flags, FrameHeader, FrameKind, HEADER_LEN, WireError};
 
 /// Chunk payload a sender cuts a large frame into (64 KiB): frames waiting behind a chunk wait
 /// for at most this many bytes (plus what the socket already holds).
@@ -57,6 +57,63 @@ impl Chunk {
     pub fn encode(&self, dst: &mut impl BufMut) {
         dst.put_slice(&Self::encode_header(self.call_id, self.piece.len() as u32, self.more));
         dst.put_slice(&self.piece);
+    }
+}
+
+/// Most chunk bytes a writer has on the wire, unacknowledged, toward a peer that announced
+/// `RECEIVE_CHUNKS` = 2 (256 KiB, four chunks): what a frame of another call queued behind a bulk
+/// frame may find ahead of it in the socket buffers, instead of the megabytes the kernel's
+/// autotuned buffers take on loopback.
+pub const DEFAULT_CHUNK_WINDOW: usize = 256 * 1024;
+
+/// `RECEIVE_CHUNKS` value of a receiver that reassembles Chunk frames and acknowledges their
+/// bytes with ChunkAck frames (version 2 of section 5.12); 1 reassembles without acknowledging.
+pub const RECEIVE_CHUNKS_ACKED: u32 = 2;
+
+/// A ChunkAck frame (kind `0x0D`, call id 0, flags 0): the chunk payload bytes its sender has
+/// taken off the stream since its previous ChunkAck.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkAck {
+    /// Chunk payload bytes taken, at least 1.
+    pub taken: u32,
+}
+
+impl ChunkAck {
+    /// Bytes of a ChunkAck frame on the wire (header and a 4-byte count).
+    pub const ENCODED_LEN: usize = HEADER_LEN + 4;
+
+    /// The whole frame.
+    ///
+    /// ```
+    /// use volley::wire::ChunkAck;
+    ///
+    /// let frame = ChunkAck { taken: 65_536 }.encode();
+    /// assert_eq!(frame, [4, 0, 0, 0, 0x0d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x00, 0x01, 0x00]);
+    /// ```
+    pub fn encode(self) -> [u8; Self::ENCODED_LEN] {
+        let mut out = [0u8; Self::ENCODED_LEN];
+        FrameHeader {
+            len: 4,
+            kind: FrameKind::ChunkAck,
+            flags: Flags::NONE,
+            call_id: CallId::CONNECTION,
+        }
+        .encode(&mut &mut out[..]);
+        out[HEADER_LEN..].copy_from_slice(&self.taken.to_le_bytes());
+        out
+    }
+
+    /// The count from a ChunkAck payload: exactly 4 bytes, not zero.
+    pub fn decode_payload(payload: &[u8]) -> Result<u32, WireError> {
+        let raw: [u8; 4] = match payload.try_into() {
+            Ok(raw) => raw,
+            Err(_) if payload.len() < 4 => return Err(WireError::Truncated(FrameKind::ChunkAck)),
+            Err(_) => return Err(WireError::TrailingBytes(FrameKind::ChunkAck)),
+        };
+        match u32::from_le_bytes(raw) {
+            0 => Err(WireError::ZeroCredit),
+            taken => Ok(taken),
+        }
     }
 }
 
@@ -114,6 +171,28 @@ mod tests {
         let mut out = Vec::new();
         last.encode(&mut out);
         assert_eq!(out, [0x02, 0, 0, 0, 0x0c, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xab, 0xab]);
+    }
+
+    #[test]
+    fn a_chunk_ack_round_trips_and_refuses_zero_and_bad_lengths() {
+        let frame = ChunkAck { taken: 70_000 }.encode();
+        let mut wire = bytes::BytesMut::from(&frame[..]);
+        assert_eq!(
+            crate::wire::decode_unit(&mut wire, 1 << 20),
+            Ok(Some(crate::wire::Decoded::ChunkAck(70_000)))
+        );
+        assert_eq!(ChunkAck::decode_payload(&[0; 4]), Err(WireError::ZeroCredit));
+        assert_eq!(ChunkAck::decode_payload(&[1; 3]), Err(WireError::Truncated(FrameKind::ChunkAck)));
+        assert_eq!(
+            ChunkAck::decode_payload(&[1; 5]),
+            Err(WireError::TrailingBytes(FrameKind::ChunkAck))
+        );
+        let mut on_a_call = bytes::BytesMut::from(&frame[..]);
+        on_a_call[8] = 1;
+        assert_eq!(
+            crate::wire::decode_unit(&mut on_a_call, 1 << 20),
+            Err(WireError::ControlFrameOnCall(FrameKind::ChunkAck))
+        );
     }
 
     #[test]

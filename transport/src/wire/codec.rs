@@ -3,7 +3,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::{CallId, Chunk, Flags, Frame, FrameHeader, FrameKind, HEADER_LEN, WireError};
+use super::{CallId, Chunk, ChunkAck, Flags, Frame, FrameHeader, FrameKind, HEADER_LEN, WireError};
 
 /// The least buffer the decoder asks for at a time while a large frame arrives. Each step asks
 /// for at most as much again as the buffer already holds (and at least this), so memory grows
@@ -20,7 +20,7 @@ const RESERVE_STEP: usize = 64 * 1024;
 /// is an error, never an allocation. The frame's payload is split off `src` and frozen, so
 /// messages reach prost as zero-copy `Bytes`.
 pub fn decode_frame(src: &mut BytesMut, max_frame_size: u32) -> Result<Option<Frame>, WireError> {
-    // A Chunk frame's kind is refused by `decode_payload` (`ChunkNotAnnounced`).
+    // Chunk and ChunkAck kinds are refused by `decode_payload` (`ChunkNotAnnounced`).
     match split_frame(src, max_frame_size)? {
         None => Ok(None),
         Some((header, payload)) => Frame::decode_payload(header, payload).map(Some),
@@ -35,6 +35,8 @@ pub enum Decoded {
     /// A Chunk frame, for a receiver that announced `RECEIVE_CHUNKS` to put back together
     /// (docs/PROTOCOL.md section 5.12).
     Chunk(Chunk),
+    /// A ChunkAck frame: chunk bytes the peer has taken (docs/PROTOCOL.md section 5.12).
+    ChunkAck(u32),
 }
 
 /// [`decode_frame`] for a receiver that takes Chunk frames: a Chunk comes back as its piece,
@@ -44,6 +46,9 @@ pub fn decode_unit(src: &mut BytesMut, max_frame_size: u32) -> Result<Option<Dec
     let Some((header, payload)) = split_frame(src, max_frame_size)? else {
         return Ok(None);
     };
+    if header.kind == FrameKind::ChunkAck {
+        return ChunkAck::decode_payload(&payload).map(|taken| Some(Decoded::ChunkAck(taken)));
+    }
     if header.kind == FrameKind::Chunk {
         return Ok(Some(Decoded::Chunk(Chunk {
             call_id: header.call_id,

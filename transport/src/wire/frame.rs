@@ -409,7 +409,7 @@ impl Frame {
             }
             // Chunk frames never become a `Frame`: a receiver that announced `RECEIVE_CHUNKS`
             // takes them off the stream first (`wire::decode_unit`, `protocol::Reassembly`).
-            FrameKind::Chunk => return Err(WireError::ChunkNotAnnounced),
+            FrameKind::Chunk | FrameKind::ChunkAck => return Err(WireError::ChunkNotAnnounced),
             FrameKind::GoAway => {
                 let last_call_id = CallId(take_u64(&mut payload, kind)?);
                 let code = Code::from_u8(take_u8(&mut payload, kind)?);

@@ -31,6 +31,10 @@ pub enum FrameKind {
     /// A piece of a larger call frame (docs/PROTOCOL.md section 5.12); only to a peer that
     /// announced `RECEIVE_CHUNKS`.
     Chunk = 0x0C,
+    /// Chunk bytes the sender of this frame has taken off the stream (docs/PROTOCOL.md section
+    /// 5.12): the chunk window the peer's writer keeps opens by that much. Only from a receiver
+    /// that announced `RECEIVE_CHUNKS` = 2.
+    ChunkAck = 0x0D,
 }
 
 impl FrameKind {
@@ -49,13 +53,14 @@ impl FrameKind {
             0x0A => Self::Pong,
             0x0B => Self::GoAway,
             0x0C => Self::Chunk,
+            0x0D => Self::ChunkAck,
             other => return Err(WireError::UnknownKind(other)),
         })
     }
 
     /// Whether frames of this kind belong to the connection (call id 0) rather than to a call.
     pub fn is_connection_level(self) -> bool {
-        matches!(self, Self::Settings | Self::Ping | Self::Pong | Self::GoAway)
+        matches!(self, Self::Settings | Self::Ping | Self::Pong | Self::GoAway | Self::ChunkAck)
     }
 }
 

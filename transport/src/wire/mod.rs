@@ -30,7 +30,10 @@ mod settings;
 mod splice;
 
 pub(crate) use batch::FrameBatch;
-pub use chunk::{Chunk, DEFAULT_CHUNK_SIZE, MAX_CHUNKS_PER_FRAME, MIN_CHUNK_PAYLOAD, chunk_size_for, is_chunked};
+pub use chunk::{
+    Chunk, ChunkAck, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_WINDOW, MAX_CHUNKS_PER_FRAME, MIN_CHUNK_PAYLOAD, RECEIVE_CHUNKS_ACKED,
+    chunk_size_for, is_chunked,
+};
 pub use code::Code;
 pub use codec::{Decoded, FrameCodec, FrameCodecError, FrameMark, decode_frame, decode_unit};
 pub(crate) use encode::{Body, encode_message_frame, encode_status_frame};

@@ -82,6 +82,12 @@ impl Settings {
         self.receive_chunks != 0
     }
 
+    /// Whether the sender of these settings also acknowledges chunk bytes with ChunkAck frames
+    /// (`RECEIVE_CHUNKS` = 2), so that a writer sending it chunks keeps a window.
+    pub fn acks_chunks(&self) -> bool {
+        self.receive_chunks >= super::RECEIVE_CHUNKS_ACKED
+    }
+
     fn pairs(&self) -> [(SettingId, u32); 6] {
         [
             (SettingId::MaxFrameSize, self.max_frame_size),
@@ -137,7 +143,7 @@ impl Settings {
             .all(|w| (1..=MAX_WINDOW).contains(w));
         // At least 2: the length prefix of an empty block counts against the limit.
         let metadata_ok = (2..=super::MAX_METADATA_SIZE).contains(&(self.max_metadata_size as usize));
-        let chunks_ok = self.receive_chunks <= 1;
+        let chunks_ok = self.receive_chunks <= super::RECEIVE_CHUNKS_ACKED;
         if frame_ok && windows_ok && metadata_ok && chunks_ok && self.max_concurrent_calls > 0 {
             Ok(())
         } else {
@@ -171,8 +177,10 @@ mod tests {
         assert_eq!(Settings::decode(&tiny_frames), Err(WireError::BadSettings));
         let zero_window = [0x03, 0x00, 0, 0, 0, 0];
         assert_eq!(Settings::decode(&zero_window), Err(WireError::BadSettings));
-        let chunks_two = [0x07, 0x00, 2, 0, 0, 0];
-        assert_eq!(Settings::decode(&chunks_two), Err(WireError::BadSettings));
+        let chunks_acked = [0x07, 0x00, 2, 0, 0, 0];
+        assert!(Settings::decode(&chunks_acked).is_ok_and(|settings| settings.acks_chunks()));
+        let chunks_three = [0x07, 0x00, 3, 0, 0, 0];
+        assert_eq!(Settings::decode(&chunks_three), Err(WireError::BadSettings));
     }
 
     #[test]

@@ -42,6 +42,10 @@ pub(crate) struct LanesArgs {
     /// several MiB on loopback). Bytes already in the socket buffers are ahead of any lane.
     #[arg(long, default_value_t = 0)]
     socket_buffer_kib: usize,
+    /// The server's chunk window in KiB (`ConnectionConfig::chunk_window`; 0: none): chunk bytes
+    /// of a 16 MiB answer it keeps unacknowledged. Unset: the default.
+    #[arg(long)]
+    chunk_window_kib: Option<usize>,
     /// Only the cases whose name contains this (say `bulk` or `no chunks`), for a profile.
     #[arg(long)]
     only: Option<String>,
@@ -114,11 +118,16 @@ struct Figures {
     bulk_per_s: f64,
 }
 
-async fn server(socket: SocketConfig) -> Address {
+async fn server(socket: SocketConfig, chunk_window_kib: Option<usize>) -> Address {
     // Built once: each answer splices it by reference, so the server's cost is the write.
     let bulk = Bytes::from(vec![0x5a; BULK_LEN]);
+    let mut config = ConnectionConfig::default();
+    if let Some(kib) = chunk_window_kib {
+        config = config.chunk_window(kib * 1024);
+    }
     let handle = Server::builder()
         .socket_config(socket)
+        .connection_config(config)
         .unary_inline(ECHO, |request: Request<Payload>| Ok::<_, Status>(request.into_inner()))
         .unary_inline(BULK, move |_: Request<Payload>| Ok::<_, Status>(Payload { data: bulk.clone() }))
         .build()
@@ -142,8 +151,11 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 async fn run_once(server: &Address, case: Case, args: &LanesArgs, warmup: Duration, duration: Duration, pacer: &Pacer) -> Figures {
     let bulk_gap = Duration::from_millis(args.bulk_gap_ms);
-    let mut config = ConnectionConfig::default();
-    config.settings.receive_chunks = u32::from(case.chunks);
+    let config = if case.chunks {
+        ConnectionConfig::default().acknowledge_chunks(true)
+    } else {
+        ConnectionConfig::default().receive_chunks(false)
+    };
     let client = Client::builder()
         .connection_config(config)
         .socket_config(socket_config(args.socket_buffer_kib))
@@ -235,7 +247,8 @@ pub(crate) fn run(
     mut json: Option<&mut std::fs::File>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let socket = socket_config(args.socket_buffer_kib);
-    let (server, _thread) = ServerThread::spawn_on(|| Runtime::CurrentThread.build(), move || server(socket));
+    let window = args.chunk_window_kib;
+    let (server, _thread) = ServerThread::spawn_on(|| Runtime::CurrentThread.build(), move || server(socket, window));
     let pacer = Pacer::start(Pacing::Sleep);
     let mut runs: Vec<Vec<Figures>> = CASES.iter().map(|_| Vec::new()).collect();
     for repeat in 0..repeats {

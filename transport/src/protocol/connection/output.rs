@@ -33,6 +33,11 @@ impl<X: CallRecord> Connection<X> {
             Frame::GoAway(goaway).encode(dst);
             frames += 1;
         }
+        // Control lane: acknowledges the chunk bytes this read took (section 5.12).
+        if let Some(ack) = self.chunks.take_ack() {
+            dst.extend_from_slice(&ack.encode());
+            frames += 1;
+        }
         while let Some(frame) = self.control.call_frames.pop_front() {
             frame.encode(dst);
             frames += 1;
@@ -47,7 +52,12 @@ impl<X: CallRecord> Connection<X> {
     /// Whether [`Connection::poll_transmit`] has anything to write.
     pub fn has_transmit(&self) -> bool {
         let c = &self.control;
-        c.preface_and_settings || c.pong.is_some() || c.ping.is_some() || c.goaway.is_some() || !c.call_frames.is_empty()
+        c.preface_and_settings
+            || c.pong.is_some()
+            || c.ping.is_some()
+            || c.goaway.is_some()
+            || !c.call_frames.is_empty()
+            || self.chunks.has_ack()
     }
 
     /// The next event for the application.

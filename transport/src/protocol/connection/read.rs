@@ -62,18 +62,18 @@ impl<X: CallRecord> Connection<X> {
             let _ = buf.split_to(PREFACE_LEN);
             self.handle_preface(&raw)?;
         }
-        // Two copies of the frame loop, so that a connection without chunks runs one without
-        // the reassembly's branches.
-        if self.config.settings.accepts_chunks() {
+        // Two copies of the frame loop, so that a connection that can receive no Chunk and no
+        // ChunkAck frame (it announced no `RECEIVE_CHUNKS`, and the peer does not acknowledge
+        // chunks) runs one without the reassembly's branches.
+        if self.config.settings.accepts_chunks() || self.peer_settings.acks_chunks() {
             self.read_frames::<true>(buf, now, max_frames, progress)
         } else {
             self.read_frames::<false>(buf, now, max_frames, progress)
         }
     }
 
-    /// [`Connection::handle_read`]'s frame loop. With `CHUNKS` (the connection announced
-    /// `RECEIVE_CHUNKS`), Chunk frames are put back together first (docs/PROTOCOL.md section
-    /// 5.12).
+    /// [`Connection::handle_read`]'s frame loop. With `CHUNKS`, Chunk frames are put back
+    /// together and ChunkAck frames counted first (docs/PROTOCOL.md section 5.12).
     fn read_frames<const CHUNKS: bool>(
         &mut self,
         buf: &mut BytesMut,
@@ -82,9 +82,17 @@ impl<X: CallRecord> Connection<X> {
         mut progress: ReadProgress,
     ) -> Result<ReadProgress, ConnectionError> {
         let max_frame_size = self.config.settings.max_frame_size;
+        let receive_chunks = self.config.settings.receive_chunks;
         while progress.frames < max_frames {
             let decoded = if CHUNKS {
-                self.chunks.decode_frame(buf, max_frame_size)
+                // Chunk frames, and the ChunkAck frames a peer sends for ours (section 5.12).
+                let decoded = self.chunks.decode_announced(buf, max_frame_size, receive_chunks);
+                for _ in 0..self.chunks.take_ack_frames() {
+                    if let Err(err) = self.charge_cheap_frame(now) {
+                        self.fail(err)?;
+                    }
+                }
+                decoded
             } else {
                 decode_frame(buf, max_frame_size)
             };
@@ -105,6 +113,23 @@ impl<X: CallRecord> Connection<X> {
         }
         progress.more = !buf.is_empty();
         Ok(progress)
+    }
+
+    /// Chunk bytes the peer acknowledged (ChunkAck, docs/PROTOCOL.md section 5.12) since the
+    /// last call: the driver's writer opens its chunk window by that much.
+    pub fn take_chunk_acks(&mut self) -> u64 {
+        self.chunks.take_acked()
+    }
+
+    /// The chunk window this side's writer keeps (`ConnectionConfig::chunk_window`; 0: none).
+    pub fn chunk_window(&self) -> usize {
+        self.config.chunk_window
+    }
+
+    /// The driver's writer is sending `bytes` more chunk payload bytes to a peer that
+    /// acknowledges them: its ChunkAck frames for them are free of the small-frame budget.
+    pub fn note_chunks_sent(&mut self, bytes: u64) {
+        self.chunks.note_sent(bytes);
     }
 
     /// After a read: whether a frame is left partly received, for the partial-frame timeout.
