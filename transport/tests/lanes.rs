@@ -203,19 +203,7 @@ async fn a_peer_that_did_not_announce_chunks_gets_the_16_mib_answer_whole_and_fi
 #[tokio::test]
 async fn two_volley_peers_exchange_16_mib_messages_in_chunks_intact_beside_small_calls() {
     // Chunking is opt-in: both sides announce it.
-    let chunking = volley::protocol::ConnectionConfig::default().receive_chunks(true);
-    let server = common::echo_server()
-        .connection_config(chunking.clone())
-        .build()
-        .unwrap()
-        .serve("127.0.0.1:0")
-        .await
-        .unwrap();
-    let client = Client::builder()
-        .connection_config(chunking)
-        .connect(server.local_addr())
-        .await
-        .unwrap();
+    let (server, client) = echo_pair(volley::protocol::ConnectionConfig::default().receive_chunks(true)).await;
     let payload: Bytes = (0..BULK).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
     let small_calls = {
         let client = client.clone();
@@ -296,18 +284,7 @@ async fn with_acknowledged_chunks_and_a_64_kib_window_16_mib_messages_cross_inta
     let acked = volley::protocol::ConnectionConfig::default()
         .acknowledge_chunks(true)
         .chunk_window(64 * 1024);
-    let server = common::echo_server()
-        .connection_config(acked.clone())
-        .build()
-        .unwrap()
-        .serve("127.0.0.1:0")
-        .await
-        .unwrap();
-    let client = Client::builder()
-        .connection_config(acked)
-        .connect(server.local_addr())
-        .await
-        .unwrap();
+    let (server, client) = echo_pair(acked).await;
     let payload: Bytes = (0..BULK).map(|i| (i % 253) as u8).collect::<Vec<u8>>().into();
     let started = std::time::Instant::now();
     for _ in 0..2 {
@@ -318,4 +295,21 @@ async fn with_acknowledged_chunks_and_a_64_kib_window_16_mib_messages_cross_inta
     let small: Echo = client.unary(ECHO_ID, &echo("after"), CallOptions::new()).await.unwrap();
     assert_eq!(small.payload, "after");
     server.shutdown().await;
+}
+
+/// An echo server and a client to it, both with `config`.
+async fn echo_pair(config: volley::protocol::ConnectionConfig) -> (ServerHandle, Client) {
+    let server = common::echo_server()
+        .connection_config(config.clone())
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = Client::builder()
+        .connection_config(config)
+        .connect(server.local_addr())
+        .await
+        .unwrap();
+    (server, client)
 }

@@ -206,16 +206,7 @@ async fn a_call_completes_when_a_third_of_the_datagrams_are_lost() {
 
 /// A QUIC connection of a raw quinn client trusting `ca`, and its endpoint.
 async fn raw_connection(addr: SocketAddr, ca: &Ca) -> Result<(quinn::Endpoint, quinn::Connection), quinn::ConnectionError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.cert.clone()).unwrap();
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![volley::tls::ALPN_VOLLEY.to_vec()];
+    let tls = ca.raw_client_config(&[volley::tls::ALPN_VOLLEY]);
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
     let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     let connection = endpoint
@@ -524,18 +515,10 @@ async fn under_mutual_tls_a_quic_client_certificate_from_another_ca_is_rejected(
 }
 
 #[tokio::test]
-#[allow(deprecated)] // ring's provider, as volley uses it (see tls/config.rs)
 async fn a_quic_client_offering_another_alpn_fails_with_an_alpn_error() {
     let ca = Ca::new("quic CA");
     let server = serve_quic_with(ca.server_tls()).await;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.cert.clone()).unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h3".to_vec()];
+    let config = ca.raw_client_config(&[b"h3"]);
     let tls = ClientTls::from_rustls(Arc::new(config), Some("localhost".try_into().unwrap()));
     let err = tls_error(connect_quic(&server, tls).await);
     assert!(matches!(err, TlsError::Alpn(_)), "{err}");

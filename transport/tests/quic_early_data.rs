@@ -7,15 +7,17 @@
 #[path = "support/pki.rs"]
 #[allow(dead_code)]
 mod pki;
+#[path = "support/raw_quic.rs"]
+mod raw_quic;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pki::Ca;
+use raw_quic::{quinn_server, read_frame};
 use volley::net::Address;
 use volley::quic::{ALPN_VOLLEY_QUIC, QuicOptions};
-use volley::wire::{Frame, PREFACE_LEN, Preface, Settings, decode_frame};
+use volley::wire::{Frame, PREFACE_LEN, Preface, Settings};
 use volley::{CallOptions, Client, MethodId, Request, Server, Status};
 
 const SAFE: &str = "/test.Early/Get";
@@ -24,32 +26,9 @@ const UNSAFE: &str = "/test.Early/Put";
 /// A raw per-call QUIC server's rustls configuration: a `localhost` certificate from `ca`,
 /// TLS 1.3 session resumption (rustls' in-memory cache), and 0-RTT accepted when `early`.
 fn server_tls(ca: &Ca, early: bool) -> rustls::ServerConfig {
-    let leaf = ca.leaf("server", &["localhost"]);
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(leaf.chain(), leaf.key())
-        .unwrap();
-    tls.alpn_protocols = vec![ALPN_VOLLEY_QUIC.to_vec()];
+    let mut tls = ca.raw_server_config(ALPN_VOLLEY_QUIC);
     tls.max_early_data_size = if early { u32::MAX } else { 0 };
     tls
-}
-
-fn quinn_server(tls: rustls::ServerConfig) -> quinn::ServerConfig {
-    quinn::ServerConfig::with_crypto(Arc::new(quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap()))
-}
-
-async fn read_frame(recv: &mut quinn::RecvStream) -> Frame {
-    let mut header = [0u8; 16];
-    recv.read_exact(&mut header).await.unwrap();
-    let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
-    let mut bytes = BytesMut::from(&header[..]);
-    bytes.resize(16 + len, 0);
-    recv.read_exact(&mut bytes[16..]).await.unwrap();
-    decode_frame(&mut bytes, u32::MAX).unwrap().unwrap()
 }
 
 /// What the raw server saw of one connection: whether the control stream and each call's stream

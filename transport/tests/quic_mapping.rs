@@ -8,6 +8,8 @@ mod common;
 #[path = "support/pki.rs"]
 #[allow(dead_code)]
 mod pki;
+#[path = "support/raw_quic.rs"]
+mod raw_quic;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pki::Ca;
+use raw_quic::{quinn_server, read_frame};
 use volley::net::Address;
 use volley::quic::{ALPN_VOLLEY_QUIC, CLOSE_MAPPING, QuicMapping, QuicOptions, per_call_bidi_streams};
 use volley::tls::ALPN_VOLLEY;
@@ -40,16 +43,7 @@ async fn serve(builder: volley::server::ServerBuilder, ca: &Ca) -> (ServerHandle
 
 /// A raw quinn connection offering `alpn`, and its endpoint.
 async fn raw_connection(addr: SocketAddr, ca: &Ca, alpn: &[&[u8]]) -> (quinn::Endpoint, quinn::Connection) {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.cert.clone()).unwrap();
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = alpn.iter().map(|id| id.to_vec()).collect();
+    let tls = ca.raw_client_config(alpn);
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
     let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     let connection = endpoint
@@ -310,29 +304,8 @@ async fn a_stream_that_does_not_start_with_a_request_closes_the_connection_with_
 
 /// A raw per-call QUIC server endpoint on loopback with a `localhost` certificate from `ca`.
 fn raw_server(ca: &Ca) -> quinn::Endpoint {
-    let leaf = ca.leaf("server", &["localhost"]);
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(leaf.chain(), leaf.key())
-        .unwrap();
-    tls.alpn_protocols = vec![ALPN_VOLLEY_QUIC.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap();
-    quinn::Endpoint::server(quinn::ServerConfig::with_crypto(Arc::new(crypto)), "127.0.0.1:0".parse().unwrap()).unwrap()
-}
-
-/// Reads one whole frame from `recv`.
-async fn read_frame(recv: &mut quinn::RecvStream) -> Frame {
-    let mut header = [0u8; 16];
-    recv.read_exact(&mut header).await.unwrap();
-    let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
-    let mut bytes = BytesMut::from(&header[..]);
-    bytes.resize(16 + len, 0);
-    recv.read_exact(&mut bytes[16..]).await.unwrap();
-    decode_frame(&mut bytes, u32::MAX).unwrap().unwrap()
+    let tls = ca.raw_server_config(ALPN_VOLLEY_QUIC);
+    quinn::Endpoint::server(quinn_server(tls), "127.0.0.1:0".parse().unwrap()).unwrap()
 }
 
 #[tokio::test]

@@ -107,15 +107,7 @@ pub(crate) async fn accept(
     }
     match tokio::time::timeout_at(deadline.into(), connection.accept_bi()).await {
         Ok(Ok((send, recv))) if per_call => {
-            let mux = MuxStream::new(
-                connection.clone(),
-                false,
-                send,
-                recv,
-                config.connection.settings.max_frame_size,
-                config.quic.partial_frame_budget_bytes(),
-                None,
-            );
+            let mux = per_call_mux(&connection, false, (send, recv), config, None);
             let early = recv_is_early(&mux);
             Ok(QuicStream::per_call(connection, mux, None, early))
         }
@@ -170,15 +162,7 @@ pub(crate) async fn connect(addr: SocketAddr, tls: &ClientTls, config: &DriverCo
                 accepted,
                 methods: config.quic.early_data_methods().to_vec(),
             };
-            let mux = MuxStream::new(
-                connection.clone(),
-                true,
-                send,
-                recv,
-                config.connection.settings.max_frame_size,
-                config.quic.partial_frame_budget_bytes(),
-                Some(early),
-            );
+            let mux = per_call_mux(&connection, true, (send, recv), config, Some(early));
             return Ok(QuicStream::per_call(connection, mux, Some(endpoint), true));
         }
         Err(connecting) => connecting,
@@ -191,15 +175,7 @@ pub(crate) async fn connect(addr: SocketAddr, tls: &ClientTls, config: &DriverCo
     // Opening is local: the server learns of the stream with Volley's preface, sent at once.
     let (send, recv) = connection.open_bi().await.map_err(lost)?;
     if agreed_per_call(&connection) {
-        let mux = MuxStream::new(
-            connection.clone(),
-            true,
-            send,
-            recv,
-            config.connection.settings.max_frame_size,
-            config.quic.partial_frame_budget_bytes(),
-            None,
-        );
+        let mux = per_call_mux(&connection, true, (send, recv), config, None);
         return Ok(QuicStream::per_call(connection, mux, Some(endpoint), false));
     }
     Ok(QuicStream::one_stream(connection, send, recv, Some(endpoint)))
@@ -218,6 +194,26 @@ fn try_early(
 }
 
 /// Server: whether the client's control stream arrived in 0-RTT data.
+/// The per-call mapping over `connection`, its control stream `(send, recv)` given, with the
+/// limits of `config`.
+fn per_call_mux(
+    connection: &quinn::Connection,
+    client: bool,
+    (send, recv): (quinn::SendStream, quinn::RecvStream),
+    config: &DriverConfig,
+    early: Option<EarlyData>,
+) -> MuxStream {
+    MuxStream::new(
+        connection.clone(),
+        client,
+        send,
+        recv,
+        config.connection.settings.max_frame_size,
+        config.quic.partial_frame_budget_bytes(),
+        early,
+    )
+}
+
 fn recv_is_early(mux: &MuxStream) -> bool {
     mux.control_is_early()
 }

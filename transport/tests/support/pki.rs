@@ -70,6 +70,40 @@ impl Ca {
         ServerTls::builder(leaf.chain(), leaf.key()).build().unwrap()
     }
 
+    /// A raw rustls server configuration (TLS 1.3, ring) with a `localhost` certificate from
+    /// this CA, offering `alpn`: for tests that drive quinn or rustls themselves.
+    #[allow(dead_code)]
+    pub(crate) fn raw_server_config(&self, alpn: &[u8]) -> rustls::ServerConfig {
+        let leaf = self.leaf("server", &["localhost"]);
+        #[allow(deprecated)]
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(leaf.chain(), leaf.key())
+            .unwrap();
+        tls.alpn_protocols = vec![alpn.to_vec()];
+        tls
+    }
+
+    /// A raw rustls client configuration (TLS 1.3, ring) trusting this CA, offering `alpn`:
+    /// for tests that drive quinn or rustls themselves.
+    #[allow(dead_code)]
+    pub(crate) fn raw_client_config(&self, alpn: &[&[u8]]) -> rustls::ClientConfig {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.cert.clone()).unwrap();
+        #[allow(deprecated)]
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = alpn.iter().map(|id| id.to_vec()).collect();
+        tls
+    }
+
     /// A client trusting this CA, expecting `localhost`.
     pub(crate) fn client_tls(&self) -> ClientTls {
         ClientTls::builder()
