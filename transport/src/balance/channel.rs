@@ -590,7 +590,7 @@ impl BalancedChannel {
         in_flight.observe = !connected && plan.endpoints.len() > 1;
         let result = client.unary_attempt(plan.method, plan.request, plan.options, began).await;
         // Where endpoints are compared (their averages, a percentile hedge), an attempt ends
-        // when its caller has the answer, as p2c's tests and tuning assume. Otherwise (one
+        // when its caller has the answer, as p2c was tuned and tested with. Otherwise (one
         // endpoint, no percentile hedging) only the endpoint's latency total reads it: the
         // answer's read time serves, and the call reads the clock no more often than a
         // `Channel` call does (a read costs about 4 % of a call at 128 in flight on the VM of
