@@ -1,6 +1,6 @@
 //! The load signal p2c compares: calls in flight from this channel, a moving average of latency
-//! that decays toward zero while the endpoint gets no call, and the in-flight count the server
-//! reports in its response heads ([`LOAD_METADATA_KEY`]).
+//! that decays toward zero while the endpoint gets no call, and other clients' calls in flight,
+//! which the server reports in its response heads ([`LOAD_METADATA_KEY`]).
 
 use std::time::{Duration, Instant};
 
@@ -28,8 +28,16 @@ const SAMPLE_WEIGHT: f64 = 0.2;
 /// really is slower raises it by 20 % a call and is avoided within about a dozen calls.
 const MAX_SAMPLE_RATIO: f64 = 2.0;
 
-/// The cost of each call waiting on an endpoint that has not answered any yet (1 ms).
+/// The cost of each call waiting on an endpoint still warming up (1 ms).
 const UNANSWERED_CALL_COST_NS: f64 = 1e6;
+
+/// How many answers an endpoint gives before its latency counts (4). Until then it is priced
+/// like an endpoint that never answered (free while idle, dear per waiting call), and its
+/// average starts at the least of these samples. One outlier among a new endpoint's first
+/// answers (its task scheduled late on a busy machine: milliseconds against 100 µs) would
+/// otherwise price it out until the average decayed, a second or more, with no call to
+/// correct it; a replica that really is slow shows it in all four.
+const WARMUP_SAMPLES: u32 = 4;
 
 /// How long a server's load report counts (1 s): an older one says nothing about now.
 const LOAD_REPORT_LIFETIME_NS: u64 = 1_000_000_000;
@@ -44,9 +52,11 @@ pub(crate) struct Load {
     rtt_ns: AtomicU64,
     /// When `rtt_ns` was last updated, in ns since the channel's epoch.
     stamp_ns: AtomicU64,
-    /// The server's last reported calls in flight.
-    reported: AtomicU32,
-    /// When it was reported, in ns since the epoch (0: never).
+    /// Answers observed, counted up to [`WARMUP_SAMPLES`].
+    samples: AtomicU32,
+    /// Calls in flight on the server that are not ours, from its last report.
+    theirs: AtomicU32,
+    /// When the server reported it, in ns since the epoch (0: never).
     reported_ns: AtomicU64,
 }
 
@@ -56,7 +66,8 @@ impl Load {
             in_flight: AtomicU32::new(0),
             rtt_ns: AtomicU64::new(0f64.to_bits()),
             stamp_ns: AtomicU64::new(0),
-            reported: AtomicU32::new(0),
+            samples: AtomicU32::new(0),
+            theirs: AtomicU32::new(0),
             reported_ns: AtomicU64::new(0),
         }
     }
@@ -88,41 +99,50 @@ impl Load {
         if x < 1e-4 { rtt * (1.0 - x) } else { rtt * (-x).exp() }
     }
 
-    /// Folds in a call that took `rtt`: the first sets the average, later ones move it by
-    /// [`SAMPLE_WEIGHT`] of the difference, a sample counting at most [`MAX_SAMPLE_RATIO`]
-    /// times the average.
+    /// Folds in a call that took `rtt`. During the warm-up the average is the least sample
+    /// seen; after it, each sample moves it by [`SAMPLE_WEIGHT`] of the difference, counting
+    /// at most [`MAX_SAMPLE_RATIO`] times the average.
     pub(crate) fn observe(&self, now_ns: u64, rtt: Duration, decay: Duration) {
         let sample = rtt.as_nanos() as f64;
-        let next = if self.stamp_ns.load(Ordering::Relaxed) == 0 {
-            sample
+        let seen = self.samples.load(Ordering::Relaxed);
+        if seen < WARMUP_SAMPLES {
+            // Two racing first samples may both store; either is a sample, which is all the
+            // warm-up needs. Positive `f64`s order as their bits do.
+            self.samples.store(seen + 1, Ordering::Relaxed);
+            if seen == 0 {
+                self.rtt_ns.store(sample.to_bits(), Ordering::Relaxed);
+            } else {
+                self.rtt_ns.fetch_min(sample.to_bits(), Ordering::Relaxed);
+            }
         } else {
             let current = self.rtt_ns(now_ns, decay);
-            current + SAMPLE_WEIGHT * (sample.min(MAX_SAMPLE_RATIO * current) - current)
-        };
-        self.rtt_ns.store(next.to_bits(), Ordering::Relaxed);
+            let next = current + SAMPLE_WEIGHT * (sample.min(MAX_SAMPLE_RATIO * current) - current);
+            self.rtt_ns.store(next.to_bits(), Ordering::Relaxed);
+        }
         self.stamp_ns.store(now_ns.max(1), Ordering::Relaxed);
     }
 
-    /// Records the server's reported calls in flight.
+    /// Records the server's report: its calls in flight on its other connections, which are
+    /// other clients' (ours on this connection we count ourselves, live).
     pub(crate) fn handle_report(&self, now_ns: u64, in_flight: u32) {
-        self.reported.store(in_flight, Ordering::Relaxed);
+        self.theirs.store(in_flight, Ordering::Relaxed);
         self.reported_ns.store(now_ns.max(1), Ordering::Relaxed);
     }
 
-    /// What p2c compares: latency times the queue a new call would join, the largest of our own
-    /// unary calls in flight, `open` (our calls open on the connection, streams included) and
-    /// what the server last reported (ours are among the server's).
+    /// What p2c compares: latency times the queue a new call would join: ours (the larger of
+    /// our unary calls in flight and `open`, our calls open on the connection, streams
+    /// included) plus other clients' calls from the server's last report.
     pub(crate) fn cost(&self, now_ns: u64, decay: Duration, open: u32) -> f64 {
         let ours = self.in_flight().max(open);
         let reported_ns = self.reported_ns.load(Ordering::Relaxed);
         let queue = if reported_ns != 0 && now_ns.saturating_sub(reported_ns) < LOAD_REPORT_LIFETIME_NS {
-            ours.max(self.reported.load(Ordering::Relaxed))
+            ours.saturating_add(self.theirs.load(Ordering::Relaxed))
         } else {
             ours
         };
-        if self.stamp_ns.load(Ordering::Relaxed) == 0 {
-            // No answer yet: free while idle (a new endpoint gets the next call), then dear
-            // for every call waiting on it, so calls do not pile onto one that never answers.
+        if self.samples.load(Ordering::Relaxed) < WARMUP_SAMPLES {
+            // Warming up: free while idle (a new endpoint gets the next call), then dear for
+            // every call waiting on it, so calls do not pile onto one that never answers.
             return f64::from(queue) * UNANSWERED_CALL_COST_NS;
         }
         self.rtt_ns(now_ns, decay) * f64::from(queue + 1)
@@ -157,10 +177,33 @@ mod tests {
         assert!((later - 2e6 / std::f64::consts::E).abs() < 10.0, "{later}");
     }
 
+    /// A load past its warm-up, its average at `rtt`.
+    fn warm(rtt: Duration) -> Load {
+        let load = Load::new();
+        for _ in 0..WARMUP_SAMPLES {
+            load.observe(1, rtt, DECAY);
+        }
+        load
+    }
+
+    #[test]
+    fn a_warming_endpoint_is_priced_by_its_queue_and_starts_at_its_least_sample() {
+        let load = Load::new();
+        let samples = [20_000, 100, 130, 110].map(Duration::from_micros);
+        for (n, sample) in samples.into_iter().enumerate() {
+            assert_eq!(load.cost(1, DECAY, 0), 0.0, "free while idle after {n} samples");
+            load.start();
+            assert_eq!(load.cost(1, DECAY, 0), 1e6, "dear while waiting after {n} samples");
+            load.finish();
+            load.observe(1, sample, DECAY);
+        }
+        assert!((load.rtt_ns(1, DECAY) - 100_000.0).abs() < 1.0, "the 20 ms outlier is forgotten");
+        assert!((load.cost(1, DECAY, 0) - 100_000.0).abs() < 1.0);
+    }
+
     #[test]
     fn later_samples_move_the_average_by_a_fifth_and_outliers_count_twice_at_most() {
-        let load = Load::new();
-        load.observe(1, Duration::from_micros(100), DECAY);
+        let load = warm(Duration::from_micros(100));
         load.observe(1, Duration::from_micros(150), DECAY);
         assert!((load.rtt_ns(1, DECAY) - 110_000.0).abs() < 1.0);
         load.observe(1, Duration::from_millis(50), DECAY);
@@ -169,13 +212,12 @@ mod tests {
 
     #[test]
     fn cost_grows_with_calls_in_flight_and_a_fresh_server_report() {
-        let load = Load::new();
-        load.observe(1, Duration::from_micros(100), DECAY);
+        let load = warm(Duration::from_micros(100));
         let idle = load.cost(1, DECAY, 0);
         load.start();
         load.start();
         assert!((load.cost(1, DECAY, 0) - 3.0 * idle).abs() < 1e-6);
-        load.handle_report(1, 9);
+        load.handle_report(1, 7);
         assert!((load.cost(1, DECAY, 0) - 10.0 * idle).abs() < 1e-6);
         let stale = 2 + LOAD_REPORT_LIFETIME_NS;
         assert!(load.cost(stale, DECAY, 0) < 3.0 * idle, "a stale report is ignored");

@@ -119,7 +119,9 @@ mod tests {
     fn a_loaded_endpoint_loses_every_comparison() {
         let set = endpoints(3);
         for endpoint in &set {
-            endpoint.load.observe(1, Duration::from_micros(100), DECAY);
+            for _ in 0..4 {
+                endpoint.load.observe(1, Duration::from_micros(100), DECAY);
+            }
         }
         for _ in 0..5 {
             set[1].load.start();

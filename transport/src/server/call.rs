@@ -270,7 +270,10 @@ impl ServerCall {
     #[inline]
     fn with_load_report<T>(&self, response: Response<T>) -> Response<T> {
         match &self.load {
-            Some(load) => load.add_report(response),
+            Some(load) => {
+                let this_connection = self.shared.stats.calls_in_flight.load(std::sync::atomic::Ordering::Relaxed);
+                load.add_report(response, u32::try_from(this_connection).unwrap_or(u32::MAX))
+            }
             None => response,
         }
     }

@@ -1,5 +1,5 @@
-//! The server's own load report: its calls in flight, across every connection, in the
-//! `volley-load` response-head metadata (docs/PROTOCOL.md section 14), for the clients that ask
+//! The server's own load report: its calls in flight on its other connections (other clients'
+//! load), in the `volley-load` response-head metadata (docs/PROTOCOL.md section 14), for the clients that ask
 //! (a request carrying the key) or for every answer ([`LoadReports`]).
 //!
 //! Cheap on the default path: a call counts itself with one relaxed atomic add and subtract on
@@ -85,12 +85,15 @@ pub(crate) struct LoadGuard {
 
 impl LoadGuard {
     /// `response` with the server's report added when this call carries one: the calls in
-    /// flight besides this one. A handler's own `volley-load` entry is kept as it is.
-    pub(crate) fn add_report<T>(&self, mut response: Response<T>) -> Response<T> {
+    /// flight on the server's other connections, `this_connection` being the calls in flight
+    /// on the one that carried this call (itself included). The asking client counts its own
+    /// calls itself, as they are now; a figure that counted them would go stale the moment
+    /// they ended. A handler's own `volley-load` entry is kept as it is.
+    pub(crate) fn add_report<T>(&self, mut response: Response<T>, this_connection: u32) -> Response<T> {
         if !self.report {
             return response;
         }
-        let others = self.load.in_flight.load(Ordering::Relaxed).saturating_sub(1);
+        let others = self.load.in_flight.load(Ordering::Relaxed).saturating_sub(this_connection);
         let metadata = response.metadata_mut();
         if metadata.is_empty() {
             *metadata = report(others);
@@ -155,21 +158,22 @@ mod tests {
     }
 
     #[test]
-    fn a_report_counts_the_other_calls_and_only_where_asked() {
+    fn a_report_counts_the_calls_of_other_connections_and_only_where_asked() {
         let load = ServerLoad::new(LoadReports::OnRequest).expect("counting");
         let mut asked = Metadata::new();
         asked.insert(LOAD_METADATA_KEY, "").unwrap();
+        // Five calls in flight: three on the asking connection, two on another.
         let quiet = load.start(&Metadata::new());
         let first = load.start(&asked);
         let second = load.start(&asked);
-        let answer = first.add_report(Response::new(()));
+        let elsewhere = [load.start(&Metadata::new()), load.start(&Metadata::new())];
+        let answer = first.add_report(Response::new(()), 3);
         assert_eq!(answer.metadata().get_str(LOAD_METADATA_KEY), Some("2"));
-        assert!(quiet.add_report(Response::new(())).metadata().is_empty(), "not asked");
-        drop(quiet);
-        drop(first);
+        assert!(quiet.add_report(Response::new(()), 3).metadata().is_empty(), "not asked");
+        drop((quiet, first, elsewhere));
         let mut own = Metadata::new();
         own.insert("x-shard", "3").unwrap();
-        let answer = second.add_report(Response::new(()).with_metadata(own));
+        let answer = second.add_report(Response::new(()).with_metadata(own), 1);
         assert_eq!(answer.metadata().get_str(LOAD_METADATA_KEY), Some("0"));
         assert_eq!(answer.metadata().get_str("x-shard"), Some("3"));
         drop(second);

@@ -11,7 +11,7 @@ use volley::server::LoadReports;
 use volley::{CallOptions, Client, Metadata, Request, Server, ServerHandle};
 
 use crate::common::{ECHO, ECHO_ID, Echo, echo};
-use crate::replica::{DEADLINE, timing};
+use crate::replica::{DEADLINE, beside_others, timing};
 
 /// A server whose calls with payload `hold` wait for `gate`; others echo at once. Counts the
 /// calls that are not held.
@@ -48,8 +48,9 @@ async fn report(client: &Client, options: CallOptions) -> Option<String> {
     response.metadata().get_str(LOAD_METADATA_KEY).map(str::to_owned)
 }
 
-/// Starts `n` held calls on `client` and waits until the server counts them.
-async fn hold(client: &Client, n: usize) {
+/// Starts `n` held calls on `client` and waits until the server reports them to `watcher`
+/// (a client on another connection: a report leaves out the asking connection's own calls).
+async fn hold(client: &Client, watcher: &Client, n: usize) {
     for _ in 0..n {
         let client = client.clone();
         tokio::spawn(async move {
@@ -59,22 +60,24 @@ async fn hold(client: &Client, n: usize) {
         });
     }
     let until = Instant::now() + DEADLINE;
-    while report(client, asking()).await.as_deref() != Some(&n.to_string()) {
+    while report(watcher, asking()).await.as_deref() != Some(&n.to_string()) {
         assert!(Instant::now() < until, "the held calls never all arrived");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_reports_its_calls_in_flight_to_callers_that_ask_and_only_to_them() {
+async fn a_server_reports_other_connections_calls_in_flight_to_callers_that_ask_and_only_to_them() {
+    let _shared = beside_others().await;
     let gate = Arc::new(Semaphore::new(0));
     let server = gated("127.0.0.1", LoadReports::OnRequest, gate.clone(), Arc::default()).await;
     let holder = Client::connect(server.local_addr()).await.unwrap();
-    hold(&holder, 7).await;
-    // Another connection sees the calls of the first: the report is the server's, not the
-    // connection's.
     let other = Client::connect(server.local_addr()).await.unwrap();
+    hold(&holder, &other, 7).await;
+    // Another connection sees the calls of the first; the first's own calls are not in its
+    // report (it counts them itself).
     assert_eq!(report(&other, asking()).await.as_deref(), Some("7"));
+    assert_eq!(report(&holder, asking()).await.as_deref(), Some("0"));
     assert_eq!(
         report(&other, CallOptions::new().timeout(DEADLINE)).await,
         None,
@@ -105,7 +108,8 @@ async fn a_balanced_channel_avoids_the_replica_that_reports_other_clients_load()
     // Another client keeps 20 calls waiting on one replica: the channel's own counts cannot
     // see them, only the server's report can.
     let other_client = Client::connect(busy.local_addr()).await.unwrap();
-    hold(&other_client, 20).await;
+    let watcher = Client::connect(busy.local_addr()).await.unwrap();
+    hold(&other_client, &watcher, 20).await;
     let before = busy_calls.load(Ordering::SeqCst);
     let channel = BalancedChannel::builder()
         .timeout(DEADLINE)

@@ -19,7 +19,9 @@ use volley::balance::{BalancedChannel, HedgePolicy, Phase, Resolution, Resolver}
 use volley::net::Address;
 use volley::{CallOptions, Code};
 
-use replica::{Behaviour, DEADLINE, Replica, Run, addresses, idempotent, load, load_until, quick_ejection, replicas, timing};
+use replica::{
+    Behaviour, DEADLINE, Replica, Run, addresses, beside_others, idempotent, load, load_until, quick_ejection, replicas, timing,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_equal_replicas_each_receive_a_quarter_of_the_calls() {
@@ -82,6 +84,7 @@ async fn a_replica_slowed_by_two_ms_gets_under_ten_percent_and_p99_stays_within_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_replica_costs_idempotent_callers_no_errors() {
+    let _shared = beside_others().await;
     let mut replicas = replicas(4, Behaviour::Echo).await;
     let channel = BalancedChannel::builder()
         .ejection(quick_ejection())
@@ -130,6 +133,7 @@ async fn a_killed_replica_costs_idempotent_callers_no_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_replica_fails_no_call_takes_none_and_is_readmitted_after_restart() {
+    let _shared = beside_others().await;
     let mut replicas = replicas(4, Behaviour::Echo).await;
     let channel = BalancedChannel::builder()
         .ejection(quick_ejection())
@@ -192,6 +196,7 @@ impl Resolver for Switchable {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resolver_whose_answer_changes_is_followed_within_one_interval() {
+    let _shared = beside_others().await;
     const INTERVAL: Duration = Duration::from_millis(200);
     let replicas = replicas(3, Behaviour::Echo).await;
     let resolver = Switchable::default();
@@ -227,6 +232,7 @@ async fn a_resolver_whose_answer_changes_is_followed_within_one_interval() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_every_replica_fails_retries_stay_within_the_budget() {
+    let _shared = beside_others().await;
     let replicas = replicas(3, Behaviour::Unavailable).await;
     let (ratio, min_per_second) = (0.1, 1);
     let channel = BalancedChannel::builder()

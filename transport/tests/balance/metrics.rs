@@ -3,7 +3,7 @@
 use volley::balance::BalancedChannel;
 use volley::metrics::Metrics;
 
-use crate::replica::{Behaviour, DEADLINE, Replica, idempotent, load, quick_ejection};
+use crate::replica::{Behaviour, DEADLINE, Replica, beside_others, idempotent, load, quick_ejection};
 
 /// The value of the series `name{channel="metered",endpoint="address"}` in `text`.
 fn series(text: &str, name: &str, address: &str) -> f64 {
@@ -24,6 +24,7 @@ async fn scrape(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_endpoint_series_are_scraped_and_follow_calls_errors_retries_and_latency() {
+    let _shared = beside_others().await;
     let good = Replica::start("127.0.0.1", Behaviour::Echo).await;
     let bad = Replica::start("127.0.0.2", Behaviour::Unavailable).await;
     let metrics = Metrics::new();

@@ -12,11 +12,18 @@ use volley::{CallOptions, Request, Server, ServerHandle, Status};
 
 use crate::common::{ECHO, ECHO_ID, Echo, echo};
 
-/// Held by the tests that compare latencies or shares, so they do not run beside each other.
-pub(crate) static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Held alone by the tests that compare latencies or shares, and shared by the others, so a
+/// measurement never shares the two CPUs with another test's load loop.
+static TIMING: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
-pub(crate) async fn timing() -> tokio::sync::MutexGuard<'static, ()> {
-    TIMING.lock().await
+/// For a test that measures: no other test of this binary runs beside it.
+pub(crate) async fn timing() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    TIMING.write().await
+}
+
+/// For every other test: they may run beside each other, not beside a measurement.
+pub(crate) async fn beside_others() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    TIMING.read().await
 }
 
 /// Every call's deadline: far above any latency here, so a hang shows as an error.

@@ -11,7 +11,7 @@ use volley::balance::BalancedChannel;
 use volley::{CallOptions, Caller, MethodId, Request, Server, ServerHandle, Status};
 
 use crate::common::{Echo, echo};
-use crate::replica::DEADLINE;
+use crate::replica::{DEADLINE, beside_others};
 
 const WATCH: &str = "/test.Streams/Watch";
 const UPLOAD: &str = "/test.Streams/Upload";
@@ -101,6 +101,7 @@ fn assert_even(kind: &str, counts: &[u64]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_client_and_bidi_streams_each_pick_an_endpoint_and_spread_evenly() {
+    let _shared = beside_others().await;
     let gate = Arc::new(Semaphore::new(0));
     let opened: Vec<Arc<Opened>> = (0..3).map(|_| Arc::default()).collect();
     let mut servers = Vec::new();
