@@ -6,10 +6,11 @@
 //! thousand connections closes, the transport holds about 3 MiB, yet the process keeps
 //! 12–14 MiB more that glibc has freed but not returned (docs/BENCHMARKS.md, "Memory after
 //! bursts"). Nothing the transport frees can lower that; `malloc_trim` can. So a server watches
-//! its connection count ([`MemoryReturn`]): when it has fallen at least
-//! [`DEFAULT_MIN_BURST`] below its peak and stayed there for [`DEFAULT_SETTLE`], it releases
-//! its pool's idle buffers and calls [`return_free_memory`] on tokio's blocking pool. Steady
-//! traffic never triggers it; a burst that ends triggers it once.
+//! its connection count and its calls in flight ([`MemoryReturn`]): when either has fallen at
+//! least [`DEFAULT_MIN_BURST`] connections (or [`DEFAULT_MIN_CALL_BURST`] calls) below its peak
+//! and stayed there for [`DEFAULT_SETTLE`], it releases its pool's idle buffers and calls
+//! [`return_free_memory`] on tokio's blocking pool. Steady traffic never triggers it; a burst
+//! that ends triggers it once.
 //!
 //! ```
 //! use std::time::Duration;
@@ -39,6 +40,11 @@ pub use allocator::return_free_memory;
 /// (256): fewer closing is ordinary churn, whose memory the next connections reuse.
 pub const DEFAULT_MIN_BURST: usize = 256;
 
+/// Calls in flight (over every connection) that must have ended, from the peak, before the end
+/// of a burst of calls returns memory (1,024): about 1.5 MiB of call state at 1.5 KB a call.
+/// The count is read every 250 ms, so a shorter burst may go unseen.
+pub const DEFAULT_MIN_CALL_BURST: usize = 1_024;
+
 /// How long the connection count must stay at least `min_burst` under its peak before memory
 /// is returned (500 ms): the burst is over, not pausing, and a new one would reset the wait.
 pub const DEFAULT_SETTLE: Duration = Duration::from_millis(500);
@@ -50,6 +56,9 @@ pub struct MemoryReturn {
     pub enabled: bool,
     /// See [`DEFAULT_MIN_BURST`].
     pub min_burst: usize,
+    /// See [`DEFAULT_MIN_CALL_BURST`]. Calls are counted only while the server counts its load
+    /// ([`LoadReports`](crate::server::LoadReports) other than `Never`, the default).
+    pub min_call_burst: usize,
     /// See [`DEFAULT_SETTLE`].
     pub settle: Duration,
     /// Whether to call [`return_free_memory`] (glibc's `malloc_trim`) too, besides releasing
@@ -63,6 +72,7 @@ impl Default for MemoryReturn {
         Self {
             enabled: true,
             min_burst: DEFAULT_MIN_BURST,
+            min_call_burst: DEFAULT_MIN_CALL_BURST,
             settle: DEFAULT_SETTLE,
             trim_allocator: true,
         }

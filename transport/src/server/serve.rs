@@ -457,7 +457,7 @@ async fn accept_loop<L: Listener>(registry: Arc<Registry>, listener: L) {
             biased;
             () = registry.stop_accepting.notified() => return,
             accepted = listener.accept_stream() => accepted,
-            () = registry.memory.run() => continue,
+            () = registry.memory.run(|| registry.server.router.calls_in_flight()) => continue,
         };
         match accepted {
             Ok(stream) => stream.serve(&registry),
