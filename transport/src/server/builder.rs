@@ -352,9 +352,10 @@ impl ServerBuilder {
         self
     }
 
-    /// When the server returns memory after a burst of connections ends: by default once the
-    /// count of connections has stayed [`DEFAULT_MIN_BURST`](crate::memory::DEFAULT_MIN_BURST)
-    /// under its peak for [`DEFAULT_SETTLE`](crate::memory::DEFAULT_SETTLE), it drops the pooled
+    /// When the server returns memory after a burst of connections or calls ends: by default once
+    /// its connections have stayed [`DEFAULT_MIN_BURST`](crate::memory::DEFAULT_MIN_BURST) (or its
+    /// calls in flight [`DEFAULT_MIN_CALL_BURST`](crate::memory::DEFAULT_MIN_CALL_BURST)) under
+    /// their peak for [`DEFAULT_SETTLE`](crate::memory::DEFAULT_SETTLE), it drops the pooled
     /// buffers no connection took meanwhile and trims the allocator ([`crate::memory`]).
     ///
     /// ```

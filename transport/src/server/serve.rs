@@ -37,7 +37,7 @@ struct Registry {
     /// Signalled when the last connection ends.
     empty: Notify,
     stop_accepting: Notify,
-    /// Returns memory after a burst of connections ends (`crate::memory`).
+    /// Returns memory after a burst of connections or calls ends (`crate::memory`).
     memory: AfterBursts,
     /// TLS handshakes that failed (feature `tls`).
     #[cfg(feature = "tls")]
@@ -481,7 +481,7 @@ impl ServerHandle {
         lock(&self.registry.connections).len()
     }
 
-    /// How many times the server returned memory after a burst of connections ended
+    /// How many times the server returned memory after a burst of connections or calls ended
     /// ([`ServerBuilder::memory_return`](super::ServerBuilder::memory_return)).
     pub fn memory_returns(&self) -> u64 {
         self.registry.memory.returns()
