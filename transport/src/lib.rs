@@ -63,6 +63,8 @@ pub mod error;
 pub mod fuzz;
 #[cfg(not(loom))]
 pub mod interceptor;
+#[cfg(not(loom))]
+pub mod memory;
 mod method;
 #[cfg(all(feature = "metrics", not(loom)))]
 pub mod metrics;

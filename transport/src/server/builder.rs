@@ -11,6 +11,7 @@ use super::wrap::HandlerWraps;
 use super::{BidiStreamingHandler, ClientStreamingHandler, InlineUnaryHandler, Request, ServerStreamingHandler, UnaryHandler};
 use crate::driver::DriverConfig;
 use crate::error::Error;
+use crate::memory::MemoryReturn;
 use crate::method::MethodName;
 use crate::net::SocketConfig;
 use crate::protocol::ConnectionConfig;
@@ -32,6 +33,7 @@ pub struct ServerBuilder {
     max_connections: Option<usize>,
     admission: AdmissionConfig,
     drain_timeout: Option<Duration>,
+    memory_return: MemoryReturn,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::ServerTls>,
     /// When the server reports its load in response heads.
@@ -350,6 +352,25 @@ impl ServerBuilder {
         self
     }
 
+    /// When the server returns memory after a burst of connections or calls ends: by default once
+    /// its connections have stayed [`DEFAULT_MIN_BURST`](crate::memory::DEFAULT_MIN_BURST) (or its
+    /// calls in flight [`DEFAULT_MIN_CALL_BURST`](crate::memory::DEFAULT_MIN_CALL_BURST)) under
+    /// their peak for [`DEFAULT_SETTLE`](crate::memory::DEFAULT_SETTLE), it drops the pooled
+    /// buffers no connection took meanwhile and trims the allocator ([`crate::memory`]).
+    ///
+    /// ```
+    /// use volley::Server;
+    /// use volley::memory::MemoryReturn;
+    ///
+    /// let builder = Server::builder().memory_return(MemoryReturn { trim_allocator: false, ..MemoryReturn::default() });
+    /// # let _ = builder;
+    /// ```
+    #[must_use]
+    pub fn memory_return(mut self, memory_return: MemoryReturn) -> Self {
+        self.memory_return = memory_return;
+        self
+    }
+
     /// Records this server's calls, latencies and connections in `metrics` (feature `metrics`).
     /// Every method registered by the time of [`ServerBuilder::build`] gets its own series.
     ///
@@ -393,6 +414,7 @@ impl ServerBuilder {
             max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             admission: self.admission,
             drain_timeout: self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+            memory_return: self.memory_return,
             #[cfg(feature = "tls")]
             tls: self.tls,
         })
@@ -422,6 +444,7 @@ pub struct Server {
     pub(crate) max_connections: usize,
     pub(crate) admission: AdmissionConfig,
     pub(crate) drain_timeout: Duration,
+    pub(crate) memory_return: MemoryReturn,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::ServerTls>,
 }

@@ -60,6 +60,11 @@ impl ServerLoad {
         })
     }
 
+    /// Calls in flight now, over every connection.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed) as usize
+    }
+
     /// Counts a call in flight until the guard drops; `request` is the call's metadata.
     pub(crate) fn start(self: &Arc<Self>, request: &Metadata) -> LoadGuard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);

@@ -125,6 +125,12 @@ impl Routes {
 }
 
 impl Router {
+    /// Calls in flight over every connection; `None` when the server does not count them
+    /// (load reports off).
+    pub(crate) fn calls_in_flight(&self) -> Option<usize> {
+        self.load.as_ref().map(|load| load.in_flight())
+    }
+
     /// Sets when the server reports its load ([`LoadReports`]).
     pub(crate) fn set_load_reports(&mut self, reports: LoadReports) {
         self.load = ServerLoad::new(reports);

@@ -16,6 +16,7 @@ use super::Server;
 use super::admission::{Decision, LiveConnection, decide};
 use crate::driver::{Dispatch, Shared, spawn_connection};
 use crate::error::Error;
+use crate::memory::AfterBursts;
 use crate::net::{Address, Stream, ToAddress};
 use crate::protocol::Role;
 use crate::stats::{AdmissionCounters, AdmissionStats, StatsSnapshot};
@@ -36,6 +37,8 @@ struct Registry {
     /// Signalled when the last connection ends.
     empty: Notify,
     stop_accepting: Notify,
+    /// Returns memory after a burst of connections or calls ends (`crate::memory`).
+    memory: AfterBursts,
     /// TLS handshakes that failed (feature `tls`).
     #[cfg(feature = "tls")]
     tls_failures: AtomicU64,
@@ -108,7 +111,9 @@ impl Registry {
                 peer,
             },
         );
+        let live = connections.len();
         drop(connections);
+        self.memory.handle_live(live);
         self.watch(id, shared.clone());
         Some(shared)
     }
@@ -171,6 +176,9 @@ impl Registry {
             if connections.is_empty() {
                 registry.empty.notify_waiters();
             }
+            let live = connections.len();
+            drop(connections);
+            registry.memory.handle_live(live);
         });
     }
 
@@ -352,6 +360,7 @@ impl Server {
     }
 
     fn registry(self) -> Arc<Registry> {
+        let memory = AfterBursts::new(self.memory_return, self.config.pool.clone());
         Arc::new(Registry {
             server: self,
             connections: Mutex::new(HashMap::new()),
@@ -360,6 +369,7 @@ impl Server {
             admission: AdmissionCounters::default(),
             empty: Notify::new(),
             stop_accepting: Notify::new(),
+            memory,
             #[cfg(feature = "tls")]
             tls_failures: AtomicU64::new(0),
         })
@@ -447,6 +457,7 @@ async fn accept_loop<L: Listener>(registry: Arc<Registry>, listener: L) {
             biased;
             () = registry.stop_accepting.notified() => return,
             accepted = listener.accept_stream() => accepted,
+            () = registry.memory.run(|| registry.server.router.calls_in_flight()) => continue,
         };
         match accepted {
             Ok(stream) => stream.serve(&registry),
@@ -468,6 +479,12 @@ impl ServerHandle {
     /// Connections open now.
     pub fn connections(&self) -> usize {
         lock(&self.registry.connections).len()
+    }
+
+    /// How many times the server returned memory after a burst of connections or calls ended
+    /// ([`ServerBuilder::memory_return`](super::ServerBuilder::memory_return)).
+    pub fn memory_returns(&self) -> u64 {
+        self.registry.memory.returns()
     }
 
     /// What admission refused at accept, by reason, and the idle connections it closed to make
