@@ -246,17 +246,18 @@ pub(crate) fn run(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let selected = scenarios_named(&args.scenarios, true)?;
     let lossy = scenarios_named(&args.loss_scenarios, false)?;
-    let systems = args.systems.iter().map(|name| QuicSystem::named(name)).collect::<Result<Vec<_>, _>>()?;
+    let systems = args
+        .systems
+        .iter()
+        .map(|name| QuicSystem::named(name))
+        .collect::<Result<Vec<_>, _>>()?;
     let servers = start();
     let mut out = std::io::stdout().lock();
     writeln!(out, "\nplacement: {}", Runtime::CurrentThread.placement())?;
     writeln!(out, "{repeats} repeat(s) of {duration:?} each, runs interleaved; medians\n")?;
 
     // Clean loopback: every system, every scenario.
-    let mut runs: Vec<Vec<Vec<Figures>>> = selected
-        .iter()
-        .map(|_| systems.iter().map(|_| Vec::new()).collect())
-        .collect();
+    let mut runs: Vec<Vec<Vec<Figures>>> = selected.iter().map(|_| systems.iter().map(|_| Vec::new()).collect()).collect();
     for repeat in 0..repeats {
         for (s, scenario) in selected.iter().enumerate() {
             for (y, system) in systems.iter().enumerate() {

@@ -19,7 +19,9 @@ use bytes::{Bytes, BytesMut};
 
 use super::error::MappingError;
 use super::wakeups::{ACCEPT_KEY, EARLY_KEY, Wakeups};
-use crate::wire::{Flags, FrameHeader, FrameKind, HEADER_LEN, PREFACE_LEN};
+use crate::protocol::CallIdHasher;
+use crate::quic::STREAM_CANCELLED;
+use crate::wire::{CallId, Flags, Frame, FrameHeader, FrameKind, HEADER_LEN, PREFACE_LEN};
 
 /// Bytes asked of quinn per read at most (64 KiB).
 const READ_CHUNK: usize = 64 * 1024;
@@ -39,6 +41,11 @@ pub(super) enum Action {
     EndCall(u64),
     /// Server: a stream closed before naming a call; finish its sending half.
     Finish(quinn::SendStream),
+    /// Server: the client cancelled the call (a Cancel frame, or a reset of its stream): reset
+    /// our half with [`STREAM_CANCELLED`].
+    ResetCall(u64),
+    /// Server: a stream reset before naming a call; reset its sending half too.
+    Reset(quinn::SendStream),
     /// Client in 0-RTT: the server accepted (`true`) or refused the early data.
     EarlyDone(bool),
 }
@@ -53,7 +60,9 @@ pub(super) struct Inbound {
     held: usize,
     wakeups: Arc<Wakeups>,
     control_key: u64,
-    sources: HashMap<u64, Source>,
+    /// By QUIC stream index (hashed with a seeded splitmix finaliser: SipHash was about a tenth
+    /// of a per-call connection's CPU time, perf).
+    sources: HashMap<u64, Source, CallIdHasher>,
     /// Server: the pending `accept_bi`.
     accepting: Option<Accepting>,
     accept_woken: bool,
@@ -81,6 +90,7 @@ pub(super) struct Inbound {
     pub(super) actions: Vec<Action>,
     woken: Vec<u64>,
     opened: Vec<(u64, quinn::RecvStream)>,
+    cancelled: Vec<u64>,
 }
 
 impl std::fmt::Debug for Inbound {
@@ -96,6 +106,10 @@ impl std::fmt::Debug for Inbound {
 struct Source {
     recv: quinn::RecvStream,
     waker: Waker,
+    /// What quinn handed over and was not yet handed to the driver: a chunk of quinn's as it is
+    /// (`head`: whole frames are sliced out of it, no copy) or, for a frame that spans chunks,
+    /// the bytes copied together (`buf`). At most one of the two holds bytes.
+    head: Bytes,
     buf: BytesMut,
     /// The call the stream carries (`None`: the control stream, or a server's stream before its
     /// first frame).
@@ -111,15 +125,53 @@ struct Source {
     blocked: bool,
     /// quinn reported the end of the stream (or its reset).
     finished: bool,
+    /// The peer reset the stream (`RESET_STREAM`) instead of finishing it.
+    reset: bool,
+    /// A Cancel frame came on the stream.
+    cancel_seen: bool,
     /// A chunked frame is being handed over from this stream: whether it ends the call.
     run_ends_call: Option<bool>,
 }
 
 impl Source {
+    /// Takes a chunk quinn read: kept as it is when nothing is pending, appended otherwise.
+    fn push(&mut self, bytes: Bytes) {
+        if self.head.is_empty() && self.buf.is_empty() {
+            self.head = bytes;
+            return;
+        }
+        self.own();
+        self.buf.extend_from_slice(&bytes);
+    }
+
+    /// Copies what `head` still holds into `buf`, so that a partial frame or a frame waiting its
+    /// turn does not keep quinn's whole packet buffer alive.
+    fn own(&mut self) {
+        if !self.head.is_empty() {
+            self.buf.extend_from_slice(&self.head);
+            self.head = Bytes::new();
+        }
+    }
+
+    /// The bytes pending, in order.
+    fn pending(&self) -> &[u8] {
+        if self.head.is_empty() { &self.buf } else { &self.head }
+    }
+
+    /// Takes the first `n` pending bytes (the caller checked they are there).
+    fn take(&mut self, n: usize) -> Bytes {
+        if self.head.is_empty() {
+            self.buf.split_to(n).freeze()
+        } else {
+            self.head.split_to(n)
+        }
+    }
+
     fn new(recv: quinn::RecvStream, waker: Waker) -> Self {
         Self {
             recv,
             waker,
+            head: Bytes::new(),
             buf: BytesMut::new(),
             call: None,
             send: None,
@@ -129,6 +181,8 @@ impl Source {
             queued: true,
             blocked: false,
             finished: false,
+            reset: false,
+            cancel_seen: false,
             run_ends_call: None,
         }
     }
@@ -155,7 +209,7 @@ impl Inbound {
         let mut source = Source::new(control, wakeups.waker_for(control_key));
         source.preface_left = PREFACE_LEN;
         source.opened = true;
-        let mut sources = HashMap::new();
+        let mut sources = HashMap::with_hasher(CallIdHasher::new());
         sources.insert(control_key, source);
         Self {
             connection,
@@ -185,6 +239,7 @@ impl Inbound {
             actions: Vec::new(),
             woken: Vec::new(),
             opened: Vec::new(),
+            cancelled: Vec::new(),
         }
     }
 
@@ -243,8 +298,12 @@ impl Inbound {
         if self.failed.is_some() {
             return;
         }
-        let (mut woken, mut opened) = (std::mem::take(&mut self.woken), std::mem::take(&mut self.opened));
-        self.wakeups.take(&mut woken, &mut opened);
+        let (mut woken, mut opened, mut cancelled) = (
+            std::mem::take(&mut self.woken),
+            std::mem::take(&mut self.opened),
+            std::mem::take(&mut self.cancelled),
+        );
+        self.wakeups.take(&mut woken, &mut opened, &mut cancelled);
         for key in woken.drain(..) {
             match key {
                 ACCEPT_KEY => self.accept_woken = true,
@@ -267,7 +326,10 @@ impl Inbound {
             self.sources.insert(key, source);
             self.todo.push_back(key);
         }
-        (self.woken, self.opened) = (woken, opened);
+        for key in cancelled.drain(..) {
+            self.stop_reading(key);
+        }
+        (self.woken, self.opened, self.cancelled) = (woken, opened, cancelled);
         if self.accept_woken {
             self.accept();
         }
@@ -300,6 +362,19 @@ impl Inbound {
                 source.queued = true;
                 self.todo.push_back(key);
             }
+        }
+    }
+
+    /// Client: the call on stream `key` was cancelled. The stream is no longer read
+    /// (`STOP_SENDING` with [`STREAM_CANCELLED`]) and what it held is dropped: the core ignores
+    /// frames of a cancelled call (section 6.4).
+    fn stop_reading(&mut self, key: u64) {
+        let Some(mut source) = self.sources.remove(&key) else { return };
+        let _ = source.recv.stop(STREAM_CANCELLED);
+        self.held -= source.pending().len();
+        if self.chunk_owner == Some(key) {
+            self.chunk_owner = None;
+            self.unblock();
         }
     }
 
@@ -344,6 +419,7 @@ impl Inbound {
                 Handed::One => continue,
                 Handed::Wait => {
                     if let Some(source) = self.sources.get_mut(&key) {
+                        source.own();
                         source.blocked = true;
                         self.blocked.push(key);
                     }
@@ -352,6 +428,8 @@ impl Inbound {
                 Handed::NeedMore => {}
             }
             let Some(source) = self.sources.get_mut(&key) else { return Ok(()) };
+            // What is left is part of a frame: its bytes are copied out of quinn's buffer.
+            source.own();
             if source.finished {
                 self.end_of_stream(key)?;
                 return Ok(());
@@ -366,8 +444,8 @@ impl Inbound {
             match read {
                 Poll::Pending => return Ok(()),
                 Poll::Ready(Ok(Some(chunk))) => {
-                    source.buf.extend_from_slice(&chunk.bytes);
                     self.held += chunk.bytes.len();
+                    source.push(chunk.bytes);
                     if self.held > self.budget {
                         return Err(MappingError::PartialFramesOverBudget {
                             held: self.held,
@@ -386,13 +464,18 @@ impl Inbound {
                 }
                 // Opened in 0-RTT data the server refused: its replacement comes with the resend.
                 Poll::Ready(Err(quinn::ReadError::ZeroRttRejected)) => {
-                    let held = source.buf.len();
+                    let held = source.pending().len();
                     self.held -= held;
                     self.sources.remove(&key);
                     return Ok(());
                 }
                 Poll::Ready(Err(_)) if key == self.control_key => return Err(MappingError::ControlStreamReset),
-                // A reset call stream: what it held of an unfinished frame is dropped.
+                // A reset call stream: what it held of an unfinished frame is dropped, and on a
+                // server the reset is the call's Cancel (`end_of_stream`).
+                Poll::Ready(Err(quinn::ReadError::Reset(_))) => {
+                    source.finished = true;
+                    source.reset = true;
+                }
                 Poll::Ready(Err(_)) => source.finished = true,
             }
         }
@@ -406,21 +489,21 @@ impl Inbound {
             return Ok(Handed::NeedMore);
         };
         if source.preface_left > 0 {
-            let n = source.buf.len().min(source.preface_left);
+            let n = source.pending().len().min(source.preface_left);
             if n == 0 {
                 return Ok(Handed::NeedMore);
             }
             source.preface_left -= n;
-            let bytes = source.buf.split_to(n).freeze();
+            let bytes = source.take(n);
             self.held -= n;
             self.ready_len += n;
             self.ready.push_back(bytes);
             return Ok(Handed::One);
         }
-        if source.buf.len() < HEADER_LEN {
+        if source.pending().len() < HEADER_LEN {
             return Ok(Handed::NeedMore);
         }
-        let raw: &[u8; HEADER_LEN] = source.buf[..HEADER_LEN].try_into().expect("length checked above");
+        let raw: &[u8; HEADER_LEN] = source.pending()[..HEADER_LEN].try_into().expect("length checked above");
         let stream = source.recv.id().into();
         let header = FrameHeader::decode(raw, self.max_frame_size).map_err(|error| MappingError::Frame { stream, error })?;
         let call = header.call_id.0;
@@ -457,7 +540,7 @@ impl Inbound {
             }
         }
         let len = HEADER_LEN + header.len as usize;
-        if source.buf.len() < len {
+        if source.pending().len() < len {
             return Ok(Handed::NeedMore);
         }
         // Its turn: after the peer's Settings; a server's new call after the calls before it;
@@ -468,7 +551,7 @@ impl Inbound {
         if waits {
             return Ok(Handed::Wait);
         }
-        let frame = source.buf.split_to(len).freeze();
+        let frame = source.take(len);
         self.held -= len;
         let mut ends_call = ends_call(header.kind, header.flags);
         let mut moved = false;
@@ -498,6 +581,10 @@ impl Inbound {
         }
         if self.client && ends_call {
             self.actions.push(Action::EndCall(call));
+        }
+        if !self.client && !control && header.kind == FrameKind::Cancel {
+            source.cancel_seen = true;
+            self.actions.push(Action::ResetCall(call));
         }
         self.ready_len += frame.len();
         self.ready.push_back(frame);
@@ -531,7 +618,7 @@ impl Inbound {
     /// Stream `key` ended and everything whole on it was handed over.
     fn end_of_stream(&mut self, key: u64) -> Result<(), MappingError> {
         let Some(source) = self.sources.remove(&key) else { return Ok(()) };
-        self.held -= source.buf.len();
+        self.held -= source.pending().len();
         if key == self.control_key {
             self.control_finished = true;
             return Ok(());
@@ -544,11 +631,25 @@ impl Inbound {
         if self.client {
             return Ok(());
         }
-        // Server: the client finished its half, so the call is over for it; finish ours.
-        match (source.call, source.send) {
-            (_, Some(send)) => self.actions.push(Action::Finish(send)),
-            (Some(call), None) => self.actions.push(Action::EndCall(call)),
-            (None, None) => {}
+        // Server: the client finished its half, so the call is over for it; finish ours. A
+        // reset is the call's Cancel when the core has its Request whole (and no Cancel frame
+        // came): the core gets a Cancel frame, after every frame the stream delivered, and is
+        // charged for it as for any Cancel (section 9).
+        let cancels = source.reset && source.opened && !source.cancel_seen && source.run_ends_call.is_none();
+        match (source.call, source.send, source.reset) {
+            (_, Some(send), false) => self.actions.push(Action::Finish(send)),
+            (_, Some(send), true) => self.actions.push(Action::Reset(send)),
+            (Some(call), None, false) => self.actions.push(Action::EndCall(call)),
+            (Some(call), None, true) => {
+                if cancels {
+                    let mut frame = BytesMut::with_capacity(HEADER_LEN);
+                    Frame::Cancel { call_id: CallId(call) }.encode(&mut frame);
+                    self.ready_len += frame.len();
+                    self.ready.push_back(frame.freeze());
+                }
+                self.actions.push(Action::ResetCall(call));
+            }
+            (None, None, _) => {}
         }
         if !source.opened {
             if source.index == self.next_open {

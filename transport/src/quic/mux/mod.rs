@@ -28,7 +28,7 @@ pub use outbound::EARLY_DATA_CAP;
 use outbound::{Early, Outbound};
 use wakeups::Wakeups;
 
-use crate::quic::{CLOSE_ABANDONED, CLOSE_DONE, CLOSE_MAPPING};
+use crate::quic::{CLOSE_ABANDONED, CLOSE_DONE, CLOSE_MAPPING, STREAM_CANCELLED};
 use crate::sync::{Mutex, lock};
 use crate::wire::MethodId;
 
@@ -141,6 +141,10 @@ impl MuxStream {
                     (Action::EndCall(call), Some(tx)) => tx.end_call(call),
                     (Action::Finish(mut send), _) => {
                         let _ = send.finish();
+                    }
+                    (Action::ResetCall(call), Some(tx)) => tx.reset_call(call),
+                    (Action::Reset(mut send), _) => {
+                        let _ = send.reset(STREAM_CANCELLED);
                     }
                     (Action::EarlyDone(accepted), Some(tx)) => {
                         if !crate::quic::agreed_per_call(&self.connection) {
