@@ -188,6 +188,16 @@ impl Source {
     }
 }
 
+/// What a service pass left of a stream.
+enum Serviced {
+    /// Still open: back into the map.
+    Open,
+    /// It ended, and everything whole on it was handed over.
+    Ended,
+    /// Gone (opened in 0-RTT data the server refused).
+    Gone,
+}
+
 /// What handing over from a stream did.
 enum Handed {
     One,
@@ -335,11 +345,8 @@ impl Inbound {
         }
         while self.ready_len < READY_CAP && self.failed.is_none() {
             let Some(key) = self.todo.pop_front() else { break };
-            if let Some(source) = self.sources.get_mut(&key) {
-                source.queued = false;
-                if let Err(err) = self.service(key) {
-                    self.fail_mapping(err);
-                }
+            if let Err(err) = self.service(key) {
+                self.fail_mapping(err);
             }
         }
     }
@@ -413,36 +420,54 @@ impl Inbound {
 
     /// Hands over what stream `key` has and reads it until quinn has nothing more, the stream
     /// must wait its turn, or enough is ready.
+    ///
+    /// The stream's record is taken out of the map for the pass (one lookup and one insertion,
+    /// where looking it up at every step cost about a dozen per call and side).
     fn service(&mut self, key: u64) -> Result<(), MappingError> {
+        let Some(mut source) = self.sources.remove(&key) else {
+            return Ok(());
+        };
+        source.queued = false;
+        match self.service_source(key, &mut source) {
+            Ok(Serviced::Open) => {
+                self.sources.insert(key, source);
+                Ok(())
+            }
+            Ok(Serviced::Ended) => self.end_of_stream(key, source),
+            Ok(Serviced::Gone) => Ok(()),
+            Err(err) => {
+                self.sources.insert(key, source);
+                Err(err)
+            }
+        }
+    }
+
+    fn service_source(&mut self, key: u64, source: &mut Source) -> Result<Serviced, MappingError> {
         loop {
-            match self.hand_over(key)? {
+            match self.hand_over(key, source)? {
                 Handed::One => continue,
                 Handed::Wait => {
-                    if let Some(source) = self.sources.get_mut(&key) {
-                        source.own();
-                        source.blocked = true;
-                        self.blocked.push(key);
-                    }
-                    return Ok(());
+                    source.own();
+                    source.blocked = true;
+                    self.blocked.push(key);
+                    return Ok(Serviced::Open);
                 }
                 Handed::NeedMore => {}
             }
-            let Some(source) = self.sources.get_mut(&key) else { return Ok(()) };
             // What is left is part of a frame: its bytes are copied out of quinn's buffer.
             source.own();
             if source.finished {
-                self.end_of_stream(key)?;
-                return Ok(());
+                return Ok(Serviced::Ended);
             }
             if self.ready_len >= READY_CAP {
                 source.queued = true;
                 self.todo.push_front(key);
-                return Ok(());
+                return Ok(Serviced::Open);
             }
             let mut cx = Context::from_waker(&source.waker);
             let read = pin!(source.recv.read_chunk(READ_CHUNK, true)).poll(&mut cx);
             match read {
-                Poll::Pending => return Ok(()),
+                Poll::Pending => return Ok(Serviced::Open),
                 Poll::Ready(Ok(Some(chunk))) => {
                     self.held += chunk.bytes.len();
                     source.push(chunk.bytes);
@@ -460,14 +485,12 @@ impl Inbound {
                         _ => io::ErrorKind::ConnectionReset,
                     };
                     self.failed = Some((kind, format!("QUIC: {err}")));
-                    return Ok(());
+                    return Ok(Serviced::Open);
                 }
                 // Opened in 0-RTT data the server refused: its replacement comes with the resend.
                 Poll::Ready(Err(quinn::ReadError::ZeroRttRejected)) => {
-                    let held = source.pending().len();
-                    self.held -= held;
-                    self.sources.remove(&key);
-                    return Ok(());
+                    self.held -= source.pending().len();
+                    return Ok(Serviced::Gone);
                 }
                 Poll::Ready(Err(_)) if key == self.control_key => return Err(MappingError::ControlStreamReset),
                 // A reset call stream: what it held of an unfinished frame is dropped, and on a
@@ -483,11 +506,8 @@ impl Inbound {
 
     /// Hands over the preface bytes or the whole frame at the head of stream `key`'s buffer,
     /// if its turn has come.
-    fn hand_over(&mut self, key: u64) -> Result<Handed, MappingError> {
+    fn hand_over(&mut self, key: u64, source: &mut Source) -> Result<Handed, MappingError> {
         let control = key == self.control_key;
-        let Some(source) = self.sources.get_mut(&key) else {
-            return Ok(Handed::NeedMore);
-        };
         if source.preface_left > 0 {
             let n = source.pending().len().min(source.preface_left);
             if n == 0 {
@@ -616,8 +636,7 @@ impl Inbound {
     }
 
     /// Stream `key` ended and everything whole on it was handed over.
-    fn end_of_stream(&mut self, key: u64) -> Result<(), MappingError> {
-        let Some(source) = self.sources.remove(&key) else { return Ok(()) };
+    fn end_of_stream(&mut self, key: u64, source: Source) -> Result<(), MappingError> {
         self.held -= source.pending().len();
         if key == self.control_key {
             self.control_finished = true;
