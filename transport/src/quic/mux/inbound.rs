@@ -253,6 +253,12 @@ impl Inbound {
         }
     }
 
+    /// Streams being read (the control stream included).
+    #[cfg(test)]
+    pub(super) fn open_streams(&self) -> usize {
+        self.sources.len()
+    }
+
     /// Whether the control stream was opened in 0-RTT data.
     pub(super) fn control_is_early(&self) -> bool {
         self.sources.get(&self.control_key).is_some_and(|source| source.recv.is_0rtt())

@@ -182,6 +182,13 @@ impl MuxStream {
         }
     }
 
+    /// Call streams the writer holds and streams the reader reads (the control stream included).
+    #[cfg(test)]
+    fn open_streams(&self) -> (usize, usize) {
+        let written = lock(&self.tx).as_ref().map_or(0, Outbound::open_calls);
+        (written, lock(&self.rx).open_streams())
+    }
+
     /// Finishes every stream.
     pub(crate) fn finish(&self) {
         if let Some(tx) = lock(&self.tx).as_mut() {
@@ -223,3 +230,6 @@ impl MuxStream {
         });
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests;

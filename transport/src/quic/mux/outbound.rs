@@ -634,6 +634,12 @@ impl Outbound {
         }
     }
 
+    /// Call streams open for writing.
+    #[cfg(test)]
+    pub(super) fn open_calls(&self) -> usize {
+        self.calls.len()
+    }
+
     /// Finishes every stream: nothing more will be written.
     pub(super) fn finish(&mut self) {
         self.flush_fins();
