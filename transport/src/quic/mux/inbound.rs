@@ -18,6 +18,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::{Bytes, BytesMut};
 
 use super::error::MappingError;
+use super::source::Source;
 use super::wakeups::{ACCEPT_KEY, EARLY_KEY, Wakeups};
 use crate::protocol::CallIdHasher;
 use crate::quic::STREAM_CANCELLED;
@@ -100,91 +101,6 @@ impl std::fmt::Debug for Inbound {
             .field("held", &self.held)
             .field("ready_len", &self.ready_len)
             .finish_non_exhaustive()
-    }
-}
-
-struct Source {
-    recv: quinn::RecvStream,
-    waker: Waker,
-    /// What quinn handed over and was not yet handed to the driver: a chunk of quinn's as it is
-    /// (`head`: whole frames are sliced out of it, no copy) or, for a frame that spans chunks,
-    /// the bytes copied together (`buf`). At most one of the two holds bytes.
-    head: Bytes,
-    buf: BytesMut,
-    /// The call the stream carries (`None`: the control stream, or a server's stream before its
-    /// first frame).
-    call: Option<u64>,
-    /// Server: the sending half, until the first frame names the call.
-    send: Option<quinn::SendStream>,
-    /// Server: accept order.
-    index: u64,
-    /// The stream's first frame (whole, or its last chunk) was handed over.
-    opened: bool,
-    preface_left: usize,
-    queued: bool,
-    blocked: bool,
-    /// quinn reported the end of the stream (or its reset).
-    finished: bool,
-    /// The peer reset the stream (`RESET_STREAM`) instead of finishing it.
-    reset: bool,
-    /// A Cancel frame came on the stream.
-    cancel_seen: bool,
-    /// A chunked frame is being handed over from this stream: whether it ends the call.
-    run_ends_call: Option<bool>,
-}
-
-impl Source {
-    /// Takes a chunk quinn read: kept as it is when nothing is pending, appended otherwise.
-    fn push(&mut self, bytes: Bytes) {
-        if self.head.is_empty() && self.buf.is_empty() {
-            self.head = bytes;
-            return;
-        }
-        self.own();
-        self.buf.extend_from_slice(&bytes);
-    }
-
-    /// Copies what `head` still holds into `buf`, so that a partial frame or a frame waiting its
-    /// turn does not keep quinn's whole packet buffer alive.
-    fn own(&mut self) {
-        if !self.head.is_empty() {
-            self.buf.extend_from_slice(&self.head);
-            self.head = Bytes::new();
-        }
-    }
-
-    /// The bytes pending, in order.
-    fn pending(&self) -> &[u8] {
-        if self.head.is_empty() { &self.buf } else { &self.head }
-    }
-
-    /// Takes the first `n` pending bytes (the caller checked they are there).
-    fn take(&mut self, n: usize) -> Bytes {
-        if self.head.is_empty() {
-            self.buf.split_to(n).freeze()
-        } else {
-            self.head.split_to(n)
-        }
-    }
-
-    fn new(recv: quinn::RecvStream, waker: Waker) -> Self {
-        Self {
-            recv,
-            waker,
-            head: Bytes::new(),
-            buf: BytesMut::new(),
-            call: None,
-            send: None,
-            index: 0,
-            opened: false,
-            preface_left: 0,
-            queued: true,
-            blocked: false,
-            finished: false,
-            reset: false,
-            cancel_seen: false,
-            run_ends_call: None,
-        }
     }
 }
 

@@ -13,6 +13,7 @@
 mod error;
 mod inbound;
 mod outbound;
+mod source;
 mod wakeups;
 
 use std::io::{self, IoSlice};
