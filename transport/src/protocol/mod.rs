@@ -14,6 +14,8 @@ mod event;
 mod flow;
 
 pub use budget::RateBudget;
+#[cfg(feature = "quic")]
+pub(crate) use calls::CallIdHasher;
 pub use calls::CallRecord;
 #[cfg(loom)]
 pub(crate) use calls::CallState;

@@ -61,6 +61,12 @@ pub const CLOSE_ABANDONED: quinn::VarInt = quinn::VarInt::from_u32(0x1);
 /// mapping ([`MappingError`]; the close's reason is its text).
 pub const CLOSE_MAPPING: quinn::VarInt = quinn::VarInt::from_u32(0x3);
 
+/// QUIC stream error code of a cancelled call, in `RESET_STREAM` and `STOP_SENDING` (per-call
+/// mapping): the client resets its half of the call's stream and stops reading the other; the
+/// server reads the reset as the call's Cancel frame and resets its own half (docs/PROTOCOL.md,
+/// "QUIC").
+pub const STREAM_CANCELLED: quinn::VarInt = quinn::VarInt::from_u32(0x4);
+
 /// QUIC application close code of a connection the server refused at admission
 /// (`ServerBuilder::admission`, `max_connections`) or whose Volley stream never came.
 pub const CLOSE_REFUSED: quinn::VarInt = quinn::VarInt::from_u32(0x2);

@@ -42,6 +42,10 @@ pub(crate) struct QuicArgs {
     /// Fresh and resumed connections timed (each); 0 skips the resumption comparison.
     #[arg(long, default_value_t = 40)]
     connects: usize,
+    /// Comma-separated systems of the clean-path comparison (volley, volley+tls, volley+quic,
+    /// volley+quic1, tonic); the ratios need volley, volley+tls, volley+quic and volley+quic1.
+    #[arg(long, value_delimiter = ',', default_value = "volley,volley+tls,volley+quic,volley+quic1,tonic")]
+    systems: Vec<String>,
 }
 
 /// The systems of the clean-path comparison.
@@ -66,6 +70,13 @@ impl QuicSystem {
             Self::VolleyQuicOne => "volley+quic1",
             Self::Tonic => "tonic",
         }
+    }
+
+    fn named(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|system| system.name() == name)
+            .ok_or_else(|| format!("unknown system {name}: one of volley, volley+tls, volley+quic, volley+quic1, tonic"))
     }
 }
 
@@ -235,19 +246,21 @@ pub(crate) fn run(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let selected = scenarios_named(&args.scenarios, true)?;
     let lossy = scenarios_named(&args.loss_scenarios, false)?;
+    let systems = args
+        .systems
+        .iter()
+        .map(|name| QuicSystem::named(name))
+        .collect::<Result<Vec<_>, _>>()?;
     let servers = start();
     let mut out = std::io::stdout().lock();
     writeln!(out, "\nplacement: {}", Runtime::CurrentThread.placement())?;
     writeln!(out, "{repeats} repeat(s) of {duration:?} each, runs interleaved; medians\n")?;
 
     // Clean loopback: every system, every scenario.
-    let mut runs: Vec<Vec<Vec<Figures>>> = selected
-        .iter()
-        .map(|_| QuicSystem::ALL.iter().map(|_| Vec::new()).collect())
-        .collect();
+    let mut runs: Vec<Vec<Vec<Figures>>> = selected.iter().map(|_| systems.iter().map(|_| Vec::new()).collect()).collect();
     for repeat in 0..repeats {
         for (s, scenario) in selected.iter().enumerate() {
-            for (y, system) in QuicSystem::ALL.iter().enumerate() {
+            for (y, system) in systems.iter().enumerate() {
                 let figures = runtime.block_on(async {
                     let conn = connect(&servers, *system).await;
                     measure(conn, scenario, warmup, duration).await
@@ -283,7 +296,7 @@ pub(crate) fn run(
     )?;
     let med = |s: usize, y: usize, f: fn(&Figures) -> f64| median(runs[s][y].iter().map(f).collect());
     for (s, scenario) in selected.iter().enumerate() {
-        for (y, system) in QuicSystem::ALL.iter().enumerate() {
+        for (y, system) in systems.iter().enumerate() {
             writeln!(
                 out,
                 "{:<14} {:<12} {:>12.0} {:>10.1} {:>10.1}",
@@ -296,20 +309,29 @@ pub(crate) fn run(
         }
     }
     writeln!(out)?;
-    let (plain, tls, quic, quic1, tonic) = (0, 1, 2, 3, 4);
-    for (s, scenario) in selected.iter().enumerate() {
-        let p50_vs_tcp = med(s, quic, |f| f.p50) / med(s, plain, |f| f.p50);
-        let p50_vs_tls = med(s, quic, |f| f.p50) / med(s, tls, |f| f.p50);
-        let rate_vs_tcp = med(s, quic, |f| f.rate) / med(s, plain, |f| f.rate);
-        let rate_vs_tonic = med(s, quic, |f| f.rate) / med(s, tonic, |f| f.rate);
-        let p50_vs_one = med(s, quic, |f| f.p50) / med(s, quic1, |f| f.p50);
-        let rate_vs_one = med(s, quic, |f| f.rate) / med(s, quic1, |f| f.rate);
-        writeln!(
-            out,
-            "{:<14} quic p50 = {p50_vs_tcp:.2}x tcp, {p50_vs_tls:.2}x tcp+tls, {p50_vs_one:.2}x quic1; quic rate = {rate_vs_tcp:.2}x tcp, {rate_vs_one:.2}x quic1, {rate_vs_tonic:.2}x tonic; goal p50 <= 1.5x tcp: {}",
-            scenario.name,
-            if p50_vs_tcp <= 1.5 { "met" } else { "MISSED" }
-        )?;
+    let at = |system: QuicSystem| systems.iter().position(|y| *y == system);
+    let ratios = (
+        at(QuicSystem::Volley),
+        at(QuicSystem::VolleyTls),
+        at(QuicSystem::VolleyQuic),
+        at(QuicSystem::VolleyQuicOne),
+    );
+    if let (Some(plain), Some(tls), Some(quic), Some(quic1)) = ratios {
+        for (s, scenario) in selected.iter().enumerate() {
+            let p50_vs_tcp = med(s, quic, |f| f.p50) / med(s, plain, |f| f.p50);
+            let p50_vs_tls = med(s, quic, |f| f.p50) / med(s, tls, |f| f.p50);
+            let p50_vs_one = med(s, quic, |f| f.p50) / med(s, quic1, |f| f.p50);
+            let one_vs_tcp = med(s, quic1, |f| f.p50) / med(s, plain, |f| f.p50);
+            let rate_vs_tcp = med(s, quic, |f| f.rate) / med(s, plain, |f| f.rate);
+            let rate_vs_one = med(s, quic, |f| f.rate) / med(s, quic1, |f| f.rate);
+            let rate_vs_tonic = at(QuicSystem::Tonic).map_or(f64::NAN, |tonic| med(s, quic, |f| f.rate) / med(s, tonic, |f| f.rate));
+            writeln!(
+                out,
+                "{:<14} quic p50 = {p50_vs_tcp:.2}x tcp, {p50_vs_tls:.2}x tcp+tls, {p50_vs_one:.2}x quic1 (quic1 {one_vs_tcp:.2}x tcp); quic rate = {rate_vs_tcp:.2}x tcp, {rate_vs_one:.2}x quic1, {rate_vs_tonic:.2}x tonic; goal p50 <= 1.5x tcp: {}",
+                scenario.name,
+                if p50_vs_tcp <= 1.5 { "met" } else { "MISSED" }
+            )?;
+        }
     }
 
     if args.loss > 0.0 {

@@ -18,8 +18,11 @@ use std::task::{Context, Poll, Waker};
 use bytes::{Bytes, BytesMut};
 
 use super::error::MappingError;
+use super::source::Source;
 use super::wakeups::{ACCEPT_KEY, EARLY_KEY, Wakeups};
-use crate::wire::{Flags, FrameHeader, FrameKind, HEADER_LEN, PREFACE_LEN};
+use crate::protocol::CallIdHasher;
+use crate::quic::STREAM_CANCELLED;
+use crate::wire::{CallId, Flags, Frame, FrameHeader, FrameKind, HEADER_LEN, PREFACE_LEN};
 
 /// Bytes asked of quinn per read at most (64 KiB).
 const READ_CHUNK: usize = 64 * 1024;
@@ -39,6 +42,11 @@ pub(super) enum Action {
     EndCall(u64),
     /// Server: a stream closed before naming a call; finish its sending half.
     Finish(quinn::SendStream),
+    /// Server: the client cancelled the call (a Cancel frame, or a reset of its stream): reset
+    /// our half with [`STREAM_CANCELLED`].
+    ResetCall(u64),
+    /// Server: a stream reset before naming a call; reset its sending half too.
+    Reset(quinn::SendStream),
     /// Client in 0-RTT: the server accepted (`true`) or refused the early data.
     EarlyDone(bool),
 }
@@ -53,7 +61,9 @@ pub(super) struct Inbound {
     held: usize,
     wakeups: Arc<Wakeups>,
     control_key: u64,
-    sources: HashMap<u64, Source>,
+    /// By QUIC stream index (hashed with a seeded splitmix finaliser: SipHash was about a tenth
+    /// of a per-call connection's CPU time, perf).
+    sources: HashMap<u64, Source, CallIdHasher>,
     /// Server: the pending `accept_bi`.
     accepting: Option<Accepting>,
     accept_woken: bool,
@@ -81,6 +91,7 @@ pub(super) struct Inbound {
     pub(super) actions: Vec<Action>,
     woken: Vec<u64>,
     opened: Vec<(u64, quinn::RecvStream)>,
+    cancelled: Vec<u64>,
 }
 
 impl std::fmt::Debug for Inbound {
@@ -93,45 +104,14 @@ impl std::fmt::Debug for Inbound {
     }
 }
 
-struct Source {
-    recv: quinn::RecvStream,
-    waker: Waker,
-    buf: BytesMut,
-    /// The call the stream carries (`None`: the control stream, or a server's stream before its
-    /// first frame).
-    call: Option<u64>,
-    /// Server: the sending half, until the first frame names the call.
-    send: Option<quinn::SendStream>,
-    /// Server: accept order.
-    index: u64,
-    /// The stream's first frame (whole, or its last chunk) was handed over.
-    opened: bool,
-    preface_left: usize,
-    queued: bool,
-    blocked: bool,
-    /// quinn reported the end of the stream (or its reset).
-    finished: bool,
-    /// A chunked frame is being handed over from this stream: whether it ends the call.
-    run_ends_call: Option<bool>,
-}
-
-impl Source {
-    fn new(recv: quinn::RecvStream, waker: Waker) -> Self {
-        Self {
-            recv,
-            waker,
-            buf: BytesMut::new(),
-            call: None,
-            send: None,
-            index: 0,
-            opened: false,
-            preface_left: 0,
-            queued: true,
-            blocked: false,
-            finished: false,
-            run_ends_call: None,
-        }
-    }
+/// What a service pass left of a stream.
+enum Serviced {
+    /// Still open: back into the map.
+    Open,
+    /// It ended, and everything whole on it was handed over.
+    Ended,
+    /// Gone (opened in 0-RTT data the server refused).
+    Gone,
 }
 
 /// What handing over from a stream did.
@@ -155,7 +135,7 @@ impl Inbound {
         let mut source = Source::new(control, wakeups.waker_for(control_key));
         source.preface_left = PREFACE_LEN;
         source.opened = true;
-        let mut sources = HashMap::new();
+        let mut sources = HashMap::with_hasher(CallIdHasher::new());
         sources.insert(control_key, source);
         Self {
             connection,
@@ -185,7 +165,14 @@ impl Inbound {
             actions: Vec::new(),
             woken: Vec::new(),
             opened: Vec::new(),
+            cancelled: Vec::new(),
         }
+    }
+
+    /// Streams being read (the control stream included).
+    #[cfg(test)]
+    pub(super) fn open_streams(&self) -> usize {
+        self.sources.len()
     }
 
     /// Whether the control stream was opened in 0-RTT data.
@@ -243,8 +230,12 @@ impl Inbound {
         if self.failed.is_some() {
             return;
         }
-        let (mut woken, mut opened) = (std::mem::take(&mut self.woken), std::mem::take(&mut self.opened));
-        self.wakeups.take(&mut woken, &mut opened);
+        let (mut woken, mut opened, mut cancelled) = (
+            std::mem::take(&mut self.woken),
+            std::mem::take(&mut self.opened),
+            std::mem::take(&mut self.cancelled),
+        );
+        self.wakeups.take(&mut woken, &mut opened, &mut cancelled);
         for key in woken.drain(..) {
             match key {
                 ACCEPT_KEY => self.accept_woken = true,
@@ -267,17 +258,17 @@ impl Inbound {
             self.sources.insert(key, source);
             self.todo.push_back(key);
         }
-        (self.woken, self.opened) = (woken, opened);
+        for key in cancelled.drain(..) {
+            self.stop_reading(key);
+        }
+        (self.woken, self.opened, self.cancelled) = (woken, opened, cancelled);
         if self.accept_woken {
             self.accept();
         }
         while self.ready_len < READY_CAP && self.failed.is_none() {
             let Some(key) = self.todo.pop_front() else { break };
-            if let Some(source) = self.sources.get_mut(&key) {
-                source.queued = false;
-                if let Err(err) = self.service(key) {
-                    self.fail_mapping(err);
-                }
+            if let Err(err) = self.service(key) {
+                self.fail_mapping(err);
             }
         }
     }
@@ -300,6 +291,19 @@ impl Inbound {
                 source.queued = true;
                 self.todo.push_back(key);
             }
+        }
+    }
+
+    /// Client: the call on stream `key` was cancelled. The stream is no longer read
+    /// (`STOP_SENDING` with [`STREAM_CANCELLED`]) and what it held is dropped: the core ignores
+    /// frames of a cancelled call (section 6.4).
+    fn stop_reading(&mut self, key: u64) {
+        let Some(mut source) = self.sources.remove(&key) else { return };
+        let _ = source.recv.stop(STREAM_CANCELLED);
+        self.held -= source.pending().len();
+        if self.chunk_owner == Some(key) {
+            self.chunk_owner = None;
+            self.unblock();
         }
     }
 
@@ -338,36 +342,57 @@ impl Inbound {
 
     /// Hands over what stream `key` has and reads it until quinn has nothing more, the stream
     /// must wait its turn, or enough is ready.
+    ///
+    /// The stream's record is taken out of the map for the pass (one lookup and one insertion,
+    /// where looking it up at every step cost about a dozen per call and side).
     fn service(&mut self, key: u64) -> Result<(), MappingError> {
+        let Some(mut source) = self.sources.remove(&key) else {
+            return Ok(());
+        };
+        source.queued = false;
+        match self.service_source(key, &mut source) {
+            Ok(Serviced::Open) => {
+                self.sources.insert(key, source);
+                Ok(())
+            }
+            Ok(Serviced::Ended) => self.end_of_stream(key, source),
+            Ok(Serviced::Gone) => Ok(()),
+            Err(err) => {
+                self.sources.insert(key, source);
+                Err(err)
+            }
+        }
+    }
+
+    fn service_source(&mut self, key: u64, source: &mut Source) -> Result<Serviced, MappingError> {
         loop {
-            match self.hand_over(key)? {
+            match self.hand_over(key, source)? {
                 Handed::One => continue,
                 Handed::Wait => {
-                    if let Some(source) = self.sources.get_mut(&key) {
-                        source.blocked = true;
-                        self.blocked.push(key);
-                    }
-                    return Ok(());
+                    source.own();
+                    source.blocked = true;
+                    self.blocked.push(key);
+                    return Ok(Serviced::Open);
                 }
                 Handed::NeedMore => {}
             }
-            let Some(source) = self.sources.get_mut(&key) else { return Ok(()) };
+            // What is left is part of a frame: its bytes are copied out of quinn's buffer.
+            source.own();
             if source.finished {
-                self.end_of_stream(key)?;
-                return Ok(());
+                return Ok(Serviced::Ended);
             }
             if self.ready_len >= READY_CAP {
                 source.queued = true;
                 self.todo.push_front(key);
-                return Ok(());
+                return Ok(Serviced::Open);
             }
             let mut cx = Context::from_waker(&source.waker);
             let read = pin!(source.recv.read_chunk(READ_CHUNK, true)).poll(&mut cx);
             match read {
-                Poll::Pending => return Ok(()),
+                Poll::Pending => return Ok(Serviced::Open),
                 Poll::Ready(Ok(Some(chunk))) => {
-                    source.buf.extend_from_slice(&chunk.bytes);
                     self.held += chunk.bytes.len();
+                    source.push(chunk.bytes);
                     if self.held > self.budget {
                         return Err(MappingError::PartialFramesOverBudget {
                             held: self.held,
@@ -382,17 +407,20 @@ impl Inbound {
                         _ => io::ErrorKind::ConnectionReset,
                     };
                     self.failed = Some((kind, format!("QUIC: {err}")));
-                    return Ok(());
+                    return Ok(Serviced::Open);
                 }
                 // Opened in 0-RTT data the server refused: its replacement comes with the resend.
                 Poll::Ready(Err(quinn::ReadError::ZeroRttRejected)) => {
-                    let held = source.buf.len();
-                    self.held -= held;
-                    self.sources.remove(&key);
-                    return Ok(());
+                    self.held -= source.pending().len();
+                    return Ok(Serviced::Gone);
                 }
                 Poll::Ready(Err(_)) if key == self.control_key => return Err(MappingError::ControlStreamReset),
-                // A reset call stream: what it held of an unfinished frame is dropped.
+                // A reset call stream: what it held of an unfinished frame is dropped, and on a
+                // server the reset is the call's Cancel (`end_of_stream`).
+                Poll::Ready(Err(quinn::ReadError::Reset(_))) => {
+                    source.finished = true;
+                    source.reset = true;
+                }
                 Poll::Ready(Err(_)) => source.finished = true,
             }
         }
@@ -400,27 +428,24 @@ impl Inbound {
 
     /// Hands over the preface bytes or the whole frame at the head of stream `key`'s buffer,
     /// if its turn has come.
-    fn hand_over(&mut self, key: u64) -> Result<Handed, MappingError> {
+    fn hand_over(&mut self, key: u64, source: &mut Source) -> Result<Handed, MappingError> {
         let control = key == self.control_key;
-        let Some(source) = self.sources.get_mut(&key) else {
-            return Ok(Handed::NeedMore);
-        };
         if source.preface_left > 0 {
-            let n = source.buf.len().min(source.preface_left);
+            let n = source.pending().len().min(source.preface_left);
             if n == 0 {
                 return Ok(Handed::NeedMore);
             }
             source.preface_left -= n;
-            let bytes = source.buf.split_to(n).freeze();
+            let bytes = source.take(n);
             self.held -= n;
             self.ready_len += n;
             self.ready.push_back(bytes);
             return Ok(Handed::One);
         }
-        if source.buf.len() < HEADER_LEN {
+        if source.pending().len() < HEADER_LEN {
             return Ok(Handed::NeedMore);
         }
-        let raw: &[u8; HEADER_LEN] = source.buf[..HEADER_LEN].try_into().expect("length checked above");
+        let raw: &[u8; HEADER_LEN] = source.pending()[..HEADER_LEN].try_into().expect("length checked above");
         let stream = source.recv.id().into();
         let header = FrameHeader::decode(raw, self.max_frame_size).map_err(|error| MappingError::Frame { stream, error })?;
         let call = header.call_id.0;
@@ -457,7 +482,7 @@ impl Inbound {
             }
         }
         let len = HEADER_LEN + header.len as usize;
-        if source.buf.len() < len {
+        if source.pending().len() < len {
             return Ok(Handed::NeedMore);
         }
         // Its turn: after the peer's Settings; a server's new call after the calls before it;
@@ -468,7 +493,7 @@ impl Inbound {
         if waits {
             return Ok(Handed::Wait);
         }
-        let frame = source.buf.split_to(len).freeze();
+        let frame = source.take(len);
         self.held -= len;
         let mut ends_call = ends_call(header.kind, header.flags);
         let mut moved = false;
@@ -498,6 +523,10 @@ impl Inbound {
         }
         if self.client && ends_call {
             self.actions.push(Action::EndCall(call));
+        }
+        if !self.client && !control && header.kind == FrameKind::Cancel {
+            source.cancel_seen = true;
+            self.actions.push(Action::ResetCall(call));
         }
         self.ready_len += frame.len();
         self.ready.push_back(frame);
@@ -529,9 +558,8 @@ impl Inbound {
     }
 
     /// Stream `key` ended and everything whole on it was handed over.
-    fn end_of_stream(&mut self, key: u64) -> Result<(), MappingError> {
-        let Some(source) = self.sources.remove(&key) else { return Ok(()) };
-        self.held -= source.buf.len();
+    fn end_of_stream(&mut self, key: u64, source: Source) -> Result<(), MappingError> {
+        self.held -= source.pending().len();
         if key == self.control_key {
             self.control_finished = true;
             return Ok(());
@@ -544,11 +572,25 @@ impl Inbound {
         if self.client {
             return Ok(());
         }
-        // Server: the client finished its half, so the call is over for it; finish ours.
-        match (source.call, source.send) {
-            (_, Some(send)) => self.actions.push(Action::Finish(send)),
-            (Some(call), None) => self.actions.push(Action::EndCall(call)),
-            (None, None) => {}
+        // Server: the client finished its half, so the call is over for it; finish ours. A
+        // reset is the call's Cancel when the core has its Request whole (and no Cancel frame
+        // came): the core gets a Cancel frame, after every frame the stream delivered, and is
+        // charged for it as for any Cancel (section 9).
+        let cancels = source.reset && source.opened && !source.cancel_seen && source.run_ends_call.is_none();
+        match (source.call, source.send, source.reset) {
+            (_, Some(send), false) => self.actions.push(Action::Finish(send)),
+            (_, Some(send), true) => self.actions.push(Action::Reset(send)),
+            (Some(call), None, false) => self.actions.push(Action::EndCall(call)),
+            (Some(call), None, true) => {
+                if cancels {
+                    let mut frame = BytesMut::with_capacity(HEADER_LEN);
+                    Frame::Cancel { call_id: CallId(call) }.encode(&mut frame);
+                    self.ready_len += frame.len();
+                    self.ready.push_back(frame.freeze());
+                }
+                self.actions.push(Action::ResetCall(call));
+            }
+            (None, None, _) => {}
         }
         if !source.opened {
             if source.index == self.next_open {

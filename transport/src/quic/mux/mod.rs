@@ -13,6 +13,7 @@
 mod error;
 mod inbound;
 mod outbound;
+mod source;
 mod wakeups;
 
 use std::io::{self, IoSlice};
@@ -28,7 +29,7 @@ pub use outbound::EARLY_DATA_CAP;
 use outbound::{Early, Outbound};
 use wakeups::Wakeups;
 
-use crate::quic::{CLOSE_ABANDONED, CLOSE_DONE, CLOSE_MAPPING};
+use crate::quic::{CLOSE_ABANDONED, CLOSE_DONE, CLOSE_MAPPING, STREAM_CANCELLED};
 use crate::sync::{Mutex, lock};
 use crate::wire::MethodId;
 
@@ -142,6 +143,10 @@ impl MuxStream {
                     (Action::Finish(mut send), _) => {
                         let _ = send.finish();
                     }
+                    (Action::ResetCall(call), Some(tx)) => tx.reset_call(call),
+                    (Action::Reset(mut send), _) => {
+                        let _ = send.reset(STREAM_CANCELLED);
+                    }
                     (Action::EarlyDone(accepted), Some(tx)) => {
                         if !crate::quic::agreed_per_call(&self.connection) {
                             // A session resumed from a server that chose `volley/1` then.
@@ -176,6 +181,13 @@ impl MuxStream {
             Some(tx) => tx.poll_ready(cx),
             None => Poll::Ready(Ok(())),
         }
+    }
+
+    /// Call streams the writer holds and streams the reader reads (the control stream included).
+    #[cfg(test)]
+    fn open_streams(&self) -> (usize, usize) {
+        let written = lock(&self.tx).as_ref().map_or(0, Outbound::open_calls);
+        (written, lock(&self.rx).open_streams())
     }
 
     /// Finishes every stream.
@@ -219,3 +231,6 @@ impl MuxStream {
         });
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests;

@@ -15,7 +15,8 @@ use std::task::{Context, Poll, Waker};
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::wakeups::Wakeups;
-use crate::quic::CLOSE_ABANDONED;
+use crate::protocol::CallIdHasher;
+use crate::quic::{CLOSE_ABANDONED, STREAM_CANCELLED};
 use crate::wire::{Flags, FrameHeader, FrameKind, HEADER_LEN, MethodId, PREFACE_LEN};
 
 /// Bytes a client writes in 0-RTT data at most (64 KiB): all of them are kept until the
@@ -30,8 +31,9 @@ pub(super) struct Outbound {
     connection: quinn::Connection,
     client: bool,
     control: quinn::SendStream,
-    /// Open sending halves by call id.
-    calls: HashMap<u64, quinn::SendStream>,
+    /// Open sending halves by call id (hashed with a seeded splitmix finaliser, as the call
+    /// table's overflow map is: SipHash showed in profiles).
+    calls: HashMap<u64, CallStream, CallIdHasher>,
     /// Client: the highest call id a stream was opened for (a frame for a lower id without a
     /// stream belongs to a call that ended, and is dropped).
     highest_opened: u64,
@@ -52,6 +54,21 @@ pub(super) struct Outbound {
     /// Client: calls whose stream is to be finished with the next write, so that the FIN rides
     /// in that write's packet instead of a packet of its own.
     fins: Vec<u64>,
+}
+
+/// The sending half of a call's stream.
+#[derive(Debug)]
+struct CallStream {
+    send: quinn::SendStream,
+    /// A Chunk frame went on it: a cancel then goes as a Cancel frame and FIN, since a reset
+    /// could drop chunks the server's core already counts on (a chunked frame left half done).
+    chunked: bool,
+}
+
+impl CallStream {
+    fn new(send: quinn::SendStream) -> Self {
+        Self { send, chunked: false }
+    }
 }
 
 /// A client connection in 0-RTT, until the handshake is confirmed.
@@ -88,6 +105,8 @@ struct Frame {
     payload_left: usize,
     /// The call is over for this side once the frame is out: finish its stream.
     ends_call: bool,
+    /// A Chunk frame.
+    chunk: bool,
     gate: Gate,
 }
 
@@ -110,6 +129,9 @@ enum Target {
     /// The call's stream is finished: the peer would ignore the frame (section 6.4), so it is
     /// dropped.
     Discard,
+    /// Client: the call's Cancel. Its stream is reset with [`STREAM_CANCELLED`] (the server reads
+    /// that as the Cancel) and no longer read; the frame's bytes are dropped.
+    Cancel(u64),
 }
 
 /// What one step did.
@@ -132,7 +154,7 @@ impl Outbound {
             connection,
             client,
             control,
-            calls: HashMap::new(),
+            calls: HashMap::with_hasher(CallIdHasher::new()),
             highest_opened: 0,
             preface_left: PREFACE_LEN,
             header: [0; HEADER_LEN],
@@ -209,7 +231,7 @@ impl Outbound {
 
     /// Server: the sending half of the stream `call` arrived on.
     pub(super) fn register(&mut self, call: u64, send: quinn::SendStream) {
-        self.calls.insert(call, send);
+        self.calls.insert(call, CallStream::new(send));
     }
 
     /// The call is over for this side (its final frame was read): finish its stream, now or
@@ -221,8 +243,41 @@ impl Outbound {
             frame.ends_call = true;
             return;
         }
-        if let Some(mut send) = self.calls.remove(&call) {
-            let _ = send.finish();
+        if let Some(mut stream) = self.calls.remove(&call) {
+            let _ = stream.send.finish();
+        }
+    }
+
+    /// Client: the call was cancelled. Its stream is reset (unsent bytes are dropped: the call is
+    /// over) and the reader stops reading it, both with [`STREAM_CANCELLED`]; a stream that
+    /// carried chunks gets its Cancel frame, then FIN.
+    fn cancel(&mut self, call: u64) {
+        if let Some(mut stream) = self.calls.remove(&call) {
+            let _ = stream.send.reset(STREAM_CANCELLED);
+            self.wakeups.cancelled(stream.send.id().index());
+        }
+    }
+
+    /// Server: the client cancelled the call (its Cancel frame or a reset of its stream): our
+    /// half is reset with [`STREAM_CANCELLED`], dropping what quinn still holds of the answer.
+    pub(super) fn reset_call(&mut self, call: u64) {
+        if let Some(frame) = &mut self.frame
+            && frame.target == Target::Call(call)
+        {
+            frame.target = Target::Discard;
+        }
+        if let Some(mut stream) = self.calls.remove(&call) {
+            let _ = stream.send.reset(STREAM_CANCELLED);
+        }
+    }
+
+    /// Notes that a Chunk frame goes on a call's stream.
+    fn note_chunk(&mut self, frame: &Frame) {
+        if frame.chunk
+            && let Target::Call(call) = frame.target
+            && let Some(stream) = self.calls.get_mut(&call)
+        {
+            stream.chunked = true;
         }
     }
 
@@ -296,10 +351,10 @@ impl Outbound {
         let send = match target {
             Target::Control => &mut self.control,
             Target::Call(call) => match self.calls.get_mut(&call) {
-                Some(send) => send,
+                Some(stream) => &mut stream.send,
                 None => return Poll::Ready(Ok(())),
             },
-            Target::Opening(_) | Target::Discard => return Poll::Ready(Ok(())),
+            Target::Opening(_) | Target::Discard | Target::Cancel(_) => return Poll::Ready(Ok(())),
         };
         // An empty write is blocked exactly when a real one would be, and registers `cx` then.
         match pin!(send.write(&[])).poll(cx) {
@@ -361,12 +416,16 @@ impl Outbound {
                     continue;
                 }
             }
+            if let Target::Cancel(call) = frame.target {
+                self.cancel(call);
+                frame.target = Target::Discard;
+            }
             self.frame = Some(frame);
             if let Target::Opening(call) = frame.target {
                 match self.poll_open(cx) {
                     Poll::Pending => return Ok(Step::Blocked),
                     Poll::Ready(Ok((send, recv))) => {
-                        self.calls.insert(call, send);
+                        self.calls.insert(call, CallStream::new(send));
                         self.highest_opened = call;
                         self.wakeups.opened(call, recv);
                         frame.target = Target::Call(call);
@@ -376,6 +435,9 @@ impl Outbound {
                 self.frame = Some(frame);
             }
             if frame.header_sent < HEADER_LEN {
+                if frame.header_sent == 0 {
+                    self.note_chunk(&frame);
+                }
                 let header = self.header;
                 match self.write_to(frame.target, &header[frame.header_sent..], cx)? {
                     0 => return Ok(Step::Blocked),
@@ -423,7 +485,7 @@ impl Outbound {
         {
             match pin!(self.connection.open_bi()).poll(cx) {
                 Poll::Ready(Ok((send, recv))) => {
-                    self.calls.insert(call, send);
+                    self.calls.insert(call, CallStream::new(send));
                     self.highest_opened = call;
                     self.wakeups.opened(call, recv);
                 }
@@ -446,6 +508,7 @@ impl Outbound {
                 _ => break,
             }
             end += len;
+            self.note_chunk(&frame);
             if frame.ends_call {
                 ends_call = true;
                 break;
@@ -504,8 +567,12 @@ impl Outbound {
         };
         let target = if call == 0 {
             Target::Control
-        } else if self.calls.contains_key(&call) {
-            Target::Call(call)
+        } else if let Some(stream) = self.calls.get(&call) {
+            if self.client && header.kind == FrameKind::Cancel && !stream.chunked {
+                Target::Cancel(call)
+            } else {
+                Target::Call(call)
+            }
         } else if self.client && call > self.highest_opened {
             Target::Opening(call)
         } else {
@@ -523,6 +590,7 @@ impl Outbound {
             header_sent: 0,
             payload_left: header.len as usize,
             ends_call,
+            chunk: header.kind == FrameKind::Chunk,
             gate,
         })
     }
@@ -548,10 +616,10 @@ impl Outbound {
         match target {
             Target::Control => write(&mut self.control, bytes, cx),
             Target::Call(call) => {
-                let Some(send) = self.calls.get_mut(&call) else {
+                let Some(stream) = self.calls.get_mut(&call) else {
                     return Ok(bytes.len());
                 };
-                let result = pin!(send.write(bytes)).poll(cx);
+                let result = pin!(stream.send.write(bytes)).poll(cx);
                 match result {
                     Poll::Ready(Ok(n)) => Ok(n),
                     Poll::Pending => Ok(0),
@@ -562,30 +630,36 @@ impl Outbound {
                     }
                 }
             }
-            Target::Opening(_) | Target::Discard => Ok(bytes.len()),
+            Target::Opening(_) | Target::Discard | Target::Cancel(_) => Ok(bytes.len()),
         }
+    }
+
+    /// Call streams open for writing.
+    #[cfg(test)]
+    pub(super) fn open_calls(&self) -> usize {
+        self.calls.len()
     }
 
     /// Finishes every stream: nothing more will be written.
     pub(super) fn finish(&mut self) {
         self.flush_fins();
         let _ = self.control.finish();
-        for send in self.calls.values_mut() {
-            let _ = send.finish();
+        for stream in self.calls.values_mut() {
+            let _ = stream.send.finish();
         }
     }
 
     /// Resets every stream, discarding what they still hold.
     pub(super) fn reset(&mut self) {
         let _ = self.control.reset(CLOSE_ABANDONED);
-        for (_, mut send) in self.calls.drain() {
-            let _ = send.reset(CLOSE_ABANDONED);
+        for (_, mut stream) in self.calls.drain() {
+            let _ = stream.send.reset(CLOSE_ABANDONED);
         }
     }
 
     /// The control stream's sending half and every call's, for the lingering close.
     pub(super) fn into_streams(self) -> Vec<quinn::SendStream> {
-        let mut streams: Vec<_> = self.calls.into_values().collect();
+        let mut streams: Vec<_> = self.calls.into_values().map(|stream| stream.send).collect();
         streams.push(self.control);
         streams
     }

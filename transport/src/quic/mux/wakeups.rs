@@ -26,6 +26,8 @@ struct State {
     woken: Vec<u64>,
     /// Streams the client's writer opened for a call, with that call's id, for the reader.
     opened: Vec<(u64, quinn::RecvStream)>,
+    /// Streams whose call the client's writer cancelled: the reader stops reading them.
+    cancelled: Vec<u64>,
     /// The reader's waker, from its last `poll_read_ready`.
     reader: Option<Waker>,
 }
@@ -62,14 +64,30 @@ impl Wakeups {
 
     /// Forgets the streams opened and not yet taken (0-RTT refused: they are gone).
     pub(super) fn discard_opened(&self) {
-        lock(&self.state).opened.clear();
+        let mut state = lock(&self.state);
+        state.opened.clear();
+        state.cancelled.clear();
     }
 
-    /// Takes the woken keys and the opened streams.
-    pub(super) fn take(&self, woken: &mut Vec<u64>, opened: &mut Vec<(u64, quinn::RecvStream)>) {
+    /// Client: the call on stream `key` was cancelled; the reader stops reading that stream.
+    pub(super) fn cancelled(&self, key: u64) {
+        let reader = {
+            let mut state = lock(&self.state);
+            state.cancelled.push(key);
+            state.reader.clone()
+        };
+        if let Some(reader) = reader {
+            reader.wake();
+        }
+    }
+
+    /// Takes the woken keys, the opened streams and the cancelled ones (after the opened ones:
+    /// a stream may be opened and cancelled before the reader looks).
+    pub(super) fn take(&self, woken: &mut Vec<u64>, opened: &mut Vec<(u64, quinn::RecvStream)>, cancelled: &mut Vec<u64>) {
         let mut state = lock(&self.state);
         woken.append(&mut state.woken);
         opened.append(&mut state.opened);
+        cancelled.append(&mut state.cancelled);
     }
 
     fn wake(&self, key: u64) {
