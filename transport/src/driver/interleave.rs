@@ -43,8 +43,9 @@ pub(super) async fn write_chunked(
         }
         // The frames before it, whole.
         write_range(shared, stream, batch, written, span.start).await?;
-        calls_from(batch, span.start, &mut writer.later_calls);
-        let requests_wait = kind == FrameKind::Request;
+        // A Request queued later waits while a Request (this frame or one after it) is still
+        // to go: call ids must reach the server in increasing order.
+        let requests_wait = calls_from(batch, span.start, &mut writer.later_calls);
         if shared.queue.set_in_flight(batch.len() - span.end) {
             shared.room_opened();
         }
@@ -274,25 +275,29 @@ async fn send_between_chunks(
     result
 }
 
-/// The call ids of the frames from `from` on (connection frames and credits aside), sorted: a
-/// frame of one of these calls queued later must not overtake them.
-fn calls_from(batch: &Batch, from: usize, calls: &mut Vec<u64>) {
+/// Puts in `calls` the call ids of the frames from `from` on (connection frames and credits
+/// aside), sorted: a frame of one of these calls queued later must not overtake them. Returns
+/// whether one of those frames is a Request: then no Request queued later may overtake them.
+fn calls_from(batch: &Batch, from: usize, calls: &mut Vec<u64>) -> bool {
     calls.clear();
-    calls.extend(
-        batch
-            .frames_from(from)
-            .filter(|span| span.call_id != 0 && span.kind != FrameKind::Credit as u8)
-            .map(|span| span.call_id),
-    );
+    let mut requests = false;
+    for span in batch.frames_from(from) {
+        requests |= span.kind == FrameKind::Request as u8;
+        if span.call_id != 0 && span.kind != FrameKind::Credit as u8 {
+            calls.push(span.call_id);
+        }
+    }
     calls.sort_unstable();
     calls.dedup();
+    requests
 }
 
 /// Whether frames queued later may go out before the rest of the batch being written: none is
 /// a GoAway, none needs chunking itself (one chunked frame at a time), none belongs to a call in
 /// `later_calls` (credits aside: they are about the other direction), and, while a Request is
-/// being chunked (`requests_wait`), none is a Request: a server requires call ids in increasing
-/// order, and the chunked Request's id is below any new call's.
+/// still to go in the batch being written (`requests_wait`: the chunked frame or one after it),
+/// none is a Request: a server requires call ids in increasing order, and those Requests' ids
+/// are below any new call's.
 fn fits_between(queued: &Batch, later_calls: &[u64], requests_wait: bool, chunk_size: usize) -> bool {
     queued.frames_from(0).all(|span| {
         let Ok(kind) = FrameKind::from_u8(span.kind) else { return false };
@@ -376,7 +381,7 @@ mod tests {
     fn frames_of_other_calls_go_between_chunks_but_not_the_chunked_calls_own_or_a_goaway() {
         let writing = batch_of(&[message(1, 100_000), Frame::EndOfStream { call_id: CallId(1) }, message(3, 10)]);
         let mut later = Vec::new();
-        calls_from(&writing, 0, &mut later);
+        assert!(!calls_from(&writing, 0, &mut later), "no Request in the batch");
         assert_eq!(later, [1, 3]);
         let other_call = batch_of(&[message(5, 64), Frame::Ping { payload: 1 }]);
         assert!(fits_between(&other_call, &later, false, DEFAULT_CHUNK_SIZE));
@@ -413,6 +418,27 @@ mod tests {
         assert!(
             !fits_between(&new_call, &later, true, DEFAULT_CHUNK_SIZE),
             "no Request overtakes a chunked Request (call ids arrive in order)"
+        );
+    }
+
+    #[test]
+    fn a_request_later_in_the_batch_than_the_chunked_frame_keeps_new_requests_behind_it() {
+        let request = |call: u64| Frame::Request {
+            call_id: CallId(call),
+            head: crate::wire::CallHead::default(),
+            message: Some(Bytes::from_static(b"hi")),
+            end_stream: true,
+        };
+        // A Message being chunked, with a small Request queued after it in the same batch: a
+        // Request queued later (call 9) must not reach the server before call 7's.
+        let writing = batch_of(&[message(1, 100_000), request(7)]);
+        let mut later = Vec::new();
+        let requests_wait = calls_from(&writing, 0, &mut later);
+        assert!(requests_wait);
+        assert!(!fits_between(&batch_of(&[request(9)]), &later, requests_wait, DEFAULT_CHUNK_SIZE));
+        assert!(
+            fits_between(&batch_of(&[message(5, 64)]), &later, requests_wait, DEFAULT_CHUNK_SIZE),
+            "other frames still go between chunks"
         );
     }
 }

@@ -12,6 +12,11 @@
 //! caller that finds a write in progress never writes itself. The reader corks the queue while
 //! it handles a read's frames, so the answers to one read go out together.
 //!
+//! Frames are queued in one of two lanes ([`Lane`]): high (the frames of calls at a high
+//! priority) and normal (everything else). Every write takes both, the high lane's frames
+//! first; between two chunks of a bulk frame the high lane goes even when the normal lane
+//! must wait (`interleave.rs`).
+//!
 //! No syscall happens under a lock: not the queue's (a write works on a batch swapped out of
 //! it), not the connection state's ([`WriteQueue::flush`] takes an [`Unlocked`] proof that only
 //! the state guard's release makes), and none in `Drop`.
@@ -22,11 +27,12 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
 
+use super::Lane;
 use crate::net::Stream;
 use crate::stats::Stats;
 use crate::sync::atomic::Ordering::Relaxed;
 use crate::sync::{Mutex, MutexGuard, lock};
-use crate::wire::{DEFAULT_CHUNK_SIZE, FrameBatch as Batch};
+use crate::wire::{DEFAULT_CHUNK_SIZE, FrameBatch as Batch, FrameKind};
 
 /// iovecs per `writev` call (64): enough for many chunked messages, far below IOV_MAX (1024).
 pub(crate) const MAX_IOVECS: usize = 64;
@@ -49,8 +55,11 @@ pub(crate) struct Taken {
 
 #[derive(Debug)]
 struct Pending {
-    /// Frames queued and not yet taken by a writer.
+    /// Frames queued in the normal lane and not yet taken by a writer.
     filling: Batch,
+    /// Frames queued in the high lane and not yet taken: a take puts them ahead of `filling`.
+    /// Empty (and unallocated) until a call at a high priority queues a frame.
+    high: Batch,
     /// The empty batch a writer swaps in for `filling`; `None` while a batch is taken. Two batches
     /// per connection, ping-ponged, so the steady state never allocates.
     spare: Option<Batch>,
@@ -79,19 +88,43 @@ impl Pending {
         self.spare.is_none()
     }
 
-    /// Swaps the queued frames out for writing.
+    /// Whether no lane holds a frame to take.
+    fn lanes_empty(&self) -> bool {
+        self.filling.is_empty() && self.high.is_empty()
+    }
+
+    /// Swaps the queued frames out for writing, the high lane's ahead of the normal lane's.
     fn take(&mut self) -> Option<Taken> {
         if let Some(taken) = self.handoff.take() {
             return Some(taken);
         }
-        if self.filling.is_empty() {
+        if self.spare.is_none() || self.lanes_empty() {
             return None;
+        }
+        if !self.high.is_empty() {
+            self.put_high_first();
         }
         let spare = self.spare.take()?;
         Some(Taken {
             batch: std::mem::replace(&mut self.filling, spare),
             sent: 0,
         })
+    }
+
+    /// Moves the high lane's frames into `filling`, ahead of the frames there: copied (with
+    /// their large payloads by reference) only when both lanes hold frames. The connection's
+    /// preface and settings, the first bytes of a connection, stay first.
+    fn put_high_first(&mut self) {
+        if self.filling.is_empty() {
+            std::mem::swap(&mut self.filling, &mut self.high);
+        } else if self.filling.starts_with_preface() {
+            self.filling.append_batch(&self.high);
+            self.high.clear();
+        } else {
+            self.high.append_batch(&self.filling);
+            self.filling.clear();
+            std::mem::swap(&mut self.filling, &mut self.high);
+        }
     }
 
     /// [`Pending::take`], counting the taken bytes as in flight until they come back.
@@ -102,7 +135,11 @@ impl Pending {
     }
 
     fn queued_bytes(&self) -> usize {
-        self.filling.len() + self.in_flight + self.between_chunks + self.handoff.as_ref().map_or(0, |taken| taken.batch.len() - taken.sent)
+        self.filling.len()
+            + self.high.len()
+            + self.in_flight
+            + self.between_chunks
+            + self.handoff.as_ref().map_or(0, |taken| taken.batch.len() - taken.sent)
     }
 
     fn wake_writer(&mut self) {
@@ -165,9 +202,30 @@ pub(crate) struct QueueGuard<'a> {
 }
 
 impl QueueGuard<'_> {
-    /// The batch to append frames to (count them in `frames`).
+    /// The batch to append frames to (count them in `frames`): the normal lane.
     pub(crate) fn batch(&mut self) -> &mut Batch {
         &mut self.guard.filling
+    }
+
+    /// The batch of `lane` to append frames to (count them in `frames`). Every frame of a call
+    /// that keeps an order with its other frames must go in one lane: callers put a call in the
+    /// high lane only for frames that nothing of the call queued earlier precedes.
+    pub(crate) fn lane(&mut self, lane: Lane) -> &mut Batch {
+        match lane {
+            Lane::High => &mut self.guard.high,
+            Lane::Normal => &mut self.guard.filling,
+        }
+    }
+
+    /// The lane for a Request of a call in `lane`: the high lane only while the normal lane
+    /// holds no Request, since the high lane is written first and a server requires call ids in
+    /// increasing order (docs/PROTOCOL.md section 6.1).
+    pub(crate) fn request_lane(&self, lane: Lane) -> Lane {
+        let waiting = |batch: &Batch| batch.frames_from(0).any(|span| span.kind == FrameKind::Request as u8);
+        match lane {
+            Lane::High if !waiting(&self.guard.filling) => Lane::High,
+            _ => Lane::Normal,
+        }
     }
 
     /// Whether the bytes waiting are under the queue's cap. Handler output is appended only
@@ -181,7 +239,7 @@ impl QueueGuard<'_> {
     /// when frames wait and the queue is not corked. The caller wakes it once its locks are
     /// released, saving the flush's own trip through the lock.
     pub(crate) fn take_writer_waker(&mut self) -> Option<Waker> {
-        if self.guard.corked || self.guard.filling.is_empty() {
+        if self.guard.corked || self.guard.lanes_empty() {
             return None;
         }
         self.guard.writer.take()
@@ -200,6 +258,7 @@ impl WriteQueue {
     pub(crate) fn new(buf: BytesMut, direct: Option<Arc<Stream>>, stats: Arc<Stats>, cap: usize) -> Self {
         let pending = Pending {
             filling: Batch::with_buf(buf),
+            high: Batch::default(),
             spare: Some(Batch::default()),
             handoff: None,
             in_flight: 0,
@@ -264,13 +323,13 @@ impl WriteQueue {
             return done;
         }
         let mut pending = lock(&self.inner);
-        if pending.corked || pending.filling.is_empty() {
+        if pending.corked || pending.lanes_empty() {
             return done;
         }
         // A frame long enough to be chunked goes to the writer task, which cuts it so that
         // frames queued later can go out between its chunks (`driver/interleave.rs`); a
         // caller writing it whole would hold them back behind all of it.
-        let chunkable = pending.filling.has_frame_over(DEFAULT_CHUNK_SIZE);
+        let chunkable = pending.filling.has_frame_over(DEFAULT_CHUNK_SIZE) || pending.high.has_frame_over(DEFAULT_CHUNK_SIZE);
         if flush == Flush::Wake || !can_write || pending.writing() || pending.closed || chunkable {
             // A caller that finds a write in progress never writes itself: its frames join the
             // writer's next batch.
@@ -290,7 +349,7 @@ impl WriteQueue {
         if done {
             recycle(&mut taken.batch);
             pending.spare = Some(taken.batch);
-            if pending.closed || (!pending.filling.is_empty() && !pending.corked) {
+            if pending.closed || (!pending.lanes_empty() && !pending.corked) {
                 // Frames queued during our write: the writer takes them all in one batch.
                 pending.wake_writer();
             }
@@ -319,10 +378,10 @@ impl WriteQueue {
     /// tasks about to queue frames join the batch, then takes.
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<bool> {
         let mut pending = lock(&self.inner);
-        if pending.handoff.is_some() || (!pending.filling.is_empty() && !pending.writing()) {
+        if pending.handoff.is_some() || (!pending.lanes_empty() && !pending.writing()) {
             return Poll::Ready(true);
         }
-        if pending.closed && !pending.writing() && pending.filling.is_empty() {
+        if pending.closed && !pending.writing() && pending.lanes_empty() {
             return Poll::Ready(false);
         }
         if !pending.writer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -361,17 +420,37 @@ impl WriteQueue {
         self.publish(&pending)
     }
 
-    /// Takes the frames queued since the writer took its batch, when `fits` accepts them, for
-    /// the writer to send between two chunks of a large frame: `Some` with the frames and
-    /// whether room opened under the cap. Nothing while corked (a read's answers leave
-    /// together). The frames come back with [`WriteQueue::give_back_between_chunks`].
-    pub(crate) fn take_between_chunks(&self, fits: impl FnOnce(&Batch) -> bool) -> Option<(Batch, bool)> {
+    /// Takes the frames queued since the writer took its batch, lane by lane when `fits`
+    /// accepts the lane's frames, for the writer to send between two chunks of a large frame:
+    /// `Some` with the frames (the high lane's first) and whether room opened under the cap.
+    /// The high lane goes even when the normal lane must wait, never the other way round.
+    /// Nothing while corked (a read's
+    /// answers leave together). The frames come back with
+    /// [`WriteQueue::give_back_between_chunks`].
+    pub(crate) fn take_between_chunks(&self, fits: impl Fn(&Batch) -> bool) -> Option<(Batch, bool)> {
         let mut pending = lock(&self.inner);
-        if pending.corked || pending.filling.is_empty() || pending.between_chunks != 0 || !fits(&pending.filling) {
+        if pending.corked || pending.between_chunks != 0 {
+            return None;
+        }
+        let high_waits = !pending.high.is_empty();
+        let high = high_waits && fits(&pending.high);
+        // The normal lane never goes ahead of frames the high lane holds: a frame queued after
+        // them there (a Cancel) may belong to their call.
+        let normal = (high || !high_waits) && !pending.filling.is_empty() && fits(&pending.filling);
+        if !high && !normal {
             return None;
         }
         let fresh = pending.between_spare.take().unwrap_or_default();
-        let batch = std::mem::replace(&mut pending.filling, fresh);
+        let batch = if high {
+            let mut batch = std::mem::replace(&mut pending.high, fresh);
+            if normal {
+                batch.append_batch(&pending.filling);
+                pending.filling.clear();
+            }
+            batch
+        } else {
+            std::mem::replace(&mut pending.filling, fresh)
+        };
         pending.between_chunks = batch.len();
         let room = self.publish(&pending);
         Some((batch, room))
@@ -415,9 +494,11 @@ impl WriteQueue {
     pub(crate) fn take_buffers(&self) -> impl Iterator<Item = BytesMut> {
         let mut pending = lock(&self.inner);
         let filling = std::mem::take(&mut pending.filling.buf);
+        let high = std::mem::take(&mut pending.high.buf);
         let spare = pending.spare.take().map(|batch| batch.buf);
         let between = pending.between_spare.take().map(|batch| batch.buf);
-        std::iter::once(filling).chain(spare).chain(between)
+        let high = (high.capacity() > 0).then_some(high);
+        std::iter::once(filling).chain(high).chain(spare).chain(between)
     }
 }
 
@@ -451,6 +532,126 @@ fn write_direct(stream: &Stream, taken: &mut Taken, stats: &Stats) -> bool {
         }
     }
     false
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::task::Waker;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::wire::{CallHead, CallId, Frame, Preface, Settings};
+
+    fn queue() -> WriteQueue {
+        WriteQueue::new(BytesMut::new(), None, Arc::default(), usize::MAX)
+    }
+
+    /// Queues a Cancel of `call` (a frame that names its call) in `lane`.
+    fn cancel(queue: &WriteQueue, lane: Lane, call: u64) {
+        let mut guard = queue.lock();
+        let batch = guard.lane(lane);
+        Frame::Cancel { call_id: CallId(call) }.encode(&mut batch.buf);
+        batch.frames += 1;
+    }
+
+    fn calls(batch: &Batch) -> Vec<u64> {
+        batch.frames_from(0).map(|span| span.call_id).collect()
+    }
+
+    /// What the writer task takes next, given back at once.
+    fn take(queue: &WriteQueue) -> Vec<u64> {
+        let Poll::Ready(Some((taken, _))) = queue.poll_take(&mut Context::from_waker(Waker::noop())) else {
+            panic!("nothing to take");
+        };
+        let order = calls(&taken.batch);
+        assert_eq!(taken.batch.frames, order.len());
+        let _ = queue.give_back(taken.batch);
+        order
+    }
+
+    #[test]
+    fn every_take_writes_the_high_lanes_frames_first_and_the_normal_lanes_with_them() {
+        let queue = queue();
+        for (lane, call) in [(Lane::Normal, 1), (Lane::High, 3), (Lane::Normal, 5), (Lane::High, 7)] {
+            cancel(&queue, lane, call);
+        }
+        assert_eq!(take(&queue), [3, 7, 1, 5], "high first, each lane in the order queued");
+        assert_eq!(queue.queued_bytes(), 0);
+        // A steady high lane never leaves the normal lane behind: every take takes both.
+        for call in (9..40).step_by(4) {
+            cancel(&queue, Lane::Normal, call);
+            cancel(&queue, Lane::High, call + 2);
+            assert_eq!(take(&queue), [call + 2, call]);
+        }
+        cancel(&queue, Lane::High, 41);
+        assert_eq!(take(&queue), [41], "a high lane alone is taken without a copy");
+        cancel(&queue, Lane::Normal, 43);
+        assert_eq!(take(&queue), [43]);
+    }
+
+    #[test]
+    fn the_connections_preface_and_settings_stay_ahead_of_the_high_lane() {
+        let queue = queue();
+        {
+            let mut guard = queue.lock();
+            let batch = guard.batch();
+            batch.buf.extend_from_slice(&Preface::CURRENT.encode());
+            Frame::Settings(Settings::default()).encode(&mut batch.buf);
+            batch.frames += 1;
+        }
+        cancel(&queue, Lane::High, 3);
+        let Poll::Ready(Some((taken, _))) = queue.poll_take(&mut Context::from_waker(Waker::noop())) else {
+            panic!("nothing to take");
+        };
+        assert!(taken.batch.starts_with_preface());
+        assert_eq!(calls(&taken.batch), [0, 3]);
+    }
+
+    #[test]
+    fn between_chunks_the_high_lane_goes_alone_when_the_normal_lane_must_wait_never_the_reverse() {
+        let queue = queue();
+        cancel(&queue, Lane::Normal, 1);
+        cancel(&queue, Lane::High, 3);
+        // Call 1 has frames in the batch being written: its frames queued later must wait.
+        let not_call = |call: u64| move |batch: &Batch| !calls(batch).contains(&call);
+        let (between, _) = queue.take_between_chunks(not_call(1)).expect("the high lane fits");
+        assert_eq!(calls(&between), [3]);
+        let _ = queue.give_back_between_chunks(between);
+        assert!(queue.take_between_chunks(not_call(1)).is_none(), "the normal lane still waits");
+        // The high lane cannot go: the normal lane, which may hold a frame queued after it for
+        // the same call (a Cancel after its Request), waits with it.
+        cancel(&queue, Lane::High, 5);
+        assert!(queue.take_between_chunks(not_call(5)).is_none());
+        let (between, _) = queue.take_between_chunks(|_| true).expect("both lanes fit");
+        assert_eq!(calls(&between), [5, 1], "the high lane first");
+        let _ = queue.give_back_between_chunks(between);
+        assert_eq!(queue.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn a_high_priority_request_goes_in_the_normal_lane_while_a_request_waits_there() {
+        let queue = queue();
+        assert_eq!(queue.lock().request_lane(Lane::High), Lane::High);
+        assert_eq!(queue.lock().request_lane(Lane::Normal), Lane::Normal);
+        {
+            let mut guard = queue.lock();
+            let batch = guard.batch();
+            Frame::Request {
+                call_id: CallId(1),
+                head: CallHead::default(),
+                message: Some(Bytes::from_static(b"x")),
+                end_stream: true,
+            }
+            .encode(&mut batch.buf);
+            batch.frames += 1;
+        }
+        // Call 3's Request must not reach the server before call 1's.
+        assert_eq!(queue.lock().request_lane(Lane::High), Lane::Normal);
+        cancel(&queue, Lane::Normal, 5);
+        assert_eq!(take(&queue), [1, 5]);
+        assert_eq!(queue.lock().request_lane(Lane::High), Lane::High);
+    }
 }
 
 #[cfg(all(test, loom))]

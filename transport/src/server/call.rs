@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::ConnectionInfo;
-use crate::driver::{Flush, Protocol, Shared};
+use crate::driver::{Flush, Lane, Protocol, Shared};
 use crate::observe::CallObserver;
 use crate::protocol::Answer;
 use crate::response::{IntoResponse, Response};
@@ -427,7 +427,13 @@ impl ServerCall {
         // before the answer so its trailers go with it; the slot goes when the protocol ends
         // the call, in the answer.
         let removed = state.calls().take_call(call_id, &mut wakers);
-        let code = encode(&mut state.proto, queue.batch(), call_id, removed.trailers).unwrap_or(Code::Cancelled);
+        // The answer of a call at a high priority goes in the high lane unless a streamed
+        // answer began (its head and messages are in the normal lane, ahead of this).
+        let lane = match Lane::for_priority(self.context.priority) {
+            Lane::High if !state.proto.response_head_sent(call_id) => Lane::High,
+            _ => Lane::Normal,
+        };
+        let code = encode(&mut state.proto, queue.lane(lane), call_id, removed.trailers).unwrap_or(Code::Cancelled);
         if removed.buffered > 0 {
             state.proto.release_received(call_id, removed.buffered);
         }
