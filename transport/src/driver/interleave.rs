@@ -2,12 +2,14 @@
 //! into Chunk frames (docs/PROTOCOL.md section 5.12), and frames queued meanwhile go out between
 //! two chunks, so a 64-byte call does not wait for a 16 MiB message to be written.
 //!
-//! Lanes, highest first: **control** (connection frames: credits, pings, pongs), **high** and
-//! **normal** (every call frame up to a chunk, in the order queued), **bulk** (call frames over a
-//! chunk). Between two chunks of a bulk frame the writer sends everything the higher lanes queued
-//! since the last chunk, in one write, then at least one more chunk: the ratio is one chunk
-//! (64 KiB) of bulk per batch of higher-lane frames, so bulk always advances and the higher
-//! lanes wait for at most one chunk (plus what the socket already holds).
+//! Lanes, highest first (`lane.rs`): **high** (the frames of calls at priority 128 or more),
+//! **normal** (every other frame, connection frames included, in the order queued), **bulk** (call
+//! frames over a chunk, from either lane). Between two chunks of a bulk frame the writer sends
+//! what the high lane queued since the last chunk, and the normal lane's frames when they fit and
+//! the high lane's went too, in one write (`WriteQueue::take_between_chunks`), then at least one
+//! more chunk: the ratio is one chunk (64 KiB) of bulk per write of higher-lane frames, so bulk
+//! always advances and the higher lanes wait for at most one write of chunks (plus what the
+//! socket already holds).
 //!
 //! Order is kept where the protocol needs it: a frame of a call that still has frames in the
 //! batch being written (the chunked frame's own call included) waits behind them, and so does

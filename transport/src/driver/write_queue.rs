@@ -112,14 +112,11 @@ impl Pending {
     }
 
     /// Moves the high lane's frames into `filling`, ahead of the frames there: copied (with
-    /// their large payloads by reference) only when both lanes hold frames. The connection's
-    /// preface and settings, the first bytes of a connection, stay first.
+    /// their large payloads by reference) only when both lanes hold frames. (Nothing enters the
+    /// high lane while `filling` starts with the connection's preface: [`QueueGuard::lane`].)
     fn put_high_first(&mut self) {
         if self.filling.is_empty() {
             std::mem::swap(&mut self.filling, &mut self.high);
-        } else if self.filling.starts_with_preface() {
-            self.filling.append_batch(&self.high);
-            self.high.clear();
         } else {
             self.high.append_batch(&self.filling);
             self.filling.clear();
@@ -210,10 +207,12 @@ impl QueueGuard<'_> {
     /// The batch of `lane` to append frames to (count them in `frames`). Every frame of a call
     /// that keeps an order with its other frames must go in one lane: callers put a call in the
     /// high lane only for frames that nothing of the call queued earlier precedes.
+    /// Until the connection's preface has been taken, everything goes in the normal lane, behind
+    /// it, in the order queued.
     pub(crate) fn lane(&mut self, lane: Lane) -> &mut Batch {
         match lane {
-            Lane::High => &mut self.guard.high,
-            Lane::Normal => &mut self.guard.filling,
+            Lane::High if !self.guard.filling.starts_with_preface() => &mut self.guard.high,
+            _ => &mut self.guard.filling,
         }
     }
 
@@ -600,12 +599,18 @@ mod tests {
             Frame::Settings(Settings::default()).encode(&mut batch.buf);
             batch.frames += 1;
         }
+        // Queued behind them, in the normal lane: a Cancel queued after it must not overtake it.
         cancel(&queue, Lane::High, 3);
+        cancel(&queue, Lane::Normal, 3);
         let Poll::Ready(Some((taken, _))) = queue.poll_take(&mut Context::from_waker(Waker::noop())) else {
             panic!("nothing to take");
         };
         assert!(taken.batch.starts_with_preface());
-        assert_eq!(calls(&taken.batch), [0, 3]);
+        assert_eq!(calls(&taken.batch), [0, 3, 3]);
+        let _ = queue.give_back(taken.batch);
+        cancel(&queue, Lane::Normal, 5);
+        cancel(&queue, Lane::High, 7);
+        assert_eq!(take(&queue), [7, 5], "once the preface is out, the high lane is open");
     }
 
     #[test]

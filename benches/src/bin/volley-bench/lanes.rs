@@ -279,6 +279,8 @@ pub(crate) fn run(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let socket = socket_config(args.socket_buffer_kib);
     let window = args.chunk_window_kib;
+    // Read before the main thread is pinned: the process's affinity.
+    let placement = Runtime::CurrentThread.placement();
     let server_cpu = args.split_cpus.map(|(server, _)| server);
     let (server, _thread) = ServerThread::spawn_on(|| Runtime::CurrentThread.build(), move || server(socket, window, server_cpu));
     if let Some((_, client)) = args.split_cpus {
@@ -313,7 +315,7 @@ pub(crate) fn run(
     }
     let med = |c: usize, f: fn(&Figures) -> f64| median(runs[c].iter().map(f).collect());
     let mut out = std::io::stdout().lock();
-    writeln!(out, "\nplacement: {}", Runtime::CurrentThread.placement())?;
+    writeln!(out, "\nplacement: {placement}")?;
     if let Some((server, client)) = args.split_cpus {
         writeln!(
             out,
