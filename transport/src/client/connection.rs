@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::CallOptions;
 use super::connect::connect;
-use crate::driver::{DriverConfig, Flush, Outcome, Shared};
+use crate::driver::{DriverConfig, Flush, Lane, Outcome, Shared};
 use crate::error::Error;
 use crate::method::CallTarget;
 use crate::net::{Address, AppliedSocketOptions, SocketConfig, ToAddress};
@@ -375,7 +375,14 @@ impl Client {
                         metadata: options.metadata.clone(),
                     };
                     let mut queue = shared.queue.lock();
-                    let sent = state.proto.send_request(queue.batch(), &head, &mut body, end_stream);
+                    // A call at a high priority goes in the high lane when the client sends
+                    // nothing after its Request (a Cancel or a Credit, queued in the normal lane,
+                    // never goes ahead of the high lane).
+                    let lane = match Lane::for_priority(options.priority) {
+                        Lane::High if end_stream => queue.request_lane(Lane::High),
+                        _ => Lane::Normal,
+                    };
+                    let sent = state.proto.send_request(queue.lane(lane), &head, &mut body, end_stream);
                     drop(queue);
                     match sent {
                         Ok(call_id) => {

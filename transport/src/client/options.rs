@@ -69,7 +69,34 @@ impl CallOptions {
         self
     }
 
-    /// Scheduling priority carried on the wire, 0 (default) to 255.
+    /// Scheduling priority, 0 (the default) to 255 (most urgent), carried in the call head.
+    ///
+    /// - **128 to 255 is the high lane**, on both sides of the connection: the Request of a
+    ///   call that sends nothing after it (unary and server-streaming calls) and the server's
+    ///   answer to it are written ahead of every frame queued in the normal lane, and between
+    ///   two 64 KiB chunks of a large message even where normal frames must wait behind it (a
+    ///   second large message queued before them). 0 to 127 is the normal lane: the order
+    ///   queued. A high Request that finds another Request still waiting to be written goes in
+    ///   the normal lane (call ids reach the server in order); a streamed answer's messages stay
+    ///   in the normal lane.
+    /// - **Nothing starves**: every write takes both lanes (high frames first), and a large
+    ///   message advances by at least one 64 KiB chunk between two writes of smaller frames.
+    /// - **The server dispatches** the calls one read brings highest priority first
+    ///   ([`crate::server::CallContext::priority`] tells a handler its call's priority).
+    ///
+    /// Chunks, and so the lanes' effect beside large messages, need
+    /// `ConnectionConfig::receive_chunks(true)` on both sides (docs/PROTOCOL.md section 5.12,
+    /// "Lanes").
+    ///
+    /// ```
+    /// use volley::CallOptions;
+    ///
+    /// // An order that must not wait behind a 16 MiB report on the same connection.
+    /// let urgent = CallOptions::new().priority(255);
+    /// assert_eq!(urgent.priority_value(), 255);
+    /// // The default: the normal lane.
+    /// assert_eq!(CallOptions::new().priority_value(), 0);
+    /// ```
     #[must_use]
     pub fn priority(mut self, priority: u8) -> Self {
         self.priority = priority;

@@ -2,12 +2,14 @@
 //! into Chunk frames (docs/PROTOCOL.md section 5.12), and frames queued meanwhile go out between
 //! two chunks, so a 64-byte call does not wait for a 16 MiB message to be written.
 //!
-//! Lanes, highest first: **control** (connection frames: credits, pings, pongs), **high** and
-//! **normal** (every call frame up to a chunk, in the order queued), **bulk** (call frames over a
-//! chunk). Between two chunks of a bulk frame the writer sends everything the higher lanes queued
-//! since the last chunk, in one write, then at least one more chunk: the ratio is one chunk
-//! (64 KiB) of bulk per batch of higher-lane frames, so bulk always advances and the higher
-//! lanes wait for at most one chunk (plus what the socket already holds).
+//! Lanes, highest first (`lane.rs`): **high** (the frames of calls at priority 128 or more),
+//! **normal** (every other frame, connection frames included, in the order queued), **bulk** (call
+//! frames over a chunk, from either lane). Between two chunks of a bulk frame the writer sends
+//! what the high lane queued since the last chunk, and the normal lane's frames when they fit and
+//! the high lane's went too, in one write (`WriteQueue::take_between_chunks`), then at least one
+//! more chunk: the ratio is one chunk (64 KiB) of bulk per write of higher-lane frames, so bulk
+//! always advances and the higher lanes wait for at most one write of chunks (plus what the
+//! socket already holds).
 //!
 //! Order is kept where the protocol needs it: a frame of a call that still has frames in the
 //! batch being written (the chunked frame's own call included) waits behind them, and so does
@@ -43,8 +45,9 @@ pub(super) async fn write_chunked(
         }
         // The frames before it, whole.
         write_range(shared, stream, batch, written, span.start).await?;
-        calls_from(batch, span.start, &mut writer.later_calls);
-        let requests_wait = kind == FrameKind::Request;
+        // A Request queued later waits while a Request (this frame or one after it) is still
+        // to go: call ids must reach the server in increasing order.
+        let requests_wait = calls_from(batch, span.start, &mut writer.later_calls);
         if shared.queue.set_in_flight(batch.len() - span.end) {
             shared.room_opened();
         }
@@ -274,25 +277,29 @@ async fn send_between_chunks(
     result
 }
 
-/// The call ids of the frames from `from` on (connection frames and credits aside), sorted: a
-/// frame of one of these calls queued later must not overtake them.
-fn calls_from(batch: &Batch, from: usize, calls: &mut Vec<u64>) {
+/// Puts in `calls` the call ids of the frames from `from` on (connection frames and credits
+/// aside), sorted: a frame of one of these calls queued later must not overtake them. Returns
+/// whether one of those frames is a Request: then no Request queued later may overtake them.
+fn calls_from(batch: &Batch, from: usize, calls: &mut Vec<u64>) -> bool {
     calls.clear();
-    calls.extend(
-        batch
-            .frames_from(from)
-            .filter(|span| span.call_id != 0 && span.kind != FrameKind::Credit as u8)
-            .map(|span| span.call_id),
-    );
+    let mut requests = false;
+    for span in batch.frames_from(from) {
+        requests |= span.kind == FrameKind::Request as u8;
+        if span.call_id != 0 && span.kind != FrameKind::Credit as u8 {
+            calls.push(span.call_id);
+        }
+    }
     calls.sort_unstable();
     calls.dedup();
+    requests
 }
 
 /// Whether frames queued later may go out before the rest of the batch being written: none is
 /// a GoAway, none needs chunking itself (one chunked frame at a time), none belongs to a call in
 /// `later_calls` (credits aside: they are about the other direction), and, while a Request is
-/// being chunked (`requests_wait`), none is a Request: a server requires call ids in increasing
-/// order, and the chunked Request's id is below any new call's.
+/// still to go in the batch being written (`requests_wait`: the chunked frame or one after it),
+/// none is a Request: a server requires call ids in increasing order, and those Requests' ids
+/// are below any new call's.
 fn fits_between(queued: &Batch, later_calls: &[u64], requests_wait: bool, chunk_size: usize) -> bool {
     queued.frames_from(0).all(|span| {
         let Ok(kind) = FrameKind::from_u8(span.kind) else { return false };
@@ -376,7 +383,7 @@ mod tests {
     fn frames_of_other_calls_go_between_chunks_but_not_the_chunked_calls_own_or_a_goaway() {
         let writing = batch_of(&[message(1, 100_000), Frame::EndOfStream { call_id: CallId(1) }, message(3, 10)]);
         let mut later = Vec::new();
-        calls_from(&writing, 0, &mut later);
+        assert!(!calls_from(&writing, 0, &mut later), "no Request in the batch");
         assert_eq!(later, [1, 3]);
         let other_call = batch_of(&[message(5, 64), Frame::Ping { payload: 1 }]);
         assert!(fits_between(&other_call, &later, false, DEFAULT_CHUNK_SIZE));
@@ -413,6 +420,27 @@ mod tests {
         assert!(
             !fits_between(&new_call, &later, true, DEFAULT_CHUNK_SIZE),
             "no Request overtakes a chunked Request (call ids arrive in order)"
+        );
+    }
+
+    #[test]
+    fn a_request_later_in_the_batch_than_the_chunked_frame_keeps_new_requests_behind_it() {
+        let request = |call: u64| Frame::Request {
+            call_id: CallId(call),
+            head: crate::wire::CallHead::default(),
+            message: Some(Bytes::from_static(b"hi")),
+            end_stream: true,
+        };
+        // A Message being chunked, with a small Request queued after it in the same batch: a
+        // Request queued later (call 9) must not reach the server before call 7's.
+        let writing = batch_of(&[message(1, 100_000), request(7)]);
+        let mut later = Vec::new();
+        let requests_wait = calls_from(&writing, 0, &mut later);
+        assert!(requests_wait);
+        assert!(!fits_between(&batch_of(&[request(9)]), &later, requests_wait, DEFAULT_CHUNK_SIZE));
+        assert!(
+            fits_between(&batch_of(&[message(5, 64)]), &later, requests_wait, DEFAULT_CHUNK_SIZE),
+            "other frames still go between chunks"
         );
     }
 }

@@ -16,6 +16,7 @@ mod connection;
 mod identity;
 #[cfg(not(loom))]
 mod interleave;
+mod lane;
 #[cfg(not(loom))]
 mod linger;
 #[cfg(not(loom))]
@@ -37,6 +38,7 @@ pub use config::{DEFAULT_WRITE_QUEUE_CAP, DEFAULT_WRITE_STALL_TIMEOUT, DriverCon
 pub(crate) use connection::{AcceptedCall, Dispatch, Protocol, Shared, spawn_connection, spawn_connection_at};
 #[cfg(not(loom))]
 pub(crate) use identity::Identity;
+pub(crate) use lane::Lane;
 #[cfg(not(loom))]
 pub(crate) use poller::Polled;
 #[cfg(not(loom))]

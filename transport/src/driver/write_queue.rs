@@ -12,6 +12,11 @@
 //! caller that finds a write in progress never writes itself. The reader corks the queue while
 //! it handles a read's frames, so the answers to one read go out together.
 //!
+//! Frames are queued in one of two lanes ([`Lane`]): high (the frames of calls at a high
+//! priority) and normal (everything else). Every write takes both, the high lane's frames
+//! first; between two chunks of a bulk frame the high lane goes even when the normal lane
+//! must wait (`interleave.rs`).
+//!
 //! No syscall happens under a lock: not the queue's (a write works on a batch swapped out of
 //! it), not the connection state's ([`WriteQueue::flush`] takes an [`Unlocked`] proof that only
 //! the state guard's release makes), and none in `Drop`.
@@ -22,95 +27,24 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
 
+use super::Lane;
 use crate::net::Stream;
 use crate::stats::Stats;
 use crate::sync::atomic::Ordering::Relaxed;
 use crate::sync::{Mutex, MutexGuard, lock};
-use crate::wire::{DEFAULT_CHUNK_SIZE, FrameBatch as Batch};
+use crate::wire::{DEFAULT_CHUNK_SIZE, FrameBatch as Batch, FrameKind};
+
+mod between_chunks;
+mod pending;
+
+pub(crate) use pending::Taken;
+use pending::{Pending, recycle};
 
 /// iovecs per `writev` call (64): enough for many chunked messages, far below IOV_MAX (1024).
 pub(crate) const MAX_IOVECS: usize = 64;
 
-/// Capacity a written batch may keep for the next one (1 MiB): a burst of small frames (a
-/// queue that backed up to its cap) grows a batch's buffer, and that memory is freed once the
-/// burst is written instead of staying with the connection for its life.
-const MAX_RETAINED_BATCH: usize = 1024 * 1024;
-
 /// Non-blocking write attempts a caller makes before leaving the rest to the writer task (4).
 const DIRECT_WRITE_ATTEMPTS: usize = 4;
-
-/// A batch taken out of the queue for writing, with the bytes of it already written.
-#[derive(Debug)]
-pub(crate) struct Taken {
-    pub(crate) batch: Batch,
-    /// Bytes at the front of `batch` already written.
-    pub(crate) sent: usize,
-}
-
-#[derive(Debug)]
-struct Pending {
-    /// Frames queued and not yet taken by a writer.
-    filling: Batch,
-    /// The empty batch a writer swaps in for `filling`; `None` while a batch is taken. Two batches
-    /// per connection, ping-ponged, so the steady state never allocates.
-    spare: Option<Batch>,
-    /// A batch a caller started writing but could not finish (the socket was full): the writer
-    /// task writes the rest before anything queued later.
-    handoff: Option<Taken>,
-    /// Bytes of the batch a writer has taken, not yet known written: they count against the
-    /// cap until the batch comes back, so the cap bounds all the memory the queue holds.
-    in_flight: usize,
-    /// Frames the writer took out to send between two chunks of a large frame
-    /// ([`WriteQueue::take_between_chunks`]): their bytes, counted against the cap until they
-    /// come back.
-    between_chunks: usize,
-    /// The batch swapped in for `filling` when frames go out between chunks; allocated the first
-    /// time a connection interleaves, then reused.
-    between_spare: Option<Batch>,
-    /// Flushes are held back (see [`WriteQueue::cork`]).
-    corked: bool,
-    writer: Option<Waker>,
-    closed: bool,
-}
-
-impl Pending {
-    /// Someone holds a taken batch (or left one for the writer): nobody else may write now.
-    fn writing(&self) -> bool {
-        self.spare.is_none()
-    }
-
-    /// Swaps the queued frames out for writing.
-    fn take(&mut self) -> Option<Taken> {
-        if let Some(taken) = self.handoff.take() {
-            return Some(taken);
-        }
-        if self.filling.is_empty() {
-            return None;
-        }
-        let spare = self.spare.take()?;
-        Some(Taken {
-            batch: std::mem::replace(&mut self.filling, spare),
-            sent: 0,
-        })
-    }
-
-    /// [`Pending::take`], counting the taken bytes as in flight until they come back.
-    fn take_counted(&mut self) -> Option<Taken> {
-        let taken = self.take()?;
-        self.in_flight = taken.batch.len() - taken.sent;
-        Some(taken)
-    }
-
-    fn queued_bytes(&self) -> usize {
-        self.filling.len() + self.in_flight + self.between_chunks + self.handoff.as_ref().map_or(0, |taken| taken.batch.len() - taken.sent)
-    }
-
-    fn wake_writer(&mut self) {
-        if let Some(waker) = self.writer.take() {
-            waker.wake();
-        }
-    }
-}
 
 /// A queue of encoded frames shared by the callers of a connection and its writer task.
 #[derive(Debug)]
@@ -165,9 +99,32 @@ pub(crate) struct QueueGuard<'a> {
 }
 
 impl QueueGuard<'_> {
-    /// The batch to append frames to (count them in `frames`).
+    /// The batch to append frames to (count them in `frames`): the normal lane.
     pub(crate) fn batch(&mut self) -> &mut Batch {
         &mut self.guard.filling
+    }
+
+    /// The batch of `lane` to append frames to (count them in `frames`). Every frame of a call
+    /// that keeps an order with its other frames must go in one lane: callers put a call in the
+    /// high lane only for frames that nothing of the call queued earlier precedes.
+    /// Until the connection's preface has been taken, everything goes in the normal lane, behind
+    /// it, in the order queued.
+    pub(crate) fn lane(&mut self, lane: Lane) -> &mut Batch {
+        match lane {
+            Lane::High if !self.guard.filling.starts_with_preface() => &mut self.guard.high,
+            _ => &mut self.guard.filling,
+        }
+    }
+
+    /// The lane for a Request of a call in `lane`: the high lane only while the normal lane
+    /// holds no Request, since the high lane is written first and a server requires call ids in
+    /// increasing order (docs/PROTOCOL.md section 6.1).
+    pub(crate) fn request_lane(&self, lane: Lane) -> Lane {
+        let waiting = |batch: &Batch| batch.frames_from(0).any(|span| span.kind == FrameKind::Request as u8);
+        match lane {
+            Lane::High if !waiting(&self.guard.filling) => Lane::High,
+            _ => Lane::Normal,
+        }
     }
 
     /// Whether the bytes waiting are under the queue's cap. Handler output is appended only
@@ -181,7 +138,7 @@ impl QueueGuard<'_> {
     /// when frames wait and the queue is not corked. The caller wakes it once its locks are
     /// released, saving the flush's own trip through the lock.
     pub(crate) fn take_writer_waker(&mut self) -> Option<Waker> {
-        if self.guard.corked || self.guard.filling.is_empty() {
+        if self.guard.corked || self.guard.lanes_empty() {
             return None;
         }
         self.guard.writer.take()
@@ -200,6 +157,7 @@ impl WriteQueue {
     pub(crate) fn new(buf: BytesMut, direct: Option<Arc<Stream>>, stats: Arc<Stats>, cap: usize) -> Self {
         let pending = Pending {
             filling: Batch::with_buf(buf),
+            high: Batch::default(),
             spare: Some(Batch::default()),
             handoff: None,
             in_flight: 0,
@@ -264,13 +222,13 @@ impl WriteQueue {
             return done;
         }
         let mut pending = lock(&self.inner);
-        if pending.corked || pending.filling.is_empty() {
+        if pending.corked || pending.lanes_empty() {
             return done;
         }
         // A frame long enough to be chunked goes to the writer task, which cuts it so that
         // frames queued later can go out between its chunks (`driver/interleave.rs`); a
         // caller writing it whole would hold them back behind all of it.
-        let chunkable = pending.filling.has_frame_over(DEFAULT_CHUNK_SIZE);
+        let chunkable = pending.filling.has_frame_over(DEFAULT_CHUNK_SIZE) || pending.high.has_frame_over(DEFAULT_CHUNK_SIZE);
         if flush == Flush::Wake || !can_write || pending.writing() || pending.closed || chunkable {
             // A caller that finds a write in progress never writes itself: its frames join the
             // writer's next batch.
@@ -290,7 +248,7 @@ impl WriteQueue {
         if done {
             recycle(&mut taken.batch);
             pending.spare = Some(taken.batch);
-            if pending.closed || (!pending.filling.is_empty() && !pending.corked) {
+            if pending.closed || (!pending.lanes_empty() && !pending.corked) {
                 // Frames queued during our write: the writer takes them all in one batch.
                 pending.wake_writer();
             }
@@ -319,10 +277,10 @@ impl WriteQueue {
     /// tasks about to queue frames join the batch, then takes.
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<bool> {
         let mut pending = lock(&self.inner);
-        if pending.handoff.is_some() || (!pending.filling.is_empty() && !pending.writing()) {
+        if pending.handoff.is_some() || (!pending.lanes_empty() && !pending.writing()) {
             return Poll::Ready(true);
         }
-        if pending.closed && !pending.writing() && pending.filling.is_empty() {
+        if pending.closed && !pending.writing() && pending.lanes_empty() {
             return Poll::Ready(false);
         }
         if !pending.writer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -361,44 +319,6 @@ impl WriteQueue {
         self.publish(&pending)
     }
 
-    /// Takes the frames queued since the writer took its batch, when `fits` accepts them, for
-    /// the writer to send between two chunks of a large frame: `Some` with the frames and
-    /// whether room opened under the cap. Nothing while corked (a read's answers leave
-    /// together). The frames come back with [`WriteQueue::give_back_between_chunks`].
-    pub(crate) fn take_between_chunks(&self, fits: impl FnOnce(&Batch) -> bool) -> Option<(Batch, bool)> {
-        let mut pending = lock(&self.inner);
-        if pending.corked || pending.filling.is_empty() || pending.between_chunks != 0 || !fits(&pending.filling) {
-            return None;
-        }
-        let fresh = pending.between_spare.take().unwrap_or_default();
-        let batch = std::mem::replace(&mut pending.filling, fresh);
-        pending.between_chunks = batch.len();
-        let room = self.publish(&pending);
-        Some((batch, room))
-    }
-
-    /// Sets the bytes of the taken batch that count against the cap: the writer, once it starts
-    /// cutting a frame into chunks, counts that frame out (it is the "one message" the cap
-    /// allows past it), so callers waiting for room do not wait for all of it to be written.
-    /// Returns whether room opened under the cap.
-    #[must_use = "callers waiting for room must be woken when it opens"]
-    pub(crate) fn set_in_flight(&self, bytes: usize) -> bool {
-        let mut pending = lock(&self.inner);
-        pending.in_flight = bytes;
-        self.publish(&pending)
-    }
-
-    /// Returns frames [`WriteQueue::take_between_chunks`] gave out, written. Returns whether room
-    /// opened under the cap.
-    #[must_use = "callers waiting for room must be woken when it opens"]
-    pub(crate) fn give_back_between_chunks(&self, mut batch: Batch) -> bool {
-        recycle(&mut batch);
-        let mut pending = lock(&self.inner);
-        pending.between_spare = Some(batch);
-        pending.between_chunks = 0;
-        self.publish(&pending)
-    }
-
     /// Bytes waiting to be written, a batch being written now included. Lock-free.
     pub(crate) fn queued_bytes(&self) -> usize {
         self.stats.write_queue_bytes.load(Relaxed) as usize
@@ -415,17 +335,11 @@ impl WriteQueue {
     pub(crate) fn take_buffers(&self) -> impl Iterator<Item = BytesMut> {
         let mut pending = lock(&self.inner);
         let filling = std::mem::take(&mut pending.filling.buf);
+        let high = std::mem::take(&mut pending.high.buf);
         let spare = pending.spare.take().map(|batch| batch.buf);
         let between = pending.between_spare.take().map(|batch| batch.buf);
-        std::iter::once(filling).chain(spare).chain(between)
-    }
-}
-
-/// Empties a written batch for reuse; a buffer grown past [`MAX_RETAINED_BATCH`] is freed.
-fn recycle(batch: &mut Batch) {
-    batch.clear();
-    if batch.buf.capacity() > MAX_RETAINED_BATCH {
-        batch.buf = BytesMut::new();
+        let high = (high.capacity() > 0).then_some(high);
+        std::iter::once(filling).chain(high).chain(spare).chain(between)
     }
 }
 
@@ -453,176 +367,8 @@ fn write_direct(stream: &Stream, taken: &mut Taken, stats: &Stats) -> bool {
     false
 }
 
+#[cfg(all(test, not(loom)))]
+mod tests;
+
 #[cfg(all(test, loom))]
-mod loom_tests {
-    use std::future::poll_fn;
-
-    use super::*;
-    use crate::sync::Arc;
-
-    /// Explores every interleaving with up to two preemptions (loom's recommended bound: bugs
-    /// almost always show within two, and three threads with a writer loop explode past that).
-    fn model(f: impl Fn() + Sync + Send + 'static) {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(2);
-        builder.check(f);
-    }
-
-    fn enqueue(queue: &WriteQueue, byte: u8) {
-        let mut guard = queue.lock();
-        guard.batch().buf.extend_from_slice(&[byte]);
-        guard.batch().frames += 1;
-    }
-
-    /// The writer task's loop, recording what it writes, until the queue closes.
-    fn writer(queue: Arc<WriteQueue>, written: Arc<crate::sync::Mutex<Vec<u8>>>) {
-        loop {
-            if !loom::future::block_on(poll_fn(|cx| queue.poll_ready(cx))) {
-                return;
-            }
-            let Some((taken, _)) = loom::future::block_on(poll_fn(|cx| queue.poll_take(cx))) else {
-                return;
-            };
-            lock(&written).extend_from_slice(&taken.batch.buf[taken.sent..]);
-            let _ = queue.give_back(taken.batch);
-        }
-    }
-
-    /// Two callers queue a frame each and wake the writer: every frame is written exactly once,
-    /// and the writer never sleeps through a wake-up.
-    #[test]
-    fn loom_write_queue_never_loses_a_frame_or_a_wakeup() {
-        two_producers_and_the_writer(|queue, byte| {
-            enqueue(queue, byte);
-            let _ = queue.begin_direct(Flush::Wake, false);
-        });
-    }
-
-    /// The same with the wake taken under the appending lock and done after it
-    /// (`Shared::flush_appended`, a streamed message's path).
-    #[test]
-    fn loom_a_writer_waker_taken_while_appending_is_never_lost() {
-        two_producers_and_the_writer(|queue, byte| {
-            let mut guard = queue.lock();
-            guard.batch().buf.extend_from_slice(&[byte]);
-            guard.batch().frames += 1;
-            let writer = guard.take_writer_waker();
-            drop(guard);
-            if let Some(writer) = writer {
-                writer.wake();
-            }
-        });
-    }
-
-    /// Two producers each queue one byte (`a`, `b`) with `produce` while the writer task runs;
-    /// every byte is written exactly once.
-    fn two_producers_and_the_writer(produce: fn(&WriteQueue, u8)) {
-        model(move || {
-            let queue = Arc::new(WriteQueue::new(BytesMut::new(), None, std::sync::Arc::default(), usize::MAX));
-            let written = Arc::new(crate::sync::Mutex::new(Vec::new()));
-            let producers: Vec<_> = [b'a', b'b']
-                .into_iter()
-                .map(|byte| {
-                    let queue = queue.clone();
-                    loom::thread::spawn(move || produce(&queue, byte))
-                })
-                .collect();
-            let task = {
-                let (queue, written) = (queue.clone(), written.clone());
-                loom::thread::spawn(move || writer(queue, written))
-            };
-            for producer in producers {
-                producer.join().unwrap();
-            }
-            queue.close();
-            task.join().unwrap();
-            let mut seen = lock(&written).clone();
-            seen.sort_unstable();
-            assert_eq!(seen, b"ab");
-        });
-    }
-
-    /// A caller writes directly while another queues behind it and the writer task runs; the
-    /// direct write either finishes or hands its rest to the writer. Bytes go out exactly once,
-    /// and the direct caller's bytes before anything queued after it.
-    #[test]
-    fn loom_direct_write_and_handoff_keep_order_and_lose_nothing() {
-        for finishes in [true, false] {
-            model(move || {
-                let queue = Arc::new(WriteQueue::new(BytesMut::new(), None, std::sync::Arc::default(), usize::MAX));
-                let written = Arc::new(crate::sync::Mutex::new(Vec::new()));
-                enqueue(&queue, b'a');
-                let direct = {
-                    let (queue, written) = (queue.clone(), written.clone());
-                    loom::thread::spawn(move || {
-                        if let DirectWrite::Write { mut taken, .. } = queue.begin_direct(Flush::Direct, true) {
-                            if finishes {
-                                lock(&written).extend_from_slice(&taken.batch.buf);
-                                taken.sent = taken.batch.len();
-                            }
-                            let _ = queue.end_direct(taken, finishes);
-                        }
-                    })
-                };
-                let later = {
-                    let queue = queue.clone();
-                    loom::thread::spawn(move || {
-                        enqueue(&queue, b'b');
-                        let _ = queue.begin_direct(Flush::Wake, false);
-                    })
-                };
-                let task = {
-                    let (queue, written) = (queue.clone(), written.clone());
-                    loom::thread::spawn(move || writer(queue, written))
-                };
-                direct.join().unwrap();
-                later.join().unwrap();
-                queue.close();
-                task.join().unwrap();
-                let seen = lock(&written).clone();
-                assert_eq!(seen, b"ab", "each byte once, in the order queued");
-            });
-        }
-    }
-
-    /// Two producers append a 2-byte frame each only while the queue is under its 2-byte cap,
-    /// as handlers do, while the writer takes and gives back batches: the queue never counts
-    /// more than the cap plus one frame, a batch being written included, and once everything
-    /// is written it counts nothing, so room always comes back.
-    #[test]
-    fn loom_queued_bytes_stay_under_the_cap_plus_one_frame_and_come_back_to_zero() {
-        model(|| {
-            let stats = std::sync::Arc::new(Stats::default());
-            let queue = Arc::new(WriteQueue::new(BytesMut::new(), None, stats.clone(), 2));
-            let written = Arc::new(crate::sync::Mutex::new(Vec::new()));
-            let producers: Vec<_> = [b'a', b'b']
-                .into_iter()
-                .map(|byte| {
-                    let queue = queue.clone();
-                    loom::thread::spawn(move || {
-                        let mut guard = queue.lock();
-                        if !guard.has_room() {
-                            return false;
-                        }
-                        guard.batch().buf.extend_from_slice(&[byte, byte]);
-                        guard.batch().frames += 1;
-                        drop(guard);
-                        let _ = queue.begin_direct(Flush::Wake, false);
-                        true
-                    })
-                })
-                .collect();
-            let task = {
-                let (queue, written) = (queue.clone(), written.clone());
-                loom::thread::spawn(move || writer(queue, written))
-            };
-            let appended: usize = producers.into_iter().map(|p| usize::from(p.join().unwrap())).sum();
-            queue.close();
-            task.join().unwrap();
-            assert!(appended >= 1, "the first producer always finds room");
-            assert_eq!(lock(&written).len(), 2 * appended, "every appended frame is written once");
-            assert!(stats.write_queue_peak.load(Relaxed) <= 4, "cap + one frame");
-            assert_eq!(queue.queued_bytes(), 0, "nothing counts once all is written");
-        });
-    }
-}
+mod loom_tests;

@@ -7,13 +7,26 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::ConnectionInfo;
-use crate::driver::{Flush, Protocol, Shared};
+use crate::driver::{Flush, Lane, Protocol, Shared};
 use crate::observe::CallObserver;
 use crate::protocol::Answer;
 use crate::response::{IntoResponse, Response};
 use crate::status::{Code, Status};
 use crate::streaming::{Deadline, StreamSender, Streaming, send_response_head};
 use crate::wire::{Body, CallId, FrameBatch as Batch, Metadata, MethodId};
+
+/// The lane of the answer of a call at a high priority: high, unless a streamed answer began
+/// (its head and messages went in the normal lane, and the answer must follow them). Out of
+/// line: the default priority's answers never come here.
+#[cold]
+#[inline(never)]
+fn high_priority_answer_lane(proto: &mut Protocol, call_id: CallId) -> Lane {
+    if proto.response_head_sent(call_id) {
+        Lane::Normal
+    } else {
+        Lane::High
+    }
+}
 
 /// Metadata with no entries, to lend where a call has none.
 static EMPTY_METADATA: Metadata = Metadata::new();
@@ -193,16 +206,29 @@ pub struct ServerCall {
     load: Option<super::LoadGuard>,
 }
 
+/// What a server knows of a call it accepted, for [`ServerCall::new`].
+pub(crate) struct Accepted {
+    pub(crate) call_id: CallId,
+    pub(crate) method: MethodId,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) metadata: Metadata,
+    pub(crate) priority: u8,
+    pub(crate) message: Option<Bytes>,
+}
+
 impl ServerCall {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        call_id: CallId,
-        method: MethodId,
-        deadline: Option<Instant>,
-        metadata: Metadata,
-        priority: u8,
-        message: Option<Bytes>,
-    ) -> Self {
+    /// A call watched by `observer` (its span and metrics) and, with `load`, counted in its
+    /// server's load until it is answered or dropped. Built in one step: no move of the
+    /// finished call on the per-call path.
+    pub(crate) fn new(shared: Arc<Shared>, accepted: Accepted, observer: CallObserver, load: Option<super::LoadGuard>) -> Self {
+        let Accepted {
+            call_id,
+            method,
+            deadline,
+            metadata,
+            priority,
+            message,
+        } = accepted;
         let identity = shared.identity.clone();
         Self {
             shared,
@@ -217,8 +243,8 @@ impl ServerCall {
             message,
             answered: false,
             outcome: None,
-            observer: CallObserver::none(),
-            load: None,
+            observer,
+            load,
         }
     }
 
@@ -252,18 +278,6 @@ impl ServerCall {
         };
         self.answered = true;
         taken
-    }
-
-    /// Watches the call with `observer` (its span and metrics).
-    pub(crate) fn observed(mut self, observer: CallObserver) -> Self {
-        self.observer = observer;
-        self
-    }
-
-    /// Counts the call in its server's load until it is answered (or dropped).
-    pub(crate) fn counted_in_load(mut self, load: super::LoadGuard) -> Self {
-        self.load = Some(load);
-        self
     }
 
     /// `response` with the server's load report, if this call carries one.
@@ -430,7 +444,11 @@ impl ServerCall {
         // before the answer so its trailers go with it; the slot goes when the protocol ends
         // the call, in the answer.
         let removed = state.calls().take_call(call_id, &mut wakers);
-        let code = encode(&mut state.proto, queue.batch(), call_id, removed.trailers).unwrap_or(Code::Cancelled);
+        let lane = match Lane::for_priority(self.context.priority) {
+            Lane::High => high_priority_answer_lane(&mut state.proto, call_id),
+            Lane::Normal => Lane::Normal,
+        };
+        let code = encode(&mut state.proto, queue.lane(lane), call_id, removed.trailers).unwrap_or(Code::Cancelled);
         if removed.buffered > 0 {
             state.proto.release_received(call_id, removed.buffered);
         }

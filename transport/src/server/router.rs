@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use super::call::Accepted;
 use super::load::{LoadReports, ServerLoad};
 use super::{Handler, ServerCall};
 use crate::driver::{AcceptedCall, Dispatch, Shared};
@@ -190,20 +191,15 @@ impl Dispatch for Router {
         let observer = CallObserver::server(shared.recorder(), &route.name, route.slot, call_id, head.sent_at_ns, received_at);
         let load = self.load.as_ref().map(|load| load.start(&head.metadata));
         let deadline = head.timeout.map(|timeout| received_at + timeout);
-        let call = ServerCall::new(
-            shared.clone(),
+        let accepted = Accepted {
             call_id,
-            head.method_id,
+            method: head.method_id,
             deadline,
-            head.metadata,
-            head.priority,
+            metadata: head.metadata,
+            priority: head.priority,
             message,
-        )
-        .observed(observer);
-        let call = match load {
-            Some(load) => call.counted_in_load(load),
-            None => call,
         };
+        let call = ServerCall::new(shared.clone(), accepted, observer, load);
         if let Some(handle) = route.handler.call(call) {
             shared.register_handler(call_id, handle);
         }

@@ -44,6 +44,23 @@ impl FrameBatch {
         self.append_run(payload.buf);
     }
 
+    /// Appends a copy of `other`'s frames: its inline bytes copied, its spliced payloads by
+    /// reference (for the write queue, which puts one lane's frames behind another's).
+    pub(crate) fn append_batch(&mut self, other: &Self) {
+        let base = self.buf.len();
+        self.buf.extend_from_slice(&other.buf);
+        for (offset, chunk) in &other.chunks {
+            self.len += chunk.len();
+            self.chunks.push((base + offset, chunk.clone()));
+        }
+        self.frames += other.frames;
+    }
+
+    /// Whether the batch begins with the connection's preface (its first bytes on the wire).
+    pub(crate) fn starts_with_preface(&self) -> bool {
+        self.buf.starts_with(&PREFACE_MAGIC)
+    }
+
     /// Appends inline bytes: copied when small, spliced when large.
     fn append_run(&mut self, run: BytesMut) {
         if run.len() > super::encode::INLINE_PAYLOAD_MAX {
@@ -309,6 +326,23 @@ mod tests {
         assert_eq!(batch.pieces().flatten().copied().collect::<Vec<u8>>(), expected);
         assert_eq!(batch.len(), expected.len());
         assert_eq!(batch.buf.len(), b"headtag".len() + b"tail".len(), "the large run was not copied");
+    }
+
+    #[test]
+    fn an_appended_batch_follows_with_its_spliced_payloads_in_place() {
+        let mut first = FrameBatch::default();
+        first.buf.extend_from_slice(b"ab");
+        first.push_chunk(Bytes::from_static(b"CD"));
+        first.frames = 1;
+        let mut second = FrameBatch::default();
+        second.push_chunk(Bytes::from_static(b"EF"));
+        second.buf.extend_from_slice(b"gh");
+        second.push_chunk(Bytes::from_static(b"IJ"));
+        second.frames = 2;
+        first.append_batch(&second);
+        assert_eq!(first.pieces().flatten().copied().collect::<Vec<u8>>(), b"abCDEFghIJ");
+        assert_eq!((first.len(), first.frames), (10, 3));
+        assert_eq!(pieces(&second), b"EFghIJ", "the appended batch is left as it was");
     }
 
     #[test]

@@ -49,6 +49,30 @@ pub(crate) struct LanesArgs {
     /// Only the cases whose name contains this (say `bulk` or `no chunks`), for a profile.
     #[arg(long)]
     only: Option<String>,
+    /// Pins the server's thread to the CPU `SERVER,CLIENT` names first and the client's (the
+    /// main thread) to the second, say `1,0`: client and server on different CPUs, whatever
+    /// the scheduler would do. Unset: both inherit the process's affinity.
+    #[arg(long, value_parser = parse_cpu_pair)]
+    split_cpus: Option<(usize, usize)>,
+    /// Bulk callers on the connection, each making one 16 MiB call after another. With 2, the
+    /// next 16 MiB answer is usually queued while one is written: a normal-priority answer
+    /// queued behind it waits for both, a high-priority one goes between chunks (its lane).
+    #[arg(long, default_value_t = 1)]
+    bulk_calls: usize,
+}
+
+/// `SERVER,CLIENT` CPU numbers for `--split-cpus`.
+fn parse_cpu_pair(text: &str) -> Result<(usize, usize), String> {
+    let (server, client) = text.split_once(',').ok_or("expected SERVER,CLIENT, say 1,0")?;
+    let cpu = |part: &str| part.trim().parse::<usize>().map_err(|err| format!("{part:?}: {err}"));
+    Ok((cpu(server)?, cpu(client)?))
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_current_thread(cpu: usize) -> Result<(), String> {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set).map_err(|err| format!("pinning a thread to CPU {cpu}: {err}"))
 }
 
 /// The socket options of both sides for `--socket-buffer-kib`.
@@ -118,7 +142,11 @@ struct Figures {
     bulk_per_s: f64,
 }
 
-async fn server(socket: SocketConfig, chunk_window_kib: Option<usize>) -> Address {
+async fn server(socket: SocketConfig, chunk_window_kib: Option<usize>, cpu: Option<usize>) -> Address {
+    if let Some(cpu) = cpu {
+        // This future runs on the server's thread, before its runtime serves anything.
+        pin_current_thread(cpu).expect("pin the server thread");
+    }
     // Built once: each answer splices it by reference, so the server's cost is the write.
     let bulk = Bytes::from(vec![0x5a; BULK_LEN]);
     let mut config = ConnectionConfig::default();
@@ -164,21 +192,24 @@ async fn run_once(server: &Address, case: Case, args: &LanesArgs, warmup: Durati
         .expect("connect");
     let stop = Arc::new(AtomicBool::new(false));
     let bulk_done = Arc::new(AtomicU64::new(0));
-    let bulk = case.bulk.then(|| {
-        let (client, stop, done) = (client.clone(), stop.clone(), bulk_done.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let started = Instant::now();
-                let answer: Payload = client.unary(BULK_ID, &payload(0), CallOptions::new()).await.expect("bulk call");
-                assert_eq!(answer.data.len(), BULK_LEN);
-                done.fetch_add(1, Ordering::Relaxed);
-                let next = started + bulk_gap;
-                while Instant::now() < next && !stop.load(Ordering::Relaxed) {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+    let bulk_callers = if case.bulk { args.bulk_calls } else { 0 };
+    let bulk: Vec<_> = (0..bulk_callers)
+        .map(|_| {
+            let (client, stop, done) = (client.clone(), stop.clone(), bulk_done.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let answer: Payload = client.unary(BULK_ID, &payload(0), CallOptions::new()).await.expect("bulk call");
+                    assert_eq!(answer.data.len(), BULK_LEN);
+                    done.fetch_add(1, Ordering::Relaxed);
+                    let next = started + bulk_gap;
+                    while Instant::now() < next && !stop.load(Ordering::Relaxed) {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
                 }
-            }
+            })
         })
-    });
+        .collect();
     let request = payload(64);
     let options = CallOptions::new().priority(case.priority);
     let start = Instant::now();
@@ -212,7 +243,7 @@ async fn run_once(server: &Address, case: Case, args: &LanesArgs, warmup: Durati
         }
     }
     stop.store(true, Ordering::Relaxed);
-    if let Some(bulk) = bulk {
+    for bulk in bulk {
         let _ = bulk.await;
     }
     latencies.sort_unstable();
@@ -248,7 +279,13 @@ pub(crate) fn run(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let socket = socket_config(args.socket_buffer_kib);
     let window = args.chunk_window_kib;
-    let (server, _thread) = ServerThread::spawn_on(|| Runtime::CurrentThread.build(), move || server(socket, window));
+    // Read before the main thread is pinned: the process's affinity.
+    let placement = Runtime::CurrentThread.placement();
+    let server_cpu = args.split_cpus.map(|(server, _)| server);
+    let (server, _thread) = ServerThread::spawn_on(|| Runtime::CurrentThread.build(), move || server(socket, window, server_cpu));
+    if let Some((_, client)) = args.split_cpus {
+        pin_current_thread(client)?;
+    }
     let pacer = Pacer::start(Pacing::Sleep);
     let mut runs: Vec<Vec<Figures>> = CASES.iter().map(|_| Vec::new()).collect();
     for repeat in 0..repeats {
@@ -278,11 +315,17 @@ pub(crate) fn run(
     }
     let med = |c: usize, f: fn(&Figures) -> f64| median(runs[c].iter().map(f).collect());
     let mut out = std::io::stdout().lock();
-    writeln!(out, "\nplacement: {}", Runtime::CurrentThread.placement())?;
+    writeln!(out, "\nplacement: {placement}")?;
+    if let Some((server, client)) = args.split_cpus {
+        writeln!(
+            out,
+            "split: server thread pinned to CPU {server}, client (main) thread to CPU {client}"
+        )?;
+    }
     writeln!(
         out,
-        "{repeats} repeat(s) of {duration:?} each, runs interleaved; 64 B calls every {GAP:?}; bulk = 16 MiB answers, one at a time, {} ms from start to start (0 = back to back); socket buffers {} KiB (0 = kernel's); medians\n",
-        args.bulk_gap_ms, args.socket_buffer_kib
+        "{repeats} repeat(s) of {duration:?} each, runs interleaved; 64 B calls every {GAP:?}; bulk = 16 MiB answers, {} caller(s) one call at a time each, {} ms from start to start (0 = back to back); socket buffers {} KiB (0 = kernel's); medians\n",
+        args.bulk_calls, args.bulk_gap_ms, args.socket_buffer_kib
     )?;
     writeln!(out, "{:<24} {:>10} {:>10} {:>14}", "case", "p50 us", "p99 us", "16 MiB/s")?;
     for (c, case) in CASES.iter().enumerate() {

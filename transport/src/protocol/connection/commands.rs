@@ -90,6 +90,13 @@ impl<X: CallRecord> Connection<X> {
         }
     }
 
+    /// (server) Whether the call's response head went out (a streamed answer began). `false`
+    /// for a call that is not open.
+    #[inline]
+    pub fn response_head_sent(&mut self, call_id: CallId) -> bool {
+        self.calls.state_mut(call_id).is_some_and(|state| state.head_sent)
+    }
+
     /// Asks to send a stream message of `len` bytes on `call_id`. `Ok(true)`: send it now (the
     /// windows are charged). `Ok(false)`: wait for an [`Event::Credit`]. `Err`: the call is not
     /// open for sending.

@@ -77,7 +77,11 @@ impl<X: CallRecord> Connection<X> {
         if self.role == Role::Server && self.take_response_head(call_id) {
             encode_response_head(batch, call_id, &Metadata::new());
         }
-        let body = body.take().unwrap_or(Body::Empty);
+        // Lazily: an eager `Body::Empty` is dropped when unused, which some builds do with an
+        // out-of-line call per streamed message (docs/BENCHMARKS.md, "Priority lanes by the
+        // call's priority").
+        #[allow(clippy::unnecessary_lazy_evaluations)]
+        let body = body.take().unwrap_or_else(|| Body::Empty);
         encode_message_frame(batch, FrameKind::Message, Flags::NONE, call_id, 0, |_| {}, body);
         Ok(true)
     }
