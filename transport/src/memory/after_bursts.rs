@@ -137,6 +137,7 @@ impl AfterBursts {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
@@ -150,6 +151,25 @@ mod tests {
         })
     }
 
+    /// An `AfterBursts` over `pool` with `config` (no allocator trim), its task running and
+    /// reading the calls in flight from `calls` when given.
+    fn watching(
+        pool: &BufferPool,
+        config: MemoryReturn,
+        calls: Option<Arc<AtomicUsize>>,
+    ) -> (Arc<AfterBursts>, tokio::task::JoinHandle<()>) {
+        let config = MemoryReturn {
+            trim_allocator: false,
+            ..config
+        };
+        let after = Arc::new(AfterBursts::new(config, pool.clone()));
+        let runner = tokio::spawn({
+            let after = after.clone();
+            async move { after.run(move || calls.as_ref().map(|calls| calls.load(Ordering::Relaxed))).await }
+        });
+        (after, runner)
+    }
+
     /// A burst: `n` buffers out at once, then all back.
     fn burst(pool: &BufferPool, n: usize) {
         let taken: Vec<_> = (0..n).map(|_| pool.take()).collect();
@@ -161,14 +181,9 @@ mod tests {
         let pool = pool();
         let config = MemoryReturn {
             min_burst: 100,
-            trim_allocator: false,
             ..MemoryReturn::default()
         };
-        let after = std::sync::Arc::new(AfterBursts::new(config, pool.clone()));
-        let runner = tokio::spawn({
-            let after = after.clone();
-            async move { after.run(|| None).await }
-        });
+        let (after, runner) = watching(&pool, config, None);
         for live in 1..=1_000 {
             after.handle_live(live);
         }
@@ -194,14 +209,9 @@ mod tests {
         let pool = pool();
         let config = MemoryReturn {
             min_burst: 100,
-            trim_allocator: false,
             ..MemoryReturn::default()
         };
-        let after = std::sync::Arc::new(AfterBursts::new(config, pool.clone()));
-        let runner = tokio::spawn({
-            let after = after.clone();
-            async move { after.run(|| None).await }
-        });
+        let (after, runner) = watching(&pool, config, None);
         after.handle_live(1_000);
         burst(&pool, 32);
         after.handle_live(4);
@@ -219,11 +229,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn disabled_never_releases_anything() {
         let pool = pool();
-        let after = std::sync::Arc::new(AfterBursts::new(MemoryReturn::disabled(), pool.clone()));
-        let runner = tokio::spawn({
-            let after = after.clone();
-            async move { after.run(|| None).await }
-        });
+        let (after, runner) = watching(&pool, MemoryReturn::disabled(), None);
         after.handle_live(1_000);
         burst(&pool, 32);
         after.handle_live(0);
@@ -237,15 +243,10 @@ mod tests {
         let pool = pool();
         let config = MemoryReturn {
             min_call_burst: 1_000,
-            trim_allocator: false,
             ..MemoryReturn::default()
         };
-        let after = std::sync::Arc::new(AfterBursts::new(config, pool.clone()));
-        let calls = std::sync::Arc::new(AtomicUsize::new(0));
-        let runner = tokio::spawn({
-            let (after, calls) = (after.clone(), calls.clone());
-            async move { after.run(move || Some(calls.load(Ordering::Relaxed))).await }
-        });
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (after, runner) = watching(&pool, config, Some(calls.clone()));
         after.handle_live(1);
         calls.store(4_000, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_secs(1)).await;
