@@ -53,32 +53,42 @@ async fn a_replica_slowed_by_two_ms_gets_under_ten_percent_and_p99_stays_within_
     }
     let through_proxies: Vec<Address> = proxies.iter().map(FaultProxy::address).collect();
 
-    let fast = BalancedChannel::builder().build(through_proxies.clone()).unwrap();
-    load(&fast, 4, 400, CallOptions::new().timeout(DEADLINE)).await;
-    let baseline = load(&fast, 4, 3_000, CallOptions::new().timeout(DEADLINE)).await;
-    assert!(baseline.errors.is_empty());
-    drop(fast);
+    // p99s of a 2-CPU machine's debug build wander from run to run: three rounds, each a run
+    // with fast replicas only and a run with replica 0 slowed, and the medians compared.
+    let (mut fast_p99s, mut slow_p99s) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        proxies[0].set(Direction::Down, Faults::default());
+        let fast = BalancedChannel::builder().build(through_proxies.clone()).unwrap();
+        load(&fast, 4, 400, CallOptions::new().timeout(DEADLINE)).await;
+        let baseline = load(&fast, 4, 3_000, CallOptions::new().timeout(DEADLINE)).await;
+        assert!(baseline.errors.is_empty());
+        fast_p99s.push(baseline.p99());
+        drop(fast);
 
-    proxies[0].set(
-        Direction::Down,
-        Faults {
-            latency: Duration::from_millis(2),
-            ..Faults::default()
-        },
-    );
-    let before = replicas[0].calls();
-    let total_before: u64 = replicas.iter().map(Replica::calls).sum();
-    let channel = BalancedChannel::builder().build(through_proxies).unwrap();
-    load(&channel, 4, 400, CallOptions::new().timeout(DEADLINE)).await;
-    let slow = load(&channel, 4, 3_000, CallOptions::new().timeout(DEADLINE)).await;
-    assert!(slow.errors.is_empty());
-    let total: u64 = replicas.iter().map(Replica::calls).sum::<u64>() - total_before;
-    let share = (replicas[0].calls() - before) as f64 / total as f64;
-    assert!(share < 0.10, "the slow replica received {:.1} % of the calls", share * 100.0);
-    let (p99, fast_p99) = (slow.p99(), baseline.p99());
+        proxies[0].set(
+            Direction::Down,
+            Faults {
+                latency: Duration::from_millis(2),
+                ..Faults::default()
+            },
+        );
+        let before = replicas[0].calls();
+        let total_before: u64 = replicas.iter().map(Replica::calls).sum();
+        let channel = BalancedChannel::builder().build(through_proxies.clone()).unwrap();
+        load(&channel, 4, 400, CallOptions::new().timeout(DEADLINE)).await;
+        let slow = load(&channel, 4, 3_000, CallOptions::new().timeout(DEADLINE)).await;
+        assert!(slow.errors.is_empty());
+        let total: u64 = replicas.iter().map(Replica::calls).sum::<u64>() - total_before;
+        let share = (replicas[0].calls() - before) as f64 / total as f64;
+        assert!(share < 0.10, "the slow replica received {:.1} % of the calls", share * 100.0);
+        slow_p99s.push(slow.p99());
+    }
+    fast_p99s.sort();
+    slow_p99s.sort();
+    let (p99, fast_p99) = (slow_p99s[1], fast_p99s[1]);
     assert!(
         p99.as_secs_f64() <= 1.5 * fast_p99.as_secs_f64(),
-        "p99 {p99:?} with a slow replica, {fast_p99:?} with fast ones only"
+        "median p99 {p99:?} with a slow replica ({slow_p99s:?}), {fast_p99:?} with fast ones only ({fast_p99s:?})"
     );
 }
 
