@@ -447,11 +447,11 @@ async fn echo_pair(config: volley::protocol::ConnectionConfig) -> (ServerHandle,
 }
 
 #[tokio::test]
-#[ignore = "known deadlock, not fixed: at the write-queue cap the server's reader stops reading, so the ChunkAcks its chunk window waits for are never read (docs/BENCHMARKS.md, \"Priority lanes by the call's priority\")"]
 async fn two_16_mib_answers_under_a_64_kib_chunk_window_both_arrive() {
     // The second 16 MiB answer, queued while the first is written in chunks, puts the server's
-    // write queue over its 8 MiB cap: its reader stops reading, and the writer waits for the
-    // client's ChunkAcks. Until fixed, the client's partial-frame timeout (30 s) ends it.
+    // write queue over its 8 MiB cap, and the writer waits for the client's ChunkAcks: the
+    // reader must go on reading them at the cap (it once stopped, and the client's partial-frame
+    // timeout, 30 s, ended both calls).
     let acked = volley::protocol::ConnectionConfig::default()
         .acknowledge_chunks(true)
         .chunk_window(64 * 1024);

@@ -121,3 +121,81 @@ async fn handlers_wait_at_the_write_queue_cap_and_every_answer_arrives_once_the_
         stats.write_queue_peak
     );
 }
+
+/// A peer that sends 1,000 requests of 16 KiB (16 MiB) for 64 KiB answers and reads nothing:
+/// at the cap the server goes on reading (the frames that let its writer drain, ChunkAcks, may
+/// be behind requests: `tests/lanes.rs`) but holds the calls back instead of running them, and
+/// stops reading once the held requests reach the cap. It reads a bounded part of the 16 MiB.
+#[tokio::test]
+async fn at_the_write_queue_cap_a_server_holds_calls_back_up_to_the_cap_and_then_stops_reading() {
+    use bytes::BytesMut;
+    use common::raw::RawPeer;
+    use volley::wire::{CallHead, CallId, Frame};
+
+    const REQUEST: usize = 16 * 1024;
+    const REQUESTS: u64 = 1_000;
+    let server = Server::builder()
+        .write_queue_cap(CAP)
+        .socket_config(SocketConfig {
+            send_buffer_size: Some(64 * 1024),
+            ..SocketConfig::default()
+        })
+        .unary_inline(BIG, |_: Request<Echo>| Ok::<_, Status>(echo(vec![1u8; ANSWER])))
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut message = BytesMut::new();
+    prost::Message::encode(&echo(vec![2u8; REQUEST]), &mut message).unwrap();
+    let message = message.freeze();
+    let mut requests = BytesMut::new();
+    for i in 0..REQUESTS {
+        Frame::Request {
+            call_id: CallId(2 * i + 1),
+            head: CallHead {
+                method_id: MethodId::from_name(BIG),
+                ..CallHead::default()
+            },
+            message: Some(message.clone()),
+            end_stream: true,
+        }
+        .encode(&mut requests);
+    }
+    let frame_len = requests.len() / REQUESTS as usize;
+    let mut peer = RawPeer::handshake(&server).await;
+    // The peer's writes block once the server stops reading: send from a task of its own.
+    let sender = tokio::spawn(async move {
+        peer.send(&requests).await;
+        peer
+    });
+    // Read until the server's intake has stayed still for 300 ms.
+    let mut last = (u64::MAX, 0);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let stats = server.stats();
+        let now = (stats.bytes_in, stats.calls_started);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let (bytes_in, dispatched) = last;
+    let read = bytes_in / frame_len as u64;
+    let held = (read - dispatched) as usize * frame_len;
+    assert!(server.stats().write_queue_bytes >= CAP as u64, "the write queue is at its cap");
+    assert!(!sender.is_finished(), "the server stopped reading: the peer cannot send all 16 MiB");
+    assert!(
+        held >= CAP,
+        "at the cap the server read on: {held} bytes of requests held ({read} read, {dispatched} run)"
+    );
+    // Past the cap by at most one read's worth (a read buffer of 64 KiB) and a request either side.
+    assert!(
+        held <= CAP + 64 * 1024 + 2 * frame_len,
+        "the held requests stop near the cap: {held} bytes ({read} read, {dispatched} run)"
+    );
+    assert!(bytes_in < 8 * 1024 * 1024, "the server read {bytes_in} of 16 MiB");
+    eprintln!("held {held} bytes of requests ({read} read, {dispatched} run), {bytes_in} bytes read");
+    sender.abort();
+    server.abort();
+}

@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 
 use super::Shared;
 use super::read_buffer::ReadBuffers;
-use super::reader::{Scratch, closed_status, connection_status, dispatch_accepted, end_pass, eof_status, handle_pass};
+use super::reader::{
+    Scratch, closed_status, connection_status, dispatch_accepted, dispatch_held, end_pass, eof_status, handle_pass, must_stop_reading,
+};
 use crate::busy_poll::idle::Idler;
 use crate::busy_poll::{BusyPoll, POLLER_THREAD_NAME, apply_kernel_busy_poll, pin_current_thread};
 use crate::net::Stream;
-use crate::protocol::Role;
 use crate::stats::Stats;
 use crate::status::Status;
 
@@ -200,11 +201,6 @@ impl Poller {
         if !self.alive.load(Ordering::Acquire) {
             return Err(Status::unavailable("the tokio runtime this connection was opened on shut down"));
         }
-        // As the reader task: a server stops reading from a client that does not read its
-        // answers until the writer has drained.
-        if shared.role == Role::Server && shared.queue.queued_bytes() >= shared.write_queue_cap {
-            return Ok(false);
-        }
         let ReadSide {
             buffers,
             scratch,
@@ -212,6 +208,12 @@ impl Poller {
             recheck_at,
             ..
         } = read;
+        // As the reader task: calls held back at the write queue's cap are dispatched once it has
+        // room, and a server stops reading from a client that does not read its answers.
+        dispatch_held(shared, scratch)?;
+        if must_stop_reading(shared, scratch) {
+            return Ok(false);
+        }
         let Some(buffers) = buffers.as_mut() else {
             return Err(closed_status(shared, "the connection was closed locally"));
         };
@@ -246,17 +248,8 @@ impl Poller {
             }
         }
         let result = handle_pass(shared, buf, scratch);
-        while !dispatch_accepted(shared, scratch) {
-            // The write queue is full: wait for the writer task to drain it, giving up the core
-            // meanwhile (rare; there is no async wait on this thread).
-            while shared.queue.queued_bytes() >= shared.write_queue_cap && !shared.stats.closed.load(Ordering::Acquire) {
-                std::thread::yield_now();
-            }
-            if shared.stats.closed.load(Ordering::Acquire) {
-                return Err(closed_status(shared, "the connection was closed locally"));
-            }
-            shared.queue.cork();
-        }
+        // At the cap the calls not dispatched stay held until room opens.
+        dispatch_accepted(shared, scratch);
         end_pass(shared, result)?;
         *deadline = shared.lock_state().proto.poll_timeout();
         Ok(true)

@@ -1,6 +1,6 @@
 //! The reader task: reads into its buffers (`read_buffer.rs`), decodes frames, feeds them to the protocol and
 //! hands the resulting events to calls and handlers. The per-read work (`handle_pass`,
-//! `dispatch_accepted`, `end_pass`) is shared with the busy-poll thread (`poller.rs`).
+//! `dispatch_accepted`, `dispatch_held`, `must_stop_reading`, `end_pass`) is shared with the busy-poll thread (`poller.rs`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -39,12 +39,16 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
     loop {
+        if let Err(status) = dispatch_held(shared, &mut scratch) {
+            return status;
+        }
         // A client that does not read our answers must not make a server buffer without bound:
-        // the server stops reading from it until the writer has drained. A client never stops
-        // reading (its callers already wait for room), or two full queues would wait on each other.
-        if shared.role == Role::Server && shared.queue.queued_bytes() >= shared.write_queue_cap {
+        // at the cap the server holds back the calls it reads and stops reading once they reach
+        // the read-ahead budget (see `must_stop_reading`).
+        if must_stop_reading(shared, &scratch) {
             shared.wait_for_queue_room().await;
         }
+        let holding = !scratch.accepted.is_empty();
         let deadline = shared.lock_state().proto.poll_timeout();
         if let Some(at) = deadline
             && armed != Some(at)
@@ -57,6 +61,8 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
         let read = tokio::select! {
             biased;
             () = &mut shutdown => return closed_status(shared, "the connection was closed locally"),
+            // Room opened under the cap: dispatch the calls held back (at the loop's top).
+            () = shared.wait_for_queue_room(), if holding => continue,
             ready = stream.readable() => ready.and_then(|()| stream.try_read_buf(buf)),
             () = &mut timer, if deadline.is_some() => {
                 // Fired: arm it again on the next pass, even for the same instant.
@@ -81,13 +87,8 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
             }
         }
         let result = handle_pass(shared, buf, &mut scratch);
-        while !dispatch_accepted(shared, &mut scratch) {
-            // An inline handler answers on this task and cannot wait for room itself: wait
-            // here, uncorked so that the writer drains what is queued. Boxed: rare, and inline
-            // it would make every connection's reader task larger.
-            Box::pin(shared.wait_for_queue_room()).await;
-            shared.queue.cork();
-        }
+        // At the cap the calls not dispatched stay held until room opens.
+        dispatch_accepted(shared, &mut scratch);
         if let Err(status) = end_pass(shared, result) {
             return status;
         }
@@ -124,27 +125,45 @@ pub(super) fn handle_pass(shared: &Arc<Shared>, buf: &mut BytesMut, scratch: &mu
     result
 }
 
-/// Dispatches the pass's accepted calls (a server's), one at a time so that no call is held
-/// across a wait for room. Returns `false` when the write queue is at its cap with calls still
-/// to dispatch: the queue is then uncorked, and the caller waits for room, corks it again and
-/// calls this again.
-pub(super) fn dispatch_accepted(shared: &Arc<Shared>, scratch: &mut Scratch) -> bool {
-    if let Some(dispatch) = &shared.dispatch {
-        // Highest priority first (a no-op when all are equal; idempotent on a second try).
-        super::priority::order_by_priority(&mut scratch.accepted);
-        while !scratch.accepted.is_empty() {
-            if shared.queue.queued_bytes() >= shared.write_queue_cap {
-                if shared.queue.uncork(Unlocked::assert()) {
-                    shared.room_opened();
-                }
-                return false;
-            }
-            if let Some(call) = scratch.accepted.pop_front() {
-                dispatch.dispatch(shared, call);
-            }
-        }
+/// Dispatches the pass's accepted calls (a server's), highest priority first, while the write
+/// queue is under its cap (checked before each call: an inline handler answers on the reader and
+/// cannot wait for room). At the cap the rest stay *held* in `scratch` for [`dispatch_held`].
+pub(super) fn dispatch_accepted(shared: &Arc<Shared>, scratch: &mut Scratch) {
+    let Some(dispatch) = &shared.dispatch else {
+        return;
+    };
+    // A no-op when all are equal; idempotent on a second try.
+    super::priority::order_by_priority(&mut scratch.accepted);
+    while shared.queue.queued_bytes() < shared.write_queue_cap {
+        let Some(call) = scratch.accepted.pop_front() else {
+            break;
+        };
+        scratch.held_bytes -= call.message.as_ref().map_or(0, |message| message.len());
+        dispatch.dispatch(shared, call);
     }
-    true
+}
+
+/// Dispatches the calls held back at the cap once the write queue has room again, as a pass of
+/// its own (corked, so their answers leave together).
+pub(super) fn dispatch_held(shared: &Arc<Shared>, scratch: &mut Scratch) -> Result<(), Status> {
+    if scratch.accepted.is_empty() || shared.queue.queued_bytes() >= shared.write_queue_cap {
+        return Ok(());
+    }
+    shared.queue.cork();
+    dispatch_accepted(shared, scratch);
+    end_pass(shared, Ok(()))
+}
+
+/// Whether a server's reader stops reading: its write queue is at the cap *and* the calls held
+/// back meanwhile carry [`Shared::write_queue_cap`] bytes of request messages. It does not stop
+/// at the cap alone, because the frames that let the writer drain may still be unread: the
+/// ChunkAcks a chunk window waits for, behind requests in the same stream. So a client that reads
+/// none of our answers makes a server hold at most the cap in answers (plus one message) and as
+/// much again in requests (plus one message), in at most `max_concurrent_calls` held calls. A
+/// client never stops reading (its callers already wait for room), or two full queues would wait
+/// on each other.
+pub(super) fn must_stop_reading(shared: &Shared, scratch: &Scratch) -> bool {
+    shared.role == Role::Server && shared.queue.queued_bytes() >= shared.write_queue_cap && scratch.held_bytes >= shared.write_queue_cap
 }
 
 /// Ends a read pass: writes the pass's answers if nobody else is writing (no lock is held
@@ -162,7 +181,10 @@ pub(super) fn end_pass(shared: &Shared, result: Result<(), ConnectionError>) -> 
 /// keep their capacity from pass to pass.
 pub(super) struct Scratch {
     wakers: Vec<Waker>,
+    /// Calls accepted and not yet dispatched: a pass's, or those held back at the cap.
     accepted: VecDeque<AcceptedCall>,
+    /// The request message bytes of `accepted`.
+    held_bytes: usize,
     completed: usize,
 }
 
@@ -173,6 +195,7 @@ impl Scratch {
         Self {
             wakers: Vec::new(),
             accepted: VecDeque::new(),
+            held_bytes: 0,
             completed: 0,
         }
     }
@@ -214,6 +237,7 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
     let Scratch {
         wakers,
         accepted,
+        held_bytes,
         completed,
     } = scratch;
     while let Some(event) = state.proto.poll_event() {
@@ -228,6 +252,7 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
                     // Request messages may arrive before the handler runs: give them a mailbox.
                     state.calls().open_stream(call_id);
                 }
+                *held_bytes += message.as_ref().map_or(0, |message| message.len());
                 accepted.push_back(AcceptedCall {
                     call_id,
                     head,

@@ -262,7 +262,10 @@ impl ServerBuilder {
         self
     }
 
-    /// Bytes a connection's write queue may hold before the server stops reading from it.
+    /// Bytes a connection's write queue may hold (8 MiB by default; 0 keeps the default). At the
+    /// cap handlers wait to answer and the server dispatches no new call; it goes on reading until
+    /// the calls it holds back carry as many request bytes as the cap, then stops reading from
+    /// the connection until the queue has room (docs/PROTOCOL.md, "Write queue cap").
     #[must_use]
     pub fn write_queue_cap(mut self, bytes: usize) -> Self {
         self.config.write_queue_cap = bytes;
