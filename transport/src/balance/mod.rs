@@ -31,7 +31,9 @@
 //! # Ok(()) }
 //! ```
 
+mod attempt;
 mod budget;
+mod builder;
 mod caller;
 mod channel;
 mod endpoint;
@@ -45,7 +47,8 @@ mod set;
 mod stats;
 
 pub use budget::{DEFAULT_MIN_RETRIES_PER_SECOND, DEFAULT_RETRY_RATIO, RetryBudget};
-pub use channel::{BalancedChannel, BalancedChannelBuilder, MAX_RETRIES};
+pub use builder::BalancedChannelBuilder;
+pub use channel::{BalancedChannel, MAX_RETRIES};
 pub use hedge::{DEFAULT_HEDGE_PERCENTILE, DEFAULT_MIN_HEDGE_DELAY, HedgePolicy};
 pub use lifecycle::{DEFAULT_BASE_EJECTION, DEFAULT_EJECT_AFTER, DEFAULT_MAX_EJECTION, EjectionPolicy, Phase};
 pub use load::{DEFAULT_DECAY, LOAD_METADATA_KEY};
