@@ -268,17 +268,134 @@ async fn a_high_priority_answer_goes_between_chunks_where_a_normal_one_waits_beh
     server.shutdown().await;
 }
 
+/// Socket buffers of 64 KiB, so that the kernel takes little of a 16 MiB answer the peer does
+/// not read and the write queue stays over its cap.
+fn small_socket_buffers() -> volley::net::SocketConfig {
+    volley::net::SocketConfig {
+        send_buffer_size: Some(64 * 1024),
+        recv_buffer_size: Some(64 * 1024),
+        ..volley::net::SocketConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn a_high_priority_call_runs_and_is_answered_while_a_16_mib_answer_holds_the_queue_over_its_cap() {
+    let (tx, mut answered) = tokio::sync::mpsc::unbounded_channel();
+    let server = inline_bulk_server(tx, small_socket_buffers()).await;
+    let announced = Settings {
+        receive_chunks: 1,
+        ..Settings::default()
+    };
+    let mut peer = Peer::connect_with_receive_buffer(&server, announced, Some(64 * 1024)).await;
+    let writes_before = server.stats().write_syscalls;
+    peer.call(1, "bulk", 0).await;
+    common::wait_for("the server started writing the 16 MiB answer", || {
+        server.stats().write_syscalls > writes_before
+    })
+    .await;
+    // The peer reads nothing. The answer being cut into chunks is the one message the cap lets
+    // past it; a second 16 MiB answer puts the queue over its 8 MiB cap. A call at priority 0 is
+    // then held back; one at 255 has the high lane's own room.
+    peer.call(3, "bulk", 0).await;
+    common::wait_for("the second 16 MiB answer holds the queue over its cap", || {
+        server.stats().write_queue_bytes >= 8 * 1024 * 1024
+    })
+    .await;
+    peer.calls(&[(5, "normal", 0), (7, "high", 255)]).await;
+    let high = tokio::time::timeout(Duration::from_secs(10), answered.recv()).await;
+    assert_eq!(high.unwrap().unwrap(), "high", "the high call ran over the cap");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(answered.try_recv().is_err(), "the normal call is held back at the cap");
+    assert!(server.stats().write_queue_bytes >= 8 * 1024 * 1024, "still over the cap");
+    let mut order = Vec::new();
+    while order.len() < 4 {
+        let frame = peer.next_frame().await;
+        let call = answered_call(&frame, &[1, 3, 5, 7]).unwrap_or_else(|| panic!("unexpected {frame:?}"));
+        if call == 7 {
+            assert!(peer.reassembly.in_progress(), "the high answer came between two chunks");
+        }
+        order.push(call);
+    }
+    assert_eq!(order[..2], [7, 1], "the high answer overtook the first 16 MiB answer: {order:?}");
+    assert!(
+        order.iter().position(|&c| c == 5) > order.iter().position(|&c| c == 1),
+        "the held call ran once the queue had room: {order:?}"
+    );
+    assert_eq!(answered.recv().await.as_deref(), Some(&b"normal"[..]));
+    server.shutdown().await;
+}
+
+/// 64 calls at priority 255 with 64 KiB answers behind two 16 MiB answers, and a peer that
+/// reads nothing: the high lane takes answers over the cap only up to its own room (1 MiB of the
+/// 8 MiB cap, twice that at most while a batch taken from it waits for the socket), so the
+/// queue stays bounded; every answer arrives once the peer reads.
+#[tokio::test]
+async fn over_the_cap_the_high_lane_holds_at_most_its_own_room() {
+    const CALLS: u64 = 64;
+    const ANSWER: usize = 64 * 1024;
+    let (tx, mut answered) = tokio::sync::mpsc::unbounded_channel();
+    let server = inline_bulk_server(tx, small_socket_buffers()).await;
+    let announced = Settings {
+        receive_chunks: 1,
+        ..Settings::default()
+    };
+    let mut peer = Peer::connect_with_receive_buffer(&server, announced, Some(64 * 1024)).await;
+    let writes_before = server.stats().write_syscalls;
+    peer.call(1, "bulk", 0).await;
+    common::wait_for("the server started writing the 16 MiB answer", || {
+        server.stats().write_syscalls > writes_before
+    })
+    .await;
+    peer.call(3, "bulk", 0).await;
+    common::wait_for("the second 16 MiB answer holds the queue over its cap", || {
+        server.stats().write_queue_bytes >= 8 * 1024 * 1024
+    })
+    .await;
+    let payload = "h".repeat(ANSWER);
+    let calls: Vec<(u64, &str, u8)> = (0..CALLS).map(|i| (5 + 2 * i, payload.as_str(), 255)).collect();
+    peer.calls(&calls).await;
+    // Until the count of answered calls stays still for 300 ms.
+    let mut ran = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_millis(300), answered.recv()).await {
+            Ok(Some(_)) => ran += 1,
+            Ok(None) => unreachable!("the server holds the sender"),
+            Err(_) => break,
+        }
+    }
+    let room = 8 * 1024 * 1024 / 8;
+    let most = 2 * (room / ANSWER + 1);
+    eprintln!(
+        "{ran} of {CALLS} high calls ran over the cap (at most {most}); queue peak {}",
+        server.stats().write_queue_peak
+    );
+    assert!(ran >= room / ANSWER, "the high lane filled its room: {ran} calls ran");
+    assert!(ran <= most, "the high lane stopped at its room: {ran} calls ran");
+    // Everything arrives once the peer reads.
+    let mut answers = 0;
+    let mut bulk = 0;
+    while answers < CALLS || bulk < 2 {
+        let frame = peer.next_frame().await;
+        if [1, 3]
+            .iter()
+            .any(|&call| response_payload(&frame, call).is_some_and(|b| b.len() == BULK))
+        {
+            bulk += 1;
+        } else {
+            let call = (0..CALLS).map(|i| 5 + 2 * i).find(|&call| response_payload(&frame, call).is_some());
+            assert!(call.is_some(), "unexpected {frame:?}");
+            answers += 1;
+        }
+    }
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_steady_high_lane_never_starves_a_bulk_answer_at_least_one_chunk_goes_between_two_of_its_writes() {
     // Small socket buffers on both sides, so the 16 MiB answer takes many writes and the high
     // calls below meet it in progress.
-    let small = volley::net::SocketConfig {
-        send_buffer_size: Some(64 * 1024),
-        recv_buffer_size: Some(64 * 1024),
-        ..volley::net::SocketConfig::default()
-    };
     let (tx, _answered) = tokio::sync::mpsc::unbounded_channel();
-    let server = inline_bulk_server(tx, small).await;
+    let server = inline_bulk_server(tx, small_socket_buffers()).await;
     let announced = Settings {
         receive_chunks: 1,
         ..Settings::default()
@@ -478,4 +595,47 @@ async fn two_16_mib_answers_under_a_64_kib_chunk_window_both_arrive() {
     assert_eq!(first.unwrap().payload.len(), BULK);
     assert_eq!(second.unwrap().payload.len(), BULK);
     server.shutdown().await;
+}
+
+/// The client's side of the high lane's room: a 16 MiB upload to a server that reads nothing
+/// holds the client's write queue over its cap; a call at priority 0 waits for room, one at 255
+/// is sent at once.
+#[tokio::test]
+async fn a_client_sends_a_high_priority_call_while_its_own_16_mib_upload_holds_its_queue_over_the_cap() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let accept = tokio::spawn(async move { common::raw::RawServer::accept(&listener).await });
+    let client = Client::builder()
+        .socket_config(small_socket_buffers())
+        .connect(address)
+        .await
+        .unwrap();
+    // The server reads nothing from here on.
+    let _server = accept.await.unwrap();
+    let call = |payload: Bytes, priority: u8| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .unary::<Echo, Echo>(ECHO_ID, &echo(payload), CallOptions::new().priority(priority))
+                .await
+        })
+    };
+    let upload = call(Bytes::from(vec![7u8; BULK]), 0);
+    common::wait_for("the upload holds the client's queue over its 8 MiB cap", || {
+        client.stats().write_queue_bytes >= 8 * 1024 * 1024
+    })
+    .await;
+    let normal = call(Bytes::from_static(b"normal"), 0);
+    let high = call(Bytes::from_static(b"high"), 255);
+    common::wait_for("the high-priority call is sent", || client.stats().calls_started == 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stats = client.stats();
+    assert_eq!(
+        stats.calls_started, 2,
+        "the upload and the high call; the normal call waits for room"
+    );
+    assert!(stats.write_queue_bytes >= 8 * 1024 * 1024, "still over the cap");
+    for call in [upload, normal, high] {
+        call.abort();
+    }
 }

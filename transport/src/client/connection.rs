@@ -366,7 +366,14 @@ impl Client {
                 if head_len + body_len > max as usize {
                     return Err(frame_too_large(head_len + body_len, max));
                 }
-                if shared.queue.queued_bytes() < shared.write_queue_cap {
+                // Under the cap, or in the high lane's own room for a high-priority call that
+                // sends nothing after its Request (so 16 MiB of uploads cannot hold it back).
+                let lane = if end_stream {
+                    Lane::for_priority(options.priority)
+                } else {
+                    Lane::Normal
+                };
+                if shared.queue.has_room_in(lane) {
                     let head = CallHead {
                         method_id: method,
                         priority: options.priority,

@@ -12,6 +12,7 @@ use tokio::task::AbortHandle;
 use super::DriverConfig;
 use super::calls::{Calls, Record};
 use super::identity::Identity;
+use super::lane::Lane;
 use super::write_queue::{Flush, QueueGuard, Unlocked, WriteQueue};
 use crate::net::Stream;
 use crate::protocol::{Connection, Role};
@@ -27,6 +28,13 @@ pub(crate) struct AcceptedCall {
     pub(crate) head: CallHead,
     pub(crate) message: Option<Bytes>,
     pub(crate) received_at: Instant,
+}
+
+impl AcceptedCall {
+    /// The write-queue lane of the call's answer, by its priority.
+    pub(crate) fn lane(&self) -> Lane {
+        Lane::for_priority(self.head.priority)
+    }
 }
 
 /// What a server does with an accepted call; implemented by the server's router so the driver
@@ -290,13 +298,14 @@ impl Shared {
         self.close_if_drained();
     }
 
-    /// Waits until the write queue is under its cap (or the connection ends).
-    pub(crate) async fn wait_for_queue_room(&self) {
+    /// Waits until the write queue has room for a frame in `lane` (or the connection ends):
+    /// under its cap, or for the high lane, under that lane's own room.
+    pub(crate) async fn wait_for_queue_room(&self, lane: Lane) {
         loop {
             let notified = self.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.queue.queued_bytes() < self.write_queue_cap || self.lock_state().closed.is_some() {
+            if self.queue.has_room_in(lane) || self.lock_state().closed.is_some() {
                 return;
             }
             notified.await;

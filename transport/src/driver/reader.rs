@@ -12,6 +12,7 @@ use bytes::BytesMut;
 use super::Shared;
 use super::calls::Outcome;
 use super::connection::{AcceptedCall, State};
+use super::lane::Lane;
 use super::read_buffer::ReadBuffers;
 use super::write_queue::Unlocked;
 use crate::net::Stream;
@@ -45,10 +46,11 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
         // A client that does not read our answers must not make a server buffer without bound:
         // at the cap the server holds back the calls it reads and stops reading once they reach
         // the read-ahead budget (see `must_stop_reading`).
+        // The lane of the first call held back, if any: room there lets it go.
+        let holding = scratch.accepted.front().map(AcceptedCall::lane);
         if must_stop_reading(shared, &scratch) {
-            shared.wait_for_queue_room().await;
+            shared.wait_for_queue_room(holding.unwrap_or(Lane::Normal)).await;
         }
-        let holding = !scratch.accepted.is_empty();
         let deadline = shared.lock_state().proto.poll_timeout();
         if let Some(at) = deadline
             && armed != Some(at)
@@ -62,7 +64,7 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
             biased;
             () = &mut shutdown => return closed_status(shared, "the connection was closed locally"),
             // Room opened under the cap: dispatch the calls held back (at the loop's top).
-            () = shared.wait_for_queue_room(), if holding => continue,
+            () = shared.wait_for_queue_room(holding.unwrap_or(Lane::Normal)), if holding.is_some() => continue,
             ready = stream.readable() => ready.and_then(|()| stream.try_read_buf(buf)),
             () = &mut timer, if deadline.is_some() => {
                 // Fired: arm it again on the next pass, even for the same instant.
@@ -126,15 +128,16 @@ pub(super) fn handle_pass(shared: &Arc<Shared>, buf: &mut BytesMut, scratch: &mu
 }
 
 /// Dispatches the pass's accepted calls (a server's), highest priority first, while the write
-/// queue is under its cap (checked before each call: an inline handler answers on the reader and
-/// cannot wait for room). At the cap the rest stay *held* in `scratch` for [`dispatch_held`].
+/// queue has room for each one's answer (checked before each call: an inline handler answers on
+/// the reader and cannot wait for room): under the cap, or for a high-priority call, in the high
+/// lane's own room. The rest stay *held* in `scratch` for [`dispatch_held`].
 pub(super) fn dispatch_accepted(shared: &Arc<Shared>, scratch: &mut Scratch) {
     let Some(dispatch) = &shared.dispatch else {
         return;
     };
     // A no-op when all are equal; idempotent on a second try.
     super::priority::order_by_priority(&mut scratch.accepted);
-    while shared.queue.queued_bytes() < shared.write_queue_cap {
+    while scratch.accepted.front().is_some_and(|call| shared.queue.has_room_in(call.lane())) {
         let Some(call) = scratch.accepted.pop_front() else {
             break;
         };
@@ -143,10 +146,10 @@ pub(super) fn dispatch_accepted(shared: &Arc<Shared>, scratch: &mut Scratch) {
     }
 }
 
-/// Dispatches the calls held back at the cap once the write queue has room again, as a pass of
-/// its own (corked, so their answers leave together).
+/// Dispatches the calls held back at the cap once the write queue has room for the first of
+/// them again, as a pass of its own (corked, so their answers leave together).
 pub(super) fn dispatch_held(shared: &Arc<Shared>, scratch: &mut Scratch) -> Result<(), Status> {
-    if scratch.accepted.is_empty() || shared.queue.queued_bytes() >= shared.write_queue_cap {
+    if !scratch.accepted.front().is_some_and(|call| shared.queue.has_room_in(call.lane())) {
         return Ok(());
     }
     shared.queue.cork();

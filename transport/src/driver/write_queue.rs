@@ -15,7 +15,9 @@
 //! Frames are queued in one of two lanes ([`Lane`]): high (the frames of calls at a high
 //! priority) and normal (everything else). Every write takes both, the high lane's frames
 //! first; between two chunks of a bulk frame the high lane goes even when the normal lane
-//! must wait (`interleave.rs`).
+//! must wait (`interleave.rs`). The queue's cap bounds both lanes together; the high lane also
+//! has room of its own ([`HIGH_LANE_SHARE`]), so that bulk over the cap cannot hold back a
+//! high-priority answer either.
 //!
 //! No syscall happens under a lock: not the queue's (a write works on a batch swapped out of
 //! it), not the connection state's ([`WriteQueue::flush`] takes an [`Unlocked`] proof that only
@@ -30,6 +32,7 @@ use bytes::BytesMut;
 use super::Lane;
 use crate::net::Stream;
 use crate::stats::Stats;
+use crate::sync::atomic::AtomicUsize;
 use crate::sync::atomic::Ordering::Relaxed;
 use crate::sync::{Mutex, MutexGuard, lock};
 use crate::wire::{DEFAULT_CHUNK_SIZE, FrameBatch as Batch, FrameKind};
@@ -46,6 +49,14 @@ pub(crate) const MAX_IOVECS: usize = 64;
 /// Non-blocking write attempts a caller makes before leaving the rest to the writer task (4).
 const DIRECT_WRITE_ATTEMPTS: usize = 4;
 
+/// The part of the cap the high lane may hold on its own (1/8: 1 MiB of the default 8 MiB).
+/// A high-priority frame may be queued while the queue is under its cap, or while the high
+/// lane's unwritten bytes are under `cap / HIGH_LANE_SHARE` whatever the normal lane holds: a
+/// 64-byte answer is not held back by 16 MiB of bulk over the cap, and a peer that sends only
+/// high-priority calls and reads nothing still makes the queue hold at most the cap and this
+/// share (each plus one message).
+pub(crate) const HIGH_LANE_SHARE: usize = 8;
+
 /// A queue of encoded frames shared by the callers of a connection and its writer task.
 #[derive(Debug)]
 pub(crate) struct WriteQueue {
@@ -55,6 +66,10 @@ pub(crate) struct WriteQueue {
     stats: Arc<Stats>,
     /// Bytes queued past which callers wait for room ([`WriteQueue::queued_bytes`]).
     cap: usize,
+    /// The high lane's own room: `cap / HIGH_LANE_SHARE`.
+    high_room: usize,
+    /// The high lane's unwritten bytes as of the last publish, for lock-free readers.
+    high_queued: AtomicUsize,
 }
 
 /// What happens to frames once they are queued.
@@ -134,6 +149,12 @@ impl QueueGuard<'_> {
         self.guard.queued_bytes() < self.queue.cap
     }
 
+    /// [`QueueGuard::has_room`] for a frame in `lane`: the high lane also has room of its own
+    /// ([`HIGH_LANE_SHARE`]).
+    pub(crate) fn has_room_in(&self, lane: Lane) -> bool {
+        self.has_room() || (lane == Lane::High && self.guard.high.len() < self.queue.high_room)
+    }
+
     /// What a [`Flush::Wake`] flush would wake, taken under this lock: the writer task's waker
     /// when frames wait and the queue is not corked. The caller wakes it once its locks are
     /// released, saving the flush's own trip through the lock.
@@ -172,6 +193,8 @@ impl WriteQueue {
             direct,
             stats,
             cap,
+            high_room: cap / HIGH_LANE_SHARE,
+            high_queued: AtomicUsize::new(0),
         }
     }
 
@@ -183,18 +206,24 @@ impl WriteQueue {
         }
     }
 
-    /// Publishes the queued bytes for lock-free readers ([`WriteQueue::queued_bytes`], metrics).
-    /// Returns whether the queue just went from at or over its cap to under it: callers waiting
-    /// for room must be woken.
+    /// Publishes the queued bytes for lock-free readers ([`WriteQueue::queued_bytes`],
+    /// [`WriteQueue::has_room_in`], metrics). Returns whether room just opened: the queue went
+    /// from at or over its cap to under it, or, over the cap, the high lane went under its own
+    /// room. Callers waiting for room must then be woken.
     fn publish(&self, pending: &Pending) -> bool {
         let now = pending.queued_bytes();
         let before = self.stats.write_queue_bytes.swap(now as u64, Relaxed) as usize;
-        // Every publish runs under the queue's lock, so a load and a store keep the peak exact
-        // (no read-modify-write on the path of every enqueue).
+        // Every publish runs under the queue's lock, so a load and a store keep the peak and
+        // the high lane's bytes exact (no read-modify-write on the path of every enqueue).
         if now as u64 > self.stats.write_queue_peak.load(Relaxed) {
             self.stats.write_queue_peak.store(now as u64, Relaxed);
         }
-        before >= self.cap && now < self.cap
+        let high = pending.high.len();
+        let high_before = self.high_queued.load(Relaxed);
+        if high != high_before {
+            self.high_queued.store(high, Relaxed);
+        }
+        (before >= self.cap && now < self.cap) || (now >= self.cap && high_before >= self.high_room && high < self.high_room)
     }
 
     /// Sends what is queued as `flush` says: writes it from this task when nobody else is writing
@@ -322,6 +351,13 @@ impl WriteQueue {
     /// Bytes waiting to be written, a batch being written now included. Lock-free.
     pub(crate) fn queued_bytes(&self) -> usize {
         self.stats.write_queue_bytes.load(Relaxed) as usize
+    }
+
+    /// Whether a frame in `lane` may be queued: the queue is under its cap, or the frame is in
+    /// the high lane and that lane is under its own room ([`HIGH_LANE_SHARE`]). Lock-free, as of
+    /// the last publish; [`QueueGuard::has_room_in`] is the exact check under the lock.
+    pub(crate) fn has_room_in(&self, lane: Lane) -> bool {
+        self.queued_bytes() < self.cap || (lane == Lane::High && self.high_queued.load(Relaxed) < self.high_room)
     }
 
     /// Stops the writer once it has drained what is queued.

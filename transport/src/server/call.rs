@@ -409,9 +409,10 @@ impl ServerCall {
 
     /// Ends the call with the answer `encode` hands the protocol (given the protocol, the batch,
     /// the call id and the trailers a handler set; returning the call's code, `None` if the call
-    /// was no longer open), unless the call already ended. With `within_cap`, a write queue at
-    /// its cap hands `encode` back unused: the caller waits for room and tries again.
-    fn try_end<F>(&mut self, encode: F, within_cap: bool) -> Result<(), F>
+    /// was no longer open), unless the call already ended. With `within_cap`, a write queue with
+    /// no room for the answer's lane hands `encode` back unused with that lane: the caller waits
+    /// for room there and tries again.
+    fn try_end<F>(&mut self, encode: F, within_cap: bool) -> Result<(), (F, Lane)>
     where
         F: FnOnce(&mut Protocol, &mut Batch, CallId, Option<Metadata>) -> Option<Code>,
     {
@@ -425,8 +426,12 @@ impl ServerCall {
         // producers append only under the cap, so the queue stays under cap + one answer.
         let mut queue = shared.queue.lock();
         let open = state.closed.is_none() && state.proto.is_call_open(call_id);
-        if within_cap && !queue.has_room() && open {
-            return Err(encode);
+        let lane = match Lane::for_priority(self.context.priority) {
+            Lane::High if open => high_priority_answer_lane(&mut state.proto, call_id),
+            _ => Lane::Normal,
+        };
+        if within_cap && open && !queue.has_room_in(lane) {
+            return Err((encode, lane));
         }
         self.answered = true;
         if !open {
@@ -444,10 +449,6 @@ impl ServerCall {
         // before the answer so its trailers go with it; the slot goes when the protocol ends
         // the call, in the answer.
         let removed = state.calls().take_call(call_id, &mut wakers);
-        let lane = match Lane::for_priority(self.context.priority) {
-            Lane::High => high_priority_answer_lane(&mut state.proto, call_id),
-            Lane::Normal => Lane::Normal,
-        };
         let code = encode(&mut state.proto, queue.lane(lane), call_id, removed.trailers).unwrap_or(Code::Cancelled);
         if removed.buffered > 0 {
             state.proto.release_received(call_id, removed.buffered);
@@ -481,12 +482,15 @@ impl ServerCall {
         F: FnOnce(&mut Protocol, &mut Batch, CallId, Option<Metadata>) -> Option<Code>,
     {
         loop {
-            match self.try_end(encode, true) {
+            let lane = match self.try_end(encode, true) {
                 Ok(()) => return,
-                Err(unused) => encode = unused,
-            }
+                Err((unused, lane)) => {
+                    encode = unused;
+                    lane
+                }
+            };
             // Boxed: the wait is rare, and inline it would make every call's task larger.
-            Box::pin(self.shared.wait_for_queue_room()).await;
+            Box::pin(self.shared.wait_for_queue_room(lane)).await;
         }
     }
 }
