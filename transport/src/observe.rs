@@ -167,6 +167,16 @@ impl CallObserver {
     /// the metrics.
     #[inline]
     pub(crate) fn finish(&mut self, recorder: Recorder<'_>, code: Code) {
+        self.finish_at(recorder, code, None);
+    }
+
+    /// [`CallObserver::finish`] for a call whose end was already read off the clock: a client
+    /// call answered at `ended` (when the reader's pass read the answer, one clock read for every
+    /// answer of that read) is timed from it instead of reading the clock again. `None` reads
+    /// the clock. An end before the start (an answer read in a pass whose clock read came before
+    /// the call started) counts as zero.
+    #[inline]
+    pub(crate) fn finish_at(&mut self, recorder: Recorder<'_>, code: Code, ended: Option<Instant>) {
         if let Some(span) = &self.span {
             span.record("status", code.as_str());
         }
@@ -177,12 +187,13 @@ impl CallObserver {
         if let Some(Timing { started, slot, side }) = self.timing
             && let Some(metrics) = recorder.metrics()
         {
+            let elapsed = ended.unwrap_or_else(Instant::now).saturating_duration_since(started);
             match side {
-                crate::metrics::Side::Client => metrics.client_call_finished(slot, code, started.elapsed()),
-                crate::metrics::Side::Server => metrics.server_call_finished(slot, code, started),
+                crate::metrics::Side::Client => metrics.client_call_finished(slot, code, elapsed),
+                crate::metrics::Side::Server => metrics.server_call_finished(slot, code, elapsed),
             }
         }
         #[cfg(not(feature = "metrics"))]
-        let _ = recorder;
+        let _ = (recorder, ended);
     }
 }

@@ -12,9 +12,11 @@
 //!
 //! Modes: `unary CALLS IN_FLIGHT` (64-byte echo, inline handler, over a `Client`), `channel
 //! CALLS IN_FLIGHT` and `balanced CALLS IN_FLIGHT` (the same over a `Channel`, and over a
-//! `BalancedChannel` with that one endpoint: what the balancer adds per call), and `stream
-//! MESSAGES` (one server-streaming call of that many 64-byte messages). Client and server each
-//! run on a current-thread runtime of their own thread, over loopback TCP.
+//! `BalancedChannel` with that one endpoint: what the balancer adds per call), `stream
+//! MESSAGES` (one server-streaming call of that many 64-byte messages) and, built with the
+//! `metrics` feature, `metrics CALLS IN_FLIGHT` (the `unary` mode with a `Metrics` attached to
+//! client and server: what recording costs per call). Client and server each run on a
+//! current-thread runtime of their own thread, over loopback TCP.
 
 use std::time::Duration;
 
@@ -30,12 +32,15 @@ fn main() {
     let in_flight: u64 = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(128).max(1);
     let address: Address = "127.0.0.1:0".parse().expect("address");
     let stream = mode == "stream";
+    let metered = mode == "metrics";
     // The handle keeps the server serving until the end of `main`.
     let (server_handle, _thread) = ServerThread::spawn_on(
         || tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"),
         move || async move {
             if stream {
                 feed_server(&address).await
+            } else if metered {
+                metered_echo_server(&address).await
             } else {
                 echo_server(&address, HandlerKind::Inline).await
             }
@@ -63,6 +68,7 @@ fn main() {
                 let channel = BalancedChannel::builder().build([server]).expect("balanced channel");
                 unary_calls(channel, count, in_flight).await
             }
+            "metrics" => unary_calls(metered_client(server).await, count, in_flight).await,
             _ => unary_calls(Client::connect(server).await.expect("connect"), count, in_flight).await,
         }
     });
@@ -88,4 +94,39 @@ async fn unary_calls<C: Caller>(caller: C, count: u64, in_flight: u64) -> u64 {
         done += task.await.expect("task");
     }
     done
+}
+
+/// The inline echo server with a `Metrics` attached (the `metrics` mode).
+#[cfg(feature = "metrics")]
+async fn metered_echo_server(address: &Address) -> volley::ServerHandle {
+    use volley::{Request, Server, Status};
+    Server::builder()
+        .metrics(volley::metrics::Metrics::new())
+        .unary_inline(volley_benches::ECHO, |request: Request<volley_benches::Payload>| {
+            Ok::<_, Status>(request.into_inner())
+        })
+        .drain_timeout(Duration::from_millis(100))
+        .build()
+        .expect("valid server")
+        .serve(address)
+        .await
+        .expect("bind")
+}
+
+/// A client with a `Metrics` attached, the echo method registered (the `metrics` mode).
+#[cfg(feature = "metrics")]
+async fn metered_client(server: Address) -> Client {
+    let metrics = volley::metrics::Metrics::new();
+    let _ = metrics.register_client_method(volley_benches::ECHO);
+    Client::builder().metrics(metrics).connect(server).await.expect("connect")
+}
+
+#[cfg(not(feature = "metrics"))]
+async fn metered_echo_server(_address: &Address) -> volley::ServerHandle {
+    panic!("the metrics mode needs volley-cost built with `--features metrics`")
+}
+
+#[cfg(not(feature = "metrics"))]
+async fn metered_client(_server: Address) -> Client {
+    panic!("the metrics mode needs volley-cost built with `--features metrics`")
 }

@@ -484,9 +484,13 @@ impl Client {
             }),
             Outcome::Refused(status) => Err(Failure { status, not_started: true }),
         };
-        let code = result.as_ref().map_or_else(|failure| failure.status.code(), |_| Code::Ok);
+        let (code, ended) = match &result {
+            Ok(answered) => (Code::Ok, Some(answered.received_at)),
+            Err(failure) => (failure.status.code(), None),
+        };
         shared.stats.call_finished(code);
-        guard.observer.finish(shared.recorder(), code);
+        // An answered call ends when the reader read its answer: no second clock read.
+        guard.observer.finish_at(shared.recorder(), code, ended);
         result
     }
 

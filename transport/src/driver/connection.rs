@@ -43,6 +43,17 @@ pub(crate) trait Dispatch: Send + Sync + 'static {
     /// Runs or starts the handler for `call`. Called without the state lock held, on the
     /// reader task; a spawned handler must be registered with [`Shared::register_handler`].
     fn dispatch(&self, shared: &Arc<Shared>, call: AcceptedCall);
+
+    /// A call that [`Dispatch::dispatch`] counted in the server's load ended (called once per
+    /// counted call). Reached through the connection's `dispatch`, so a call holds no pointer
+    /// of its own to the count.
+    fn end_load(&self) {}
+
+    /// The server's calls in flight over every connection, for a load report (0 when it does
+    /// not count them).
+    fn load_in_flight(&self) -> u32 {
+        0
+    }
 }
 
 /// The protocol state machine as the driver runs it: its call table keeps the driver's

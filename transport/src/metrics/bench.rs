@@ -34,5 +34,5 @@ pub fn record_client_call(metrics: &Metrics, method: MethodId, started: Instant)
 pub fn record_server_call(metrics: &Metrics, method: &str, sent_at_ns: u64, received_at: Instant) {
     let slot = metrics.inner.methods.find(MethodId::from_name(method));
     metrics.server_call_started(slot, sent_at_ns, received_at);
-    metrics.server_call_finished(slot, Code::Ok, received_at);
+    metrics.server_call_finished(slot, Code::Ok, received_at.elapsed());
 }

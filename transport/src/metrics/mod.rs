@@ -184,19 +184,37 @@ impl Metrics {
         let method = self.inner.methods.get(slot);
         method.server.start();
         if sent_at_ns != 0 {
-            let received_ns = crate::clock::wall_clock().unix_ns(received_at);
+            let received_ns = received_unix_ns(received_at);
             // A client clock ahead of ours reads as no queueing at all.
             method.queueing.record_ns(received_ns.saturating_sub(sent_at_ns));
         }
     }
 
-    /// Hot path: a server call finished; `started` is when its request frame was read.
+    /// Hot path: a server call finished `elapsed` after its request frame was read.
     #[inline]
-    pub(crate) fn server_call_finished(&self, slot: MethodSlot, code: Code, started: Instant) {
+    pub(crate) fn server_call_finished(&self, slot: MethodSlot, code: Code, elapsed: Duration) {
         let method = self.inner.methods.get(slot);
         method.server.finish(code);
-        method.handling.record(started.elapsed());
+        method.handling.record(elapsed);
     }
+}
+
+/// `received_at` on the wall clock (ns since the Unix epoch). The calls a reader's pass
+/// dispatches share that pass's one clock read, so the last conversion is kept per thread and
+/// reused while the instant is the same: one conversion per pass, not per call.
+#[inline]
+fn received_unix_ns(received_at: Instant) -> u64 {
+    thread_local! {
+        static LAST: std::cell::Cell<Option<(Instant, u64)>> = const { std::cell::Cell::new(None) };
+    }
+    LAST.with(|last| match last.get() {
+        Some((at, ns)) if at == received_at => ns,
+        _ => {
+            let ns = crate::clock::wall_clock().unix_ns(received_at);
+            last.set(Some((received_at, ns)));
+            ns
+        }
+    })
 }
 
 #[cfg(test)]

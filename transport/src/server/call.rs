@@ -203,7 +203,7 @@ pub struct ServerCall {
     observer: CallObserver,
     /// The call counted in its server's load (`volley-load`, docs/PROTOCOL.md section 14) until
     /// it is answered or dropped.
-    load: Option<super::LoadGuard>,
+    load: Option<super::LoadTicket>,
 }
 
 /// What a server knows of a call it accepted, for [`ServerCall::new`].
@@ -220,7 +220,7 @@ impl ServerCall {
     /// A call watched by `observer` (its span and metrics) and, with `load`, counted in its
     /// server's load until it is answered or dropped. Built in one step: no move of the
     /// finished call on the per-call path.
-    pub(crate) fn new(shared: Arc<Shared>, accepted: Accepted, observer: CallObserver, load: Option<super::LoadGuard>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, accepted: Accepted, observer: CallObserver, load: Option<super::LoadTicket>) -> Self {
         let Accepted {
             call_id,
             method,
@@ -283,13 +283,24 @@ impl ServerCall {
     /// `response` with the server's load report, if this call carries one.
     #[inline]
     fn with_load_report<T>(&self, response: Response<T>) -> Response<T> {
-        match &self.load {
-            Some(load) => {
+        match (&self.load, &self.shared.dispatch) {
+            (Some(ticket), Some(dispatch)) if ticket.reports() => {
                 let this_connection = self.shared.stats.calls_in_flight.load(std::sync::atomic::Ordering::Relaxed);
-                load.add_report(response, u32::try_from(this_connection).unwrap_or(u32::MAX))
+                ticket.add_report(
+                    response,
+                    dispatch.load_in_flight(),
+                    u32::try_from(this_connection).unwrap_or(u32::MAX),
+                )
             }
-            None => response,
+            _ => response,
         }
+    }
+
+    /// The call leaves its server's load (a relaxed subtract, through the connection's
+    /// dispatcher, which counted it); once, however often it is called.
+    #[inline]
+    fn leave_load(&mut self) {
+        leave_load(&mut self.load, &self.shared);
     }
 
     /// The call's `tracing` span (`volley.call` at debug level, with the method, the call id
@@ -440,8 +451,7 @@ impl ServerCall {
             drop(state);
             self.outcome = Some(Code::Cancelled);
             self.observer.finish(shared.recorder(), Code::Cancelled);
-            // The call leaves its server's load (a relaxed subtract).
-            self.load = None;
+            self.leave_load();
             return Ok(());
         }
         let mut wakers = Vec::new();
@@ -468,7 +478,7 @@ impl ServerCall {
         shared.flush_appended(state, queue, flush);
         shared.stats.call_finished(code);
         self.observer.finish(shared.recorder(), code);
-        self.load = None;
+        leave_load(&mut self.load, shared);
         wakers.into_iter().for_each(std::task::Waker::wake);
         if drained {
             shared.close_drained();
@@ -524,6 +534,16 @@ fn encode_final_status(status: Option<Status>) -> impl FnOnce(&mut Protocol, &mu
     }
 }
 
+/// [`ServerCall::leave_load`] for a call whose connection is borrowed apart from it.
+#[inline]
+fn leave_load(load: &mut Option<super::LoadTicket>, shared: &Shared) {
+    if load.take().is_some()
+        && let Some(dispatch) = &shared.dispatch
+    {
+        dispatch.end_load();
+    }
+}
+
 impl Drop for ServerCall {
     fn drop(&mut self) {
         if !self.answered {
@@ -531,5 +551,7 @@ impl Drop for ServerCall {
             // no longer open and nothing is sent).
             self.respond::<()>(Err(Status::internal("the handler ended without answering; it may have panicked")));
         }
+        // Answered calls have left already; a call whose answer could not be sent leaves here.
+        self.leave_load();
     }
 }

@@ -8,8 +8,8 @@
 //! allocation, no formatting. A request that does not ask costs a check of its (usually empty)
 //! metadata.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
 
 use crate::balance::LOAD_METADATA_KEY;
 use crate::response::Response;
@@ -43,6 +43,10 @@ pub enum LoadReports {
 pub const PREENCODED_REPORTS: u32 = 1024;
 
 /// A server's calls in flight, over every connection.
+///
+/// The router owns it; a call holds a [`LoadTicket`] (no pointer, no reference count) and, when
+/// it ends, spends it and tells the connection's dispatcher ([`ServerLoad::end`]), so the
+/// per-call path pays the add and the subtract and nothing else.
 #[derive(Debug)]
 pub(crate) struct ServerLoad {
     in_flight: AtomicU32,
@@ -51,12 +55,10 @@ pub(crate) struct ServerLoad {
 
 impl ServerLoad {
     /// `None` when reports are off: nothing is counted.
-    pub(crate) fn new(reports: LoadReports) -> Option<Arc<Self>> {
-        (reports != LoadReports::Never).then(|| {
-            Arc::new(Self {
-                in_flight: AtomicU32::new(0),
-                reports,
-            })
+    pub(crate) fn new(reports: LoadReports) -> Option<Self> {
+        (reports != LoadReports::Never).then_some(Self {
+            in_flight: AtomicU32::new(0),
+            reports,
         })
     }
 
@@ -65,40 +67,50 @@ impl ServerLoad {
         self.in_flight.load(Ordering::Relaxed) as usize
     }
 
-    /// Counts a call in flight until the guard drops; `request` is the call's metadata.
-    pub(crate) fn start(self: &Arc<Self>, request: &Metadata) -> LoadGuard {
+    /// Counts a call in flight until its ticket is given back to [`ServerLoad::end`]; `request`
+    /// is the call's metadata.
+    pub(crate) fn start(&self, request: &Metadata) -> LoadTicket {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let report = match self.reports {
             LoadReports::Always => true,
             LoadReports::OnRequest => !request.is_empty() && request.get(LOAD_METADATA_KEY).is_some(),
             LoadReports::Never => false,
         };
-        LoadGuard {
-            load: self.clone(),
-            report,
-        }
+        LoadTicket { report }
+    }
+
+    /// A call counted by [`ServerLoad::start`] left the server's load (its ticket is spent).
+    pub(crate) fn end(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// One call counted in the server's load.
+/// One call counted in the server's load, until it is spent with [`ServerLoad::end`] (the
+/// server's call does so through its connection's dispatcher, once, when answered or dropped).
 #[derive(Debug)]
-pub(crate) struct LoadGuard {
-    load: Arc<ServerLoad>,
+#[must_use = "a ticket not given back keeps its call counted in the server's load"]
+pub(crate) struct LoadTicket {
     /// Whether the call's answer carries a report.
     report: bool,
 }
 
-impl LoadGuard {
+impl LoadTicket {
+    /// Whether the call's answer carries a report.
+    pub(crate) fn reports(&self) -> bool {
+        self.report
+    }
+
     /// `response` with the server's report added when this call carries one: the calls in
-    /// flight on the server's other connections, `this_connection` being the calls in flight
-    /// on the one that carried this call (itself included). The asking client counts its own
-    /// calls itself, as they are now; a figure that counted them would go stale the moment
-    /// they ended. A handler's own `volley-load` entry is kept as it is.
-    pub(crate) fn add_report<T>(&self, mut response: Response<T>, this_connection: u32) -> Response<T> {
+    /// flight on the server's other connections, `everywhere` being its calls in flight over
+    /// every connection and `this_connection` those on the one that carried this call (itself
+    /// included). The asking client counts its own calls itself, as they are now; a figure that
+    /// counted them would go stale the moment they ended. A handler's own `volley-load` entry is
+    /// kept as it is.
+    pub(crate) fn add_report<T>(&self, mut response: Response<T>, everywhere: u32, this_connection: u32) -> Response<T> {
         if !self.report {
             return response;
         }
-        let others = self.load.in_flight.load(Ordering::Relaxed).saturating_sub(this_connection);
+        let others = everywhere.saturating_sub(this_connection);
         let metadata = response.metadata_mut();
         if metadata.is_empty() {
             *metadata = report(others);
@@ -107,12 +119,6 @@ impl LoadGuard {
             let _ = metadata.insert(LOAD_METADATA_KEY, others.to_string());
         }
         response
-    }
-}
-
-impl Drop for LoadGuard {
-    fn drop(&mut self) {
-        self.load.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -172,17 +178,25 @@ mod tests {
         let first = load.start(&asked);
         let second = load.start(&asked);
         let elsewhere = [load.start(&Metadata::new()), load.start(&Metadata::new())];
-        let answer = first.add_report(Response::new(()), 3);
+        let everywhere = || u32::try_from(load.in_flight()).expect("few calls");
+        let answer = first.add_report(Response::new(()), everywhere(), 3);
         assert_eq!(answer.metadata().get_str(LOAD_METADATA_KEY), Some("2"));
-        assert!(quiet.add_report(Response::new(()), 3).metadata().is_empty(), "not asked");
-        drop((quiet, first, elsewhere));
+        assert!(
+            quiet.add_report(Response::new(()), everywhere(), 3).metadata().is_empty(),
+            "not asked"
+        );
+        assert!(first.reports() && !quiet.reports());
+        for _spent in [quiet, first].into_iter().chain(elsewhere) {
+            load.end();
+        }
         let mut own = Metadata::new();
         own.insert("x-shard", "3").unwrap();
-        let answer = second.add_report(Response::new(()).with_metadata(own), 1);
+        let answer = second.add_report(Response::new(()).with_metadata(own), everywhere(), 1);
         assert_eq!(answer.metadata().get_str(LOAD_METADATA_KEY), Some("0"));
         assert_eq!(answer.metadata().get_str("x-shard"), Some("3"));
-        drop(second);
-        assert_eq!(load.in_flight.load(Ordering::Relaxed), 0);
+        let _spent = second;
+        load.end();
+        assert_eq!(load.in_flight(), 0);
         assert!(ServerLoad::new(LoadReports::Never).is_none());
     }
 }

@@ -19,7 +19,7 @@ pub use call::{CallContext, Request, ServerCall};
 pub use connection_info::ConnectionInfo;
 pub(crate) use handler::spawn_in_span;
 pub use handler::{Handler, InlineUnaryHandler, UnaryHandler};
-pub(crate) use load::LoadGuard;
+pub(crate) use load::LoadTicket;
 pub use load::{LoadReports, PREENCODED_REPORTS};
 pub use router::{Routes, Service};
 pub use serve::ServerHandle;

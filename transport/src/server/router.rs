@@ -52,7 +52,7 @@ type RouteMap = HashMap<MethodId, Route, BuildHasherDefault<MethodIdHasher>>;
 pub(crate) struct Router {
     routes: RouteMap,
     /// The server's calls in flight, for its load reports (`None`: reports are off).
-    load: Option<Arc<ServerLoad>>,
+    load: Option<ServerLoad>,
 }
 
 impl std::fmt::Debug for Router {
@@ -153,6 +153,18 @@ pub trait Service {
 }
 
 impl Dispatch for Router {
+    fn end_load(&self) {
+        if let Some(load) = &self.load {
+            load.end();
+        }
+    }
+
+    fn load_in_flight(&self) -> u32 {
+        self.load
+            .as_ref()
+            .map_or(0, |load| u32::try_from(load.in_flight()).unwrap_or(u32::MAX))
+    }
+
     fn dispatch(&self, shared: &Arc<Shared>, call: AcceptedCall) {
         let AcceptedCall {
             call_id,

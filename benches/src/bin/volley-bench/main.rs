@@ -118,6 +118,11 @@ struct Args {
     /// No progress bar and no per-run lines on stderr.
     #[arg(long, global = true)]
     quiet: bool,
+    /// Attaches a `Metrics` (recording every call) to Volley's servers and clients; run the same
+    /// binary with and without it to measure what recording costs (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    #[arg(long)]
+    metrics: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,6 +180,8 @@ fn raise_fd_limit() -> Option<String> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    #[cfg(feature = "metrics")]
+    systems::record_metrics(args.metrics);
     let (duration, repeats) = match (args.smoke, &args.command) {
         // The A/B smoke run repeats twice, so interleaving and spreads are exercised.
         (true, Some(Command::Ab(_))) => (Duration::from_millis(60), 2),

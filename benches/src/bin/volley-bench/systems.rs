@@ -251,9 +251,27 @@ fn start(socket: Option<SocketConfig>, with_peers: bool, with_oneway: bool, runt
     }
 }
 
+/// Whether Volley's servers and clients record into a `Metrics` (`--metrics`).
+#[cfg(feature = "metrics")]
+static RECORD_METRICS: AtomicBool = AtomicBool::new(false);
+
+/// Makes the Volley servers and clients started from now on record into a `Metrics` of their
+/// own (one for the servers, one per client), or not.
+#[cfg(feature = "metrics")]
+pub(crate) fn record_metrics(on: bool) {
+    RECORD_METRICS.store(on, Ordering::Relaxed);
+}
+
 /// Starts Volley's server (echo, feed and sink methods) on `address` in the current runtime.
 async fn volley_server(socket: SocketConfig, address: &Address) -> VolleyServer {
-    let handle = Server::builder()
+    let builder = Server::builder();
+    #[cfg(feature = "metrics")]
+    let builder = if RECORD_METRICS.load(Ordering::Relaxed) {
+        builder.metrics(volley::metrics::Metrics::new())
+    } else {
+        builder
+    };
+    let handle = builder
         .socket_config(socket)
         .unary_inline(ECHO, |request: Request<Payload>| Ok::<_, Status>(request.into_inner()))
         .unary_inline(SINK, |_: Request<Payload>| Ok::<_, Status>(Payload::default()))
@@ -377,8 +395,17 @@ pub(crate) async fn connect(servers: &Servers, system: System) -> Conn {
 
 /// Connects a Volley client to `address` (TCP or Unix) with the servers' socket options.
 pub(crate) async fn connect_volley(servers: &Servers, address: &Address) -> Conn {
+    let builder = Client::builder();
+    #[cfg(feature = "metrics")]
+    let builder = if RECORD_METRICS.load(Ordering::Relaxed) {
+        let metrics = volley::metrics::Metrics::new();
+        let _ = metrics.register_client_method(ECHO);
+        builder.metrics(metrics)
+    } else {
+        builder
+    };
     Conn::Volley(
-        Client::builder()
+        builder
             .socket_config(servers.socket.clone().unwrap_or_default())
             .connect(address)
             .await
