@@ -17,10 +17,11 @@ pub const DEFAULT_PARTIAL_FRAME_BUDGET: usize = 64 * 1024 * 1024;
 
 /// Which stream mapping a QUIC connection offers (client) or accepts (server).
 ///
-/// The one-stream mapping is the default: on loopback it keeps QUIC within 1.5x TCP's p50, where
-/// a stream per call costs about 1.4 us of quinn's CPU per call (3.4x TCP's p50 at 128 calls in
-/// flight), and under 1 % loss its p99 is as good; a stream per call pays off only where a
-/// lost packet would hold up other calls for long (docs/PROTOCOL.md, "QUIC", has the figures).
+/// The one-stream mapping is the default: on loopback it keeps QUIC's p50 for small calls within
+/// 1.5x TCP's, where a stream per call costs about 1.4 us of quinn's CPU per call (3.3x TCP's
+/// p50 at 128 calls in flight), and under 1 % loss its p99 was as good or better in every case
+/// measured; a stream per call can pay off where a lost packet would hold up other calls for
+/// long (docs/PROTOCOL.md, "QUIC", has the figures).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum QuicMapping {
