@@ -168,3 +168,43 @@ impl Wake for StreamWaker {
         self.wakeups.wake(self.key);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn woken(wakeups: &Wakeups) -> Vec<u64> {
+        let (mut woken, mut opened, mut cancelled) = (Vec::new(), Vec::new(), Vec::new());
+        wakeups.take(&mut woken, &mut opened, &mut cancelled);
+        woken
+    }
+
+    #[test]
+    fn an_ended_streams_waker_serves_the_next_stream_and_wakes_it_under_its_new_key() {
+        let wakeups = Arc::new(Wakeups::default());
+        let mut spare = Vec::new();
+        let first = wakeups.stream_waker(4, &mut spare);
+        first.waker().wake_by_ref();
+        assert_eq!(woken(&wakeups), [4]);
+        first.recycle(&mut spare);
+        assert_eq!(spare.len(), 1, "nobody else held it: kept");
+        let second = wakeups.stream_waker(8, &mut spare);
+        assert!(spare.is_empty(), "the kept allocation was taken");
+        second.waker().wake_by_ref();
+        assert_eq!(woken(&wakeups), [8]);
+    }
+
+    #[test]
+    fn a_waker_quinn_still_holds_is_not_reused_and_keeps_its_key() {
+        let wakeups = Arc::new(Wakeups::default());
+        let mut spare = Vec::new();
+        let stream = wakeups.stream_waker(12, &mut spare);
+        let held_by_quinn = stream.waker().clone();
+        stream.recycle(&mut spare);
+        assert!(spare.is_empty(), "a clone is alive: not kept");
+        let next = wakeups.stream_waker(16, &mut spare);
+        held_by_quinn.wake();
+        assert_eq!(woken(&wakeups), [12], "the old waker still names its own stream");
+        drop(next);
+    }
+}
