@@ -2,8 +2,8 @@
 //! sizes, statuses, metadata and cancellations those cases use, deadlines and graceful shutdown.
 //! Each case runs over loopback TCP (`tcp::*`), in the busy-poll receive mode over loopback TCP
 //! and a Unix socket (`busy_poll_tcp::*`, `busy_poll_unix::*`: client and server both poll) and,
-//! with feature `quic`, over loopback QUIC with a stream per call (`quic::*`, the default
-//! mapping) and with every frame on one stream (`quic_one_stream::*`): the same case bodies,
+//! with feature `quic`, over loopback QUIC with a stream per call (`quic::*`) and with every
+//! frame on one stream (`quic_one_stream::*`, the default mapping): the same case bodies,
 //! parametrised by [`Transport`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -99,10 +99,11 @@ enum Transport {
     BusyPollTcp,
     /// A Unix socket, client and server connections read by busy-polling threads.
     BusyPollUnix,
-    /// QUIC with a stream per call (`volley-quic/2`, the default).
+    /// QUIC with a stream per call (`volley-quic/2`): the client asks for that mapping.
     #[cfg(feature = "quic")]
     Quic,
-    /// QUIC with every frame on one stream (`volley/1`): the client offers only that mapping.
+    /// QUIC with every frame on one stream (`volley/1`, the default): the client offers only
+    /// that mapping.
     #[cfg(feature = "quic")]
     QuicOneStream,
 }
@@ -212,8 +213,13 @@ async fn connect(transport: Transport) -> (ServerHandle, Client) {
         builder = builder.tls(tls);
     }
     #[cfg(feature = "quic")]
-    if matches!(transport, Transport::QuicOneStream) {
-        builder = builder.quic(volley::quic::QuicOptions::new().mapping(volley::quic::QuicMapping::OneStream));
+    {
+        use volley::quic::{QuicMapping, QuicOptions};
+        match transport {
+            Transport::Quic => builder = builder.quic(QuicOptions::new().mapping(QuicMapping::PerCall)),
+            Transport::QuicOneStream => builder = builder.quic(QuicOptions::new().mapping(QuicMapping::OneStream)),
+            _ => {}
+        }
     }
     #[cfg(not(feature = "quic"))]
     let _ = client_tls;

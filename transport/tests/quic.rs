@@ -22,6 +22,7 @@ use bytes::{Bytes, BytesMut};
 use pki::Ca;
 use udp_proxy::{UdpFaultProxy, UdpFaults, Way};
 use volley::net::Address;
+use volley::quic::QuicMapping;
 use volley::server::{AdmissionConfig, PeerLimits};
 use volley::tls::{ClientTls, ServerTls, TlsError};
 use volley::wire::{CallHead, CallId, Frame, GoAway, PREFACE_LEN, Preface, Settings, decode_frame};
@@ -93,25 +94,26 @@ fn numbering_server(seen: Seen) -> volley::server::ServerBuilder {
 }
 
 async fn serve_quic(builder: volley::server::ServerBuilder, ca: &Ca) -> (ServerHandle, SocketAddr) {
-    let server = builder
-        .tls(ca.server_tls())
-        .build()
-        .unwrap()
-        .serve("quic://127.0.0.1:0")
-        .await
-        .unwrap();
-    let Address::Quic(addr) = server.local_addr().clone() else {
-        panic!("a quic:// server reports a QUIC address, got {}", server.local_addr())
-    };
-    (server, addr)
+    common::quic::serve_quic(builder, ca.server_tls()).await
 }
 
-async fn quic_client(addr: SocketAddr, ca: &Ca) -> Client {
-    Client::builder().tls(ca.client_tls()).connect(Address::Quic(addr)).await.unwrap()
+async fn quic_client(addr: SocketAddr, ca: &Ca, mapping: QuicMapping) -> Client {
+    common::quic::quic_client(addr, ca.client_tls(), mapping).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_kind_completes_through_loss_reordering_and_delay_and_nothing_is_delivered_twice() {
+    every_call_kind_through_faults(QuicMapping::OneStream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_stream_per_call_every_call_kind_completes_through_loss_reordering_and_delay_once() {
+    every_call_kind_through_faults(QuicMapping::PerCall).await;
+}
+
+/// Every call kind through 5 % loss, 5 % reordering and 1 ms of delay each way, on `mapping`:
+/// each call answered whole, each message delivered once and in order.
+async fn every_call_kind_through_faults(mapping: QuicMapping) {
     let ca = Ca::new("quic CA");
     let seen = Seen::default();
     let (_server, addr) = serve_quic(numbering_server(seen.clone()), &ca).await;
@@ -122,7 +124,7 @@ async fn every_call_kind_completes_through_loss_reordering_and_delay_and_nothing
         reorder_delay: Duration::from_millis(3),
         delay: Duration::from_millis(1),
     });
-    let client = quic_client(proxy.local_addr(), &ca).await;
+    let client = quic_client(proxy.local_addr(), &ca, mapping).await;
 
     // Unary: 200 calls at once, each answered with its own id, each run once by the server.
     let mut calls = tokio::task::JoinSet::new();
@@ -186,6 +188,16 @@ async fn every_call_kind_completes_through_loss_reordering_and_delay_and_nothing
 
 #[tokio::test]
 async fn a_call_completes_when_a_third_of_the_datagrams_are_lost() {
+    calls_through_heavy_loss(QuicMapping::OneStream).await;
+}
+
+#[tokio::test]
+async fn with_a_stream_per_call_a_call_completes_when_a_third_of_the_datagrams_are_lost() {
+    calls_through_heavy_loss(QuicMapping::PerCall).await;
+}
+
+/// Twenty 5,000-byte calls in a row through 33 % loss each way, on `mapping`.
+async fn calls_through_heavy_loss(mapping: QuicMapping) {
     let ca = Ca::new("quic CA");
     let (_server, addr) = serve_quic(numbering_server(Seen::default()), &ca).await;
     let proxy = UdpFaultProxy::start(addr, 7).await;
@@ -193,7 +205,7 @@ async fn a_call_completes_when_a_third_of_the_datagrams_are_lost() {
         drop: 0.33,
         ..UdpFaults::default()
     });
-    let client = quic_client(proxy.local_addr(), &ca).await;
+    let client = quic_client(proxy.local_addr(), &ca, mapping).await;
     for id in 0..20 {
         let reply: Numbered = client
             .unary(MethodId::from_name(UNARY), &numbered(id, 5_000), CallOptions::default())
@@ -206,14 +218,7 @@ async fn a_call_completes_when_a_third_of_the_datagrams_are_lost() {
 
 /// A QUIC connection of a raw quinn client trusting `ca`, and its endpoint.
 async fn raw_connection(addr: SocketAddr, ca: &Ca) -> Result<(quinn::Endpoint, quinn::Connection), quinn::ConnectionError> {
-    let tls = ca.raw_client_config(&[volley::tls::ALPN_VOLLEY]);
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    let connection = endpoint
-        .connect_with(quinn::ClientConfig::new(Arc::new(crypto)), addr, "localhost")
-        .unwrap()
-        .await?;
-    Ok((endpoint, connection))
+    common::quic::raw_quic_connection(addr, ca.raw_client_config(&[volley::tls::ALPN_VOLLEY])).await
 }
 
 #[tokio::test]
@@ -239,7 +244,7 @@ async fn a_quic_connection_that_opens_no_stream_is_closed_at_the_handshake_timeo
     let (_endpoint, idle) = raw_connection(addr, &ca).await.unwrap();
     common::wait_for("the handshake is registered", || server.connections() == 1).await;
     // A real client is served meanwhile.
-    let client = quic_client(addr, &ca).await;
+    let client = quic_client(addr, &ca, QuicMapping::default()).await;
     let _: Numbered = client
         .unary(MethodId::from_name(UNARY), &numbered(1, 10), CallOptions::default())
         .await
@@ -277,7 +282,7 @@ async fn quic_handshakes_count_against_the_per_address_handshake_budget() {
     assert_eq!(server.admission().refused_peer_handshakes, 1);
     common::wait_for("the stuck handshakes end", || server.connections() == 0).await;
     // Then a client is served again.
-    let client = quic_client(addr, &ca).await;
+    let client = quic_client(addr, &ca, QuicMapping::default()).await;
     let _: Numbered = client
         .unary(MethodId::from_name(UNARY), &numbered(1, 10), CallOptions::default())
         .await

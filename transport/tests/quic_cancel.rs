@@ -18,8 +18,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pki::Ca;
-use raw_quic::{quinn_server, read_frame};
-use volley::net::Address;
+use raw_quic::{accept_control, quinn_server, read_frame};
 use volley::quic::{ALPN_VOLLEY_QUIC, STREAM_CANCELLED};
 use volley::wire::{CallHead, CallId, Frame, PREFACE_LEN, Preface, Settings};
 use volley::{CallOptions, Client, Code, MethodId, Request, Server, ServerHandle, Status, Streaming};
@@ -30,7 +29,7 @@ const UPLOAD: &str = "/test.Cancel/Upload";
 /// A Volley QUIC server with an echo and a client-streaming method that reads until the end;
 /// `uploads` counts the uploads whose handler started.
 async fn serve(builder: volley::server::ServerBuilder, ca: &Ca, uploads: Arc<AtomicU64>) -> (ServerHandle, SocketAddr) {
-    let server = builder
+    let builder = builder
         .unary(ECHO, |request: Request<Bytes>| async move { Ok::<_, Status>(request.into_inner()) })
         .client_streaming(UPLOAD, move |mut request: Request<Streaming<Bytes>>| {
             uploads.fetch_add(1, Ordering::SeqCst);
@@ -41,28 +40,14 @@ async fn serve(builder: volley::server::ServerBuilder, ca: &Ca, uploads: Arc<Ato
                 }
                 Ok::<_, Status>(total)
             }
-        })
-        .tls(ca.server_tls())
-        .build()
-        .unwrap()
-        .serve("quic://127.0.0.1:0")
-        .await
-        .unwrap();
-    let Address::Quic(addr) = server.local_addr().clone() else {
-        panic!("a quic:// server reports a QUIC address")
-    };
-    (server, addr)
+        });
+    common::quic::serve_quic(builder, ca.server_tls()).await
 }
 
 /// A raw quinn client connection offering the per-call mapping, with its control stream open
 /// and the Volley handshake done.
 async fn raw_client(addr: SocketAddr, ca: &Ca) -> (quinn::Endpoint, quinn::Connection, quinn::SendStream) {
-    let tls = ca.raw_client_config(&[ALPN_VOLLEY_QUIC]);
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    let connection = endpoint
-        .connect_with(quinn::ClientConfig::new(Arc::new(crypto)), addr, "localhost")
-        .unwrap()
+    let (endpoint, connection) = common::quic::raw_quic_connection(addr, ca.raw_client_config(&[ALPN_VOLLEY_QUIC]))
         .await
         .unwrap();
     let (mut control, mut control_rx) = connection.open_bi().await.unwrap();
@@ -96,6 +81,11 @@ fn request(id: u64, method: &str, message: Option<&[u8]>, end_stream: bool) -> B
 }
 
 /// The error code `recv` ends with: `Some(code)` for a reset, `None` for a FIN.
+/// A Volley client to `addr` on the per-call mapping.
+async fn per_call_client(addr: SocketAddr, ca: &Ca) -> Client {
+    common::quic::quic_client(addr, ca.client_tls(), volley::quic::QuicMapping::PerCall).await
+}
+
 async fn end_of(recv: &mut quinn::RecvStream) -> Option<quinn::VarInt> {
     let end = tokio::time::timeout(Duration::from_secs(5), recv.read_to_end(1 << 20))
         .await
@@ -115,13 +105,7 @@ async fn a_cancelled_call_resets_its_stream_and_stops_reading_it_with_stream_can
     let (request_read, request_seen) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(async move {
         let connection = endpoint.accept().await.unwrap().await.unwrap();
-        let (mut control, mut control_rx) = connection.accept_bi().await.unwrap();
-        let mut preface = [0u8; PREFACE_LEN];
-        control_rx.read_exact(&mut preface).await.unwrap();
-        assert!(matches!(read_frame(&mut control_rx).await, Frame::Settings(_)));
-        let mut out = BytesMut::from(&Preface::CURRENT.encode()[..]);
-        Frame::Settings(Settings::default()).encode(&mut out);
-        control.write_all(&out).await.unwrap();
+        let (control, _control_rx) = accept_control(&connection).await;
         let (tx, mut rx) = connection.accept_bi().await.unwrap();
         let Frame::Request { call_id, .. } = read_frame(&mut rx).await else {
             panic!("a call stream starts with its Request")
@@ -135,7 +119,7 @@ async fn a_cancelled_call_resets_its_stream_and_stops_reading_it_with_stream_can
             .unwrap();
         (call_id, reset, stopped, connection, control, endpoint)
     });
-    let client = Client::builder().tls(ca.client_tls()).connect(Address::Quic(addr)).await.unwrap();
+    let client = per_call_client(addr, &ca).await;
     let call = client
         .client_streaming::<Bytes, u64>(MethodId::from_name(UPLOAD), CallOptions::default())
         .await
@@ -181,7 +165,7 @@ async fn cancelled_calls_give_their_streams_back_and_other_calls_go_on() {
     // included), so 40 cancelled calls in a row need their streams freed on both sides.
     let uploads = Arc::new(AtomicU64::new(0));
     let (server, addr) = serve(Server::builder().max_concurrent_calls(2), &ca, uploads.clone()).await;
-    let client = Client::builder().tls(ca.client_tls()).connect(Address::Quic(addr)).await.unwrap();
+    let client = per_call_client(addr, &ca).await;
     let background = {
         let client = client.clone();
         tokio::spawn(async move {

@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pki::Ca;
-use raw_quic::{quinn_server, read_frame};
+use raw_quic::{accept_control, quinn_server, read_frame};
 use volley::net::Address;
-use volley::quic::{ALPN_VOLLEY_QUIC, QuicOptions};
-use volley::wire::{Frame, PREFACE_LEN, Preface, Settings};
+use volley::quic::{ALPN_VOLLEY_QUIC, QuicMapping, QuicOptions};
+use volley::wire::Frame;
 use volley::{CallOptions, Client, MethodId, Request, Server, Status};
 
 const SAFE: &str = "/test.Early/Get";
@@ -46,14 +46,8 @@ struct Seen {
 async fn serve_connection(endpoint: &quinn::Endpoint, calls: usize) -> Seen {
     let incoming = endpoint.accept().await.unwrap();
     let (connection, _) = incoming.accept().unwrap().into_0rtt().unwrap();
-    let (mut control, mut control_rx) = connection.accept_bi().await.unwrap();
+    let (control, control_rx) = accept_control(&connection).await;
     let control_early = control_rx.is_0rtt();
-    let mut preface = [0u8; PREFACE_LEN];
-    control_rx.read_exact(&mut preface).await.unwrap();
-    assert!(matches!(read_frame(&mut control_rx).await, Frame::Settings(_)));
-    let mut out = BytesMut::from(&Preface::CURRENT.encode()[..]);
-    Frame::Settings(Settings::default()).encode(&mut out);
-    control.write_all(&out).await.unwrap();
     let mut seen = Vec::new();
     for _ in 0..calls {
         let (mut tx, mut rx) = connection.accept_bi().await.unwrap();
@@ -83,8 +77,13 @@ async fn serve_connection(endpoint: &quinn::Endpoint, calls: usize) -> Seen {
     }
 }
 
-fn early_client_options() -> QuicOptions {
-    QuicOptions::new().early_data_for(MethodId::from_name(SAFE))
+/// A Volley client to `address` with `tls` (its session cache), on the per-call mapping, with
+/// the replay-safe method marked for 0-RTT.
+async fn early_client(tls: &volley::tls::ClientTls, address: Address) -> Client {
+    let options = QuicOptions::new()
+        .mapping(QuicMapping::PerCall)
+        .early_data_for(MethodId::from_name(SAFE));
+    Client::builder().tls(tls.clone()).quic(options).connect(address).await.unwrap()
 }
 
 async fn call(client: &Client, method: &str, payload: &'static [u8]) -> Result<Bytes, Status> {
@@ -98,12 +97,7 @@ async fn warm_up(endpoint: &quinn::Endpoint, tls: &volley::tls::ClientTls) {
     let addr = endpoint.local_addr().unwrap();
     let server = serve_connection(endpoint, 1);
     let client = async {
-        let client = Client::builder()
-            .tls(tls.clone())
-            .quic(early_client_options())
-            .connect(Address::Quic(addr))
-            .await
-            .unwrap();
+        let client = early_client(tls, Address::Quic(addr)).await;
         assert_eq!(call(&client, SAFE, b"warm").await.unwrap(), "warm");
         // The ticket follows the handshake; give it a moment to land.
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -124,12 +118,7 @@ async fn a_resumed_connection_sends_a_replay_safe_call_in_0_rtt_and_holds_anothe
 
     let server = serve_connection(&endpoint, 2);
     let client = async {
-        let client = Client::builder()
-            .tls(tls.clone())
-            .quic(early_client_options())
-            .connect(Address::Quic(addr))
-            .await
-            .unwrap();
+        let client = early_client(&tls, Address::Quic(addr)).await;
         let (safe, unsafe_) = tokio::join!(call(&client, SAFE, b"get"), async {
             // Issued just after the safe call, still before the handshake is done.
             tokio::task::yield_now().await;
@@ -167,12 +156,7 @@ async fn a_server_refusing_0_rtt_gets_the_calls_again_after_the_handshake() {
 
     let server = serve_connection(&endpoint, 2);
     let client = async {
-        let client = Client::builder()
-            .tls(tls.clone())
-            .quic(early_client_options())
-            .connect(Address::Quic(addr))
-            .await
-            .unwrap();
+        let client = early_client(&tls, Address::Quic(addr)).await;
         let first = call(&client, SAFE, b"first").await;
         let second = call(&client, SAFE, b"second").await;
         (client, first, second)
@@ -203,12 +187,7 @@ async fn a_volley_server_accepting_0_rtt_serves_a_resumed_clients_early_call() {
         .unwrap();
     let tls = ca.client_tls();
     for round in 0..3 {
-        let client = Client::builder()
-            .tls(tls.clone())
-            .quic(early_client_options())
-            .connect(server.local_addr().clone())
-            .await
-            .unwrap();
+        let client = early_client(&tls, server.local_addr().clone()).await;
         assert_eq!(call(&client, SAFE, b"echo").await.unwrap(), "echo", "round {round}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

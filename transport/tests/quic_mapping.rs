@@ -12,12 +12,11 @@ mod pki;
 mod raw_quic;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pki::Ca;
-use raw_quic::{quinn_server, read_frame};
+use raw_quic::{accept_control, quinn_server, read_frame};
 use volley::net::Address;
 use volley::quic::{ALPN_VOLLEY_QUIC, CLOSE_MAPPING, QuicMapping, QuicOptions, per_call_bidi_streams};
 use volley::tls::ALPN_VOLLEY;
@@ -28,30 +27,12 @@ const ECHO: &str = "/test.Mapping/Echo";
 
 async fn serve(builder: volley::server::ServerBuilder, ca: &Ca) -> (ServerHandle, SocketAddr) {
     let builder = builder.unary(ECHO, |request: Request<Bytes>| async move { Ok::<_, Status>(request.into_inner()) });
-    let server = builder
-        .tls(ca.server_tls())
-        .build()
-        .unwrap()
-        .serve("quic://127.0.0.1:0")
-        .await
-        .unwrap();
-    let Address::Quic(addr) = server.local_addr().clone() else {
-        panic!("a quic:// server reports a QUIC address")
-    };
-    (server, addr)
+    common::quic::serve_quic(builder, ca.server_tls()).await
 }
 
 /// A raw quinn connection offering `alpn`, and its endpoint.
 async fn raw_connection(addr: SocketAddr, ca: &Ca, alpn: &[&[u8]]) -> (quinn::Endpoint, quinn::Connection) {
-    let tls = ca.raw_client_config(alpn);
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    let connection = endpoint
-        .connect_with(quinn::ClientConfig::new(Arc::new(crypto)), addr, "localhost")
-        .unwrap()
-        .await
-        .unwrap();
-    (endpoint, connection)
+    common::quic::raw_quic_connection(addr, ca.raw_client_config(alpn)).await.unwrap()
 }
 
 fn agreed_alpn(connection: &quinn::Connection) -> Vec<u8> {
@@ -180,12 +161,15 @@ async fn a_client_offering_only_volley_1_gets_the_one_stream_mapping() {
 async fn volley_1_only_clients_and_servers_interoperate_with_per_call_peers() {
     let ca = Ca::new("quic CA");
     let one_stream = QuicOptions::new().mapping(QuicMapping::OneStream);
+    let per_call = QuicOptions::new().mapping(QuicMapping::PerCall);
     let (per_call_server, per_call_addr) = serve(Server::builder(), &ca).await;
     let (one_stream_server, one_stream_addr) = serve(Server::builder().quic(one_stream.clone()), &ca).await;
     let clients = [
         (per_call_addr, QuicOptions::new()),
+        (per_call_addr, per_call.clone()),
         (per_call_addr, one_stream.clone()),
         (one_stream_addr, QuicOptions::new()),
+        (one_stream_addr, per_call),
         (one_stream_addr, one_stream),
     ];
     for (addr, options) in clients {
@@ -302,6 +286,47 @@ async fn a_stream_that_does_not_start_with_a_request_closes_the_connection_with_
     assert!(reason.contains("not a Request"), "{reason}");
 }
 
+/// The ALPN id a Volley client built with `options` offers first and gets from a raw quinn server
+/// that accepts both mappings, preferring the per-call one as Volley's servers do.
+async fn alpn_agreed_by_a_volley_client(ca: &Ca, options: QuicOptions) -> Vec<u8> {
+    let mut tls = ca.raw_server_config(ALPN_VOLLEY_QUIC);
+    tls.alpn_protocols = vec![ALPN_VOLLEY_QUIC.to_vec(), ALPN_VOLLEY.to_vec()];
+    let endpoint = quinn::Endpoint::server(quinn_server(tls), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = endpoint.local_addr().unwrap();
+    let client = tokio::spawn({
+        let tls = ca.client_tls();
+        async move { Client::builder().tls(tls).quic(options).connect(Address::Quic(addr)).await }
+    });
+    let connection = endpoint.accept().await.unwrap().await.unwrap();
+    let agreed = agreed_alpn(&connection);
+    client.abort();
+    agreed
+}
+
+#[tokio::test]
+async fn a_default_client_offers_one_stream_and_a_per_call_client_gets_a_stream_per_call() {
+    let ca = Ca::new("quic CA");
+    assert_eq!(alpn_agreed_by_a_volley_client(&ca, QuicOptions::new()).await, ALPN_VOLLEY);
+    let per_call = QuicOptions::new().mapping(QuicMapping::PerCall);
+    assert_eq!(alpn_agreed_by_a_volley_client(&ca, per_call).await, ALPN_VOLLEY_QUIC);
+    let one_stream = QuicOptions::new().mapping(QuicMapping::OneStream);
+    assert_eq!(alpn_agreed_by_a_volley_client(&ca, one_stream).await, ALPN_VOLLEY);
+}
+
+#[tokio::test]
+async fn a_default_server_accepts_both_mappings_and_one_restricted_to_one_stream_only_volley_1() {
+    let ca = Ca::new("quic CA");
+    let (_server, addr) = serve(Server::builder(), &ca).await;
+    let (_endpoint, connection) = raw_connection(addr, &ca, &[ALPN_VOLLEY_QUIC, ALPN_VOLLEY]).await;
+    assert_eq!(agreed_alpn(&connection), ALPN_VOLLEY_QUIC);
+    let (_endpoint, connection) = raw_connection(addr, &ca, &[ALPN_VOLLEY]).await;
+    assert_eq!(agreed_alpn(&connection), ALPN_VOLLEY);
+    let one_stream = QuicOptions::new().mapping(QuicMapping::OneStream);
+    let (_server, addr) = serve(Server::builder().quic(one_stream), &ca).await;
+    let (_endpoint, connection) = raw_connection(addr, &ca, &[ALPN_VOLLEY_QUIC, ALPN_VOLLEY]).await;
+    assert_eq!(agreed_alpn(&connection), ALPN_VOLLEY);
+}
+
 /// A raw per-call QUIC server endpoint on loopback with a `localhost` certificate from `ca`.
 fn raw_server(ca: &Ca) -> quinn::Endpoint {
     let tls = ca.raw_server_config(ALPN_VOLLEY_QUIC);
@@ -315,17 +340,19 @@ async fn a_call_whose_answer_is_stuck_on_its_stream_does_not_delay_another_calls
     let addr = endpoint.local_addr().unwrap();
     let client = tokio::spawn({
         let tls = ca.client_tls();
-        async move { Client::builder().tls(tls).connect(Address::Quic(addr)).await.unwrap() }
+        let per_call = QuicOptions::new().mapping(QuicMapping::PerCall);
+        async move {
+            Client::builder()
+                .tls(tls)
+                .quic(per_call)
+                .connect(Address::Quic(addr))
+                .await
+                .unwrap()
+        }
     });
     let connection = endpoint.accept().await.unwrap().await.unwrap();
     // The control stream: the client's preface and Settings, then ours.
-    let (mut control, mut control_rx) = connection.accept_bi().await.unwrap();
-    let mut preface = [0u8; PREFACE_LEN];
-    control_rx.read_exact(&mut preface).await.unwrap();
-    assert!(matches!(read_frame(&mut control_rx).await, Frame::Settings(_)));
-    let mut out = BytesMut::from(&Preface::CURRENT.encode()[..]);
-    out.extend_from_slice(&encode([Frame::Settings(Settings::default())]));
-    control.write_all(&out).await.unwrap();
+    let (_control, _control_rx) = accept_control(&connection).await;
     let client = client.await.unwrap();
     let call = |payload: &'static [u8]| {
         let client = client.clone();
@@ -415,6 +442,7 @@ async fn large_messages_cross_small_quic_windows_in_partial_writes_beside_small_
     let (_server, addr) = serve(Server::builder().connection_config(small_windows()), &ca).await;
     let client = Client::builder()
         .tls(ca.client_tls())
+        .quic(QuicOptions::new().mapping(QuicMapping::PerCall))
         .connection_config(small_windows())
         .connect(Address::Quic(addr))
         .await

@@ -8,7 +8,6 @@ use quinn::congestion::CubicConfig;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{EndpointConfig, IdleTimeout, MtuDiscoveryConfig, TransportConfig, VarInt};
 
-use super::QuicMapping;
 use crate::driver::DriverConfig;
 use crate::error::Error;
 use crate::tls::{ClientTls, ServerTls};
@@ -85,10 +84,12 @@ fn transport_config(config: &DriverConfig, server: bool, loopback: bool) -> Tran
     let mut transport = TransportConfig::default();
     // Only the client opens streams: one, or under the per-call mapping the control stream and
     // a stream per call. Nobody opens unidirectional streams.
-    let bidi = match (server, config.quic.mapping_offered()) {
+    // A server that accepts the per-call mapping grants its streams up front (and takes the
+    // credit back from a one-stream peer once ALPN is known, `endpoint::accept`).
+    let bidi = match (server, config.quic.accepts_per_call()) {
         (false, _) => 0,
-        (true, QuicMapping::OneStream) => MAX_CLIENT_BIDI_STREAMS,
-        (true, _) => per_call_bidi_streams(settings.max_concurrent_calls),
+        (true, false) => MAX_CLIENT_BIDI_STREAMS,
+        (true, true) => per_call_bidi_streams(settings.max_concurrent_calls),
     };
     transport.max_concurrent_bidi_streams(VarInt::from_u32(bidi));
     transport.max_concurrent_uni_streams(VarInt::from_u32(0));
@@ -129,7 +130,7 @@ fn transport_config(config: &DriverConfig, server: bool, loopback: bool) -> Tran
 /// clients on loopback addresses (`loopback`) or elsewhere.
 pub(crate) fn server_config(tls: &ServerTls, config: &DriverConfig, loopback: bool) -> Result<quinn::ServerConfig, Error> {
     let mut rustls = (*tls.rustls_config()).clone();
-    rustls.alpn_protocols = config.quic.alpn();
+    rustls.alpn_protocols = config.quic.server_alpn();
     // QUIC allows 0 or u32::MAX (RFC 9001 section 4.6.1).
     rustls.max_early_data_size = if config.quic.accepts_early_data() { u32::MAX } else { 0 };
     let crypto = QuicServerConfig::try_from(Arc::new(rustls))
@@ -139,11 +140,11 @@ pub(crate) fn server_config(tls: &ServerTls, config: &DriverConfig, loopback: bo
     Ok(server)
 }
 
-/// The client's rustls configuration with the ALPN ids of its mapping put first: `volley-quic/2`
-/// when it offers the per-call mapping, before what its `ClientTls` offers (`volley/1`).
+/// The client's rustls configuration with the ALPN ids of its mapping: `volley-quic/2` first
+/// when it asked for the per-call mapping, then what its `ClientTls` offers (`volley/1`).
 fn client_rustls(tls: &ClientTls, config: &DriverConfig) -> Arc<rustls::ClientConfig> {
     let base = tls.rustls_config();
-    let offered = config.quic.alpn();
+    let offered = config.quic.client_alpn();
     if base.alpn_protocols.iter().any(|alpn| alpn.as_slice() != crate::tls::ALPN_VOLLEY) {
         // A ClientTls from a rustls config with ALPN ids of its own: used as it is.
         return base;

@@ -6,10 +6,11 @@
 //! ([`crate::tls::ALPN_VOLLEY`]) and verification are those of the `tls` feature. Everything
 //! above the byte stream is unchanged: the sans-IO core keeps every call rule, deadline, budget
 //! and window, and generated clients work as they are. Two stream mappings, agreed by ALPN:
-//! **a QUIC stream per call** plus a control stream (`volley-quic/2`, [`ALPN_VOLLEY_QUIC`], the
-//! default: a packet lost on one call's stream delays only that call), or **one bidirectional
-//! stream** carrying every frame as over TCP (`volley/1`, with a peer that offers only that, or
-//! [`QuicMapping::OneStream`]). See docs/PROTOCOL.md, "QUIC".
+//! **one bidirectional stream** carrying every frame as over TCP (`volley/1`, the default, the
+//! cheaper per call), or **a QUIC stream per call** plus a control stream (`volley-quic/2`,
+//! [`ALPN_VOLLEY_QUIC`], asked for by a client with [`QuicMapping::PerCall`]: a packet lost on
+//! one call's stream delays only that call; needed for 0-RTT). Servers accept both unless
+//! restricted to one stream. See docs/PROTOCOL.md, "QUIC", for the figures behind the default.
 //!
 //! ```no_run
 //! use volley::tls::{ClientTls, ServerTls};

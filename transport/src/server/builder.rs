@@ -72,8 +72,8 @@ impl ServerBuilder {
         self
     }
 
-    /// QUIC options for `quic://` addresses (feature `quic`): the stream mappings accepted (a
-    /// QUIC stream per call preferred, one stream for `volley/1` clients) and the per-call
+    /// QUIC options for `quic://` addresses (feature `quic`): the stream mappings accepted (both
+    /// by default: a QUIC stream per call for clients that ask for it, one stream for the others) and the per-call
     /// mapping's partial-frame budget. See [`crate::quic::QuicOptions`].
     #[cfg(all(feature = "quic", not(loom)))]
     #[must_use]

@@ -2,6 +2,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod proxy;
+#[cfg(feature = "quic")]
+pub mod quic;
 pub mod raw;
 
 use std::path::PathBuf;

@@ -13,6 +13,10 @@
 //! - any other: later segments are acknowledged, RACK marks it lost within about a round trip
 //!   plus its reordering window, so [`NON_TAIL_STALL`].
 //!
+//! With a round-trip time set ([`LossyTcpProxy::set_rtt`]), every byte is held back by half of
+//! it in each direction (in order), and each stall grows as Linux's does with SRTT: the probes by
+//! 2·SRTT, RACK by one SRTT.
+//!
 //! This is a model, not a measurement of TCP: BENCHMARKS.md says so beside its figures. The
 //! burst the proxy reads at once stands for what was in flight.
 
@@ -24,7 +28,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// Bytes of one modelled segment (Ethernet MTU 1,500 less IP, TCP and timestamp headers).
 const SEGMENT: usize = 1_448;
@@ -41,11 +47,29 @@ pub(crate) const TAIL_STALL: Duration = Duration::from_millis(8);
 /// Stall of a lost segment with later ones acknowledged: RACK's detection, about a round trip.
 pub(crate) const NON_TAIL_STALL: Duration = Duration::from_millis(1);
 
+/// Chunks waiting for their release time per direction at most (each at most [`CHUNK`] bytes):
+/// a reader that gets this far ahead waits, as a sender whose window is full would.
+const MAX_QUEUED_CHUNKS: usize = 256;
+
+/// The stall of a lost segment: `base` (one of the constants above) plus what the round-trip
+/// time adds to it in Linux (2·SRTT to a probe timeout, one SRTT to RACK's detection).
+fn stall(base: Duration, rtt: Duration) -> Duration {
+    if base == NON_TAIL_STALL { base + rtt } else { base + 2 * rtt }
+}
+
+/// The impairment the proxy applies, shared with its connections.
+#[derive(Debug, Default)]
+struct Impairment {
+    /// The loss probability's `f64` bits.
+    loss: AtomicU64,
+    /// The modelled round-trip time, in microseconds.
+    rtt_us: AtomicU64,
+}
+
 /// A running proxy; dropping it stops accepting (live connections end with the runtime).
 #[derive(Debug)]
 pub(crate) struct LossyTcpProxy {
-    /// The loss probability's `f64` bits.
-    loss: Arc<AtomicU64>,
+    impairment: Arc<Impairment>,
     local: SocketAddr,
     accept: JoinHandle<()>,
 }
@@ -62,8 +86,8 @@ impl LossyTcpProxy {
         assert!(target.ip().is_loopback(), "the lossy TCP proxy forwards to loopback only");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
         let local = listener.local_addr().expect("proxy address");
-        let loss = Arc::new(AtomicU64::new(0f64.to_bits()));
-        let shared = loss.clone();
+        let impairment = Arc::new(Impairment::default());
+        let shared = impairment.clone();
         let accept = tokio::spawn(async move {
             let mut seed = seed | 1;
             while let Ok((client, _)) = listener.accept().await {
@@ -77,7 +101,7 @@ impl LossyTcpProxy {
                 tokio::spawn(pump(server_rx, client_tx, shared.clone(), seed ^ 0xa5a5));
             }
         });
-        Self { loss, local, accept }
+        Self { impairment, local, accept }
     }
 
     /// The address clients connect to.
@@ -87,12 +111,33 @@ impl LossyTcpProxy {
 
     /// Sets the loss probability per segment, 0.0 to 1.0.
     pub(crate) fn set_loss(&self, loss: f64) {
-        self.loss.store(loss.to_bits(), Ordering::Relaxed);
+        self.impairment.loss.store(loss.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Sets the modelled round-trip time (half of it added each way); zero forwards at once.
+    pub(crate) fn set_rtt(&self, rtt: Duration) {
+        let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+        self.impairment.rtt_us.store(micros, Ordering::Relaxed);
     }
 }
 
-/// Forwards `from` to `to`, holding back each lost segment (and what follows it) by its stall.
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, loss: Arc<AtomicU64>, mut rng: u64) {
+/// Writes the chunks of one direction to `to`, each at its release time, in order.
+async fn release(mut to: OwnedWriteHalf, mut chunks: mpsc::Receiver<(Instant, Vec<u8>)>) {
+    while let Some((at, chunk)) = chunks.recv().await {
+        // tokio's timer rounds up to the next millisecond: a chunk due now goes now.
+        if at > Instant::now() {
+            tokio::time::sleep_until(at).await;
+        }
+        if to.write_all(&chunk).await.is_err() {
+            return;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+/// Forwards `from` to `to`, holding back each lost segment (and what follows it) by its stall,
+/// and everything by half the round-trip time when one is set.
+async fn pump(mut from: OwnedReadHalf, to: OwnedWriteHalf, impairment: Arc<Impairment>, mut rng: u64) {
     let mut buf = vec![0u8; CHUNK];
     let mut draw = move || {
         rng ^= rng << 13;
@@ -100,33 +145,42 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, loss: Arc<AtomicU
         rng ^= rng << 17;
         (rng >> 11) as f64 / (1u64 << 53) as f64
     };
+    let (queue, chunks) = mpsc::channel(MAX_QUEUED_CHUNKS);
+    let writer = tokio::spawn(release(to, chunks));
+    // The release time of the last chunk queued: nothing overtakes it.
+    let mut last = Instant::now();
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let p = f64::from_bits(loss.load(Ordering::Relaxed));
+        let p = f64::from_bits(impairment.loss.load(Ordering::Relaxed));
+        let rtt = Duration::from_micros(impairment.rtt_us.load(Ordering::Relaxed));
+        let now = Instant::now();
+        let mut at = (now + rtt / 2).max(last);
         let segments = n.div_ceil(SEGMENT);
         let mut sent = 0;
         for i in 0..segments {
             if p > 0.0 && draw() < p {
                 // Everything before the lost segment goes now; it and the rest wait.
                 let start = i * SEGMENT;
-                if to.write_all(&buf[sent..start]).await.is_err() {
+                if start > sent && queue.send((at, buf[sent..start].to_vec())).await.is_err() {
                     return;
                 }
                 sent = start;
-                let stall = match (segments, i + 1 == segments) {
+                let base = match (segments, i + 1 == segments) {
                     (1, _) => LONE_SEGMENT_STALL,
                     (_, true) => TAIL_STALL,
                     _ => NON_TAIL_STALL,
                 };
-                tokio::time::sleep(stall).await;
+                at += stall(base, rtt);
             }
         }
-        if to.write_all(&buf[sent..n]).await.is_err() {
+        if queue.send((at, buf[sent..n].to_vec())).await.is_err() {
             return;
         }
+        last = at;
     }
-    let _ = to.shutdown().await;
+    drop(queue);
+    let _ = writer.await;
 }

@@ -1,8 +1,12 @@
 //! `volley-bench quic` (feature `quic`): Volley over QUIC against Volley over TCP (plaintext and
 //! TLS) and tonic (plaintext HTTP/2), same run, same placement, runs interleaved; then p99 under
 //! packet loss, QUIC through the UDP fault proxy against TLS over TCP through a TCP proxy that
-//! models Linux's loss recovery (see `lossy_tcp.rs`); then the first call on a fresh connection
-//! against one on a resumed TLS session.
+//! models Linux's loss recovery (see `lossy_tcp.rs`), on loopback and (head-of-line rows) with a
+//! round-trip time added; then the first call on a fresh connection against one on a resumed TLS
+//! session.
+//!
+//! `volley+quic` is the per-call mapping (`volley-quic/2`) and `volley+quic1` the one-stream
+//! mapping (`volley/1`), each asked for explicitly, whatever the default.
 //!
 //! ```sh
 //! cargo build -p volley-benches --release --features quic --bin volley-bench
@@ -39,6 +43,10 @@ pub(crate) struct QuicArgs {
     /// Comma-separated unary scenarios of the loss comparison.
     #[arg(long, value_delimiter = ',', default_value = "unary_64B_1,unary_64B_128")]
     loss_scenarios: Vec<String>,
+    /// Round-trip time (ms) of the head-of-line rows: the loss comparison again at 128 in flight
+    /// (64 B and 4 KiB calls), half of it added each way by both proxies; 0 skips them.
+    #[arg(long, default_value_t = 10)]
+    hol_rtt_ms: u64,
     /// Fresh and resumed connections timed (each); 0 skips the resumption comparison.
     #[arg(long, default_value_t = 40)]
     connects: usize,
@@ -46,6 +54,11 @@ pub(crate) struct QuicArgs {
     /// volley+quic1, tonic); the ratios need volley, volley+tls, volley+quic and volley+quic1.
     #[arg(long, value_delimiter = ',', default_value = "volley,volley+tls,volley+quic,volley+quic1,tonic")]
     systems: Vec<String>,
+    /// Instead of the comparisons: make this many 64-byte calls, 128 in flight, over the first
+    /// of `--systems` and exit (a fixed amount of work for callgrind: the instructions per call
+    /// are the difference of two counts over the difference of the calls). 0: off.
+    #[arg(long, default_value_t = 0)]
+    cost_calls: u64,
 }
 
 /// The systems of the clean-path comparison.
@@ -146,6 +159,30 @@ fn one_stream() -> QuicOptions {
     QuicOptions::new().mapping(QuicMapping::OneStream)
 }
 
+/// QUIC options offering the per-call mapping (`volley-quic/2`).
+fn per_call() -> QuicOptions {
+    QuicOptions::new().mapping(QuicMapping::PerCall)
+}
+
+/// The head-of-line rows' scenarios: 128 calls in flight on one connection, 64 B (a round of
+/// calls fits a few loopback datagrams) and 4 KiB (a round spans several: a lost one holds up
+/// the calls behind it on one stream, only its own calls with a stream per call).
+const HOL_SCENARIOS: [scenarios::Scenario; 2] = [hol_scenario("unary_64B_128", 64), hol_scenario("unary_4KiB_128", 4096)];
+
+const fn hol_scenario(name: &'static str, size: usize) -> scenarios::Scenario {
+    scenarios::Scenario {
+        name,
+        description: "unary, 128 in flight on 1 connection, through the lossy proxies with a round-trip time",
+        kind: Kind::Unary {
+            size,
+            in_flight: 128,
+            conns: 1,
+        },
+        runtime: Runtime::CurrentThread,
+        memory: false,
+    }
+}
+
 fn client_tls(pki: &Pki) -> ClientTls {
     ClientTls::builder()
         .ca_pem(pki.ca_pem.as_bytes())
@@ -173,7 +210,7 @@ async fn connect(servers: &QuicServers, system: QuicSystem) -> Conn {
     match system {
         QuicSystem::Volley => Conn::Volley(connect_volley(&servers.volley, None).await),
         QuicSystem::VolleyTls => Conn::Volley(connect_volley(&servers.volley_tls, Some(client_tls(&servers.pki))).await),
-        QuicSystem::VolleyQuic => Conn::Volley(connect_volley(&servers.volley_quic, Some(client_tls(&servers.pki))).await),
+        QuicSystem::VolleyQuic => Conn::Volley(connect_volley_with(&servers.volley_quic, Some(client_tls(&servers.pki)), per_call()).await),
         QuicSystem::VolleyQuicOne => {
             Conn::Volley(connect_volley_with(&servers.volley_quic, Some(client_tls(&servers.pki)), one_stream()).await)
         }
@@ -187,6 +224,31 @@ async fn connect(servers: &QuicServers, system: QuicSystem) -> Conn {
             Conn::Tonic(pb::echo_client::EchoClient::new(channel))
         }
     }
+}
+
+/// Makes `count` 64-byte echo calls over `system`, 128 at a time; returns the calls made.
+async fn fixed_calls(servers: &QuicServers, system: QuicSystem, count: u64) -> u64 {
+    const IN_FLIGHT: u64 = 128;
+    let Conn::Volley(client) = connect(servers, system).await else {
+        panic!("--cost-calls counts Volley's systems only")
+    };
+    let request = payload(64);
+    let tasks: Vec<_> = (0..IN_FLIGHT)
+        .map(|_| {
+            let (client, request) = (client.clone(), request.clone());
+            tokio::spawn(async move {
+                for _ in 0..count / IN_FLIGHT {
+                    let _: Payload = client.unary(ECHO_ID, &request, CallOptions::default()).await.expect("call");
+                }
+                count / IN_FLIGHT
+            })
+        })
+        .collect();
+    let mut done = 0;
+    for task in tasks {
+        done += task.await.expect("task");
+    }
+    done
 }
 
 /// Runs `scenario` (unary or stream) on `conn` and returns its figures.
@@ -252,6 +314,12 @@ pub(crate) fn run(
         .map(|name| QuicSystem::named(name))
         .collect::<Result<Vec<_>, _>>()?;
     let servers = start();
+    if args.cost_calls > 0 {
+        let system = *systems.first().ok_or("--cost-calls needs a system")?;
+        let done = runtime.block_on(fixed_calls(&servers, system, args.cost_calls));
+        println!("{}: {done} calls", system.name());
+        return Ok(());
+    }
     let mut out = std::io::stdout().lock();
     writeln!(out, "\nplacement: {}", Runtime::CurrentThread.placement())?;
     writeln!(out, "{repeats} repeat(s) of {duration:?} each, runs interleaved; medians\n")?;
@@ -335,7 +403,22 @@ pub(crate) fn run(
     }
 
     if args.loss > 0.0 {
-        loss_comparison(&mut out, &servers, &lossy, args.loss, warmup, duration, repeats, runtime)?;
+        let clean = Duration::ZERO;
+        loss_comparison(&mut out, &servers, &lossy, args.loss, clean, warmup, duration, repeats, runtime)?;
+        if args.hol_rtt_ms > 0 {
+            let rtt = Duration::from_millis(args.hol_rtt_ms);
+            loss_comparison(
+                &mut out,
+                &servers,
+                &HOL_SCENARIOS,
+                args.loss,
+                rtt,
+                warmup,
+                duration,
+                repeats,
+                runtime,
+            )?;
+        }
     }
     if args.connects > 0 {
         resumption_comparison(&mut out, &servers, args.connects, runtime)?;
@@ -343,14 +426,16 @@ pub(crate) fn run(
     Ok(())
 }
 
-/// p99 under `loss`: volley+tls through the TCP loss model, volley+quic through the UDP proxy,
-/// each also through its proxy with no loss (the proxy's own cost).
+/// p99 under `loss`: volley+tls through the TCP loss model, volley+quic (both mappings) through
+/// the UDP proxy, each also through its proxy with no loss (the proxy's own cost); `rtt` added
+/// by both proxies (half each way), none when zero.
 #[allow(clippy::too_many_arguments)]
 fn loss_comparison(
     out: &mut impl Write,
     servers: &QuicServers,
     selected: &[scenarios::Scenario],
     loss: f64,
+    rtt: Duration,
     warmup: Duration,
     duration: Duration,
     repeats: usize,
@@ -378,21 +463,23 @@ fn loss_comparison(
         for (s, scenario) in selected.iter().enumerate() {
             for (c, (system, p)) in cases.iter().enumerate() {
                 tcp_proxy.set_loss(*p);
+                tcp_proxy.set_rtt(rtt);
                 udp_proxy.set_both(UdpFaults {
                     drop: *p,
+                    delay: rtt / 2,
                     ..UdpFaults::default()
                 });
                 let figures = runtime.block_on(async {
                     let (address, quic) = match *system {
                         "volley+tls" => (Address::Tcp(tcp_proxy.local_addr()), QuicOptions::new()),
                         "volley+quic1" => (Address::Quic(udp_proxy.local_addr()), one_stream()),
-                        _ => (Address::Quic(udp_proxy.local_addr()), QuicOptions::new()),
+                        _ => (Address::Quic(udp_proxy.local_addr()), per_call()),
                     };
                     let conn = Conn::Volley(connect_volley_with(&address, Some(client_tls(&servers.pki)), quic).await);
                     measure(conn, scenario, warmup, duration).await
                 });
                 eprintln!(
-                    "repeat {} {} {system} loss {:.1} %: {:.0}/s p50 {:.1} us p99 {:.1} us",
+                    "repeat {} {} {system} loss {:.1} % rtt {rtt:?}: {:.0}/s p50 {:.1} us p99 {:.1} us",
                     repeat + 1,
                     scenario.name,
                     p * 100.0,
@@ -406,7 +493,7 @@ fn loss_comparison(
     }
     writeln!(
         out,
-        "\nloss: {:.1} % of packets each way (QUIC: datagrams dropped by the UDP proxy; TCP: the loss model of lossy_tcp.rs)",
+        "\nloss: {:.1} % of packets each way (QUIC: datagrams dropped by the UDP proxy; TCP: the loss model of lossy_tcp.rs), round trip {rtt:?} added",
         loss * 100.0
     )?;
     writeln!(
@@ -432,9 +519,10 @@ fn loss_comparison(
         let ratio = med(s, 4, |f| f.p99) / med(s, 3, |f| f.p99);
         let one_ratio = med(s, 5, |f| f.p99) / med(s, 3, |f| f.p99);
         let mapping_ratio = med(s, 4, |f| f.p99) / med(s, 5, |f| f.p99);
+        let mapping_ratio_999 = med(s, 4, |f| f.p999) / med(s, 5, |f| f.p999);
         writeln!(
             out,
-            "{:<14} under loss: quic p99 = {ratio:.2}x tcp+tls p99 (quic1 {one_ratio:.2}x), per-call / one-stream p99 = {mapping_ratio:.2}x; goal better p99 than TCP: {}",
+            "{:<14} under loss: quic p99 = {ratio:.2}x tcp+tls p99 (quic1 {one_ratio:.2}x), per-call / one-stream p99 = {mapping_ratio:.2}x, p99.9 = {mapping_ratio_999:.2}x; goal better p99 than TCP: {}",
             scenario.name,
             if ratio < 1.0 { "met" } else { "MISSED" }
         )?;
@@ -474,7 +562,7 @@ fn resumption_comparison(
         "{:<12} {:>12} {:>12} {:>12} {:>9} {:>9}",
         "system", "fresh us", "resumed us", "0-RTT us", "res/fresh", "0rtt/fresh"
     )?;
-    let early = QuicOptions::new().early_data_for(ECHO_ID);
+    let early = per_call().early_data_for(ECHO_ID);
     for (name, address) in [("volley+tls", &servers.volley_tls), ("volley+quic", &servers.volley_quic)] {
         let quic = name == "volley+quic";
         let (shared, shared_early) = (client_tls(&servers.pki), client_tls(&servers.pki));

@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::error::MappingError;
 use super::source::Source;
-use super::wakeups::{ACCEPT_KEY, EARLY_KEY, Wakeups};
+use super::wakeups::{ACCEPT_KEY, EARLY_KEY, StreamWaker, Wakeups};
 use crate::protocol::CallIdHasher;
 use crate::quic::STREAM_CANCELLED;
 use crate::wire::{CallId, Flags, Frame, FrameHeader, FrameKind, HEADER_LEN, PREFACE_LEN};
@@ -64,9 +64,13 @@ pub(super) struct Inbound {
     /// By QUIC stream index (hashed with a seeded splitmix finaliser: SipHash was about a tenth
     /// of a per-call connection's CPU time, perf).
     sources: HashMap<u64, Source, CallIdHasher>,
-    /// Server: the pending `accept_bi`.
+    /// Server: the pending `accept_bi`, boxed only when no stream was waiting.
     accepting: Option<Accepting>,
     accept_woken: bool,
+    /// Server: the waker of `accept_bi`, made once.
+    accept_waker: Waker,
+    /// Ended streams' waker allocations, for the streams that follow.
+    spare_wakers: Vec<Arc<StreamWaker>>,
     /// Client in 0-RTT: quinn's verdict on the early data, once the handshake is done.
     early: Option<Pin<Box<quinn::ZeroRttAccepted>>>,
     early_waker: Waker,
@@ -132,7 +136,7 @@ impl Inbound {
         early: Option<quinn::ZeroRttAccepted>,
     ) -> Self {
         let control_key = control.id().index();
-        let mut source = Source::new(control, wakeups.waker_for(control_key));
+        let mut source = Source::new(control, wakeups.stream_waker(control_key, &mut Vec::new()));
         source.preface_left = PREFACE_LEN;
         source.opened = true;
         let mut sources = HashMap::with_hasher(CallIdHasher::new());
@@ -147,6 +151,8 @@ impl Inbound {
             sources,
             accepting: None,
             accept_woken: !client,
+            accept_waker: wakeups.waker_for(ACCEPT_KEY),
+            spare_wakers: Vec::new(),
             early: early.map(Box::pin),
             early_waker: wakeups.waker_for(EARLY_KEY),
             wakeups,
@@ -252,7 +258,7 @@ impl Inbound {
         }
         for (call, recv) in opened.drain(..) {
             let key = recv.id().index();
-            let mut source = Source::new(recv, self.wakeups.waker_for(key));
+            let mut source = Source::new(recv, self.wakeups.stream_waker(key, &mut self.spare_wakers));
             source.call = Some(call);
             source.opened = true;
             self.sources.insert(key, source);
@@ -305,6 +311,7 @@ impl Inbound {
             self.chunk_owner = None;
             self.unblock();
         }
+        source.into_waker().recycle(&mut self.spare_wakers);
     }
 
     fn fail_mapping(&mut self, err: MappingError) {
@@ -315,29 +322,41 @@ impl Inbound {
     /// Server: takes the streams the client opened, in order.
     fn accept(&mut self) {
         self.accept_woken = false;
-        let waker = self.wakeups.waker_for(ACCEPT_KEY);
+        let waker = self.accept_waker.clone();
         let mut cx = Context::from_waker(&waker);
         loop {
-            let accepting = self.accepting.get_or_insert_with(|| {
-                let connection = self.connection.clone();
-                Box::pin(async move { connection.accept_bi().await })
-            });
-            let Poll::Ready(result) = accepting.as_mut().poll(&mut cx) else {
+            let Poll::Ready(result) = self.poll_accept(&mut cx) else {
                 return;
             };
-            self.accepting = None;
             let Ok((send, recv)) = result else {
                 // The connection ended: the control stream reports it.
                 return;
             };
             let key = recv.id().index();
-            let mut source = Source::new(recv, self.wakeups.waker_for(key));
+            let mut source = Source::new(recv, self.wakeups.stream_waker(key, &mut self.spare_wakers));
             source.send = Some(send);
             source.index = self.next_index;
             self.next_index += 1;
             self.sources.insert(key, source);
             self.todo.push_back(key);
         }
+    }
+
+    /// The next stream the client opened. A stream already waiting is taken by a future on the
+    /// stack; only when none is, a future is boxed and kept, so that quinn keeps its waker (one
+    /// allocation per read pass that waits for streams, not one per stream).
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError>> {
+        if self.accepting.is_none() {
+            if let Poll::Ready(result) = pin!(self.connection.accept_bi()).poll(cx) {
+                return Poll::Ready(result);
+            }
+            let connection = self.connection.clone();
+            self.accepting = Some(Box::pin(async move { connection.accept_bi().await }));
+        }
+        let accepting = self.accepting.as_mut().expect("set above");
+        let result = std::task::ready!(accepting.as_mut().poll(cx));
+        self.accepting = None;
+        Poll::Ready(result)
     }
 
     /// Hands over what stream `key` has and reads it until quinn has nothing more, the stream
@@ -386,7 +405,7 @@ impl Inbound {
                 self.todo.push_front(key);
                 return Ok(Serviced::Open);
             }
-            let mut cx = Context::from_waker(&source.waker);
+            let mut cx = Context::from_waker(source.waker.waker());
             let read = pin!(source.recv.read_chunk(READ_CHUNK, true)).poll(&mut cx);
             match read {
                 Poll::Pending => return Ok(Serviced::Open),
@@ -550,15 +569,22 @@ impl Inbound {
         self.chunk_owner = None;
         self.handshake_done = false;
         self.control_key = control.id().index();
-        let mut source = Source::new(control, self.wakeups.waker_for(self.control_key));
+        let mut source = Source::new(control, self.wakeups.stream_waker(self.control_key, &mut self.spare_wakers));
         source.preface_left = PREFACE_LEN;
         source.opened = true;
         self.sources.insert(self.control_key, source);
         self.todo.push_back(self.control_key);
     }
 
-    /// Stream `key` ended and everything whole on it was handed over.
-    fn end_of_stream(&mut self, key: u64, source: Source) -> Result<(), MappingError> {
+    /// Stream `key` ended and everything whole on it was handed over; its waker's allocation is
+    /// kept for a later stream.
+    fn end_of_stream(&mut self, key: u64, mut source: Source) -> Result<(), MappingError> {
+        let result = self.ended(key, &mut source);
+        source.into_waker().recycle(&mut self.spare_wakers);
+        result
+    }
+
+    fn ended(&mut self, key: u64, source: &mut Source) -> Result<(), MappingError> {
         self.held -= source.pending().len();
         if key == self.control_key {
             self.control_finished = true;
@@ -577,7 +603,7 @@ impl Inbound {
         // came): the core gets a Cancel frame, after every frame the stream delivered, and is
         // charged for it as for any Cancel (section 9).
         let cancels = source.reset && source.opened && !source.cancel_seen && source.run_ends_call.is_none();
-        match (source.call, source.send, source.reset) {
+        match (source.call, source.send.take(), source.reset) {
             (_, Some(send), false) => self.actions.push(Action::Finish(send)),
             (_, Some(send), true) => self.actions.push(Action::Reset(send)),
             (Some(call), None, false) => self.actions.push(Action::EndCall(call)),

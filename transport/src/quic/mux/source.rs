@@ -3,15 +3,15 @@
 //! sliced out of quinn's chunks without a copy; only a frame that spans chunks, or waits its
 //! turn, is copied into a buffer of its own.
 
-use std::task::Waker;
-
 use bytes::{Bytes, BytesMut};
+
+use super::wakeups::KeyedWaker;
 
 /// One QUIC stream being read: its receiving half and the bytes read from it, not yet handed to
 /// the driver, with where it stands in the mapping's orders.
 pub(super) struct Source {
     pub(super) recv: quinn::RecvStream,
-    pub(super) waker: Waker,
+    pub(super) waker: KeyedWaker,
     /// What quinn handed over and was not yet handed to the driver: a chunk of quinn's as it is
     /// (`head`: whole frames are sliced out of it, no copy) or, for a frame that spans chunks,
     /// the bytes copied together (`buf`). At most one of the two holds bytes.
@@ -73,7 +73,12 @@ impl Source {
         }
     }
 
-    pub(super) fn new(recv: quinn::RecvStream, waker: Waker) -> Self {
+    /// The stream's waker, for another stream once this one is gone.
+    pub(super) fn into_waker(self) -> KeyedWaker {
+        self.waker
+    }
+
+    pub(super) fn new(recv: quinn::RecvStream, waker: KeyedWaker) -> Self {
         Self {
             recv,
             waker,

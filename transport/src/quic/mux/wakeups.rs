@@ -14,6 +14,10 @@ pub(super) const ACCEPT_KEY: u64 = u64::MAX;
 /// Key of a client's pending 0-RTT outcome in [`Wakeups`].
 pub(super) const EARLY_KEY: u64 = u64::MAX - 1;
 
+/// Stream wakers kept for reuse at most (a connection's ended streams' allocations, for the
+/// streams that follow; more are freed).
+pub(super) const MAX_SPARE_WAKERS: usize = 256;
+
 /// Shared by the reader, the writer (which hands over the streams it opens) and quinn's wakers.
 #[derive(Debug, Default)]
 pub(super) struct Wakeups {
@@ -39,6 +43,26 @@ impl Wakeups {
             key,
             wakeups: self.clone(),
         }))
+    }
+
+    /// A stream's waker for `key`, in the allocation of an ended stream's waker from `spare`
+    /// when there is one (a stream per call made this an allocation per call and side).
+    pub(super) fn stream_waker(self: &Arc<Self>, key: u64, spare: &mut Vec<Arc<StreamWaker>>) -> KeyedWaker {
+        let reused = spare.pop().and_then(|mut handle| {
+            // Spares are kept only while nobody else holds them (`KeyedWaker::recycle`).
+            Arc::get_mut(&mut handle)?.key = key;
+            Some(handle)
+        });
+        let handle = reused.unwrap_or_else(|| {
+            Arc::new(StreamWaker {
+                key,
+                wakeups: self.clone(),
+            })
+        });
+        KeyedWaker {
+            waker: Waker::from(handle.clone()),
+            handle,
+        }
     }
 
     /// Registers the reader's waker.
@@ -103,10 +127,36 @@ impl Wakeups {
     }
 }
 
+/// What a stream's waker notes: the stream's key, for its connection's [`Wakeups`].
 #[derive(Debug)]
-struct StreamWaker {
+pub(super) struct StreamWaker {
     key: u64,
     wakeups: Arc<Wakeups>,
+}
+
+/// A stream's waker, with the handle that lets its allocation serve another stream once the
+/// stream ended and quinn holds no clone of it.
+#[derive(Debug)]
+pub(super) struct KeyedWaker {
+    handle: Arc<StreamWaker>,
+    waker: Waker,
+}
+
+impl KeyedWaker {
+    /// The waker to poll the stream with.
+    pub(super) fn waker(&self) -> &Waker {
+        &self.waker
+    }
+
+    /// Keeps the allocation in `spare` (up to [`MAX_SPARE_WAKERS`]) when nobody else holds a
+    /// clone of the waker (quinn drops its clone when it wakes it or the stream ends).
+    pub(super) fn recycle(self, spare: &mut Vec<Arc<StreamWaker>>) {
+        let Self { handle, waker } = self;
+        drop(waker);
+        if Arc::strong_count(&handle) == 1 && spare.len() < MAX_SPARE_WAKERS {
+            spare.push(handle);
+        }
+    }
 }
 
 impl Wake for StreamWaker {
@@ -116,5 +166,45 @@ impl Wake for StreamWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.wakeups.wake(self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn woken(wakeups: &Wakeups) -> Vec<u64> {
+        let (mut woken, mut opened, mut cancelled) = (Vec::new(), Vec::new(), Vec::new());
+        wakeups.take(&mut woken, &mut opened, &mut cancelled);
+        woken
+    }
+
+    #[test]
+    fn an_ended_streams_waker_serves_the_next_stream_and_wakes_it_under_its_new_key() {
+        let wakeups = Arc::new(Wakeups::default());
+        let mut spare = Vec::new();
+        let first = wakeups.stream_waker(4, &mut spare);
+        first.waker().wake_by_ref();
+        assert_eq!(woken(&wakeups), [4]);
+        first.recycle(&mut spare);
+        assert_eq!(spare.len(), 1, "nobody else held it: kept");
+        let second = wakeups.stream_waker(8, &mut spare);
+        assert!(spare.is_empty(), "the kept allocation was taken");
+        second.waker().wake_by_ref();
+        assert_eq!(woken(&wakeups), [8]);
+    }
+
+    #[test]
+    fn a_waker_quinn_still_holds_is_not_reused_and_keeps_its_key() {
+        let wakeups = Arc::new(Wakeups::default());
+        let mut spare = Vec::new();
+        let stream = wakeups.stream_waker(12, &mut spare);
+        let held_by_quinn = stream.waker().clone();
+        stream.recycle(&mut spare);
+        assert!(spare.is_empty(), "a clone is alive: not kept");
+        let next = wakeups.stream_waker(16, &mut spare);
+        held_by_quinn.wake();
+        assert_eq!(woken(&wakeups), [12], "the old waker still names its own stream");
+        drop(next);
     }
 }

@@ -4,6 +4,14 @@
 //!
 //! At most one frame header (16 bytes) is held here; payload bytes go straight to quinn, so
 //! a frame quinn takes only part of resumes on the next write, on the same stream.
+//!
+//! This file cuts the byte stream and writes runs of frames; `route` says where a frame goes,
+//! `streams` keeps the call streams' sending halves (open, finish, reset), `early` the 0-RTT
+//! bookkeeping.
+
+mod early;
+mod route;
+mod streams;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -12,17 +20,16 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
+
+pub use early::EARLY_DATA_CAP;
+pub(super) use early::Early;
+use route::{Frame, Gate, Target};
+use streams::{CallStream, connection_error, write};
 
 use super::wakeups::Wakeups;
 use crate::protocol::CallIdHasher;
-use crate::quic::{CLOSE_ABANDONED, STREAM_CANCELLED};
-use crate::wire::{Flags, FrameHeader, FrameKind, HEADER_LEN, MethodId, PREFACE_LEN};
-
-/// Bytes a client writes in 0-RTT data at most (64 KiB): all of them are kept until the
-/// handshake is confirmed, to be sent again if the server refused them; past this, writes wait
-/// for the confirmation.
-pub const EARLY_DATA_CAP: usize = 64 * 1024;
+use crate::wire::{HEADER_LEN, MethodId, PREFACE_LEN};
 
 type Opening = Pin<Box<dyn Future<Output = Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError>> + Send>>;
 
@@ -56,39 +63,6 @@ pub(super) struct Outbound {
     fins: Vec<u64>,
 }
 
-/// The sending half of a call's stream.
-#[derive(Debug)]
-struct CallStream {
-    send: quinn::SendStream,
-    /// A Chunk frame went on it: a cancel then goes as a Cancel frame and FIN, since a reset
-    /// could drop chunks the server's core already counts on (a chunked frame left half done).
-    chunked: bool,
-}
-
-impl CallStream {
-    fn new(send: quinn::SendStream) -> Self {
-        Self { send, chunked: false }
-    }
-}
-
-/// A client connection in 0-RTT, until the handshake is confirmed.
-#[derive(Debug)]
-pub(super) struct Early {
-    /// Methods whose Requests may go in early data.
-    methods: Vec<MethodId>,
-    /// Every byte taken while early, in order.
-    sent: BytesMut,
-}
-
-impl Early {
-    pub(super) fn new(methods: Vec<MethodId>) -> Self {
-        Self {
-            methods,
-            sent: BytesMut::new(),
-        }
-    }
-}
-
 impl std::fmt::Debug for Outbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outbound")
@@ -96,42 +70,6 @@ impl std::fmt::Debug for Outbound {
             .field("frame", &self.frame)
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Frame {
-    target: Target,
-    header_sent: usize,
-    payload_left: usize,
-    /// The call is over for this side once the frame is out: finish its stream.
-    ends_call: bool,
-    /// A Chunk frame.
-    chunk: bool,
-    gate: Gate,
-}
-
-/// Whether a frame written in 0-RTT may go before the handshake is confirmed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Gate {
-    Open,
-    /// A Request: its method id (the payload's first 4 bytes) decides.
-    Check,
-    /// Waits for the confirmation.
-    Hold,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
-    Control,
-    Call(u64),
-    /// A client call's stream is being opened.
-    Opening(u64),
-    /// The call's stream is finished: the peer would ignore the frame (section 6.4), so it is
-    /// dropped.
-    Discard,
-    /// Client: the call's Cancel. Its stream is reset with [`STREAM_CANCELLED`] (the server reads
-    /// that as the Cancel) and no longer read; the frame's bytes are dropped.
-    Cancel(u64),
 }
 
 /// What one step did.
@@ -178,106 +116,6 @@ impl Outbound {
     fn flush_fins(&mut self) {
         for call in std::mem::take(&mut self.fins) {
             self.end_call(call);
-        }
-    }
-
-    /// The 0-RTT data was accepted (`true`) or refused: in the second case every stream opened
-    /// early is gone, so the control stream is opened again and every byte written early is
-    /// written again; returns the new control stream's receiving half for the reader.
-    pub(super) fn early_done(&mut self, accepted: bool) -> Option<quinn::RecvStream> {
-        let early = self.early.take()?;
-        let mut reopened = None;
-        if !accepted {
-            self.wakeups.discard_opened();
-            let mut cx = Context::from_waker(Waker::noop());
-            // Stream credit is the handshake's fresh grant.
-            match pin!(self.connection.open_bi()).poll(&mut cx) {
-                Poll::Ready(Ok((send, recv))) => {
-                    self.control = send;
-                    reopened = Some(recv);
-                }
-                _ => {
-                    tracing::debug!("QUIC 0-RTT refused and no stream to send again on");
-                    self.connection.close(CLOSE_ABANDONED, b"0-RTT refused");
-                    return None;
-                }
-            }
-            self.calls.clear();
-            self.highest_opened = 0;
-            self.preface_left = PREFACE_LEN;
-            self.header_len = 0;
-            self.frame = None;
-            self.opening = None;
-            self.resend = early.sent.freeze();
-            let _ = self.drain_resend(&mut cx);
-        }
-        if let Some(writer) = self.writer.take() {
-            writer.wake();
-        }
-        reopened
-    }
-
-    /// Writes what is left to send again; `true` once nothing is.
-    fn drain_resend(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
-        while !self.resend.is_empty() {
-            let resend = self.resend.clone();
-            match self.step(&resend, cx)? {
-                Step::Took(0) | Step::Blocked => return Ok(false),
-                Step::Took(n) => self.resend.advance(n),
-            }
-        }
-        Ok(true)
-    }
-
-    /// Server: the sending half of the stream `call` arrived on.
-    pub(super) fn register(&mut self, call: u64, send: quinn::SendStream) {
-        self.calls.insert(call, CallStream::new(send));
-    }
-
-    /// The call is over for this side (its final frame was read): finish its stream, now or
-    /// after the frame being written to it.
-    pub(super) fn end_call(&mut self, call: u64) {
-        if let Some(frame) = &mut self.frame
-            && frame.target == Target::Call(call)
-        {
-            frame.ends_call = true;
-            return;
-        }
-        if let Some(mut stream) = self.calls.remove(&call) {
-            let _ = stream.send.finish();
-        }
-    }
-
-    /// Client: the call was cancelled. Its stream is reset (unsent bytes are dropped: the call is
-    /// over) and the reader stops reading it, both with [`STREAM_CANCELLED`]; a stream that
-    /// carried chunks gets its Cancel frame, then FIN.
-    fn cancel(&mut self, call: u64) {
-        if let Some(mut stream) = self.calls.remove(&call) {
-            let _ = stream.send.reset(STREAM_CANCELLED);
-            self.wakeups.cancelled(stream.send.id().index());
-        }
-    }
-
-    /// Server: the client cancelled the call (its Cancel frame or a reset of its stream): our
-    /// half is reset with [`STREAM_CANCELLED`], dropping what quinn still holds of the answer.
-    pub(super) fn reset_call(&mut self, call: u64) {
-        if let Some(frame) = &mut self.frame
-            && frame.target == Target::Call(call)
-        {
-            frame.target = Target::Discard;
-        }
-        if let Some(mut stream) = self.calls.remove(&call) {
-            let _ = stream.send.reset(STREAM_CANCELLED);
-        }
-    }
-
-    /// Notes that a Chunk frame goes on a call's stream.
-    fn note_chunk(&mut self, frame: &Frame) {
-        if frame.chunk
-            && let Target::Call(call) = frame.target
-            && let Some(stream) = self.calls.get_mut(&call)
-        {
-            stream.chunked = true;
         }
     }
 
@@ -549,139 +387,9 @@ impl Outbound {
         let header = self.header;
         self.frame_for(&header)
     }
-
-    /// Where the frame with `header` goes, and how.
-    fn frame_for(&self, header: &[u8; HEADER_LEN]) -> io::Result<Frame> {
-        // Our own driver's bytes: the header was checked when it was encoded.
-        let header = FrameHeader::decode(header, u32::MAX).map_err(|err| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("QUIC stream mapping: a frame we wrote is invalid: {err}"),
-            )
-        })?;
-        let call = header.call_id.0;
-        let ends_call = if self.client {
-            header.kind == FrameKind::Cancel
-        } else {
-            header.kind == FrameKind::Status || (header.kind == FrameKind::Response && header.flags.contains(Flags::END_STREAM))
-        };
-        let target = if call == 0 {
-            Target::Control
-        } else if let Some(stream) = self.calls.get(&call) {
-            if self.client && header.kind == FrameKind::Cancel && !stream.chunked {
-                Target::Cancel(call)
-            } else {
-                Target::Call(call)
-            }
-        } else if self.client && call > self.highest_opened {
-            Target::Opening(call)
-        } else {
-            Target::Discard
-        };
-        let gate = match (self.early.is_some(), header.kind, target) {
-            (false, _, _) => Gate::Open,
-            (true, FrameKind::Request, _) => Gate::Check,
-            // A chunked Request is not sent early.
-            (true, FrameKind::Chunk, Target::Opening(_)) => Gate::Hold,
-            (true, _, _) => Gate::Open,
-        };
-        Ok(Frame {
-            target,
-            header_sent: 0,
-            payload_left: header.len as usize,
-            ends_call,
-            chunk: header.kind == FrameKind::Chunk,
-            gate,
-        })
-    }
-
-    fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError>> {
-        if self.opening.is_none() {
-            // Opening is local and immediate while quinn has stream credit.
-            if let Poll::Ready(result) = pin!(self.connection.open_bi()).poll(cx) {
-                return Poll::Ready(result);
-            }
-            let connection = self.connection.clone();
-            self.opening = Some(Box::pin(async move { connection.open_bi().await }));
-        }
-        let opening = self.opening.as_mut().expect("set above");
-        let result = std::task::ready!(opening.as_mut().poll(cx));
-        self.opening = None;
-        Poll::Ready(result)
-    }
-
-    /// Writes to the target's stream; `Ok(0)` when quinn takes nothing now. A call stream the
-    /// peer stopped takes everything (dropped: the peer no longer reads that call).
-    fn write_to(&mut self, target: Target, bytes: &[u8], cx: &mut Context<'_>) -> io::Result<usize> {
-        match target {
-            Target::Control => write(&mut self.control, bytes, cx),
-            Target::Call(call) => {
-                let Some(stream) = self.calls.get_mut(&call) else {
-                    return Ok(bytes.len());
-                };
-                let result = pin!(stream.send.write(bytes)).poll(cx);
-                match result {
-                    Poll::Ready(Ok(n)) => Ok(n),
-                    Poll::Pending => Ok(0),
-                    Poll::Ready(Err(quinn::WriteError::ConnectionLost(err))) => Err(connection_error(err)),
-                    Poll::Ready(Err(_)) => {
-                        self.calls.remove(&call);
-                        Ok(bytes.len())
-                    }
-                }
-            }
-            Target::Opening(_) | Target::Discard | Target::Cancel(_) => Ok(bytes.len()),
-        }
-    }
-
-    /// Call streams open for writing.
-    #[cfg(test)]
-    pub(super) fn open_calls(&self) -> usize {
-        self.calls.len()
-    }
-
-    /// Finishes every stream: nothing more will be written.
-    pub(super) fn finish(&mut self) {
-        self.flush_fins();
-        let _ = self.control.finish();
-        for stream in self.calls.values_mut() {
-            let _ = stream.send.finish();
-        }
-    }
-
-    /// Resets every stream, discarding what they still hold.
-    pub(super) fn reset(&mut self) {
-        let _ = self.control.reset(CLOSE_ABANDONED);
-        for (_, mut stream) in self.calls.drain() {
-            let _ = stream.send.reset(CLOSE_ABANDONED);
-        }
-    }
-
-    /// The control stream's sending half and every call's, for the lingering close.
-    pub(super) fn into_streams(self) -> Vec<quinn::SendStream> {
-        let mut streams: Vec<_> = self.calls.into_values().map(|stream| stream.send).collect();
-        streams.push(self.control);
-        streams
-    }
 }
 
 /// The 16 header bytes at `at` (the caller checked they are there).
 fn header_at(input: &[u8], at: usize) -> &[u8; HEADER_LEN] {
     input[at..at + HEADER_LEN].try_into().expect("caller checked the length")
-}
-
-fn write(send: &mut quinn::SendStream, bytes: &[u8], cx: &mut Context<'_>) -> io::Result<usize> {
-    match pin!(send.write(bytes)).poll(cx) {
-        Poll::Ready(Ok(n)) => Ok(n),
-        Poll::Pending => Ok(0),
-        Poll::Ready(Err(err)) => Err(io::Error::new(io::ErrorKind::BrokenPipe, format!("QUIC: {err}"))),
-    }
-}
-
-fn connection_error(err: quinn::ConnectionError) -> io::Error {
-    let kind = match err {
-        quinn::ConnectionError::TimedOut => io::ErrorKind::TimedOut,
-        _ => io::ErrorKind::BrokenPipe,
-    };
-    io::Error::new(kind, format!("QUIC: {err}"))
 }
