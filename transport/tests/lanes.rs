@@ -639,3 +639,33 @@ async fn a_client_sends_a_high_priority_call_while_its_own_16_mib_upload_holds_i
         call.abort();
     }
 }
+
+/// A peer that announces acknowledged chunks (version 2) and acknowledges none: the server's
+/// writer stops at its chunk window (256 KiB into a 16 MiB answer) and waits; a high-priority
+/// call's answer, queued meanwhile, goes out at that chunk boundary without waiting for an
+/// acknowledgement that never comes.
+#[tokio::test]
+async fn a_high_priority_answer_goes_out_while_the_writer_waits_for_its_chunk_window() {
+    let (tx, mut answered) = tokio::sync::mpsc::unbounded_channel();
+    let server = inline_bulk_server(tx, volley::net::SocketConfig::default()).await;
+    let announced = Settings {
+        receive_chunks: volley::wire::RECEIVE_CHUNKS_ACKED,
+        ..Settings::default()
+    };
+    let mut peer = Peer::connect(&server, announced).await;
+    peer.call(1, "bulk", 0).await;
+    // Everything the window lets out (256 KiB of chunks) arrives; nothing is acknowledged.
+    let window_chunks = volley::wire::DEFAULT_CHUNK_WINDOW / volley::wire::DEFAULT_CHUNK_SIZE;
+    while peer.chunks_seen < window_chunks {
+        let read = tokio::time::timeout(Duration::from_secs(10), peer.stream.read_buf(&mut peer.inbox)).await;
+        assert!(matches!(read, Ok(Ok(n)) if n > 0), "the window's chunks arrive: {read:?}");
+        assert!(peer.next_unit().is_none(), "no whole frame yet");
+    }
+    peer.call(3, "high", 255).await;
+    assert_eq!(answered.recv().await.as_deref(), Some(&b"high"[..]));
+    let frame = peer.next_frame().await;
+    assert_eq!(response_payload(&frame, 3).as_deref(), Some(&b"high"[..]), "{frame:?}");
+    assert!(peer.reassembly.in_progress(), "between two chunks of the 16 MiB answer");
+    assert_eq!(peer.chunks_seen, window_chunks, "no chunk past the window went out unacknowledged");
+    server.shutdown().await;
+}

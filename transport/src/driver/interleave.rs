@@ -154,7 +154,13 @@ async fn write_frame_in_chunks(
                 // Chunks a write that stopped short already counted go out first, uncounted.
                 Some(_) if first < counted => counted.min(most),
                 Some(window) => {
-                    counted = take_window(shared, frame, first, most, window, &mut writer.sent).await?;
+                    let between = Between {
+                        stream,
+                        later_calls: &writer.later_calls,
+                        requests_wait,
+                        chunk_size,
+                    };
+                    counted = take_window(shared, frame, first, most, window, &mut writer.sent, &between).await?;
                     counted
                 }
                 None if writer.acked && most > counted => {
@@ -184,9 +190,20 @@ async fn write_frame_in_chunks(
     Ok(())
 }
 
+/// What [`send_between_chunks`] needs, for a writer that sends frames while it waits for its
+/// chunk window.
+struct Between<'a> {
+    stream: &'a Stream,
+    later_calls: &'a [u64],
+    requests_wait: bool,
+    chunk_size: usize,
+}
+
 /// Waits for the chunk window to take chunk `first` of `frame`, then counts as sent the chunks
 /// from `first` on that fit it (at least one, fewer than `most`). Returns the index past the
-/// last chunk taken. A peer that acknowledges nothing for the write stall timeout stalls the
+/// last chunk taken. While it waits (at a chunk boundary), frames queued that may go between
+/// chunks go out at once: a high-priority answer does not wait for the peer's acknowledgement of
+/// the bulk ahead of it. A peer that acknowledges nothing for the write stall timeout stalls the
 /// write.
 async fn take_window(
     shared: &Shared,
@@ -195,16 +212,26 @@ async fn take_window(
     most: usize,
     window: usize,
     sent: &mut u64,
+    between: &Between<'_>,
 ) -> Result<usize, Failed> {
     let payload = |index: usize| {
         let (from, to) = frame.range(index);
         to - from
     };
-    let mut room = shared
+    let wait = shared
         .chunk_window
-        .wait_for_room(*sent, payload(first), window, shared.write_stall_timeout)
-        .await
-        .map_err(|_| Failed::Stalled)?;
+        .wait_for_room(*sent, payload(first), window, shared.write_stall_timeout);
+    tokio::pin!(wait);
+    let fits = |queued: &Batch| fits_between(queued, between.later_calls, between.requests_wait, between.chunk_size);
+    let mut room = loop {
+        tokio::select! {
+            biased;
+            room = &mut wait => break room.map_err(|_| Failed::Stalled)?,
+            () = std::future::poll_fn(|cx| shared.queue.poll_between_chunks(cx, fits)) => {
+                send_between_chunks(shared, between.stream, between.later_calls, between.requests_wait, between.chunk_size).await?;
+            }
+        }
+    };
     let (mut last, mut taken) = (first, 0);
     while last < most && (last == first || payload(last) <= room) {
         room = room.saturating_sub(payload(last));

@@ -2,7 +2,9 @@
 //! the frames queued since it took its batch, the high lane's first, and their bytes counted
 //! against the cap until they come back.
 
-use super::{WriteQueue, recycle};
+use std::task::{Context, Poll};
+
+use super::{Pending, WriteQueue, recycle};
 use crate::sync::lock;
 use crate::wire::FrameBatch as Batch;
 
@@ -15,14 +17,7 @@ impl WriteQueue {
     /// [`WriteQueue::give_back_between_chunks`].
     pub(crate) fn take_between_chunks(&self, fits: impl Fn(&Batch) -> bool) -> Option<(Batch, bool)> {
         let mut pending = lock(&self.inner);
-        if pending.corked || pending.between_chunks != 0 {
-            return None;
-        }
-        let high_waits = !pending.high.is_empty();
-        let high = high_waits && fits(&pending.high);
-        // The normal lane never goes ahead of frames the high lane holds: a frame queued after
-        // them there (a Cancel) may belong to their call.
-        let normal = (high || !high_waits) && !pending.filling.is_empty() && fits(&pending.filling);
+        let (high, normal) = lanes_between_chunks(&pending, &fits);
         if !high && !normal {
             return None;
         }
@@ -40,6 +35,21 @@ impl WriteQueue {
         pending.between_chunks = batch.len();
         let room = self.publish(&pending);
         Some((batch, room))
+    }
+
+    /// Ready once [`WriteQueue::take_between_chunks`] with `fits` would take frames; otherwise
+    /// registers the writer's waker, which the next flush wakes (every enqueue while the writer
+    /// is busy flushes to it). For the writer waiting for its chunk window: frames queued
+    /// meanwhile go out at the chunk boundary it stopped on, without waiting for the window.
+    pub(crate) fn poll_between_chunks(&self, cx: &mut Context<'_>, fits: impl Fn(&Batch) -> bool) -> Poll<()> {
+        let mut pending = lock(&self.inner);
+        if lanes_between_chunks(&pending, &fits) != (false, false) {
+            return Poll::Ready(());
+        }
+        if !pending.writer.as_ref().is_some_and(|writer| writer.will_wake(cx.waker())) {
+            pending.writer = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     /// Sets the bytes of the taken batch that count against the cap: the writer, once it starts
@@ -63,4 +73,18 @@ impl WriteQueue {
         pending.between_chunks = 0;
         self.publish(&pending)
     }
+}
+
+/// Which lanes' frames may go between two chunks now, `(high, normal)`: none while corked (a
+/// read's answers leave together) or while frames taken between chunks are out; a lane whose
+/// frames `fits` accepts; the normal lane never ahead of frames the high lane holds (a frame
+/// queued after them there, a Cancel, may belong to their call).
+fn lanes_between_chunks(pending: &Pending, fits: impl Fn(&Batch) -> bool) -> (bool, bool) {
+    if pending.corked || pending.between_chunks != 0 {
+        return (false, false);
+    }
+    let high_waits = !pending.high.is_empty();
+    let high = high_waits && fits(&pending.high);
+    let normal = (high || !high_waits) && !pending.filling.is_empty() && fits(&pending.filling);
+    (high, normal)
 }
