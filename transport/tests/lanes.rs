@@ -669,3 +669,54 @@ async fn a_high_priority_answer_goes_out_while_the_writer_waits_for_its_chunk_wi
     assert_eq!(peer.chunks_seen, window_chunks, "no chunk past the window went out unacknowledged");
     server.shutdown().await;
 }
+
+/// `ConnectionConfig::chunk_size`: a server set to 16 KiB chunks cuts a 16 MiB answer into
+/// 1,024 of them (4 times as many as the default 64 KiB) and a small call's answer still goes
+/// between them; the answer arrives intact.
+#[tokio::test]
+async fn a_server_with_16_kib_chunks_cuts_a_16_mib_answer_into_1024_and_sends_a_small_one_between() {
+    let (tx, mut answered) = tokio::sync::mpsc::unbounded_channel();
+    let bulk = Bytes::from(vec![7u8; BULK]);
+    let server = Server::builder()
+        .connection_config(volley::protocol::ConnectionConfig::default().chunk_size(16 * 1024))
+        .socket_config(small_socket_buffers())
+        .unary_inline(common::ECHO, move |request: Request<Echo>| {
+            let message = request.into_inner();
+            if message.payload == "bulk" {
+                return Ok::<_, Status>(echo(bulk.clone()));
+            }
+            let _ = tx.send(message.payload.clone());
+            Ok(message)
+        })
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let announced = Settings {
+        receive_chunks: 1,
+        ..Settings::default()
+    };
+    let mut peer = Peer::connect_with_receive_buffer(&server, announced, Some(64 * 1024)).await;
+    let writes_before = server.stats().write_syscalls;
+    peer.call(1, "bulk", 0).await;
+    common::wait_for("the server started writing the 16 MiB answer", || {
+        server.stats().write_syscalls > writes_before
+    })
+    .await;
+    peer.call(3, "small", 255).await;
+    assert_eq!(answered.recv().await.as_deref(), Some(&b"small"[..]));
+    let first = peer.next_frame().await;
+    assert_eq!(response_payload(&first, 3).as_deref(), Some(&b"small"[..]), "{first:?}");
+    assert!(peer.reassembly.in_progress(), "between two chunks of the 16 MiB answer");
+    let second = peer.next_frame().await;
+    let bulk = response_payload(&second, 1).expect("the 16 MiB answer");
+    assert!(bulk.len() == BULK && bulk.iter().all(|b| *b == 7), "intact and in order");
+    let expected = (BULK + 64).div_ceil(16 * 1024);
+    assert!(
+        (expected..expected + 2).contains(&peer.chunks_seen),
+        "{} chunks for 16 MiB at 16 KiB",
+        peer.chunks_seen
+    );
+    server.shutdown().await;
+}

@@ -87,6 +87,8 @@ pub(crate) struct Shared {
     pub(crate) queue: WriteQueue,
     /// Chunk bytes the peer acknowledged, for the writer's chunk window (`chunk_window.rs`).
     pub(crate) chunk_window: super::chunk_window::ChunkWindow,
+    /// The chunk payload the writer cuts frames over it into (`ConnectionConfig::chunk_size`).
+    pub(crate) chunk_size: usize,
     pub(crate) stats: Arc<Stats>,
     /// Signalled when a call slot frees, the write queue drains, or the connection ends.
     pub(crate) capacity: Notify,
@@ -357,6 +359,7 @@ pub(crate) fn spawn_connection_at(
     let now = started;
     #[cfg(feature = "metrics")]
     let metrics = config.metrics.as_ref().map(|metrics| metrics.connection_opened(role, &stats));
+    let chunk_size = config.connection.chunk_size.max(crate::wire::MIN_CHUNK_PAYLOAD);
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             proto: Connection::with_records(role, config.connection.clone(), now),
@@ -365,11 +368,13 @@ pub(crate) fn spawn_connection_at(
         // The write buffers start empty and grow to what the connection writes: a connection that
         // only handshakes holds a few bytes of them, not a pooled 64 KiB buffer.
         chunk_window: super::chunk_window::ChunkWindow::default(),
+        chunk_size,
         queue: WriteQueue::new(
             bytes::BytesMut::new(),
             Some(stream.clone()),
             stats.clone(),
             config.write_queue_cap(),
+            chunk_size,
         ),
         stats,
         capacity: Notify::new(),

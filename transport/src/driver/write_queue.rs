@@ -35,7 +35,7 @@ use crate::stats::Stats;
 use crate::sync::atomic::AtomicUsize;
 use crate::sync::atomic::Ordering::Relaxed;
 use crate::sync::{Mutex, MutexGuard, lock};
-use crate::wire::{DEFAULT_CHUNK_SIZE, FrameBatch as Batch, FrameKind};
+use crate::wire::{FrameBatch as Batch, FrameKind};
 
 mod between_chunks;
 mod pending;
@@ -70,6 +70,9 @@ pub(crate) struct WriteQueue {
     high_room: usize,
     /// The high lane's unwritten bytes as of the last publish, for lock-free readers.
     high_queued: AtomicUsize,
+    /// Frames over this many bytes are cut into chunks by the writer task (never written whole
+    /// by a caller): the connection's chunk size.
+    chunk_size: usize,
 }
 
 /// What happens to frames once they are queued.
@@ -175,7 +178,7 @@ impl Drop for QueueGuard<'_> {
 impl WriteQueue {
     /// A queue writing into `buf` (and a second buffer taken from the same pool as needed); with
     /// `direct`, callers write to the socket themselves when nobody else is writing.
-    pub(crate) fn new(buf: BytesMut, direct: Option<Arc<Stream>>, stats: Arc<Stats>, cap: usize) -> Self {
+    pub(crate) fn new(buf: BytesMut, direct: Option<Arc<Stream>>, stats: Arc<Stats>, cap: usize, chunk_size: usize) -> Self {
         let pending = Pending {
             filling: Batch::with_buf(buf),
             high: Batch::default(),
@@ -195,6 +198,7 @@ impl WriteQueue {
             cap,
             high_room: cap / HIGH_LANE_SHARE,
             high_queued: AtomicUsize::new(0),
+            chunk_size,
         }
     }
 
@@ -257,7 +261,7 @@ impl WriteQueue {
         // A frame long enough to be chunked goes to the writer task, which cuts it so that
         // frames queued later can go out between its chunks (`driver/interleave.rs`); a
         // caller writing it whole would hold them back behind all of it.
-        let chunkable = pending.filling.has_frame_over(DEFAULT_CHUNK_SIZE) || pending.high.has_frame_over(DEFAULT_CHUNK_SIZE);
+        let chunkable = pending.filling.has_frame_over(self.chunk_size) || pending.high.has_frame_over(self.chunk_size);
         if flush == Flush::Wake || !can_write || pending.writing() || pending.closed || chunkable {
             // A caller that finds a write in progress never writes itself: its frames join the
             // writer's next batch.

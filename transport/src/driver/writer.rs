@@ -13,7 +13,7 @@ use super::write_queue::MAX_IOVECS;
 use crate::net::Stream;
 use crate::stats::Stats;
 use crate::status::Status;
-use crate::wire::{DEFAULT_CHUNK_SIZE, FrameBatch as Batch};
+use crate::wire::FrameBatch as Batch;
 
 /// How long a connection ended by its write stall timeout waits for the socket to take the rest
 /// of the frame in progress and the GoAway (1 s, restarted by every byte it takes): the peer
@@ -45,7 +45,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
             shared.room_opened();
         }
         let mut written = taken.sent;
-        let chunked = taken.batch.has_frame_over(DEFAULT_CHUNK_SIZE) && {
+        let chunked = taken.batch.has_frame_over(shared.chunk_size) && {
             let state = shared.lock_state();
             let (peer, window) = (state.proto.peer_settings(), state.proto.chunk_window());
             chunk_writer.acked = peer.acks_chunks();
@@ -60,7 +60,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
                 &stream,
                 &taken.batch,
                 &mut written,
-                DEFAULT_CHUNK_SIZE,
+                shared.chunk_size,
                 &mut chunk_writer,
             ))
             .await

@@ -46,6 +46,10 @@ pub(crate) struct LanesArgs {
     /// of a 16 MiB answer it keeps unacknowledged. Unset: the default.
     #[arg(long)]
     chunk_window_kib: Option<usize>,
+    /// The server's chunk size in KiB (`ConnectionConfig::chunk_size`): the payload it cuts a
+    /// 16 MiB answer into. Unset: the default (64 KiB).
+    #[arg(long)]
+    chunk_kib: Option<usize>,
     /// Only the cases whose name contains this (say `bulk` or `no chunks`), for a profile.
     #[arg(long)]
     only: Option<String>,
@@ -142,7 +146,8 @@ struct Figures {
     bulk_per_s: f64,
 }
 
-async fn server(socket: SocketConfig, chunk_window_kib: Option<usize>, cpu: Option<usize>) -> Address {
+async fn server(socket: SocketConfig, chunks: (Option<usize>, Option<usize>), cpu: Option<usize>) -> Address {
+    let (chunk_window_kib, chunk_kib) = chunks;
     if let Some(cpu) = cpu {
         // This future runs on the server's thread, before its runtime serves anything.
         pin_current_thread(cpu).expect("pin the server thread");
@@ -152,6 +157,9 @@ async fn server(socket: SocketConfig, chunk_window_kib: Option<usize>, cpu: Opti
     let mut config = ConnectionConfig::default();
     if let Some(kib) = chunk_window_kib {
         config = config.chunk_window(kib * 1024);
+    }
+    if let Some(kib) = chunk_kib {
+        config = config.chunk_size(kib * 1024);
     }
     let handle = Server::builder()
         .socket_config(socket)
@@ -278,11 +286,11 @@ pub(crate) fn run(
     mut json: Option<&mut std::fs::File>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let socket = socket_config(args.socket_buffer_kib);
-    let window = args.chunk_window_kib;
+    let chunks = (args.chunk_window_kib, args.chunk_kib);
     // Read before the main thread is pinned: the process's affinity.
     let placement = Runtime::CurrentThread.placement();
     let server_cpu = args.split_cpus.map(|(server, _)| server);
-    let (server, _thread) = ServerThread::spawn_on(|| Runtime::CurrentThread.build(), move || server(socket, window, server_cpu));
+    let (server, _thread) = ServerThread::spawn_on(|| Runtime::CurrentThread.build(), move || server(socket, chunks, server_cpu));
     if let Some((_, client)) = args.split_cpus {
         pin_current_thread(client)?;
     }

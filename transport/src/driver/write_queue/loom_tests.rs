@@ -4,6 +4,7 @@ use std::future::poll_fn;
 
 use super::*;
 use crate::sync::Arc;
+use crate::wire::DEFAULT_CHUNK_SIZE;
 
 /// Explores every interleaving with up to two preemptions (loom's recommended bound: bugs
 /// almost always show within two, and three threads with a writer loop explode past that).
@@ -63,7 +64,13 @@ fn loom_a_writer_waker_taken_while_appending_is_never_lost() {
 /// every byte is written exactly once.
 fn two_producers_and_the_writer(produce: fn(&WriteQueue, u8)) {
     model(move || {
-        let queue = Arc::new(WriteQueue::new(BytesMut::new(), None, std::sync::Arc::default(), usize::MAX));
+        let queue = Arc::new(WriteQueue::new(
+            BytesMut::new(),
+            None,
+            std::sync::Arc::default(),
+            usize::MAX,
+            DEFAULT_CHUNK_SIZE,
+        ));
         let written = Arc::new(crate::sync::Mutex::new(Vec::new()));
         let producers: Vec<_> = [b'a', b'b']
             .into_iter()
@@ -94,7 +101,13 @@ fn two_producers_and_the_writer(produce: fn(&WriteQueue, u8)) {
 fn loom_direct_write_and_handoff_keep_order_and_lose_nothing() {
     for finishes in [true, false] {
         model(move || {
-            let queue = Arc::new(WriteQueue::new(BytesMut::new(), None, std::sync::Arc::default(), usize::MAX));
+            let queue = Arc::new(WriteQueue::new(
+                BytesMut::new(),
+                None,
+                std::sync::Arc::default(),
+                usize::MAX,
+                DEFAULT_CHUNK_SIZE,
+            ));
             let written = Arc::new(crate::sync::Mutex::new(Vec::new()));
             enqueue(&queue, b'a');
             let direct = {
@@ -138,7 +151,7 @@ fn loom_direct_write_and_handoff_keep_order_and_lose_nothing() {
 fn loom_queued_bytes_stay_under_the_cap_plus_one_frame_and_come_back_to_zero() {
     model(|| {
         let stats = std::sync::Arc::new(Stats::default());
-        let queue = Arc::new(WriteQueue::new(BytesMut::new(), None, stats.clone(), 2));
+        let queue = Arc::new(WriteQueue::new(BytesMut::new(), None, stats.clone(), 2, DEFAULT_CHUNK_SIZE));
         let written = Arc::new(crate::sync::Mutex::new(Vec::new()));
         let producers: Vec<_> = [b'a', b'b']
             .into_iter()

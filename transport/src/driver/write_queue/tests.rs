@@ -5,10 +5,10 @@ use std::task::Waker;
 use bytes::Bytes;
 
 use super::*;
-use crate::wire::{CallHead, CallId, Frame, Preface, Settings};
+use crate::wire::{CallHead, CallId, DEFAULT_CHUNK_SIZE, Frame, Preface, Settings};
 
 fn queue() -> WriteQueue {
-    WriteQueue::new(BytesMut::new(), None, Arc::default(), usize::MAX)
+    WriteQueue::new(BytesMut::new(), None, Arc::default(), usize::MAX, DEFAULT_CHUNK_SIZE)
 }
 
 /// Queues a Cancel of `call` (a frame that names its call) in `lane`.
