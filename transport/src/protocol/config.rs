@@ -198,9 +198,10 @@ impl ConnectionConfig {
     /// [`crate::wire::DEFAULT_CHUNK_SIZE`], 64 KiB). A frame of another call waits behind at
     /// most one chunk (plus the chunk window): smaller chunks cut that wait, at the cost of bulk
     /// throughput. With client and server on one CPU, 16 KiB chunks and a 16 KiB window kept a
-    /// 64-byte high-priority call's p99 beside 16 MiB answers within 1.6x of idle, and carried
-    /// 31 instead of 67 answers a second (docs/BENCHMARKS.md, "Smaller chunks"). Receivers
-    /// take any chunk size; this changes only what this side sends.
+    /// 64-byte high-priority call's p99 beside ten 16 MiB answers a second within 1.2-1.8x of
+    /// idle (2.8-2.9x with 64 KiB), and carried 30 instead of 67 answers a second back to back
+    /// (docs/BENCHMARKS.md, "Smaller chunks"). Receivers take any chunk size; this changes only
+    /// what this side sends.
     ///
     /// ```
     /// use volley::protocol::ConnectionConfig;
