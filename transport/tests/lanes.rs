@@ -204,9 +204,19 @@ async fn a_64_byte_high_priority_call_completes_while_a_16_mib_answer_is_in_flig
 /// A server whose inline echo answers `bulk` with 16 MiB of `7`s (one buffer, by reference) and
 /// reports every other call it answered on `answered`, with `socket` options.
 async fn inline_bulk_server(answered: tokio::sync::mpsc::UnboundedSender<Bytes>, socket: volley::net::SocketConfig) -> ServerHandle {
+    inline_bulk_server_with(answered, socket, volley::protocol::ConnectionConfig::default()).await
+}
+
+/// [`inline_bulk_server`] with the connection settings `config`.
+async fn inline_bulk_server_with(
+    answered: tokio::sync::mpsc::UnboundedSender<Bytes>,
+    socket: volley::net::SocketConfig,
+    config: volley::protocol::ConnectionConfig,
+) -> ServerHandle {
     let bulk = Bytes::from(vec![7u8; BULK]);
     Server::builder()
         .socket_config(socket)
+        .connection_config(config)
         .unary_inline(common::ECHO, move |request: Request<Echo>| {
             let message = request.into_inner();
             if message.payload == "bulk" {
@@ -225,6 +235,21 @@ async fn inline_bulk_server(answered: tokio::sync::mpsc::UnboundedSender<Bytes>,
 /// Which of `calls` `frame` answers, if any.
 fn answered_call(frame: &Frame, calls: &[u64]) -> Option<u64> {
     calls.iter().copied().find(|&call| response_payload(frame, call).is_some())
+}
+
+/// Reads the answers to `calls` and returns their order; the answer to `high` must come
+/// between two chunks of the first 16 MiB answer.
+async fn answers_in_order(peer: &mut Peer, calls: &[u64], high: u64) -> Vec<u64> {
+    let mut order = Vec::new();
+    while order.len() < calls.len() {
+        let frame = peer.next_frame().await;
+        let call = answered_call(&frame, calls).unwrap_or_else(|| panic!("unexpected {frame:?}"));
+        if call == high {
+            assert!(peer.reassembly.in_progress(), "the high answer came between two chunks");
+        }
+        order.push(call);
+    }
+    order
 }
 
 #[tokio::test]
@@ -251,15 +276,7 @@ async fn a_high_priority_answer_goes_between_chunks_where_a_normal_one_waits_beh
     assert_eq!(high.unwrap().unwrap(), "high", "dispatched first: highest priority");
     // Its answer is queued as the handler returns, inside the read pass.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let mut order = Vec::new();
-    while order.len() < 4 {
-        let frame = peer.next_frame().await;
-        let call = answered_call(&frame, &[1, 3, 5, 7]).unwrap_or_else(|| panic!("unexpected {frame:?}"));
-        if call == 7 {
-            assert!(peer.reassembly.in_progress(), "the high answer came between two chunks of answer 1");
-        }
-        order.push(call);
-    }
+    let order = answers_in_order(&mut peer, &[1, 3, 5, 7], 7).await;
     assert_eq!(order[..2], [7, 1], "the high answer overtook the first 16 MiB answer: {order:?}");
     assert!(
         order.iter().position(|&c| c == 5) > order.iter().position(|&c| c == 1),
@@ -278,44 +295,47 @@ fn small_socket_buffers() -> volley::net::SocketConfig {
     }
 }
 
-#[tokio::test]
-async fn a_high_priority_call_runs_and_is_answered_while_a_16_mib_answer_holds_the_queue_over_its_cap() {
-    let (tx, mut answered) = tokio::sync::mpsc::unbounded_channel();
-    let server = inline_bulk_server(tx, small_socket_buffers()).await;
-    let announced = Settings {
-        receive_chunks: 1,
-        ..Settings::default()
-    };
-    let mut peer = Peer::connect_with_receive_buffer(&server, announced, Some(64 * 1024)).await;
+/// Asks for 16 MiB (call 1) and waits until the server is writing it.
+async fn bulk_in_progress(server: &ServerHandle, peer: &mut Peer) {
     let writes_before = server.stats().write_syscalls;
     peer.call(1, "bulk", 0).await;
     common::wait_for("the server started writing the 16 MiB answer", || {
         server.stats().write_syscalls > writes_before
     })
     .await;
-    // The peer reads nothing. The answer being cut into chunks is the one message the cap lets
-    // past it; a second 16 MiB answer puts the queue over its 8 MiB cap. A call at priority 0 is
-    // then held back; one at 255 has the high lane's own room.
+}
+
+/// An inline bulk server with small socket buffers and a peer (chunks announced) that asks for
+/// two 16 MiB answers (calls 1 and 3) and from then on reads nothing: the first is being cut into
+/// chunks (the one message the cap lets past it), the second holds the queue over its 8 MiB cap.
+async fn two_bulk_answers_over_the_cap() -> (ServerHandle, Peer, tokio::sync::mpsc::UnboundedReceiver<Bytes>) {
+    let (tx, answered) = tokio::sync::mpsc::unbounded_channel();
+    let server = inline_bulk_server(tx, small_socket_buffers()).await;
+    let announced = Settings {
+        receive_chunks: 1,
+        ..Settings::default()
+    };
+    let mut peer = Peer::connect_with_receive_buffer(&server, announced, Some(64 * 1024)).await;
+    bulk_in_progress(&server, &mut peer).await;
     peer.call(3, "bulk", 0).await;
     common::wait_for("the second 16 MiB answer holds the queue over its cap", || {
         server.stats().write_queue_bytes >= 8 * 1024 * 1024
     })
     .await;
+    (server, peer, answered)
+}
+
+#[tokio::test]
+async fn a_high_priority_call_runs_and_is_answered_while_a_16_mib_answer_holds_the_queue_over_its_cap() {
+    // A call at priority 0 is then held back; one at 255 has the high lane's own room.
+    let (server, mut peer, mut answered) = two_bulk_answers_over_the_cap().await;
     peer.calls(&[(5, "normal", 0), (7, "high", 255)]).await;
     let high = tokio::time::timeout(Duration::from_secs(10), answered.recv()).await;
     assert_eq!(high.unwrap().unwrap(), "high", "the high call ran over the cap");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(answered.try_recv().is_err(), "the normal call is held back at the cap");
     assert!(server.stats().write_queue_bytes >= 8 * 1024 * 1024, "still over the cap");
-    let mut order = Vec::new();
-    while order.len() < 4 {
-        let frame = peer.next_frame().await;
-        let call = answered_call(&frame, &[1, 3, 5, 7]).unwrap_or_else(|| panic!("unexpected {frame:?}"));
-        if call == 7 {
-            assert!(peer.reassembly.in_progress(), "the high answer came between two chunks");
-        }
-        order.push(call);
-    }
+    let order = answers_in_order(&mut peer, &[1, 3, 5, 7], 7).await;
     assert_eq!(order[..2], [7, 1], "the high answer overtook the first 16 MiB answer: {order:?}");
     assert!(
         order.iter().position(|&c| c == 5) > order.iter().position(|&c| c == 1),
@@ -333,24 +353,7 @@ async fn a_high_priority_call_runs_and_is_answered_while_a_16_mib_answer_holds_t
 async fn over_the_cap_the_high_lane_holds_at_most_its_own_room() {
     const CALLS: u64 = 64;
     const ANSWER: usize = 64 * 1024;
-    let (tx, mut answered) = tokio::sync::mpsc::unbounded_channel();
-    let server = inline_bulk_server(tx, small_socket_buffers()).await;
-    let announced = Settings {
-        receive_chunks: 1,
-        ..Settings::default()
-    };
-    let mut peer = Peer::connect_with_receive_buffer(&server, announced, Some(64 * 1024)).await;
-    let writes_before = server.stats().write_syscalls;
-    peer.call(1, "bulk", 0).await;
-    common::wait_for("the server started writing the 16 MiB answer", || {
-        server.stats().write_syscalls > writes_before
-    })
-    .await;
-    peer.call(3, "bulk", 0).await;
-    common::wait_for("the second 16 MiB answer holds the queue over its cap", || {
-        server.stats().write_queue_bytes >= 8 * 1024 * 1024
-    })
-    .await;
+    let (server, mut peer, mut answered) = two_bulk_answers_over_the_cap().await;
     let payload = "h".repeat(ANSWER);
     let calls: Vec<(u64, &str, u8)> = (0..CALLS).map(|i| (5 + 2 * i, payload.as_str(), 255)).collect();
     peer.calls(&calls).await;
@@ -676,34 +679,14 @@ async fn a_high_priority_answer_goes_out_while_the_writer_waits_for_its_chunk_wi
 #[tokio::test]
 async fn a_server_with_16_kib_chunks_cuts_a_16_mib_answer_into_1024_and_sends_a_small_one_between() {
     let (tx, mut answered) = tokio::sync::mpsc::unbounded_channel();
-    let bulk = Bytes::from(vec![7u8; BULK]);
-    let server = Server::builder()
-        .connection_config(volley::protocol::ConnectionConfig::default().chunk_size(16 * 1024))
-        .socket_config(small_socket_buffers())
-        .unary_inline(common::ECHO, move |request: Request<Echo>| {
-            let message = request.into_inner();
-            if message.payload == "bulk" {
-                return Ok::<_, Status>(echo(bulk.clone()));
-            }
-            let _ = tx.send(message.payload.clone());
-            Ok(message)
-        })
-        .build()
-        .unwrap()
-        .serve("127.0.0.1:0")
-        .await
-        .unwrap();
+    let sixteen_kib = volley::protocol::ConnectionConfig::default().chunk_size(16 * 1024);
+    let server = inline_bulk_server_with(tx, small_socket_buffers(), sixteen_kib).await;
     let announced = Settings {
         receive_chunks: 1,
         ..Settings::default()
     };
     let mut peer = Peer::connect_with_receive_buffer(&server, announced, Some(64 * 1024)).await;
-    let writes_before = server.stats().write_syscalls;
-    peer.call(1, "bulk", 0).await;
-    common::wait_for("the server started writing the 16 MiB answer", || {
-        server.stats().write_syscalls > writes_before
-    })
-    .await;
+    bulk_in_progress(&server, &mut peer).await;
     peer.call(3, "small", 255).await;
     assert_eq!(answered.recv().await.as_deref(), Some(&b"small"[..]));
     let first = peer.next_frame().await;

@@ -6,6 +6,11 @@ use super::*;
 use crate::sync::Arc;
 use crate::wire::DEFAULT_CHUNK_SIZE;
 
+/// A queue with no cap and no socket (every write is the model's writer's).
+fn unbounded_queue() -> WriteQueue {
+    WriteQueue::new(BytesMut::new(), None, std::sync::Arc::default(), usize::MAX, DEFAULT_CHUNK_SIZE)
+}
+
 /// Explores every interleaving with up to two preemptions (loom's recommended bound: bugs
 /// almost always show within two, and three threads with a writer loop explode past that).
 fn model(f: impl Fn() + Sync + Send + 'static) {
@@ -64,13 +69,7 @@ fn loom_a_writer_waker_taken_while_appending_is_never_lost() {
 /// every byte is written exactly once.
 fn two_producers_and_the_writer(produce: fn(&WriteQueue, u8)) {
     model(move || {
-        let queue = Arc::new(WriteQueue::new(
-            BytesMut::new(),
-            None,
-            std::sync::Arc::default(),
-            usize::MAX,
-            DEFAULT_CHUNK_SIZE,
-        ));
+        let queue = Arc::new(unbounded_queue());
         let written = Arc::new(crate::sync::Mutex::new(Vec::new()));
         let producers: Vec<_> = [b'a', b'b']
             .into_iter()
@@ -101,13 +100,7 @@ fn two_producers_and_the_writer(produce: fn(&WriteQueue, u8)) {
 fn loom_direct_write_and_handoff_keep_order_and_lose_nothing() {
     for finishes in [true, false] {
         model(move || {
-            let queue = Arc::new(WriteQueue::new(
-                BytesMut::new(),
-                None,
-                std::sync::Arc::default(),
-                usize::MAX,
-                DEFAULT_CHUNK_SIZE,
-            ));
+            let queue = Arc::new(unbounded_queue());
             let written = Arc::new(crate::sync::Mutex::new(Vec::new()));
             enqueue(&queue, b'a');
             let direct = {
