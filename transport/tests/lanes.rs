@@ -503,23 +503,7 @@ async fn a_server_dispatches_the_calls_of_one_read_highest_priority_first() {
     };
     let mut peer = Peer::connect(&server, Settings::default()).await;
     // Three Requests in one write, so they arrive in one read: priorities 0, 255, 100.
-    let mut burst = BytesMut::new();
-    for (call, payload, priority) in [(1u64, "p0", 0u8), (3, "p255", 255), (5, "p100", 100)] {
-        let mut message = BytesMut::new();
-        prost::Message::encode(&echo(payload.to_owned()), &mut message).unwrap();
-        Frame::Request {
-            call_id: CallId(call),
-            head: CallHead {
-                method_id: ECHO_ID,
-                priority,
-                ..CallHead::default()
-            },
-            message: Some(message.freeze()),
-            end_stream: true,
-        }
-        .encode(&mut burst);
-    }
-    peer.stream.write_all(&burst).await.unwrap();
+    peer.calls(&[(1, "p0", 0), (3, "p255", 255), (5, "p100", 100)]).await;
     for _ in 0..3 {
         assert!(matches!(peer.next_frame().await, Frame::Response { .. }));
     }
