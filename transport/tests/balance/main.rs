@@ -53,10 +53,12 @@ async fn a_replica_slowed_by_two_ms_gets_under_ten_percent_and_p99_stays_within_
     }
     let through_proxies: Vec<Address> = proxies.iter().map(FaultProxy::address).collect();
 
-    // p99s of a 2-CPU machine's debug build wander from run to run: three rounds, each a run
-    // with fast replicas only and a run with replica 0 slowed, and the medians compared.
+    // p99s of a 2-CPU machine's debug build wander from run to run: five rounds, each a run
+    // with fast replicas only and a run with replica 0 slowed, and the medians compared. (With
+    // three, one CI run's medians were a fast round's 0.51 ms against a slow round's 1.58 ms,
+    // among p99s of 0.46 to 4.3 ms in both kinds, on a machine busy with a build beside it.)
     let (mut fast_p99s, mut slow_p99s) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
+    for _ in 0..5 {
         proxies[0].set(Direction::Down, Faults::default());
         let fast = BalancedChannel::builder().build(through_proxies.clone()).unwrap();
         load(&fast, 4, 400, CallOptions::new().timeout(DEADLINE)).await;
@@ -85,7 +87,7 @@ async fn a_replica_slowed_by_two_ms_gets_under_ten_percent_and_p99_stays_within_
     }
     fast_p99s.sort();
     slow_p99s.sort();
-    let (p99, fast_p99) = (slow_p99s[1], fast_p99s[1]);
+    let (p99, fast_p99) = (slow_p99s[2], fast_p99s[2]);
     assert!(
         p99.as_secs_f64() <= 1.5 * fast_p99.as_secs_f64(),
         "median p99 {p99:?} with a slow replica ({slow_p99s:?}), {fast_p99:?} with fast ones only ({fast_p99s:?})"
