@@ -559,15 +559,8 @@ async fn two_16_mib_answers_under_a_64_kib_chunk_window_both_arrive() {
     let acked = volley::protocol::ConnectionConfig::default()
         .acknowledge_chunks(true)
         .chunk_window(64 * 1024);
-    let bulk = Bytes::from(vec![7u8; BULK]);
-    let server = Server::builder()
-        .connection_config(acked.clone())
-        .unary_inline(common::ECHO, move |_: Request<Echo>| Ok::<_, Status>(echo(bulk.clone())))
-        .build()
-        .unwrap()
-        .serve("127.0.0.1:0")
-        .await
-        .unwrap();
+    let (tx, _answered) = tokio::sync::mpsc::unbounded_channel();
+    let server = inline_bulk_server_with(tx, volley::net::SocketConfig::default(), acked.clone()).await;
     let client = Client::builder()
         .connection_config(acked)
         .connect(server.local_addr())

@@ -316,9 +316,7 @@ impl WriteQueue {
         if pending.closed && !pending.writing() && pending.lanes_empty() {
             return Poll::Ready(false);
         }
-        if !pending.writer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            pending.writer = Some(cx.waker().clone());
-        }
+        pending.register_writer(cx.waker());
         Poll::Pending
     }
 
@@ -335,9 +333,7 @@ impl WriteQueue {
         if pending.closed && !pending.writing() {
             return Poll::Ready(None);
         }
-        if !pending.writer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            pending.writer = Some(cx.waker().clone());
-        }
+        pending.register_writer(cx.waker());
         Poll::Pending
     }
 

@@ -46,9 +46,7 @@ impl WriteQueue {
         if lanes_between_chunks(&pending, &fits) != (false, false) {
             return Poll::Ready(());
         }
-        if !pending.writer.as_ref().is_some_and(|writer| writer.will_wake(cx.waker())) {
-            pending.writer = Some(cx.waker().clone());
-        }
+        pending.register_writer(cx.waker());
         Poll::Pending
     }
 

@@ -107,6 +107,14 @@ impl Pending {
             + self.handoff.as_ref().map_or(0, |taken| taken.batch.len() - taken.sent)
     }
 
+    /// Keeps `waker` as the writer task's, to be woken by the next flush (no clone when the
+    /// one kept already wakes the same task).
+    pub(super) fn register_writer(&mut self, waker: &Waker) {
+        if !self.writer.as_ref().is_some_and(|writer| writer.will_wake(waker)) {
+            self.writer = Some(waker.clone());
+        }
+    }
+
     pub(super) fn wake_writer(&mut self) {
         if let Some(waker) = self.writer.take() {
             waker.wake();
