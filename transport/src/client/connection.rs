@@ -390,7 +390,6 @@ impl Client {
                         _ => Lane::Normal,
                     };
                     let sent = state.proto.send_request(queue.lane(lane), &head, &mut body, end_stream);
-                    drop(queue);
                     match sent {
                         Ok(call_id) => {
                             if stream {
@@ -405,9 +404,10 @@ impl Client {
                                 (true, 1) => Flush::Direct,
                                 (true, _) => Flush::Wake,
                             };
-                            // Releases the state, then writes: the reader never waits on our
-                            // syscall.
-                            shared.flush(state, flush);
+                            // Releases both locks, then writes: the reader never waits on our
+                            // syscall. A wake takes the writer's waker under the queue lock
+                            // still held from the append, not in a second trip through it.
+                            shared.flush_appended(state, queue, flush);
                             shared.stats.call_started();
                             return Ok(call_id);
                         }

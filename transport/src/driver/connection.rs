@@ -44,10 +44,10 @@ pub(crate) trait Dispatch: Send + Sync + 'static {
     /// reader task; a spawned handler must be registered with [`Shared::register_handler`].
     fn dispatch(&self, shared: &Arc<Shared>, call: AcceptedCall);
 
-    /// A call that [`Dispatch::dispatch`] counted in the server's load ended (called once per
-    /// counted call). Reached through the connection's `dispatch`, so a call holds no pointer
-    /// of its own to the count.
-    fn end_load(&self) {}
+    /// A call that [`Dispatch::dispatch`] counted in the server's load, on `stripe` of the
+    /// count, ended (called once per counted call). Reached through the connection's
+    /// `dispatch`, so a call holds no pointer of its own to the count.
+    fn end_load(&self, _stripe: u8) {}
 
     /// The server's calls in flight over every connection, for a load report (0 when it does
     /// not count them).
