@@ -293,10 +293,11 @@ impl Client {
         start: Instant,
     ) -> Result<Answered, Failure> {
         let deadline = options.deadline_from(start, self.info.timeout);
-        let call = self.start_and_wait(method, request, options, start, deadline);
+        // Each arm builds the call's future where it is awaited: one built before the `match`
+        // was copied into the awaiting state (about 100 instructions of `memcpy` per call).
         match deadline {
-            None => call.await,
-            Some(at) => match tokio::time::timeout_at(at.into(), call).await {
+            None => self.start_and_wait(method, request, options, start, None).await,
+            Some(at) => match tokio::time::timeout_at(at.into(), self.start_and_wait(method, request, options, start, deadline)).await {
                 Ok(result) => result,
                 Err(_) => Err(Failure {
                     status: Status::deadline_exceeded(format!(
