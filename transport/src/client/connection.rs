@@ -230,7 +230,7 @@ impl Drop for CallGuard<'_> {
         let code = if expired { Code::DeadlineExceeded } else { Code::Cancelled };
         self.shared.stats.call_finished(code);
         self.observer.finish(self.shared.recorder(), code);
-        self.shared.capacity.notify_one();
+        self.shared.call_slots_freed(1);
     }
 }
 
@@ -341,9 +341,11 @@ impl Client {
         let head_len = crate::wire::CALL_HEAD_FIXED_LEN + 2 + options.metadata.encoded_len();
         let body_len = body.as_ref().map_or(0, Body::len);
         // The first attempt registers no waiter: registering (and unregistering) takes the
-        // Notify's lock twice per call. Only an attempt that must wait registers, then tries
-        // once more before it sleeps, so a slot freed in between is never missed.
+        // Notify's lock twice per call. Only an attempt that must wait registers, and counts
+        // itself waiting (a freed slot signals only when someone waits), then tries once more
+        // before it sleeps, so a slot freed in between is never missed.
         let mut registered = false;
+        let mut _waiting = None;
         loop {
             let notified = shared.capacity.notified();
             tokio::pin!(notified);
@@ -418,6 +420,7 @@ impl Client {
                 }
             }
             if !std::mem::replace(&mut registered, true) {
+                _waiting = Some(shared.wait_for_capacity());
                 continue;
             }
             notified.await;

@@ -278,7 +278,7 @@ impl<T> Drop for Streaming<T> {
             };
             self.shared.stats.call_finished(code);
             self.observer.finish(self.shared.recorder(), code);
-            self.shared.capacity.notify_one();
+            self.shared.call_slots_freed(1);
             if let Some(on_end) = self.on_end.take() {
                 on_end(code);
             }
