@@ -1,7 +1,7 @@
 //! State shared by a connection's reader task, writer task and callers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -13,6 +13,7 @@ use super::DriverConfig;
 use super::calls::{Calls, Record};
 use super::identity::Identity;
 use super::lane::Lane;
+use super::slot_waiters::{SlotWait, SlotWaiters};
 use super::write_queue::{Flush, QueueGuard, Unlocked, WriteQueue};
 use crate::net::Stream;
 use crate::protocol::{Connection, Role};
@@ -92,10 +93,9 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<Stats>,
     /// Signalled when a call slot frees, the write queue drains, or the connection ends.
     pub(crate) capacity: Notify,
-    /// Callers waiting on `capacity` for a call slot ([`CapacityWait`]): a freed slot signals
-    /// only when there are any, so a call's end costs no `notify_one` on a connection where
-    /// nobody waits.
-    capacity_waiters: AtomicUsize,
+    /// Callers waiting on `capacity` for a call slot: a freed slot signals only when there are
+    /// any, so a call's end costs no `notify_one` on a connection where nobody waits.
+    slot_waiters: SlotWaiters,
     /// Signalled (to every waiter) when the write queue goes under its cap, or the connection
     /// ends: what producers of handler output and stream messages wait for. Apart from
     /// `capacity`, whose single-waiter wake-ups for call slots a room waiter must not take.
@@ -202,11 +202,9 @@ impl Shared {
     }
 
     /// `freed` call slots came free: wakes as many callers waiting for one. Called after the
-    /// state lock that freed them was released. A caller counts itself waiting
-    /// ([`Shared::wait_for_capacity`]) before it takes the lock to look once more, so either
-    /// its look sees the freed slot or this sees the caller (the lock orders the two).
+    /// state lock that freed them was released (`slot_waiters.rs` says why no waiter is missed).
     pub(crate) fn call_slots_freed(&self, freed: usize) {
-        if freed == 0 || self.capacity_waiters.load(Ordering::Relaxed) == 0 {
+        if freed == 0 || !self.slot_waiters.any() {
             return;
         }
         for _ in 0..freed {
@@ -216,9 +214,8 @@ impl Shared {
 
     /// Counts a caller waiting for a call slot until the returned guard drops: call it before
     /// taking the state lock for the look that precedes the wait.
-    pub(crate) fn wait_for_capacity(&self) -> CapacityWait<'_> {
-        self.capacity_waiters.fetch_add(1, Ordering::Relaxed);
-        CapacityWait { shared: self }
+    pub(crate) fn wait_for_capacity(&self) -> SlotWait<'_> {
+        self.slot_waiters.wait()
     }
 
     /// Wakes everyone waiting for write-queue room: the queue just went under its cap.
@@ -402,7 +399,7 @@ pub(crate) fn spawn_connection_at(
         ),
         stats,
         capacity: Notify::new(),
-        capacity_waiters: AtomicUsize::new(0),
+        slot_waiters: SlotWaiters::default(),
         room: Notify::new(),
         established: Notify::new(),
         shutdown: Notify::new(),
@@ -429,15 +426,4 @@ pub(crate) fn spawn_connection_at(
         None => drop(tokio::spawn(super::reader::run(shared.clone(), stream))),
     }
     shared
-}
-
-/// A caller counted waiting for a call slot ([`Shared::wait_for_capacity`]), until dropped.
-pub(crate) struct CapacityWait<'a> {
-    shared: &'a Shared,
-}
-
-impl Drop for CapacityWait<'_> {
-    fn drop(&mut self) {
-        self.shared.capacity_waiters.fetch_sub(1, Ordering::Relaxed);
-    }
 }

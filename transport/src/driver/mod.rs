@@ -27,6 +27,7 @@ mod priority;
 mod read_buffer;
 #[cfg(not(loom))]
 mod reader;
+mod slot_waiters;
 mod write_queue;
 #[cfg(not(loom))]
 mod writer;
