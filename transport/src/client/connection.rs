@@ -257,7 +257,13 @@ impl Client {
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        decode_response(self.unary_bytes(method.method_id(), request, options).await?)
+        // Straight to the attempt, not through `unary_bytes`: each async layer adds its own
+        // copy of the arguments to the call's future (which a spawned call moves whole).
+        let answered = self
+            .unary_attempt(method.method_id(), request, &options, Instant::now())
+            .await
+            .map_err(|failure| self.explain(failure))?;
+        decode_response(answered.response.into_inner())
     }
 
     /// Like [`Client::unary`], returning the response with the metadata the server sent: head
@@ -313,21 +319,9 @@ impl Client {
     /// Waits for a call slot and room in the write queue, then opens a call and queues its
     /// Request frame: with `body` as its first message, and `end_stream` if the client sends
     /// nothing more. Unary calls get an in-flight slot, streaming calls (`!end_stream` or a
-    /// streaming response) a stream slot; `stream` says which.
-    pub(crate) async fn open_call<M: prost::Message>(
-        &self,
-        method: MethodId,
-        options: &CallOptions,
-        (started, deadline): (Instant, Option<Instant>),
-        body: Option<Body<'_, M>>,
-        end_stream: bool,
-    ) -> Result<CallId, Status> {
-        self.open_call_as(method, options, (started, deadline), body, end_stream, false)
-            .await
-    }
-
-    /// `started` is when the caller started the call: the call head's send timestamp, read off
-    /// the monotonic clock without another clock read.
+    /// streaming response) a stream slot; `stream` says which. `started` is when the caller
+    /// started the call: the call head's send timestamp, read off the monotonic clock without
+    /// another clock read.
     pub(crate) async fn open_call_as<M: prost::Message>(
         &self,
         method: MethodId,
@@ -443,7 +437,7 @@ impl Client {
         let shared = &*self.shared;
         let mut observer = CallObserver::client(method);
         let call_id = match self
-            .open_call(method, options, (start, deadline), Some(Body::prepare(request)), true)
+            .open_call_as(method, options, (start, deadline), Some(Body::prepare(request)), true, false)
             .await
         {
             Ok(call_id) => call_id,
