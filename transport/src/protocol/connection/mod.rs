@@ -17,7 +17,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 pub use self::read::ReadProgress;
-pub(crate) use self::send::{Answer, frame_too_large};
+pub(crate) use self::send::{Answer, encode_reserved_message, frame_too_large};
 use super::budget::Bucket;
 use super::calls::{CallRecord, CallState, CallTable};
 use super::flow::ConnectionWindows;
