@@ -273,6 +273,18 @@ impl<X: CallRecord> Connection<X> {
         }
     }
 
+    /// [`Connection::handle_frame`] for a Message frame received while the connection is open,
+    /// given as its parts (the read loop's path for stream messages).
+    #[inline]
+    fn handle_message_frame(&mut self, call_id: CallId, message: Bytes, end_stream: bool, now: Instant) -> Result<(), ConnectionError> {
+        self.last_received_at = now;
+        self.last_active_at = now;
+        match self.on_message(call_id, message, end_stream, now) {
+            Ok(()) => Ok(()),
+            Err(err) => self.fail(err),
+        }
+    }
+
     fn dispatch(&mut self, frame: Frame, now: Instant) -> Result<(), ConnectionError> {
         match (self.phase, frame) {
             (Phase::AwaitingSettings, Frame::Settings(settings)) => {
