@@ -135,7 +135,11 @@ impl Stats {
     }
 
     pub(crate) fn stream_buffered(&self, bytes: usize) {
-        self.stream_buffered_peak.fetch_max(bytes as u64, Relaxed);
+        // Called for every message received: a plain load, and a read-modify-write only when
+        // the peak grows (rarely, once the mailbox has reached its usual depth).
+        if bytes as u64 > self.stream_buffered_peak.load(Relaxed) {
+            self.stream_buffered_peak.fetch_max(bytes as u64, Relaxed);
+        }
     }
 
     /// Whether the connection these counters belong to has ended.

@@ -385,7 +385,8 @@ impl ServerCall {
         let mut handler = std::pin::pin!(handler);
         let mut waited = false;
         std::future::poll_fn(|cx| {
-            let poll = handler.as_mut().poll(cx);
+            // The handler's stream messages sent in this poll leave together when it ends.
+            let poll = crate::streaming::in_scope(&self.shared, self.context.call_id, || handler.as_mut().poll(cx));
             if poll.is_pending() && !std::mem::replace(&mut waited, true) {
                 send_response_head(&self.shared, self.context.call_id, &EMPTY_METADATA, Flush::Wake);
             }
