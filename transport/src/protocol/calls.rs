@@ -186,6 +186,7 @@ impl<X: CallRecord> CallTable<X> {
         (id.0 as usize) & (self.ring.len() - 1)
     }
 
+    #[inline]
     fn locate(&self, id: CallId) -> Option<Place> {
         if !self.ring.is_empty() {
             let index = self.ring_index(id);
@@ -193,17 +194,29 @@ impl<X: CallRecord> CallTable<X> {
                 return Some(Place::Ring(index));
             }
         }
-        if !self.overflow.is_empty() && self.overflow.contains_key(&id) {
-            return Some(Place::Overflow);
-        }
-        None
+        self.locate_in_overflow(id)
     }
 
+    #[cold]
+    #[inline(never)]
+    fn locate_in_overflow(&self, id: CallId) -> Option<Place> {
+        (!self.overflow.is_empty() && self.overflow.contains_key(&id)).then_some(Place::Overflow)
+    }
+
+    /// Inline, with the overflow map's lookup out of line: the ring's case is an index (its
+    /// outlining came and went with unrelated changes, a call and a return per lookup).
+    #[inline]
     fn slot(&mut self, id: CallId, place: Place) -> &mut Slot<X> {
         match place {
             Place::Ring(index) => &mut self.ring[index],
-            Place::Overflow => self.overflow.get_mut(&id).expect("located in the overflow map"),
+            Place::Overflow => self.overflow_slot(id),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn overflow_slot(&mut self, id: CallId) -> &mut Slot<X> {
+        self.overflow.get_mut(&id).expect("located in the overflow map")
     }
 
     /// The call's slot. Inline: every frame and every send looks a call up, and nearly always
