@@ -14,7 +14,6 @@ pub struct Stats {
     pub(crate) frames_out: AtomicU64,
     pub(crate) write_syscalls: AtomicU64,
     pub(crate) tls_records_out: AtomicU64,
-    pub(crate) calls_in_flight: AtomicU64,
     pub(crate) write_queue_bytes: AtomicU64,
     pub(crate) write_queue_peak: AtomicU64,
     pub(crate) stream_buffered_peak: AtomicU64,
@@ -100,8 +99,9 @@ impl Stats {
         for (out, counter) in calls_by_code.iter_mut().zip(&self.calls_by_code) {
             *out = counter.load(Relaxed);
         }
+        let calls_started = self.calls_started.load(Relaxed);
         StatsSnapshot {
-            calls_started: self.calls_started.load(Relaxed),
+            calls_started,
             calls_by_code,
             bytes_in: self.bytes_in.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
@@ -109,25 +109,37 @@ impl Stats {
             frames_out: self.frames_out.load(Relaxed),
             write_syscalls: self.write_syscalls.load(Relaxed),
             tls_records_out: self.tls_records_out.load(Relaxed),
-            calls_in_flight: self.calls_in_flight.load(Relaxed),
+            calls_in_flight: calls_started.saturating_sub(calls_by_code.iter().sum()),
             write_queue_bytes: self.write_queue_bytes.load(Relaxed),
             write_queue_peak: self.write_queue_peak.load(Relaxed),
             stream_buffered_peak: self.stream_buffered_peak.load(Relaxed),
         }
     }
 
+    /// One locked add per call and side: the calls in flight are the started ones less the
+    /// finished ones, worked out when read ([`Stats::calls_in_flight`]), not kept in a counter
+    /// of their own that every call would add to and subtract from.
     pub(crate) fn call_started(&self) {
         self.calls_started.fetch_add(1, Relaxed);
-        self.calls_in_flight.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn call_finished(&self, code: Code) {
         self.calls_by_code[code.as_u8() as usize].fetch_add(1, Relaxed);
-        self.calls_in_flight.fetch_sub(1, Relaxed);
+    }
+
+    /// Calls started and not finished yet: exact once no call is starting or ending; while
+    /// calls end on other threads it may be off by those (it never goes below zero).
+    pub(crate) fn calls_in_flight(&self) -> u64 {
+        let finished: u64 = self.calls_by_code.iter().map(|count| count.load(Relaxed)).sum();
+        self.calls_started.load(Relaxed).saturating_sub(finished)
     }
 
     pub(crate) fn stream_buffered(&self, bytes: usize) {
-        self.stream_buffered_peak.fetch_max(bytes as u64, Relaxed);
+        // Called for every message received: a plain load, and a read-modify-write only when
+        // the peak grows (rarely, once the mailbox has reached its usual depth).
+        if bytes as u64 > self.stream_buffered_peak.load(Relaxed) {
+            self.stream_buffered_peak.fetch_max(bytes as u64, Relaxed);
+        }
     }
 
     /// Whether the connection these counters belong to has ended.
@@ -214,4 +226,30 @@ pub struct AdmissionStats {
     pub refused_server_full: u64,
     /// Idle connections closed to make room.
     pub evicted: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_in_flight_are_the_started_calls_less_the_finished_ones() {
+        let stats = Stats::default();
+        for _ in 0..5 {
+            stats.call_started();
+        }
+        stats.call_finished(Code::Ok);
+        stats.call_finished(Code::Cancelled);
+        assert_eq!(stats.calls_in_flight(), 3);
+        let snapshot = stats.snapshot();
+        assert_eq!(
+            (snapshot.calls_started, snapshot.calls_finished(), snapshot.calls_in_flight),
+            (5, 2, 3)
+        );
+        for _ in 0..3 {
+            stats.call_finished(Code::Ok);
+        }
+        assert_eq!(stats.calls_in_flight(), 0);
+        assert_eq!(stats.snapshot().calls_in_flight, 0);
+    }
 }

@@ -378,3 +378,57 @@ async fn a_burst_corked_with_the_flush_hint_leaves_in_one_write_syscall() {
     assert_eq!(burst_writes(&client, 16, false).await, 1);
     server.shutdown().await;
 }
+
+/// A caller waiting for a call slot (the server allows one call at a time) gets it when the call
+/// holding it is dropped by its caller, and when it is answered: both ends of a call signal
+/// the waiters, which are counted so that a call's end signals nobody when nobody waits.
+#[tokio::test]
+async fn a_caller_waiting_for_a_call_slot_gets_it_when_the_holder_is_dropped_or_answered() {
+    const HANG: &str = "/test.Echo/Hang";
+    let server = echo_server()
+        .max_concurrent_calls(1)
+        .unary(HANG, |_: volley::Request<Echo>| {
+            std::future::pending::<Result<Echo, volley::Status>>()
+        })
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let hang = volley::MethodId::from_name(HANG);
+    // The holder: a call the server never answers.
+    let holder = {
+        let client = client.clone();
+        tokio::spawn(async move { client.unary::<Echo, Echo>(hang, &echo("hold"), CallOptions::default()).await })
+    };
+    wait_for("the holder's call to start", || client.stats().calls_started == 1).await;
+    let waiter = {
+        let client = client.clone();
+        tokio::spawn(async move { client.unary::<Echo, Echo>(ECHO_ID, &echo("next"), CallOptions::default()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiter.is_finished(), "the second call waits for the one slot");
+    holder.abort();
+    let reply = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the dropped call's slot went to the waiter")
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.payload, "next");
+    // Slots freed by answers: more callers than slots, all served.
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..16u32 {
+        let client = client.clone();
+        calls.spawn(async move {
+            client
+                .unary::<Echo, Echo>(ECHO_ID, &echo(i.to_string()), CallOptions::default())
+                .await
+        });
+    }
+    while let Some(result) = calls.join_next().await {
+        result.unwrap().unwrap();
+    }
+    assert_eq!(client.stats().calls_in_flight, 0);
+    server.shutdown().await;
+}

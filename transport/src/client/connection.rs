@@ -230,7 +230,7 @@ impl Drop for CallGuard<'_> {
         let code = if expired { Code::DeadlineExceeded } else { Code::Cancelled };
         self.shared.stats.call_finished(code);
         self.observer.finish(self.shared.recorder(), code);
-        self.shared.capacity.notify_one();
+        self.shared.call_slots_freed(1);
     }
 }
 
@@ -257,7 +257,13 @@ impl Client {
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        decode_response(self.unary_bytes(method.method_id(), request, options).await?)
+        // Straight to the attempt, not through `unary_bytes`: each async layer adds its own
+        // copy of the arguments to the call's future (which a spawned call moves whole).
+        let answered = self
+            .unary_attempt(method.method_id(), request, &options, Instant::now())
+            .await
+            .map_err(|failure| self.explain(failure))?;
+        decode_response(answered.response.into_inner())
     }
 
     /// Like [`Client::unary`], returning the response with the metadata the server sent: head
@@ -293,10 +299,11 @@ impl Client {
         start: Instant,
     ) -> Result<Answered, Failure> {
         let deadline = options.deadline_from(start, self.info.timeout);
-        let call = self.start_and_wait(method, request, options, start, deadline);
+        // Each arm builds the call's future where it is awaited: one built before the `match`
+        // was copied into the awaiting state (about 100 instructions of `memcpy` per call).
         match deadline {
-            None => call.await,
-            Some(at) => match tokio::time::timeout_at(at.into(), call).await {
+            None => self.start_and_wait(method, request, options, start, None).await,
+            Some(at) => match tokio::time::timeout_at(at.into(), self.start_and_wait(method, request, options, start, deadline)).await {
                 Ok(result) => result,
                 Err(_) => Err(Failure {
                     status: Status::deadline_exceeded(format!(
@@ -312,21 +319,9 @@ impl Client {
     /// Waits for a call slot and room in the write queue, then opens a call and queues its
     /// Request frame: with `body` as its first message, and `end_stream` if the client sends
     /// nothing more. Unary calls get an in-flight slot, streaming calls (`!end_stream` or a
-    /// streaming response) a stream slot; `stream` says which.
-    pub(crate) async fn open_call<M: prost::Message>(
-        &self,
-        method: MethodId,
-        options: &CallOptions,
-        (started, deadline): (Instant, Option<Instant>),
-        body: Option<Body<'_, M>>,
-        end_stream: bool,
-    ) -> Result<CallId, Status> {
-        self.open_call_as(method, options, (started, deadline), body, end_stream, false)
-            .await
-    }
-
-    /// `started` is when the caller started the call: the call head's send timestamp, read off
-    /// the monotonic clock without another clock read.
+    /// streaming response) a stream slot; `stream` says which. `started` is when the caller
+    /// started the call: the call head's send timestamp, read off the monotonic clock without
+    /// another clock read.
     pub(crate) async fn open_call_as<M: prost::Message>(
         &self,
         method: MethodId,
@@ -340,9 +335,11 @@ impl Client {
         let head_len = crate::wire::CALL_HEAD_FIXED_LEN + 2 + options.metadata.encoded_len();
         let body_len = body.as_ref().map_or(0, Body::len);
         // The first attempt registers no waiter: registering (and unregistering) takes the
-        // Notify's lock twice per call. Only an attempt that must wait registers, then tries
-        // once more before it sleeps, so a slot freed in between is never missed.
+        // Notify's lock twice per call. Only an attempt that must wait registers, and counts
+        // itself waiting (a freed slot signals only when someone waits), then tries once more
+        // before it sleeps, so a slot freed in between is never missed.
         let mut registered = false;
+        let mut _waiting = None;
         loop {
             let notified = shared.capacity.notified();
             tokio::pin!(notified);
@@ -390,7 +387,6 @@ impl Client {
                         _ => Lane::Normal,
                     };
                     let sent = state.proto.send_request(queue.lane(lane), &head, &mut body, end_stream);
-                    drop(queue);
                     match sent {
                         Ok(call_id) => {
                             if stream {
@@ -405,9 +401,10 @@ impl Client {
                                 (true, 1) => Flush::Direct,
                                 (true, _) => Flush::Wake,
                             };
-                            // Releases the state, then writes: the reader never waits on our
-                            // syscall.
-                            shared.flush(state, flush);
+                            // Releases both locks, then writes: the reader never waits on our
+                            // syscall. A wake takes the writer's waker under the queue lock
+                            // still held from the append, not in a second trip through it.
+                            shared.flush_appended(state, queue, flush);
                             shared.stats.call_started();
                             return Ok(call_id);
                         }
@@ -417,6 +414,7 @@ impl Client {
                 }
             }
             if !std::mem::replace(&mut registered, true) {
+                _waiting = Some(shared.wait_for_capacity());
                 continue;
             }
             notified.await;
@@ -439,7 +437,7 @@ impl Client {
         let shared = &*self.shared;
         let mut observer = CallObserver::client(method);
         let call_id = match self
-            .open_call(method, options, (start, deadline), Some(Body::prepare(request)), true)
+            .open_call_as(method, options, (start, deadline), Some(Body::prepare(request)), true, false)
             .await
         {
             Ok(call_id) => call_id,

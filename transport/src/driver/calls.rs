@@ -66,6 +66,9 @@ struct Mailbox {
     metadata: Option<Metadata>,
     /// (client) The response head arrived.
     head: bool,
+    /// (server) The handler's task is being polled in a send scope that may hold messages of
+    /// the call not yet queued (`streaming/scope.rs`): a send from elsewhere waits for its end.
+    batching: bool,
 }
 
 /// What a call waits for.
@@ -367,6 +370,26 @@ impl<H> Calls<H> {
         self.record_mut(call_id)?;
         self.open_stream(call_id);
         self.mailbox(call_id)
+    }
+
+    /// A send scope of the call's handler may hold its messages from now until
+    /// [`Calls::end_batching`].
+    pub(crate) fn begin_batching(&mut self, call_id: CallId) {
+        if let Some(mailbox) = self.live_mailbox(call_id) {
+            mailbox.batching = true;
+        }
+    }
+
+    /// The send scope ended with its messages queued: returns the sender that waited for it.
+    pub(crate) fn end_batching(&mut self, call_id: CallId) -> Option<Waker> {
+        let mailbox = self.mailbox(call_id)?;
+        mailbox.batching = false;
+        mailbox.send_waker.take()
+    }
+
+    /// Whether a send scope of the call's handler may hold messages not yet queued.
+    pub(crate) fn is_batching(&mut self, call_id: CallId) -> bool {
+        self.mailbox(call_id).is_some_and(|mailbox| mailbox.batching)
     }
 
     /// Removes the call's mailbox (its handler, if any, stays recorded); returns the bytes still

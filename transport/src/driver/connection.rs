@@ -13,6 +13,7 @@ use super::DriverConfig;
 use super::calls::{Calls, Record};
 use super::identity::Identity;
 use super::lane::Lane;
+use super::slot_waiters::{SlotWait, SlotWaiters};
 use super::write_queue::{Flush, QueueGuard, Unlocked, WriteQueue};
 use crate::net::Stream;
 use crate::protocol::{Connection, Role};
@@ -44,10 +45,10 @@ pub(crate) trait Dispatch: Send + Sync + 'static {
     /// reader task; a spawned handler must be registered with [`Shared::register_handler`].
     fn dispatch(&self, shared: &Arc<Shared>, call: AcceptedCall);
 
-    /// A call that [`Dispatch::dispatch`] counted in the server's load ended (called once per
-    /// counted call). Reached through the connection's `dispatch`, so a call holds no pointer
-    /// of its own to the count.
-    fn end_load(&self) {}
+    /// A call that [`Dispatch::dispatch`] counted in the server's load, on `stripe` of the
+    /// count, ended (called once per counted call). Reached through the connection's
+    /// `dispatch`, so a call holds no pointer of its own to the count.
+    fn end_load(&self, _stripe: u8) {}
 
     /// The server's calls in flight over every connection, for a load report (0 when it does
     /// not count them).
@@ -92,6 +93,9 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<Stats>,
     /// Signalled when a call slot frees, the write queue drains, or the connection ends.
     pub(crate) capacity: Notify,
+    /// Callers waiting on `capacity` for a call slot: a freed slot signals only when there are
+    /// any, so a call's end costs no `notify_one` on a connection where nobody waits.
+    slot_waiters: SlotWaiters,
     /// Signalled (to every waiter) when the write queue goes under its cap, or the connection
     /// ends: what producers of handler output and stream messages wait for. Apart from
     /// `capacity`, whose single-waiter wake-ups for call slots a room waiter must not take.
@@ -195,6 +199,23 @@ impl Shared {
         if let Some(writer) = writer {
             writer.wake();
         }
+    }
+
+    /// `freed` call slots came free: wakes as many callers waiting for one. Called after the
+    /// state lock that freed them was released (`slot_waiters.rs` says why no waiter is missed).
+    pub(crate) fn call_slots_freed(&self, freed: usize) {
+        if freed == 0 || !self.slot_waiters.any() {
+            return;
+        }
+        for _ in 0..freed {
+            self.capacity.notify_one();
+        }
+    }
+
+    /// Counts a caller waiting for a call slot until the returned guard drops: call it before
+    /// taking the state lock for the look that precedes the wait.
+    pub(crate) fn wait_for_capacity(&self) -> SlotWait<'_> {
+        self.slot_waiters.wait()
     }
 
     /// Wakes everyone waiting for write-queue room: the queue just went under its cap.
@@ -378,6 +399,7 @@ pub(crate) fn spawn_connection_at(
         ),
         stats,
         capacity: Notify::new(),
+        slot_waiters: SlotWaiters::default(),
         room: Notify::new(),
         established: Notify::new(),
         shutdown: Notify::new(),

@@ -27,6 +27,7 @@ mod priority;
 mod read_buffer;
 #[cfg(not(loom))]
 mod reader;
+mod slot_waiters;
 mod write_queue;
 #[cfg(not(loom))]
 mod writer;
@@ -35,7 +36,7 @@ mod writer;
 pub(crate) use calls::{Outcome, Received};
 pub use config::{DEFAULT_WRITE_QUEUE_CAP, DEFAULT_WRITE_STALL_TIMEOUT, DriverConfig};
 #[cfg(not(loom))]
-pub(crate) use connection::{AcceptedCall, Dispatch, Protocol, Shared, spawn_connection, spawn_connection_at};
+pub(crate) use connection::{AcceptedCall, Dispatch, Protocol, Shared, StateGuard, spawn_connection, spawn_connection_at};
 #[cfg(not(loom))]
 pub(crate) use identity::Identity;
 pub(crate) use lane::Lane;

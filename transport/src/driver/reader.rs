@@ -121,9 +121,7 @@ pub(super) fn handle_pass(shared: &Arc<Shared>, buf: &mut BytesMut, scratch: &mu
     for waker in scratch.wakers.drain(..) {
         waker.wake();
     }
-    for _ in 0..std::mem::take(&mut scratch.completed) {
-        shared.capacity.notify_one();
-    }
+    shared.call_slots_freed(std::mem::take(&mut scratch.completed));
     result
 }
 

@@ -216,9 +216,13 @@ impl WriteQueue {
     /// room. Callers waiting for room must then be woken.
     fn publish(&self, pending: &Pending) -> bool {
         let now = pending.queued_bytes();
-        let before = self.stats.write_queue_bytes.swap(now as u64, Relaxed) as usize;
-        // Every publish runs under the queue's lock, so a load and a store keep the peak and
-        // the high lane's bytes exact (no read-modify-write on the path of every enqueue).
+        // Every publish runs under the queue's lock, so a load and a store keep the queued
+        // bytes, the peak and the high lane's bytes exact (no locked read-modify-write on the
+        // path of every enqueue).
+        let before = self.stats.write_queue_bytes.load(Relaxed) as usize;
+        if before != now {
+            self.stats.write_queue_bytes.store(now as u64, Relaxed);
+        }
         if now as u64 > self.stats.write_queue_peak.load(Relaxed) {
             self.stats.write_queue_peak.store(now as u64, Relaxed);
         }

@@ -35,7 +35,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
         tokio::runtime::Handle::try_current().is_ok_and(|runtime| runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     while poll_fn(|cx| shared.queue.poll_ready(cx)).await {
         if yield_first {
-            tokio::task::yield_now().await;
+            yield_while_frames_join(&shared).await;
         }
         let Some((taken, room)) = poll_fn(|cx| shared.queue.poll_take(cx)).await else {
             break;
@@ -123,6 +123,25 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
     }
     for buf in shared.queue.take_buffers() {
         shared.pool.give(buf);
+    }
+}
+
+/// Most yields before a write on a multi-thread runtime.
+const MAX_YIELDS: usize = 3;
+
+/// Yields to the runtime until a yield brings no new frames (at most [`MAX_YIELDS`] times): the
+/// first lets the callers and handlers woken with this writer queue theirs, and further ones go
+/// on only while callers on the other workers are still adding to the batch. No timer: a quiet
+/// connection pays one yield, as before.
+async fn yield_while_frames_join(shared: &Shared) {
+    let mut queued = shared.queue.queued_bytes();
+    for _ in 0..MAX_YIELDS {
+        tokio::task::yield_now().await;
+        let now = shared.queue.queued_bytes();
+        if now == queued {
+            return;
+        }
+        queued = now;
     }
 }
 

@@ -43,6 +43,11 @@ impl Bucket {
     }
 
     fn refill(&mut self, now: Instant) {
+        // The frames of one read share its `now`: after the first, nothing was gained, and the
+        // 128-bit arithmetic below is skipped for every other small frame of the read.
+        if self.refilled_at == Some(now) {
+            return;
+        }
         let elapsed = self.refilled_at.map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
         // per_second tokens per second = per_second micro-tokens per microsecond.
         let gained = u64::try_from(elapsed.as_micros())

@@ -100,6 +100,27 @@ impl ConnectionWindows {
         true
     }
 
+    /// Takes up to `want` bytes of send window from `call` and the connection at once, for
+    /// messages encoded later without asking again: as much as both windows hold, never taking
+    /// either negative (0 when either is empty). What is not used goes back with
+    /// [`ConnectionWindows::give_back`] before the next [`ConnectionWindows::try_send`], so the
+    /// messages a window lets through are the same as one by one.
+    pub(crate) fn reserve(&mut self, call: &mut CallState, want: usize) -> usize {
+        let granted = (want as i64).min(call.send_window).min(self.send).max(0);
+        call.send_window -= granted;
+        self.send -= granted;
+        granted as usize
+    }
+
+    /// Returns `bytes` taken by [`ConnectionWindows::reserve`] and not sent: to the connection,
+    /// and to `call` while it has a state.
+    pub(crate) fn give_back(&mut self, call: Option<&mut CallState>, bytes: usize) {
+        self.send += bytes as i64;
+        if let Some(call) = call {
+            call.send_window += bytes as i64;
+        }
+    }
+
     /// Credit for the connection.
     pub(crate) fn credit_connection(&mut self, increment: u32) -> Result<(), WindowOverflow> {
         self.send = credit(self.send, increment)?;

@@ -26,7 +26,7 @@ pub use config::{
     DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_PING_STRIKES, DEFAULT_PARTIAL_FRAME_TIMEOUT,
     DEFAULT_SMALL_FRAME_BUDGET, FREE_CREDITS_PER_MESSAGE, MAX_FLOW_VIOLATIONS, METADATA_ABUSE_FACTOR, SMALL_FRAME_PAYLOAD,
 };
-pub(crate) use connection::{Answer, frame_too_large};
+pub(crate) use connection::{Answer, encode_reserved_message, frame_too_large};
 pub use connection::{Connection, ReadProgress, Role};
 pub use error::{ConnectionError, ConnectionErrorReason};
 pub use event::Event;

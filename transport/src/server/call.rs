@@ -285,7 +285,7 @@ impl ServerCall {
     fn with_load_report<T>(&self, response: Response<T>) -> Response<T> {
         match (&self.load, &self.shared.dispatch) {
             (Some(ticket), Some(dispatch)) if ticket.reports() => {
-                let this_connection = self.shared.stats.calls_in_flight.load(std::sync::atomic::Ordering::Relaxed);
+                let this_connection = self.shared.stats.calls_in_flight();
                 ticket.add_report(
                     response,
                     dispatch.load_in_flight(),
@@ -385,7 +385,8 @@ impl ServerCall {
         let mut handler = std::pin::pin!(handler);
         let mut waited = false;
         std::future::poll_fn(|cx| {
-            let poll = handler.as_mut().poll(cx);
+            // The handler's stream messages sent in this poll leave together when it ends.
+            let poll = crate::streaming::in_scope(&self.shared, self.context.call_id, || handler.as_mut().poll(cx));
             if poll.is_pending() && !std::mem::replace(&mut waited, true) {
                 send_response_head(&self.shared, self.context.call_id, &EMPTY_METADATA, Flush::Wake);
             }
@@ -537,10 +538,10 @@ fn encode_final_status(status: Option<Status>) -> impl FnOnce(&mut Protocol, &mu
 /// [`ServerCall::leave_load`] for a call whose connection is borrowed apart from it.
 #[inline]
 fn leave_load(load: &mut Option<super::LoadTicket>, shared: &Shared) {
-    if load.take().is_some()
+    if let Some(ticket) = load.take()
         && let Some(dispatch) = &shared.dispatch
     {
-        dispatch.end_load();
+        dispatch.end_load(ticket.spend());
     }
 }
 

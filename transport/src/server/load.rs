@@ -3,7 +3,8 @@
 //! (a request carrying the key) or for every answer ([`LoadReports`]).
 //!
 //! Cheap on the default path: a call counts itself with one relaxed atomic add and subtract on
-//! a counter the server's connections share, and a report for up to
+//! its connection's stripe of a striped counter (connections on other threads do not share its
+//! cache line), and a report for up to
 //! [`PREENCODED_REPORTS`] calls in flight is a pre-encoded static metadata block: no
 //! allocation, no formatting. A request that does not ask costs a check of its (usually empty)
 //! metadata.
@@ -42,46 +43,70 @@ pub enum LoadReports {
 /// 19 KiB); a busier server formats its report, allocating per answer.
 pub const PREENCODED_REPORTS: u32 = 1024;
 
+/// Stripes of the server's in-flight count: connections are spread over them by id, so calls on
+/// connections served by different threads add to different cache lines.
+const STRIPES: usize = 16;
+
+/// One stripe of the count, alone on its cache line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Stripe(AtomicU32);
+
 /// A server's calls in flight, over every connection.
 ///
 /// The router owns it; a call holds a [`LoadTicket`] (no pointer, no reference count) and, when
 /// it ends, spends it and tells the connection's dispatcher ([`ServerLoad::end`]), so the
-/// per-call path pays the add and the subtract and nothing else.
+/// per-call path pays the add and the subtract and nothing else. The count is striped by
+/// connection: one shared counter had every call of every connection add to and subtract from
+/// the same cache line, which moved between the CPUs at every call on a multi-thread runtime.
+/// A call adds and subtracts on the same stripe, so each stripe's count (wrapping) is its
+/// calls in flight, and the sum over the stripes is the server's.
 #[derive(Debug)]
 pub(crate) struct ServerLoad {
-    in_flight: AtomicU32,
+    stripes: [Stripe; STRIPES],
     reports: LoadReports,
 }
 
 impl ServerLoad {
     /// `None` when reports are off: nothing is counted.
     pub(crate) fn new(reports: LoadReports) -> Option<Self> {
-        (reports != LoadReports::Never).then_some(Self {
-            in_flight: AtomicU32::new(0),
+        (reports != LoadReports::Never).then(|| Self {
+            stripes: Default::default(),
             reports,
         })
     }
 
-    /// Calls in flight now, over every connection.
+    /// Calls in flight now, over every connection (a sum of relaxed reads: exact once calls stop
+    /// starting and ending, off by those in progress while they do).
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed) as usize
+        let sum = self
+            .stripes
+            .iter()
+            .fold(0u32, |sum, stripe| sum.wrapping_add(stripe.0.load(Ordering::Relaxed)));
+        // A call's end seen before its start (on another stripe's read) leaves a sum just below 0.
+        if sum > u32::MAX / 2 { 0 } else { sum as usize }
     }
 
     /// Counts a call in flight until its ticket is given back to [`ServerLoad::end`]; `request`
-    /// is the call's metadata.
-    pub(crate) fn start(&self, request: &Metadata) -> LoadTicket {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    /// is the call's metadata, `connection` its connection's id (which picks the stripe).
+    pub(crate) fn start(&self, request: &Metadata, connection: u64) -> LoadTicket {
+        // Fibonacci hashing: ids that share a stride (a process numbering its client and server
+        // connections from one counter) still spread over every stripe.
+        let stripe = (connection.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - STRIPES.trailing_zeros())) as u8;
+        self.stripes[usize::from(stripe)].0.fetch_add(1, Ordering::Relaxed);
         let report = match self.reports {
             LoadReports::Always => true,
             LoadReports::OnRequest => !request.is_empty() && request.get(LOAD_METADATA_KEY).is_some(),
             LoadReports::Never => false,
         };
-        LoadTicket { report }
+        LoadTicket { report, stripe }
     }
 
-    /// A call counted by [`ServerLoad::start`] left the server's load (its ticket is spent).
-    pub(crate) fn end(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    /// A call counted by [`ServerLoad::start`] on `stripe` left the server's load (its ticket
+    /// is spent).
+    pub(crate) fn end(&self, stripe: u8) {
+        // `stripe` came from `start`, so it is in range; `% STRIPES` keeps the index checked free.
+        self.stripes[usize::from(stripe) % STRIPES].0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -92,9 +117,16 @@ impl ServerLoad {
 pub(crate) struct LoadTicket {
     /// Whether the call's answer carries a report.
     report: bool,
+    /// The stripe of the count the call was added to, and is subtracted from.
+    stripe: u8,
 }
 
 impl LoadTicket {
+    /// Spends the ticket: the stripe to give to [`ServerLoad::end`].
+    pub(crate) fn spend(self) -> u8 {
+        self.stripe
+    }
+
     /// Whether the call's answer carries a report.
     pub(crate) fn reports(&self) -> bool {
         self.report
@@ -174,10 +206,10 @@ mod tests {
         let mut asked = Metadata::new();
         asked.insert(LOAD_METADATA_KEY, "").unwrap();
         // Five calls in flight: three on the asking connection, two on another.
-        let quiet = load.start(&Metadata::new());
-        let first = load.start(&asked);
-        let second = load.start(&asked);
-        let elsewhere = [load.start(&Metadata::new()), load.start(&Metadata::new())];
+        let quiet = load.start(&Metadata::new(), 1);
+        let first = load.start(&asked, 1);
+        let second = load.start(&asked, 1);
+        let elsewhere = [load.start(&Metadata::new(), 2), load.start(&Metadata::new(), 2)];
         let everywhere = || u32::try_from(load.in_flight()).expect("few calls");
         let answer = first.add_report(Response::new(()), everywhere(), 3);
         assert_eq!(answer.metadata().get_str(LOAD_METADATA_KEY), Some("2"));
@@ -186,16 +218,15 @@ mod tests {
             "not asked"
         );
         assert!(first.reports() && !quiet.reports());
-        for _spent in [quiet, first].into_iter().chain(elsewhere) {
-            load.end();
+        for spent in [quiet, first].into_iter().chain(elsewhere) {
+            load.end(spent.spend());
         }
         let mut own = Metadata::new();
         own.insert("x-shard", "3").unwrap();
         let answer = second.add_report(Response::new(()).with_metadata(own), everywhere(), 1);
         assert_eq!(answer.metadata().get_str(LOAD_METADATA_KEY), Some("0"));
         assert_eq!(answer.metadata().get_str("x-shard"), Some("3"));
-        let _spent = second;
-        load.end();
+        load.end(second.spend());
         assert_eq!(load.in_flight(), 0);
         assert!(ServerLoad::new(LoadReports::Never).is_none());
     }

@@ -153,9 +153,9 @@ pub trait Service {
 }
 
 impl Dispatch for Router {
-    fn end_load(&self) {
+    fn end_load(&self, stripe: u8) {
         if let Some(load) = &self.load {
-            load.end();
+            load.end(stripe);
         }
     }
 
@@ -201,7 +201,7 @@ impl Dispatch for Router {
             return;
         };
         let observer = CallObserver::server(shared.recorder(), &route.name, route.slot, call_id, head.sent_at_ns, received_at);
-        let load = self.load.as_ref().map(|load| load.start(&head.metadata));
+        let load = self.load.as_ref().map(|load| load.start(&head.metadata, shared.identity.id()));
         let deadline = head.timeout.map(|timeout| received_at + timeout);
         let accepted = Accepted {
             call_id,

@@ -9,11 +9,13 @@
 
 mod deadline;
 mod receive;
+mod scope;
 mod send;
 mod upload;
 
 pub(crate) use deadline::Deadline;
 pub use receive::Streaming;
+pub(crate) use scope::in_scope;
 pub use send::StreamSender;
 pub(crate) use send::send_response_head;
 pub use upload::ClientStreamingCall;

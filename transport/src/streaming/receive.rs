@@ -154,6 +154,15 @@ impl<T: prost::Message + Default> Streaming<T> {
     }
 
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<T>, Status>> {
+        // The common case first: a message of the batch taken under the last lock. (The batch
+        // is empty while `first` is set and once the stream has an outcome.)
+        if let Some(bytes) = self.batch.pop_front() {
+            self.handed_out += bytes.len();
+            if self.batch.is_empty() {
+                self.credit_handed_out();
+            }
+            return Poll::Ready(decode(bytes).map(Some));
+        }
         if let Some(bytes) = self.first.take() {
             return Poll::Ready(decode(bytes).map(Some));
         }
@@ -166,13 +175,6 @@ impl<T: prost::Message + Default> Streaming<T> {
                     .clone()
                     .unwrap_or_else(|| Status::new(code, "the stream already failed")))
             });
-        }
-        if let Some(bytes) = self.batch.pop_front() {
-            self.handed_out += bytes.len();
-            if self.batch.is_empty() {
-                self.credit_handed_out();
-            }
-            return Poll::Ready(decode(bytes).map(Some));
         }
         let mut state = self.shared.lock_state();
         if self.cancel_on_drop && self.metadata.is_none() {
@@ -278,7 +280,7 @@ impl<T> Drop for Streaming<T> {
             };
             self.shared.stats.call_finished(code);
             self.observer.finish(self.shared.recorder(), code);
-            self.shared.capacity.notify_one();
+            self.shared.call_slots_freed(1);
             if let Some(on_end) = self.on_end.take() {
                 on_end(code);
             }

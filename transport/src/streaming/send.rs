@@ -79,10 +79,17 @@ impl<T: prost::Message> StreamSender<T> {
             ));
         }
         let mut body = Some(Body::prepare(message));
+        // In its handler's poll, a message goes into the poll's batch without a lock while the
+        // window reserved there lasts (`scope.rs`); a flush hint other than `Wake` asks for
+        // the per-message path.
+        if flush == Flush::Wake && super::scope::try_batch(&self.shared, self.call_id, &mut body) {
+            return Ok(());
+        }
         // The wait for write-queue room, set only once the queue is found at its cap: the path
         // that finds room registers nothing.
         let mut room = std::pin::pin!(None::<tokio::sync::futures::Notified<'_>>);
-        let shared = &*self.shared;
+        let shared_arc = &self.shared;
+        let shared = &**shared_arc;
         std::future::poll_fn(|cx| {
             loop {
                 let mut state = shared.lock_state();
@@ -97,9 +104,26 @@ impl<T: prost::Message> StreamSender<T> {
                 if len > max as usize {
                     return Poll::Ready(Err(frame_too_large(len, max)));
                 }
+                let in_scope = super::scope::is_owner(shared_arc, self.call_id);
+                if !in_scope && state.calls().is_batching(self.call_id) {
+                    // The handler's poll, on another thread, holds messages of this call sent
+                    // before this one: wait until it has queued them (it wakes us).
+                    state.calls().wait_for_credit(self.call_id, cx);
+                    drop(state);
+                    if self.deadline.poll_expired(cx) {
+                        return Poll::Ready(Err(Status::deadline_exceeded(
+                            "the streaming call did not finish within its deadline",
+                        )));
+                    }
+                    return Poll::Pending;
+                }
                 // Checked as the message is appended, before any window is charged: the queue
-                // holds at most its cap plus one message (PROTOCOL.md section 9).
+                // holds at most its cap plus one message, and a handler's poll's batch
+                // (PROTOCOL.md section 9).
                 let mut queue = shared.queue.lock();
+                if in_scope {
+                    super::scope::drain(self.call_id, &mut state.proto, queue.batch());
+                }
                 if !queue.has_room() {
                     drop(queue);
                     drop(state);
@@ -126,6 +150,9 @@ impl<T: prost::Message> StreamSender<T> {
                 }
                 return match state.proto.send_message(queue.batch(), self.call_id, &mut body) {
                     Ok(true) => {
+                        if in_scope && flush == Flush::Wake {
+                            super::scope::reserve(self.call_id, &mut state);
+                        }
                         // Releases both locks, then writes (or wakes the writer).
                         shared.flush_appended(state, queue, flush);
                         Poll::Ready(Ok(()))

@@ -62,8 +62,10 @@ pub fn decode_unit(src: &mut BytesMut, max_frame_size: u32) -> Result<Option<Dec
 /// Takes one whole frame off `src`, checked header and payload, or `None` (with room made for
 /// the rest) while it is incomplete. Shared by [`decode_frame`] and [`decode_unit`], each of
 /// which builds its own result from the parts: a frame is moved once, not through a wrapper.
+/// The protocol's frame loop calls it too, to take a Message frame's parts without building a
+/// [`Frame`] (the payload of a Message is its message, so [`Frame::decode_payload`] adds nothing).
 #[inline(always)]
-fn split_frame(src: &mut BytesMut, max_frame_size: u32) -> Result<Option<(FrameHeader, Bytes)>, WireError> {
+pub(crate) fn split_frame(src: &mut BytesMut, max_frame_size: u32) -> Result<Option<(FrameHeader, Bytes)>, WireError> {
     let Some(raw_header) = src.first_chunk::<HEADER_LEN>() else {
         return Ok(None);
     };
@@ -73,10 +75,12 @@ fn split_frame(src: &mut BytesMut, max_frame_size: u32) -> Result<Option<(FrameH
         make_room_for(src, frame_len);
         return Ok(None);
     }
-    // One split per frame (one reference-count increment): the header is stepped over, not split
-    // off and dropped.
-    src.advance(HEADER_LEN);
-    Ok(Some((header, src.split_to(header.len as usize).freeze())))
+    // One split per frame (one reference-count increment), header included: the header is
+    // stepped over in the `Bytes`, which is a pointer bump, where stepping over it in `src` would
+    // move `src`'s start a second time (`BytesMut::split_to` moves it once already).
+    let mut frame = src.split_to(frame_len).freeze();
+    frame.advance(HEADER_LEN);
+    Ok(Some((header, frame)))
 }
 
 /// Grows `src` towards a frame of `frame_len` bytes once less than half a [`RESERVE_STEP`] of

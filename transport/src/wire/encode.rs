@@ -30,15 +30,24 @@ pub(crate) enum Body<'a, M> {
 
 impl<'a, M: prost::Message> Body<'a, M> {
     /// Prepares `message` for a frame, encoding it now if it is too large to copy later.
+    /// Inlined into every call and send path (the small case is a length and a branch); the
+    /// large case stays out of line.
+    #[inline]
     pub(crate) fn prepare(message: &'a M) -> Self {
         let len = message.encoded_len();
         if len <= INLINE_PAYLOAD_MAX {
             Self::Inline(message, len)
         } else {
-            let mut writer = SplicingWriter::with_capacity(len);
-            message.encode_raw(&mut writer);
-            Self::Spliced(writer.into_payload())
+            Self::splice(message, len)
         }
+    }
+
+    /// Encodes a large `message` (of `len` bytes) now, its large `Bytes` fields by reference.
+    #[inline(never)]
+    fn splice(message: &M, len: usize) -> Self {
+        let mut writer = SplicingWriter::with_capacity(len);
+        message.encode_raw(&mut writer);
+        Self::Spliced(writer.into_payload())
     }
 
     pub(crate) fn len(&self) -> usize {

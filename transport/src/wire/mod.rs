@@ -35,6 +35,7 @@ pub use chunk::{
     chunk_size_for, is_chunked,
 };
 pub use code::Code;
+pub(crate) use codec::split_frame;
 pub use codec::{Decoded, FrameCodec, FrameCodecError, FrameMark, decode_frame, decode_unit};
 pub(crate) use encode::{Body, encode_message_frame, encode_status_frame};
 pub use error::WireError;

@@ -118,6 +118,29 @@ impl<X: CallRecord> Connection<X> {
         }
     }
 
+    /// Reserves up to `want` bytes of send window on `call_id` (and the connection) for stream
+    /// messages encoded later with [`encode_reserved_message`](super::encode_reserved_message)
+    /// and queued with [`Connection::send_reserved`]; returns the bytes granted (0 when either
+    /// window is empty or the call is not open for sending). Unused bytes go back with
+    /// [`Connection::return_reserved`].
+    pub(crate) fn reserve_send(&mut self, call_id: CallId, want: usize) -> usize {
+        if self.phase == Phase::Closed {
+            return 0;
+        }
+        match self.calls.state_mut(call_id) {
+            Some(state) if state.local_open => self.windows.reserve(state, want),
+            _ => 0,
+        }
+    }
+
+    /// Gives back `bytes` of send window reserved on `call_id` and not sent.
+    pub(crate) fn return_reserved(&mut self, call_id: CallId, bytes: usize) {
+        if bytes > 0 {
+            let call = self.calls.state_mut(call_id);
+            self.windows.give_back(call, bytes);
+        }
+    }
+
     /// Records that the application consumed `len` bytes of messages received on `call_id`;
     /// credit frames go out once half a window is owed.
     pub fn release_received(&mut self, call_id: CallId, len: usize) {

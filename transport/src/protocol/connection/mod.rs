@@ -17,7 +17,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 pub use self::read::ReadProgress;
-pub(crate) use self::send::{Answer, frame_too_large};
+pub(crate) use self::send::{Answer, encode_reserved_message, frame_too_large};
 use super::budget::Bucket;
 use super::calls::{CallRecord, CallState, CallTable};
 use super::flow::ConnectionWindows;
@@ -268,6 +268,18 @@ impl<X: CallRecord> Connection<X> {
             self.last_active_at = now;
         }
         match self.dispatch(frame, now) {
+            Ok(()) => Ok(()),
+            Err(err) => self.fail(err),
+        }
+    }
+
+    /// [`Connection::handle_frame`] for a Message frame received while the connection is open,
+    /// given as its parts (the read loop's path for stream messages).
+    #[inline]
+    fn handle_message_frame(&mut self, call_id: CallId, message: Bytes, end_stream: bool, now: Instant) -> Result<(), ConnectionError> {
+        self.last_received_at = now;
+        self.last_active_at = now;
+        match self.on_message(call_id, message, end_stream, now) {
             Ok(()) => Ok(()),
             Err(err) => self.fail(err),
         }

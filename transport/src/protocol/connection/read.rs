@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use super::{Connection, PartialFrame, Phase};
 use crate::protocol::CallRecord;
 use crate::protocol::ConnectionError;
-use crate::wire::{PREFACE_LEN, WireError, decode_frame, is_tls_record_start};
+use crate::wire::{Flags, Frame, FrameKind, PREFACE_LEN, WireError, is_tls_record_start, split_frame};
 
 /// What one [`Connection::handle_read`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -94,7 +94,22 @@ impl<X: CallRecord> Connection<X> {
                 }
                 decoded
             } else {
-                decode_frame(buf, max_frame_size)
+                match split_frame(buf, max_frame_size) {
+                    // A stream's messages, the most frequent frame, go straight to the protocol
+                    // as their parts: no `Frame` is built, moved and matched for each.
+                    Ok(Some((header, message))) if header.kind == FrameKind::Message && self.phase == Phase::Open => {
+                        progress.frames += 1;
+                        let end_stream = header.flags.contains(Flags::END_STREAM);
+                        self.handle_message_frame(header.call_id, message, end_stream, now)?;
+                        if self.phase == Phase::Closed {
+                            return Ok(progress);
+                        }
+                        continue;
+                    }
+                    Ok(Some((header, payload))) => Frame::decode_payload(header, payload).map(Some),
+                    Ok(None) => Ok(None),
+                    Err(err) => Err(err),
+                }
             };
             match decoded {
                 Ok(Some(frame)) => {

@@ -86,6 +86,26 @@ impl<X: CallRecord> Connection<X> {
         Ok(true)
     }
 
+    /// Queues `messages` stream messages of `call_id` encoded ahead into `frames` with
+    /// [`encode_reserved_message`], in window reserved with [`Connection::reserve_send`]: appended
+    /// to `batch` (on a server, after the response head if that has not gone out yet) while the
+    /// call is open for sending; `false`, with nothing appended, once it is not (the caller then
+    /// returns the window they took with [`Connection::return_reserved`]).
+    pub(crate) fn send_reserved(&mut self, batch: &mut FrameBatch, call_id: CallId, frames: &FrameBatch, messages: usize) -> bool {
+        if !self.calls.state_mut(call_id).is_some_and(|state| state.local_open) {
+            return false;
+        }
+        if self.role == Role::Server && self.take_response_head(call_id) {
+            encode_response_head(batch, call_id, &Metadata::new());
+        }
+        // The peer may credit each of them back, as for one sent by `send_message`.
+        self.earned_credits = self
+            .earned_credits
+            .saturating_add(super::FREE_CREDITS_PER_MESSAGE.saturating_mul(messages as u64));
+        batch.append_batch(frames);
+        true
+    }
+
     /// (server) Encodes the call's response head with `metadata` if it has not gone out yet
     /// ([`Connection::take_response_head`]); returns whether it did.
     pub(crate) fn send_response_head(&mut self, batch: &mut FrameBatch, call_id: CallId, metadata: &Metadata) -> bool {
@@ -149,6 +169,15 @@ impl<X: CallRecord> Connection<X> {
         };
         Some(code)
     }
+}
+
+/// Encodes a stream message of `call_id` whose window was reserved with
+/// [`Connection::reserve_send`] into `frames`, a batch of the caller's own (no lock held), for
+/// [`Connection::send_reserved`] to queue. Only small messages ([`Body::Inline`]) are encoded
+/// ahead; the caller sends others with [`Connection::send_message`].
+pub(crate) fn encode_reserved_message<M: prost::Message>(frames: &mut FrameBatch, call_id: CallId, body: Body<'_, M>) {
+    debug_assert!(matches!(body, Body::Inline(..)));
+    encode_message_frame(frames, FrameKind::Message, Flags::NONE, call_id, 0, |_| {}, body);
 }
 
 /// A Response frame without a message: the head of a streamed response.
