@@ -68,6 +68,10 @@ pub mod memory;
 mod method;
 #[cfg(all(feature = "metrics", not(loom)))]
 pub mod metrics;
+/// The metrics' per-thread shards alone, for their loom model.
+#[cfg(loom)]
+#[path = "metrics/shards.rs"]
+mod metrics_shards;
 pub mod net;
 #[cfg(not(loom))]
 mod observe;

@@ -1,13 +1,16 @@
-//! A fixed-bucket, log-linear latency histogram: recording is two relaxed atomic adds, with no
-//! allocation and no lock; quantiles are read from a [`HistogramSnapshot`].
+//! A fixed-bucket, log-linear latency histogram: recording is two adds (relaxed atomic ones, or
+//! plain ones in a thread's own shard), with no allocation and no lock; quantiles are read from a
+//! [`HistogramSnapshot`].
 //!
 //! Values are nanoseconds. Each power of two is split into [`SUB_BUCKETS`] equal buckets, so a
 //! bucket is at most 1/8 of its values wide and a quantile read from it overestimates by at most
 //! 12.5 %. Values below 8 ns have a bucket each; values above 2^40 ns (about 18 minutes) share
 //! the last bucket.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
+
+use super::shards::Count;
 
 /// Linear buckets per power of two (8): a bucket spans at most 1/8 of its values.
 pub(crate) const SUB_BUCKETS: usize = 1 << SUB_BITS;
@@ -22,13 +25,14 @@ pub(crate) const BUCKETS: usize = ((MAX_EXPONENT - SUB_BITS + 1) as usize) * SUB
 /// Counts of durations in log-linear buckets.
 ///
 /// A bucket holds the values `v` with `lower < v <= upper` (see [`bucket_upper_ns`]), so that a
-/// Prometheus bucket `le="x"` is an exact sum of whole buckets.
-pub(crate) struct Histogram {
-    buckets: [AtomicU64; BUCKETS],
-    sum_ns: AtomicU64,
+/// Prometheus bucket `le="x"` is an exact sum of whole buckets. `C` is what a count is kept in:
+/// shared atomics, or a thread's own [`super::shards::SoleCounter`]s.
+pub(crate) struct Histogram<C = AtomicU64> {
+    buckets: [C; BUCKETS],
+    sum_ns: C,
 }
 
-impl std::fmt::Debug for Histogram {
+impl<C: Count> std::fmt::Debug for Histogram<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let snapshot = self.snapshot();
         f.debug_struct("Histogram")
@@ -38,16 +42,16 @@ impl std::fmt::Debug for Histogram {
     }
 }
 
-impl Default for Histogram {
+impl<C: Count> Default for Histogram<C> {
     fn default() -> Self {
         Self {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_ns: AtomicU64::new(0),
+            buckets: std::array::from_fn(|_| C::default()),
+            sum_ns: C::default(),
         }
     }
 }
 
-impl Histogram {
+impl<C: Count> Histogram<C> {
     /// Records one duration.
     #[inline]
     pub(crate) fn record(&self, value: Duration) {
@@ -57,21 +61,19 @@ impl Histogram {
     /// Records one value in nanoseconds.
     #[inline]
     pub(crate) fn record_ns(&self, ns: u64) {
-        self.buckets[bucket_index(ns)].fetch_add(1, Relaxed);
-        self.sum_ns.fetch_add(ns, Relaxed);
+        self.buckets[bucket_index(ns)].add(1);
+        self.sum_ns.add(ns);
     }
 
     /// Reads every bucket. Recordings that race with it may show in the buckets and not yet in
     /// the sum (or the other way round); the count is always the sum of the buckets.
     pub(crate) fn snapshot(&self) -> HistogramSnapshot {
-        let mut buckets = vec![0; BUCKETS];
-        for (out, bucket) in buckets.iter_mut().zip(&self.buckets) {
-            *out = bucket.load(Relaxed);
-        }
-        HistogramSnapshot {
-            buckets,
-            sum_ns: self.sum_ns.load(Relaxed),
-        }
+        let mut snapshot = HistogramSnapshot {
+            buckets: vec![0; BUCKETS],
+            sum_ns: 0,
+        };
+        snapshot.add(self);
+        snapshot
     }
 }
 
@@ -118,6 +120,17 @@ pub struct HistogramSnapshot {
 }
 
 impl HistogramSnapshot {
+    /// Adds what `histogram` holds now (another thread's shard of the same series).
+    pub(crate) fn add<C: Count>(&mut self, histogram: &Histogram<C>) {
+        if self.buckets.len() != BUCKETS {
+            self.buckets = vec![0; BUCKETS];
+        }
+        for (out, bucket) in self.buckets.iter_mut().zip(&histogram.buckets) {
+            *out += bucket.read();
+        }
+        self.sum_ns = self.sum_ns.wrapping_add(histogram.sum_ns.read());
+    }
+
     /// Values recorded.
     pub fn count(&self) -> u64 {
         self.buckets.iter().sum()
@@ -203,7 +216,7 @@ mod tests {
 
     #[test]
     fn quantiles_of_a_uniform_range_are_within_an_eighth() {
-        let histogram = Histogram::default();
+        let histogram: Histogram = Histogram::default();
         for us in 1..=10_000u64 {
             histogram.record(Duration::from_micros(us));
         }
@@ -222,7 +235,7 @@ mod tests {
 
     #[test]
     fn an_empty_histogram_reads_zero() {
-        let snapshot = Histogram::default().snapshot();
+        let snapshot = Histogram::<AtomicU64>::default().snapshot();
         assert_eq!(snapshot.count(), 0);
         assert_eq!(snapshot.quantile(0.5), Duration::ZERO);
         assert_eq!(snapshot.mean(), Duration::ZERO);
@@ -231,7 +244,7 @@ mod tests {
     proptest! {
         #[test]
         fn count_at_most_a_power_of_two_is_exact(values in proptest::collection::vec(0u64..1 << 42, 1..200), exponent in 4u32..40) {
-            let histogram = Histogram::default();
+            let histogram: Histogram = Histogram::default();
             for &v in &values {
                 histogram.record_ns(v);
             }

@@ -9,7 +9,9 @@
 //!
 //! Recording never allocates or locks: per-method slots are registered up front (every route
 //! of a server when it is built; client methods with [`Metrics::register_client_method`]), and
-//! each call adds to relaxed atomics. Without the feature none of this is compiled.
+//! each call adds to counters its thread owns (a shard of the `Metrics` per thread, summed at a
+//! snapshot), with plain adds rather than locked ones. Without the feature none of this is
+//! compiled.
 //!
 //! ```no_run
 //! use volley::metrics::Metrics;
@@ -38,7 +40,9 @@ mod connections;
 mod exposition;
 mod histogram;
 mod http;
+mod local;
 mod registry;
+pub(crate) mod shards;
 mod snapshot;
 
 use std::sync::Arc;
@@ -58,7 +62,9 @@ pub(crate) use registry::{MethodSlot, Side};
 pub use snapshot::{CallCounts, ClientCalls, MethodSnapshot, MetricsSnapshot, ServerCalls};
 
 use self::connections::Connections;
+use self::local::{Shard, with_shard};
 use self::registry::MethodTable;
+use self::shards::ShardPool;
 use crate::protocol::Role;
 use crate::stats::{AdmissionCounters, Refusal, Stats};
 use crate::status::Code;
@@ -79,6 +85,9 @@ struct Inner {
     admission: AdmissionCounters,
     /// Balanced channels whose endpoints are exposed.
     balanced: balancers::BalancedChannels,
+    /// Each recording thread's counters (`local.rs`); `methods` holds what was recorded
+    /// without one.
+    shards: ShardPool<Shard>,
 }
 
 impl Metrics {
@@ -102,26 +111,57 @@ impl Metrics {
         self.inner.methods.register(name, Side::Server)
     }
 
-    /// Every metric now.
+    /// Every metric now: the shared counters plus every thread's shard. Exact for every call
+    /// recorded before it (on this thread, or on a thread that handed its calls' end over to
+    /// this one: a joined thread, an awaited call); calls ending meanwhile may show in part.
     pub fn snapshot(&self) -> MetricsSnapshot {
         crate::clock::wall_clock().resync();
+        let shards = self.inner.shards.shards();
         let methods = self
             .inner
             .methods
-            .iter()
-            .map(|m| MethodSnapshot {
-                name: m.name.clone(),
-                server: ServerCalls {
+            .iter_slots()
+            .map(|(slot, m)| {
+                let mut server = ServerCalls {
                     registered: m.server.registered.load(std::sync::atomic::Ordering::Relaxed),
-                    calls: CallCounts::read(&m.server),
                     handling: m.handling.snapshot(),
                     queueing: m.queueing.snapshot(),
-                },
-                client: ClientCalls {
+                    ..ServerCalls::default()
+                };
+                let mut client = ClientCalls {
                     registered: m.client.registered.load(std::sync::atomic::Ordering::Relaxed),
-                    calls: CallCounts::read(&m.client),
                     round_trip: m.round_trip.snapshot(),
-                },
+                    ..ClientCalls::default()
+                };
+                // Finished calls first, then started ones: a call seen finished was started.
+                server.calls.add_finished(&m.server.calls);
+                client.calls.add_finished(&m.client.calls);
+                for shard in &shards {
+                    if let Some(own) = shard.server_read(slot) {
+                        server.calls.add_finished(&own.calls);
+                        server.handling.add(&own.handling);
+                        server.queueing.add(&own.queueing);
+                    }
+                    if let Some(own) = shard.client_read(slot) {
+                        client.calls.add_finished(&own.calls);
+                        client.round_trip.add(&own.round_trip);
+                    }
+                }
+                server.calls.add_started(&m.server.calls);
+                client.calls.add_started(&m.client.calls);
+                for shard in &shards {
+                    if let Some(own) = shard.server_read(slot) {
+                        server.calls.add_started(&own.calls);
+                    }
+                    if let Some(own) = shard.client_read(slot) {
+                        client.calls.add_started(&own.calls);
+                    }
+                }
+                MethodSnapshot {
+                    name: m.name.clone(),
+                    server,
+                    client,
+                }
             })
             .collect();
         let [client_connections, server_connections] = self.inner.connections.totals();
@@ -164,16 +204,25 @@ impl Metrics {
     #[inline]
     pub(crate) fn client_call_started(&self, method: MethodId) -> MethodSlot {
         let slot = self.inner.methods.find(method);
-        self.inner.methods.get(slot).client.start();
+        if !with_shard(&self.inner, |shard| shard.client(slot).calls.start()) {
+            self.inner.methods.get(slot).client.calls.start();
+        }
         slot
     }
 
     /// Hot path: a client call finished after `elapsed`.
     #[inline]
     pub(crate) fn client_call_finished(&self, slot: MethodSlot, code: Code, elapsed: Duration) {
-        let method = self.inner.methods.get(slot);
-        method.client.finish(code);
-        method.round_trip.record(elapsed);
+        let recorded = with_shard(&self.inner, |shard| {
+            let own = shard.client(slot);
+            own.calls.finish(code);
+            own.round_trip.record(elapsed);
+        });
+        if !recorded {
+            let method = self.inner.methods.get(slot);
+            method.client.calls.finish(code);
+            method.round_trip.record(elapsed);
+        }
     }
 
     /// Hot path: a server call was dispatched; records its queueing time, from `sent_at_ns` (the
@@ -181,21 +230,37 @@ impl Metrics {
     /// request frame was read).
     #[inline]
     pub(crate) fn server_call_started(&self, slot: MethodSlot, sent_at_ns: u64, received_at: Instant) {
-        let method = self.inner.methods.get(slot);
-        method.server.start();
-        if sent_at_ns != 0 {
-            let received_ns = received_unix_ns(received_at);
-            // A client clock ahead of ours reads as no queueing at all.
-            method.queueing.record_ns(received_ns.saturating_sub(sent_at_ns));
+        // A client clock ahead of ours reads as no queueing at all.
+        let queued_ns = (sent_at_ns != 0).then(|| received_unix_ns(received_at).saturating_sub(sent_at_ns));
+        let recorded = with_shard(&self.inner, |shard| {
+            let own = shard.server(slot);
+            own.calls.start();
+            if let Some(ns) = queued_ns {
+                own.queueing.record_ns(ns);
+            }
+        });
+        if !recorded {
+            let method = self.inner.methods.get(slot);
+            method.server.calls.start();
+            if let Some(ns) = queued_ns {
+                method.queueing.record_ns(ns);
+            }
         }
     }
 
     /// Hot path: a server call finished `elapsed` after its request frame was read.
     #[inline]
     pub(crate) fn server_call_finished(&self, slot: MethodSlot, code: Code, elapsed: Duration) {
-        let method = self.inner.methods.get(slot);
-        method.server.finish(code);
-        method.handling.record(elapsed);
+        let recorded = with_shard(&self.inner, |shard| {
+            let own = shard.server(slot);
+            own.calls.finish(code);
+            own.handling.record(elapsed);
+        });
+        if !recorded {
+            let method = self.inner.methods.get(slot);
+            method.server.calls.finish(code);
+            method.handling.record(elapsed);
+        }
     }
 }
 
@@ -238,6 +303,81 @@ mod tests {
         assert_eq!(say.client.calls.finished_with(Code::Ok), 1);
         assert_eq!(say.client.round_trip.count(), 1);
         assert_eq!(say.client.calls.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_after_calls_on_threads_that_ended_sees_every_call() {
+        let metrics = Metrics::new();
+        let say = metrics.register_client_method("/echo.Echo/Say");
+        let server_slot = metrics.register_server_method("/echo.Echo/Say");
+        const THREADS: u64 = 4;
+        const CALLS: u64 = 1_000;
+        for round in 0..2 {
+            let threads: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    let metrics = metrics.clone();
+                    std::thread::spawn(move || {
+                        for _ in 0..CALLS {
+                            let slot = metrics.client_call_started(say);
+                            metrics.client_call_finished(slot, Code::Ok, Duration::from_micros(20));
+                            metrics.server_call_started(server_slot, 0, Instant::now());
+                            metrics.server_call_finished(server_slot, Code::Internal, Duration::from_micros(10));
+                        }
+                    })
+                })
+                .collect();
+            for thread in threads {
+                thread.join().expect("recorder");
+            }
+            let n = THREADS * CALLS * (round + 1);
+            let snapshot = metrics.snapshot();
+            let method = snapshot.method("/echo.Echo/Say").expect("registered");
+            assert_eq!(method.client.calls.started, n);
+            assert_eq!(method.client.calls.finished_with(Code::Ok), n);
+            assert_eq!(method.client.round_trip.count(), n);
+            assert_eq!(method.client.round_trip.sum(), Duration::from_micros(20) * n as u32);
+            assert_eq!(method.server.calls.started, n);
+            assert_eq!(method.server.calls.finished_with(Code::Internal), n);
+            assert_eq!(method.server.handling.count(), n);
+            assert_eq!(method.server.queueing.count(), 0, "no timestamps sent");
+        }
+        assert!(
+            metrics.inner.shards.shards().len() <= 2 * THREADS as usize,
+            "threads that ended hand their shards to the next ones"
+        );
+    }
+
+    #[test]
+    fn a_call_recorded_while_its_thread_exits_is_counted() {
+        /// Records a client call when its thread's storage is torn down, possibly after the
+        /// thread's shards were handed back.
+        struct RecordOnExit(Metrics, MethodId);
+        impl Drop for RecordOnExit {
+            fn drop(&mut self) {
+                let slot = self.0.client_call_started(self.1);
+                self.0.client_call_finished(slot, Code::Cancelled, Duration::from_micros(5));
+            }
+        }
+        thread_local! {
+            static ON_EXIT: std::cell::RefCell<Option<RecordOnExit>> = const { std::cell::RefCell::new(None) };
+        }
+        let metrics = Metrics::new();
+        let say = metrics.register_client_method("/echo.Echo/Say");
+        let recorder = metrics.clone();
+        std::thread::spawn(move || {
+            // Registered before the shard's storage, so torn down after it.
+            ON_EXIT.with(|slot| *slot.borrow_mut() = Some(RecordOnExit(recorder.clone(), say)));
+            let slot = recorder.client_call_started(say);
+            recorder.client_call_finished(slot, Code::Ok, Duration::from_micros(5));
+        })
+        .join()
+        .expect("recorder");
+        let snapshot = metrics.snapshot();
+        let method = snapshot.method("/echo.Echo/Say").expect("registered");
+        assert_eq!(method.client.calls.started, 2);
+        assert_eq!(method.client.calls.finished_with(Code::Ok), 1);
+        assert_eq!(method.client.calls.finished_with(Code::Cancelled), 1);
+        assert_eq!(method.client.round_trip.count(), 2);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use super::histogram::Histogram;
+use super::shards::Count;
 use crate::status::Code;
 use crate::sync::lock;
 use crate::wire::MethodId;
@@ -41,27 +42,41 @@ pub(crate) struct MethodSlot(u16);
 
 impl MethodSlot {
     pub(crate) const OTHER: Self = Self(0);
+
+    /// Its index, below `MAX_METHODS + 1`.
+    #[inline]
+    pub(crate) fn index(self) -> usize {
+        usize::from(self.0)
+    }
 }
 
-/// Call counters of one side of one method.
+/// Call counters of one side of one method: calls started, and finished by status code.
 #[derive(Debug, Default)]
-pub(crate) struct SideCalls {
-    /// Whether this side was registered, so its series are exposed.
-    pub(crate) registered: AtomicBool,
-    pub(crate) started: AtomicU64,
-    pub(crate) finished: [AtomicU64; 17],
+pub(crate) struct CallCounters<C = AtomicU64> {
+    pub(crate) started: C,
+    pub(crate) finished: [C; 17],
 }
 
-impl SideCalls {
+impl<C: Count> CallCounters<C> {
     #[inline]
     pub(crate) fn start(&self) {
-        self.started.fetch_add(1, Ordering::Relaxed);
+        self.started.add(1);
     }
 
     #[inline]
     pub(crate) fn finish(&self, code: Code) {
-        self.finished[code.as_u8() as usize].fetch_add(1, Ordering::Relaxed);
+        self.finished[code.as_u8() as usize].add(1);
     }
+}
+
+/// One side of one method in the shared table: whether it was registered, and the calls
+/// recorded where a thread had no shard (while it exits); the rest are in the threads' shards
+/// (`local.rs`).
+#[derive(Debug, Default)]
+pub(crate) struct SideCalls {
+    /// Whether this side was registered, so its series are exposed.
+    pub(crate) registered: AtomicBool,
+    pub(crate) calls: CallCounters,
 }
 
 /// Everything recorded about one method.
@@ -196,7 +211,17 @@ impl MethodTable {
 
     /// Every slot in use, `other` first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &MethodMetrics> {
-        std::iter::once(&*self.other).chain(self.slots.iter().filter_map(|slot| slot.get().map(|m| &**m)))
+        self.iter_slots().map(|(_, metrics)| metrics)
+    }
+
+    /// Every slot in use with its number, `other` first.
+    pub(crate) fn iter_slots(&self) -> impl Iterator<Item = (MethodSlot, &MethodMetrics)> {
+        std::iter::once((MethodSlot::OTHER, &*self.other)).chain(
+            self.slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, slot)| slot.get().map(|m| (MethodSlot(i as u16), &**m))),
+        )
     }
 }
 

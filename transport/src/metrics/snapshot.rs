@@ -1,7 +1,8 @@
 //! Every metric at one moment, as [`super::Metrics::snapshot`] returns it: counts by method and
 //! status code, histograms with quantiles, connection totals.
 
-use super::registry::SideCalls;
+use super::registry::CallCounters;
+use super::shards::Count;
 use super::{ConnectionTotals, HistogramSnapshot};
 use crate::stats::AdmissionStats;
 use crate::status::Code;
@@ -93,16 +94,17 @@ impl CallCounts {
         self.started.saturating_sub(self.finished_total())
     }
 
-    pub(crate) fn read(calls: &SideCalls) -> Self {
-        use std::sync::atomic::Ordering::Relaxed;
-        // Finished first: a call counted finished was counted started before.
-        let mut finished = [0; 17];
-        for (out, counter) in finished.iter_mut().zip(&calls.finished) {
-            *out = counter.load(Relaxed);
+    /// Adds the finished calls of `counters` (another thread's shard of the same series).
+    /// Finished calls are read before started ones (see `Metrics::snapshot`), so that a call
+    /// counted finished was counted started.
+    pub(crate) fn add_finished<C: Count>(&mut self, counters: &CallCounters<C>) {
+        for (out, counter) in self.finished.iter_mut().zip(&counters.finished) {
+            *out += counter.read();
         }
-        Self {
-            started: calls.started.load(Relaxed),
-            finished,
-        }
+    }
+
+    /// Adds the started calls of `counters`.
+    pub(crate) fn add_started<C: Count>(&mut self, counters: &CallCounters<C>) {
+        self.started += counters.started.read();
     }
 }
