@@ -38,14 +38,14 @@ impl<'a, M: prost::Message> Body<'a, M> {
         if len <= INLINE_PAYLOAD_MAX {
             Self::Inline(message, len)
         } else {
-            Self::splice(message, len)
+            Self::splice(message)
         }
     }
 
-    /// Encodes a large `message` (of `len` bytes) now, its large `Bytes` fields by reference.
+    /// Encodes a large `message` now, its large `Bytes` fields by reference.
     #[inline(never)]
-    fn splice(message: &M, len: usize) -> Self {
-        let mut writer = SplicingWriter::with_capacity(len);
+    fn splice(message: &M) -> Self {
+        let mut writer = SplicingWriter::with_capacity(super::splice::inline_len(message));
         message.encode_raw(&mut writer);
         Self::Spliced(writer.into_payload())
     }
