@@ -84,10 +84,8 @@ pub(crate) async fn connect(
                 .await
                 .map_err(|_| timed_out())?
                 .map_err(connect_error)?;
-            (
-                spawn_connection(stream.into(), Role::Client, config, None),
-                AppliedSocketOptions::default(),
-            )
+            let applied = config.socket.apply_unix(socket2::SockRef::from(&stream));
+            (spawn_connection(stream.into(), Role::Client, config, None), applied)
         }
     };
     wait_established(&shared, deadline).await.map_err(|reason| {

@@ -20,7 +20,7 @@ pub use address::{Address, AddressParseError, ToAddress};
 pub use polled::PolledStream;
 #[cfg(all(feature = "quic", not(loom)))]
 pub use quic::QuicStream;
-pub use socket::{AppliedSocketOptions, KeepaliveConfig, SocketConfig};
+pub use socket::{AppliedSocketOptions, DEFAULT_UNIX_SEND_BUFFER, KeepaliveConfig, SocketConfig};
 pub use stream::Stream;
 #[cfg(all(feature = "tls", not(loom)))]
 pub use tls::TlsStream;

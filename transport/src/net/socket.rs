@@ -1,4 +1,5 @@
-//! Socket tuning, applied on both sides of a TCP connection and read back.
+//! Socket tuning, applied on both sides of a TCP connection (and the buffer sizes on both sides
+//! of a Unix socket connection) and read back.
 
 use std::time::Duration;
 
@@ -15,10 +16,18 @@ pub struct KeepaliveConfig {
     pub retries: u32,
 }
 
-/// Socket options for TCP connections. Unix sockets take none of them.
+/// `SO_SNDBUF` a Unix socket asks for when [`SocketConfig::send_buffer_size`] is `None`
+/// (192 KiB, which Linux doubles to 384 KiB): Unix sockets have no autotuning, and with the
+/// kernel's default (208 KiB) a 1 MiB one-way call with both ends on one CPU ran about 9 % slower;
+/// 768 KiB and more ran slower still, the bytes in flight no longer fitting the cache beside the
+/// message (docs/BENCHMARKS.md, "1 MiB one way over Unix sockets"). A cap on what a connection
+/// may queue in the kernel unread, not memory it takes.
+pub const DEFAULT_UNIX_SEND_BUFFER: usize = 192 * 1024;
+
+/// Socket options for TCP connections. Unix sockets take the buffer sizes only.
 ///
-/// The defaults favour latency: `TCP_NODELAY` on, kernel buffer sizes left to autotuning, TCP
-/// keepalive after 30 s idle. Options the platform lacks produce a warning in
+/// The defaults favour latency: `TCP_NODELAY` on, kernel buffer sizes left to autotuning (a Unix
+/// socket's send buffer: [`DEFAULT_UNIX_SEND_BUFFER`]), TCP keepalive after 30 s idle. Options the platform lacks produce a warning in
 /// [`AppliedSocketOptions::warnings`], never a failure.
 ///
 /// ```
@@ -32,7 +41,8 @@ pub struct KeepaliveConfig {
 pub struct SocketConfig {
     /// `TCP_NODELAY`: send small frames at once instead of waiting to coalesce (default on).
     pub nodelay: bool,
-    /// `SO_SNDBUF` in bytes; `None` leaves the kernel's autotuning (default).
+    /// `SO_SNDBUF` in bytes; `None` leaves the kernel's autotuning on TCP (default) and asks
+    /// for [`DEFAULT_UNIX_SEND_BUFFER`] on a Unix socket.
     pub send_buffer_size: Option<usize>,
     /// `SO_RCVBUF` in bytes; `None` leaves the kernel's autotuning (default).
     pub recv_buffer_size: Option<usize>,
@@ -144,6 +154,29 @@ impl SocketConfig {
         applied
     }
 
+    /// Applies the options a Unix socket takes, its buffer sizes (`SO_SNDBUF` is
+    /// [`DEFAULT_UNIX_SEND_BUFFER`] unless set), and reads them back.
+    pub fn apply_unix(&self, socket: SockRef<'_>) -> AppliedSocketOptions {
+        let mut applied = AppliedSocketOptions::default();
+        let mut warn = |what: &str, err: std::io::Error| {
+            let line = format!("socket option {what} not applied: {err}");
+            tracing::warn!("{line}");
+            applied.warnings.push(line);
+        };
+        let send = self.send_buffer_size.unwrap_or(DEFAULT_UNIX_SEND_BUFFER);
+        if let Err(err) = socket.set_send_buffer_size(send) {
+            warn("SO_SNDBUF", err);
+        }
+        if let Some(size) = self.recv_buffer_size
+            && let Err(err) = socket.set_recv_buffer_size(size)
+        {
+            warn("SO_RCVBUF", err);
+        }
+        applied.send_buffer_size = socket.send_buffer_size().ok();
+        applied.recv_buffer_size = socket.recv_buffer_size().ok();
+        applied
+    }
+
     #[cfg(any(target_os = "linux", target_os = "android"))]
     fn apply_linux(&self, socket: &SockRef<'_>, warn: &mut impl FnMut(&str, std::io::Error)) {
         if self.user_timeout.is_some()
@@ -187,3 +220,24 @@ fn read_back_linux(socket: &SockRef<'_>, applied: &mut AppliedSocketOptions) {
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn read_back_linux(_socket: &SockRef<'_>, _applied: &mut AppliedSocketOptions) {}
+
+#[cfg(all(test, not(loom), target_os = "linux"))]
+mod tests {
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    #[test]
+    fn a_unix_socket_gets_the_default_send_buffer_unless_one_is_set() {
+        let (ours, _peer) = UnixStream::pair().unwrap();
+        let applied = SocketConfig::default().apply_unix(SockRef::from(&ours));
+        // Linux doubles what is asked (for its bookkeeping) and reports the doubled size.
+        assert_eq!(applied.send_buffer_size, Some(2 * DEFAULT_UNIX_SEND_BUFFER));
+        assert!(applied.warnings.is_empty(), "{:?}", applied.warnings);
+        let config = SocketConfig {
+            send_buffer_size: Some(64 * 1024),
+            ..SocketConfig::default()
+        };
+        assert_eq!(config.apply_unix(SockRef::from(&ours)).send_buffer_size, Some(128 * 1024));
+    }
+}

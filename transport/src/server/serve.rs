@@ -447,6 +447,8 @@ impl Accepted for tokio::net::TcpStream {
 
 impl Accepted for tokio::net::UnixStream {
     fn serve(self, registry: &Arc<Registry>) {
+        let applied = registry.server.config.socket.apply_unix(socket2::SockRef::from(&self));
+        tracing::trace!(?applied, "accepted a Unix socket connection");
         registry.adopt(self.into(), None);
     }
 }
