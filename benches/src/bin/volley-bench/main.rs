@@ -39,6 +39,7 @@ mod lanes;
 #[cfg(feature = "quic")]
 mod lossy_tcp;
 mod oneway;
+mod open_loop;
 mod pacer;
 mod peers;
 mod plots;
@@ -115,6 +116,10 @@ struct Args {
     /// (the earlier generator, yielding to the runtime only), for comparison.
     #[arg(long, value_enum, default_value = "sleep")]
     pacing: pacer::Pacing,
+    /// How the open-loop generator carries the calls in flight: `inline` (its own task polls
+    /// them all) or `spawn` (a tokio task per call, the earlier generator), for comparison.
+    #[arg(long, value_enum, default_value = "inline")]
+    open_loop_calls: open_loop::CallTasks,
     /// No progress bar and no per-run lines on stderr.
     #[arg(long, global = true)]
     quiet: bool,
@@ -290,7 +295,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                             sample.rate()
                         }
                     };
-                    Some((peak * fraction, args.pacing))
+                    Some(open_loop::OpenLoop {
+                        rate: peak * fraction,
+                        pacing: args.pacing,
+                        calls: args.open_loop_calls,
+                    })
                 }
                 _ => None,
             };
@@ -376,9 +385,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          (raw pipelined rows: the batch's round trip; raw one-way rows: from the start of a message's write to its\n\
          acknowledgement; stream_64B: one whole stream of {} messages;\n\
          open loop: from the intended send time, rate achieved at the target fraction of Volley's peak;\n\
-         open-loop pacing: {})\n",
+         open-loop pacing: {}, calls in flight: {})\n",
         scenarios::STREAM_LEN,
-        args.pacing.name()
+        args.pacing.name(),
+        args.open_loop_calls.name()
     )?;
     for scenario in &selected {
         writeln!(stdout, "  {:<18} {}", scenario.name, scenario.description)?;
