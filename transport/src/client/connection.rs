@@ -259,11 +259,8 @@ impl Client {
     {
         // Straight to the attempt, not through `unary_bytes`: each async layer adds its own
         // copy of the arguments to the call's future (which a spawned call moves whole).
-        let answered = self
-            .unary_attempt(method.method_id(), request, &options, Instant::now())
-            .await
-            .map_err(|failure| self.explain(failure))?;
-        decode_response(answered.response.into_inner())
+        let response = self.response_of(self.unary_attempt(method.method_id(), request, &options, Instant::now()).await)?;
+        decode_response(response.into_inner())
     }
 
     /// Like [`Client::unary`], returning the response with the metadata the server sent: head
@@ -273,19 +270,19 @@ impl Client {
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        let answered = self
-            .unary_attempt(method, request, &options, Instant::now())
-            .await
-            .map_err(|failure| self.explain(failure))?;
-        decode_response_parts(answered.response)
+        let response = self.response_of(self.unary_attempt(method, request, &options, Instant::now()).await)?;
+        decode_response_parts(response)
     }
 
     /// Like [`Client::unary`], returning the response's encoded bytes undecoded.
     pub async fn unary_bytes<Req: prost::Message>(&self, method: MethodId, request: &Req, options: CallOptions) -> Result<Bytes, Status> {
-        self.unary_attempt(method, request, &options, Instant::now())
-            .await
-            .map(|answered| answered.response.into_inner())
-            .map_err(|failure| self.explain(failure))
+        let response = self.response_of(self.unary_attempt(method, request, &options, Instant::now()).await)?;
+        Ok(response.into_inner())
+    }
+
+    /// A unary attempt as its caller sees it: the response, or the failure explained.
+    fn response_of(&self, attempt: Result<Answered, Failure>) -> Result<Response<Bytes>, Status> {
+        attempt.map(|answered| answered.response).map_err(|failure| self.explain(failure))
     }
 
     /// One unary call; a failure says whether the server certainly never started the call.
