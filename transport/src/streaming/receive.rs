@@ -215,6 +215,7 @@ impl<T: prost::Message + Default> Streaming<T> {
 
     /// Hands out a message of the batch, crediting its bytes back with the next
     /// [`CREDIT_EVERY`] - 1 messages' (or when the receiver next takes the lock).
+    #[inline(always)]
     fn hand_out(&mut self, bytes: Bytes) -> Result<Option<T>, Status> {
         self.handed_out += bytes.len();
         self.handed_count += 1;
@@ -225,6 +226,7 @@ impl<T: prost::Message + Default> Streaming<T> {
     }
 
     /// Credits back the bytes of the batch's messages handed out so far.
+    #[inline(never)]
     fn credit_handed_out(&mut self) {
         self.handed_count = 0;
         let len = std::mem::take(&mut self.handed_out);

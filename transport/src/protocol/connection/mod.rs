@@ -435,6 +435,9 @@ impl<X: CallRecord> Connection<X> {
         }
     }
 
+    /// Inline into the frame loop (a stream's every message comes here), its rare outcomes out
+    /// of line.
+    #[inline(always)]
     fn on_message(&mut self, call_id: CallId, message: Bytes, end_stream: bool, now: Instant) -> Result<(), ConnectionError> {
         // Charged before anything else, so frames for ended calls count too.
         if message.len() < SMALL_FRAME_PAYLOAD {
@@ -446,18 +449,13 @@ impl<X: CallRecord> Connection<X> {
             return self.check_known(call_id);
         };
         if !state.remote_open || !state.head_received {
-            return self.accept_inbound(call_id, end_stream, now).map(drop);
+            return self.message_out_of_sequence(call_id, end_stream, now);
         }
         if end_stream {
             state.remote_open = false;
         }
         if !self.windows.on_receive(state, message.len()) {
-            self.flow_violations += 1;
-            if self.flow_violations > MAX_FLOW_VIOLATIONS {
-                return Err(ConnectionError::calm(Reason::FlowControl));
-            }
-            let text = "flow-control violation: a message arrived with no window left; wait for credit before sending";
-            return self.reset_call(call_id, Code::ResourceExhausted, text, now);
+            return self.message_over_window(call_id, now);
         }
         match record.keep_message(message, end_stream) {
             Kept::Kept { wake, held } => {
@@ -473,6 +471,25 @@ impl<X: CallRecord> Connection<X> {
             }),
         }
         Ok(())
+    }
+
+    /// A message on a call the peer had ended or whose head has not come: the call is reset.
+    #[cold]
+    #[inline(never)]
+    fn message_out_of_sequence(&mut self, call_id: CallId, end_stream: bool, now: Instant) -> Result<(), ConnectionError> {
+        self.accept_inbound(call_id, end_stream, now).map(drop)
+    }
+
+    /// A message with no window left: the call is reset, the connection after too many.
+    #[cold]
+    #[inline(never)]
+    fn message_over_window(&mut self, call_id: CallId, now: Instant) -> Result<(), ConnectionError> {
+        self.flow_violations += 1;
+        if self.flow_violations > MAX_FLOW_VIOLATIONS {
+            return Err(ConnectionError::calm(Reason::FlowControl));
+        }
+        let text = "flow-control violation: a message arrived with no window left; wait for credit before sending";
+        self.reset_call(call_id, Code::ResourceExhausted, text, now)
     }
 
     fn on_credit(&mut self, call_id: CallId, increment: u32, now: Instant) -> Result<(), ConnectionError> {
