@@ -156,12 +156,19 @@ impl<T: prost::Message + Default> Streaming<T> {
         }
     }
 
+    /// The common case inline: a message of the batch taken under the last lock. (The batch is
+    /// empty while `first` is set and once the stream has an outcome.)
+    #[inline(always)]
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<T>, Status>> {
-        // The common case first: a message of the batch taken under the last lock. (The batch
-        // is empty while `first` is set and once the stream has an outcome.)
-        if let Some(bytes) = self.batch.pop_front() {
-            return Poll::Ready(self.hand_out(bytes));
+        match self.batch.pop_front() {
+            Some(bytes) => Poll::Ready(self.hand_out(bytes)),
+            None => self.poll_mailbox(cx),
         }
+    }
+
+    /// The first message, the end, or the mailbox's next batch under the lock.
+    #[inline(never)]
+    fn poll_mailbox(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<T>, Status>> {
         if let Some(bytes) = self.first.take() {
             return Poll::Ready(decode(bytes).map(Some));
         }
