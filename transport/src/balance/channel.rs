@@ -157,6 +157,7 @@ impl BalancedChannel {
     }
 
     /// A unary call with the balancer's retries and hedging: the response undecoded.
+    #[allow(clippy::manual_async_fn, reason = "an async fn keeps room for its arguments twice in its future")]
     pub(crate) fn call<Req: prost::Message + Sync>(
         &self,
         method: MethodId,

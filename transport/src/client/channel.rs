@@ -295,6 +295,7 @@ impl Channel {
     }
 
     /// A unary call with its transparent retries: the response undecoded, with its metadata.
+    #[allow(clippy::manual_async_fn, reason = "an async fn keeps room for its arguments twice in its future")]
     pub(crate) fn call_plain<Req: prost::Message>(
         &self,
         method: MethodId,

@@ -297,6 +297,7 @@ impl Client {
     /// One unary call; a failure says whether the server certainly never started the call.
     /// `start` is when the call began (the caller's clock read, so that a call reads the clock
     /// once): a timeout without a deadline counts from it.
+    #[allow(clippy::manual_async_fn, reason = "an async fn keeps room for its arguments twice in its future")]
     pub(crate) fn unary_attempt<Req: prost::Message>(
         &self,
         method: MethodId,
@@ -334,6 +335,7 @@ impl Client {
     /// streaming response) a stream slot; `stream` says which. `started` is when the caller
     /// started the call: the call head's send timestamp, read off the monotonic clock without
     /// another clock read.
+    #[allow(clippy::manual_async_fn, reason = "an async fn keeps room for its arguments twice in its future")]
     pub(crate) fn open_call_as<M: prost::Message>(
         &self,
         method: MethodId,
@@ -441,6 +443,7 @@ impl Client {
         &self.shared
     }
 
+    #[allow(clippy::manual_async_fn, reason = "an async fn keeps room for its arguments twice in its future")]
     fn start_and_wait<Req: prost::Message>(
         &self,
         method: MethodId,
