@@ -92,6 +92,13 @@ impl StatsSnapshot {
     }
 }
 
+/// The calls in flight, from the started and finished counts read just before: no counter of
+/// their own. Calls ending on other threads between the two reads may skew it by those calls; it
+/// never goes below zero.
+fn in_flight(started: u64, finished: u64) -> u64 {
+    started.saturating_sub(finished)
+}
+
 impl Stats {
     /// Reads every counter.
     pub fn snapshot(&self) -> StatsSnapshot {
@@ -109,7 +116,7 @@ impl Stats {
             frames_out: self.frames_out.load(Relaxed),
             write_syscalls: self.write_syscalls.load(Relaxed),
             tls_records_out: self.tls_records_out.load(Relaxed),
-            calls_in_flight: calls_started.saturating_sub(calls_by_code.iter().sum()),
+            calls_in_flight: in_flight(calls_started, calls_by_code.iter().sum()),
             write_queue_bytes: self.write_queue_bytes.load(Relaxed),
             write_queue_peak: self.write_queue_peak.load(Relaxed),
             stream_buffered_peak: self.stream_buffered_peak.load(Relaxed),
@@ -131,7 +138,7 @@ impl Stats {
     /// calls end on other threads it may be off by those (it never goes below zero).
     pub(crate) fn calls_in_flight(&self) -> u64 {
         let finished: u64 = self.calls_by_code.iter().map(|count| count.load(Relaxed)).sum();
-        self.calls_started.load(Relaxed).saturating_sub(finished)
+        in_flight(self.calls_started.load(Relaxed), finished)
     }
 
     pub(crate) fn stream_buffered(&self, bytes: usize) {

@@ -15,7 +15,9 @@
 //! `BalancedChannel` with that one endpoint: what the balancer adds per call), `stream
 //! MESSAGES` (one server-streaming call of that many 64-byte messages) and, built with the
 //! `metrics` feature, `metrics CALLS IN_FLIGHT` (the `unary` mode with a `Metrics` attached to
-//! client and server: what recording costs per call). Client and server each run on a
+//! client and server: what recording costs per call), and `spawned CALLS IN_FLIGHT` (the `unary`
+//! mode with a task spawned per call, as a service that spawns per request does: what moving the
+//! call's future into a task costs). Client and server each run on a
 //! current-thread runtime of their own thread, over loopback TCP.
 
 use std::time::Duration;
@@ -69,6 +71,7 @@ fn main() {
                 unary_calls(channel, count, in_flight).await
             }
             "metrics" => unary_calls(metered_client(server).await, count, in_flight).await,
+            "spawned" => spawned_calls(Client::connect(server).await.expect("connect"), count, in_flight).await,
             _ => unary_calls(Client::connect(server).await.expect("connect"), count, in_flight).await,
         }
     });
@@ -92,6 +95,28 @@ async fn unary_calls<C: Caller>(caller: C, count: u64, in_flight: u64) -> u64 {
     let mut done = 0;
     for task in tasks.collect::<Vec<_>>() {
         done += task.await.expect("task");
+    }
+    done
+}
+
+/// `count` 64-byte echo calls, each in a task of its own, `in_flight` tasks at a time.
+async fn spawned_calls(client: Client, count: u64, in_flight: u64) -> u64 {
+    let request = payload(64);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut done = 0;
+    for _ in 0..count {
+        if tasks.len() as u64 >= in_flight {
+            tasks.join_next().await.expect("a task").expect("task");
+            done += 1;
+        }
+        let (client, request) = (client.clone(), request.clone());
+        tasks.spawn(async move {
+            let _: volley_benches::Payload = client.unary(ECHO_ID, &request, CallOptions::default()).await.expect("call");
+        });
+    }
+    while let Some(task) = tasks.join_next().await {
+        task.expect("task");
+        done += 1;
     }
     done
 }

@@ -82,12 +82,20 @@ impl BalancedChannel {
 
     /// A unary call to the endpoint p2c picks; see [`crate::Client::unary`] and the retry rules
     /// on [`BalancedChannel`].
-    pub async fn unary<Req, Resp>(&self, method: impl CallTarget<Req, Resp>, request: &Req, options: CallOptions) -> Result<Resp, Status>
+    pub fn unary<Req, Resp>(
+        &self,
+        method: impl CallTarget<Req, Resp>,
+        request: &Req,
+        options: CallOptions,
+    ) -> impl Future<Output = Result<Resp, Status>>
     where
         Req: prost::Message + Sync,
         Resp: prost::Message + Default,
     {
-        crate::client::decode_response(self.call(method.method_id(), request, options).await?.into_inner())
+        // An `async` block, as in `Channel::unary`: an `async fn` would keep room for its
+        // arguments twice in the call's future.
+        let method = method.method_id();
+        async move { crate::client::decode_response(self.call(method, request, options).await?.into_inner()) }
     }
 
     /// Like [`BalancedChannel::unary`], with the response's metadata.
@@ -149,79 +157,84 @@ impl BalancedChannel {
     }
 
     /// A unary call with the balancer's retries and hedging: the response undecoded.
-    pub(crate) async fn call<Req: prost::Message + Sync>(
+    #[allow(clippy::manual_async_fn, reason = "an async fn keeps room for its arguments twice in its future")]
+    pub(crate) fn call<Req: prost::Message + Sync>(
         &self,
         method: MethodId,
         request: &Req,
-        options: CallOptions,
-    ) -> Result<Response<Bytes>, Status> {
-        let inner = &*self.inner;
-        let start = Instant::now();
-        let deadline = options.deadline_from(start, inner.timeout);
-        let mut options = match deadline {
-            Some(at) => options.deadline(at),
-            None => options,
-        };
-        let idempotent = options.is_idempotent() || inner.idempotent.contains(&method);
-        let endpoints = inner.set.current();
-        if endpoints.len() > 1 {
-            // Asks the server for its load report (PROTOCOL.md section 14); over one endpoint
-            // there is nothing to compare it with.
-            if options.metadata.is_empty() {
-                options.metadata = LOAD_REQUEST;
-            } else if options.metadata.get(LOAD_METADATA_KEY).is_none() {
-                let _ = options.metadata.insert(LOAD_METADATA_KEY, "");
+        mut options: CallOptions,
+    ) -> impl Future<Output = Result<Response<Bytes>, Status>> {
+        // An `async` block, as in `Channel::unary`.
+        async move {
+            let inner = &*self.inner;
+            let start = Instant::now();
+            let deadline = options.deadline_from(start, inner.timeout);
+            // Set in place: a second `CallOptions` local would take room of its own in the
+            // call's future.
+            if deadline.is_some() {
+                options.deadline = deadline;
             }
-        }
-        inner.budget.deposit(inner.budget_second.load(Ordering::Relaxed));
-        let plan = CallPlan {
-            start,
-            endpoints: &endpoints,
-            method,
-            request,
-            options: &options,
-            deadline,
-        };
-        let mut tried = Vec::new();
-        let mut kind = Attempt::First;
-        let (mut unstarted, mut retries) = (0, 0);
-        loop {
-            let result = match inner.hedge.filter(|_| idempotent) {
-                // Boxed: two attempts in flight make a future twice the size, which the
-                // plain path should not carry (nor move) on every call.
-                Some(policy) => Box::pin(self.hedged(&plan, &tried, kind, policy)).await,
-                None => self.single(&plan, &tried, kind).await,
+            let idempotent = options.is_idempotent() || inner.idempotent.contains(&method);
+            let endpoints = inner.set.current();
+            if endpoints.len() > 1 {
+                // Asks the server for its load report (PROTOCOL.md section 14); over one endpoint
+                // there is nothing to compare it with.
+                if options.metadata.is_empty() {
+                    options.metadata = LOAD_REQUEST;
+                } else if options.metadata.get(LOAD_METADATA_KEY).is_none() {
+                    let _ = options.metadata.insert(LOAD_METADATA_KEY, "");
+                }
+            }
+            inner.budget.deposit(inner.budget_second.load(Ordering::Relaxed));
+            let plan = CallPlan {
+                start,
+                endpoints: &endpoints,
+                method,
+                request,
+                options: &options,
+                deadline,
             };
-            let failure = match result {
-                Ok(response) => return Ok(response),
-                Err(failure) => failure,
-            };
-            let now = Instant::now();
-            if deadline.is_some_and(|at| now >= at) {
-                return Err(failure.status);
-            }
-            match failure.endpoint {
-                Some(index) => tried.push(index),
-                None => return Err(failure.status),
-            }
-            if failure.not_started {
-                // Free: no server saw it. Bounded so that nothing loops on refusing servers.
-                unstarted += 1;
-                if unstarted > endpoints.len() as u32 + MAX_TRANSPARENT_RETRIES {
+            let mut tried = Vec::new();
+            let mut kind = Attempt::First;
+            let (mut unstarted, mut retries) = (0, 0);
+            loop {
+                let result = match inner.hedge.filter(|_| idempotent) {
+                    // Boxed: two attempts in flight make a future twice the size, which the
+                    // plain path should not carry (nor move) on every call.
+                    Some(policy) => Box::pin(self.hedged(&plan, &tried, kind, policy)).await,
+                    None => self.single(&plan, &tried, kind).await,
+                };
+                let failure = match result {
+                    Ok(response) => return Ok(response),
+                    Err(failure) => failure,
+                };
+                let now = Instant::now();
+                if deadline.is_some_and(|at| now >= at) {
                     return Err(failure.status);
                 }
-                tracing::debug!("sending a call no endpoint started again: {}", failure.status);
-                continue;
+                match failure.endpoint {
+                    Some(index) => tried.push(index),
+                    None => return Err(failure.status),
+                }
+                if failure.not_started {
+                    // Free: no server saw it. Bounded so that nothing loops on refusing servers.
+                    unstarted += 1;
+                    if unstarted > endpoints.len() as u32 + MAX_TRANSPARENT_RETRIES {
+                        return Err(failure.status);
+                    }
+                    tracing::debug!("sending a call no endpoint started again: {}", failure.status);
+                    continue;
+                }
+                if !idempotent || failure.status.code() != Code::Unavailable || retries >= MAX_RETRIES {
+                    return Err(failure.status);
+                }
+                if !inner.budget.try_withdraw(self.second(now)) {
+                    tracing::debug!("retry budget spent; not retrying: {}", failure.status);
+                    return Err(failure.status);
+                }
+                retries += 1;
+                kind = Attempt::Retry;
             }
-            if !idempotent || failure.status.code() != Code::Unavailable || retries >= MAX_RETRIES {
-                return Err(failure.status);
-            }
-            if !inner.budget.try_withdraw(self.second(now)) {
-                tracing::debug!("retry budget spent; not retrying: {}", failure.status);
-                return Err(failure.status);
-            }
-            retries += 1;
-            kind = Attempt::Retry;
         }
     }
 

@@ -122,7 +122,9 @@ impl Endpoint {
         if let Some(client) = self.healthy_client() {
             return Ok((client, false));
         }
-        Ok((self.connect(builder, deadline, policy, unit).await?, true))
+        // Boxed: connecting is rare and its future large; inline, every call's future would
+        // carry (and a task spawned per call move) room for it.
+        Ok((Box::pin(self.connect(builder, deadline, policy, unit)).await?, true))
     }
 
     /// Opens a connection (one at a time); on failure the endpoint backs off or is ejected.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio_util::either::Either;
 
 use super::connection::{decode_response, decode_response_parts};
 use super::{CallOptions, Client, ClientBuilder};
@@ -229,12 +230,21 @@ impl Channel {
 
     /// A unary call over the current connection, opening one first if needed. See
     /// [`Client::unary`].
-    pub async fn unary<Req, Resp>(&self, method: impl CallTarget<Req, Resp>, request: &Req, options: CallOptions) -> Result<Resp, Status>
+    pub fn unary<Req, Resp>(
+        &self,
+        method: impl CallTarget<Req, Resp>,
+        request: &Req,
+        options: CallOptions,
+    ) -> impl Future<Output = Result<Resp, Status>>
     where
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        decode_response(self.unary_bytes(method.method_id(), request, options).await?)
+        // An `async` block over `call`, not an `async fn` over `unary_bytes`: each `async fn`
+        // layer keeps its own copies of the arguments in the call's future (see
+        // `Client::unary_attempt`), which a task spawned per call moves whole.
+        let method = method.method_id();
+        async move { decode_response(self.call(method, request, options).await?.into_inner()) }
     }
 
     /// Like [`Channel::unary`], returning the response with its head metadata and trailers; see
@@ -263,17 +273,20 @@ impl Channel {
     }
 
     /// A unary call through the interceptors, if any.
-    pub(crate) async fn call<Req: prost::Message>(
+    pub(crate) fn call<Req: prost::Message>(
         &self,
         method: MethodId,
         request: &Req,
         options: CallOptions,
-    ) -> Result<Response<Bytes>, Status> {
-        if !self.inner.interceptors.is_empty() {
+    ) -> impl Future<Output = Result<Response<Bytes>, Status>> {
+        // Picks the future up front rather than awaiting one inside another, which would keep
+        // room for the arguments in both.
+        if self.inner.interceptors.is_empty() {
+            Either::Right(self.call_plain(method, request, options))
+        } else {
             // Boxed, so the intercepted path does not grow the plain call's future.
-            return Box::pin(crate::interceptor::intercept_unary(self, method, request, options)).await;
+            Either::Left(Box::pin(crate::interceptor::intercept_unary(self, method, request, options)))
         }
-        self.call_plain(method, request, options).await
     }
 
     /// The channel's interceptors.
@@ -282,28 +295,38 @@ impl Channel {
     }
 
     /// A unary call with its transparent retries: the response undecoded, with its metadata.
-    pub(crate) async fn call_plain<Req: prost::Message>(
+    #[allow(clippy::manual_async_fn, reason = "an async fn keeps room for its arguments twice in its future")]
+    pub(crate) fn call_plain<Req: prost::Message>(
         &self,
         method: MethodId,
         request: &Req,
-        options: CallOptions,
-    ) -> Result<Response<Bytes>, Status> {
-        let start = Instant::now();
-        let deadline = options.deadline_from(start, self.inner.builder.timeout);
-        // Retries share the first attempt's deadline.
-        let options = match deadline {
-            Some(at) => options.deadline(at),
-            None => options,
-        };
-        let mut retries = 0;
-        loop {
-            let client = self.ready_client(deadline).await?;
-            match client.unary_attempt(method, request, &options, start).await {
-                Err(failure) if failure.not_started && failure.status.code() == Code::Unavailable && retries < MAX_TRANSPARENT_RETRIES => {
-                    tracing::debug!(address = %self.inner.address, "retrying a call the server did not start: {}", failure.status);
-                    retries += 1;
+        mut options: CallOptions,
+    ) -> impl Future<Output = Result<Response<Bytes>, Status>> {
+        async move {
+            let start = Instant::now();
+            let deadline = options.deadline_from(start, self.inner.builder.timeout);
+            // Retries share the first attempt's deadline. Set in place: a second `CallOptions`
+            // local would take room of its own in the call's future.
+            if deadline.is_some() {
+                options.deadline = deadline;
+            }
+            let mut retries = 0;
+            loop {
+                // Connected: no await. Connecting is rare and its future large, so it is boxed
+                // rather than kept in every call's future.
+                let client = match self.healthy() {
+                    Some(client) => client,
+                    None => Box::pin(self.ready_client(deadline)).await?,
+                };
+                match client.unary_attempt(method, request, &options, start).await {
+                    Err(failure)
+                        if failure.not_started && failure.status.code() == Code::Unavailable && retries < MAX_TRANSPARENT_RETRIES =>
+                    {
+                        tracing::debug!(address = %self.inner.address, "retrying a call the server did not start: {}", failure.status);
+                        retries += 1;
+                    }
+                    result => return result.map(|answered| answered.response).map_err(|failure| failure.status),
                 }
-                result => return result.map(|answered| answered.response).map_err(|failure| failure.status),
             }
         }
     }

@@ -252,18 +252,24 @@ impl Client {
     /// connection is lost, DEADLINE_EXCEEDED when the deadline passes, RESOURCE_EXHAUSTED when
     /// the request is over the server's max frame size). Dropping the future cancels the call on
     /// the server.
-    pub async fn unary<Req, Resp>(&self, method: impl CallTarget<Req, Resp>, request: &Req, options: CallOptions) -> Result<Resp, Status>
+    pub fn unary<Req, Resp>(
+        &self,
+        method: impl CallTarget<Req, Resp>,
+        request: &Req,
+        options: CallOptions,
+    ) -> impl Future<Output = Result<Resp, Status>>
     where
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
         // Straight to the attempt, not through `unary_bytes`: each async layer adds its own
-        // copy of the arguments to the call's future (which a spawned call moves whole).
-        let answered = self
-            .unary_attempt(method.method_id(), request, &options, Instant::now())
-            .await
-            .map_err(|failure| self.explain(failure))?;
-        decode_response(answered.response.into_inner())
+        // copy of the arguments to the call's future (which a spawned call moves whole); and an
+        // `async` block, for the reason given in `unary_attempt`.
+        let method = method.method_id();
+        async move {
+            let response = self.response_of(self.unary_attempt(method, request, &options, Instant::now()).await)?;
+            decode_response(response.into_inner())
+        }
     }
 
     /// Like [`Client::unary`], returning the response with the metadata the server sent: head
@@ -273,46 +279,53 @@ impl Client {
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        let answered = self
-            .unary_attempt(method, request, &options, Instant::now())
-            .await
-            .map_err(|failure| self.explain(failure))?;
-        decode_response_parts(answered.response)
+        let response = self.response_of(self.unary_attempt(method, request, &options, Instant::now()).await)?;
+        decode_response_parts(response)
     }
 
     /// Like [`Client::unary`], returning the response's encoded bytes undecoded.
     pub async fn unary_bytes<Req: prost::Message>(&self, method: MethodId, request: &Req, options: CallOptions) -> Result<Bytes, Status> {
-        self.unary_attempt(method, request, &options, Instant::now())
-            .await
-            .map(|answered| answered.response.into_inner())
-            .map_err(|failure| self.explain(failure))
+        let response = self.response_of(self.unary_attempt(method, request, &options, Instant::now()).await)?;
+        Ok(response.into_inner())
+    }
+
+    /// A unary attempt as its caller sees it: the response, or the failure explained.
+    fn response_of(&self, attempt: Result<Answered, Failure>) -> Result<Response<Bytes>, Status> {
+        attempt.map(|answered| answered.response).map_err(|failure| self.explain(failure))
     }
 
     /// One unary call; a failure says whether the server certainly never started the call.
     /// `start` is when the call began (the caller's clock read, so that a call reads the clock
     /// once): a timeout without a deadline counts from it.
-    pub(crate) async fn unary_attempt<Req: prost::Message>(
+    #[allow(clippy::manual_async_fn, reason = "an async fn keeps room for its arguments twice in its future")]
+    pub(crate) fn unary_attempt<Req: prost::Message>(
         &self,
         method: MethodId,
         request: &Req,
         options: &CallOptions,
         start: Instant,
-    ) -> Result<Answered, Failure> {
-        let deadline = options.deadline_from(start, self.info.timeout);
-        // Each arm builds the call's future where it is awaited: one built before the `match`
-        // was copied into the awaiting state (about 100 instructions of `memcpy` per call).
-        match deadline {
-            None => self.start_and_wait(method, request, options, start, None).await,
-            Some(at) => match tokio::time::timeout_at(at.into(), self.start_and_wait(method, request, options, start, deadline)).await {
-                Ok(result) => result,
-                Err(_) => Err(Failure {
-                    status: Status::deadline_exceeded(format!(
-                        "the call did not finish within its deadline ({:?} after it started)",
-                        at - start
-                    )),
-                    not_started: false,
-                }),
-            },
+    ) -> impl Future<Output = Result<Answered, Failure>> {
+        // An `async` block, not an `async fn`: an `async fn` moves each argument into a local
+        // and its future keeps room for both; the block uses them where they were captured.
+        async move {
+            let deadline = options.deadline_from(start, self.info.timeout);
+            // Each arm builds the call's future where it is awaited: one built before the `match`
+            // was copied into the awaiting state (about 100 instructions of `memcpy` per call).
+            match deadline {
+                None => self.start_and_wait(method, request, options, start, None).await,
+                Some(at) => {
+                    match tokio::time::timeout_at(at.into(), self.start_and_wait(method, request, options, start, deadline)).await {
+                        Ok(result) => result,
+                        Err(_) => Err(Failure {
+                            status: Status::deadline_exceeded(format!(
+                                "the call did not finish within its deadline ({:?} after it started)",
+                                at - start
+                            )),
+                            not_started: false,
+                        }),
+                    }
+                }
+            }
         }
     }
 
@@ -322,7 +335,8 @@ impl Client {
     /// streaming response) a stream slot; `stream` says which. `started` is when the caller
     /// started the call: the call head's send timestamp, read off the monotonic clock without
     /// another clock read.
-    pub(crate) async fn open_call_as<M: prost::Message>(
+    #[allow(clippy::manual_async_fn, reason = "an async fn keeps room for its arguments twice in its future")]
+    pub(crate) fn open_call_as<M: prost::Message>(
         &self,
         method: MethodId,
         options: &CallOptions,
@@ -330,94 +344,97 @@ impl Client {
         mut body: Option<Body<'_, M>>,
         end_stream: bool,
         stream: bool,
-    ) -> Result<CallId, Status> {
-        let shared = &*self.shared;
-        let head_len = crate::wire::CALL_HEAD_FIXED_LEN + 2 + options.metadata.encoded_len();
-        let body_len = body.as_ref().map_or(0, Body::len);
-        // The first attempt registers no waiter: registering (and unregistering) takes the
-        // Notify's lock twice per call. Only an attempt that must wait registers, and counts
-        // itself waiting (a freed slot signals only when someone waits), then tries once more
-        // before it sleeps, so a slot freed in between is never missed.
-        let mut registered = false;
-        let mut _waiting = None;
-        loop {
-            let notified = shared.capacity.notified();
-            tokio::pin!(notified);
-            if registered {
-                notified.as_mut().enable();
-            }
-            // A unary caller's waker goes into its record with the call, read in the same poll
-            // that opens it (this never suspends): its first wait then needs no second pass
-            // under the lock to register it.
-            let waker = if stream {
-                None
-            } else {
-                Some(poll_fn(|cx| Poll::Ready(cx.waker().clone())).await)
-            };
-            {
-                let mut state = shared.lock_state();
-                if let Some(status) = &state.closed {
-                    return Err(status.clone());
+    ) -> impl Future<Output = Result<CallId, Status>> {
+        // An `async` block for the reason given in `unary_attempt`.
+        async move {
+            let shared = &*self.shared;
+            let head_len = crate::wire::CALL_HEAD_FIXED_LEN + 2 + options.metadata.encoded_len();
+            let body_len = body.as_ref().map_or(0, Body::len);
+            // The first attempt registers no waiter: registering (and unregistering) takes the
+            // Notify's lock twice per call. Only an attempt that must wait registers, and counts
+            // itself waiting (a freed slot signals only when someone waits), then tries once more
+            // before it sleeps, so a slot freed in between is never missed.
+            let mut registered = false;
+            let mut _waiting = None;
+            loop {
+                let notified = shared.capacity.notified();
+                tokio::pin!(notified);
+                if registered {
+                    notified.as_mut().enable();
                 }
-                let max = state.proto.peer_settings().max_frame_size;
-                if head_len + body_len > max as usize {
-                    return Err(frame_too_large(head_len + body_len, max));
-                }
-                // Under the cap, or in the high lane's own room for a high-priority call that
-                // sends nothing after its Request (so 16 MiB of uploads cannot hold it back).
-                let lane = if end_stream {
-                    Lane::for_priority(options.priority)
+                // A unary caller's waker goes into its record with the call, read in the same poll
+                // that opens it (this never suspends): its first wait then needs no second pass
+                // under the lock to register it.
+                let waker = if stream {
+                    None
                 } else {
-                    Lane::Normal
+                    Some(poll_fn(|cx| Poll::Ready(cx.waker().clone())).await)
                 };
-                if shared.queue.has_room_in(lane) {
-                    let head = CallHead {
-                        method_id: method,
-                        priority: options.priority,
-                        timeout: deadline.map(|at| at.saturating_duration_since(Instant::now())),
-                        sent_at_ns: crate::clock::wall_clock().unix_ns(started),
-                        metadata: options.metadata.clone(),
+                {
+                    let mut state = shared.lock_state();
+                    if let Some(status) = &state.closed {
+                        return Err(status.clone());
+                    }
+                    let max = state.proto.peer_settings().max_frame_size;
+                    if head_len + body_len > max as usize {
+                        return Err(frame_too_large(head_len + body_len, max));
+                    }
+                    // Under the cap, or in the high lane's own room for a high-priority call that
+                    // sends nothing after its Request (so 16 MiB of uploads cannot hold it back).
+                    let lane = if end_stream {
+                        Lane::for_priority(options.priority)
+                    } else {
+                        Lane::Normal
                     };
-                    let mut queue = shared.queue.lock();
-                    // A call at a high priority goes in the high lane when the client sends
-                    // nothing after its Request (a Cancel or a Credit, queued in the normal lane,
-                    // never goes ahead of the high lane).
-                    let lane = match Lane::for_priority(options.priority) {
-                        Lane::High if end_stream => queue.request_lane(Lane::High),
-                        _ => Lane::Normal,
-                    };
-                    let sent = state.proto.send_request(queue.lane(lane), &head, &mut body, end_stream);
-                    match sent {
-                        Ok(call_id) => {
-                            if stream {
-                                state.calls().open_stream(call_id);
-                            } else {
-                                state.calls().insert_unary(call_id, waker);
+                    if shared.queue.has_room_in(lane) {
+                        let head = CallHead {
+                            method_id: method,
+                            priority: options.priority,
+                            timeout: deadline.map(|at| at.saturating_duration_since(Instant::now())),
+                            sent_at_ns: crate::clock::wall_clock().unix_ns(started),
+                            metadata: options.metadata.clone(),
+                        };
+                        let mut queue = shared.queue.lock();
+                        // A call at a high priority goes in the high lane when the client sends
+                        // nothing after its Request (a Cancel or a Credit, queued in the normal lane,
+                        // never goes ahead of the high lane).
+                        let lane = match Lane::for_priority(options.priority) {
+                            Lane::High if end_stream => queue.request_lane(Lane::High),
+                            _ => Lane::Normal,
+                        };
+                        let sent = state.proto.send_request(queue.lane(lane), &head, &mut body, end_stream);
+                        match sent {
+                            Ok(call_id) => {
+                                if stream {
+                                    state.calls().open_stream(call_id);
+                                } else {
+                                    state.calls().insert_unary(call_id, waker);
+                                }
+                                // Alone on the connection, write now; with company, let the writer
+                                // batch this call with the others.
+                                let flush = match (options.flush, state.proto.open_calls()) {
+                                    (false, _) => Flush::Later,
+                                    (true, 1) => Flush::Direct,
+                                    (true, _) => Flush::Wake,
+                                };
+                                // Releases both locks, then writes: the reader never waits on our
+                                // syscall. A wake takes the writer's waker under the queue lock
+                                // still held from the append, not in a second trip through it.
+                                shared.flush_appended(state, queue, flush);
+                                shared.stats.call_started();
+                                return Ok(call_id);
                             }
-                            // Alone on the connection, write now; with company, let the writer
-                            // batch this call with the others.
-                            let flush = match (options.flush, state.proto.open_calls()) {
-                                (false, _) => Flush::Later,
-                                (true, 1) => Flush::Direct,
-                                (true, _) => Flush::Wake,
-                            };
-                            // Releases both locks, then writes: the reader never waits on our
-                            // syscall. A wake takes the writer's waker under the queue lock
-                            // still held from the append, not in a second trip through it.
-                            shared.flush_appended(state, queue, flush);
-                            shared.stats.call_started();
-                            return Ok(call_id);
+                            Err(status) if status.code() == Code::ResourceExhausted => {}
+                            Err(status) => return Err(status),
                         }
-                        Err(status) if status.code() == Code::ResourceExhausted => {}
-                        Err(status) => return Err(status),
                     }
                 }
+                if !std::mem::replace(&mut registered, true) {
+                    _waiting = Some(shared.wait_for_capacity());
+                    continue;
+                }
+                notified.await;
             }
-            if !std::mem::replace(&mut registered, true) {
-                _waiting = Some(shared.wait_for_capacity());
-                continue;
-            }
-            notified.await;
         }
     }
 
@@ -426,70 +443,74 @@ impl Client {
         &self.shared
     }
 
-    async fn start_and_wait<Req: prost::Message>(
+    #[allow(clippy::manual_async_fn, reason = "an async fn keeps room for its arguments twice in its future")]
+    fn start_and_wait<Req: prost::Message>(
         &self,
         method: MethodId,
         request: &Req,
         options: &CallOptions,
         start: Instant,
         deadline: Option<Instant>,
-    ) -> Result<Answered, Failure> {
-        let shared = &*self.shared;
-        let mut observer = CallObserver::client(method);
-        let call_id = match self
-            .open_call_as(method, options, (start, deadline), Some(Body::prepare(request)), true, false)
-            .await
-        {
-            Ok(call_id) => call_id,
-            Err(status) => {
-                // Nothing was written: the connection was closed or closing, or the call too large.
-                observer.finish(shared.recorder(), status.code());
-                return Err(Failure { status, not_started: true });
-            }
-        };
-        observer.client_opened(shared.recorder(), method, call_id, start);
-        let mut guard = CallGuard {
-            shared,
-            call_id,
-            deadline,
-            done: false,
-            observer,
-        };
-        // The record already holds this task's waker (`open_call_as` put it there in this same
-        // poll), so the first wait returns at once without taking the lock; later polls look.
-        let mut registered = true;
-        let outcome = poll_fn(|cx| {
-            if std::mem::take(&mut registered) {
-                return Poll::Pending;
-            }
-            shared.lock_state().calls().poll_outcome(call_id, cx)
-        })
-        .await;
-        guard.done = true;
-        let result = match outcome {
-            Outcome::Response {
-                message,
-                metadata,
-                trailers,
-                received_at,
-            } => Ok(Answered {
-                response: Response::new(message).with_metadata(metadata).with_trailers(trailers),
-                received_at,
-            }),
-            Outcome::Failed(status) => Err(Failure {
-                status,
-                not_started: false,
-            }),
-            Outcome::Refused(status) => Err(Failure { status, not_started: true }),
-        };
-        let (code, ended) = match &result {
-            Ok(answered) => (Code::Ok, Some(answered.received_at)),
-            Err(failure) => (failure.status.code(), None),
-        };
-        shared.stats.call_finished(code);
-        // An answered call ends when the reader read its answer: no second clock read.
-        guard.observer.finish_at(shared.recorder(), code, ended);
-        result
+    ) -> impl Future<Output = Result<Answered, Failure>> {
+        // An `async` block for the reason given in `unary_attempt`.
+        async move {
+            let shared = &*self.shared;
+            let mut observer = CallObserver::client(method);
+            let call_id = match self
+                .open_call_as(method, options, (start, deadline), Some(Body::prepare(request)), true, false)
+                .await
+            {
+                Ok(call_id) => call_id,
+                Err(status) => {
+                    // Nothing was written: the connection was closed or closing, or the call too large.
+                    observer.finish(shared.recorder(), status.code());
+                    return Err(Failure { status, not_started: true });
+                }
+            };
+            observer.client_opened(shared.recorder(), method, call_id, start);
+            let mut guard = CallGuard {
+                shared,
+                call_id,
+                deadline,
+                done: false,
+                observer,
+            };
+            // The record already holds this task's waker (`open_call_as` put it there in this same
+            // poll), so the first wait returns at once without taking the lock; later polls look.
+            let mut registered = true;
+            let outcome = poll_fn(|cx| {
+                if std::mem::take(&mut registered) {
+                    return Poll::Pending;
+                }
+                shared.lock_state().calls().poll_outcome(call_id, cx)
+            })
+            .await;
+            guard.done = true;
+            let result = match outcome {
+                Outcome::Response {
+                    message,
+                    metadata,
+                    trailers,
+                    received_at,
+                } => Ok(Answered {
+                    response: Response::new(message).with_metadata(metadata).with_trailers(trailers),
+                    received_at,
+                }),
+                Outcome::Failed(status) => Err(Failure {
+                    status,
+                    not_started: false,
+                }),
+                Outcome::Refused(status) => Err(Failure { status, not_started: true }),
+            };
+            let (code, ended) = match &result {
+                Ok(answered) => (Code::Ok, Some(answered.received_at)),
+                Err(failure) => (failure.status.code(), None),
+            };
+            shared.stats.call_finished(code);
+            // An answered call ends when the reader read its answer: no second clock read.
+            guard.observer.finish_at(shared.recorder(), code, ended);
+            result
+        }
     }
 
     /// The status a caller of this `Client` sees for a failed call: a call refused because the

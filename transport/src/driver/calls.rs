@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::protocol::{CallRecord, CallTable};
+use crate::protocol::{CallRecord, CallTable, Kept};
 use crate::status::{Code, Status};
 use crate::wire::{CallId, Metadata};
 
@@ -41,8 +41,8 @@ pub(crate) enum Outcome {
 /// What a receiver gets from [`Calls::poll_recv`].
 #[derive(Debug)]
 pub(crate) enum Received {
-    /// A message.
-    Message(Bytes),
+    /// Messages, now in the receiver's batch.
+    Messages,
     /// The stream ended normally, with the trailing metadata of the final status if one came.
     End(Option<Metadata>),
     /// The call failed.
@@ -69,6 +69,12 @@ struct Mailbox {
     /// (server) The handler's task is being polled in a send scope that may hold messages of
     /// the call not yet queued (`streaming/scope.rs`): a send from elsewhere waits for its end.
     batching: bool,
+    /// Received messages go straight in from the protocol's frame loop
+    /// ([`CallRecord::keep_message`]): no event queued before carries messages of the call any
+    /// more (a server's, from its Request's dispatch; a client's, from its response head's).
+    direct: bool,
+    /// An [`Event::Arrived`](crate::protocol::Event::Arrived) for the receiver's waker is queued.
+    arrival_queued: bool,
 }
 
 /// What a call waits for.
@@ -108,6 +114,27 @@ impl<H> Default for Record<H> {
 impl<H> CallRecord for Record<H> {
     fn is_idle(&self) -> bool {
         matches!(self.body, Body::None) && self.handler.is_none()
+    }
+
+    /// A stream's message goes into its mailbox here, in the protocol's frame loop: no event is
+    /// queued and dispatched for it, and the call is not looked up a second time. A receiver
+    /// waiting for messages is told once, by one `Event::Arrived` per read pass.
+    #[inline]
+    fn keep_message(&mut self, message: Bytes, end_stream: bool) -> Kept {
+        match &mut self.body {
+            Body::Stream(mailbox) if mailbox.direct => {
+                mailbox.buffered += message.len();
+                mailbox.inbox.push_back(message);
+                mailbox.ended |= end_stream;
+                let wake = !mailbox.arrival_queued && mailbox.recv_waker.is_some();
+                mailbox.arrival_queued |= wake;
+                Kept::Kept {
+                    wake,
+                    held: mailbox.buffered,
+                }
+            }
+            _ => Kept::Declined(message),
+        }
     }
 }
 
@@ -240,6 +267,15 @@ impl<H> Calls<H> {
         }
     }
 
+    /// (server) Opens the mailbox of a call whose Request is being dispatched, for the request
+    /// messages that follow it: they may go straight in from now on.
+    pub(crate) fn open_request_stream(&mut self, call_id: CallId) {
+        self.open_stream(call_id);
+        if let Some(mailbox) = self.mailbox(call_id) {
+            mailbox.direct = true;
+        }
+    }
+
     /// Whether the call has a mailbox.
     pub(crate) fn is_stream(&mut self, call_id: CallId) -> bool {
         self.record_mut(call_id)
@@ -261,7 +297,18 @@ impl<H> Calls<H> {
     pub(crate) fn head(&mut self, call_id: CallId, metadata: Metadata, wakers: &mut Vec<Waker>) {
         if let Some(mailbox) = self.mailbox(call_id) {
             mailbox.head = true;
+            // The head's event is being dispatched: the messages after it may go straight in.
+            mailbox.direct = true;
             mailbox.metadata = Some(metadata);
+            wakers.extend(mailbox.recv_waker.take());
+        }
+    }
+
+    /// Messages went straight into the call's mailbox (`Event::Arrived`): the receiver's waker,
+    /// to wake once the lock is released.
+    pub(crate) fn arrived(&mut self, call_id: CallId, wakers: &mut Vec<Waker>) {
+        if let Some(mailbox) = self.mailbox(call_id) {
+            mailbox.arrival_queued = false;
             wakers.extend(mailbox.recv_waker.take());
         }
     }
@@ -323,23 +370,21 @@ impl<H> Calls<H> {
         }
     }
 
-    /// Takes the next message, the end, or the failure; registers the waker otherwise.
+    /// Takes every queued message, the end, or the failure; registers the waker otherwise.
     ///
-    /// With a message, also moves up to `more` of the messages behind it into `batch` (bytes
-    /// and all: the receiver credits them back as it hands them out), so a receiver takes the
-    /// lock once per batch instead of once per message.
-    pub(crate) fn poll_recv(&mut self, call_id: CallId, cx: &mut Context<'_>, batch: &mut VecDeque<Bytes>, more: usize) -> Poll<Received> {
+    /// Messages are handed over by swapping the mailbox's queue with `batch` (empty: the
+    /// receiver hands its batch out before it comes back), bytes and all: the receiver credits
+    /// them back as it hands them out. So a receiver takes the lock once per read pass of
+    /// messages, and no message is moved one by one.
+    pub(crate) fn poll_recv(&mut self, call_id: CallId, cx: &mut Context<'_>, batch: &mut VecDeque<Bytes>) -> Poll<Received> {
         let Some(mailbox) = self.mailbox(call_id) else {
             return Poll::Ready(Received::Failed(Status::cancelled("the call has ended")));
         };
-        if let Some(message) = mailbox.inbox.pop_front() {
-            mailbox.buffered -= message.len();
-            let moved = mailbox.inbox.len().min(more);
-            for next in mailbox.inbox.drain(..moved) {
-                mailbox.buffered -= next.len();
-                batch.push_back(next);
-            }
-            return Poll::Ready(Received::Message(message));
+        if !mailbox.inbox.is_empty() {
+            debug_assert!(batch.is_empty(), "a receiver comes back with its batch handed out");
+            std::mem::swap(&mut mailbox.inbox, batch);
+            mailbox.buffered = 0;
+            return Poll::Ready(Received::Messages);
         }
         match &mailbox.status {
             Some(status) if status.code() != Code::Ok => return Poll::Ready(Received::Failed(status.clone())),
@@ -487,6 +532,42 @@ mod tests {
         let waker = std::task::Waker::noop();
         calls.wait_for_credit(CallId(9), &mut Context::from_waker(waker));
         assert_eq!(calls.occupied(), 0);
+    }
+
+    /// A client's mailbox takes messages straight from the frame loop only once its response
+    /// head's event has been handled (a message behind the head would otherwise overtake the
+    /// head's own message, still in the event queue), and asks for one wake per waiting receiver.
+    #[test]
+    fn a_client_mailbox_keeps_messages_only_after_its_head_and_asks_for_one_wake() {
+        let mut calls = Calls::<()>::new();
+        let id = CallId(1);
+        calls.open_stream(id);
+        let keep = |calls: &mut Calls<()>| calls.record_mut(id).unwrap().keep_message(Bytes::from_static(b"m"), false);
+        assert!(matches!(keep(&mut calls), Kept::Declined(_)));
+        let mut wakers = Vec::new();
+        calls.head(id, Metadata::new(), &mut wakers);
+        assert!(matches!(keep(&mut calls), Kept::Kept { wake: false, held: 1 }));
+        let mut batch = VecDeque::new();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(calls.poll_recv(id, &mut cx, &mut batch).is_ready());
+        assert_eq!(batch.len(), 1);
+        batch.clear();
+        assert!(calls.poll_recv(id, &mut cx, &mut batch).is_pending());
+        assert!(matches!(keep(&mut calls), Kept::Kept { wake: true, held: 1 }));
+        assert!(matches!(keep(&mut calls), Kept::Kept { wake: false, held: 2 }));
+        wakers.clear();
+        calls.arrived(id, &mut wakers);
+        assert_eq!(wakers.len(), 1);
+    }
+
+    /// A server's mailbox, opened when its Request is dispatched, takes the messages after it
+    /// straight away.
+    #[test]
+    fn a_server_mailbox_keeps_messages_from_its_request_on() {
+        let mut calls = Calls::<()>::new();
+        calls.open_request_stream(CallId(2));
+        let kept = calls.record_mut(CallId(2)).unwrap().keep_message(Bytes::from_static(b"mm"), true);
+        assert!(matches!(kept, Kept::Kept { wake: false, held: 2 }));
     }
 
     /// A record stays small enough to keep a stream's mailbox inline (opening a stream

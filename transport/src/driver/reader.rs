@@ -220,6 +220,9 @@ fn handle_frames(
         match state.proto.handle_read(buf, now, FRAMES_PER_HANDOFF) {
             Ok(progress) => {
                 frames += progress.frames as u64;
+                if progress.kept_peak > 0 {
+                    shared.stats.stream_buffered(progress.kept_peak);
+                }
                 if !progress.more {
                     break Ok(());
                 }
@@ -251,7 +254,7 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
             } => {
                 if !end_stream {
                     // Request messages may arrive before the handler runs: give them a mailbox.
-                    state.calls().open_stream(call_id);
+                    state.calls().open_request_stream(call_id);
                 }
                 *held_bytes += message.as_ref().map_or(0, |message| message.len());
                 accepted.push_back(AcceptedCall {
@@ -309,6 +312,7 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
                     None => state.proto.release_received(call_id, len),
                 }
             }
+            Event::Arrived { call_id } => state.calls().arrived(call_id, wakers),
             Event::EndOfStream { call_id } => state.calls().end(call_id, wakers),
             Event::Finished { call_id, status } => {
                 *completed += 1;

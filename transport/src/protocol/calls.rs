@@ -18,6 +18,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 
+use bytes::Bytes;
+
 use crate::wire::CallId;
 
 /// What a driver keeps per call beside the protocol's state, in the same slot of the call table
@@ -27,6 +29,36 @@ pub trait CallRecord: Default {
     /// closed the call too. An idle record must be as good as a new one: a freed slot is reused
     /// for a later call as it is, without writing a fresh record into it.
     fn is_idle(&self) -> bool;
+
+    /// Offered each stream message the peer sent on the call, once the protocol has accepted it
+    /// (call open, in sequence, within its window): a record that keeps the call's received
+    /// messages itself (a driver's stream mailbox) takes it here, and no [`Event::Message`] is
+    /// queued for it. A record may take messages only while no event queued before carries
+    /// messages of its call (it would overtake them). The default declines.
+    ///
+    /// [`Event::Message`]: super::Event::Message
+    #[inline]
+    fn keep_message(&mut self, message: Bytes, end_stream: bool) -> Kept {
+        let _ = end_stream;
+        Kept::Declined(message)
+    }
+}
+
+/// What a record did with a message offered to [`CallRecord::keep_message`].
+#[derive(Debug)]
+pub enum Kept {
+    /// The record keeps the message.
+    Kept {
+        /// Someone waits for the call's messages and has not been told yet: the protocol queues
+        /// one [`Event::Arrived`](super::Event::Arrived) for the call.
+        wake: bool,
+        /// Bytes of messages the record holds now, for the driver's statistics
+        /// ([`ReadProgress::kept_peak`](super::ReadProgress::kept_peak)).
+        held: usize,
+    },
+    /// The record does not keep the call's messages: the message goes out as an
+    /// [`Event::Message`](super::Event::Message).
+    Declined(Bytes),
 }
 
 /// A connection without driver records (the sans-IO core on its own, as in the protocol tests).
@@ -355,6 +387,13 @@ impl<X: CallRecord> CallTable<X> {
     #[inline]
     pub(crate) fn state_mut(&mut self, id: CallId) -> Option<&mut CallState> {
         self.find(id)?.proto.as_mut()
+    }
+
+    /// The protocol's state of an open call and the driver's record beside it, in one lookup.
+    #[inline]
+    pub(crate) fn open_call_mut(&mut self, id: CallId) -> Option<(&mut CallState, &mut X)> {
+        let slot = self.find(id)?;
+        Some((slot.proto.as_mut()?, &mut slot.record))
     }
 
     /// Closes a call in the protocol, returning its state if it was open; the slot goes once the

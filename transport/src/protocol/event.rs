@@ -39,6 +39,13 @@ pub enum Event {
         /// The peer half-closed after it.
         end_stream: bool,
     },
+    /// Messages of the call went straight into its driver record
+    /// ([`CallRecord::keep_message`](super::CallRecord::keep_message)) and the record asked for
+    /// this: wake whoever waits for them. At most one per call until the driver handles it.
+    Arrived {
+        /// The call.
+        call_id: CallId,
+    },
     /// The peer half-closed a call without a message.
     EndOfStream {
         /// The call.

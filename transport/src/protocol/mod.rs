@@ -16,10 +16,10 @@ mod flow;
 pub use budget::RateBudget;
 #[cfg(feature = "quic")]
 pub(crate) use calls::CallIdHasher;
-pub use calls::CallRecord;
 #[cfg(loom)]
 pub(crate) use calls::CallState;
 pub(crate) use calls::CallTable;
+pub use calls::{CallRecord, Kept};
 pub use chunks::Reassembly;
 pub use config::{
     ConnectionConfig, DEFAULT_CANCEL_BUDGET, DEFAULT_ERROR_BUDGET, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,

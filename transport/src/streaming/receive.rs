@@ -25,12 +25,14 @@ pub struct Streaming<T> {
     shared: Arc<Shared>,
     call_id: CallId,
     first: Option<Bytes>,
-    /// Messages taken from the call's mailbox behind the last one returned, handed out without
-    /// the connection's lock (at most [`BATCH`] - 1).
+    /// Messages taken from the call's mailbox (all it held, swapped out under one lock), handed
+    /// out without the connection's lock.
     batch: VecDeque<Bytes>,
-    /// Bytes of `batch` messages handed out and not yet credited back: credited when the batch
-    /// empties (one lock per batch).
+    /// Bytes of `batch` messages handed out and not yet credited back: credited after every
+    /// [`CREDIT_EVERY`] messages, and when the receiver comes back for more.
     handed_out: usize,
+    /// Messages counted in `handed_out`.
+    handed_count: usize,
     deadline: Deadline,
     cancel_on_drop: bool,
     outcome: Option<Code>,
@@ -66,6 +68,7 @@ impl<T: prost::Message + Default> Streaming<T> {
             first,
             batch: VecDeque::new(),
             handed_out: 0,
+            handed_count: 0,
             deadline,
             cancel_on_drop: client,
             outcome: None,
@@ -153,16 +156,19 @@ impl<T: prost::Message + Default> Streaming<T> {
         }
     }
 
+    /// The common case inline: a message of the batch taken under the last lock. (The batch is
+    /// empty while `first` is set and once the stream has an outcome.)
+    #[inline(always)]
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<T>, Status>> {
-        // The common case first: a message of the batch taken under the last lock. (The batch
-        // is empty while `first` is set and once the stream has an outcome.)
-        if let Some(bytes) = self.batch.pop_front() {
-            self.handed_out += bytes.len();
-            if self.batch.is_empty() {
-                self.credit_handed_out();
-            }
-            return Poll::Ready(decode(bytes).map(Some));
+        match self.batch.pop_front() {
+            Some(bytes) => Poll::Ready(self.hand_out(bytes)),
+            None => self.poll_mailbox(cx),
         }
+    }
+
+    /// The first message, the end, or the mailbox's next batch under the lock.
+    #[inline(never)]
+    fn poll_mailbox(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<T>, Status>> {
         if let Some(bytes) = self.first.take() {
             return Poll::Ready(decode(bytes).map(Some));
         }
@@ -177,25 +183,30 @@ impl<T: prost::Message + Default> Streaming<T> {
             });
         }
         let mut state = self.shared.lock_state();
+        // The messages handed out since the last credit, credited under the lock taken anyway.
+        if self.handed_out > 0 {
+            self.handed_count = 0;
+            state.proto.release_received(self.call_id, std::mem::take(&mut self.handed_out));
+        }
         if self.cancel_on_drop && self.metadata.is_none() {
             self.metadata = state.calls().take_head_metadata(self.call_id);
         }
-        let received = match state.calls().poll_recv(self.call_id, cx, &mut self.batch, BATCH - 1) {
+        let received = match state.calls().poll_recv(self.call_id, cx, &mut self.batch) {
             Poll::Ready(received) => received,
             Poll::Pending => {
-                drop(state);
+                self.shared.send_control(state);
                 if self.deadline.poll_expired(cx) {
                     return Poll::Ready(Err(self.expire()));
                 }
                 return Poll::Pending;
             }
         };
-        let result = match received {
-            Received::Message(bytes) => {
-                state.proto.release_received(self.call_id, bytes.len());
-                self.shared.send_control(state);
-                return Poll::Ready(decode(bytes).map(Some));
-            }
+        self.shared.send_control(state);
+        Poll::Ready(match received {
+            Received::Messages => match self.batch.pop_front() {
+                Some(bytes) => self.hand_out(bytes),
+                None => Err(Status::internal("a stream's mailbox handed over no message; this is a Volley bug")),
+            },
             Received::End(trailers) => {
                 self.trailers = trailers;
                 self.outcome = Some(Code::Ok);
@@ -206,13 +217,25 @@ impl<T: prost::Message + Default> Streaming<T> {
                 self.failure = Some(status.clone());
                 Err(status)
             }
-        };
-        drop(state);
-        Poll::Ready(result)
+        })
+    }
+
+    /// Hands out a message of the batch, crediting its bytes back with the next
+    /// [`CREDIT_EVERY`] - 1 messages' (or when the receiver next takes the lock).
+    #[inline(always)]
+    fn hand_out(&mut self, bytes: Bytes) -> Result<Option<T>, Status> {
+        self.handed_out += bytes.len();
+        self.handed_count += 1;
+        if self.handed_count >= CREDIT_EVERY {
+            self.credit_handed_out();
+        }
+        decode(bytes).map(Some)
     }
 
     /// Credits back the bytes of the batch's messages handed out so far.
+    #[inline(never)]
     fn credit_handed_out(&mut self) {
+        self.handed_count = 0;
         let len = std::mem::take(&mut self.handed_out);
         let mut state = self.shared.lock_state();
         state.proto.release_received(self.call_id, len);
@@ -236,11 +259,10 @@ impl<T: prost::Message + Default> Streaming<T> {
     }
 }
 
-/// Most messages a receiver takes from its mailbox under one lock (32): the lock and the
-/// call's lookup are paid once per batch. Their bytes are credited back when the batch has been
-/// handed out, so a batch holds back at most 31 messages' credit (and never more than the
-/// window, which bounds the mailbox it came from).
-const BATCH: usize = 32;
+/// Messages a receiver hands out between two credits (32): the lock and the call's lookup are
+/// paid once per 32 messages, and a receiver holds back at most 32 messages' credit (never more
+/// than the window, which bounds the mailbox its batch came from).
+const CREDIT_EVERY: usize = 32;
 
 fn decode<T: prost::Message + Default>(bytes: Bytes) -> Result<T, Status> {
     T::decode(bytes).map_err(|err| {

@@ -39,6 +39,7 @@ mod lanes;
 #[cfg(feature = "quic")]
 mod lossy_tcp;
 mod oneway;
+mod open_loop;
 mod pacer;
 mod peers;
 mod plots;
@@ -115,6 +116,14 @@ struct Args {
     /// (the earlier generator, yielding to the runtime only), for comparison.
     #[arg(long, value_enum, default_value = "sleep")]
     pacing: pacer::Pacing,
+    /// How the open-loop generator carries the calls in flight: `inline` (its own task polls
+    /// them all) or `spawn` (a tokio task per call, the earlier generator), for comparison.
+    #[arg(long, value_enum, default_value = "inline")]
+    open_loop_calls: open_loop::CallTasks,
+    /// Overrides the fraction of Volley's peak that every open-loop scenario asks for (0.5 is
+    /// 50 %), for a load sweep: `--scenarios open_loop_50pct --open-loop-fraction 0.35`.
+    #[arg(long, value_parser = parse_fraction)]
+    open_loop_fraction: Option<f64>,
     /// No progress bar and no per-run lines on stderr.
     #[arg(long, global = true)]
     quiet: bool,
@@ -168,6 +177,14 @@ const WANTED_FDS: u64 = 8192;
 
 /// Raises the soft limit on open files towards [`WANTED_FDS`] (up to the hard limit); returns a
 /// line for the output when the limit stays below it.
+/// A fraction of the peak: a number above 0 and at most 2.
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(fraction) if fraction > 0.0 && fraction <= 2.0 => Ok(fraction),
+        _ => Err(format!("{text:?} is not a fraction of the peak in (0, 2]")),
+    }
+}
+
 fn raise_fd_limit() -> Option<String> {
     let now = volley_benches::raise_fd_limit(WANTED_FDS);
     (now < WANTED_FDS).then(|| {
@@ -290,7 +307,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                             sample.rate()
                         }
                     };
-                    Some((peak * fraction, args.pacing))
+                    Some(open_loop::OpenLoop {
+                        rate: peak * args.open_loop_fraction.unwrap_or(fraction),
+                        pacing: args.pacing,
+                        calls: args.open_loop_calls,
+                    })
                 }
                 _ => None,
             };
@@ -376,9 +397,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          (raw pipelined rows: the batch's round trip; raw one-way rows: from the start of a message's write to its\n\
          acknowledgement; stream_64B: one whole stream of {} messages;\n\
          open loop: from the intended send time, rate achieved at the target fraction of Volley's peak;\n\
-         open-loop pacing: {})\n",
+         open-loop pacing: {}, calls in flight: {}{})\n",
         scenarios::STREAM_LEN,
-        args.pacing.name()
+        args.pacing.name(),
+        args.open_loop_calls.name(),
+        args.open_loop_fraction
+            .map(|fraction| format!(", every open loop at {:.0} % of the peak", fraction * 100.0))
+            .unwrap_or_default()
     )?;
     for scenario in &selected {
         writeln!(stdout, "  {:<18} {}", scenario.name, scenario.description)?;

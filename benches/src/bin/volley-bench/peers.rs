@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::open_loop::{CallTasks, OpenLoop};
 use crate::pacer::Pacing;
 use crate::scenarios::{Kind, STREAM_LEN, Sample, Scenario, histogram};
 use crate::systems::System;
@@ -248,7 +249,7 @@ impl Peers {
         system: System,
         warmup: Duration,
         duration: Duration,
-        open_loop: Option<(f64, Pacing)>,
+        open_loop: Option<OpenLoop>,
     ) -> Result<Sample, String> {
         let (server, program) = self
             .servers
@@ -362,7 +363,7 @@ fn client_args(
     scenario: &Scenario,
     warmup: Duration,
     duration: Duration,
-    open_loop: Option<(f64, Pacing)>,
+    open_loop: Option<OpenLoop>,
 ) -> Result<Vec<String>, String> {
     let mut args = vec![
         "--addr".to_owned(),
@@ -389,7 +390,7 @@ fn client_args(
             push("--stream-len", STREAM_LEN.to_string());
         }
         Kind::OpenLoop { size, .. } => {
-            let (rate, _) = open_loop.ok_or("open loop without a rate")?;
+            let rate = open_loop.ok_or("open loop without a rate")?.rate;
             push("--kind", "open".into());
             push("--size", size.to_string());
             push("--rate", format!("{rate:.1}"));
@@ -400,7 +401,7 @@ fn client_args(
 }
 
 /// The client's result line as a sample: calls, measured time and latencies.
-fn sample_of(result: &Value, open_loop: Option<(f64, Pacing)>) -> Result<Sample, String> {
+fn sample_of(result: &Value, open_loop: Option<OpenLoop>) -> Result<Sample, String> {
     let calls = result["calls"].as_u64().ok_or("result without calls")?;
     let elapsed = result["elapsed_s"].as_f64().ok_or("result without elapsed_s")?;
     let mut hist = histogram();
@@ -414,10 +415,12 @@ fn sample_of(result: &Value, open_loop: Option<(f64, Pacing)>) -> Result<Sample,
         calls,
         elapsed: Duration::from_secs_f64(elapsed),
         hist,
-        target_rate: open_loop.map(|(rate, _)| rate),
+        target_rate: open_loop.map(|open_loop| open_loop.rate),
         // The peers' generators sleep until each send time (Go: time.Sleep; Python:
         // asyncio.sleep).
         pacing: open_loop.map(|_| Pacing::Sleep),
+        // And they start a goroutine (Go) or an asyncio task (Python) per call.
+        calls_carried: open_loop.map(|_| CallTasks::Spawn),
         writes: None,
         rss_kib: None,
         cpu_seconds: None,

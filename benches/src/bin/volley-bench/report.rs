@@ -369,6 +369,7 @@ pub(crate) fn run_line(scenario: &Scenario, system: System, repeat: usize, sampl
         "bytes_per_sec": f.bytes_per_sec,
         "target_rate": sample.target_rate,
         "pacing": sample.pacing.map(|p| p.name()),
+        "open_loop_calls": sample.calls_carried.map(|c| c.name()),
         "p50_us": f.p50, "p90_us": f.p90, "p99_us": f.p99, "p999_us": f.p999, "max_us": f.max,
         "volley_writes": sample.writes.map(|w| json!({
             "calls": w.calls,

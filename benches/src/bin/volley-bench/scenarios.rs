@@ -1,7 +1,6 @@
 //! The scenarios and their measurement loops. Every loop runs a warm-up, then measures for a
 //! fixed time and stops by itself.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,7 +11,8 @@ use volley::ServerHandle;
 use volley_benches::raw;
 
 use crate::oneway;
-use crate::pacer::{Pacer, Pacing};
+use crate::open_loop::{CallTasks, OpenLoop};
+use crate::pacer::Pacing;
 use crate::systems::{Conn, Runtime, Servers, System, VolleyCounters, connect, connect_raw, connect_volley};
 
 /// Bytes a Volley call adds around its payload on the wire; the raw floor echoes messages of
@@ -272,6 +272,8 @@ pub(crate) struct Sample {
     pub(crate) target_rate: Option<f64>,
     /// Open loop only: how the generator waited between sends.
     pub(crate) pacing: Option<Pacing>,
+    /// Open loop only: how the generator carried the calls in flight.
+    pub(crate) calls_carried: Option<CallTasks>,
     /// Volley only: its write counters over the run (warm-up included).
     pub(crate) writes: Option<Writes>,
     /// Memory scenarios only: the process's resident memory in KiB before connecting and at
@@ -366,7 +368,7 @@ async fn rss_pair(before: Option<u64>, after: Option<tokio::task::JoinHandle<u64
 
 /// Reads this process's CPU time at the start and the end of `window`'s measured part, on a
 /// task of the client runtime; yields the difference in seconds.
-fn cpu_in(window: Window) -> tokio::task::JoinHandle<Option<f64>> {
+pub(crate) fn cpu_in(window: Window) -> tokio::task::JoinHandle<Option<f64>> {
     tokio::spawn(async move {
         let pid = std::process::id();
         tokio::time::sleep_until(window.measure_from.into()).await;
@@ -377,7 +379,7 @@ fn cpu_in(window: Window) -> tokio::task::JoinHandle<Option<f64>> {
 }
 
 /// The CPU time `reading` took (`None` if the task failed).
-async fn cpu_of(reading: tokio::task::JoinHandle<Option<f64>>) -> Option<f64> {
+pub(crate) async fn cpu_of(reading: tokio::task::JoinHandle<Option<f64>>) -> Option<f64> {
     reading.await.ok().flatten()
 }
 
@@ -408,14 +410,14 @@ impl Window {
 
 /// Runs `scenario` once against `system`, on the current runtime (the caller picks the runtime
 /// and the servers that match `scenario.runtime`). `open_loop` is the open-loop target (calls/s)
-/// and the generator's pacing.
+/// and the generator's pacing and call tasks.
 pub(crate) async fn run(
     servers: &Servers,
     scenario: &Scenario,
     system: System,
     warmup: Duration,
     duration: Duration,
-    open_loop: Option<(f64, Pacing)>,
+    open_loop: Option<OpenLoop>,
 ) -> Sample {
     let rss_before = scenario.memory.then(rss_kib);
     match scenario.kind {
@@ -518,8 +520,8 @@ pub(crate) async fn run(
             let clients = [connect(servers, system).await];
             let server = &servers.volley.handle;
             let before = count_writes(system, &clients, server);
-            let (rate, pacing) = open_loop.expect("open loop needs a rate");
-            let mut sample = run_open_loop(clients[0].clone(), Bytes::from(vec![0x5a; size]), rate, pacing, warmup, duration).await;
+            let open_loop = open_loop.expect("open loop needs a rate");
+            let mut sample = crate::open_loop::run(clients[0].clone(), Bytes::from(vec![0x5a; size]), open_loop, warmup, duration).await;
             sample.writes = writes_since(before, &clients, server);
             sample
         }
@@ -540,6 +542,7 @@ pub(crate) async fn collect(tasks: Vec<tokio::task::JoinHandle<(u64, Histogram<u
         hist,
         target_rate: None,
         pacing: None,
+        calls_carried: None,
         writes: None,
         rss_kib: None,
         cpu_seconds: None,
@@ -631,69 +634,4 @@ pub(crate) async fn stream_worker(conn: Conn, size: usize, window: Window) -> (u
         }
     }
     (messages, hist)
-}
-
-/// Most calls an open-loop run keeps in flight; later calls wait (and their wait counts, since
-/// latency runs from the intended send time).
-const OPEN_LOOP_MAX_IN_FLIGHT: usize = 4096;
-
-/// Sends calls at `rate` per second, each at its intended time (or as soon after as possible),
-/// and records latency from the intended time, so a stalled system is charged for the calls it
-/// delayed (no coordinated omission). The [`Pacer`] waits between sends without spinning.
-async fn run_open_loop(conn: Conn, data: Bytes, rate: f64, pacing: Pacing, warmup: Duration, duration: Duration) -> Sample {
-    let hist = Arc::new(Mutex::new(histogram()));
-    let last_done = Arc::new(Mutex::new(None::<Instant>));
-    let permits = Arc::new(tokio::sync::Semaphore::new(OPEN_LOOP_MAX_IN_FLIGHT));
-    let window = Window::starting_now(warmup, duration);
-    let cpu = cpu_in(window);
-    let start = Instant::now();
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let mut sent: u32 = 0;
-    let mut recorded = 0u64;
-    let pacer = Pacer::start(pacing);
-    loop {
-        let intended = start + interval * sent;
-        if intended >= window.end {
-            break;
-        }
-        let now = Instant::now();
-        if now >= window.end {
-            // Overloaded: the calls still due are not sent (and not counted); the achieved
-            // rate shows the shortfall.
-            break;
-        }
-        if intended > now {
-            pacer.wait_until(intended).await;
-            continue;
-        }
-        let permit = permits.clone().acquire_owned().await.expect("semaphore");
-        let measured = intended >= window.measure_from;
-        recorded += u64::from(measured);
-        let (conn, data, hist, last_done) = (conn.clone(), data.clone(), hist.clone(), last_done.clone());
-        tokio::spawn(async move {
-            conn.echo(&data).await;
-            let done = Instant::now();
-            if measured {
-                hist.lock().expect("histogram").record(nanos(done - intended)).expect("record");
-                *last_done.lock().expect("last") = Some(done);
-            }
-            drop(permit);
-        });
-        sent += 1;
-    }
-    let _all = permits.acquire_many(OPEN_LOOP_MAX_IN_FLIGHT as u32).await.expect("semaphore");
-    let finished = last_done.lock().expect("last").unwrap_or(window.end);
-    let hist = hist.lock().expect("histogram").clone();
-    Sample {
-        calls: recorded,
-        // Achieved rate: calls sent in the window over the time until the last one finished.
-        elapsed: finished.saturating_duration_since(window.measure_from).max(duration),
-        hist,
-        target_rate: Some(rate),
-        pacing: Some(pacing),
-        writes: None,
-        rss_kib: None,
-        cpu_seconds: cpu_of(cpu).await,
-        allocs: None,
-    }
 }

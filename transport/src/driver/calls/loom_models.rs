@@ -186,3 +186,55 @@ fn loom_a_sender_waiting_for_credit_always_wakes() {
         assert_eq!(lock(&state).1.send_window, 40);
     });
 }
+
+/// The reader keeps stream messages straight in a mailbox (no event per message) in two read
+/// passes while the receiver drains it on another thread: the receiver's waker is taken through
+/// the one `Event::Arrived` a pass queues (at most one per waiting receiver), and the receiver
+/// always gets both messages, never hanging on a lost wake.
+#[test]
+fn loom_a_receiver_waiting_for_kept_messages_always_wakes() {
+    loom::model(|| {
+        let table = Arc::new(Mutex::new(Calls::<()>::new()));
+        lock(&table).open_request_stream(CallId(1));
+        let reader = {
+            let table = table.clone();
+            loom::thread::spawn(move || {
+                for _ in 0..2 {
+                    let mut wakers = Vec::new();
+                    {
+                        // One read pass: the frame loop keeps the message, then the pass
+                        // dispatches the event it queued, all under the lock.
+                        let mut calls = lock(&table);
+                        let kept = calls.record_mut(CallId(1)).unwrap().keep_message(Bytes::from_static(b"m"), false);
+                        let Kept::Kept { wake, .. } = kept else {
+                            panic!("a server mailbox keeps its messages");
+                        };
+                        if wake {
+                            calls.arrived(CallId(1), &mut wakers);
+                        }
+                    }
+                    wakers.into_iter().for_each(Waker::wake);
+                }
+            })
+        };
+        let mut batch = VecDeque::new();
+        let mut received = 0;
+        loom::future::block_on(poll_fn(|cx| {
+            loop {
+                if batch.pop_front().is_some() {
+                    received += 1;
+                    continue;
+                }
+                if received == 2 {
+                    return Poll::Ready(());
+                }
+                match lock(&table).poll_recv(CallId(1), cx, &mut batch) {
+                    Poll::Ready(Received::Messages) => {}
+                    Poll::Ready(other) => panic!("unexpected {other:?}"),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        }));
+        reader.join().unwrap();
+    });
+}

@@ -19,7 +19,7 @@ use bytes::Bytes;
 pub use self::read::ReadProgress;
 pub(crate) use self::send::{Answer, encode_reserved_message, frame_too_large};
 use super::budget::Bucket;
-use super::calls::{CallRecord, CallState, CallTable};
+use super::calls::{CallRecord, CallState, CallTable, Kept};
 use super::flow::ConnectionWindows;
 use super::{
     ConnectionConfig, ConnectionError, ConnectionErrorReason as Reason, Event, FREE_CREDITS_PER_MESSAGE, MAX_FLOW_VIOLATIONS,
@@ -116,6 +116,9 @@ pub struct Connection<X = ()> {
     earned_credits: u64,
     windows: ConnectionWindows,
     flow_violations: u32,
+    /// The most bytes a record held after keeping a message, since the last `handle_read`
+    /// returned it ([`ReadProgress::kept_peak`]).
+    kept_peak: usize,
     scratch: Vec<CallId>,
     /// The chunked frame being received (docs/PROTOCOL.md section 5.12).
     chunks: crate::protocol::Reassembly,
@@ -162,6 +165,7 @@ impl<X: CallRecord> Connection<X> {
             cancels: Bucket::new(config.cancel_budget),
             windows: ConnectionWindows::new(&config.settings, &Settings::default()),
             flow_violations: 0,
+            kept_peak: 0,
             errors: Bucket::new(config.error_budget),
             small_frames: Bucket::new(config.small_frame_budget),
             earned_credits: 0,
@@ -431,32 +435,61 @@ impl<X: CallRecord> Connection<X> {
         }
     }
 
+    /// Inline into the frame loop (a stream's every message comes here), its rare outcomes out
+    /// of line.
+    #[inline(always)]
     fn on_message(&mut self, call_id: CallId, message: Bytes, end_stream: bool, now: Instant) -> Result<(), ConnectionError> {
         // Charged before anything else, so frames for ended calls count too.
         if message.len() < SMALL_FRAME_PAYLOAD {
             self.charge_cheap_frame(now)?;
         }
-        if !self.accept_inbound(call_id, end_stream, now)? {
-            return Ok(());
-        }
-        let within_window = match self.calls.state_mut(call_id) {
-            Some(state) => self.windows.on_receive(state, message.len()),
-            None => return Ok(()),
+        // One lookup for the protocol's state and the driver's record (what `accept_inbound`
+        // checks, then the window, then the record).
+        let Some((state, record)) = self.calls.open_call_mut(call_id) else {
+            return self.check_known(call_id);
         };
-        if !within_window {
-            self.flow_violations += 1;
-            if self.flow_violations > MAX_FLOW_VIOLATIONS {
-                return Err(ConnectionError::calm(Reason::FlowControl));
-            }
-            let text = "flow-control violation: a message arrived with no window left; wait for credit before sending";
-            return self.reset_call(call_id, Code::ResourceExhausted, text, now);
+        if !state.remote_open || !state.head_received {
+            return self.message_out_of_sequence(call_id, end_stream, now);
         }
-        self.events.push_back(Event::Message {
-            call_id,
-            message,
-            end_stream,
-        });
+        if end_stream {
+            state.remote_open = false;
+        }
+        if !self.windows.on_receive(state, message.len()) {
+            return self.message_over_window(call_id, now);
+        }
+        match record.keep_message(message, end_stream) {
+            Kept::Kept { wake, held } => {
+                self.kept_peak = self.kept_peak.max(held);
+                if wake {
+                    self.events.push_back(Event::Arrived { call_id });
+                }
+            }
+            Kept::Declined(message) => self.events.push_back(Event::Message {
+                call_id,
+                message,
+                end_stream,
+            }),
+        }
         Ok(())
+    }
+
+    /// A message on a call the peer had ended or whose head has not come: the call is reset.
+    #[cold]
+    #[inline(never)]
+    fn message_out_of_sequence(&mut self, call_id: CallId, end_stream: bool, now: Instant) -> Result<(), ConnectionError> {
+        self.accept_inbound(call_id, end_stream, now).map(drop)
+    }
+
+    /// A message with no window left: the call is reset, the connection after too many.
+    #[cold]
+    #[inline(never)]
+    fn message_over_window(&mut self, call_id: CallId, now: Instant) -> Result<(), ConnectionError> {
+        self.flow_violations += 1;
+        if self.flow_violations > MAX_FLOW_VIOLATIONS {
+            return Err(ConnectionError::calm(Reason::FlowControl));
+        }
+        let text = "flow-control violation: a message arrived with no window left; wait for credit before sending";
+        self.reset_call(call_id, Code::ResourceExhausted, text, now)
     }
 
     fn on_credit(&mut self, call_id: CallId, increment: u32, now: Instant) -> Result<(), ConnectionError> {

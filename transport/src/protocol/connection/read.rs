@@ -18,6 +18,9 @@ pub struct ReadProgress {
     /// It stopped at `max_frames` with more complete frames possibly left in the buffer: hand
     /// the events over and call it again.
     pub more: bool,
+    /// The most bytes a call's record held after keeping one of these frames' messages
+    /// ([`CallRecord::keep_message`]); 0 if none was kept.
+    pub kept_peak: usize,
 }
 
 impl<X: CallRecord> Connection<X> {
@@ -65,11 +68,13 @@ impl<X: CallRecord> Connection<X> {
         // Two copies of the frame loop, so that a connection that can receive no Chunk and no
         // ChunkAck frame (it announced no `RECEIVE_CHUNKS`, and the peer does not acknowledge
         // chunks) runs one without the reassembly's branches.
-        if self.config.settings.accepts_chunks() || self.peer_settings.acks_chunks() {
+        let read = if self.config.settings.accepts_chunks() || self.peer_settings.acks_chunks() {
             self.read_frames::<true>(buf, now, max_frames, progress)
         } else {
             self.read_frames::<false>(buf, now, max_frames, progress)
-        }
+        };
+        let kept_peak = std::mem::take(&mut self.kept_peak);
+        read.map(|progress| ReadProgress { kept_peak, ..progress })
     }
 
     /// [`Connection::handle_read`]'s frame loop. With `CHUNKS`, Chunk frames are put back
