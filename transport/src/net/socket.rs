@@ -110,24 +110,11 @@ impl SocketConfig {
     /// Applies the options to a connected TCP socket and reads back what took effect.
     pub fn apply(&self, socket: SockRef<'_>) -> AppliedSocketOptions {
         let mut applied = AppliedSocketOptions::default();
-        let mut warn = |what: &str, err: std::io::Error| {
-            let line = format!("socket option {what} not applied: {err}");
-            tracing::warn!("{line}");
-            applied.warnings.push(line);
-        };
+        let mut warn = |what: &str, err: std::io::Error| applied.warn(what, err);
         if let Err(err) = socket.set_tcp_nodelay(self.nodelay) {
             warn("TCP_NODELAY", err);
         }
-        if let Some(size) = self.send_buffer_size
-            && let Err(err) = socket.set_send_buffer_size(size)
-        {
-            warn("SO_SNDBUF", err);
-        }
-        if let Some(size) = self.recv_buffer_size
-            && let Err(err) = socket.set_recv_buffer_size(size)
-        {
-            warn("SO_RCVBUF", err);
-        }
+        apply_buffer_sizes(&socket, self.send_buffer_size, self.recv_buffer_size, &mut warn);
         if let Some(ka) = self.keepalive {
             let params = TcpKeepalive::new()
                 .with_time(ka.time)
@@ -158,20 +145,8 @@ impl SocketConfig {
     /// [`DEFAULT_UNIX_SEND_BUFFER`] unless set), and reads them back.
     pub fn apply_unix(&self, socket: SockRef<'_>) -> AppliedSocketOptions {
         let mut applied = AppliedSocketOptions::default();
-        let mut warn = |what: &str, err: std::io::Error| {
-            let line = format!("socket option {what} not applied: {err}");
-            tracing::warn!("{line}");
-            applied.warnings.push(line);
-        };
-        let send = self.send_buffer_size.unwrap_or(DEFAULT_UNIX_SEND_BUFFER);
-        if let Err(err) = socket.set_send_buffer_size(send) {
-            warn("SO_SNDBUF", err);
-        }
-        if let Some(size) = self.recv_buffer_size
-            && let Err(err) = socket.set_recv_buffer_size(size)
-        {
-            warn("SO_RCVBUF", err);
-        }
+        let send = self.send_buffer_size.or(Some(DEFAULT_UNIX_SEND_BUFFER));
+        apply_buffer_sizes(&socket, send, self.recv_buffer_size, &mut |what, err| applied.warn(what, err));
         applied.send_buffer_size = socket.send_buffer_size().ok();
         applied.recv_buffer_size = socket.recv_buffer_size().ok();
         applied
@@ -216,6 +191,30 @@ fn read_back_linux(socket: &SockRef<'_>, applied: &mut AppliedSocketOptions) {
     applied.user_timeout = socket.tcp_user_timeout().ok().flatten();
     applied.quickack = socket.tcp_quickack().ok();
     applied.busy_poll_micros = socket.busy_poll().ok();
+}
+
+impl AppliedSocketOptions {
+    /// Records (and logs) an option that could not be set.
+    fn warn(&mut self, what: &str, err: std::io::Error) {
+        let line = format!("socket option {what} not applied: {err}");
+        tracing::warn!("{line}");
+        self.warnings.push(line);
+    }
+}
+
+/// Sets the kernel buffer sizes asked for (`None` leaves one as it is), on a TCP or a Unix
+/// socket.
+fn apply_buffer_sizes(socket: &SockRef<'_>, send: Option<usize>, recv: Option<usize>, warn: &mut impl FnMut(&str, std::io::Error)) {
+    if let Some(size) = send
+        && let Err(err) = socket.set_send_buffer_size(size)
+    {
+        warn("SO_SNDBUF", err);
+    }
+    if let Some(size) = recv
+        && let Err(err) = socket.set_recv_buffer_size(size)
+    {
+        warn("SO_RCVBUF", err);
+    }
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
