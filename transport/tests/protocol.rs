@@ -778,3 +778,21 @@ fn a_frame_left_half_sent_closes_the_connection_after_the_partial_frame_timeout(
         goaway_reason(&pair.server)
     );
 }
+
+#[test]
+fn handle_read_reports_the_length_of_the_frame_it_leaves_incomplete() {
+    let mut pair = Pair::new();
+    let call_id = pair.client.conn.open_call(true).expect("call opens");
+    let mut wire = BytesMut::new();
+    request(call_id, &[7; 100_000]).encode(&mut wire);
+    let frame_len = wire.len();
+    let mut inbox = wire.split_to(40_000);
+    let now = pair.now;
+    let progress = pair.server.conn.handle_read(&mut inbox, now, usize::MAX).expect("valid bytes");
+    assert_eq!((progress.frames, progress.incomplete_frame_len), (0, frame_len));
+    assert_eq!(inbox.len(), 40_000, "nothing of the frame is taken before it is whole");
+    inbox.extend_from_slice(&wire);
+    let progress = pair.server.conn.handle_read(&mut inbox, now, usize::MAX).expect("valid bytes");
+    assert_eq!((progress.frames, progress.incomplete_frame_len), (1, 0));
+    assert!(matches!(&pair.server.events()[..], [Event::Request { message: Some(m), .. }] if m.len() == 100_000));
+}

@@ -217,7 +217,7 @@ impl Poller {
         let Some(buffers) = buffers.as_mut() else {
             return Err(closed_status(shared, "the connection was closed locally"));
         };
-        buffers.make_room();
+        buffers.make_room(scratch.incomplete_frame_len);
         let buf = buffers.current();
         // A direct `recv`: tokio's `try_read` would first consult the reactor's readiness,
         // which only a woken reactor updates (and a polled socket registers none).

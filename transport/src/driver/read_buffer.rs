@@ -54,8 +54,20 @@ impl ReadBuffers {
     /// Makes sure the current buffer has room for a read, reusing memory whose frames have all
     /// been dropped. Allocates only when every buffer in the ring is still referenced, or when a
     /// frame larger than a buffer is arriving.
-    pub(crate) fn make_room(&mut self) {
+    ///
+    /// `incomplete_frame_len` is the length of the frame the buffer starts with, when the last
+    /// pass left it incomplete (`ReadProgress::incomplete_frame_len`; 0 if none or unknown).
+    /// While the buffer already has room for all of it, nothing changes, even if less than
+    /// [`MIN_READ_SPACE`] is left: the decoder sized the buffer for that frame (`wire/codec.rs`),
+    /// and growing it here would double a large frame's buffer (`BytesMut::reserve`), after which
+    /// the frames that follow alternate between its two halves and a receiver of 1 MiB frames
+    /// writes 2 MiB of memory over and over instead of 1 MiB (dearer kernel copies: the cache no
+    /// longer holds both ends' buffers).
+    pub(crate) fn make_room(&mut self, incomplete_frame_len: usize) {
         let unread = self.current.len();
+        if incomplete_frame_len > unread && self.current.capacity() >= incomplete_frame_len {
+            return;
+        }
         if self.starter {
             if self.current.capacity() - unread >= STARTER_CAPACITY / 2 {
                 return;
@@ -116,7 +128,7 @@ mod tests {
         let mut buffers = ReadBuffers::new(BufferPool::default());
         let mut held = Vec::new();
         for round in 0..40 {
-            buffers.make_room();
+            buffers.make_room(0);
             let buf = buffers.current();
             let free = buf.capacity() - buf.len();
             buf.resize(buf.len() + free.min(4096), round as u8);
@@ -131,14 +143,39 @@ mod tests {
     }
 
     #[test]
+    fn large_frames_one_after_another_land_at_the_same_address() {
+        const FRAME: usize = 1 << 20;
+        let mut buffers = ReadBuffers::new(BufferPool::default());
+        let mut starts = Vec::new();
+        for _ in 0..4 {
+            // As the decoder leaves it once a frame's header is in: room for the whole frame
+            // (the first frame moves off the starter buffer).
+            buffers.make_room(0);
+            let buf = buffers.current();
+            buf.reserve(FRAME);
+            starts.push(buf.as_ptr() as usize);
+            // All but a few bytes arrive: less than MIN_READ_SPACE is left, all the frame needs.
+            buf.resize(FRAME - 100, 1);
+            buffers.make_room(FRAME);
+            let buf = buffers.current();
+            assert!(buf.capacity() - buf.len() >= 100);
+            assert_eq!(buf.as_ptr() as usize, *starts.last().unwrap(), "the frame is not moved");
+            buf.resize(FRAME, 1);
+            // Handed out and dropped (an inline handler) before the next read.
+            drop(buf.split().freeze());
+        }
+        assert!(starts[1..].windows(2).all(|pair| pair[0] == pair[1]), "{starts:x?}");
+    }
+
+    #[test]
     fn an_idle_connection_keeps_its_small_starter_buffer() {
         let pool = BufferPool::default();
         let mut buffers = ReadBuffers::new(pool.clone());
         // A handshake's worth of bytes, read and consumed.
-        buffers.make_room();
+        buffers.make_room(0);
         buffers.current().extend_from_slice(&[0; 100]);
         drop(buffers.current().split());
-        buffers.make_room();
+        buffers.make_room(0);
         assert!(buffers.starter);
         assert!(buffers.current().capacity() <= STARTER_CAPACITY);
         buffers.release();
@@ -149,9 +186,9 @@ mod tests {
     fn traffic_moves_the_reader_to_pooled_buffers_keeping_unread_bytes() {
         let pool = BufferPool::default();
         let mut buffers = ReadBuffers::new(pool.clone());
-        buffers.make_room();
+        buffers.make_room(0);
         buffers.current().extend_from_slice(&[7; STARTER_CAPACITY - 10]);
-        buffers.make_room();
+        buffers.make_room(0);
         assert!(!buffers.starter);
         assert_eq!(&buffers.current()[..], &[7; STARTER_CAPACITY - 10][..]);
         assert!(buffers.current().capacity() - buffers.current().len() >= MIN_READ_SPACE);

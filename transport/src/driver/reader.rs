@@ -58,7 +58,7 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
             timer.as_mut().reset(at.into());
             armed = Some(at);
         }
-        buffers.make_room();
+        buffers.make_room(scratch.incomplete_frame_len);
         let buf = buffers.current();
         let read = tokio::select! {
             biased;
@@ -187,6 +187,9 @@ pub(super) struct Scratch {
     /// The request message bytes of `accepted`.
     held_bytes: usize,
     completed: usize,
+    /// What the last pass left at the front of the read buffer: the length of an incomplete
+    /// frame (`ReadProgress::incomplete_frame_len`), or 0.
+    pub(super) incomplete_frame_len: usize,
 }
 
 impl Scratch {
@@ -198,6 +201,7 @@ impl Scratch {
             accepted: VecDeque::new(),
             held_bytes: 0,
             completed: 0,
+            incomplete_frame_len: 0,
         }
     }
 }
@@ -216,6 +220,7 @@ fn handle_frames(
     scratch: &mut Scratch,
 ) -> Result<(), ConnectionError> {
     let mut frames = 0;
+    scratch.incomplete_frame_len = 0;
     let result = loop {
         match state.proto.handle_read(buf, now, FRAMES_PER_HANDOFF) {
             Ok(progress) => {
@@ -224,6 +229,7 @@ fn handle_frames(
                     shared.stats.stream_buffered(progress.kept_peak);
                 }
                 if !progress.more {
+                    scratch.incomplete_frame_len = progress.incomplete_frame_len;
                     break Ok(());
                 }
                 dispatch_events(shared, state, now, scratch);
@@ -243,6 +249,7 @@ fn dispatch_events(shared: &Shared, state: &mut State, now: Instant, scratch: &m
         accepted,
         held_bytes,
         completed,
+        ..
     } = scratch;
     while let Some(event) = state.proto.poll_event() {
         match event {

@@ -83,6 +83,15 @@ pub(crate) fn split_frame(src: &mut BytesMut, max_frame_size: u32) -> Result<Opt
     Ok(Some((header, frame)))
 }
 
+/// The length, header included, of the frame whose header starts `src`, once the whole header is
+/// there and valid (checked as [`split_frame`] checks it). After [`split_frame`] left a frame
+/// incomplete, this is how many bytes the reader waits for.
+pub(crate) fn declared_frame_len(src: &[u8], max_frame_size: u32) -> Option<usize> {
+    let raw_header = src.first_chunk::<HEADER_LEN>()?;
+    let header = FrameHeader::decode(raw_header, max_frame_size).ok()?;
+    Some(HEADER_LEN + header.len as usize)
+}
+
 /// Grows `src` towards a frame of `frame_len` bytes once less than half a [`RESERVE_STEP`] of
 /// room is left: to twice what it holds (at least one step more), never past the frame. The new
 /// buffer is allocated at exactly that size: `BytesMut::reserve` may double on top of the step

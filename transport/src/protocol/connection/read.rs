@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use super::{Connection, PartialFrame, Phase};
 use crate::protocol::CallRecord;
 use crate::protocol::ConnectionError;
-use crate::wire::{Flags, Frame, FrameKind, PREFACE_LEN, WireError, is_tls_record_start, split_frame};
+use crate::wire::{Flags, Frame, FrameKind, PREFACE_LEN, WireError, declared_frame_len, is_tls_record_start, split_frame};
 
 /// What one [`Connection::handle_read`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -21,6 +21,11 @@ pub struct ReadProgress {
     /// The most bytes a call's record held after keeping one of these frames' messages
     /// ([`CallRecord::keep_message`]); 0 if none was kept.
     pub kept_peak: usize,
+    /// The length, header included, of the frame left incomplete at the front of the buffer, when
+    /// its header is there (0 otherwise, and while a Chunk frame is being put back together): a
+    /// driver may read until the buffer holds that many bytes before calling again, and need not
+    /// make room past it.
+    pub incomplete_frame_len: usize,
 }
 
 impl<X: CallRecord> Connection<X> {
@@ -126,6 +131,10 @@ impl<X: CallRecord> Connection<X> {
                 }
                 Ok(None) => {
                     self.note_partial_frame(!buf.is_empty() || (CHUNKS && self.chunks.in_progress()), now);
+                    if !CHUNKS {
+                        // `buf` starts at a frame: `split_frame` took every frame before it.
+                        progress.incomplete_frame_len = declared_frame_len(buf, max_frame_size).unwrap_or(0);
+                    }
                     return Ok(progress);
                 }
                 Err(err) => return Err(self.handle_wire_error(err)),
