@@ -259,6 +259,30 @@ async fn a_half_sent_frame_ends_the_connection_after_the_partial_frame_timeout()
     assert!(started.elapsed() >= Duration::from_millis(300), "{:?}", started.elapsed());
 }
 
+/// PROTOCOL.md section 9, "Partial frame timeout": the timeout counts from the frame's last
+/// bytes, so a frame that keeps arriving, slowly, is served. (The reader reads the rest of a
+/// frame whose header it has seen without handing each read to the protocol; the protocol learns
+/// when those bytes came before it judges the frame.)
+#[tokio::test]
+async fn a_frame_that_keeps_arriving_is_not_cut_by_the_partial_frame_timeout() {
+    let server = serve(common::echo_server().partial_frame_timeout(Duration::from_millis(300))).await;
+    let mut peer = RawPeer::handshake(&server).await;
+    let text: &'static str = "slow but steady ".repeat(256).leak();
+    let mut frame = BytesMut::new();
+    request(1, ECHO, Some(encoded_echo(text)), true).encode(&mut frame);
+    let started = std::time::Instant::now();
+    for piece in frame.chunks(frame.len() / 8 + 1) {
+        peer.send(piece).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(700), "{:?}", started.elapsed());
+    let frames = frames_for(&mut peer, true, |frames| !frames.is_empty()).await;
+    assert!(
+        matches!(frames.first(), Some(Frame::Response { call_id: CallId(1), .. })),
+        "{frames:?}"
+    );
+}
+
 /// PROTOCOL.md section 9, "Max connections": a connection over the cap is closed at once with no
 /// preface and no GoAway: a peer that has sent nothing sees end of stream (FIN).
 #[tokio::test]

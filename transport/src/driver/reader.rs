@@ -19,7 +19,7 @@ use crate::net::Stream;
 use crate::protocol::{ConnectionError, Event, Role};
 use crate::stats::Stats;
 use crate::status::{Code, Status};
-use crate::wire::Metadata;
+use crate::wire::{self, Metadata};
 
 pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
     let mut buffers = ReadBuffers::new(shared.pool.clone());
@@ -39,6 +39,8 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
     let timer = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
+    // When the last read whose pass was skipped (see below) arrived, until a pass runs again.
+    let mut skipped_read_at: Option<Instant> = None;
     loop {
         if let Err(status) = dispatch_held(shared, &mut scratch) {
             return status;
@@ -69,6 +71,14 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
             () = &mut timer, if deadline.is_some() => {
                 // Fired: arm it again on the next pass, even for the same instant.
                 armed = None;
+                if let Some(at) = skipped_read_at.take() {
+                    // The protocol learns of the bytes read without a pass before it judges
+                    // the frame in progress (the partial-frame timeout), as of when they came.
+                    let result = handle_pass_at(shared, buf, &mut scratch, at);
+                    if let Err(status) = end_pass(shared, result) {
+                        return status;
+                    }
+                }
                 let mut state = shared.lock_state();
                 let result = state.proto.handle_timeout(Instant::now());
                 shared.send_control(state);
@@ -88,6 +98,15 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
                 return Status::unavailable(format!("connection lost while reading: {err}; retry on a new connection"));
             }
         }
+        if scratch.incomplete_frame_len > buf.len() {
+            // A large frame still incomplete: the pass would only find it so and make room for
+            // the rest. Make the room and read on, without the pass's state lock, cork and
+            // wake-ups (a 1 MiB frame arrives in three or four reads on a Unix socket).
+            wire::make_room_for(buf, scratch.incomplete_frame_len);
+            skipped_read_at = Some(Instant::now());
+            continue;
+        }
+        skipped_read_at = None;
         let result = handle_pass(shared, buf, &mut scratch);
         // At the cap the calls not dispatched stay held until room opens.
         dispatch_accepted(shared, &mut scratch);
@@ -102,7 +121,11 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
 /// no lock held, waiting calls are woken. Shared by the reader task and the busy-poll thread
 /// (`poller.rs`), which then call [`dispatch_accepted`] and [`end_pass`].
 pub(super) fn handle_pass(shared: &Arc<Shared>, buf: &mut BytesMut, scratch: &mut Scratch) -> Result<(), ConnectionError> {
-    let now = Instant::now();
+    handle_pass_at(shared, buf, scratch, Instant::now())
+}
+
+/// [`handle_pass`] for bytes that arrived at `now`.
+fn handle_pass_at(shared: &Arc<Shared>, buf: &mut BytesMut, scratch: &mut Scratch, now: Instant) -> Result<(), ConnectionError> {
     let (result, established_now, chunks_acked) = {
         let mut state = shared.lock_state();
         // Answers produced while handling this read leave together when the pass ends.

@@ -96,7 +96,7 @@ pub(crate) fn declared_frame_len(src: &[u8], max_frame_size: u32) -> Option<usiz
 /// room is left: to twice what it holds (at least one step more), never past the frame. The new
 /// buffer is allocated at exactly that size: `BytesMut::reserve` may double on top of the step
 /// and overshoot the bound.
-fn make_room_for(src: &mut BytesMut, frame_len: usize) {
+pub(crate) fn make_room_for(src: &mut BytesMut, frame_len: usize) {
     let held = src.len();
     if src.capacity() >= frame_len || src.capacity() - held >= RESERVE_STEP / 2 {
         return;

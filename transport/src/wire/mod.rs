@@ -36,7 +36,7 @@ pub use chunk::{
 };
 pub use code::Code;
 pub use codec::{Decoded, FrameCodec, FrameCodecError, FrameMark, decode_frame, decode_unit};
-pub(crate) use codec::{declared_frame_len, split_frame};
+pub(crate) use codec::{declared_frame_len, make_room_for, split_frame};
 pub(crate) use encode::{Body, encode_message_frame, encode_status_frame};
 pub use error::WireError;
 pub use frame::{CALL_HEAD_FIXED_LEN, CallHead, Frame, GoAway, StatusFrame};
