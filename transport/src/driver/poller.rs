@@ -83,7 +83,7 @@ pub(super) fn spawn(shared: Arc<Shared>, stream: Arc<Stream>, config: BusyPoll) 
     let deadline = shared.lock_state().proto.poll_timeout();
     let poller = Arc::new(Poller {
         read: Mutex::new(ReadSide {
-            buffers: Some(ReadBuffers::new(shared.pool.clone())),
+            buffers: Some(ReadBuffers::new(shared.pool.clone()).frame_sized(stream.is_unix())),
             scratch: Scratch::new(),
             deadline,
             recheck_at: Instant::now() + DEADLINE_RECHECK,

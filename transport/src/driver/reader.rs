@@ -22,7 +22,7 @@ use crate::status::{Code, Status};
 use crate::wire::{self, Metadata};
 
 pub(crate) async fn run(shared: Arc<Shared>, stream: Arc<Stream>) {
-    let mut buffers = ReadBuffers::new(shared.pool.clone());
+    let mut buffers = ReadBuffers::new(shared.pool.clone()).frame_sized(stream.is_unix());
     let status = read_loop(&shared, &stream, &mut buffers).await;
     shared.terminate(status);
     buffers.release();

@@ -78,6 +78,15 @@ impl Stream {
         }
     }
 
+    /// Whether this is a Unix domain socket (read by the reader task or a busy-poll thread).
+    pub(crate) fn is_unix(&self) -> bool {
+        match self {
+            Self::Unix(_) => true,
+            Self::Polled(s) => !s.is_tcp(),
+            _ => false,
+        }
+    }
+
     /// Reads what is available into `buf`, or `WouldBlock`.
     ///
     /// A read that leaves room in `buf` took everything the socket held, so it also clears the
