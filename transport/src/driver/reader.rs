@@ -135,6 +135,9 @@ pub(super) fn dispatch_accepted(shared: &Arc<Shared>, scratch: &mut Scratch) {
     };
     // A no-op when all are equal; idempotent on a second try.
     super::priority::order_by_priority(&mut scratch.accepted);
+    // Metrics time the answers given here (inline handlers) by one clock read at the end, when
+    // they leave together, not one each.
+    let answers = crate::observe::PassAnswers::begin(shared.recorder());
     while scratch.accepted.front().is_some_and(|call| shared.queue.has_room_in(call.lane())) {
         let Some(call) = scratch.accepted.pop_front() else {
             break;
@@ -142,6 +145,7 @@ pub(super) fn dispatch_accepted(shared: &Arc<Shared>, scratch: &mut Scratch) {
         scratch.held_bytes -= call.message.as_ref().map_or(0, |message| message.len());
         dispatch.dispatch(shared, call);
     }
+    answers.end();
 }
 
 /// Dispatches the calls held back at the cap once the write queue has room for the first of
