@@ -111,7 +111,7 @@ fn encode_snapshot(snapshot: &MetricsSnapshot, encoder: &mut DescriptorEncoder) 
     histogram_family(
         encoder,
         "volley_server_handling",
-        "Server time per call, from reading the request frame to queueing the final frame",
+        "Server time per call, from reading the request frame to queueing the final frame; an answer given while the reader dispatches the calls of its read (an inline handler's) ends when that dispatch ends, just before the read's answers are written together",
         server_histograms(|m| &m.server.handling),
     )?;
     histogram_family(
