@@ -281,63 +281,6 @@ impl Metrics {
         }
     }
 
-    /// This thread starts dispatching a reader pass's calls: until [`Metrics::end_pass_answers`],
-    /// the server answers it gives for this `Metrics` wait for one clock read (`pass.rs`).
-    /// Returns whether it started (`false` when this thread already holds a pass's answers: the
-    /// one that started ends it).
-    #[inline]
-    pub(crate) fn begin_pass_answers(&self) -> bool {
-        with_waiting(|waiting| waiting.begin(self.key())).unwrap_or(false)
-    }
-
-    /// The dispatch begun by [`Metrics::begin_pass_answers`] ended: one clock read, when any
-    /// answer waits, records them all. With `unwinding` (a handler panicked) no clock is read:
-    /// they end at the latest start among them.
-    #[inline]
-    pub(crate) fn end_pass_answers(&self, unwinding: bool) {
-        let key = self.key();
-        with_waiting(|waiting| {
-            if !waiting.is_for(key) {
-                return;
-            }
-            if !waiting.is_empty() {
-                let end = if unwinding { waiting.latest_start() } else { Stamp::now() };
-                self.record_waiting(waiting, end);
-            }
-            waiting.end();
-        });
-    }
-
-    /// Records the answers waiting on this thread for this `Metrics`, if any, as ended at
-    /// `end()`.
-    fn record_waiting_answers(&self, end: impl FnOnce() -> Stamp) {
-        let key = self.key();
-        with_waiting(|waiting| {
-            if waiting.is_for(key) && !waiting.is_empty() {
-                self.record_waiting(waiting, end());
-            }
-        });
-    }
-
-    /// Records every answer of `waiting` as ended at `end`: one shard lookup for them all.
-    #[inline]
-    fn record_waiting(&self, waiting: &pass::Waiting, end: Stamp) {
-        let recorded = with_shard(&self.inner, |shard| {
-            waiting.take(|answer| {
-                let own = shard.server(answer.slot);
-                own.calls.finish(answer.code);
-                own.handling.record_ns(end.ns_since(answer.started));
-            });
-        });
-        if !recorded {
-            waiting.take(|answer| {
-                let method = self.inner.methods.get(answer.slot);
-                method.server.calls.finish(answer.code);
-                method.handling.record_ns(end.ns_since(answer.started));
-            });
-        }
-    }
-
     /// A server call finished after `elapsed_ns` of handling.
     #[inline]
     fn record_server_finished(&self, slot: MethodSlot, code: Code, elapsed_ns: u64) {
