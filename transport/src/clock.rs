@@ -40,6 +40,26 @@ impl WallClock {
         let since_base = u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX);
         self.offset_ns.load(Ordering::Relaxed).wrapping_add(since_base)
     }
+
+    /// Nanoseconds from this clock's base (its creation) to `at` on the monotonic clock, 0 for
+    /// an earlier instant: one scale on which a duration is a subtraction (metrics' stamps).
+    /// Without `as_nanos`' 128-bit arithmetic: 2^64 ns is 584 years.
+    #[cfg(feature = "metrics")]
+    #[inline]
+    pub(crate) fn monotonic_ns(&self, at: Instant) -> u64 {
+        let since_base = at.saturating_duration_since(self.base);
+        since_base
+            .as_secs()
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(u64::from(since_base.subsec_nanos()))
+    }
+
+    /// Nanoseconds since the Unix epoch at `monotonic_ns` (a [`WallClock::monotonic_ns`]).
+    #[cfg(feature = "metrics")]
+    #[inline]
+    pub(crate) fn unix_ns_at(&self, monotonic_ns: u64) -> u64 {
+        self.offset_ns.load(Ordering::Relaxed).wrapping_add(monotonic_ns)
+    }
 }
 
 /// The process's wall clock: resynced on every connection open (and every metrics snapshot).

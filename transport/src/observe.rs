@@ -73,7 +73,7 @@ pub(crate) struct CallObserver {
 #[cfg(feature = "metrics")]
 #[derive(Clone, Copy, Debug)]
 struct Timing {
-    started: Instant,
+    started: crate::metrics::Stamp,
     slot: MethodSlot,
     side: crate::metrics::Side,
 }
@@ -115,7 +115,7 @@ impl CallObserver {
         #[cfg(feature = "metrics")]
         if let Some(metrics) = recorder.metrics() {
             self.timing = Some(Timing {
-                started,
+                started: crate::metrics::Stamp::of(started),
                 slot: metrics.client_call_started(method),
                 side: crate::metrics::Side::Client,
             });
@@ -139,13 +139,10 @@ impl CallObserver {
             .then(|| tracing::debug_span!("volley.call", side = "server", method = %method, call_id = call_id.0, status = Empty))
             .filter(|span| !span.is_disabled());
         #[cfg(feature = "metrics")]
-        let timing = recorder.metrics().map(|metrics| {
-            metrics.server_call_started(slot, sent_at_ns, received_at);
-            Timing {
-                started: received_at,
-                slot,
-                side: crate::metrics::Side::Server,
-            }
+        let timing = recorder.metrics().map(|metrics| Timing {
+            started: metrics.server_call_started(slot, sent_at_ns, received_at),
+            slot,
+            side: crate::metrics::Side::Server,
         });
         #[cfg(not(feature = "metrics"))]
         let _ = (recorder, slot, sent_at_ns, received_at);
@@ -174,7 +171,9 @@ impl CallObserver {
     /// call answered at `ended` (when the reader's pass read the answer, one clock read for every
     /// answer of that read) is timed from it instead of reading the clock again. `None` reads
     /// the clock. An end before the start (an answer read in a pass whose clock read came before
-    /// the call started) counts as zero.
+    /// the call started) counts as zero. A server call ends when its answer is queued: during a
+    /// reader pass's dispatch ([`PassAnswers`]) at the dispatch's end, one clock read for all
+    /// its answers; elsewhere at a clock read of its own.
     #[inline]
     pub(crate) fn finish_at(&mut self, recorder: Recorder<'_>, code: Code, ended: Option<Instant>) {
         if let Some(span) = &self.span {
@@ -187,13 +186,65 @@ impl CallObserver {
         if let Some(Timing { started, slot, side }) = self.timing
             && let Some(metrics) = recorder.metrics()
         {
-            let elapsed = ended.unwrap_or_else(Instant::now).saturating_duration_since(started);
+            use crate::metrics::Stamp;
             match side {
-                crate::metrics::Side::Client => metrics.client_call_finished(slot, code, elapsed),
-                crate::metrics::Side::Server => metrics.server_call_finished(slot, code, elapsed),
+                crate::metrics::Side::Client => {
+                    // Every answer of a pass shares its `ended`: converted once per pass.
+                    let ended = ended.map_or_else(Stamp::now, Stamp::of_pass);
+                    metrics.client_call_finished(slot, code, ended.ns_since(started));
+                }
+                crate::metrics::Side::Server => metrics.server_call_finished(slot, code, started),
             }
         }
         #[cfg(not(feature = "metrics"))]
         let _ = (recorder, ended);
+    }
+}
+
+/// The server answers given while a reader dispatches the calls of one read pass: with a
+/// `Metrics` attached, they are timed by one clock read when the dispatch ends
+/// ([`PassAnswers::end`]), the moment the pass's corked answers leave together, instead of a
+/// clock read per answer (`metrics/pass.rs`). Begun by the reader around its dispatch loop.
+#[derive(Debug)]
+pub(crate) struct PassAnswers<'a> {
+    /// The `Metrics` whose answers wait, when this guard began the wait.
+    #[cfg(feature = "metrics")]
+    metrics: Option<&'a crate::metrics::Metrics>,
+    _lifetime: std::marker::PhantomData<&'a ()>,
+}
+
+impl<'a> PassAnswers<'a> {
+    /// The reader starts dispatching a pass's calls on this connection.
+    #[inline]
+    pub(crate) fn begin(recorder: Recorder<'a>) -> Self {
+        #[cfg(not(feature = "metrics"))]
+        let _ = recorder;
+        Self {
+            #[cfg(feature = "metrics")]
+            metrics: recorder.metrics().filter(|metrics| metrics.begin_pass_answers()),
+            _lifetime: std::marker::PhantomData,
+        }
+    }
+
+    /// The dispatch ended: one clock read records every answer it gave.
+    #[inline]
+    pub(crate) fn end(mut self) {
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = self.metrics.take() {
+            metrics.end_pass_answers(false);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = &mut self;
+    }
+}
+
+impl Drop for PassAnswers<'_> {
+    /// Reached with answers waiting only when a handler's panic unwinds through the dispatch:
+    /// they are recorded without a clock read (see `Metrics::end_pass_answers`).
+    fn drop(&mut self) {
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = self.metrics.take() {
+            metrics.end_pass_answers(true);
+        }
     }
 }

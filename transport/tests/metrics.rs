@@ -599,3 +599,38 @@ async fn admission_refusals_and_evictions_are_counted_by_reason() {
     assert_eq!(metrics.snapshot().admission, server.admission());
     server.shutdown().await;
 }
+
+/// Inline handlers answer while the reader dispatches its pass, and their metrics wait for the
+/// pass's one clock read (`metrics/pass.rs`); they are recorded before the pass's answers are
+/// written, so a snapshot taken once the calls have returned sees every one, without waiting.
+#[tokio::test]
+async fn inline_answers_are_recorded_before_the_client_sees_them() {
+    let metrics = Metrics::new();
+    let server = volley::Server::builder()
+        .unary_inline(ECHO, |request: Request<Echo>| Ok::<_, volley::Status>(request.into_inner()))
+        .metrics(metrics.clone())
+        .build()
+        .expect("valid server")
+        .serve("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let client = Client::builder().connect(server.local_addr()).await.expect("connect");
+    const CALLS: u64 = 128;
+    for _ in 0..3 {
+        let calls: Vec<_> = (0..CALLS)
+            .map(|_| {
+                let client = client.clone();
+                tokio::spawn(async move { client.unary::<_, Echo>(ECHO_ID, &echo("x"), CallOptions::default()).await })
+            })
+            .collect();
+        for call in calls {
+            call.await.expect("task").expect("call");
+        }
+    }
+    let snapshot = metrics.snapshot();
+    let method = snapshot.method(ECHO).expect("served");
+    assert_eq!(method.server.calls.finished_with(Code::Ok), 3 * CALLS);
+    assert_eq!(method.server.handling.count(), 3 * CALLS);
+    assert_eq!(method.server.calls.in_flight(), 0);
+    server.shutdown().await;
+}

@@ -7,14 +7,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::CallOptions;
-use super::connect::connect;
-use crate::driver::{DriverConfig, Flush, Lane, Outcome, Shared};
+use super::{CallOptions, ClientBuilder};
+use crate::driver::{Flush, Lane, Outcome, Shared};
 use crate::error::Error;
 use crate::method::CallTarget;
-use crate::net::{Address, AppliedSocketOptions, SocketConfig, ToAddress};
+use crate::net::{Address, AppliedSocketOptions, ToAddress};
 use crate::observe::CallObserver;
-use crate::protocol::ConnectionConfig;
 use crate::protocol::frame_too_large;
 use crate::response::Response;
 use crate::stats::StatsSnapshot;
@@ -64,146 +62,6 @@ impl Drop for ClientInfo {
     }
 }
 
-/// Configures and opens a [`Client`].
-#[derive(Clone, Debug, Default)]
-pub struct ClientBuilder {
-    pub(crate) config: DriverConfig,
-    pub(crate) timeout: Option<Duration>,
-    #[cfg(feature = "tls")]
-    pub(crate) tls: Option<crate::tls::ClientTls>,
-}
-
-impl ClientBuilder {
-    /// TCP socket options.
-    #[must_use]
-    pub fn socket_config(mut self, socket: SocketConfig) -> Self {
-        self.config.socket = socket;
-        self
-    }
-
-    /// Protocol settings, limits and timeouts.
-    #[must_use]
-    pub fn connection_config(mut self, connection: ConnectionConfig) -> Self {
-        self.config.connection = connection;
-        self
-    }
-
-    /// The timeout of every call that sets no deadline of its own ([`CallOptions::timeout`] or
-    /// [`CallOptions::deadline`] override it). Without it, such calls wait as long as the
-    /// connection lives, like tonic's default.
-    ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// use std::time::Duration;
-    /// use volley::Client;
-    ///
-    /// let client = Client::builder().timeout(Duration::from_secs(2)).connect("127.0.0.1:7000").await?;
-    /// # Ok(()) }
-    /// ```
-    #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// Pings the server after `interval` without traffic; the connection fails with
-    /// UNAVAILABLE when no pong arrives within `timeout`.
-    #[must_use]
-    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
-        self.config.connection.keepalive_interval = Some(interval);
-        self.config.connection.keepalive_timeout = timeout;
-        self
-    }
-
-    /// Largest frame this client accepts (responses); see `docs/PROTOCOL.md`.
-    #[must_use]
-    pub fn max_frame_size(mut self, bytes: u32) -> Self {
-        self.config.connection.settings.max_frame_size = bytes;
-        self
-    }
-
-    /// Bytes the write queue may hold before callers wait.
-    #[must_use]
-    pub fn write_queue_cap(mut self, bytes: usize) -> Self {
-        self.config.write_queue_cap = bytes;
-        self
-    }
-
-    /// How long the server may read nothing while this client has bytes for it before the
-    /// connection fails with UNAVAILABLE; see [`crate::driver::DEFAULT_WRITE_STALL_TIMEOUT`].
-    #[must_use]
-    pub fn write_stall_timeout(mut self, timeout: Duration) -> Self {
-        self.config.write_stall_timeout = timeout;
-        self
-    }
-
-    /// Records this client's calls, latencies and connections in `metrics` (feature `metrics`).
-    /// Calls to methods registered with
-    /// [`Metrics::register_client_method`](crate::metrics::Metrics::register_client_method) get
-    /// their own series; the others count under `other`.
-    ///
-    /// ```no_run
-    /// use volley::metrics::Metrics;
-    /// use volley::{CallOptions, Client};
-    ///
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// let metrics = Metrics::new();
-    /// let say = metrics.register_client_method("/echo.Echo/Say");
-    /// let client = Client::builder().metrics(metrics.clone()).connect("127.0.0.1:7000").await?;
-    /// let reply: String = client.unary(say, &"hi".to_owned(), CallOptions::default()).await?;
-    /// let p99 = metrics.snapshot().method("/echo.Echo/Say").map(|m| m.client.round_trip.quantile(0.99));
-    /// # Ok(()) }
-    /// ```
-    #[cfg(feature = "metrics")]
-    #[must_use]
-    pub fn metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
-        self.config.metrics = Some(metrics);
-        self
-    }
-
-    /// Connects with TLS (feature `tls`; TCP addresses only): verifies the server's certificate
-    /// as `tls` says, and presents a client certificate if it has one.
-    ///
-    /// ```no_run
-    /// # async fn demo(ca_pem: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
-    /// use volley::Client;
-    /// use volley::tls::ClientTls;
-    ///
-    /// let tls = ClientTls::builder().ca_pem(ca_pem)?.server_name("localhost").build()?;
-    /// let client = Client::builder().tls(tls).connect("127.0.0.1:7443").await?;
-    /// # Ok(()) }
-    /// ```
-    #[cfg(feature = "tls")]
-    #[must_use]
-    pub fn tls(mut self, tls: crate::tls::ClientTls) -> Self {
-        self.tls = Some(tls);
-        self
-    }
-
-    /// Connects and completes the handshake.
-    pub async fn connect(self, address: impl ToAddress) -> Result<Client, Error> {
-        let address = address.to_address()?;
-        self.config
-            .connection
-            .settings
-            .validate()
-            .map_err(|err| Error::Config(err.to_string()))?;
-        #[cfg(feature = "tls")]
-        let (shared, socket) = connect(&address, &self.config, self.tls.as_ref()).await?;
-        #[cfg(not(feature = "tls"))]
-        let (shared, socket) = connect(&address, &self.config).await?;
-        Ok(Client {
-            info: Arc::new(ClientInfo {
-                address,
-                socket,
-                shared: shared.clone(),
-                timeout: self.timeout,
-            }),
-            shared,
-        })
-    }
-}
-
 /// Cancels the call on the wire if its future is dropped before the outcome arrived.
 struct CallGuard<'a> {
     shared: &'a Shared,
@@ -235,6 +93,19 @@ impl Drop for CallGuard<'_> {
 }
 
 impl Client {
+    /// The client of a connection just opened to `address`.
+    pub(super) fn over(shared: Arc<Shared>, address: Address, socket: AppliedSocketOptions, timeout: Option<Duration>) -> Self {
+        Self {
+            info: Arc::new(ClientInfo {
+                address,
+                socket,
+                shared: shared.clone(),
+                timeout,
+            }),
+            shared,
+        }
+    }
+
     /// A builder for a client with non-default options.
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()

@@ -26,13 +26,13 @@ impl Histogram {
 /// read).
 pub fn record_client_call(metrics: &Metrics, method: MethodId, started: Instant) {
     let slot = metrics.client_call_started(method);
-    metrics.client_call_finished(slot, Code::Ok, started.elapsed());
+    metrics.client_call_finished(slot, Code::Ok, u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
 }
 
 /// What a server call records: start with the queueing time (no clock read) and finish with
 /// the handling time (a monotonic-clock read).
 pub fn record_server_call(metrics: &Metrics, method: &str, sent_at_ns: u64, received_at: Instant) {
     let slot = metrics.inner.methods.find(MethodId::from_name(method));
-    metrics.server_call_started(slot, sent_at_ns, received_at);
-    metrics.server_call_finished(slot, Code::Ok, received_at.elapsed());
+    let started = metrics.server_call_started(slot, sent_at_ns, received_at);
+    metrics.server_call_finished(slot, Code::Ok, started);
 }

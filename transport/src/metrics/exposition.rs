@@ -111,7 +111,7 @@ fn encode_snapshot(snapshot: &MetricsSnapshot, encoder: &mut DescriptorEncoder) 
     histogram_family(
         encoder,
         "volley_server_handling",
-        "Server time per call, from reading the request frame to queueing the final frame",
+        "Server time per call, from reading the request frame to queueing the final frame; an answer given while the reader dispatches the calls of its read (an inline handler's) ends when that dispatch ends, just before the read's answers are written together",
         server_histograms(|m| &m.server.handling),
     )?;
     histogram_family(
@@ -301,8 +301,6 @@ fn counter(encoder: &mut MetricEncoder, value: u64) -> fmt::Result {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::metrics::histogram::bucket_index;
 
@@ -319,8 +317,8 @@ mod tests {
         let metrics = Metrics::new();
         let slot = metrics.register_server_method("/a.B/C");
         for us in [1, 2, 3, 50, 50, 2_000, 40_000_000] {
-            metrics.server_call_started(slot, 0, std::time::Instant::now());
-            metrics.server_call_finished(slot, Code::Ok, Duration::from_micros(us));
+            let started = metrics.server_call_started(slot, 0, std::time::Instant::now());
+            metrics.server_call_finished(slot, Code::Ok, started.minus_ns(us * 1_000));
         }
         let mut text = String::new();
         metrics.encode(&mut text).expect("encode");

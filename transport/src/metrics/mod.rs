@@ -41,12 +41,14 @@ mod exposition;
 mod histogram;
 mod http;
 mod local;
+mod pass;
 mod registry;
 pub(crate) mod shards;
 mod snapshot;
+mod stamp;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub use balancers::BalancedChannelSnapshot;
 pub(crate) use balancers::EndpointSource;
@@ -60,9 +62,11 @@ pub use prometheus_client;
 pub use registry::MAX_METHODS;
 pub(crate) use registry::{MethodSlot, Side};
 pub use snapshot::{CallCounts, ClientCalls, MethodSnapshot, MetricsSnapshot, ServerCalls};
+pub(crate) use stamp::Stamp;
 
 use self::connections::Connections;
 use self::local::{Shard, with_shard};
+use self::pass::{Answer, with_waiting};
 use self::registry::MethodTable;
 use self::shards::ShardPool;
 use crate::protocol::Role;
@@ -116,6 +120,8 @@ impl Metrics {
     /// this one: a joined thread, an awaited call); calls ending meanwhile may show in part.
     pub fn snapshot(&self) -> MetricsSnapshot {
         crate::clock::wall_clock().resync();
+        // Answers this thread gave in a reader pass it is still dispatching (`pass.rs`).
+        self.record_waiting_answers(Stamp::now);
         let shards = self.inner.shards.shards();
         let methods = self
             .inner
@@ -210,28 +216,30 @@ impl Metrics {
         slot
     }
 
-    /// Hot path: a client call finished after `elapsed`.
+    /// Hot path: a client call finished `elapsed_ns` after it started.
     #[inline]
-    pub(crate) fn client_call_finished(&self, slot: MethodSlot, code: Code, elapsed: Duration) {
+    pub(crate) fn client_call_finished(&self, slot: MethodSlot, code: Code, elapsed_ns: u64) {
         let recorded = with_shard(&self.inner, |shard| {
             let own = shard.client(slot);
             own.calls.finish(code);
-            own.round_trip.record(elapsed);
+            own.round_trip.record_ns(elapsed_ns);
         });
         if !recorded {
             let method = self.inner.methods.get(slot);
             method.client.calls.finish(code);
-            method.round_trip.record(elapsed);
+            method.round_trip.record_ns(elapsed_ns);
         }
     }
 
     /// Hot path: a server call was dispatched; records its queueing time, from `sent_at_ns` (the
     /// client's wall clock, ns since the Unix epoch; 0 means none) to `received_at` (when its
-    /// request frame was read).
+    /// request frame was read). Returns `received_at` as a stamp, the start of its handling
+    /// time: converted once per reader pass, which every call of the pass shares.
     #[inline]
-    pub(crate) fn server_call_started(&self, slot: MethodSlot, sent_at_ns: u64, received_at: Instant) {
+    pub(crate) fn server_call_started(&self, slot: MethodSlot, sent_at_ns: u64, received_at: Instant) -> Stamp {
+        let received = Stamp::of_pass(received_at);
         // A client clock ahead of ours reads as no queueing at all.
-        let queued_ns = (sent_at_ns != 0).then(|| received_unix_ns(received_at).saturating_sub(sent_at_ns));
+        let queued_ns = (sent_at_ns != 0).then(|| received.unix_ns().saturating_sub(sent_at_ns));
         let recorded = with_shard(&self.inner, |shard| {
             let own = shard.server(slot);
             own.calls.start();
@@ -246,44 +254,59 @@ impl Metrics {
                 method.queueing.record_ns(ns);
             }
         }
+        received
     }
 
-    /// Hot path: a server call finished `elapsed` after its request frame was read.
+    /// Hot path: a server call that started at `started` (its request's read) was answered now.
+    /// While this thread dispatches a reader pass's calls ([`Metrics::begin_pass_answers`]) the
+    /// answer waits for the clock read that ends the dispatch, when the pass's answers leave
+    /// together; elsewhere it reads the clock.
     #[inline]
-    pub(crate) fn server_call_finished(&self, slot: MethodSlot, code: Code, elapsed: Duration) {
+    pub(crate) fn server_call_finished(&self, slot: MethodSlot, code: Code, started: Stamp) {
+        let key = self.key();
+        let waits = with_waiting(|waiting| {
+            if !waiting.is_for(key) {
+                return false;
+            }
+            let answer = Answer { slot, code, started };
+            if !waiting.push(answer) {
+                // Full: the 64 waiting share a clock read now, and this one starts the next lot.
+                self.record_waiting(waiting, Stamp::now());
+                waiting.push(answer);
+            }
+            true
+        });
+        if waits != Some(true) {
+            self.record_server_finished(slot, code, Stamp::now().ns_since(started));
+        }
+    }
+
+    /// A server call finished after `elapsed_ns` of handling.
+    #[inline]
+    fn record_server_finished(&self, slot: MethodSlot, code: Code, elapsed_ns: u64) {
         let recorded = with_shard(&self.inner, |shard| {
             let own = shard.server(slot);
             own.calls.finish(code);
-            own.handling.record(elapsed);
+            own.handling.record_ns(elapsed_ns);
         });
         if !recorded {
             let method = self.inner.methods.get(slot);
             method.server.calls.finish(code);
-            method.handling.record(elapsed);
+            method.handling.record_ns(elapsed_ns);
         }
     }
-}
 
-/// `received_at` on the wall clock (ns since the Unix epoch). The calls a reader's pass
-/// dispatches share that pass's one clock read, so the last conversion is kept per thread and
-/// reused while the instant is the same: one conversion per pass, not per call.
-#[inline]
-fn received_unix_ns(received_at: Instant) -> u64 {
-    thread_local! {
-        static LAST: std::cell::Cell<Option<(Instant, u64)>> = const { std::cell::Cell::new(None) };
+    /// This `Metrics`' identity on the hot path: its state's address (never 0).
+    #[inline]
+    fn key(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
     }
-    LAST.with(|last| match last.get() {
-        Some((at, ns)) if at == received_at => ns,
-        _ => {
-            let ns = crate::clock::wall_clock().unix_ns(received_at);
-            last.set(Some((received_at, ns)));
-            ns
-        }
-    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -291,9 +314,9 @@ mod tests {
         let metrics = Metrics::new();
         let said = metrics.register_client_method("/echo.Echo/Say");
         let slot = metrics.client_call_started(MethodId::from_name("/echo.Echo/Shout"));
-        metrics.client_call_finished(slot, Code::NotFound, Duration::from_micros(30));
+        metrics.client_call_finished(slot, Code::NotFound, 30_000);
         let slot = metrics.client_call_started(said);
-        metrics.client_call_finished(slot, Code::Ok, Duration::from_micros(20));
+        metrics.client_call_finished(slot, Code::Ok, 20_000);
         let snapshot = metrics.snapshot();
         let other = snapshot.method("other").expect("other");
         assert_eq!(other.client.calls.started, 1);
@@ -319,9 +342,9 @@ mod tests {
                     std::thread::spawn(move || {
                         for _ in 0..CALLS {
                             let slot = metrics.client_call_started(say);
-                            metrics.client_call_finished(slot, Code::Ok, Duration::from_micros(20));
+                            metrics.client_call_finished(slot, Code::Ok, 20_000);
                             metrics.server_call_started(server_slot, 0, Instant::now());
-                            metrics.server_call_finished(server_slot, Code::Internal, Duration::from_micros(10));
+                            metrics.server_call_finished(server_slot, Code::Internal, Stamp::now().minus_ns(10_000));
                         }
                     })
                 })
@@ -355,7 +378,7 @@ mod tests {
         impl Drop for RecordOnExit {
             fn drop(&mut self) {
                 let slot = self.0.client_call_started(self.1);
-                self.0.client_call_finished(slot, Code::Cancelled, Duration::from_micros(5));
+                self.0.client_call_finished(slot, Code::Cancelled, 5_000);
             }
         }
         thread_local! {
@@ -368,7 +391,7 @@ mod tests {
             // Registered before the shard's storage, so torn down after it.
             ON_EXIT.with(|slot| *slot.borrow_mut() = Some(RecordOnExit(recorder.clone(), say)));
             let slot = recorder.client_call_started(say);
-            recorder.client_call_finished(slot, Code::Ok, Duration::from_micros(5));
+            recorder.client_call_finished(slot, Code::Ok, 5_000);
         })
         .join()
         .expect("recorder");
@@ -392,5 +415,90 @@ mod tests {
         assert_eq!(method.server.queueing.count(), 1, "no timestamp, no value");
         assert_eq!(method.server.queueing.sum(), Duration::ZERO, "a clock ahead of ours reads as zero");
         assert_eq!(method.server.calls.in_flight(), 2);
+    }
+
+    #[test]
+    fn answers_given_in_a_pass_are_recorded_at_its_end_with_one_end_for_all() {
+        let metrics = Metrics::new();
+        let slot = metrics.register_server_method("/a.B/C");
+        let received = Instant::now();
+        assert!(metrics.begin_pass_answers());
+        assert!(!metrics.begin_pass_answers(), "a pass already dispatching keeps its end");
+        // More than a list holds: the 65th answer records the first 64.
+        const ANSWERS: u64 = 100;
+        for _ in 0..ANSWERS {
+            let started = metrics.server_call_started(slot, 0, received);
+            metrics.server_call_finished(slot, Code::Ok, started);
+        }
+        let other = metrics.clone();
+        let elsewhere = std::thread::spawn(move || other.snapshot()).join().expect("scraper");
+        let seen = elsewhere.method("/a.B/C").expect("registered").server.calls.finished_with(Code::Ok);
+        assert_eq!(seen, 64, "another thread sees the answers recorded so far, not those waiting");
+        let here = metrics.snapshot();
+        let method = here.method("/a.B/C").expect("registered");
+        assert_eq!(
+            method.server.calls.finished_with(Code::Ok),
+            ANSWERS,
+            "this thread's snapshot records what waits"
+        );
+        assert_eq!(method.server.handling.count(), ANSWERS);
+        metrics.end_pass_answers(false);
+        // After the pass an answer records at once.
+        let started = metrics.server_call_started(slot, 0, received);
+        metrics.server_call_finished(slot, Code::Internal, started);
+        let other = metrics.clone();
+        let elsewhere = std::thread::spawn(move || other.snapshot()).join().expect("scraper");
+        let method = elsewhere.method("/a.B/C").expect("registered");
+        assert_eq!(method.server.calls.finished_with(Code::Ok), ANSWERS);
+        assert_eq!(method.server.calls.finished_with(Code::Internal), 1);
+        assert_eq!(method.server.handling.count(), ANSWERS + 1);
+        assert_eq!(method.server.calls.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_pass_ended_by_a_panic_records_its_answers_without_reading_the_clock() {
+        let metrics = Metrics::new();
+        let slot = metrics.register_server_method("/a.B/C");
+        let first = Instant::now();
+        let second = first + Duration::from_micros(40);
+        assert!(metrics.begin_pass_answers());
+        for received in [first, second] {
+            let started = metrics.server_call_started(slot, 0, received);
+            metrics.server_call_finished(slot, Code::Ok, started);
+        }
+        metrics.end_pass_answers(true);
+        let snapshot = metrics.snapshot();
+        let method = snapshot.method("/a.B/C").expect("registered");
+        assert_eq!(method.server.handling.count(), 2);
+        assert_eq!(
+            method.server.handling.sum(),
+            Duration::from_micros(40),
+            "both end at the latest start"
+        );
+        assert!(metrics.begin_pass_answers(), "the pass's end was released");
+        metrics.end_pass_answers(false);
+    }
+
+    #[test]
+    fn a_pass_holds_only_the_answers_of_its_own_metrics() {
+        let metrics = Metrics::new();
+        let other = Metrics::new();
+        let slot = metrics.register_server_method("/a.B/C");
+        let other_slot = other.register_server_method("/a.B/C");
+        assert!(metrics.begin_pass_answers());
+        assert!(!other.begin_pass_answers(), "one pass at a time per thread");
+        let started = other.server_call_started(other_slot, 0, Instant::now());
+        other.server_call_finished(other_slot, Code::Ok, started);
+        let seen = std::thread::spawn(move || other.snapshot()).join().expect("scraper");
+        assert_eq!(
+            seen.method("/a.B/C").expect("registered").server.handling.count(),
+            1,
+            "recorded at once"
+        );
+        let started = metrics.server_call_started(slot, 0, Instant::now());
+        metrics.server_call_finished(slot, Code::Ok, started);
+        metrics.end_pass_answers(false);
+        let snapshot = metrics.snapshot();
+        assert_eq!(snapshot.method("/a.B/C").expect("registered").server.handling.count(), 1);
     }
 }

@@ -85,7 +85,9 @@ pub(crate) struct MethodMetrics {
     pub(crate) name: String,
     pub(crate) server: SideCalls,
     pub(crate) client: SideCalls,
-    /// Server: from reading the request frame to queueing the call's final frame.
+    /// Server: from reading the request frame to queueing the call's final frame; for an answer
+    /// given while the reader dispatches its read's calls, to the end of that dispatch
+    /// (`pass.rs`).
     pub(crate) handling: Histogram,
     /// Server: from the client's send timestamp to reading the request frame.
     pub(crate) queueing: Histogram,

@@ -79,6 +79,12 @@ impl FrameBatch {
         self.frames == 0 && self.len() == 0
     }
 
+    /// The batch's bytes when they are one inline run (no chunk spliced in): what a lone call's
+    /// frames are, written with one iovec.
+    pub(crate) fn as_contiguous(&self) -> Option<&[u8]> {
+        self.chunks.is_empty().then_some(&self.buf[..])
+    }
+
     /// Empties the batch, keeping its memory.
     pub(crate) fn clear(&mut self) {
         self.buf.clear();

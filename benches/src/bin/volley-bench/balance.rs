@@ -24,6 +24,7 @@ use volley::net::Address;
 use volley::{Channel, Request, Server, Status};
 use volley_benches::{ECHO, Payload, ServerThread};
 
+use crate::callers::{Callers, Method};
 use crate::report::Figures;
 use crate::scenarios::{self, Kind, Window};
 use crate::systems::{Conn, Runtime};
@@ -118,10 +119,8 @@ async fn run_once(servers: &[Address], scenario: &scenarios::Scenario, system: C
         return Figures::of(&scenarios::collect(tasks, duration).await, scenario);
     }
     let conn = connect(servers, system).await;
-    let tasks: Vec<_> = (0..in_flight)
-        .map(|_| tokio::spawn(scenarios::unary_worker(conn.clone(), data.clone(), window)))
-        .collect();
-    let sample = scenarios::collect(tasks, duration).await;
+    let callers = Callers::spawn((0..in_flight).map(|_| conn.clone()), &data, Method::Echo, window);
+    let sample = callers.collect(duration).await;
     Figures::of(&sample, scenario)
 }
 

@@ -34,6 +34,7 @@
 mod ab;
 mod balance;
 mod busy_poll;
+mod callers;
 mod framed;
 mod lanes;
 #[cfg(feature = "quic")]

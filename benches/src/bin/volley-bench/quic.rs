@@ -24,6 +24,7 @@ use volley::tls::{ClientTls, ServerTls};
 use volley::{CallOptions, Client, Request, Server, Status};
 use volley_benches::{ECHO, ECHO_ID, FEED, Payload, ServerThread, payload};
 
+use crate::callers::{Callers, Method};
 use crate::lossy_tcp::LossyTcpProxy;
 use crate::report::Figures;
 use crate::scenarios::{self, Kind, Window};
@@ -254,17 +255,18 @@ async fn fixed_calls(servers: &QuicServers, system: QuicSystem, count: u64) -> u
 /// Runs `scenario` (unary or stream) on `conn` and returns its figures.
 async fn measure(conn: Conn, scenario: &scenarios::Scenario, warmup: Duration, duration: Duration) -> Figures {
     let window = Window::starting_now(warmup, duration);
-    let tasks: Vec<_> = match scenario.kind {
+    let sample = match scenario.kind {
         Kind::Unary { size, in_flight, .. } => {
             let data = Bytes::from(vec![0x5a; size]);
-            (0..in_flight)
-                .map(|_| tokio::spawn(scenarios::unary_worker(conn.clone(), data.clone(), window)))
-                .collect()
+            let callers = Callers::spawn((0..in_flight).map(|_| conn.clone()), &data, Method::Echo, window);
+            callers.collect(duration).await
         }
-        Kind::Stream { size } => vec![tokio::spawn(scenarios::stream_worker(conn.clone(), size, window))],
+        Kind::Stream { size } => {
+            let task = tokio::spawn(scenarios::stream_worker(conn.clone(), size, window));
+            scenarios::collect(vec![task], duration).await
+        }
         _ => unreachable!("checked: unary and stream scenarios only"),
     };
-    let sample = scenarios::collect(tasks, duration).await;
     Figures::of(&sample, scenario)
 }
 

@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 use volley::ServerHandle;
 use volley_benches::raw;
 
+use crate::callers::{Callers, Method};
 use crate::oneway;
 use crate::open_loop::{CallTasks, OpenLoop};
 use crate::pacer::Pacing;
@@ -449,12 +450,13 @@ pub(crate) async fn run(
             let window = Window::starting_now(warmup, duration);
             let cpu = cpu_in(window);
             let rss_after = scenario.memory.then(|| rss_at(window.end));
-            let tasks: Vec<_> = clients
-                .iter()
-                .flat_map(|conn| (0..in_flight).map(move |_| conn.clone()))
-                .map(|conn| tokio::spawn(unary_worker(conn, data.clone(), window)))
-                .collect();
-            let mut sample = collect(tasks, duration).await;
+            let callers = Callers::spawn(
+                clients.iter().flat_map(|conn| (0..in_flight).map(move |_| conn.clone())),
+                &data,
+                Method::Echo,
+                window,
+            );
+            let mut sample = callers.collect(duration).await;
             sample.cpu_seconds = cpu_of(cpu).await;
             sample.writes = writes_since(before, &clients, server);
             sample.rss_kib = rss_pair(rss_before, rss_after).await;
@@ -497,10 +499,8 @@ pub(crate) async fn run(
             let data = Bytes::from(vec![0x5a; size]);
             let window = Window::starting_now(warmup, duration);
             let cpu = cpu_in(window);
-            let tasks: Vec<_> = (0..in_flight)
-                .map(|_| tokio::spawn(sink_worker(clients[0].clone(), data.clone(), window)))
-                .collect();
-            let mut sample = collect(tasks, duration).await;
+            let callers = Callers::spawn((0..in_flight).map(|_| clients[0].clone()), &data, Method::Sink, window);
+            let mut sample = callers.collect(duration).await;
             sample.cpu_seconds = cpu_of(cpu).await;
             sample.writes = writes_since(before, &clients, server);
             sample
@@ -536,6 +536,11 @@ pub(crate) async fn collect(tasks: Vec<tokio::task::JoinHandle<(u64, Histogram<u
         calls += n;
         hist.add(h).expect("merge histograms");
     }
+    sample(calls, hist, duration)
+}
+
+/// A sample of `calls` in `duration` with latencies `hist`, nothing else measured yet.
+pub(crate) fn sample(calls: u64, hist: Histogram<u64>, duration: Duration) -> Sample {
     Sample {
         calls,
         elapsed: duration,
@@ -583,38 +588,6 @@ async fn exchange_large(stream: &mut TcpStream, message: &[u8], scratch: &mut Ve
     let (written, read) = tokio::join!(writer.write_all(message), reader.read_exact(scratch));
     written.expect("write");
     read.expect("read");
-}
-
-/// A closed loop: makes `call` one at a time until the window ends, recording each call that
-/// started inside the measured part of the window.
-async fn closed_loop<F, Fut>(window: Window, mut call: F) -> (u64, Histogram<u64>)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut hist = histogram();
-    let mut calls = 0;
-    loop {
-        let started = Instant::now();
-        if started >= window.end {
-            break;
-        }
-        call().await;
-        if started >= window.measure_from {
-            hist.record(nanos(started.elapsed())).expect("record");
-            calls += 1;
-        }
-    }
-    (calls, hist)
-}
-
-pub(crate) async fn unary_worker(conn: Conn, data: Bytes, window: Window) -> (u64, Histogram<u64>) {
-    closed_loop(window, || conn.echo(&data)).await
-}
-
-/// One-way calls: sends `data` to the sink method, one call at a time.
-async fn sink_worker(conn: Conn, data: Bytes, window: Window) -> (u64, Histogram<u64>) {
-    closed_loop(window, || conn.sink(&data)).await
 }
 
 /// Streams one call at a time; records each whole stream's time, counts messages.

@@ -18,6 +18,7 @@ use volley::tls::{ClientTls, ServerTls};
 use volley::{Client, Request, Server, Status};
 use volley_benches::{ECHO, Payload, ServerThread};
 
+use crate::callers::{Callers, Method};
 use crate::report::Figures;
 use crate::scenarios::{self, Kind, Window};
 use crate::systems::{Conn, Runtime, pb};
@@ -184,10 +185,8 @@ async fn run_once(servers: &TlsServers, scenario: &scenarios::Scenario, system: 
     };
     let data = Bytes::from(vec![0x5a; size]);
     let window = Window::starting_now(warmup, duration);
-    let tasks: Vec<_> = (0..in_flight)
-        .map(|_| tokio::spawn(scenarios::unary_worker(conn.clone(), data.clone(), window)))
-        .collect();
-    let sample = scenarios::collect(tasks, duration).await;
+    let callers = Callers::spawn((0..in_flight).map(|_| conn.clone()), &data, Method::Echo, window);
+    let sample = callers.collect(duration).await;
     let (records_per_call, writes_per_call) = match (&conn, before) {
         (Conn::Volley(client), Some(before)) if system == TlsSystem::VolleyTls => {
             let after = client.stats();
