@@ -1,13 +1,19 @@
-//! Closed-loop callers: each makes one call at a time until the run's window ends, with its own
-//! copy of the payload, and records its latencies into one histogram per thread, not one per
-//! caller.
+//! Closed-loop callers: each makes one call at a time until the run's window ends, and records
+//! its latencies into one histogram per thread, not one per caller. An echo caller has its own
+//! copy of the payload; the one-way (sink) callers share one.
 //!
-//! Both choices keep the harness's own cost out of what a row measures. A payload shared by
-//! every caller is one reference count that all of them add to and drop from on each call: on a
-//! multi-thread runtime its cache line moves between the CPUs every call (6 % of the CPU samples
-//! of `unary_64B_16x32_mt` were `bytes`'s shared clone and drop of it). A histogram per caller
-//! (512 in that row, each 128 KiB once it covers milliseconds) spreads the records over 64 MiB,
-//! and a record was then a cache miss (7 % of the samples, `hdrhistogram`'s `record_n_inner`).
+//! Both choices keep the harness's own cost out of what a row measures, and give each row's
+//! callers the payloads its raw floor has:
+//! - A small payload shared by every caller is one reference count that all of them add to and
+//!   drop from on each call. On a multi-thread runtime its cache line moves between the CPUs
+//!   every call: 6 % of the CPU samples of `unary_64B_16x32_mt` were `bytes`'s shared clone and
+//!   drop of it. Each raw echo worker has a message of its own, so each echo caller gets one too.
+//! - The raw one-way floor writes one 1 MiB buffer over and over. Four callers with a 1 MiB copy
+//!   each would write 4 MiB, twice the VM's L2 cache, so the sink callers share one payload:
+//!   4 callers on one CPU, no cache line moving.
+//! - A histogram per caller (512 in the multi-thread row, each 128 KiB once it covers
+//!   milliseconds) spreads the records over 64 MiB, so each record was a cache miss: 7 % of the
+//!   samples, in `hdrhistogram`'s `record_n_inner`.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -76,13 +82,17 @@ pub(crate) struct Callers {
 
 impl Callers {
     /// Spawns one caller per item of `conns` (a connection appears once per call it carries at a
-    /// time), each calling `method` with its own copy of `data` until `window` ends.
+    /// time), each calling `method` with `data` until `window` ends: echo callers with a copy of
+    /// their own, sink callers with `data` itself (see the module's notes).
     pub(crate) fn spawn(conns: impl IntoIterator<Item = Conn>, data: &Bytes, method: Method, window: Window) -> Self {
         let latencies = Arc::new(Latencies::new());
         let tasks = conns
             .into_iter()
             .map(|conn| {
-                let data = Bytes::copy_from_slice(data);
+                let data = match method {
+                    Method::Echo => Bytes::copy_from_slice(data),
+                    Method::Sink => data.clone(),
+                };
                 tokio::spawn(closed_loop(conn, data, method, window, latencies.clone()))
             })
             .collect();
