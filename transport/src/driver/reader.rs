@@ -66,17 +66,12 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
         }
         buffers.make_room(scratch.incomplete_frame_len);
         let buf = buffers.current();
-        // Closed locally while the socket kept us busy: the flag is set before the shutdown
-        // notification, and reading it costs less than polling the notification first in the
-        // select below on every pass (which takes the notification's lock).
-        if shared.stats.is_closed() {
-            return closed_status(shared, "the connection was closed locally");
-        }
         let read = tokio::select! {
             biased;
-            ready = stream.readable() => ready.and_then(|()| stream.try_read_buf(buf)),
+            () = &mut shutdown => return closed_status(shared, "the connection was closed locally"),
             // Room opened under the cap: dispatch the calls held back (at the loop's top).
             () = shared.wait_for_queue_room(holding.unwrap_or(Lane::Normal)), if holding.is_some() => continue,
+            ready = stream.readable() => ready.and_then(|()| stream.try_read_buf(buf)),
             () = &mut timer, if deadline.is_some() => {
                 // Fired: arm it again on the next pass, even for the same instant.
                 armed = None;
@@ -98,8 +93,6 @@ async fn read_loop(shared: &Arc<Shared>, stream: &Stream, buffers: &mut ReadBuff
                 shared.close_if_drained();
                 continue;
             }
-            // Polled only when nothing else is ready: the check above covers a busy socket.
-            () = &mut shutdown => return closed_status(shared, "the connection was closed locally"),
         };
         match read {
             Ok(0) => return eof_status(shared, buf.is_empty()),
